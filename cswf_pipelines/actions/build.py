@@ -1,0 +1,116 @@
+"""Turn the participants that reach an action step into rows of the actions outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+
+from cswf_pipelines.actions.render import render
+from cswf_pipelines.engine.frames import ACTION_SCHEMA, conform
+from cswf_pipelines.specs.loader import LoadedWorkflow, action_key
+from cswf_pipelines.specs.workflow import ActionStep, EmailAction, Owner, TaskAction
+
+PARTICIPANT = "participant_id"
+
+
+def owner_expr(owner: Owner) -> pl.Expr:
+    if owner.field is not None:
+        return pl.col(owner.field).cast(pl.String)
+    if owner.group is not None:
+        return pl.lit(f"group:{owner.group}")
+    return pl.lit(owner.user)
+
+
+def build_step_actions(
+    ready: pl.DataFrame,
+    facts: pl.DataFrame,
+    workflow: LoadedWorkflow,
+    step_index: int,
+    step: ActionStep,
+    as_of: datetime,
+    default_category: str,
+) -> pl.DataFrame:
+    """One row per (participant, action); ids are enrollment id + step + action, so stable."""
+    spec = workflow.spec
+    base = ready.select("enrollment_id", PARTICIPANT, "version").join(
+        facts, on=PARTICIPANT, how="left"
+    )
+    constants = {"workflow": spec.name, "as_of": as_of, "step": step.name}
+    frames = []
+    for index, action in enumerate(step.actions):
+        key = action_key(step_index, index)
+
+        def text(part: str, *, autoescape: bool = False, key: str = key) -> pl.DataFrame:
+            return render(base, workflow.templates[f"{key}.{part}"], constants,
+                          autoescape=autoescape)
+
+        category = action.category or spec.category or default_category
+        columns: dict[str, pl.Expr | pl.Series] = {}
+        errors: list[pl.Series] = []
+        if isinstance(action, TaskAction):
+            title, description = text("title"), text("description")
+            columns = {
+                "assignee": owner_expr(action.assignee or spec.owner),
+                "due_at": pl.lit(as_of) + pl.duration(days=action.due_days),
+                "subject": title["rendered"],
+                "body": description["rendered"],
+                "payload": pl.struct(
+                    title=title["rendered"],
+                    description=description["rendered"],
+                    priority=pl.lit(action.priority),
+                    subtasks=pl.lit(action.subtasks, dtype=pl.List(pl.String)),
+                    due_days=pl.lit(action.due_days),
+                ).struct.json_encode(),
+            }
+            errors = [title["error"], description["error"]]
+        elif isinstance(action, EmailAction):
+            html = (action.template or "").endswith((".html", ".html.j2"))
+            subject, body = text("subject"), text("body", autoescape=html)
+            columns = {
+                "assignee": owner_expr(spec.owner),
+                "recipient": pl.col(action.to).cast(pl.String),
+                "subject": subject["rendered"],
+                "body": body["rendered"],
+                "payload": pl.struct(
+                    to=pl.col(action.to).cast(pl.String),
+                    subject=subject["rendered"],
+                    template=pl.lit(action.template),
+                    html=pl.lit(html),
+                ).struct.json_encode(),
+            }
+            errors = [subject["error"], body["error"]]
+        else:
+            if isinstance(action.value, str):
+                value = text("value")
+                rendered: pl.Expr | pl.Series = value["rendered"]
+                errors = [value["error"]]
+            else:
+                rendered = pl.lit(None if action.value is None else str(action.value),
+                                  dtype=pl.String)
+            columns = {
+                "assignee": owner_expr(spec.owner),
+                "subject": pl.lit(f"set {action.field}"),
+                "body": rendered,
+                "payload": pl.struct(field=pl.lit(action.field), value=rendered)
+                .struct.json_encode(),
+            }
+        error = pl.coalesce(errors) if errors else pl.lit(None, dtype=pl.String)
+        frame = base.with_columns(
+            (pl.col("enrollment_id") + f"/{key}").alias("action_id"),
+            pl.lit(as_of).alias("tick"),
+            pl.lit(spec.name).alias("workflow"),
+            pl.lit(step_index).alias("step"),
+            pl.lit(step.name).alias("step_name"),
+            pl.lit(index).alias("action_index"),
+            pl.lit(action.type).alias("action_type"),
+            pl.lit(category).alias("category"),
+            **columns,
+        ).with_columns(
+            error.alias("error"),
+        ).with_columns(
+            pl.when(pl.col("error").is_null()).then(pl.lit("pending"))
+            .otherwise(pl.lit("render_failed")).alias("status"),
+        )
+        frames.append(conform(frame, ACTION_SCHEMA))
+    return pl.concat(frames)

@@ -1,0 +1,61 @@
+"""Evaluate the entry, exit and objective conditions of every workflow in one lazy select."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from cswf_pipelines.engine.compile import AS_OF, compile_condition, prev
+from cswf_pipelines.specs.conditions import Condition, previous_tick_fields
+from cswf_pipelines.specs.loader import LoadedWorkflow
+
+PARTICIPANT = "participant_id"
+KINDS = ("entry", "exit", "objective")
+
+
+def verdict_column(kind: str, workflow: str) -> str:
+    return f"{kind}:{workflow}"
+
+
+def conditions_of(workflow: LoadedWorkflow) -> dict[str, Condition | None]:
+    spec = workflow.spec
+    return {
+        "entry": spec.entry,
+        "exit": spec.exit,
+        "objective": spec.objective.condition if spec.objective else None,
+    }
+
+
+def with_previous(facts: pl.DataFrame, prev_facts: pl.DataFrame | None,
+                  fields: set[str]) -> pl.LazyFrame:
+    """Facts with `<field>__prev` columns for the fields that transitions read."""
+    frame = facts.lazy()
+    if not fields:
+        return frame
+    wanted = sorted(fields)
+    if prev_facts is None or prev_facts.is_empty():
+        return frame.with_columns(
+            pl.lit(None, dtype=facts.schema[f]).alias(prev(f)) for f in wanted
+        )
+    before = prev_facts.lazy().select(PARTICIPANT, *(pl.col(f).alias(prev(f)) for f in wanted))
+    return frame.join(before, on=PARTICIPANT, how="left")
+
+
+def evaluate(
+    facts: pl.DataFrame, prev_facts: pl.DataFrame | None, workflows: Sequence[LoadedWorkflow]
+) -> pl.DataFrame:
+    """participant_id plus one boolean column per (kind, workflow); absent conditions are false."""
+    schema = dict(facts.schema)
+    exprs: list[pl.Expr] = []
+    transition_fields: set[str] = set()
+    for workflow in workflows:
+        for kind, tree in conditions_of(workflow).items():
+            name = verdict_column(kind, workflow.name)
+            if tree is None:
+                exprs.append(pl.lit(False).alias(name))
+                continue
+            transition_fields |= previous_tick_fields(tree)
+            exprs.append(compile_condition(tree, schema).alias(name))
+    frame = with_previous(facts, prev_facts, transition_fields)
+    return frame.select(PARTICIPANT, AS_OF, *exprs).collect()

@@ -1,0 +1,77 @@
+"""The shapes of the engine's three outputs: enrollment state, actions, transitions.
+
+The storage layer creates its DuckDB tables from these schemas, so they are the one definition.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+TS = pl.Datetime("us")
+
+# One row per (workflow, participant): the latest enrollment of that participant in that workflow.
+# Earlier enrollments are history (kept by the store), not working state.
+ENROLLMENT_SCHEMA: dict[str, pl.DataType] = {
+    "workflow": pl.String(),
+    "participant_id": pl.String(),
+    "enrollment_id": pl.String(),
+    "enrollment_number": pl.Int32(),
+    "version": pl.String(),
+    "status": pl.String(),  # active | completed | exited
+    "entered_at": TS,
+    "step": pl.Int32(),  # index of the current step; = number of steps once the flow ended
+    "step_name": pl.String(),
+    "wait_until": TS,  # when the current step may finish (end of a delay)
+    "objective_met_at": TS,
+    "closed_at": TS,
+    "close_reason": pl.String(),
+    "requalify_armed": pl.Boolean(),  # stopped qualifying since the last exit (re-entry: multiple)
+    "updated_at": TS,  # the tick that last changed this row
+}
+
+ACTION_SCHEMA: dict[str, pl.DataType] = {
+    "action_id": pl.String(),
+    "tick": TS,
+    "workflow": pl.String(),
+    "version": pl.String(),
+    "enrollment_id": pl.String(),
+    "participant_id": pl.String(),
+    "step": pl.Int32(),
+    "step_name": pl.String(),
+    "action_index": pl.Int32(),
+    "action_type": pl.String(),  # task | email | field_update
+    "category": pl.String(),
+    "assignee": pl.String(),
+    "recipient": pl.String(),
+    "due_at": TS,
+    "subject": pl.String(),  # task title or email subject
+    "body": pl.String(),
+    "payload": pl.String(),  # JSON: every setting of the action, rendered
+    "status": pl.String(),  # pending | render_failed (delivery moves it on)
+    "error": pl.String(),
+}
+
+TRANSITION_SCHEMA: dict[str, pl.DataType] = {
+    "tick": TS,
+    "workflow": pl.String(),
+    "version": pl.String(),
+    "participant_id": pl.String(),
+    "enrollment_id": pl.String(),
+    "transition": pl.String(),  # entered | advanced | objective_met | exited | completed
+    "step": pl.Int32(),
+    "step_name": pl.String(),
+    "reason": pl.String(),
+    "evidence": pl.String(),  # JSON of the fact values that decided it
+}
+
+
+def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
+
+
+def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Columns in schema order and types; missing columns are null."""
+    return frame.select(
+        (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype).alias(name)
+        for name, dtype in schema.items()
+    )

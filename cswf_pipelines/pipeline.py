@@ -1,0 +1,130 @@
+"""The stages end to end: ingest → facts (SQL) → tick (Polars core) → store → reports.
+
+Both thin layers call these functions: the `cswf` CLI and the Dagster assets. They load, call the
+pure core, and store; nothing here decides workflow behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import polars as pl
+
+from cswf_pipelines.config import Settings
+from cswf_pipelines.engine.tick import TickResult, run_tick
+from cswf_pipelines.facts.build import build_facts, fact_schema
+from cswf_pipelines.facts.ingest import IngestReport, ingest_landing, snapshot_problems
+from cswf_pipelines.specs.loader import LoadedWorkflow, SpecSet, load_specs
+from cswf_pipelines.store.warehouse import (
+    WriteOutcome,
+    ensure_schema,
+    load_facts,
+    load_facts_range,
+    load_state,
+    record_versions,
+    save_facts,
+    write_tick,
+)
+from cswf_pipelines.ticks import previous_tick, tick_partitions, ticks_between
+
+OnTick = Callable[[WriteOutcome, TickResult], None]
+
+
+class BlockedTick(RuntimeError):
+    """The snapshots failed a blocking check: nothing is evaluated or emitted."""
+
+
+def check_specs(settings: Settings) -> SpecSet:
+    return load_specs(settings.specs_path, fact_schema(settings.sql_path), settings.categories)
+
+
+def load_workflows(settings: Settings) -> list[LoadedWorkflow]:
+    return check_specs(settings).require_valid()
+
+
+def ingest(con: duckdb.DuckDBPyConnection, settings: Settings) -> IngestReport:
+    return ingest_landing(con, settings.landing_path)
+
+
+def require_clean_snapshots(con: duckdb.DuckDBPyConnection) -> None:
+    problems = snapshot_problems(con)
+    if problems:
+        raise BlockedTick("snapshots failed their checks; no tick ran:\n- " + "\n- ".join(problems))
+
+
+def materialize_facts(
+    con: duckdb.DuckDBPyConnection, settings: Settings, ticks: Sequence[datetime]
+) -> pl.DataFrame:
+    """Facts for many ticks in one SQL run, stored by tick."""
+    facts = build_facts(con, list(ticks), settings.sql_path)
+    save_facts(con, facts)
+    return facts
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    ticks: int
+    written: int
+    unchanged: int
+    rewritten: int
+    actions: int
+    transitions: int
+
+
+def run_ticks(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    workflows: Sequence[LoadedWorkflow],
+    ticks: Sequence[datetime],
+    *,
+    facts: pl.DataFrame | None = None,
+    on_tick: OnTick | None = None,
+) -> RunSummary:
+    """Run ticks in order; state and facts flow from one tick to the next in memory.
+
+    `facts` are the facts of these ticks if the caller has them; else they are read from the
+    account_facts table, where the facts stage stored them.
+    """
+    ensure_schema(con)
+    if not ticks:
+        return RunSummary(0, 0, 0, 0, 0, 0)
+    require_clean_snapshots(con)
+    partitions = tick_partitions(settings.tick_cron, settings.tick_start)
+    all_facts = facts if facts is not None else load_facts_range(con, ticks)
+    facts_by_tick = {
+        key[0]: frame for key, frame in all_facts.partition_by("as_of", as_dict=True).items()
+    }
+    before = previous_tick(partitions, ticks[0])
+    prev_facts = load_facts(con, before) if before is not None else None
+    state = load_state(con, ticks[0])
+    empty_facts = all_facts.clear()
+    outcomes: list[WriteOutcome] = []
+    actions = transitions = 0
+    for as_of in ticks:
+        tick_facts = facts_by_tick.get(as_of, empty_facts)
+        result = run_tick(state, tick_facts, prev_facts, None, workflows, as_of,
+                          default_category=settings.default_category)
+        outcome = write_tick(con, result)
+        record_versions(con, list(workflows), as_of)
+        outcomes.append(outcome)
+        actions += result.actions.height
+        transitions += result.transitions.height
+        if on_tick is not None:
+            on_tick(outcome, result)
+        state, prev_facts = result.state, tick_facts
+    statuses = [o.status for o in outcomes]
+    return RunSummary(
+        ticks=len(ticks),
+        written=statuses.count("written"),
+        unchanged=statuses.count("unchanged"),
+        rewritten=statuses.count("rewritten"),
+        actions=actions,
+        transitions=transitions,
+    )
+
+
+def ticks_in(settings: Settings, start: datetime, end: datetime) -> list[datetime]:
+    return ticks_between(tick_partitions(settings.tick_cron, settings.tick_start), start, end)

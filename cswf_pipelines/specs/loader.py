@@ -1,0 +1,356 @@
+"""Load every spec in `workflow_specs/`, check it against the fact fields, and say what is wrong.
+
+Errors are `SpecError`s printed as `file: path.to.field: message`; one bad spec never hides the
+errors of another, and a spec with errors is never run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+import yaml
+from jinja2 import TemplateSyntaxError, meta
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import ValidationError
+
+from cswf_pipelines.specs.conditions import (
+    GROUP_TAGS,
+    LIST_OPS,
+    NUMERIC_ONLY_OPS,
+    ORDERED_OPS,
+    RELATIVE_DATE_OPS,
+    TEXT_OPS,
+    Condition,
+    Leaf,
+    leaves,
+)
+from cswf_pipelines.specs.workflow import ActionStep, EmailAction, TaskAction, Workflow
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+# Names a template may use besides the fact fields.
+TEMPLATE_CONTEXT = ("workflow", "as_of", "step")
+_UNION_TAGS = {*GROUP_TAGS, "action-step", "delay-step", "task", "email", "field_update"}
+
+
+@dataclass(frozen=True)
+class SpecError:
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path or '(top)'}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LoadedWorkflow:
+    """A valid spec, its source file, its templates and its content version."""
+
+    spec: Workflow
+    file: Path
+    version: str
+    templates: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class SpecErrors(Exception):
+    def __init__(self, errors: list[SpecError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+@dataclass
+class SpecSet:
+    workflows: list[LoadedWorkflow]
+    errors: list[SpecError]
+
+    def require_valid(self) -> list[LoadedWorkflow]:
+        if self.errors:
+            raise SpecErrors(self.errors)
+        return self.workflows
+
+
+def load_specs(
+    specs_dir: Path,
+    fact_fields: Mapping[str, pl.DataType] | None = None,
+    categories: Iterable[str] | None = None,
+) -> SpecSet:
+    """Parse every spec file; with `fact_fields`, also check fields, types and templates."""
+    workflows: list[LoadedWorkflow] = []
+    errors: list[SpecError] = []
+    if not specs_dir.is_dir():
+        return SpecSet([], [SpecError(str(specs_dir), "", "the specs folder does not exist")])
+    seen: dict[str, str] = {}
+    for file in sorted(p for p in specs_dir.iterdir() if p.suffix in SPEC_SUFFIXES):
+        label = file.name
+        loaded, file_errors = _load_one(file, label, fact_fields, categories)
+        errors.extend(file_errors)
+        if loaded is None:
+            continue
+        if loaded.name in seen:
+            errors.append(SpecError(label, "name", f"'{loaded.name}' is also defined in "
+                                                   f"{seen[loaded.name]}"))
+            continue
+        seen[loaded.name] = label
+        workflows.append(loaded)
+    return SpecSet(workflows, errors)
+
+
+def parse_spec(
+    text: str,
+    file: Path,
+    fact_fields: Mapping[str, pl.DataType] | None = None,
+    categories: Iterable[str] | None = None,
+) -> LoadedWorkflow:
+    """One spec from its text (templates resolve next to `file`); raises SpecErrors."""
+    loaded, errors = _parse(text, file, file.name, fact_fields, categories)
+    if loaded is None:
+        raise SpecErrors(errors)
+    return loaded
+
+
+def _load_one(
+    file: Path,
+    label: str,
+    fact_fields: Mapping[str, pl.DataType] | None,
+    categories: Iterable[str] | None,
+) -> tuple[LoadedWorkflow | None, list[SpecError]]:
+    return _parse(file.read_text(), file, label, fact_fields, categories)
+
+
+def _parse(
+    text: str,
+    file: Path,
+    label: str,
+    fact_fields: Mapping[str, pl.DataType] | None,
+    categories: Iterable[str] | None,
+) -> tuple[LoadedWorkflow | None, list[SpecError]]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        return None, [SpecError(label, where, f"not valid YAML: {exc}")]
+    if not isinstance(raw, dict):
+        return None, [SpecError(label, "", "a spec is a YAML mapping (name:, owner:, steps:, ...)")]
+    try:
+        spec = Workflow.model_validate(raw)
+    except ValidationError as exc:
+        return None, [SpecError(label, _loc(err["loc"]), _message(err)) for err in exc.errors()]
+
+    errors: list[SpecError] = []
+    if spec.name != file.stem:
+        errors.append(SpecError(label, "name", f"'{spec.name}' must match the file name "
+                                               f"'{file.stem}'"))
+    errors.extend(SpecError(label, p, m) for p, m in _check_categories(spec, categories))
+    templates, template_errors = _read_templates(spec, file.parent)
+    errors.extend(SpecError(label, p, m) for p, m in template_errors)
+    if fact_fields is not None:
+        errors.extend(SpecError(label, p, m) for p, m in check_fields(spec, fact_fields))
+        errors.extend(
+            SpecError(label, p, m) for p, m in _check_template_names(templates, fact_fields)
+        )
+    if errors:
+        return None, errors
+    return LoadedWorkflow(spec, file, spec_version(spec, templates), templates), []
+
+
+def _loc(loc: tuple[object, ...]) -> str:
+    return ".".join(str(part) for part in loc if part not in _UNION_TAGS)
+
+
+def _message(err: Mapping[str, object]) -> str:
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden":
+        return "unknown key (not part of the spec language)"
+    return message
+
+
+def spec_version(spec: Workflow, templates: Mapping[str, str]) -> str:
+    """A content hash: the same spec text and templates give the same version."""
+    canonical = json.dumps(
+        {"spec": spec.model_dump(mode="json", by_alias=True), "templates": dict(templates)},
+        sort_keys=True,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def action_key(step_index: int, action_index: int) -> str:
+    return f"s{step_index}.a{action_index}"
+
+
+def _check_categories(spec: Workflow, categories: Iterable[str] | None) -> list[tuple[str, str]]:
+    if categories is None:
+        return []
+    allowed = list(categories)
+    found = [("category", spec.category)]
+    for s, step in enumerate(spec.steps):
+        if isinstance(step, ActionStep):
+            for a, action in enumerate(step.actions):
+                found.append((f"steps.{s}.actions.{a}.category", action.category))
+    return [
+        (path, f"unknown category '{value}'; categories: {', '.join(allowed)}")
+        for path, value in found
+        if value is not None and value not in allowed
+    ]
+
+
+def _read_templates(spec: Workflow, folder: Path) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Collect every template text of the spec, keyed by action and part."""
+    env = SandboxedEnvironment()
+    templates: dict[str, str] = {}
+    errors: list[tuple[str, str]] = []
+    for s, step in enumerate(spec.steps):
+        if not isinstance(step, ActionStep):
+            continue
+        for a, action in enumerate(step.actions):
+            base = f"steps.{s}.actions.{a}"
+            parts: dict[str, str] = {}
+            if isinstance(action, TaskAction):
+                parts = {"title": action.title, "description": action.description}
+            elif isinstance(action, EmailAction):
+                parts = {"subject": action.subject}
+                if action.template is not None:
+                    path = (folder / action.template).resolve()
+                    if not path.is_relative_to(folder.resolve()):
+                        errors.append((f"{base}.template", "the template must live with the specs"))
+                        continue
+                    if not path.is_file():
+                        errors.append((f"{base}.template", f"no template file {action.template}"))
+                        continue
+                    parts["body"] = path.read_text()
+                else:
+                    parts["body"] = action.body or ""
+            elif isinstance(action.value, str):
+                parts = {"value": action.value}
+            for part, text in parts.items():
+                try:
+                    env.parse(text)
+                except TemplateSyntaxError as exc:
+                    errors.append((f"{base}.{part}", f"template error line {exc.lineno}: "
+                                                     f"{exc.message}"))
+                    continue
+                templates[f"{action_key(s, a)}.{part}"] = text
+    return templates, errors
+
+
+def template_variables(text: str) -> set[str]:
+    return set(meta.find_undeclared_variables(SandboxedEnvironment().parse(text)))
+
+
+def _check_template_names(
+    templates: Mapping[str, str], fact_fields: Mapping[str, pl.DataType]
+) -> list[tuple[str, str]]:
+    known = set(fact_fields) | set(TEMPLATE_CONTEXT)
+    errors = []
+    for key, text in templates.items():
+        unknown = sorted(template_variables(text) - known)
+        if unknown:
+            step, action, part = key.split(".")
+            errors.append((
+                f"steps.{step[1:]}.actions.{action[1:]}.{part}",
+                f"template uses unknown name(s) {unknown}; it may use the fact fields and "
+                f"{', '.join(TEMPLATE_CONTEXT)}",
+            ))
+    return errors
+
+
+def check_fields(
+    spec: Workflow, fact_fields: Mapping[str, pl.DataType]
+) -> list[tuple[str, str]]:
+    """Every field a spec names must exist, with a type its operator can use."""
+    errors: list[tuple[str, str]] = []
+    trees: list[tuple[str, Condition | None]] = [
+        ("entry", spec.entry),
+        ("exit", spec.exit),
+        ("objective.condition", spec.objective.condition if spec.objective else None),
+    ]
+    for root, tree in trees:
+        if tree is None:
+            continue
+        for path, leaf in leaves(tree, root):
+            errors.extend((path, m) for m in check_leaf(leaf, fact_fields))
+    owners = [("owner", spec.owner)]
+    for s, step in enumerate(spec.steps):
+        if not isinstance(step, ActionStep):
+            continue
+        for a, action in enumerate(step.actions):
+            base = f"steps.{s}.actions.{a}"
+            if isinstance(action, TaskAction) and action.assignee is not None:
+                owners.append((f"{base}.assignee", action.assignee))
+            if isinstance(action, EmailAction) and action.to not in fact_fields:
+                errors.append((f"{base}.to", _unknown_field(action.to, fact_fields)))
+    for path, owner in owners:
+        if owner.field is not None and owner.field not in fact_fields:
+            errors.append((f"{path}.field", _unknown_field(owner.field, fact_fields)))
+    return errors
+
+
+def _unknown_field(name: str, fact_fields: Mapping[str, pl.DataType]) -> str:
+    return f"unknown field '{name}'; fields that exist: {', '.join(sorted(fact_fields))}"
+
+
+def _kind(dtype: pl.DataType) -> str:
+    if dtype.is_numeric():
+        return "number"
+    if dtype.is_temporal():
+        return "date"
+    if dtype == pl.Boolean:
+        return "boolean"
+    return "text"
+
+
+def check_leaf(leaf: Leaf, fact_fields: Mapping[str, pl.DataType]) -> list[str]:
+    errors = []
+    for name in filter(None, (leaf.field, leaf.compare_to)):
+        if name not in fact_fields:
+            errors.append(_unknown_field(name, fact_fields))
+    if errors:
+        return errors
+    kind = _kind(fact_fields[leaf.field])
+    op = leaf.op
+    if op in TEXT_OPS and kind != "text":
+        return [f"'{op}' works on text; '{leaf.field}' is a {kind}"]
+    if op in RELATIVE_DATE_OPS and kind != "date":
+        return [f"'{op}' works on dates; '{leaf.field}' is a {kind}"]
+    if op in NUMERIC_ONLY_OPS and kind != "number":
+        return [f"'{op}' works on numbers; '{leaf.field}' is a {kind}"]
+    if op in ORDERED_OPS and kind not in ("number", "date"):
+        return [f"'{op}' needs a number or a date; '{leaf.field}' is a {kind}"]
+    if leaf.compare_to is not None and _kind(fact_fields[leaf.compare_to]) != "number":
+        return [f"compare_to field '{leaf.compare_to}' must be a number"]
+    operands = leaf.value if isinstance(leaf.value, list) else [leaf.value]
+    if op in RELATIVE_DATE_OPS or op in NUMERIC_ONLY_OPS - ORDERED_OPS or leaf.value is None:
+        return []
+    for operand in operands:
+        problem = _operand_problem(operand, kind, leaf.field)
+        if problem:
+            return [problem if op not in LIST_OPS else f"in the list: {problem}"]
+    return []
+
+
+def _operand_problem(operand: object, kind: str, field_name: str) -> str | None:
+    if kind == "number" and (isinstance(operand, bool) or not isinstance(operand, int | float)):
+        return f"'{field_name}' is a number; {operand!r} is not"
+    if kind == "text" and not isinstance(operand, str):
+        return f"'{field_name}' is text; write the value in quotes: '{operand}'"
+    if kind == "boolean" and not isinstance(operand, bool):
+        return f"'{field_name}' is true/false; {operand!r} is not"
+    if kind == "date":
+        if not isinstance(operand, str | date | datetime):
+            return f"'{field_name}' is a date; write the value as YYYY-MM-DD"
+        try:
+            datetime.fromisoformat(str(operand))
+        except ValueError:
+            return f"'{field_name}' is a date; '{operand}' is not YYYY-MM-DD"
+    return None
+

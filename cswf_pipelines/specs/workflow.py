@@ -1,0 +1,200 @@
+"""Typed model of a workflow spec (one YAML file in `workflow_specs/`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+from cswf_pipelines.specs.conditions import Condition, fields_used
+
+MAX_ACTIONS_PER_STEP = 10
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorkflowState(StrEnum):
+    draft = "draft"
+    enabled = "enabled"
+    paused = "paused"
+    disabled = "disabled"
+
+
+class ReentryMode(StrEnum):
+    none = "none"
+    multiple = "multiple"
+    unlimited = "unlimited"
+
+
+class Owner(Strict):
+    """Who gets the work: a fact field holding a user (the account's CSM), a group, or a user."""
+
+    field: str | None = Field(default=None, description="Fact field holding the assignee.")
+    group: str | None = Field(default=None, description="A user group name.")
+    user: str | None = Field(default=None, description="One user (email or login).")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Owner:
+        given = [k for k in ("field", "group", "user") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("owner needs exactly one of: field, group, user")
+        return self
+
+
+class Reentry(Strict):
+    """Catalyst's re-entry rules, measured from the exit date of the last enrollment."""
+
+    mode: ReentryMode = Field(
+        default=ReentryMode.multiple,
+        description=(
+            "none: enter once ever. multiple: re-enter only after having stopped qualifying "
+            "since the last exit. unlimited: re-enter whenever qualifying."
+        ),
+    )
+    min_days_since_exit: int = Field(default=0, ge=0, description="Retrigger delay in days.")
+
+
+class Objective(Strict):
+    """One objective on one field; recorded when met, optionally exiting at once."""
+
+    condition: Condition
+    on_met: Literal["exit", "stay"] = Field(
+        default="stay", description="exit: leave the workflow when met; stay: run to the end."
+    )
+
+    @model_validator(mode="after")
+    def _one_field(self) -> Objective:
+        used = fields_used(self.condition)
+        if len(used) != 1:
+            raise ValueError(
+                f"an objective reads exactly one field; this one reads {sorted(used)}"
+            )
+        return self
+
+
+class TaskAction(Strict):
+    type: Literal["task"]
+    title: str = Field(description="Jinja2 template for the task title.")
+    description: str = Field(default="", description="Jinja2 template for the task text.")
+    due_days: int = Field(default=3, ge=0, description="Due this many days after creation.")
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+    assignee: Owner | None = Field(default=None, description="Default: the workflow owner.")
+    subtasks: list[str] = Field(default_factory=list)
+    category: str | None = None
+
+
+class EmailAction(Strict):
+    type: Literal["email"]
+    to: str = Field(
+        default="primary_contact_email", description="Fact field holding the recipient address."
+    )
+    subject: str = Field(description="Jinja2 template for the subject line.")
+    template: str | None = Field(
+        default=None, description="Jinja2 template file for the body, relative to the spec."
+    )
+    body: str | None = Field(default=None, description="Inline Jinja2 body (or use template).")
+    category: str | None = None
+
+    @model_validator(mode="after")
+    def _one_body(self) -> EmailAction:
+        if (self.template is None) == (self.body is None):
+            raise ValueError("an email needs exactly one of: template, body")
+        return self
+
+
+class FieldUpdateAction(Strict):
+    type: Literal["field_update"]
+    field: str = Field(description="The CRM field to set on the participant.")
+    value: str | int | float | bool | None = Field(
+        description="The new value; text is a Jinja2 template."
+    )
+    category: str | None = None
+
+
+Action = Annotated[TaskAction | EmailAction | FieldUpdateAction, Field(discriminator="type")]
+
+
+class Delay(Strict):
+    """A fixed wait: calendar days, or calendar months (same day of month)."""
+
+    days: int | None = Field(default=None, ge=0)
+    months: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> Delay:
+        if (self.days is None) == (self.months is None):
+            raise ValueError("a delay needs exactly one of: days, months")
+        return self
+
+    def describe(self) -> str:
+        return f"{self.days} days" if self.days is not None else f"{self.months} months"
+
+
+class ActionStep(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    actions: list[Action] = Field(min_length=1, max_length=MAX_ACTIONS_PER_STEP)
+
+
+class DelayStep(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    delay: Delay
+
+
+def _step_kind(raw: object) -> str:
+    if isinstance(raw, dict):
+        return "delay-step" if "delay" in raw else "action-step"
+    return "delay-step" if isinstance(raw, DelayStep) else "action-step"
+
+
+Step = Annotated[
+    Annotated[ActionStep, Tag("action-step")] | Annotated[DelayStep, Tag("delay-step")],
+    Discriminator(_step_kind),
+]
+
+
+class Workflow(Strict):
+    """A customer-success workflow: who enters, what happens to them, when they leave."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Unique id; must match the file name.")
+    description: str = ""
+    object: Literal["account"] = Field(
+        default="account", description="The participant type (contact, opportunity: later)."
+    )
+    category: str | None = Field(default=None, description="Default: the configured default.")
+    owner: Owner = Field(description="Who owns the work this workflow creates.")
+    priority: int = Field(default=100, description="Lower runs first when workflows compete.")
+    state: WorkflowState = WorkflowState.draft
+    entry: Condition | None = Field(default=None, description="Auto-deploy rule.")
+    reentry: Reentry = Field(default_factory=Reentry)
+    objective: Objective | None = None
+    exit: Condition | None = Field(
+        default=None, description="Exit overrides: remove a participant wherever it is."
+    )
+    steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _flow_rules(self) -> Workflow:
+        names = [s.name for s in self.steps]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"step names must be unique; repeated: {duplicates}")
+        for before, after in zip(self.steps, self.steps[1:], strict=False):
+            if isinstance(before, DelayStep) and isinstance(after, DelayStep):
+                raise ValueError(
+                    f"delays cannot be stacked: step '{after.name}' directly follows "
+                    f"delay '{before.name}'"
+                )
+        if self.state is WorkflowState.enabled:
+            if self.entry is None:
+                raise ValueError("an enabled workflow needs entry conditions")
+            if not any(isinstance(s, ActionStep) for s in self.steps):
+                raise ValueError("an enabled workflow needs at least one action")
+        return self
+
+    @property
+    def admits_new(self) -> bool:
+        return self.state is WorkflowState.enabled
