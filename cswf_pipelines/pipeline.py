@@ -7,17 +7,19 @@ pure core, and store; nothing here decides workflow behaviour.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import duckdb
 import polars as pl
 
 from cswf_pipelines.config import Settings
+from cswf_pipelines.engine.evaluate import evaluate, verdict_column
 from cswf_pipelines.engine.tick import TickResult, run_tick
 from cswf_pipelines.facts.build import build_facts, fact_schema
 from cswf_pipelines.facts.ingest import IngestReport, ingest_landing, snapshot_problems
-from cswf_pipelines.specs.loader import LoadedWorkflow, SpecSet, load_specs
+from cswf_pipelines.specs.conditions import fields_used
+from cswf_pipelines.specs.loader import LoadedWorkflow, SpecErrors, SpecSet, load_specs
 from cswf_pipelines.store.warehouse import (
     WriteOutcome,
     ensure_schema,
@@ -29,6 +31,8 @@ from cswf_pipelines.store.warehouse import (
     write_tick,
 )
 from cswf_pipelines.ticks import previous_tick, tick_partitions, ticks_between
+
+__all__ = ["SpecErrors"]
 
 OnTick = Callable[[WriteOutcome, TickResult], None]
 
@@ -128,3 +132,51 @@ def run_ticks(
 
 def ticks_in(settings: Settings, start: datetime, end: datetime) -> list[datetime]:
     return ticks_between(tick_partitions(settings.tick_cron, settings.tick_start), start, end)
+
+
+@dataclass(frozen=True)
+class Preview:
+    participants: int
+    matching: int
+    already_inside: int
+    would_enter: int
+    sample: pl.DataFrame
+
+
+def preview(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    workflow: LoadedWorkflow,
+    as_of: datetime,
+    sample: int = 10,
+) -> Preview:
+    """Catalyst's live match count: who meets the entry conditions now, before enabling.
+
+    Runs the real tick on the stored state with the workflow taken as enabled, and stores
+    nothing, so "would enter" honours re-entry rules exactly as a live tick would.
+    """
+    ensure_schema(con)
+    before = previous_tick(tick_partitions(settings.tick_cron, settings.tick_start), as_of)
+    wanted = [t for t in (before, as_of) if t is not None]
+    facts = build_facts(con, wanted, settings.sql_path)
+    now = facts.filter(pl.col("as_of") == as_of)
+    prev_facts = facts.filter(pl.col("as_of") == before) if before is not None else None
+    enabled = replace(workflow, spec=workflow.spec.model_copy(update={"state": "enabled"}))
+    verdicts = evaluate(now, prev_facts, [enabled])
+    matching = verdicts.filter(pl.col(verdict_column("entry", workflow.name)))
+    state = load_state(con, as_of).filter(pl.col("workflow") == workflow.name)
+    inside = matching.join(state.filter(pl.col("status") == "active"), on="participant_id",
+                           how="semi").height
+    result = run_tick(state, now, prev_facts, None, [enabled], as_of,
+                      default_category=settings.default_category)
+    entered = result.transitions.filter(pl.col("transition") == "entered").height
+    shown = ["participant_id", *(c for c in ("account_name", "csm_name") if c in now.columns)]
+    used = sorted(fields_used(workflow.spec.entry)) if workflow.spec.entry else []
+    rows = now.join(matching.select("participant_id"), on="participant_id", how="semi")
+    return Preview(
+        participants=now.height,
+        matching=matching.height,
+        already_inside=inside,
+        would_enter=entered,
+        sample=rows.select(*shown, *(c for c in used if c not in shown)).head(sample),
+    )

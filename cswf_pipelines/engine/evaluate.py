@@ -39,7 +39,7 @@ def with_previous(facts: pl.DataFrame, prev_facts: pl.DataFrame | None,
             pl.lit(None, dtype=facts.schema[f]).alias(prev(f)) for f in wanted
         )
     before = prev_facts.lazy().select(PARTICIPANT, *(pl.col(f).alias(prev(f)) for f in wanted))
-    return frame.join(before, on=PARTICIPANT, how="left")
+    return frame.join(before, on=PARTICIPANT, how="left", maintain_order="left")
 
 
 def evaluate(

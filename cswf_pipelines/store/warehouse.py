@@ -70,10 +70,10 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 def load_state(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame:
     """The working state just before the tick at `before`."""
-    frame = con.execute(
+    frame = con.sql(
         f"SELECT * EXCLUDE (valid_from, valid_to) FROM {HISTORY} "
         "WHERE valid_from < $t AND (valid_to IS NULL OR valid_to >= $t)",
-        {"t": before},
+        params={"t": before},
     ).pl()
     return frame.cast(ENROLLMENT_SCHEMA)  # type: ignore[arg-type]
 
@@ -101,7 +101,7 @@ def _has_facts(con: duckdb.DuckDBPyConnection) -> bool:
 def load_facts(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pl.DataFrame | None:
     if not _has_facts(con):
         return None
-    frame = con.execute("SELECT * FROM account_facts WHERE as_of = $t", {"t": as_of}).pl()
+    frame = con.sql("SELECT * FROM account_facts WHERE as_of = $t", params={"t": as_of}).pl()
     return frame if frame.height else None
 
 
@@ -110,7 +110,7 @@ def load_facts_range(con: duckdb.DuckDBPyConnection, ticks: Sequence[datetime]) 
     if not _has_facts(con):
         raise LookupError("no facts stored yet: run the facts stage (account_facts) first")
     wanted = pl.DataFrame({"as_of": list(ticks)}, schema={"as_of": pl.Datetime("us")})  # noqa: F841
-    return con.execute(
+    return con.sql(
         "SELECT f.* FROM account_facts AS f SEMI JOIN wanted USING (as_of) "
         "ORDER BY as_of, participant_id"
     ).pl()
@@ -211,11 +211,12 @@ def _same_as_stored(
     con: duckdb.DuckDBPyConnection, result: TickResult, changed: pl.DataFrame
 ) -> bool:
     t = {"t": result.as_of}
-    stored_state = con.execute(
-        f"SELECT * EXCLUDE (valid_from, valid_to) FROM {HISTORY} WHERE valid_from = $t", t
+    stored_state = con.sql(
+        f"SELECT * EXCLUDE (valid_from, valid_to) FROM {HISTORY} WHERE valid_from = $t",
+        params=t,
     ).pl()
-    stored_actions = con.execute("SELECT * FROM actions_outbox WHERE tick = $t", t).pl()
-    stored_transitions = con.execute("SELECT * FROM transitions WHERE tick = $t", t).pl()
+    stored_actions = con.sql("SELECT * FROM actions_outbox WHERE tick = $t", params=t).pl()
+    stored_transitions = con.sql("SELECT * FROM transitions WHERE tick = $t", params=t).pl()
     pairs = [
         (stored_state, changed, list(KEY)),
         (stored_actions, result.actions, ["action_id"]),

@@ -1,0 +1,45 @@
+# cswf: two commands on a fresh machine — `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The Dagster instance is configured by ./dagster.yaml; its storage lives under data/dagster.
+export DAGSTER_HOME := $(CURDIR)
+export CSWF_DAGSTER_STORAGE := $(CURDIR)/data/dagster
+UI_PORT ?= 3000
+
+.PHONY: setup demo ui test lint bench schema clean
+
+setup: $(STAMP)
+
+# A virtual environment with every dependency pinned in requirements.lock.
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p $(CSWF_DAGSTER_STORAGE)
+	$(BIN)/cswf demo
+
+ui: $(STAMP)
+	@mkdir -p $(CSWF_DAGSTER_STORAGE)
+	$(BIN)/dagster dev -m cswf_pipelines.defs -p $(UI_PORT)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench.py
+
+schema: $(STAMP)
+	$(BIN)/cswf schema --out docs/workflow-spec.schema.json
+
+clean:
+	rm -rf data .pytest_cache .ruff_cache .hypothesis

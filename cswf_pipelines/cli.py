@@ -1,0 +1,204 @@
+"""`cswf`: validate specs, run ticks, preview matches, run the demo."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cswf_pipelines import pipeline
+from cswf_pipelines.config import Settings, load_settings
+from cswf_pipelines.engine.tick import TickResult
+from cswf_pipelines.reports.build import build_reports
+from cswf_pipelines.specs.schema import write_json_schema
+from cswf_pipelines.store.warehouse import WriteOutcome, connect
+
+app = typer.Typer(help="cswf: customer-success workflows in your own warehouse.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+err = Console(stderr=True)
+
+TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d-%H:%M"]
+AsOf = Annotated[datetime, typer.Option("--as-of", formats=TIME_FORMATS,
+                                        help="The tick's logical time (UTC).")]
+Root = Annotated[Path | None, typer.Option("--root", help="Project folder (has cswf.yaml).")]
+
+
+def _settings(root: Path | None) -> Settings:
+    return load_settings(root)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+@app.command()
+def validate(root: Root = None) -> None:
+    """Check every workflow spec; print each problem as `file: path.to.field: message`."""
+    settings = _settings(root)
+    result = pipeline.check_specs(settings)
+    for error in result.errors:
+        console.print(str(error), markup=False, soft_wrap=True)
+    if result.errors:
+        err.print(f"{len(result.errors)} problem(s) in {settings.specs_path}")
+        raise typer.Exit(1)
+    for workflow in result.workflows:
+        spec = workflow.spec
+        console.print(f"ok  {workflow.file.name}: {spec.name} ({spec.state}, "
+                      f"{len(spec.steps)} steps, version {workflow.version})", markup=False)
+
+
+@app.command()
+def schema(
+    out: Annotated[Path, typer.Option(help="Where to write the JSON Schema.")] = Path(
+        "docs/workflow-spec.schema.json"
+    ),
+) -> None:
+    """Export the JSON Schema of workflow specs, for editors."""
+    write_json_schema(out)
+    console.print(f"wrote {out}")
+
+
+@app.command()
+def ingest(root: Root = None) -> None:
+    """Load new or changed snapshot files from the landing folder."""
+    settings = _settings(root)
+    with connect(settings.database_path) as con:
+        report = pipeline.ingest(con, settings)
+    console.print(report)
+
+
+def _run(settings: Settings, ticks: list[datetime], *, progress: bool) -> None:
+    workflows = pipeline.load_workflows(settings)
+    with connect(settings.database_path) as con:
+        pipeline.ingest(con, settings)
+        started = time.perf_counter()
+        facts = pipeline.materialize_facts(con, settings, ticks)
+        with Progress(
+            TextColumn("[bold]ticks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}"), console=console, disable=not progress,
+        ) as bar:
+            task = bar.add_task("", total=len(ticks))
+
+            def advance(outcome: WriteOutcome, result: TickResult) -> None:
+                bar.update(task, advance=1, description=f"{outcome.as_of:%Y-%m-%d %H:%M} "
+                           f"{result.actions.height} actions ({outcome.status})")
+
+            summary = pipeline.run_ticks(con, settings, workflows, ticks, facts=facts,
+                                         on_tick=advance)
+        build_reports(con, settings.sql_path)
+        elapsed = time.perf_counter() - started
+        console.print(
+            f"{summary.ticks} ticks in {elapsed:.1f}s: {summary.written} written, "
+            f"{summary.unchanged} unchanged, {summary.rewritten} rewritten; "
+            f"{summary.actions} actions, {summary.transitions} transitions"
+        )
+        _print_summary(con)
+
+
+@app.command()
+def tick(as_of: AsOf, root: Root = None) -> None:
+    """Run one tick: ingest, facts, evaluate, advance, store, reports."""
+    settings = _settings(root)
+    if pipeline.ticks_in(settings, as_of, as_of) != [as_of]:
+        raise _fail(f"{as_of} is not a tick of the schedule '{settings.tick_cron}'")
+    _guarded(lambda: _run(settings, [as_of], progress=False))
+
+
+@app.command()
+def run(
+    start: Annotated[datetime, typer.Option(formats=TIME_FORMATS, help="First tick (UTC).")],
+    end: Annotated[datetime, typer.Option(formats=TIME_FORMATS, help="Last tick (UTC).")],
+    root: Root = None,
+) -> None:
+    """Run every tick from start to end, in order, with a progress bar."""
+    settings = _settings(root)
+    ticks = pipeline.ticks_in(settings, start, end)
+    if not ticks:
+        raise _fail(f"no ticks of '{settings.tick_cron}' between {start} and {end}")
+    _guarded(lambda: _run(settings, ticks, progress=True))
+
+
+def _guarded(action: object) -> None:
+    try:
+        action()  # type: ignore[operator]
+    except (pipeline.BlockedTick, pipeline.SpecErrors, LookupError) as exc:
+        raise _fail(str(exc)) from exc
+
+
+@app.command()
+def preview(
+    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    as_of: AsOf,
+    sample: Annotated[int, typer.Option(help="How many matches to show.")] = 10,
+    root: Root = None,
+) -> None:
+    """How many participants meet the entry conditions at as_of, with a sample (any state)."""
+    settings = _settings(root)
+    try:
+        workflows = {w.name: w for w in pipeline.load_workflows(settings)}
+    except pipeline.SpecErrors as exc:
+        raise _fail(str(exc)) from exc
+    if workflow not in workflows:
+        raise _fail(f"no workflow '{workflow}'; workflows: {', '.join(sorted(workflows))}")
+    with connect(settings.database_path) as con:
+        pipeline.ingest(con, settings)
+        result = pipeline.preview(con, settings, workflows[workflow], as_of, sample)
+    console.print(f"[bold]{workflow}[/bold] as of {as_of:%Y-%m-%d %H:%M}: "
+                  f"{result.matching} of {result.participants} participants meet the entry "
+                  f"conditions; {result.already_inside} already inside, "
+                  f"{result.would_enter} would enter at this tick if enabled.")
+    _print_frame(result.sample, title="sample of matches")
+
+
+@app.command()
+def reports(root: Root = None) -> None:
+    """Rebuild the report tables and print the workflow summary."""
+    settings = _settings(root)
+    with connect(settings.database_path) as con:
+        counts = build_reports(con, settings.sql_path)
+        console.print(json.dumps(counts))
+        _print_summary(con)
+
+
+@app.command()
+def demo(
+    accounts: Annotated[int, typer.Option(help="Accounts in the simulated book.")] = 2000,
+    fresh: Annotated[bool, typer.Option(help="Regenerate data and start over.")] = False,
+    root: Root = None,
+) -> None:
+    """Simulate a quarter: generate a book of business, run all its ticks through Dagster."""
+    from cswf_pipelines.demo.run import run_demo
+
+    run_demo(_settings(root), accounts=accounts, fresh=fresh, console=console)
+
+
+def _print_summary(con: object) -> None:
+    frame = con.sql(  # type: ignore[attr-defined]
+        "SELECT workflow, category, auto_deploy AS auto, deployed, active, completed, exited, "
+        "avg_days_to_complete AS avg_days, objective_met_rate AS objective_rate "
+        "FROM workflow_summary"
+    ).pl()
+    _print_frame(frame, title="workflow_summary")
+
+
+def _print_frame(frame: pl.DataFrame, title: str) -> None:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(column)
+    for row in frame.iter_rows():
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()
