@@ -1,7 +1,11 @@
-"""Render Jinja2 templates for a frame of participants, once per distinct input.
+"""Render Jinja2 templates for a frame of participants.
 
 Templates run in Jinja2's sandbox with StrictUndefined: a name that is missing is an error, never
 an empty string. A template that fails for one participant fails that action only.
+
+Most subjects and titles are plain substitutions ("Welcome, {{ account_name }}"); those become
+one Polars string expression, with the exact text Jinja2 would give. Anything else (filters,
+blocks, arithmetic) is rendered by Jinja2 once per distinct combination of the names it uses.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import polars as pl
-from jinja2 import StrictUndefined, Template
+from jinja2 import StrictUndefined, Template, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from cswf_pipelines.specs.loader import template_variables
@@ -27,10 +31,65 @@ def _compiled(text: str, autoescape: bool) -> Template:
     return _environment(autoescape).from_string(text)
 
 
+# Types whose text form is the same in Polars and in Python's str(): safe to vectorize.
+_PLAIN_TYPES = (pl.String, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16,
+                pl.UInt32, pl.UInt64, pl.Date)
+_HTML_ESCAPES = [("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&#34;"), ("'", "&#39;")]
+
+
+@lru_cache(maxsize=4096)
+def _substitution_parts(text: str) -> tuple[tuple[str, bool], ...] | None:
+    """(text, is_name) parts when the template is literal text and bare names only."""
+    body = _environment(False).parse(text).body
+    if not body:
+        return ()
+    if len(body) != 1 or not isinstance(body[0], nodes.Output):
+        return None
+    parts = []
+    for node in body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            parts.append((node.data, False))
+        elif isinstance(node, nodes.Name) and node.ctx == "load":
+            parts.append((node.name, True))
+        else:
+            return None
+    return tuple(parts)
+
+
+def _vectorized(
+    frame: pl.DataFrame, text: str, constants: dict[str, object], autoescape: bool
+) -> pl.DataFrame | None:
+    parts = _substitution_parts(text)
+    if parts is None:
+        return None
+    pieces: list[pl.Expr] = []
+    for value, is_name in parts:
+        if not is_name:
+            pieces.append(pl.lit(value))
+            continue
+        if value in constants and isinstance(constants[value], str):
+            column = pl.lit(constants[value])
+        elif value in frame.columns and isinstance(frame.schema[value], _PLAIN_TYPES):
+            column = pl.col(value).cast(pl.String).fill_null("None")
+        else:
+            return None  # undefined names, floats, datetimes: Jinja2 decides
+        if autoescape:
+            for raw, escaped in _HTML_ESCAPES:
+                column = column.str.replace_all(raw, escaped, literal=True)
+        pieces.append(column)
+    rendered = pl.concat_str(pieces) if pieces else pl.lit("")
+    return frame.with_columns(  # with_columns broadcasts a template with no names
+        rendered.alias("rendered"), pl.lit(None, dtype=pl.String).alias("error")
+    ).select("rendered", "error")
+
+
 def render(
     frame: pl.DataFrame, text: str, constants: dict[str, object], *, autoescape: bool = False
 ) -> pl.DataFrame:
     """Two columns aligned with `frame`: `rendered` (null on failure) and `error`."""
+    fast = _vectorized(frame, text, constants, autoescape)
+    if fast is not None:
+        return fast
     template = _compiled(text, autoescape)
     names = sorted(template_variables(text) - constants.keys())
     present = [n for n in names if n in frame.columns]

@@ -1,0 +1,57 @@
+"""Template rendering: the vectorized path gives exactly what Jinja2 gives."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cswf_pipelines.actions import render as render_module
+from cswf_pipelines.actions.render import render
+
+texts = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="{}%#"), max_size=12)
+
+
+def jinja(frame: pl.DataFrame, text: str, autoescape: bool) -> list[str | None]:
+    template = render_module._compiled(text, autoescape)
+    return [template.render(row) for row in frame.iter_rows(named=True)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    names=st.lists(st.one_of(st.none(), texts), min_size=1, max_size=5),
+    seats=st.data(),
+    before=texts,
+    after=texts,
+    autoescape=st.booleans(),
+)
+def test_plain_substitutions_are_vectorized_and_equal_to_jinja(
+    names, seats, before, after, autoescape
+) -> None:
+    counts = seats.draw(st.lists(st.one_of(st.none(), st.integers(-10**6, 10**6)),
+                                 min_size=len(names), max_size=len(names)))
+    frame = pl.DataFrame({"name": names, "seats": counts, "day": [date(2026, 5, 1)] * len(names)},
+                         schema={"name": pl.String, "seats": pl.Int64, "day": pl.Date})
+    text = f"{before}{{{{ name }}}}:{{{{ seats }}}} on {{{{ day }}}}{after}"
+    assert render_module._vectorized(frame, text, {}, autoescape) is not None
+    out = render(frame, text, {}, autoescape=autoescape)
+    assert out["rendered"].to_list() == jinja(frame, text, autoescape)
+
+
+def test_templates_with_filters_fall_back_to_jinja_once_per_distinct_input() -> None:
+    frame = pl.DataFrame({"score": [55.25, 55.25, 71.0]})
+    out = render(frame, "{{ score | round }} / {{ workflow }}", {"workflow": "alert"})
+    assert out["rendered"].to_list() == ["55.0 / alert", "55.0 / alert", "71.0 / alert"]
+
+
+def test_a_name_that_does_not_exist_is_an_error_not_an_empty_string() -> None:
+    out = render(pl.DataFrame({"a": [1]}), "Hello {{ nobody }}", {})
+    assert out.row(0) == (None, "UndefinedError: 'nobody' is undefined")
+
+
+def test_html_templates_escape_values() -> None:
+    frame = pl.DataFrame({"name": ["<script>x</script> & co"]})
+    out = render(frame, "<p>{{ name }}</p>", {}, autoescape=True)
+    assert out["rendered"].item() == "<p>&lt;script&gt;x&lt;/script&gt; &amp; co</p>"
