@@ -65,6 +65,11 @@ class Settings(BaseModel):
     def sql_path(self) -> Path:
         return self.path(self.sql_dir)
 
+    @property
+    def facts_sql_path(self) -> Path:
+        """One SQL model a file; `account_facts.sql` is what conditions read."""
+        return self.sql_path / "facts"
+
 
 def find_root(start: Path | None = None) -> Path:
     """The nearest folder upwards holding cswf.yaml (else the start folder)."""

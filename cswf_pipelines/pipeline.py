@@ -42,7 +42,8 @@ class BlockedTick(RuntimeError):
 
 
 def check_specs(settings: Settings) -> SpecSet:
-    return load_specs(settings.specs_path, fact_schema(settings.sql_path), settings.categories)
+    schema = fact_schema(settings.facts_sql_path)
+    return load_specs(settings.specs_path, schema, settings.categories)
 
 
 def load_workflows(settings: Settings) -> list[LoadedWorkflow]:
@@ -63,7 +64,7 @@ def materialize_facts(
     con: duckdb.DuckDBPyConnection, settings: Settings, ticks: Sequence[datetime]
 ) -> pl.DataFrame:
     """Facts for many ticks in one SQL run, stored by tick."""
-    facts = build_facts(con, list(ticks), settings.sql_path)
+    facts = build_facts(con, list(ticks), settings.facts_sql_path)
     save_facts(con, facts)
     return facts
 
@@ -97,12 +98,14 @@ def run_ticks(
         return RunSummary(0, 0, 0, 0, 0, 0)
     require_clean_snapshots(con)
     partitions = tick_partitions(settings.tick_cron, settings.tick_start)
-    all_facts = facts if facts is not None else load_facts_range(con, ticks)
+    needed = set().union(*(w.fact_fields() for w in workflows))
+    previous = set().union(*(w.previous_fields() for w in workflows))
+    all_facts = facts if facts is not None else load_facts_range(con, ticks, needed)
     facts_by_tick = {
         key[0]: frame for key, frame in all_facts.partition_by("as_of", as_dict=True).items()
     }
     before = previous_tick(partitions, ticks[0])
-    prev_facts = load_facts(con, before) if before is not None else None
+    prev_facts = load_facts(con, before, previous) if before is not None else None
     state = load_state(con, ticks[0])
     empty_facts = all_facts.clear()
     outcomes: list[WriteOutcome] = []
@@ -158,7 +161,7 @@ def preview(
     ensure_schema(con)
     before = previous_tick(tick_partitions(settings.tick_cron, settings.tick_start), as_of)
     wanted = [t for t in (before, as_of) if t is not None]
-    facts = build_facts(con, wanted, settings.sql_path)
+    facts = build_facts(con, wanted, settings.facts_sql_path)
     now = facts.filter(pl.col("as_of") == as_of)
     prev_facts = facts.filter(pl.col("as_of") == before) if before is not None else None
     enabled = replace(workflow, spec=workflow.spec.model_copy(update={"state": "enabled"}))

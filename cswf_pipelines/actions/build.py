@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import polars as pl
 
 from cswf_pipelines.actions.render import render
+from cswf_pipelines.engine.context import TickContext
 from cswf_pipelines.engine.frames import ACTION_SCHEMA, conform
 from cswf_pipelines.specs.loader import LoadedWorkflow, action_key
 from cswf_pipelines.specs.workflow import ActionStep, EmailAction, Owner, TaskAction
@@ -24,18 +23,16 @@ def owner_expr(owner: Owner) -> pl.Expr:
 
 def build_step_actions(
     ready: pl.DataFrame,
-    facts: pl.DataFrame,
+    context: TickContext,
     workflow: LoadedWorkflow,
     step_index: int,
     step: ActionStep,
-    as_of: datetime,
-    default_category: str,
 ) -> pl.DataFrame:
     """One row per (participant, action); ids are enrollment id + step + action, so stable."""
-    spec = workflow.spec
-    base = ready.select("enrollment_id", PARTICIPANT, "version").join(
-        facts, on=PARTICIPANT, how="left"
-    )
+    spec, as_of, default_category = workflow.spec, context.as_of, context.default_category
+    facts = context.facts_of(ready).drop(PARTICIPANT)
+    base = pl.concat([ready.select("enrollment_id", PARTICIPANT, "version"), facts],
+                     how="horizontal")
     constants = {"workflow": spec.name, "as_of": as_of, "step": step.name}
     frames = []
     for index, action in enumerate(step.actions):

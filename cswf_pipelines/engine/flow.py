@@ -8,11 +8,11 @@ after entry whatever the tick cadence, and a replay lands every action at the sa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 import polars as pl
 
 from cswf_pipelines.actions.build import build_step_actions
+from cswf_pipelines.engine.context import TickContext
 from cswf_pipelines.specs.loader import LoadedWorkflow
 from cswf_pipelines.specs.workflow import ActionStep, DelayStep, Step
 
@@ -41,14 +41,11 @@ def step_name(workflow: LoadedWorkflow, index: int) -> str:
 
 
 def advance_flow(
-    active: pl.DataFrame,
-    facts: pl.DataFrame,
-    workflow: LoadedWorkflow,
-    as_of: datetime,
-    default_category: str,
+    active: pl.DataFrame, context: TickContext, workflow: LoadedWorkflow
 ) -> FlowOutput:
     """Run every step that is due; loops over steps, never over participants."""
     steps = workflow.spec.steps
+    as_of = context.as_of
     actions: list[pl.DataFrame] = []
     transitions: list[pl.DataFrame] = []
     for index, step in enumerate(steps):
@@ -57,9 +54,7 @@ def advance_flow(
         if ready.is_empty():
             continue
         if isinstance(step, ActionStep):
-            actions.append(build_step_actions(
-                ready, facts, workflow, index, step, as_of, default_category
-            ))
+            actions.append(build_step_actions(ready, context, workflow, index, step))
             reason = f"ran {len(step.actions)} action(s) of step '{step.name}'"
         else:
             reason = f"delay '{step.name}' ({step.delay.describe()}) elapsed"

@@ -29,6 +29,10 @@ ENROLLMENT_SCHEMA: dict[str, pl.DataType] = {
     "updated_at": TS,  # the tick that last changed this row
 }
 
+# Inside a tick, rows also carry the participant's position in the facts (null: not in them).
+ROW = "__row"
+WORKING_SCHEMA: dict[str, pl.DataType] = {**ENROLLMENT_SCHEMA, ROW: pl.UInt32()}
+
 ACTION_SCHEMA: dict[str, pl.DataType] = {
     "action_id": pl.String(),
     "tick": TS,

@@ -4,6 +4,10 @@ transitions).
 Pure: no clock, no files, no database. Loops over workflows and steps; every step of the way is a
 Polars operation over all participants of a workflow at once.
 
+Participants are addressed by their row in the facts (`__row`): verdicts and fact values are
+gathered by position, so the work per workflow scales with its own enrollments, not with the
+size of the book, and no workflow hash-joins the full facts.
+
 Order within a workflow at a tick:
 1. a disabled workflow exits everyone;
 2. an enabled workflow admits participants that meet the entry conditions (and not the exit
@@ -24,16 +28,18 @@ from datetime import datetime
 
 import polars as pl
 
+from cswf_pipelines.engine.context import TickContext
 from cswf_pipelines.engine.evaluate import PARTICIPANT, evaluate, verdict_column
 from cswf_pipelines.engine.flow import advance_flow, arrival, step_name
 from cswf_pipelines.engine.frames import (
     ACTION_SCHEMA,
     ENROLLMENT_SCHEMA,
+    ROW,
     TRANSITION_SCHEMA,
+    WORKING_SCHEMA,
     conform,
     empty,
 )
-from cswf_pipelines.specs.conditions import Condition, fields_used
 from cswf_pipelines.specs.loader import LoadedWorkflow
 from cswf_pipelines.specs.workflow import ReentryMode, WorkflowState
 
@@ -84,15 +90,16 @@ def run_tick(
     _check_facts(facts, as_of)
     if events is not None:
         conform(events, EVENT_SCHEMA)
-    verdicts = evaluate(facts, prev_facts, workflows)
-    state = conform(state, ENROLLMENT_SCHEMA)
+    context = TickContext(facts, evaluate(facts, prev_facts, workflows), as_of, default_category)
+    positions = facts.select(PARTICIPANT).with_row_index(ROW)
+    state = conform(state, ENROLLMENT_SCHEMA).join(positions, on=PARTICIPANT, how="left")
     by_workflow = {
         key[0]: frame for key, frame in state.partition_by("workflow", as_dict=True).items()
     }
     states, actions, transitions = [], [], []
     for workflow in sorted(workflows, key=lambda w: (w.spec.priority, w.name)):
-        rows = by_workflow.pop(workflow.name, empty(ENROLLMENT_SCHEMA))
-        out = _advance_workflow(rows, verdicts, facts, workflow, as_of, default_category)
+        rows = by_workflow.pop(workflow.name, empty(WORKING_SCHEMA))
+        out = _advance_workflow(rows, context, workflow)
         states.append(out.state)
         actions.extend(out.actions)
         transitions.extend(out.transitions)
@@ -101,8 +108,8 @@ def run_tick(
         as_of=as_of,
         participants=facts.height,
         workflows=len(workflows),
-        state=pl.concat([conform(s, ENROLLMENT_SCHEMA) for s in states] or [state])
-        .sort("workflow", PARTICIPANT),
+        state=pl.concat([conform(s, ENROLLMENT_SCHEMA) for s in states] or [empty(
+            ENROLLMENT_SCHEMA)]).sort("workflow", PARTICIPANT),
         actions=pl.concat(actions).sort("action_id") if actions else empty(ACTION_SCHEMA),
         transitions=_finish_transitions(transitions, as_of),
     )
@@ -137,17 +144,11 @@ class _Out:
 
 
 def _advance_workflow(
-    rows: pl.DataFrame,
-    verdicts: pl.DataFrame,
-    facts: pl.DataFrame,
-    workflow: LoadedWorkflow,
-    as_of: datetime,
-    default_category: str,
+    rows: pl.DataFrame, context: TickContext, workflow: LoadedWorkflow
 ) -> _Out:
     spec = workflow.spec
-    verdict = verdicts.select(
-        PARTICIPANT, *(pl.col(verdict_column(k, workflow.name)).alias(k) for k in VERDICTS)
-    )
+    as_of = context.as_of
+    verdict = {k: context.verdicts[verdict_column(k, workflow.name)] for k in VERDICTS}
     active = rows.filter(pl.col("status") == ACTIVE)
     closed = rows.filter(pl.col("status") != ACTIVE)
     transitions: list[pl.DataFrame] = []
@@ -162,23 +163,22 @@ def _advance_workflow(
         active = active.clear()
 
     if spec.state is WorkflowState.enabled:
-        entered, closed = _admit(verdict, active, closed, workflow, as_of)
+        entered, closed = _admit(verdict, active, closed, workflow, context)
         if not entered.is_empty():
+            assert spec.entry is not None
             transitions.append(_transition(
                 entered, "entered", f"entry conditions met: {spec.entry.describe()}",
-                _evidence(entered, facts, spec.entry),
+                context.evidence(entered, spec.entry),
             ))
             active = pl.concat([active, entered])
 
-    active = active.join(verdict, on=PARTICIPANT, how="left").with_columns(
-        pl.col(k).fill_null(False) for k in VERDICTS
-    )
+    active = active.with_columns(_lookup(verdict[k]).alias(k) for k in VERDICTS)
     leaving = active.filter("exit")
     if not leaving.is_empty():
         reason = f"exit conditions met: {spec.exit.describe()}" if spec.exit else "exit"
         gone = _close(leaving, EXITED, reason, as_of)
         closed_now.append(gone)
-        transitions.append(_transition(gone, "exited", reason, _evidence(gone, facts, spec.exit)))
+        transitions.append(_transition(gone, "exited", reason, context.evidence(gone, spec.exit)))
         active = active.filter(~pl.col("exit"))
 
     if spec.objective is not None:
@@ -187,7 +187,7 @@ def _advance_workflow(
         if not met.is_empty():
             condition = spec.objective.condition
             reason = f"objective met: {condition.describe()}"
-            evidence = _evidence(met, facts, condition)
+            evidence = context.evidence(met, condition)
             transitions.append(_transition(met, "objective_met", reason, evidence))
             active = active.with_columns(
                 pl.when(newly).then(pl.lit(as_of)).otherwise("objective_met_at")
@@ -200,9 +200,9 @@ def _advance_workflow(
                 )
                 closed_now.append(gone)
                 transitions.append(_transition(gone, "exited", reason, evidence))
-                active = active.join(met.select(PARTICIPANT), on=PARTICIPANT, how="anti")
+                active = active.join(met.select(ROW), on=ROW, how="anti")
 
-    flow = advance_flow(active.drop(VERDICTS), facts, workflow, as_of, default_category)
+    flow = advance_flow(active.drop(VERDICTS), context, workflow)
     transitions.extend(flow.transitions)
     finished = pl.col("step") >= len(spec.steps)
     done = flow.active.filter(finished)
@@ -212,31 +212,35 @@ def _advance_workflow(
         transitions.append(_transition(gone, "completed", "reached the end of the flow"))
 
     closed = _arm_requalification(
-        pl.concat([conform(c, ENROLLMENT_SCHEMA) for c in [closed, *closed_now]]),
-        verdict, as_of,
+        pl.concat([conform(c, WORKING_SCHEMA) for c in [closed, *closed_now]]),
+        verdict["entry"], as_of,
     )
-    state = pl.concat([conform(flow.active.filter(~finished), ENROLLMENT_SCHEMA), closed])
+    state = pl.concat([conform(flow.active.filter(~finished), WORKING_SCHEMA), closed])
     return _Out(state, flow.actions, transitions)
 
 
+def _lookup(verdict: pl.Series) -> pl.Expr:
+    """A participant's verdict by its row; absent from the facts means false."""
+    return pl.lit(verdict).gather(pl.col(ROW)).fill_null(False)
+
+
 def _admit(
-    verdict: pl.DataFrame,
+    verdict: dict[str, pl.Series],
     active: pl.DataFrame,
     closed: pl.DataFrame,
     workflow: LoadedWorkflow,
-    as_of: datetime,
+    context: TickContext,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """New enrollments, and the closed rows they replace removed."""
-    spec = workflow.spec
-    qualifies = pl.col("entry") & ~pl.col("exit")
+    spec, as_of = workflow.spec, context.as_of
+    qualifies = verdict["entry"] & ~verdict["exit"]
     if spec.objective is not None and spec.objective.on_met == "exit":
-        qualifies = qualifies & ~pl.col("objective")  # would leave at once
+        qualifies = qualifies & ~verdict["objective"]  # would leave at once
     candidates = (
-        verdict.filter(qualifies)
-        .select(PARTICIPANT)
-        .join(active.select(PARTICIPANT), on=PARTICIPANT, how="anti")
-        .join(closed.select(PARTICIPANT, "enrollment_number", "closed_at", "requalify_armed"),
-              on=PARTICIPANT, how="left")
+        pl.DataFrame({ROW: qualifies.arg_true()})
+        .join(active.select(ROW), on=ROW, how="anti")
+        .join(closed.select(ROW, "enrollment_number", "closed_at", "requalify_armed"),
+              on=ROW, how="left")
     )
     first_time = pl.col("enrollment_number").is_null()
     rule = spec.reentry
@@ -251,8 +255,9 @@ def _admit(
         allowed = first_time | rested.fill_null(False)
     first = spec.steps[0]
     entered = candidates.filter(allowed).select(
+        ROW,
         pl.lit(workflow.name).alias("workflow"),
-        PARTICIPANT,
+        pl.lit(context.facts[PARTICIPANT]).gather(pl.col(ROW)).alias(PARTICIPANT),
         (pl.col("enrollment_number").fill_null(0) + 1).cast(pl.Int32).alias("enrollment_number"),
     ).with_columns(
         (pl.lit(f"{workflow.name}/") + pl.col(PARTICIPANT) + "/"
@@ -266,8 +271,8 @@ def _admit(
         pl.lit(False).alias("requalify_armed"),
         pl.lit(as_of).alias("updated_at"),
     )
-    entered = conform(entered, ENROLLMENT_SCHEMA)
-    closed = closed.join(entered.select(PARTICIPANT), on=PARTICIPANT, how="anti")
+    entered = conform(entered, WORKING_SCHEMA)
+    closed = closed.join(entered.select(ROW), on=ROW, how="anti")
     return entered, closed
 
 
@@ -282,21 +287,17 @@ def _close(frame: pl.DataFrame, status: str, reason: str, as_of: datetime) -> pl
 
 
 def _arm_requalification(
-    closed: pl.DataFrame, verdict: pl.DataFrame, as_of: datetime
+    closed: pl.DataFrame, entry: pl.Series, as_of: datetime
 ) -> pl.DataFrame:
-    arming = ~pl.col("requalify_armed") & ~pl.col("qualifies").fill_null(False)
-    return closed.join(
-        verdict.select(PARTICIPANT, pl.col("entry").alias("qualifies")), on=PARTICIPANT,
-        how="left",
-    ).select(
-        pl.exclude("requalify_armed", "updated_at", "qualifies"),
+    arming = ~pl.col("requalify_armed") & ~_lookup(entry)
+    return closed.with_columns(
         pl.when(arming).then(pl.lit(True)).otherwise("requalify_armed").alias("requalify_armed"),
         pl.when(arming).then(pl.lit(as_of)).otherwise("updated_at").alias("updated_at"),
     )
 
 
 def _transition(
-    frame: pl.DataFrame, kind: str, reason: str, evidence: pl.DataFrame | None = None
+    frame: pl.DataFrame, kind: str, reason: str, evidence: pl.Series | None = None
 ) -> pl.DataFrame:
     out = frame.select(
         "workflow", "version", PARTICIPANT, "enrollment_id",
@@ -304,20 +305,4 @@ def _transition(
         "step", "step_name",
         pl.lit(reason).alias("reason"),
     )
-    if evidence is not None:
-        out = out.join(evidence, on=PARTICIPANT, how="left")
-    return out
-
-
-def _evidence(
-    frame: pl.DataFrame, facts: pl.DataFrame, tree: Condition | None
-) -> pl.DataFrame | None:
-    """The fact values a condition read, as JSON, so the audit trail says why."""
-    if tree is None:
-        return None
-    fields = sorted(fields_used(tree))
-    return (
-        frame.select(PARTICIPANT)
-        .join(facts.select(PARTICIPANT, *fields), on=PARTICIPANT, how="left")
-        .select(PARTICIPANT, pl.struct(fields).struct.json_encode().alias("evidence"))
-    )
+    return out.with_columns(evidence) if evidence is not None else out

@@ -28,7 +28,9 @@ from cswf_pipelines.specs.conditions import (
     TEXT_OPS,
     Condition,
     Leaf,
+    fields_used,
     leaves,
+    previous_tick_fields,
 )
 from cswf_pipelines.specs.workflow import ActionStep, EmailAction, TaskAction, Workflow
 
@@ -60,6 +62,31 @@ class LoadedWorkflow:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def fact_fields(self) -> set[str]:
+        """Every fact field this workflow reads: conditions, templates, owners, recipients."""
+        spec = self.spec
+        used: set[str] = set()
+        for tree in (spec.entry, spec.exit, spec.objective.condition if spec.objective else None):
+            if tree is not None:
+                used |= fields_used(tree)
+        for text in self.templates.values():
+            used |= template_variables(text) - set(TEMPLATE_CONTEXT)
+        owners = [spec.owner]
+        for step in spec.steps:
+            for action in getattr(step, "actions", []):
+                if isinstance(action, TaskAction) and action.assignee is not None:
+                    owners.append(action.assignee)
+                if isinstance(action, EmailAction):
+                    used.add(action.to)
+        used |= {o.field for o in owners if o.field is not None}
+        return used
+
+    def previous_fields(self) -> set[str]:
+        """Fields whose value at the previous tick the conditions compare with."""
+        spec = self.spec
+        trees = (spec.entry, spec.exit, spec.objective.condition if spec.objective else None)
+        return set().union(*(previous_tick_fields(t) for t in trees if t is not None))
 
 
 class SpecErrors(Exception):

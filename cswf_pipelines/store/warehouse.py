@@ -9,7 +9,7 @@ since they were computed from a history that no longer holds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -98,20 +98,35 @@ def _has_facts(con: duckdb.DuckDBPyConnection) -> bool:
     ).fetchall()[0][0] > 0
 
 
-def load_facts(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pl.DataFrame | None:
+def _projection(columns: Iterable[str] | None) -> str:
+    """Only the columns a tick reads: participant_id, as_of and the given fields."""
+    if columns is None:
+        return "*"
+    names = ["participant_id", "as_of", *sorted(set(columns) - {"participant_id", "as_of"})]
+    return ", ".join(f'"{c}"' for c in names)
+
+
+def load_facts(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, columns: Iterable[str] | None = None
+) -> pl.DataFrame | None:
     if not _has_facts(con):
         return None
-    frame = con.sql("SELECT * FROM account_facts WHERE as_of = $t", params={"t": as_of}).pl()
+    frame = con.sql(f"SELECT {_projection(columns)} FROM account_facts WHERE as_of = $t",
+                    params={"t": as_of}).pl()
     return frame if frame.height else None
 
 
-def load_facts_range(con: duckdb.DuckDBPyConnection, ticks: Sequence[datetime]) -> pl.DataFrame:
+def load_facts_range(
+    con: duckdb.DuckDBPyConnection,
+    ticks: Sequence[datetime],
+    columns: Iterable[str] | None = None,
+) -> pl.DataFrame:
     """The stored facts of these ticks, in one read."""
     if not _has_facts(con):
         raise LookupError("no facts stored yet: run the facts stage (account_facts) first")
     wanted = pl.DataFrame({"as_of": list(ticks)}, schema={"as_of": pl.Datetime("us")})  # noqa: F841
     return con.sql(
-        "SELECT f.* FROM account_facts AS f SEMI JOIN wanted USING (as_of) "
+        f"SELECT {_projection(columns)} FROM account_facts SEMI JOIN wanted USING (as_of) "
         "ORDER BY as_of, participant_id"
     ).pl()
 

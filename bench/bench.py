@@ -1,0 +1,358 @@
+"""cswf benchmark: `make bench` (or `.venv/bin/python bench/bench.py --help`).
+
+Measures, on this machine, in one run:
+1. a full steady-state tick for N accounts x W workflows (each with entry, exit and objective
+   conditions): load state and facts from DuckDB, evaluate, advance, write state and actions
+   back; run in a fresh process so its peak memory is its own;
+2. the first tick of the same book (everyone who qualifies enters at once), for scale;
+3. the same conditions through the row-at-a-time interpreter on a sample, as a ratio against the
+   vectorized evaluation (the baseline measured in the same run);
+4. the demo's 720-tick quarter through `cswf run`.
+Figures go to stdout and to bench/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cswf_pipelines.engine.evaluate import evaluate  # noqa: E402
+from cswf_pipelines.engine.reference import holds  # noqa: E402
+from cswf_pipelines.engine.tick import run_tick  # noqa: E402
+from cswf_pipelines.facts.build import build_facts, fact_schema  # noqa: E402
+from cswf_pipelines.facts.ingest import ensure_tables  # noqa: E402
+from cswf_pipelines.specs.loader import LoadedWorkflow, parse_spec  # noqa: E402
+from cswf_pipelines.store.warehouse import (  # noqa: E402
+    ensure_schema,
+    load_facts,
+    load_state,
+    save_facts,
+    write_tick,
+)
+
+SQL_DIR = ROOT / "sql"
+FACTS_SQL = SQL_DIR / "facts"
+DAY = date(2026, 6, 30)
+T0 = datetime(2026, 6, 30, 21)  # previous tick: snapshot of 06-30
+T1 = datetime(2026, 7, 1, 0)  # measured tick: snapshot of 07-01
+
+# Five archetypes of workflows, ten thresholds each: the 50 workflows of the benchmark.
+ARCHETYPES = [
+    # health alert: a transition against the previous tick
+    """
+entry:
+  all:
+    - {{field: tier, op: in, value: [enterprise, mid_market]}}
+    - {{field: health_score, op: dropped_below, value: {a}}}
+exit: {{field: stage, op: eq, value: churned}}
+objective: {{condition: {{field: health_score, op: ge, value: {b}}}, on_met: exit}}
+""",
+    # renewal: relative dates
+    """
+entry:
+  all:
+    - {{field: renewal_date, op: within_next_days, value: {c}}}
+    - {{field: stage, op: not_in, value: [churned, onboarding]}}
+    - {{field: tier, op: eq, value: enterprise}}
+exit: {{any: [{{field: days_to_renewal, op: gt, value: 400}}, {{field: stage, op: eq,
+  value: churned}}]}}
+objective: {{condition: {{field: nps, op: ge, value: 9}}, on_met: stay}}
+""",
+    # adoption: ratios
+    """
+entry:
+  all:
+    - {{field: seat_utilisation_pct, op: lt, value: {a}}}
+    - {{field: stage, op: in, value: [adoption, mature]}}
+    - {{field: arr, op: gt, value: 150000}}
+exit: {{field: stage, op: eq, value: churned}}
+objective: {{condition: {{field: seat_utilisation_pct, op: gt, value: {b}}}, on_met: exit}}
+""",
+    # usage drop: percentage change over the SQL window
+    """
+entry:
+  all:
+    - {{field: usage_events_7d_change_pct, op: le, value: -{d}}}
+    - {{not: {{field: stage, op: eq, value: churned}}}}
+    - {{field: region, op: eq, value: EMEA}}
+exit: {{field: open_tickets, op: gt, value: 20}}
+objective: {{condition: {{field: usage_events_7d, op: gt, value: {e}}}, on_met: exit}}
+""",
+    # detractors: text and nulls
+    """
+entry:
+  all:
+    - {{any: [{{field: nps, op: le, value: 6}}, {{field: industry, op: contains, value: "{f}"}}]}}
+    - {{field: nps, op: not_null}}
+    - {{field: open_tickets, op: gt, value: 15}}
+    - {{field: tier, op: eq, value: enterprise}}
+exit: {{field: health_score, op: is_null}}
+objective: {{condition: {{field: health_score, op: gt, value: {b}}}, on_met: stay}}
+""",
+]
+FLOW = """
+steps:
+  - name: first_touch
+    actions:
+      - {type: task, title: "Look at {{ account_name }}", due_days: 2}
+      - {type: email, to: primary_contact_email, subject: "Hello {{ primary_contact_name }}",
+         body: "Hi {{ primary_contact_name }}, this is {{ csm_name }} from Acme."}
+  - name: wait
+    delay: {days: 3}
+  - name: second_touch
+    actions:
+      - {type: task, title: "Follow up with {{ account_name }}", due_days: 5}
+      - {type: field_update, field: cs_flag, value: touched}
+"""
+INDUSTRIES = ["Soft", "Health", "Retail", "Fin", "Manu", "Edu", "Media", "Log", "Ener", "Gov"]
+
+
+def make_workflows(count: int) -> list[LoadedWorkflow]:
+    schema = fact_schema(FACTS_SQL)
+    out = []
+    for i in range(count):
+        k = i // len(ARCHETYPES)
+        body = ARCHETYPES[i % len(ARCHETYPES)].format(
+            a=40 + 2 * k, b=70 + k, c=30 + 6 * k, d=20 + 3 * k, e=500 + 50 * k,
+            f=INDUSTRIES[k % len(INDUSTRIES)],
+        )
+        text = (f"name: bench_{i:02d}\nowner: {{field: csm_email}}\nstate: enabled\n"
+                f"priority: {i}\n{body}{FLOW}")
+        out.append(parse_spec(text, ROOT / "workflow_specs" / f"bench_{i:02d}.yaml", schema))
+    return out
+
+
+def make_book(con: duckdb.DuckDBPyConnection, accounts: int) -> None:
+    """Two daily snapshots and 35 days of usage for `accounts` accounts, made in SQL."""
+    ensure_tables(con)
+    con.execute(f"""
+        INSERT INTO raw_accounts BY NAME
+        WITH base AS (
+            SELECT range AS i, (hash(range) >> 1)::BIGINT AS h FROM range({accounts})
+        ), day AS (SELECT unnest([DATE '{DAY}', DATE '{DAY}' + 1]) AS snapshot_date)
+        SELECT
+            snapshot_date,
+            'A' || lpad(i::VARCHAR, 7, '0') AS account_id,
+            'Account ' || i AS account_name,
+            ['enterprise', 'mid_market', 'smb', 'smb'][1 + h % 4] AS tier,
+            ['adoption', 'mature', 'mature', 'renewal', 'onboarding', 'churned'][1 + (h >> 3) % 6]
+                AS stage,
+            DATE '2026-01-01' + ((h >> 7) % 150)::INTEGER AS stage_entered_on,
+            1000.0 + (h >> 11) % 200000 AS arr,
+            (10 + (h >> 17) % 200)::INTEGER AS seats_purchased,
+            ((10 + (h >> 17) % 200) * ((h >> 25) % 100) / 100)::INTEGER AS seats_active,
+            DATE '2025-01-01' + ((h >> 31) % 500)::INTEGER AS contract_start,
+            DATE '{DAY}' + ((h >> 37) % 365)::INTEGER AS renewal_date,
+            -- 3% of accounts lose 15 points of health between the two snapshots
+            CASE WHEN (h >> 43) % 50 = 0 THEN NULL
+                 ELSE least(100, 30 + (h >> 45) % 70
+                      - CASE WHEN snapshot_date > DATE '{DAY}' AND (h >> 51) % 33 = 0
+                             THEN 15 ELSE 0 END)::DOUBLE END AS health_score,
+            CASE WHEN (h >> 53) % 3 = 0 THEN NULL ELSE ((h >> 55) % 11)::INTEGER END AS nps,
+            DATE '2026-05-01' AS nps_responded_on,
+            ((h >> 59) % 25)::INTEGER AS open_tickets,
+            'CSM ' || (h % 12) AS csm_name,
+            'csm' || (h % 12) || '@example.com' AS csm_email,
+            'Contact ' || i AS primary_contact_name,
+            'contact' || i || '@example.org' AS primary_contact_email,
+            ['NA', 'EMEA', 'APAC'][1 + (h >> 5) % 3] AS region,
+            {INDUSTRIES!r}[1 + (h >> 9) % 10] || 'ware' AS industry,
+            'bench' AS source_file
+        FROM base, day
+    """).fetchall()
+    con.execute(f"""
+        INSERT INTO raw_usage BY NAME
+        SELECT DATE '{DAY}' - d::INTEGER AS usage_date,
+               'A' || lpad(i::VARCHAR, 7, '0') AS account_id,
+               (1 + (hash(i) >> 1)::BIGINT % 50)::INTEGER AS active_users,
+               (((hash(i) >> 1)::BIGINT % 900)
+                * CASE WHEN d < 7 AND (hash(i) >> 1)::BIGINT % 7 = 0 THEN 0.5 ELSE 1 END
+                + (hash(i + d) >> 1)::BIGINT % 100)::INTEGER AS events,
+               'bench' AS source_file
+        FROM range({accounts}) AS a(i), range(0, 35) AS days(d)
+    """).fetchall()
+
+
+def timed(fn, *args, **kwargs):
+    started = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return value, time.perf_counter() - started
+
+
+def measure_tick(database: str, workflows: int) -> None:
+    """Child process: one full tick at T1, printed as JSON."""
+    specs = make_workflows(workflows)
+    con = duckdb.connect(database)
+    clock = time.perf_counter()
+    state = load_state(con, T1)
+    facts = load_facts(con, T1, set().union(*(w.fact_fields() for w in specs)))
+    prev = load_facts(con, T0, set().union(*(w.previous_fields() for w in specs)))
+    loaded = time.perf_counter()
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    result = run_tick(state, facts, prev, None, specs, T1)
+    evaluated = time.perf_counter()
+    rss_ticked = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    outcome = write_tick(con, result)
+    written = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(json.dumps({
+        "load_s": loaded - clock, "tick_s": evaluated - loaded, "write_s": written - evaluated,
+        "total_s": written - clock, "status": outcome.status, "state_rows": state.height,
+        "actions": result.actions.height, "transitions": result.transitions.height,
+        "changed_enrollments": result.changed_state.height,
+        "peak_rss_after_load_gib": rss_loaded, "peak_rss_after_tick_gib": rss_ticked,
+        "peak_rss_gib": peak,
+    }))
+
+
+def interpreter_ratio(facts: pl.DataFrame, prev: pl.DataFrame,
+                      workflows: list[LoadedWorkflow], sample: int) -> dict:
+    """Per-row Python interpretation of the same trees vs the vectorized evaluation."""
+    subset = facts.head(sample)
+    prev_by_id = {r["participant_id"]: r for r in prev.iter_rows(named=True)}
+    trees = [
+        t
+        for w in workflows
+        for t in (w.spec.entry, w.spec.exit,
+                  w.spec.objective.condition if w.spec.objective else None)
+        if t is not None
+    ]
+    rows = list(subset.iter_rows(named=True))
+    started = time.perf_counter()
+    for row in rows:
+        before = prev_by_id.get(row["participant_id"])
+        for tree in trees:
+            holds(tree, row, before)
+    per_row = (time.perf_counter() - started) / len(rows)
+    _, vector_sample = timed(evaluate, subset, prev, workflows)
+    _, vector_full = timed(evaluate, facts, prev, workflows)
+    return {
+        "sample_rows": len(rows),
+        "conditions": len(trees),
+        "interpreter_s_per_row": per_row,
+        "interpreter_full_estimate_s": per_row * facts.height,
+        "vectorized_sample_s": vector_sample,
+        "vectorized_full_s": vector_full,
+        "ratio_full": per_row * facts.height / vector_full,
+    }
+
+
+def demo_quarter(accounts: int) -> dict:
+    """The demo book's 720-tick quarter through `cswf run`, in a scratch project."""
+    from cswf_pipelines.demo.generate import generate_book
+
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        (root / "cswf.yaml").write_text(
+            f"database: {root / 'cswf.duckdb'}\nlanding_dir: {root / 'landing'}\n"
+            f"specs_dir: {ROOT / 'workflow_specs'}\nsql_dir: {SQL_DIR}\n"
+            "tick_start: '2026-05-31 00:00'\n"
+        )
+        _, generate_s = timed(generate_book, root / "landing", accounts=accounts, days=120,
+                              start=date(2026, 5, 1))
+        cswf = str(Path(sys.executable).parent / "cswf")
+        command = [cswf, "run", "--start", "2026-05-31", "--end", "2026-08-28T21:00",
+                   "--root", str(root)]
+        env = {**os.environ, "COLUMNS": "120"}
+        done, run_s = timed(subprocess.run, command, capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"cswf run failed:\n{done.stdout}\n{done.stderr}")
+        con = duckdb.connect(str(root / "cswf.duckdb"), read_only=True)
+        ticks, actions = con.execute(
+            "SELECT count(*), sum(actions) FROM tick_log").fetchall()[0]
+        return {"accounts": accounts, "generate_s": generate_s, "ticks": ticks,
+                "actions": int(actions), "cswf_run_s": run_s, "s_per_tick": run_s / ticks}
+
+
+def setup(database: str, accounts: int, workflows: int, sample: int) -> None:
+    """Child process: the book, its facts, the first tick, the interpreter ratio; as JSON."""
+    con = duckdb.connect(database)
+    figures: dict[str, object] = {}
+    _, figures["make_book_s"] = timed(make_book, con, accounts)
+    facts, figures["facts_sql_two_ticks_s"] = timed(build_facts, con, [T0, T1], FACTS_SQL)
+    save_facts(con, facts)
+    ensure_schema(con)
+    specs = make_workflows(workflows)
+    now = facts.filter(pl.col("as_of") == T1)
+    before = facts.filter(pl.col("as_of") == T0)
+    first, first_s = timed(run_tick, load_state(con, T0), before, None, None, specs, T0)
+    _, first_write_s = timed(write_tick, con, first)
+    figures["first_tick"] = {
+        "tick_s": first_s, "write_s": first_write_s,
+        "entered": first.transitions.filter(pl.col("transition") == "entered").height,
+        "actions": first.actions.height,
+    }
+    figures["interpreter"] = interpreter_ratio(now, before, specs, sample)
+    print(json.dumps(figures))
+
+
+def child(*args: str) -> dict:
+    """Run this script in a fresh process (so its peak memory is its own); its last line."""
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--workflows", type=int, default=50)
+    parser.add_argument("--sample", type=int, default=20_000, help="interpreter sample rows")
+    parser.add_argument("--demo-accounts", type=int, default=2000)
+    parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--measure-tick", metavar="DATABASE", help=argparse.SUPPRESS)
+    parser.add_argument("--setup", metavar="DATABASE", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure_tick:
+        measure_tick(args.measure_tick, args.workflows)
+        return
+    if args.setup:
+        setup(args.setup, args.accounts, args.workflows, args.sample)
+        return
+
+    results: dict[str, object] = {"machine": {"cpus": os.cpu_count()}}
+    with tempfile.TemporaryDirectory() as scratch:
+        database = str(Path(scratch) / "bench.duckdb")
+        results |= child("--setup", database, "--accounts", str(args.accounts),
+                         "--workflows", str(args.workflows), "--sample", str(args.sample))
+        results["steady_tick"] = child("--measure-tick", database,
+                                       "--workflows", str(args.workflows))
+    results["accounts"], results["workflows"] = args.accounts, args.workflows
+    if not args.skip_demo:
+        results["demo_quarter"] = demo_quarter(args.demo_accounts)
+
+    out = ROOT / "bench" / "results.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    tick = results["steady_tick"]
+    interp = results["interpreter"]
+    print(f"\nsteady tick, {args.accounts:,} accounts x {args.workflows} workflows: "
+          f"{tick['total_s']:.2f} s (load {tick['load_s']:.2f}, evaluate+advance "
+          f"{tick['tick_s']:.2f}, write {tick['write_s']:.2f}), "
+          f"peak {tick['peak_rss_gib']:.2f} GiB")
+    print(f"row-at-a-time interpreter of the same {interp['conditions']} conditions: "
+          f"{interp['ratio_full']:.0f}x slower than the vectorized evaluation")
+    if "demo_quarter" in results:
+        demo = results["demo_quarter"]
+        print(f"demo quarter: {demo['ticks']} ticks through `cswf run` in "
+              f"{demo['cswf_run_s']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

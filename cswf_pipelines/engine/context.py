@@ -1,0 +1,32 @@
+"""What every workflow of a tick reads: the facts, the verdicts, the time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from cswf_pipelines.engine.frames import ROW
+from cswf_pipelines.specs.conditions import Condition, fields_used
+
+
+@dataclass(frozen=True)
+class TickContext:
+    facts: pl.DataFrame  # one row per participant
+    verdicts: pl.DataFrame  # aligned with facts: one boolean column per (kind, workflow)
+    as_of: datetime
+    default_category: str
+
+    def facts_of(self, frame: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
+        """The facts of `frame`'s participants, row for row (gathered by position)."""
+        chosen = self.facts.select(columns) if columns is not None else self.facts
+        return chosen.select(pl.all().gather(frame[ROW]))
+
+    def evidence(self, frame: pl.DataFrame, tree: Condition | None) -> pl.Series | None:
+        """The fact values a condition read, as JSON, so the audit trail says why."""
+        if tree is None:
+            return None
+        fields = sorted(fields_used(tree))
+        values = self.facts_of(frame, fields)
+        return values.select(pl.struct(fields).struct.json_encode().alias("evidence")).to_series()
