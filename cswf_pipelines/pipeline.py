@@ -108,6 +108,7 @@ def run_ticks(
     prev_facts = load_facts(con, before, previous) if before is not None else None
     state = load_state(con, ticks[0])
     empty_facts = all_facts.clear()
+    record_versions(con, list(workflows), ticks[0])
     outcomes: list[WriteOutcome] = []
     actions = transitions = 0
     for as_of in ticks:
@@ -115,7 +116,6 @@ def run_ticks(
         result = run_tick(state, tick_facts, prev_facts, None, workflows, as_of,
                           default_category=settings.default_category)
         outcome = write_tick(con, result)
-        record_versions(con, list(workflows), as_of)
         outcomes.append(outcome)
         actions += result.actions.height
         transitions += result.transitions.height

@@ -48,7 +48,15 @@ def advance_flow(
     as_of = context.as_of
     actions: list[pl.DataFrame] = []
     transitions: list[pl.DataFrame] = []
+    if active.is_empty():
+        return FlowOutput(active, actions, transitions)
+    # Steps in order: a participant that runs step k reaches k + 1 in the same pass.
+    first_due = active.filter(pl.col("wait_until") <= as_of)["step"].min()
+    if first_due is None:
+        return FlowOutput(active, actions, transitions)
     for index, step in enumerate(steps):
+        if index < first_due:  # type: ignore[operator]
+            continue
         due = (pl.col("step") == index) & (pl.col("wait_until") <= as_of)
         ready = active.filter(due)
         if ready.is_empty():

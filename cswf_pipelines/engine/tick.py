@@ -236,6 +236,8 @@ def _admit(
     qualifies = verdict["entry"] & ~verdict["exit"]
     if spec.objective is not None and spec.objective.on_met == "exit":
         qualifies = qualifies & ~verdict["objective"]  # would leave at once
+    if not qualifies.any():
+        return active.clear(), closed
     candidates = (
         pl.DataFrame({ROW: qualifies.arg_true()})
         .join(active.select(ROW), on=ROW, how="anti")
