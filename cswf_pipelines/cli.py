@@ -46,15 +46,15 @@ def validate(root: Root = None) -> None:
     """Check every workflow spec; print each problem as `file: path.to.field: message`."""
     settings = _settings(root)
     result = pipeline.check_specs(settings)
-    for error in result.errors:
-        console.print(str(error), markup=False, soft_wrap=True)
+    for error in result.errors:  # plain lines, never wrapped: editors and CI parse them
+        typer.echo(str(error))
     if result.errors:
-        err.print(f"{len(result.errors)} problem(s) in {settings.specs_path}")
+        typer.echo(f"{len(result.errors)} problem(s) in {settings.specs_path}", err=True)
         raise typer.Exit(1)
     for workflow in result.workflows:
         spec = workflow.spec
-        console.print(f"ok  {workflow.file.name}: {spec.name} ({spec.state}, "
-                      f"{len(spec.steps)} steps, version {workflow.version})", markup=False)
+        typer.echo(f"ok  {workflow.file.name}: {spec.name} ({spec.state}, "
+                   f"{len(spec.steps)} steps, version {workflow.version})")
 
 
 @app.command()
@@ -156,7 +156,7 @@ def preview(
     console.print(f"[bold]{workflow}[/bold] as of {as_of:%Y-%m-%d %H:%M}: "
                   f"{result.matching} of {result.participants} participants meet the entry "
                   f"conditions; {result.already_inside} already inside, "
-                  f"{result.would_enter} would enter at this tick if enabled.")
+                  f"{result.would_enter} would enter at this tick if enabled.", soft_wrap=True)
     _print_frame(result.sample, title="sample of matches")
 
 

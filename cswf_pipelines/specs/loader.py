@@ -166,7 +166,10 @@ def _parse(
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
-        return None, [SpecError(label, where, f"not valid YAML: {exc}")]
+        what = " ".join(filter(None, (getattr(exc, "context", None),
+                                      getattr(exc, "problem", None)))) or str(exc)
+        column = f" (column {mark.column + 1})" if mark is not None else ""
+        return None, [SpecError(label, where, f"not valid YAML: {what}{column}")]
     if not isinstance(raw, dict):
         return None, [SpecError(label, "", "a spec is a YAML mapping (name:, owner:, steps:, ...)")]
     try:
@@ -305,7 +308,7 @@ def check_fields(
         if tree is None:
             continue
         for path, leaf in leaves(tree, root):
-            errors.extend((path, m) for m in check_leaf(leaf, fact_fields))
+            errors.extend((f"{path}.{key}", m) for key, m in check_leaf(leaf, fact_fields))
     owners = [("owner", spec.owner)]
     for s, step in enumerate(spec.steps):
         if not isinstance(step, ActionStep):
@@ -336,32 +339,34 @@ def _kind(dtype: pl.DataType) -> str:
     return "text"
 
 
-def check_leaf(leaf: Leaf, fact_fields: Mapping[str, pl.DataType]) -> list[str]:
-    errors = []
-    for name in filter(None, (leaf.field, leaf.compare_to)):
-        if name not in fact_fields:
-            errors.append(_unknown_field(name, fact_fields))
+def check_leaf(leaf: Leaf, fact_fields: Mapping[str, pl.DataType]) -> list[tuple[str, str]]:
+    """Problems as (key of the leaf, message)."""
+    errors = [
+        (key, _unknown_field(name, fact_fields))
+        for key, name in (("field", leaf.field), ("compare_to", leaf.compare_to))
+        if name is not None and name not in fact_fields
+    ]
     if errors:
         return errors
     kind = _kind(fact_fields[leaf.field])
     op = leaf.op
     if op in TEXT_OPS and kind != "text":
-        return [f"'{op}' works on text; '{leaf.field}' is a {kind}"]
+        return [("op", f"'{op}' works on text; '{leaf.field}' is a {kind}")]
     if op in RELATIVE_DATE_OPS and kind != "date":
-        return [f"'{op}' works on dates; '{leaf.field}' is a {kind}"]
+        return [("op", f"'{op}' works on dates; '{leaf.field}' is a {kind}")]
     if op in NUMERIC_ONLY_OPS and kind != "number":
-        return [f"'{op}' works on numbers; '{leaf.field}' is a {kind}"]
+        return [("op", f"'{op}' works on numbers; '{leaf.field}' is a {kind}")]
     if op in ORDERED_OPS and kind not in ("number", "date"):
-        return [f"'{op}' needs a number or a date; '{leaf.field}' is a {kind}"]
+        return [("op", f"'{op}' needs a number or a date; '{leaf.field}' is a {kind}")]
     if leaf.compare_to is not None and _kind(fact_fields[leaf.compare_to]) != "number":
-        return [f"compare_to field '{leaf.compare_to}' must be a number"]
+        return [("compare_to", f"compare_to field '{leaf.compare_to}' must be a number")]
     operands = leaf.value if isinstance(leaf.value, list) else [leaf.value]
     if op in RELATIVE_DATE_OPS or op in NUMERIC_ONLY_OPS - ORDERED_OPS or leaf.value is None:
         return []
     for operand in operands:
         problem = _operand_problem(operand, kind, leaf.field)
         if problem:
-            return [problem if op not in LIST_OPS else f"in the list: {problem}"]
+            return [("value", problem if op not in LIST_OPS else f"in the list: {problem}")]
     return []
 
 

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from itertools import pairwise
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from cswf_pipelines.specs.conditions import Condition, fields_used
 
@@ -176,18 +185,23 @@ class Workflow(Strict):
     )
     steps: list[Step] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _flow_rules(self) -> Workflow:
-        names = [s.name for s in self.steps]
+    @field_validator("steps")
+    @classmethod
+    def _flow_rules(cls, steps: list[ActionStep | DelayStep]) -> list[ActionStep | DelayStep]:
+        names = [s.name for s in steps]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"step names must be unique; repeated: {duplicates}")
-        for before, after in zip(self.steps, self.steps[1:], strict=False):
+        for before, after in pairwise(steps):
             if isinstance(before, DelayStep) and isinstance(after, DelayStep):
                 raise ValueError(
                     f"delays cannot be stacked: step '{after.name}' directly follows "
                     f"delay '{before.name}'"
                 )
+        return steps
+
+    @model_validator(mode="after")
+    def _enabled_needs_entry_and_action(self) -> Workflow:
         if self.state is WorkflowState.enabled:
             if self.entry is None:
                 raise ValueError("an enabled workflow needs entry conditions")

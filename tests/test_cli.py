@@ -1,0 +1,178 @@
+"""The `cswf` command line: validate errors on broken specs, and a small end-to-end run."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from cswf_pipelines.cli import app
+from cswf_pipelines.demo.generate import generate_book
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+VALID = """
+name: {name}
+owner: {{field: csm_email}}
+state: enabled
+entry: {{field: tier, op: eq, value: enterprise}}
+steps:
+  - name: hello
+    actions: [{{type: task, title: "Hi {{{{ account_name }}}}"}}]
+"""
+
+
+def project(tmp_path: Path, specs: dict[str, str] | None = None) -> Path:
+    """A project folder using the repo's SQL models and the given specs (default: the repo's)."""
+    specs_dir = tmp_path / "workflow_specs"
+    if specs is None:
+        shutil.copytree(REPO / "workflow_specs", specs_dir)
+    else:
+        specs_dir.mkdir()
+        for name, text in specs.items():
+            (specs_dir / name).write_text(text)
+    (tmp_path / "cswf.yaml").write_text(
+        f"database: {tmp_path / 'cswf.duckdb'}\nlanding_dir: {tmp_path / 'landing'}\n"
+        f"sql_dir: {REPO / 'sql'}\ntick_start: '2026-05-31 00:00'\n"
+    )
+    return tmp_path
+
+
+def validate(root: Path) -> tuple[int, list[str]]:
+    result = runner.invoke(app, ["validate", "--root", str(root)], terminal_width=400)
+    return result.exit_code, result.stdout.strip().splitlines()
+
+
+def test_the_repos_specs_are_valid(tmp_path: Path) -> None:
+    code, lines = validate(project(tmp_path))
+    assert code == 0
+    assert len(lines) == len(list((REPO / "workflow_specs").glob("*.yaml")))
+
+
+def test_an_unknown_field_lists_the_fields_that_exist(tmp_path: Path) -> None:
+    text = VALID.format(name="typo").replace("field: tier", "field: teir")
+    code, lines = validate(project(tmp_path, {"typo.yaml": text}))
+    assert code == 1
+    assert lines[0].startswith(
+        "typo.yaml: entry.field: unknown field 'teir'; fields that exist: account_id, "
+        "account_name, active_users_7d_avg, arr, as_of,"
+    )
+    assert "seat_utilisation_pct" in lines[0] and "tier" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("op: eq", "op: equals"),
+         "bad.yaml: entry.op: Input should be 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'in', "
+         "'not_in', 'between', 'is_null', 'not_null', 'contains', 'starts_with', "
+         "'within_next_days', 'within_last_days', 'older_than_days', 'became', 'changed', "
+         "'dropped_below', 'rose_above', 'fell_by_pct' or 'rose_by_pct'"),
+        (("value: enterprise", "value: 3"),
+         "bad.yaml: entry.value: 'tier' is text; write the value in quotes: '3'"),
+        (("op: eq, value: enterprise", "op: lt, value: 3"),
+         "bad.yaml: entry.op: 'lt' needs a number or a date; 'tier' is a text"),
+        (("name: bad", "name: other"),
+         "bad.yaml: name: 'other' must match the file name 'bad'"),
+        (("state: enabled", "state: live"),
+         "bad.yaml: state: Input should be 'draft', 'enabled', 'paused' or 'disabled'"),
+        (("owner: {field: csm_email}", "owner: {field: csm_email}\ncategory: Sales"),
+         "bad.yaml: category: unknown category 'Sales'; categories: Onboarding, Nurture, "
+         "Renewal, Upsell, Escalations, Support"),
+        (("Hi {{ account_name }}", "Hi {{ acount_name }}"),
+         "bad.yaml: steps.0.actions.0.title: template uses unknown name(s) ['acount_name']; "
+         "it may use the fact fields and workflow, as_of, step"),
+        (("Hi {{ account_name }}", "Hi {{ account_name"),
+         "bad.yaml: steps.0.actions.0.title: template error line 1: unexpected end of "
+         "template, expected 'end of print statement'."),
+        (("type: task", "type: sms"),
+         "bad.yaml: steps.0.actions.0: Input tag 'sms' found using 'type' does not match any "
+         "of the expected tags: 'task', 'email', 'field_update'"),
+        (("steps:", "priority: high\nsteps:"),
+         "bad.yaml: priority: Input should be a valid integer, unable to parse string as an "
+         "integer"),
+        (("steps:", "colour: blue\nsteps:"),
+         "bad.yaml: colour: unknown key (not part of the spec language)"),
+        (("state: enabled\n", "state: enabled\nreentry: {mode: sometimes}\n"),
+         "bad.yaml: reentry.mode: Input should be 'none', 'multiple' or 'unlimited'"),
+    ],
+)
+def test_broken_specs_give_exact_errors(tmp_path: Path, change: tuple[str, str],
+                                        expected: str) -> None:
+    text = VALID.format(name="bad").replace(*change)
+    code, lines = validate(project(tmp_path, {"bad.yaml": text}))
+    assert code == 1
+    assert lines == [expected]
+
+
+def test_flow_rules_and_action_limits(tmp_path: Path) -> None:
+    stacked = VALID.format(name="stacked") + (
+        "  - name: wait\n    delay: {days: 1}\n  - name: wait_more\n    delay: {months: 1}\n"
+    )
+    eleven = VALID.format(name="eleven").replace(
+        'actions: [{type: task, title: "Hi {{ account_name }}"}]',
+        "actions: [" + ", ".join(["{type: task, title: x}"] * 11) + "]",
+    )
+    code, lines = validate(project(tmp_path, {"stacked.yaml": stacked, "eleven.yaml": eleven}))
+    assert code == 1
+    assert lines == [
+        "eleven.yaml: steps.0.actions: List should have at most 10 items after validation, "
+        "not 11",
+        "stacked.yaml: steps: delays cannot be stacked: step 'wait_more' directly follows "
+        "delay 'wait'",
+    ]
+
+
+def test_one_broken_spec_does_not_hide_another(tmp_path: Path) -> None:
+    specs = {"a.yaml": "name: a\n  bad: [yaml", "b.yaml": "- just a list"}
+    code, lines = validate(project(tmp_path, specs))
+    assert code == 1
+    assert lines[0] == ("a.yaml: line 2: not valid YAML: mapping values are not allowed here "
+                        "(column 6)")
+    assert lines[1] == "b.yaml: (top): a spec is a YAML mapping (name:, owner:, steps:, ...)"
+
+
+@pytest.fixture(scope="module")
+def small_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = project(tmp_path_factory.mktemp("cli"))
+    generate_book(root / "landing", accounts=80, days=45, start=date(2026, 5, 1))
+    return root
+
+
+def test_run_then_tick_again_changes_nothing(small_book: Path) -> None:
+    run = runner.invoke(app, ["run", "--start", "2026-05-31", "--end", "2026-06-02T21:00",
+                              "--root", str(small_book)], terminal_width=200)
+    assert run.exit_code == 0, run.stdout
+    assert "24 ticks" in run.stdout and "24 written" in run.stdout
+    con = duckdb.connect(str(small_book / "cswf.duckdb"), read_only=True)
+    before = con.sql("SELECT count(*), sum(actions) FROM tick_log").fetchall()
+    con.close()
+    again = runner.invoke(app, ["tick", "--as-of", "2026-06-01T03:00", "--root",
+                                str(small_book)], terminal_width=200)
+    assert again.exit_code == 0, again.stdout
+    assert "1 ticks" in again.stdout and "1 unchanged" in again.stdout
+    with duckdb.connect(str(small_book / "cswf.duckdb"), read_only=True) as con:
+        assert con.sql("SELECT count(*), sum(actions) FROM tick_log").fetchall() == before
+        summary = con.sql("SELECT workflow, deployed FROM workflow_summary ORDER BY ALL")
+        summary = summary.fetchall()
+    assert {w for w, _ in summary} == {p.stem for p in (REPO / "workflow_specs").glob("*.yaml")}
+
+
+def test_tick_refuses_a_time_that_is_not_a_tick(small_book: Path) -> None:
+    result = runner.invoke(app, ["tick", "--as-of", "2026-06-01T04:00", "--root",
+                                 str(small_book)], terminal_width=200)
+    assert result.exit_code == 1
+    assert "2026-06-01 04:00:00 is not a tick of the schedule '0 */3 * * *'" in result.stderr
+
+
+def test_preview_counts_matches_and_shows_a_sample(small_book: Path) -> None:
+    result = runner.invoke(app, ["preview", "renewal_preparation", "--as-of", "2026-06-10",
+                                 "--sample", "3", "--root", str(small_book)], terminal_width=200)
+    assert result.exit_code == 0, result.stdout
+    assert "renewal_preparation as of 2026-06-10 00:00:" in result.stdout
+    assert "participants meet the entry conditions" in result.stdout
