@@ -176,3 +176,11 @@ def test_preview_counts_matches_and_shows_a_sample(small_book: Path) -> None:
     assert result.exit_code == 0, result.stdout
     assert "renewal_preparation as of 2026-06-10 00:00:" in result.stdout
     assert "participants meet the entry conditions" in result.stdout
+
+
+def test_the_committed_json_schema_is_current(tmp_path: Path) -> None:
+    out = tmp_path / "schema.json"
+    assert runner.invoke(app, ["schema", "--out", str(out)]).exit_code == 0
+    assert out.read_text() == (REPO / "docs" / "workflow-spec.schema.json").read_text(), (
+        "run `make schema` and commit docs/workflow-spec.schema.json"
+    )
