@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 
 from cswf_pipelines.actions.render import render
@@ -11,6 +13,12 @@ from cswf_pipelines.specs.loader import LoadedWorkflow, action_key
 from cswf_pipelines.specs.workflow import ActionStep, EmailAction, Owner, TaskAction
 
 PARTICIPANT = "participant_id"
+
+
+def _settings(**settings: object) -> pl.Expr:
+    """The action's settings that have no column of their own, as JSON (the same for every
+    participant, so encoded once)."""
+    return pl.lit(json.dumps(settings, sort_keys=True))
 
 
 def owner_expr(owner: Owner) -> pl.Expr:
@@ -52,13 +60,8 @@ def build_step_actions(
                 "due_at": pl.lit(as_of) + pl.duration(days=action.due_days),
                 "subject": title["rendered"],
                 "body": description["rendered"],
-                "payload": pl.struct(
-                    title=title["rendered"],
-                    description=description["rendered"],
-                    priority=pl.lit(action.priority),
-                    subtasks=pl.lit(action.subtasks, dtype=pl.List(pl.String)),
-                    due_days=pl.lit(action.due_days),
-                ).struct.json_encode(),
+                "payload": _settings(priority=action.priority, subtasks=action.subtasks,
+                                     due_days=action.due_days),
             }
             errors = [title["error"], description["error"]]
         elif isinstance(action, EmailAction):
@@ -69,12 +72,7 @@ def build_step_actions(
                 "recipient": pl.col(action.to).cast(pl.String),
                 "subject": subject["rendered"],
                 "body": body["rendered"],
-                "payload": pl.struct(
-                    to=pl.col(action.to).cast(pl.String),
-                    subject=subject["rendered"],
-                    template=pl.lit(action.template),
-                    html=pl.lit(html),
-                ).struct.json_encode(),
+                "payload": _settings(to_field=action.to, template=action.template, html=html),
             }
             errors = [subject["error"], body["error"]]
         else:

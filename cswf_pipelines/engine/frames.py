@@ -50,7 +50,7 @@ ACTION_SCHEMA: dict[str, pl.DataType] = {
     "due_at": TS,
     "subject": pl.String(),  # task title or email subject
     "body": pl.String(),
-    "payload": pl.String(),  # JSON: every setting of the action, rendered
+    "payload": pl.String(),  # JSON: the settings that have no column of their own
     "status": pl.String(),  # pending | render_failed (delivery moves it on)
     "error": pl.String(),
 }
