@@ -55,3 +55,23 @@ def test_html_templates_escape_values() -> None:
     frame = pl.DataFrame({"name": ["<script>x</script> & co"]})
     out = render(frame, "<p>{{ name }}</p>", {}, autoescape=True)
     assert out["rendered"].item() == "<p>&lt;script&gt;x&lt;/script&gt; &amp; co</p>"
+
+
+def test_hostile_templates_fail_closed_one_participant_at_a_time() -> None:
+    frame = pl.DataFrame({"name": ["<script>alert(1)</script>"], "n": [3]})
+    attacks = {
+        "{{ name.__class__.__mro__ }}": "SecurityError: access to attribute '__class__' of "
+                                        "'str' object is unsafe.",
+        "{{ ''.__class__ }}": "SecurityError: access to attribute '__class__' of 'str' object "
+                              "is unsafe.",
+        "{% for i in range(10**9) %}x{% endfor %}": "OverflowError: Range too big. The sandbox "
+                                                    "blocks ranges larger than MAX_RANGE "
+                                                    "(100000).",
+        "{{ 'x' * 10**8 }}": "SecurityError: repetition too large",
+        "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}":
+            "RenderTimeout: rendering took longer than 1s",
+    }
+    for text, error in attacks.items():
+        assert render(frame, text, {}).row(0) == (None, error), text
+    safe = render(frame, "<b>{{ name }}</b> x{{ n * 2 }}", {}, autoescape=True)
+    assert safe["rendered"].item() == "<b>&lt;script&gt;alert(1)&lt;/script&gt;</b> x6"

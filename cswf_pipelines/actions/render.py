@@ -10,10 +10,16 @@ blocks, arithmetic) is rendered by Jinja2 once per distinct combination of the n
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
 import polars as pl
 from jinja2 import StrictUndefined, Template, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from cswf_pipelines.specs.loader import template_variables
@@ -21,9 +27,52 @@ from cswf_pipelines.specs.loader import template_variables
 _ROW = "__row"
 
 
+RENDER_SECONDS = 1.0  # per participant and template; longer fails that action
+MAX_TEXT = 1_000_000  # characters a template may build by repetition
+
+
+class RenderTimeout(Exception):
+    pass
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja2's sandbox (no private attributes, range capped) with bounded arithmetic."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+            raise SecurityError("exponent too large")
+        if operator == "*":
+            sized, times = (left, right) if isinstance(left, str | list) else (right, left)
+            if isinstance(sized, str | list) and isinstance(times, int) \
+                    and len(sized) * times > MAX_TEXT:
+                raise SecurityError("repetition too large")
+        return super().call_binop(context, operator, left, right)
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Interrupt a render that runs too long (a huge loop); only the main thread has alarms."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise RenderTimeout(f"rendering took longer than {seconds:g}s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @lru_cache(maxsize=2)
 def _environment(autoescape: bool) -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=autoescape)
+    return _Sandbox(undefined=StrictUndefined, autoescape=autoescape)
 
 
 @lru_cache(maxsize=4096)
@@ -114,6 +163,7 @@ def render(
 
 def _render_one(template: Template, context: dict[str, object]) -> tuple[str | None, str | None]:
     try:
-        return template.render(context), None
+        with _deadline(RENDER_SECONDS):
+            return template.render(context), None
     except Exception as exc:  # a template error must not stop the tick
         return None, f"{type(exc).__name__}: {exc}"
