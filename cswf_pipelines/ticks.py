@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -31,11 +31,15 @@ def key_of(as_of: datetime) -> str:
 def ticks_between(
     partitions: dg.TimeWindowPartitionsDefinition, start: datetime, end: datetime
 ) -> list[datetime]:
-    """Every tick with start <= as_of <= end, in order."""
-    keys = partitions.get_partition_keys_in_range(
-        dg.PartitionKeyRange(key_of(start), key_of(end))
-    ) if start <= end else []
-    return [as_of_of(k) for k in keys]
+    """Every tick with start <= as_of <= end, in order (bounds need not be ticks)."""
+    first = partitions.start.replace(tzinfo=None)
+    start = max(start, first)
+    if start > end:
+        return []
+    window = dg.TimeWindow(start.replace(tzinfo=UTC), (end + timedelta(seconds=1))
+                           .replace(tzinfo=UTC))
+    keys = partitions.get_partition_keys_in_time_window(window)
+    return [t for t in map(as_of_of, keys) if start <= t <= end]
 
 
 def previous_tick(
