@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -158,6 +158,20 @@ def preview(
                   f"conditions; {result.already_inside} already inside, "
                   f"{result.would_enter} would enter at this tick if enabled.", soft_wrap=True)
     _print_frame(result.sample, title="sample of matches")
+
+
+@app.command()
+def deliver(
+    now: Annotated[datetime | None, typer.Option(
+        formats=TIME_FORMATS, help="Deliver as of this time (UTC); default: now.")] = None,
+    root: Root = None,
+) -> None:
+    """Send what the outbox holds, once (dry run unless cswf.yaml's delivery section says so)."""
+    settings = _settings(root)
+    moment = now or datetime.now(UTC).replace(tzinfo=None)
+    with connect(settings.database_path) as con:
+        report = pipeline.deliver_outbox(con, settings, moment)
+    console.print(f"delivery as of {moment:%Y-%m-%d %H:%M}: {report.summary()}", soft_wrap=True)
 
 
 @app.command()

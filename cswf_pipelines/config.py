@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from cswf_pipelines.delivery.config import DeliveryConfig
 
 CONFIG_FILE = "cswf.yaml"
 ENV_OVERRIDES = {
@@ -37,6 +41,9 @@ class Settings(BaseModel):
                                  "Support"]
     )
     default_category: str = "Nurture"
+    delivery: dict[str, Any] = Field(
+        default_factory=dict, description="How actions leave: see docs/delivery.md."
+    )
 
     @model_validator(mode="after")
     def _default_is_a_category(self) -> Settings:
@@ -64,6 +71,11 @@ class Settings(BaseModel):
     @property
     def sql_path(self) -> Path:
         return self.path(self.sql_dir)
+
+    def delivery_config(self) -> DeliveryConfig:
+        from cswf_pipelines.delivery.config import DeliveryConfig
+
+        return DeliveryConfig.from_mapping(self.delivery, root=self.root)
 
     @property
     def facts_sql_path(self) -> Path:

@@ -14,6 +14,12 @@ import duckdb
 import polars as pl
 
 from cswf_pipelines.config import Settings
+from cswf_pipelines.delivery import (
+    DeliveryReport,
+    default_senders,
+    deliver,
+    ingest_action_events,
+)
 from cswf_pipelines.engine.evaluate import evaluate, verdict_column
 from cswf_pipelines.engine.tick import TickResult, run_tick
 from cswf_pipelines.facts.build import build_facts, fact_schema
@@ -33,6 +39,8 @@ from cswf_pipelines.store.warehouse import (
 from cswf_pipelines.ticks import previous_tick, tick_partitions, ticks_between
 
 __all__ = ["SpecErrors"]
+
+EVENTS_FOLDER = "action_events"  # landing sub-folder of action results (opened, completed, ...)
 
 OnTick = Callable[[WriteOutcome, TickResult], None]
 
@@ -183,3 +191,14 @@ def preview(
         would_enter=entered,
         sample=rows.select(*shown, *(c for c in used if c not in shown)).head(sample),
     )
+
+
+def deliver_outbox(
+    con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime
+) -> DeliveryReport:
+    """Results back in first (so a fresh unsubscribe wins), then send what is due, once."""
+    config = settings.delivery_config()
+    events = settings.landing_path / EVENTS_FOLDER
+    if events.is_dir():
+        ingest_action_events(con, events, now)
+    return deliver(con, default_senders(config), config, now)

@@ -107,6 +107,8 @@ def test_definitions_load(settings: Settings) -> None:
         "actions_outbox": "engine",
         "workflow_summary": "reports",
         "workflow_dashboard": "reports",
+        "deliveries": "delivery",
+        "action_insights": "delivery",
     }
     for key in graph.get_all_asset_keys():
         assert graph.get(key).kinds, key
@@ -279,3 +281,25 @@ def test_markdown_table() -> None:
     assert lines[0] == "| a | b |" and lines[1] == "|---|---|"
     assert lines[2] == "| 1 | x\\|y |" and lines[3] == "| 2 |  |"
     assert "2 of 3 rows" in text
+
+
+def test_delivery_job_runs_after_a_tick_in_dry_run(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    defs = build_defs(settings)
+    run_tick_range(settings, datetime(2026, 5, 31), datetime(2026, 6, 1, 21), instance)
+    emitted = query(settings, "SELECT count(*) FROM actions_outbox")[0][0]
+    assert emitted > 0
+    job = defs.resolve_job_def("delivery_job")
+    config = {"ops": {name: {"config": {"now": "2026-06-02T10:00:00"}}
+                      for name in ("deliveries", "action_insights")}}
+    result = job.execute_in_process(instance=instance, run_config=config)
+    assert result.success
+    recorded = dict(query(settings, "SELECT status, count(*) FROM deliveries GROUP BY ALL"))
+    assert sum(recorded.values()) == emitted
+    assert recorded.get("sent", 0) > 0 and "pending" not in recorded
+    previews = list((settings.root / "data" / "outbox_preview").iterdir())
+    assert any(p.suffix == ".eml" for p in previews)
+    assert query(settings, "SELECT count(*) FROM action_insights")[0][0] > 0
+    again = job.execute_in_process(instance=instance, run_config=config)
+    assert str(metadata(again, "deliveries")["summary"]).startswith("nothing due")

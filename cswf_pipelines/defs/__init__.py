@@ -20,6 +20,11 @@ from cswf_pipelines.defs.automation import (
     build_tick_schedule,
 )
 from cswf_pipelines.defs.checks import LANDING_CHECKS
+from cswf_pipelines.defs.delivery import (
+    DELIVERY_ASSETS,
+    build_delivery_job,
+    build_delivery_schedule,
+)
 from cswf_pipelines.defs.resources import project_resource, warehouse_resource
 from cswf_pipelines.ticks import tick_partitions
 
@@ -33,14 +38,15 @@ def build_defs(settings: Settings) -> dg.Definitions:
     """
     partitions = tick_partitions(settings.tick_cron, settings.tick_start)
     tick_job = build_tick_job()
+    delivery_job = build_delivery_job()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # backfill_policy is beta in 1.13
         assets = build_assets(settings, partitions)
     return dg.Definitions(
-        assets=assets,
+        assets=[*assets, *DELIVERY_ASSETS],
         asset_checks=LANDING_CHECKS,
-        jobs=[tick_job],
-        schedules=[build_tick_schedule(tick_job)],
+        jobs=[tick_job, delivery_job],
+        schedules=[build_tick_schedule(tick_job), build_delivery_schedule(delivery_job)],
         sensors=[build_landing_sensor(tick_job, partitions)],
         resources={
             "cswf": project_resource(settings),

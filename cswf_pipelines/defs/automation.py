@@ -35,7 +35,8 @@ SENSOR_INTERVAL_SECONDS = 60
 def build_tick_job() -> UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         TICK_JOB,
-        selection=dg.AssetSelection.all(),  # partitioned by the tick assets' partitions
+        # Partitioned by the tick assets' partitions; delivery runs on its own schedule.
+        selection=dg.AssetSelection.all() - dg.AssetSelection.groups("delivery"),
         description=(
             "Ingest landing files, build facts, run the workflow engine and rebuild the reports "
             "for one tick or a range of ticks (one run for the whole range)."

@@ -18,6 +18,7 @@ from dagster._core.storage.tags import (
 from cswf_pipelines.config import Settings
 from cswf_pipelines.defs import build_defs
 from cswf_pipelines.defs.automation import TICK_JOB
+from cswf_pipelines.defs.delivery import DELIVERY_JOB
 from cswf_pipelines.pipeline import ticks_in
 from cswf_pipelines.ticks import key_of
 
@@ -53,14 +54,27 @@ def run_tick_range(
         ASSET_PARTITION_RANGE_END_TAG: key_of(ticks[-1]),
     }
     with ExitStack() as stack:
-        if instance is None:
-            instance = stack.enter_context(
-                dg.DagsterInstance.get()
-                if os.environ.get("DAGSTER_HOME")
-                else dg.DagsterInstance.ephemeral()
-            )
+        instance = instance or stack.enter_context(_default_instance())
         stack.enter_context(_default_environment(PLANNED_EVENTS_AS_RANGES, "true"))
         return job.execute_in_process(instance=instance, tags=tags, raise_on_error=raise_on_error)
+
+
+def run_delivery(
+    settings: Settings, now: datetime, instance: dg.DagsterInstance | None = None
+) -> dg.ExecuteInProcessResult:
+    """Execute `delivery_job` once, delivering as of `now` (a simulation's own time)."""
+    job = build_defs(settings).resolve_job_def(DELIVERY_JOB)
+    config = {"ops": {name: {"config": {"now": now.isoformat()}}
+                      for name in ("deliveries", "action_insights")}}
+    with ExitStack() as stack:
+        instance = instance or stack.enter_context(_default_instance())
+        return job.execute_in_process(instance=instance, run_config=config)
+
+
+def _default_instance() -> dg.DagsterInstance:
+    """The DAGSTER_HOME instance when DAGSTER_HOME is set, else a throwaway one."""
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") \
+        else dg.DagsterInstance.ephemeral()
 
 
 @contextmanager
