@@ -36,9 +36,11 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
     if not any(landing.glob("*/*")):
         console.print(f"generating {accounts:,} accounts x {BOOK_DAYS} days into {landing} ...")
         book = generate_book(landing, accounts=accounts, days=BOOK_DAYS, start=BOOK_START)
-        console.print(f"{book.accounts:,} accounts ({book.new_accounts:,} arrive during the "
-                      f"period), {book.account_rows:,} snapshot rows, {book.usage_rows:,} usage "
-                      "rows")
+        console.print(
+            f"{book.accounts:,} accounts ({book.new_accounts:,} arrive during the "
+            f"period), {book.account_rows:,} snapshot rows, {book.usage_rows:,} usage "
+            "rows"
+        )
     checked = pipeline.check_specs(settings)
     for error in checked.errors:
         console.print(str(error), markup=False)
@@ -47,12 +49,16 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
     start, end = quarter(settings)
     ticks = len(pipeline.ticks_in(settings, start, end))
     home = os.environ.get("DAGSTER_HOME")
-    console.print(f"running {ticks} ticks ({start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}) "
-                  f"as one Dagster run{f' in {home}' if home else ''} ...")
+    console.print(
+        f"running {ticks} ticks ({start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}) "
+        f"as one Dagster run{f' in {home}' if home else ''} ..."
+    )
     started = time.perf_counter()
     result = run_tick_range(settings, start, end)
-    console.print(f"run {result.run_id} {'succeeded' if result.success else 'FAILED'} "
-                  f"in {time.perf_counter() - started:.1f}s")
+    console.print(
+        f"run {result.run_id} {'succeeded' if result.success else 'FAILED'} "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
     delivered_at = end + timedelta(hours=3)
     run_delivery(settings, delivered_at)
     _print_outcome(settings, delivered_at, console)
@@ -72,21 +78,33 @@ def _print_outcome(settings: Settings, delivered_at: datetime, console: Console)
             "SELECT status, count(*) FROM deliveries GROUP BY ALL ORDER BY ALL"
         ).fetchall()
     table = Table(title="workflow_summary")
-    for column in ("workflow", "category", "deployed", "active", "completed", "exited",
-                   "avg days", "objective rate"):
+    for column in (
+        "workflow",
+        "category",
+        "deployed",
+        "active",
+        "completed",
+        "exited",
+        "avg days",
+        "objective rate",
+    ):
         table.add_column(column)
     for row in summary:
         table.add_row(*("" if v is None else str(v) for v in row))
     console.print(table)
-    console.print("actions_outbox: " + ", ".join(
-        f"{kind} {count:,}" + (f" ({failed} failed to render)" if failed else "")
-        for kind, count, failed in actions
-    ))
+    console.print(
+        "actions_outbox: "
+        + ", ".join(
+            f"{kind} {count:,}" + (f" ({failed} failed to render)" if failed else "")
+            for kind, count, failed in actions
+        )
+    )
     delivery = settings.delivery_config()
     mode = "dry run: nothing left the machine" if delivery.dry_run else "sent"
-    console.print(f"delivery as of {delivered_at:%Y-%m-%d %H:%M} ({mode}): " + ", ".join(
-        f"{status} {count:,}" for status, count in deliveries
-    ))
+    console.print(
+        f"delivery as of {delivered_at:%Y-%m-%d %H:%M} ({mode}): "
+        + ", ".join(f"{status} {count:,}" for status, count in deliveries)
+    )
     if delivery.dry_run:
         console.print(f"would-be emails (.eml) and other actions (.json): {delivery.dry_run_dir}")
     console.print(

@@ -1,0 +1,28 @@
+"""Facts: landing ingest into raw tables and the SQL models that turn them into account facts."""
+
+from cswf_pipelines.facts.build import FactModelError, build_facts, fact_schema, load_models
+from cswf_pipelines.facts.contract import ACCOUNTS, OBJECTS, USAGE, Column, LandingObject
+from cswf_pipelines.facts.ingest import (
+    IngestReport,
+    ensure_tables,
+    ingest_landing,
+    landing_files,
+    snapshot_problems,
+)
+
+__all__ = [
+    "ACCOUNTS",
+    "OBJECTS",
+    "USAGE",
+    "Column",
+    "FactModelError",
+    "IngestReport",
+    "LandingObject",
+    "build_facts",
+    "ensure_tables",
+    "fact_schema",
+    "ingest_landing",
+    "landing_files",
+    "load_models",
+    "snapshot_problems",
+]

@@ -1,0 +1,108 @@
+"""The landing data contract: which files, which columns, which types.
+
+One definition shared by the ingest (table DDL, validation), the asset checks and the docs, so the
+three never disagree about what a valid landing file is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    """One contract column. `key` columns must never be NULL; `allowed` lists the legal values."""
+
+    name: str
+    dtype: str  # DuckDB type name
+    required: bool
+    description: str
+    key: bool = False
+    allowed: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class LandingObject:
+    """One kind of landing file: its folder, its raw table and its columns."""
+
+    name: str  # also the sub-folder of the landing dir and the file-name prefix
+    table: str
+    date_column: str
+    columns: tuple[Column, ...]
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The columns that identify a row: (date, account_id)."""
+        return tuple(c.name for c in self.columns if c.key)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.required)
+
+    def ddl(self) -> str:
+        """CREATE TABLE statement of the raw table: contract columns plus the source file."""
+        cols = ",\n    ".join(f'"{c.name}" {c.dtype}' for c in self.columns)
+        return f"CREATE TABLE IF NOT EXISTS {self.table} (\n    {cols},\n    source_file VARCHAR\n)"
+
+
+TIERS = ("enterprise", "mid_market", "smb")
+STAGES = ("onboarding", "adoption", "mature", "renewal", "churned")
+
+ACCOUNTS = LandingObject(
+    name="accounts",
+    table="raw_accounts",
+    date_column="snapshot_date",
+    columns=(
+        Column("snapshot_date", "DATE", True, "Day the snapshot describes", key=True),
+        Column("account_id", "VARCHAR", True, "Stable account identifier", key=True),
+        Column("account_name", "VARCHAR", True, "Display name"),
+        Column("tier", "VARCHAR", True, "Customer segment", allowed=TIERS),
+        Column("stage", "VARCHAR", True, "Lifecycle stage", allowed=STAGES),
+        Column("stage_entered_on", "DATE", True, "Day the account entered its current stage"),
+        Column("arr", "DOUBLE", True, "Annual recurring revenue"),
+        Column("seats_purchased", "INTEGER", True, "Seats in the contract"),
+        Column("seats_active", "INTEGER", True, "Seats assigned to active users"),
+        Column("contract_start", "DATE", True, "First day of the first contract"),
+        Column("renewal_date", "DATE", True, "Next renewal date"),
+        Column("health_score", "DOUBLE", False, "Health score 0-100; NULL when not yet scored"),
+        Column("nps", "INTEGER", False, "Latest NPS answer 0-10; NULL when never answered"),
+        Column("nps_responded_on", "DATE", False, "Day of the latest NPS answer"),
+        Column("open_tickets", "INTEGER", False, "Open support tickets"),
+        Column("csm_name", "VARCHAR", True, "Customer-success manager who owns the account"),
+        Column("csm_email", "VARCHAR", True, "The CSM's e-mail address"),
+        Column("primary_contact_name", "VARCHAR", False, "Customer's main contact"),
+        Column("primary_contact_email", "VARCHAR", False, "The main contact's e-mail address"),
+        Column("region", "VARCHAR", False, "Sales region"),
+        Column("industry", "VARCHAR", False, "Customer industry"),
+    ),
+)
+
+USAGE = LandingObject(
+    name="usage",
+    table="raw_usage",
+    date_column="usage_date",
+    columns=(
+        Column("usage_date", "DATE", True, "Day the usage happened", key=True),
+        Column("account_id", "VARCHAR", True, "Account the usage belongs to", key=True),
+        Column("active_users", "INTEGER", True, "Distinct users active that day"),
+        Column("events", "INTEGER", True, "Product events that day"),
+    ),
+)
+
+OBJECTS: dict[str, LandingObject] = {o.name: o for o in (ACCOUNTS, USAGE)}
+
+FILE_SUFFIXES = (".csv", ".parquet")
+
+INGESTED_FILES_DDL = """CREATE TABLE IF NOT EXISTS ingested_files (
+    source_file VARCHAR,
+    object VARCHAR,
+    sha256 VARCHAR,
+    row_count BIGINT
+)"""
+
+INGEST_REJECTIONS_DDL = """CREATE TABLE IF NOT EXISTS ingest_rejections (
+    source_file VARCHAR,
+    object VARCHAR,
+    sha256 VARCHAR,
+    reason VARCHAR
+)"""

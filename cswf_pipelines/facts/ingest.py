@@ -1,0 +1,314 @@
+"""Load landing files into typed raw tables, idempotently, rejecting bad files with a reason.
+
+Each file is validated as a whole before anything is written: a file either loads completely
+(replacing the rows of its previous version in one transaction) or is recorded in
+`ingest_rejections`, so bad input never half-loads and never silently disappears.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from cswf_pipelines.facts.contract import (
+    ACCOUNTS,
+    FILE_SUFFIXES,
+    INGEST_REJECTIONS_DDL,
+    INGESTED_FILES_DDL,
+    OBJECTS,
+    USAGE,
+    Column,
+    LandingObject,
+)
+
+_FRAME = "_cswf_landing_frame"
+_ROW = "__cswf_row"
+MAX_EXAMPLES = 5
+
+
+@dataclass
+class IngestReport:
+    """What one ingest run did; source files are relative to the landing dir."""
+
+    files_loaded: list[str] = field(default_factory=list)
+    files_skipped_unchanged: list[str] = field(default_factory=list)
+    files_rejected: list[tuple[str, str]] = field(default_factory=list)
+    rows_loaded: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OBJECTS, 0))
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the raw and bookkeeping tables if missing (the schema comes from the contract)."""
+    for ddl in (ACCOUNTS.ddl(), USAGE.ddl(), INGESTED_FILES_DDL, INGEST_REJECTIONS_DDL):
+        con.execute(ddl).fetchall()
+
+
+def landing_files(landing_dir: Path) -> list[Path]:
+    """Every landing file the ingest would look at, sorted; hidden files are ignored."""
+    files = [
+        path
+        for name in OBJECTS
+        if (landing_dir / name).is_dir()
+        for path in (landing_dir / name).iterdir()
+        if path.is_file() and path.suffix.lower() in FILE_SUFFIXES and not path.name.startswith(".")
+    ]
+    return sorted(files)
+
+
+def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestReport:
+    """Load new and changed landing files; unchanged files are skipped, bad ones rejected."""
+    ensure_tables(con)
+    report = IngestReport()
+    loaded = dict(con.execute("SELECT source_file, sha256 FROM ingested_files").fetchall())
+    rejected = set(con.execute("SELECT source_file, sha256 FROM ingest_rejections").fetchall())
+    rejected_files = {name for name, _ in rejected}
+    files = landing_files(landing_dir)
+    present = {path.relative_to(landing_dir).as_posix() for path in files}
+    _forget_rejections(con, rejected_files - present)
+    for path in files:
+        rel = path.relative_to(landing_dir).as_posix()
+        obj = OBJECTS[path.parent.name]
+        try:
+            data = path.read_bytes()
+        except OSError as err:  # e.g. removed or unreadable while we list: try again next run
+            report.files_rejected.append((rel, f"{rel}: could not read file: {_one_line(err)}"))
+            continue
+        sha = hashlib.sha256(data).hexdigest()
+        if loaded.get(rel) == sha:
+            if rel in rejected_files:
+                _forget_rejections(con, {rel})  # the file went back to its loaded content
+            report.files_skipped_unchanged.append(rel)
+            continue
+        if (rel, sha) in rejected:
+            report.files_skipped_unchanged.append(rel)
+            continue
+        fresh = rel not in loaded and rel not in rejected_files
+        reasons, rows = _load_file(con, obj, rel, sha, data, path.suffix.lower(), fresh)
+        if reasons:
+            _record_rejection(con, obj, rel, sha, reasons)
+            report.files_rejected.extend((rel, reason) for reason in reasons)
+        else:
+            report.files_loaded.append(rel)
+            report.rows_loaded[obj.name] += rows
+    return report
+
+
+def _read(data: bytes, suffix: str) -> pl.DataFrame:
+    """CSV is read as text so the contract, not a type guess, decides what parses."""
+    buffer = io.BytesIO(data)
+    csv = suffix == ".csv"
+    frame = pl.read_csv(buffer, infer_schema=False) if csv else pl.read_parquet(buffer)
+    return frame.rename({c: c.strip().lower() for c in frame.columns})
+
+
+def _load_file(
+    con: duckdb.DuckDBPyConnection,
+    obj: LandingObject,
+    rel: str,
+    sha: str,
+    data: bytes,
+    suffix: str,
+    fresh: bool,
+) -> tuple[list[str], int]:
+    """Validate then load one file; returns (rejection reasons, rows loaded)."""
+    try:
+        frame = _read(data, suffix)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as err:
+        return [f"{rel}: could not read file: {_one_line(err)}"], 0
+    missing = [c.name for c in obj.columns if c.required and c.name not in frame.columns]
+    if missing:
+        return [f"{rel}: missing required column '{name}'" for name in missing], 0
+    present = [c for c in obj.columns if c.name in frame.columns]
+    con.register(_FRAME, frame.with_row_index(_ROW, offset=1))
+    try:
+        reasons = _value_problems(con, rel, present)
+        if reasons:
+            return reasons, 0
+        _replace_rows(con, obj, rel, sha, frame.columns, fresh)
+        return [], frame.height
+    except duckdb.Error as err:
+        return [f"{rel}: {_one_line(err)}"], 0
+    finally:
+        con.unregister(_FRAME)
+
+
+def _checks(column: Column) -> list[tuple[str, str]]:
+    """(SQL predicate for a bad row, message template) for each rule on one column."""
+    raw = f'"{column.name}"'
+    typed = f"TRY_CAST({raw} AS {column.dtype})"
+    checks = []
+    if column.dtype != "VARCHAR":
+        checks.append(
+            (
+                f"{raw} IS NOT NULL AND {typed} IS NULL",
+                f"could not convert '{{value}}' to {column.dtype}",
+            )
+        )
+    if column.key:
+        checks.append((f"{raw} IS NULL", "required key value is NULL"))
+    if column.allowed:
+        listed = ", ".join(f"'{v}'" for v in column.allowed)
+        checks.append(
+            (
+                f"{typed} IS NOT NULL AND {typed} NOT IN ({listed})",
+                f"'{{value}}' is not one of {', '.join(column.allowed)}",
+            )
+        )
+    return checks
+
+
+def _value_problems(con: duckdb.DuckDBPyConnection, rel: str, columns: list[Column]) -> list[str]:
+    """One scan that finds, per column and rule, the bad-row count, first bad row and value."""
+    rules = [(column, pred, msg) for column in columns for pred, msg in _checks(column)]
+    if not rules:
+        return []
+    any_bad = " OR ".join(f"({pred})" for _, pred, _ in rules)
+    if not con.execute(f"SELECT count(*) FROM {_FRAME} WHERE {any_bad}").fetchall()[0][0]:
+        return []  # the common case: one cheap pass, details only for bad files
+    selects = []
+    for i, (column, pred, _) in enumerate(rules):
+        selects += [
+            f"count(*) FILTER (WHERE {pred}) AS n{i}",
+            f"min({_ROW}) FILTER (WHERE {pred}) AS r{i}",
+            f'arg_min(CAST("{column.name}" AS VARCHAR), {_ROW}) FILTER (WHERE {pred}) AS v{i}',
+        ]
+    (row,) = con.execute(f"SELECT {', '.join(selects)} FROM {_FRAME}").fetchall()
+    reasons = []
+    for i, (column, _, msg) in enumerate(rules):
+        count, first_row, value = row[3 * i : 3 * i + 3]
+        if count:
+            more = f" ({count - 1} more bad rows in this column)" if count > 1 else ""
+            text = msg.format(value=value)
+            reasons.append(f"{rel}: row {first_row}: column '{column.name}': {text}{more}")
+    return reasons
+
+
+def _replace_rows(
+    con: duckdb.DuckDBPyConnection,
+    obj: LandingObject,
+    rel: str,
+    sha: str,
+    present: list[str],
+    fresh: bool,
+) -> None:
+    """Swap the file's previous rows for the new ones in one transaction.
+
+    A fresh file (never loaded nor rejected) has nothing to delete, which halves the statements
+    of a first load of a long history.
+    """
+    targets = ", ".join(f'"{c.name}"' for c in obj.columns)
+    values = ", ".join(
+        f'TRY_CAST("{c.name}" AS {c.dtype})' if c.name in present else f"NULL::{c.dtype}"
+        for c in obj.columns
+    )
+    con.begin()
+    try:
+        if not fresh:
+            con.execute(f"DELETE FROM {obj.table} WHERE source_file = ?", [rel]).fetchall()
+            con.execute("DELETE FROM ingested_files WHERE source_file = ?", [rel]).fetchall()
+            con.execute("DELETE FROM ingest_rejections WHERE source_file = ?", [rel]).fetchall()
+        con.execute(
+            f"INSERT INTO {obj.table} ({targets}, source_file) SELECT {values}, ? FROM {_FRAME}",
+            [rel],
+        ).fetchall()
+        con.execute(
+            "INSERT INTO ingested_files SELECT ?, ?, ?, count(*) FROM " + _FRAME,
+            [rel, obj.name, sha],
+        ).fetchall()
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+
+
+def _record_rejection(
+    con: duckdb.DuckDBPyConnection, obj: LandingObject, rel: str, sha: str, reasons: list[str]
+) -> None:
+    """Replace the file's earlier rejections; its previously loaded rows stay as they were."""
+    con.begin()
+    try:
+        con.execute("DELETE FROM ingest_rejections WHERE source_file = ?", [rel]).fetchall()
+        con.executemany(
+            "INSERT INTO ingest_rejections VALUES (?, ?, ?, ?)",
+            [[rel, obj.name, sha, reason] for reason in reasons],
+        )
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+
+
+def _forget_rejections(con: duckdb.DuckDBPyConnection, files: set[str]) -> None:
+    """A rejection describes a file as it is now: once fixed or removed it no longer blocks."""
+    if files:
+        con.execute(
+            "DELETE FROM ingest_rejections WHERE list_contains(?, source_file)", [sorted(files)]
+        ).fetchall()
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def snapshot_problems(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Data-quality problems that must block a tick; empty when the raw data is usable."""
+    existing = {
+        name
+        for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT internal"
+        ).fetchall()
+    }
+    problems: list[str] = []
+    for obj in OBJECTS.values():
+        if obj.table in existing:
+            problems += _duplicate_keys(con, obj)
+    if "ingest_rejections" in existing:
+        problems += _rejections(con)
+    if (
+        ACCOUNTS.table not in existing
+        or not con.execute(f"SELECT count(*) FROM {ACCOUNTS.table}").fetchall()[0][0]
+    ):
+        problems.append(f"{ACCOUNTS.table} is empty: no account snapshot has been ingested")
+    return problems
+
+
+def _duplicate_keys(con: duckdb.DuckDBPyConnection, obj: LandingObject) -> list[str]:
+    date_col, id_col = obj.key
+    rows = con.execute(
+        f"""
+        SELECT {date_col}, {id_col}, count(*) AS n,
+               list_sort(list(DISTINCT source_file)) AS files,
+               count(*) OVER () AS total
+        FROM {obj.table}
+        GROUP BY ALL
+        HAVING count(*) > 1
+        ORDER BY 1, 2
+        LIMIT {MAX_EXAMPLES}
+        """
+    ).fetchall()
+    if not rows:
+        return []
+    examples = "; ".join(
+        f"{day} {account} x{n} in {', '.join(files)}" for day, account, n, files, _ in rows
+    )
+    return [f"{obj.table}: {rows[0][4]} duplicate ({date_col}, {id_col}) keys, e.g. {examples}"]
+
+
+def _rejections(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute(
+        f"""
+        SELECT reason, count(*) OVER () AS total, count(DISTINCT source_file) OVER () AS files
+        FROM ingest_rejections
+        ORDER BY source_file, reason
+        LIMIT {MAX_EXAMPLES}
+        """
+    ).fetchall()
+    if not rows:
+        return []
+    _, total, files = rows[0]
+    listed = "; ".join(reason for reason, _, _ in rows)
+    return [f"ingest_rejections: {total} problem(s) in {files} rejected landing file(s): {listed}"]

@@ -1,0 +1,345 @@
+"""Landing ingest: idempotency, replacement of changed files, rejections, blocking problems."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from cswf_pipelines.facts import (
+    ACCOUNTS,
+    OBJECTS,
+    ingest_landing,
+    landing_files,
+    snapshot_problems,
+)
+
+ACCOUNT_ROW = {
+    "snapshot_date": "2026-05-03",
+    "account_id": "ACC-1",
+    "account_name": "Acme Data Inc",
+    "tier": "enterprise",
+    "stage": "adoption",
+    "stage_entered_on": "2026-04-20",
+    "arr": "120000.0",
+    "seats_purchased": "200",
+    "seats_active": "90",
+    "contract_start": "2026-03-01",
+    "renewal_date": "2027-03-01",
+    "health_score": "72.5",
+    "nps": "8",
+    "nps_responded_on": "2026-04-01",
+    "open_tickets": "2",
+    "csm_name": "Maria Lopez",
+    "csm_email": "maria.lopez@example.com",
+    "primary_contact_name": "Ben Jensen",
+    "primary_contact_email": "ben.jensen@example.org",
+    "region": "EMEA",
+    "industry": "Software",
+}
+
+
+def account_rows(*overrides: dict[str, str | None]) -> list[dict[str, str | None]]:
+    return [{**ACCOUNT_ROW, **o} for o in overrides]
+
+
+def write_csv(landing: Path, rel: str, rows: list[dict[str, str | None]]) -> Path:
+    path = landing / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame(rows, schema=dict.fromkeys(rows[0], pl.String)).write_csv(path)
+    return path
+
+
+def write_text(landing: Path, rel: str, text: str) -> Path:
+    path = landing / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def table(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    return con.execute(sql).fetchall()
+
+
+@pytest.fixture
+def con() -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect(":memory:")
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    return tmp_path / "landing"
+
+
+ACC_FILE = "accounts/accounts_2026-05-03.csv"
+
+
+def test_ingest_twice_changes_nothing(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
+    write_csv(landing, ACC_FILE, account_rows({}, {"account_id": "ACC-2"}))
+    write_text(
+        landing,
+        "usage/usage_2026-05-02.csv",
+        "usage_date,account_id,active_users,events\n"
+        "2026-05-02,ACC-1,10,100\n2026-05-02,ACC-2,3,30\n",
+    )
+
+    first = ingest_landing(con, landing)
+    before = table(con, "SELECT * FROM raw_accounts ORDER BY account_id")
+    second = ingest_landing(con, landing)
+
+    assert first.files_loaded == [ACC_FILE, "usage/usage_2026-05-02.csv"]
+    assert first.rows_loaded == {"accounts": 2, "usage": 2}
+    assert second.files_loaded == [] and second.files_rejected == []
+    assert second.files_skipped_unchanged == first.files_loaded
+    assert second.rows_loaded == {"accounts": 0, "usage": 0}
+    assert table(con, "SELECT * FROM raw_accounts ORDER BY account_id") == before
+    assert table(con, "SELECT count(*) FROM raw_usage") == [(2,)]
+    assert table(con, "SELECT source_file, object, row_count FROM ingested_files ORDER BY 1") == [
+        (ACC_FILE, "accounts", 2),
+        ("usage/usage_2026-05-02.csv", "usage", 2),
+    ]
+
+
+def test_typed_columns_and_relative_source_file(
+    con: duckdb.DuckDBPyConnection, landing: Path
+) -> None:
+    write_csv(landing, ACC_FILE, account_rows({}))
+    ingest_landing(con, landing)
+    row = con.sql("SELECT * FROM raw_accounts").pl().row(0, named=True)
+    assert row["snapshot_date"] == date(2026, 5, 3)
+    assert row["seats_active"] == 90 and row["arr"] == 120000.0 and row["health_score"] == 72.5
+    assert row["source_file"] == ACC_FILE
+    types = dict(
+        table(
+            con,
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'raw_accounts'",
+        )
+    )
+    assert {c.name: c.dtype for c in ACCOUNTS.columns}.items() <= types.items()
+
+
+def test_changed_file_replaces_its_rows(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
+    write_csv(landing, ACC_FILE, account_rows({}, {"account_id": "ACC-2"}))
+    write_csv(
+        landing, "accounts/accounts_2026-05-04.csv", account_rows({"snapshot_date": "2026-05-04"})
+    )
+    ingest_landing(con, landing)
+
+    write_csv(landing, ACC_FILE, account_rows({"seats_active": "120"}))
+    report = ingest_landing(con, landing)
+
+    assert report.files_loaded == [ACC_FILE]
+    assert report.files_skipped_unchanged == ["accounts/accounts_2026-05-04.csv"]
+    assert table(
+        con,
+        "SELECT snapshot_date::VARCHAR, account_id, seats_active FROM raw_accounts ORDER BY 1, 2",
+    ) == [
+        ("2026-05-03", "ACC-1", 120),
+        ("2026-05-04", "ACC-1", 90),
+    ]
+    assert table(con, f"SELECT row_count FROM ingested_files WHERE source_file = '{ACC_FILE}'") == [
+        (1,)
+    ]
+
+
+def test_missing_required_column_is_rejected(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
+    rows = [{k: v for k, v in ACCOUNT_ROW.items() if k != "renewal_date"}]
+    write_csv(landing, ACC_FILE, rows)
+
+    report = ingest_landing(con, landing)
+
+    message = "accounts/accounts_2026-05-03.csv: missing required column 'renewal_date'"
+    assert report.files_rejected == [(ACC_FILE, message)]
+    assert report.files_loaded == []
+    assert table(con, "SELECT count(*) FROM raw_accounts") == [(0,)]
+    assert table(con, "SELECT source_file, object, reason FROM ingest_rejections") == [
+        (ACC_FILE, "accounts", message)
+    ]
+    assert any(message in problem for problem in snapshot_problems(con))
+
+
+def test_bad_value_names_row_and_column(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
+    rows = account_rows(
+        {"account_id": "ACC-1"},
+        {"account_id": "ACC-2", "seats_active": "abc"},
+        {"account_id": "ACC-3", "seats_active": "many"},
+    )
+    write_csv(landing, ACC_FILE, rows)
+
+    report = ingest_landing(con, landing)
+
+    assert report.files_rejected == [
+        (
+            ACC_FILE,
+            "accounts/accounts_2026-05-03.csv: row 2: column 'seats_active': "
+            "could not convert 'abc' to INTEGER (1 more bad rows in this column)",
+        )
+    ]
+    assert table(con, "SELECT count(*) FROM raw_accounts") == [(0,)]
+
+
+def test_bad_date_null_key_and_unknown_tier(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
+    rows = account_rows({"renewal_date": "next year"}, {"account_id": None}, {"tier": "gold"})
+    write_csv(landing, ACC_FILE, rows)
+
+    reasons = [reason for _, reason in ingest_landing(con, landing).files_rejected]
+
+    assert reasons == [
+        f"{ACC_FILE}: row 2: column 'account_id': required key value is NULL",
+        f"{ACC_FILE}: row 3: column 'tier': 'gold' is not one of enterprise, mid_market, smb",
+        f"{ACC_FILE}: row 1: column 'renewal_date': could not convert 'next year' to DATE",
+    ]
+
+
+def test_optional_columns_absent_are_null_and_extras_ignored(
+    con: duckdb.DuckDBPyConnection, landing: Path
+) -> None:
+    optional = {c.name for c in ACCOUNTS.columns if not c.required}
+    rows = [{k: v for k, v in ACCOUNT_ROW.items() if k not in optional} | {"favourite": "tea"}]
+    write_csv(landing, ACC_FILE, rows)
+
+    report = ingest_landing(con, landing)
+
+    assert report.files_loaded == [ACC_FILE]
+    row = con.sql("SELECT * FROM raw_accounts").pl().row(0, named=True)
+    assert all(row[name] is None for name in optional)
+    assert row["seats_active"] == 90
+    assert "favourite" not in row
+
+
+def test_parquet_file_with_native_types(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
+    path = landing / "usage" / "usage_2026-05-02.parquet"
+    path.parent.mkdir(parents=True)
+    pl.DataFrame(
+        {
+            "usage_date": [date(2026, 5, 2), date(2026, 5, 2)],
+            "account_id": ["ACC-1", "ACC-2"],
+            "active_users": [4, 5],
+            "events": [40, 50],
+        }
+    ).write_parquet(path)
+
+    report = ingest_landing(con, landing)
+
+    assert report.rows_loaded == {"accounts": 0, "usage": 2}
+    assert table(con, "SELECT account_id, events, source_file FROM raw_usage ORDER BY 1") == [
+        ("ACC-1", 40, "usage/usage_2026-05-02.parquet"),
+        ("ACC-2", 50, "usage/usage_2026-05-02.parquet"),
+    ]
+
+
+def test_rejected_change_keeps_previous_rows_until_fixed(
+    con: duckdb.DuckDBPyConnection, landing: Path
+) -> None:
+    write_csv(landing, ACC_FILE, account_rows({}))
+    ingest_landing(con, landing)
+
+    write_csv(landing, ACC_FILE, account_rows({"arr": "lots"}))
+    rejected = ingest_landing(con, landing)
+    again = ingest_landing(con, landing)
+
+    assert len(rejected.files_rejected) == 1
+    assert again.files_rejected == [] and again.files_skipped_unchanged == [ACC_FILE]
+    assert table(con, "SELECT arr FROM raw_accounts") == [(120000.0,)]
+    assert table(con, "SELECT count(*) FROM ingest_rejections") == [(1,)]
+
+    write_csv(landing, ACC_FILE, account_rows({"arr": "130000"}))
+    fixed = ingest_landing(con, landing)
+
+    assert fixed.files_loaded == [ACC_FILE]
+    assert table(con, "SELECT arr FROM raw_accounts") == [(130000.0,)]
+    assert table(con, "SELECT count(*) FROM ingest_rejections") == [(0,)]
+    assert snapshot_problems(con) == []
+
+
+def test_removed_bad_file_stops_blocking(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
+    write_csv(landing, ACC_FILE, account_rows({}))
+    bad = write_text(landing, "usage/usage_2026-05-02.csv", "usage_date,account_id\n")
+    ingest_landing(con, landing)
+    assert table(con, "SELECT count(*) FROM ingest_rejections") == [(2,)]
+
+    bad.unlink()
+    ingest_landing(con, landing)
+
+    assert table(con, "SELECT count(*) FROM ingest_rejections") == [(0,)]
+
+
+def test_unreadable_file_is_rejected_not_raised(
+    con: duckdb.DuckDBPyConnection, landing: Path
+) -> None:
+    write_text(landing, "usage/usage_2026-05-02.parquet", "this is not parquet")
+    write_csv(landing, ACC_FILE, account_rows({}))
+
+    report = ingest_landing(con, landing)
+
+    assert report.files_loaded == [ACC_FILE]
+    ((rel, reason),) = report.files_rejected
+    assert rel == "usage/usage_2026-05-02.parquet"
+    assert reason.startswith("usage/usage_2026-05-02.parquet: could not read file: ")
+
+
+def test_landing_files_sorted_and_filtered(landing: Path) -> None:
+    write_text(landing, "usage/usage_2026-05-02.csv", "x\n")
+    write_text(landing, "accounts/accounts_2026-05-02.parquet", "x")
+    write_text(landing, "accounts/accounts_2026-05-01.csv", "x\n")
+    write_text(landing, "accounts/.accounts_2026-05-03.csv", "x\n")  # being written
+    write_text(landing, "accounts/readme.txt", "x\n")
+    write_text(landing, "tickets/tickets_2026-05-01.csv", "x\n")
+
+    assert [p.relative_to(landing).as_posix() for p in landing_files(landing)] == [
+        "accounts/accounts_2026-05-01.csv",
+        "accounts/accounts_2026-05-02.parquet",
+        "usage/usage_2026-05-02.csv",
+    ]
+    assert landing_files(landing / "missing") == []
+
+
+def test_snapshot_problems_duplicates_and_empty(
+    con: duckdb.DuckDBPyConnection, landing: Path
+) -> None:
+    assert snapshot_problems(con) == [
+        "raw_accounts is empty: no account snapshot has been ingested"
+    ]
+
+    write_csv(landing, ACC_FILE, account_rows({}, {"account_id": "ACC-2"}))
+    write_csv(
+        landing, "accounts/accounts_2026-05-03_copy.csv", account_rows({}, {"account_id": "ACC-2"})
+    )
+    write_text(
+        landing,
+        "usage/usage_2026-05-02.csv",
+        "usage_date,account_id,active_users,events\n2026-05-02,ACC-1,1,1\n2026-05-02,ACC-1,2,2\n",
+    )
+    ingest_landing(con, landing)
+
+    assert snapshot_problems(con) == [
+        "raw_accounts: 2 duplicate (snapshot_date, account_id) keys, e.g. "
+        "2026-05-03 ACC-1 x2 in accounts/accounts_2026-05-03.csv, "
+        "accounts/accounts_2026-05-03_copy.csv; "
+        "2026-05-03 ACC-2 x2 in accounts/accounts_2026-05-03.csv, "
+        "accounts/accounts_2026-05-03_copy.csv",
+        "raw_usage: 1 duplicate (usage_date, account_id) keys, e.g. "
+        "2026-05-02 ACC-1 x2 in usage/usage_2026-05-02.csv",
+    ]
+
+
+def test_snapshot_problems_caps_examples(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
+    rows = account_rows(*({"account_id": f"ACC-{i}"} for i in range(8)))
+    write_csv(landing, ACC_FILE, rows + rows)
+    ingest_landing(con, landing)
+
+    (problem,) = snapshot_problems(con)
+    assert problem.startswith("raw_accounts: 8 duplicate (snapshot_date, account_id) keys, e.g. ")
+    assert problem.count(" x2 in ") == 5
+
+
+def test_every_contract_column_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "data-contract.md").read_text()
+    columns = [c for obj in OBJECTS.values() for c in obj.columns]
+    missing = [c.name for c in columns if f"| {c.name} | {c.dtype} |" not in doc]
+    assert missing == []
