@@ -23,7 +23,8 @@ from cswf_pipelines.delivery import (
 from cswf_pipelines.engine.evaluate import evaluate, verdict_column
 from cswf_pipelines.engine.tick import TickResult, run_tick
 from cswf_pipelines.facts.build import build_facts, fact_schema
-from cswf_pipelines.facts.ingest import IngestReport, ingest_landing, snapshot_problems
+from cswf_pipelines.facts.checks import snapshot_problems
+from cswf_pipelines.facts.ingest import IngestReport, ingest_landing
 from cswf_pipelines.specs.conditions import fields_used
 from cswf_pipelines.specs.loader import LoadedWorkflow, SpecErrors, SpecSet, load_specs
 from cswf_pipelines.store.warehouse import (

@@ -1,6 +1,6 @@
 """Blocking data-quality checks on the landed snapshots.
 
-Each check is a small SQL function over the raw tables (see facts/contract.py) returning how many
+Each check is a function of `facts/checks.py` (shared with the CLI's pipeline) returning how many
 problems it found and up to five examples; the Dagster checks below only report them. The checks
 are blocking: when one fails, nothing downstream of `landing_snapshots` runs in that run, so no
 tick is evaluated and no action is emitted from bad data.
@@ -8,80 +8,13 @@ tick is evaluated and no action is emitted from bad data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import dagster as dg
-import duckdb
 from dagster_duckdb import DuckDBResource
 
 from cswf_pipelines.defs.resources import open_warehouse
-from cswf_pipelines.facts.contract import ACCOUNTS, OBJECTS
+from cswf_pipelines.facts.checks import Finding, account_rows, duplicate_ids, rejected_files
 
-MAX_EXAMPLES = 5
 LANDING = dg.AssetKey("landing_snapshots")
-
-
-@dataclass(frozen=True)
-class Finding:
-    """What a check found: the number of offending rows/keys/files and a few examples."""
-
-    count: int
-    examples: list[str] = field(default_factory=list)
-
-
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    rows = con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT internal").fetchall()
-    return {name for (name,) in rows}
-
-
-def duplicate_ids(con: duckdb.DuckDBPyConnection) -> Finding:
-    """Keys seen more than once: (snapshot_date, account_id) in raw_accounts,
-    (usage_date, account_id) in raw_usage."""
-    existing = _tables(con)
-    count, examples = 0, []
-    for obj in OBJECTS.values():
-        if obj.table not in existing:
-            continue
-        day, account = obj.key
-        rows = con.execute(
-            f"""
-            SELECT {day}, {account}, count(*) AS n, list_sort(list(DISTINCT source_file)),
-                   count(*) OVER () AS total
-            FROM {obj.table}
-            GROUP BY ALL
-            HAVING count(*) > 1
-            ORDER BY 1, 2
-            LIMIT {MAX_EXAMPLES}
-            """
-        ).fetchall()
-        if rows:
-            count += rows[0][4]
-            examples += [
-                f"{obj.table}: {d} {a} x{n} in {', '.join(files)}" for d, a, n, files, _ in rows
-            ]
-    return Finding(count, examples[:MAX_EXAMPLES])
-
-
-def rejected_files(con: duckdb.DuckDBPyConnection) -> Finding:
-    """Landing files the ingest rejected; each reason names the file and the column."""
-    if "ingest_rejections" not in _tables(con):
-        return Finding(0)
-    rows = con.execute(
-        f"""
-        SELECT reason, count(DISTINCT source_file) OVER () AS files
-        FROM ingest_rejections
-        ORDER BY source_file, reason
-        LIMIT {MAX_EXAMPLES}
-        """
-    ).fetchall()
-    return Finding(rows[0][1] if rows else 0, [reason for reason, _ in rows])
-
-
-def account_rows(con: duckdb.DuckDBPyConnection) -> int:
-    """Rows in raw_accounts (0 when the table does not exist yet)."""
-    if ACCOUNTS.table not in _tables(con):
-        return 0
-    return int(con.execute(f"SELECT count(*) FROM {ACCOUNTS.table}").fetchall()[0][0])
 
 
 def _result(finding: Finding, what: str) -> dg.AssetCheckResult:

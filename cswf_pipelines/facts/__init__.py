@@ -1,13 +1,13 @@
 """Facts: landing ingest into raw tables and the SQL models that turn them into account facts."""
 
 from cswf_pipelines.facts.build import FactModelError, build_facts, fact_schema, load_models
+from cswf_pipelines.facts.checks import snapshot_problems
 from cswf_pipelines.facts.contract import ACCOUNTS, OBJECTS, USAGE, Column, LandingObject
 from cswf_pipelines.facts.ingest import (
     IngestReport,
     ensure_tables,
     ingest_landing,
     landing_files,
-    snapshot_problems,
 )
 
 __all__ = [
