@@ -37,10 +37,17 @@ class Run:
     state: pl.DataFrame = field(default_factory=lambda: empty(ENROLLMENT_SCHEMA))
     prev: pl.DataFrame | None = None
     results: list[TickResult] = field(default_factory=list)
+    events: list[tuple[str, str, datetime]] = field(default_factory=list)
+
+    def event(self, action_id: str, event_type: str, at: datetime) -> None:
+        """An action result arriving (email opened, task completed, ...)."""
+        self.events.append((action_id, event_type, at))
 
     def tick(self, as_of: datetime, rows: Sequence[dict]) -> TickResult:
         current = facts(as_of, rows)
-        result = run_tick(self.state, current, self.prev, None, self.workflows, as_of)
+        events = pl.DataFrame(self.events, schema=["action_id", "event_type", "occurred_at"],
+                              orient="row")
+        result = run_tick(self.state, current, self.prev, events, self.workflows, as_of)
         self.state, self.prev = result.state, current
         self.results.append(result)
         return result

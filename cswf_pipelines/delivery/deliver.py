@@ -149,37 +149,47 @@ def _due(con: duckdb.DuckDBPyConnection, now: datetime) -> pl.DataFrame:
     ).pl()
 
 
-def _record(con: duckdb.DuckDBPyConnection, action: OutboundAction, attempts: int,
-            channel: str, result: SendResult, config: DeliveryConfig, now: datetime) -> str:
-    """Store the outcome of one send (status, backoff, events) in one transaction; returns the
+Sent = tuple[OutboundAction, int, str, SendResult]  # action, attempts before, channel, result
+
+
+def _record(con: duckdb.DuckDBPyConnection, sent: list[Sent], config: DeliveryConfig,
+            now: datetime) -> list[str]:
+    """Store the outcomes of sends (status, backoff, events) in one transaction; returns each
     outcome as counted in the report."""
-    tried = attempts + 1
-    final = not result.retryable or tried >= config.retry.max_attempts
-    next_at = None
-    if result.outcome == "sent":
-        status, counted = "sent", "sent"
-    elif result.outcome == "unknown":
-        status, counted = "unknown", "unknown"
-    else:
-        status, counted = "failed", "failed" if final else "retrying"
-        if not final:
-            next_at = now + timedelta(seconds=config.retry.delay_seconds(tried))
-    events = list(result.events)
-    if status == "failed" and final:
-        events.append(("failed", result.error))
-    frame = pl.DataFrame(
-        [(action.action_id, kind, now, detail, channel) for kind, detail in events],
-        schema=EVENT_SCHEMA, orient="row",
+    rows, events, counted = [], [], []
+    for action, attempts, channel, result in sent:
+        tried = attempts + 1
+        final = not result.retryable or tried >= config.retry.max_attempts
+        next_at = None
+        if result.outcome == "sent":
+            status, count = "sent", "sent"
+        elif result.outcome == "unknown":
+            status, count = "unknown", "unknown"
+        else:
+            status, count = "failed", "failed" if final else "retrying"
+            if not final:
+                next_at = now + timedelta(seconds=config.retry.delay_seconds(tried))
+        kinds = list(result.events)
+        if status == "failed" and final:
+            kinds.append(("failed", result.error))
+        events += [(action.action_id, kind, now, detail, channel) for kind, detail in kinds]
+        rows.append((action.action_id, status, tried, next_at, result.error, result.provider_id))
+        counted.append(count)
+    outcomes = pl.DataFrame(  # noqa: F841 (read by DuckDB)
+        rows, orient="row",
+        schema={"action_id": pl.String, "status": pl.String, "tried": pl.Int64,
+                "next_at": pl.Datetime("us"), "error": pl.String, "provider": pl.String},
     )
+    frame = pl.DataFrame(events, schema=EVENT_SCHEMA, orient="row")
     con.execute("BEGIN").fetchall()
     try:
         con.execute(
-            "UPDATE deliveries SET status = $status, attempts = $tried, next_attempt_at = $next, "
-            "last_error = $error, provider_id = coalesce($provider, provider_id), "
-            "sent_at = CASE WHEN $status = 'sent' THEN $now END, updated_at = $now "
-            "WHERE action_id = $id",
-            {"status": status, "tried": tried, "next": next_at, "error": result.error,
-             "provider": result.provider_id, "now": now, "id": action.action_id},
+            "UPDATE deliveries AS d SET status = o.status, attempts = o.tried, "
+            "next_attempt_at = o.next_at, last_error = o.error, "
+            "provider_id = coalesce(o.provider, d.provider_id), "
+            "sent_at = CASE WHEN o.status = 'sent' THEN $now END, updated_at = $now "
+            "FROM outcomes AS o WHERE d.action_id = o.action_id",
+            {"now": now},
         ).fetchall()
         if frame.height:
             record_events(con, frame, now)
@@ -188,6 +198,24 @@ def _record(con: duckdb.DuckDBPyConnection, action: OutboundAction, attempts: in
         con.execute("ROLLBACK").fetchall()
         raise
     return counted
+
+
+def _preview_all(con: duckdb.DuckDBPyConnection, sender: Sender, rows: pl.DataFrame,
+                 config: DeliveryConfig, now: datetime, report: DeliveryReport) -> None:
+    """A dry run has no outside effect, so its claims and records go in batches."""
+    batch = rows.select("action_id")  # noqa: F841 (read by DuckDB)
+    con.execute(
+        f"UPDATE deliveries AS d SET status = 'sending', channel = $channel, updated_at = $now "
+        f"WHERE d.action_id IN (SELECT action_id FROM batch) AND ({_DUE})",
+        {"channel": sender.channel, "now": now},
+    ).fetchall()
+    sent: list[Sent] = []
+    for row in rows.iter_rows(named=True):
+        action = OutboundAction.from_row(row)
+        attempts = row["attempts"]
+        sent.append((action, attempts if isinstance(attempts, int) else 0, sender.channel,
+                     sender.send(action, now)))
+    report.outcomes.update(_record(con, sent, config, now))
 
 
 def _attempt(con: duckdb.DuckDBPyConnection, sender: Sender, row: dict[str, object],
@@ -216,8 +244,8 @@ def _attempt(con: duckdb.DuckDBPyConnection, sender: Sender, row: dict[str, obje
     if fault is not None:
         fault("after_send", action)
     attempts = row["attempts"]
-    counted = _record(con, action, attempts if isinstance(attempts, int) else 0, sender.channel,
-                      result, config, now)
+    (counted,) = _record(con, [(action, attempts if isinstance(attempts, int) else 0,
+                                sender.channel, result)], config, now)
     return result, counted
 
 
@@ -260,13 +288,15 @@ def _export_tables(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, config: D
 
 def _fail_unroutable(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, config: DeliveryConfig,
                      now: datetime, report: DeliveryReport) -> None:
+    failed: list[Sent] = []
     for row in rows.iter_rows(named=True):
         action = OutboundAction.from_row(row)
         error = f"no delivery channel for action type {action.action_type!r}"
-        _record(con, action, int(row["attempts"] or 0), "delivery",
-                SendResult.failed(error, retryable=False), config, now)
-        report.outcomes["failed"] += 1
+        failed.append((action, int(row["attempts"] or 0), "delivery",
+                       SendResult.failed(error, retryable=False)))
         report.errors.append(f"{action.action_id}: {error}")
+    if failed:
+        report.outcomes.update(_record(con, failed, config, now))
 
 
 def deliver(con: duckdb.DuckDBPyConnection, senders: Mapping[str, Sender],
@@ -304,6 +334,10 @@ def deliver(con: duckdb.DuckDBPyConnection, senders: Mapping[str, Sender],
         due = due.filter(~pl.col("action_id").is_in(held.implode()))
     down: set[str] = set()
     try:
+        if config.dry_run and fault is None:
+            _preview_all(con, senders["email"], due.filter(pl.col("route") != "none"), config,
+                         now, report)
+            due = due.clear()
         for row in due.filter(pl.col("route") != "none").iter_rows(named=True):
             route = str(row["route"])
             sender = senders.get(route)

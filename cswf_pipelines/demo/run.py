@@ -59,7 +59,7 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
         f"run {result.run_id} {'succeeded' if result.success else 'FAILED'} "
         f"in {time.perf_counter() - started:.1f}s"
     )
-    delivered_at = end + timedelta(hours=3)
+    delivered_at = end + timedelta(hours=12)  # the next morning, outside quiet hours
     run_delivery(settings, delivered_at)
     _print_outcome(settings, delivered_at, console)
 

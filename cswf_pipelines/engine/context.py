@@ -17,6 +17,7 @@ class TickContext:
     verdicts: pl.DataFrame  # aligned with facts: one boolean column per (kind, workflow)
     as_of: datetime
     default_category: str
+    events: pl.DataFrame  # action results: action_id, event_type, occurred_at
 
     def facts_of(self, frame: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
         """The facts of `frame`'s participants, row for row (gathered by position)."""

@@ -9,6 +9,7 @@ import polars as pl
 from cswf_pipelines.engine.compile import AS_OF, compile_condition, prev
 from cswf_pipelines.specs.conditions import Condition, previous_tick_fields
 from cswf_pipelines.specs.loader import LoadedWorkflow
+from cswf_pipelines.specs.workflow import BranchStep, WaitStep
 
 PARTICIPANT = "participant_id"
 KINDS = ("entry", "exit", "objective")
@@ -19,12 +20,22 @@ def verdict_column(kind: str, workflow: str) -> str:
 
 
 def conditions_of(workflow: LoadedWorkflow) -> dict[str, Condition | None]:
+    """Every condition a tick evaluates for a workflow, by kind: entry, exit, objective, the
+    fact conditions of its waits (`wait@<node>`) and of its branch checks (`branch@<node>.<k>`)."""
     spec = workflow.spec
-    return {
+    found: dict[str, Condition | None] = {
         "entry": spec.entry,
         "exit": spec.exit,
         "objective": spec.objective.condition if spec.objective else None,
     }
+    for node in workflow.flow:
+        if isinstance(node.step, WaitStep) and node.step.wait.until is not None:
+            found[f"wait@{node.index}"] = node.step.wait.until
+        if isinstance(node.step, BranchStep):
+            for k, path in enumerate(node.step.branch):
+                if path.when is not None:
+                    found[f"branch@{node.index}.{k}"] = path.when
+    return found
 
 
 def with_previous(facts: pl.DataFrame, prev_facts: pl.DataFrame | None,

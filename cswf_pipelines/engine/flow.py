@@ -1,8 +1,12 @@
-"""Move active enrollments through the steps of a flow, one step at a time for all of them.
+"""Move active enrollments through the nodes of a flow, one node at a time for all of them.
 
-Time is scheduled, not observed: a participant reaches a step at the moment the previous step
+Time is scheduled, not observed: a participant reaches a node at the moment the previous node
 finished on schedule (`wait_until`), so a 3-day delay after a day-0 email ends exactly 3 days
-after entry whatever the tick cadence, and a replay lands every action at the same tick.
+after entry whatever the tick cadence, and a replay lands every action at the same tick. A wait
+that is satisfied ends when the tick sees it, so what follows is scheduled from that tick.
+
+Nodes are visited in order and every jump goes forward (see specs/flow.py), so one pass moves each
+participant as far as it may go in this tick.
 """
 
 from __future__ import annotations
@@ -13,10 +17,17 @@ import polars as pl
 
 from cswf_pipelines.actions.build import build_step_actions
 from cswf_pipelines.engine.context import TickContext
+from cswf_pipelines.engine.evaluate import verdict_column
+from cswf_pipelines.engine.frames import ROW
+from cswf_pipelines.specs.flow import Flow, FlowNode
 from cswf_pipelines.specs.loader import LoadedWorkflow
-from cswf_pipelines.specs.workflow import ActionStep, DelayStep, Step
-
-FLOW_END = "(end of flow)"
+from cswf_pipelines.specs.workflow import (
+    ActionResult,
+    ActionStep,
+    BranchStep,
+    DelayStep,
+    WaitStep,
+)
 
 
 @dataclass
@@ -26,60 +37,131 @@ class FlowOutput:
     transitions: list[pl.DataFrame]
 
 
-def arrival(step: Step | None, reached_at: pl.Expr) -> pl.Expr:
-    """`wait_until` for a participant reaching `step` at `reached_at`."""
+def arrival(flow: Flow, index: int, reached_at: pl.Expr) -> pl.Expr:
+    """`wait_until` for a participant reaching node `index` at `reached_at`."""
+    step = flow[index].step if index < len(flow) else None
     if isinstance(step, DelayStep):
         if step.delay.days is not None:
             return reached_at + pl.duration(days=step.delay.days)
         return reached_at.dt.offset_by(f"{step.delay.months}mo")
+    if isinstance(step, WaitStep):
+        return reached_at + pl.duration(days=step.wait.max_days)
     return reached_at
 
 
-def step_name(workflow: LoadedWorkflow, index: int) -> str:
-    steps = workflow.spec.steps
-    return steps[index].name if index < len(steps) else FLOW_END
+def wait_column(workflow: str, node: int) -> str:
+    return verdict_column(f"wait@{node}", workflow)
+
+
+def check_column(workflow: str, node: int, check: int) -> str:
+    return verdict_column(f"branch@{node}.{check}", workflow)
 
 
 def advance_flow(
     active: pl.DataFrame, context: TickContext, workflow: LoadedWorkflow
 ) -> FlowOutput:
-    """Run every step that is due; loops over steps, never over participants."""
-    steps = workflow.spec.steps
-    as_of = context.as_of
-    actions: list[pl.DataFrame] = []
-    transitions: list[pl.DataFrame] = []
+    """Run every node that is due; loops over nodes, never over participants."""
+    flow, as_of = workflow.flow, context.as_of
+    out = FlowOutput(active, [], [])
     if active.is_empty():
-        return FlowOutput(active, actions, transitions)
-    # Steps in order: a participant that runs step k reaches k + 1 in the same pass.
-    first_due = active.filter(pl.col("wait_until") <= as_of)["step"].min()
-    if first_due is None:
-        return FlowOutput(active, actions, transitions)
-    for index, step in enumerate(steps):
-        if index < first_due:  # type: ignore[operator]
+        return out
+    first = active["step"].min()
+    for node in flow:
+        if node.index < first:  # type: ignore[operator]
             continue
-        due = (pl.col("step") == index) & (pl.col("wait_until") <= as_of)
-        ready = active.filter(due)
-        if ready.is_empty():
+        here = out.active.filter(pl.col("step") == node.index)
+        if here.is_empty():
             continue
-        if isinstance(step, ActionStep):
-            actions.append(build_step_actions(ready, context, workflow, index, step))
-            reason = f"ran {len(step.actions)} action(s) of step '{step.name}'"
-        else:
-            reason = f"delay '{step.name}' ({step.delay.describe()}) elapsed"
-        following = steps[index + 1] if index + 1 < len(steps) else None
-        transitions.append(ready.select(
-            "workflow", "version", "participant_id", "enrollment_id",
-            pl.lit("advanced").alias("transition"),
-            pl.lit(index, dtype=pl.Int32).alias("step"),
-            pl.lit(step.name).alias("step_name"),
-            pl.lit(reason).alias("reason"),
-        ))
-        active = active.with_columns(
-            pl.when(due).then(pl.lit(index + 1, dtype=pl.Int32)).otherwise("step").alias("step"),
-            pl.when(due).then(pl.lit(step_name(workflow, index + 1)))
-            .otherwise("step_name").alias("step_name"),
-            pl.when(due).then(arrival(following, pl.col("wait_until")))
-            .otherwise("wait_until").alias("wait_until"),
-            pl.when(due).then(pl.lit(as_of)).otherwise("updated_at").alias("updated_at"),
-        )
-    return FlowOutput(active, actions, transitions)
+        due = here["wait_until"] <= as_of
+        if isinstance(node.step, ActionStep):
+            ready = here.filter(due)
+            if ready.is_empty():
+                continue
+            out.actions.append(build_step_actions(ready, context, workflow, node.index,
+                                                  node.step))
+            _move(out, ready, flow, node, node.next, pl.col("wait_until"), as_of,
+                  f"ran {len(node.step.actions)} action(s) of step '{node.name}'")
+        elif isinstance(node.step, DelayStep):
+            ready = here.filter(due)
+            _move(out, ready, flow, node, node.next, pl.col("wait_until"), as_of,
+                  f"delay '{node.name}' ({node.step.delay.describe()}) elapsed")
+        elif isinstance(node.step, WaitStep):
+            wait = node.step.wait
+            met = (_action_result(here, flow, wait.on_action, context) if wait.on_action
+                   else _verdict(here, context, wait_column(workflow.name, node.index)))
+            what = (f"{wait.action} {wait.result}" if wait.on_action else "the condition")
+            _move(out, here.filter(met), flow, node, node.next, pl.lit(as_of), as_of,
+                  f"wait '{node.name}' ended: {what}")
+            _move(out, here.filter(~met & due), flow, node, node.next, pl.col("wait_until"),
+                  as_of, f"wait '{node.name}' ended: {wait.max_days} days passed without "
+                         f"{what}")
+        elif isinstance(node.step, BranchStep):
+            _branch(out, here.filter(due), flow, node, context, workflow)
+    return out
+
+
+def _branch(out: FlowOutput, ready: pl.DataFrame, flow: Flow, node: FlowNode,
+            context: TickContext, workflow: LoadedWorkflow) -> None:
+    """Ordered checks: the first that holds takes its path; none holding goes on after it."""
+    assert isinstance(node.step, BranchStep)
+    undecided = ready
+    for k, (path, target) in enumerate(zip(node.step.branch, node.targets, strict=True)):
+        if undecided.is_empty():
+            return
+        holds = (_action_result(undecided, flow, path.on_action, context) if path.on_action
+                 else _verdict(undecided, context, check_column(workflow.name, node.index, k)))
+        _move(out, undecided.filter(holds), flow, node, target, pl.col("wait_until"),
+              context.as_of, f"branch '{node.name}' took path '{path.name}'")
+        undecided = undecided.filter(~holds)
+    _move(out, undecided, flow, node, node.next, pl.col("wait_until"), context.as_of,
+          f"branch '{node.name}': no check held, the flow goes on")
+
+
+def _verdict(rows: pl.DataFrame, context: TickContext, column: str) -> pl.Series:
+    return rows.select(
+        pl.lit(context.verdicts[column]).gather(pl.col(ROW)).fill_null(False)
+    ).to_series()
+
+
+def _action_result(rows: pl.DataFrame, flow: Flow, ref: ActionResult | None,
+                   context: TickContext) -> pl.Series:
+    """Whether each enrollment's earlier action has the result, from the action events."""
+    assert ref is not None
+    address = flow.address(ref)
+    negated = ref.result.startswith("not_") or ref.result == "incomplete"
+    happened = "completed" if ref.result == "incomplete" else ref.result.removeprefix("not_")
+    ids = rows.select(pl.col("enrollment_id") + f"/{address.key}").to_series()
+    events = context.events
+    seen = events.filter(
+        (pl.col("event_type") == happened) & (pl.col("occurred_at") <= context.as_of)
+    )["action_id"]
+    hit = ids.is_in(seen.implode())
+    return ~hit if negated else hit
+
+
+def _move(out: FlowOutput, rows: pl.DataFrame, flow: Flow, node: FlowNode, target: int,
+          reached_at: pl.Expr, as_of: object, reason: str) -> None:
+    """Send `rows` from `node` to `target`, reached at `reached_at`, and log the transition."""
+    if rows.is_empty():
+        return
+    out.transitions.append(rows.select(
+        "workflow", "version", "participant_id", "enrollment_id",
+        pl.lit("advanced").alias("transition"),
+        pl.lit(node.index, dtype=pl.Int32).alias("step"),
+        pl.lit(node.name).alias("step_name"),
+        pl.lit(reason).alias("reason"),
+    ))
+    moved = rows.select(ROW, "enrollment_id").with_columns(
+        pl.lit(target, dtype=pl.Int32).alias("__to"),
+        rows.select(arrival(flow, target, reached_at)).to_series().alias("__until"),
+    )
+    joined = out.active.join(moved.drop(ROW), on="enrollment_id", how="left",
+                             maintain_order="left")
+    hit = pl.col("__to").is_not_null()
+    out.active = joined.with_columns(
+        pl.when(hit).then(pl.col("__to")).otherwise("step").alias("step"),
+        pl.when(hit).then(pl.lit(flow.name_at(target))).otherwise("step_name")
+        .alias("step_name"),
+        pl.when(hit).then(pl.col("__until")).otherwise("wait_until").alias("wait_until"),
+        pl.when(hit).then(pl.lit(as_of)).otherwise("updated_at").alias("updated_at"),
+    ).drop("__to", "__until")

@@ -30,7 +30,7 @@ import polars as pl
 
 from cswf_pipelines.engine.context import TickContext
 from cswf_pipelines.engine.evaluate import PARTICIPANT, evaluate, verdict_column
-from cswf_pipelines.engine.flow import advance_flow, arrival, step_name
+from cswf_pipelines.engine.flow import advance_flow, arrival
 from cswf_pipelines.engine.frames import (
     ACTION_SCHEMA,
     ENROLLMENT_SCHEMA,
@@ -88,9 +88,9 @@ def run_tick(
     language's waits and result branches read them.
     """
     _check_facts(facts, as_of)
-    if events is not None:
-        conform(events, EVENT_SCHEMA)
-    context = TickContext(facts, evaluate(facts, prev_facts, workflows), as_of, default_category)
+    events = empty(EVENT_SCHEMA) if events is None else conform(events, EVENT_SCHEMA)
+    context = TickContext(facts, evaluate(facts, prev_facts, workflows), as_of, default_category,
+                          events)
     positions = facts.select(PARTICIPANT).with_row_index(ROW)
     state = conform(state, ENROLLMENT_SCHEMA).join(positions, on=PARTICIPANT, how="left")
     by_workflow = {
@@ -204,7 +204,7 @@ def _advance_workflow(
 
     flow = advance_flow(active.drop(VERDICTS), context, workflow)
     transitions.extend(flow.transitions)
-    finished = pl.col("step") >= len(spec.steps)
+    finished = pl.col("step") >= len(workflow.flow)
     done = flow.active.filter(finished)
     if not done.is_empty():
         gone = _close(done, COMPLETED, "reached the end of the flow", as_of)
@@ -255,7 +255,6 @@ def _admit(
         if rule.mode is ReentryMode.multiple:
             rested = rested & pl.col("requalify_armed")
         allowed = first_time | rested.fill_null(False)
-    first = spec.steps[0]
     entered = candidates.filter(allowed).select(
         ROW,
         pl.lit(workflow.name).alias("workflow"),
@@ -268,8 +267,8 @@ def _admit(
         pl.lit(ACTIVE).alias("status"),
         pl.lit(as_of).alias("entered_at"),
         pl.lit(0, dtype=pl.Int32).alias("step"),
-        pl.lit(step_name(workflow, 0)).alias("step_name"),
-        arrival(first, pl.lit(as_of)).alias("wait_until"),
+        pl.lit(workflow.flow.name_at(0)).alias("step_name"),
+        arrival(workflow.flow, 0, pl.lit(as_of)).alias("wait_until"),
         pl.lit(False).alias("requalify_armed"),
         pl.lit(as_of).alias("updated_at"),
     )

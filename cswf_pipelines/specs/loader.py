@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -32,7 +32,15 @@ from cswf_pipelines.specs.conditions import (
     leaves,
     previous_tick_fields,
 )
-from cswf_pipelines.specs.workflow import ActionStep, EmailAction, TaskAction, Workflow
+from cswf_pipelines.specs.flow import Flow, action_key, flatten, flow_problems
+from cswf_pipelines.specs.workflow import (
+    BranchStep,
+    EmailAction,
+    Owner,
+    TaskAction,
+    WaitStep,
+    Workflow,
+)
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 # Names a template may use besides the fact fields.
@@ -58,6 +66,7 @@ class LoadedWorkflow:
     file: Path
     version: str
     templates: Mapping[str, str] = field(default_factory=dict)
+    flow: Flow = field(default_factory=lambda: Flow(()))
 
     @property
     def name(self) -> str:
@@ -65,28 +74,48 @@ class LoadedWorkflow:
 
     def fact_fields(self) -> set[str]:
         """Every fact field this workflow reads: conditions, templates, owners, recipients."""
-        spec = self.spec
         used: set[str] = set()
-        for tree in (spec.entry, spec.exit, spec.objective.condition if spec.objective else None):
-            if tree is not None:
-                used |= fields_used(tree)
+        for _, tree in conditions(self.spec, self.flow):
+            used |= fields_used(tree)
         for text in self.templates.values():
             used |= template_variables(text) - set(TEMPLATE_CONTEXT)
-        owners = [spec.owner]
-        for step in spec.steps:
-            for action in getattr(step, "actions", []):
-                if isinstance(action, TaskAction) and action.assignee is not None:
-                    owners.append(action.assignee)
-                if isinstance(action, EmailAction):
-                    used.add(action.to)
-        used |= {o.field for o in owners if o.field is not None}
+        for _, owner in owners(self.spec, self.flow):
+            if owner.field is not None:
+                used.add(owner.field)
+        for _, _, action in self.flow.actions():
+            if isinstance(action, EmailAction):
+                used.add(action.to)
         return used
 
     def previous_fields(self) -> set[str]:
         """Fields whose value at the previous tick the conditions compare with."""
-        spec = self.spec
-        trees = (spec.entry, spec.exit, spec.objective.condition if spec.objective else None)
-        return set().union(*(previous_tick_fields(t) for t in trees if t is not None))
+        trees = [tree for _, tree in conditions(self.spec, self.flow)]
+        return set().union(*(previous_tick_fields(t) for t in trees))
+
+
+def conditions(spec: Workflow, flow: Flow) -> Iterator[tuple[str, Condition]]:
+    """Every condition of a spec with its path: entry, exit, objective, waits, branch checks."""
+    for path, tree in (
+        ("entry", spec.entry),
+        ("exit", spec.exit),
+        ("objective.condition", spec.objective.condition if spec.objective else None),
+    ):
+        if tree is not None:
+            yield path, tree
+    for node in flow:
+        if isinstance(node.step, WaitStep) and node.step.wait.until is not None:
+            yield f"{node.loc}.wait.until", node.step.wait.until
+        if isinstance(node.step, BranchStep):
+            for k, path in enumerate(node.step.branch):
+                if path.when is not None:
+                    yield f"{node.loc}.branch.{k}.when", path.when
+
+
+def owners(spec: Workflow, flow: Flow) -> Iterator[tuple[str, Owner]]:
+    yield "owner", spec.owner
+    for node, position, action in flow.actions():
+        if isinstance(action, TaskAction) and action.assignee is not None:
+            yield f"{node.loc}.actions.{position}.assignee", action.assignee
 
 
 class SpecErrors(Exception):
@@ -177,21 +206,22 @@ def _parse(
     except ValidationError as exc:
         return None, [SpecError(label, _loc(err["loc"]), _message(err)) for err in exc.errors()]
 
-    errors: list[SpecError] = []
+    flow = flatten(spec.steps)
+    errors: list[SpecError] = [SpecError(label, p, m) for p, m in flow_problems(spec.steps)]
     if spec.name != file.stem:
         errors.append(SpecError(label, "name", f"'{spec.name}' must match the file name "
                                                f"'{file.stem}'"))
-    errors.extend(SpecError(label, p, m) for p, m in _check_categories(spec, categories))
-    templates, template_errors = _read_templates(spec, file.parent)
+    errors.extend(SpecError(label, p, m) for p, m in _check_categories(spec, flow, categories))
+    templates, template_errors = _read_templates(flow, file.parent)
     errors.extend(SpecError(label, p, m) for p, m in template_errors)
     if fact_fields is not None:
-        errors.extend(SpecError(label, p, m) for p, m in check_fields(spec, fact_fields))
+        errors.extend(SpecError(label, p, m) for p, m in check_fields(spec, flow, fact_fields))
         errors.extend(
-            SpecError(label, p, m) for p, m in _check_template_names(templates, fact_fields)
+            SpecError(label, p, m) for p, m in _check_template_names(flow, templates, fact_fields)
         )
     if errors:
         return None, errors
-    return LoadedWorkflow(spec, file, spec_version(spec, templates), templates), []
+    return LoadedWorkflow(spec, file, spec_version(spec, templates), templates, flow), []
 
 
 def _loc(loc: tuple[object, ...]) -> str:
@@ -214,19 +244,15 @@ def spec_version(spec: Workflow, templates: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-def action_key(step_index: int, action_index: int) -> str:
-    return f"s{step_index}.a{action_index}"
-
-
-def _check_categories(spec: Workflow, categories: Iterable[str] | None) -> list[tuple[str, str]]:
+def _check_categories(
+    spec: Workflow, flow: Flow, categories: Iterable[str] | None
+) -> list[tuple[str, str]]:
     if categories is None:
         return []
     allowed = list(categories)
     found = [("category", spec.category)]
-    for s, step in enumerate(spec.steps):
-        if isinstance(step, ActionStep):
-            for a, action in enumerate(step.actions):
-                found.append((f"steps.{s}.actions.{a}.category", action.category))
+    for node, position, action in flow.actions():
+        found.append((f"{node.loc}.actions.{position}.category", action.category))
     return [
         (path, f"unknown category '{value}'; categories: {', '.join(allowed)}")
         for path, value in found
@@ -234,42 +260,39 @@ def _check_categories(spec: Workflow, categories: Iterable[str] | None) -> list[
     ]
 
 
-def _read_templates(spec: Workflow, folder: Path) -> tuple[dict[str, str], list[tuple[str, str]]]:
+def _read_templates(flow: Flow, folder: Path) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """Collect every template text of the spec, keyed by action and part."""
     env = SandboxedEnvironment()
     templates: dict[str, str] = {}
     errors: list[tuple[str, str]] = []
-    for s, step in enumerate(spec.steps):
-        if not isinstance(step, ActionStep):
-            continue
-        for a, action in enumerate(step.actions):
-            base = f"steps.{s}.actions.{a}"
-            parts: dict[str, str] = {}
-            if isinstance(action, TaskAction):
-                parts = {"title": action.title, "description": action.description}
-            elif isinstance(action, EmailAction):
-                parts = {"subject": action.subject}
-                if action.template is not None:
-                    path = (folder / action.template).resolve()
-                    if not path.is_relative_to(folder.resolve()):
-                        errors.append((f"{base}.template", "the template must live with the specs"))
-                        continue
-                    if not path.is_file():
-                        errors.append((f"{base}.template", f"no template file {action.template}"))
-                        continue
-                    parts["body"] = path.read_text()
-                else:
-                    parts["body"] = action.body or ""
-            elif isinstance(action.value, str):
-                parts = {"value": action.value}
-            for part, text in parts.items():
-                try:
-                    env.parse(text)
-                except TemplateSyntaxError as exc:
-                    errors.append((f"{base}.{part}", f"template error line {exc.lineno}: "
-                                                     f"{exc.message}"))
+    for node, a, action in flow.actions():
+        base = f"{node.loc}.actions.{a}"
+        parts: dict[str, str] = {}
+        if isinstance(action, TaskAction):
+            parts = {"title": action.title, "description": action.description}
+        elif isinstance(action, EmailAction):
+            parts = {"subject": action.subject}
+            if action.template is not None:
+                path = (folder / action.template).resolve()
+                if not path.is_relative_to(folder.resolve()):
+                    errors.append((f"{base}.template", "the template must live with the specs"))
                     continue
-                templates[f"{action_key(s, a)}.{part}"] = text
+                if not path.is_file():
+                    errors.append((f"{base}.template", f"no template file {action.template}"))
+                    continue
+                parts["body"] = path.read_text()
+            else:
+                parts["body"] = action.body or ""
+        elif isinstance(action.value, str):
+            parts = {"value": action.value}
+        for part, text in parts.items():
+            try:
+                env.parse(text)
+            except TemplateSyntaxError as exc:
+                errors.append((f"{base}.{part}", f"template error line {exc.lineno}: "
+                                                 f"{exc.message}"))
+                continue
+            templates[f"{action_key(node.index, a)}.{part}"] = text
     return templates, errors
 
 
@@ -278,16 +301,16 @@ def template_variables(text: str) -> set[str]:
 
 
 def _check_template_names(
-    templates: Mapping[str, str], fact_fields: Mapping[str, pl.DataType]
+    flow: Flow, templates: Mapping[str, str], fact_fields: Mapping[str, pl.DataType]
 ) -> list[tuple[str, str]]:
     known = set(fact_fields) | set(TEMPLATE_CONTEXT)
     errors = []
     for key, text in templates.items():
         unknown = sorted(template_variables(text) - known)
         if unknown:
-            step, action, part = key.split(".")
+            node, action, part = key.split(".")
             errors.append((
-                f"steps.{step[1:]}.actions.{action[1:]}.{part}",
+                f"{flow[int(node[1:])].loc}.actions.{action[1:]}.{part}",
                 f"template uses unknown name(s) {unknown}; it may use the fact fields and "
                 f"{', '.join(TEMPLATE_CONTEXT)}",
             ))
@@ -295,31 +318,18 @@ def _check_template_names(
 
 
 def check_fields(
-    spec: Workflow, fact_fields: Mapping[str, pl.DataType]
+    spec: Workflow, flow: Flow, fact_fields: Mapping[str, pl.DataType]
 ) -> list[tuple[str, str]]:
     """Every field a spec names must exist, with a type its operator can use."""
     errors: list[tuple[str, str]] = []
-    trees: list[tuple[str, Condition | None]] = [
-        ("entry", spec.entry),
-        ("exit", spec.exit),
-        ("objective.condition", spec.objective.condition if spec.objective else None),
-    ]
-    for root, tree in trees:
-        if tree is None:
-            continue
+    for root, tree in conditions(spec, flow):
         for path, leaf in leaves(tree, root):
             errors.extend((f"{path}.{key}", m) for key, m in check_leaf(leaf, fact_fields))
-    owners = [("owner", spec.owner)]
-    for s, step in enumerate(spec.steps):
-        if not isinstance(step, ActionStep):
-            continue
-        for a, action in enumerate(step.actions):
-            base = f"steps.{s}.actions.{a}"
-            if isinstance(action, TaskAction) and action.assignee is not None:
-                owners.append((f"{base}.assignee", action.assignee))
-            if isinstance(action, EmailAction) and action.to not in fact_fields:
-                errors.append((f"{base}.to", _unknown_field(action.to, fact_fields)))
-    for path, owner in owners:
+    for node, position, action in flow.actions():
+        if isinstance(action, EmailAction) and action.to not in fact_fields:
+            errors.append((f"{node.loc}.actions.{position}.to",
+                           _unknown_field(action.to, fact_fields)))
+    for path, owner in owners(spec, flow):
         if owner.field is not None and owner.field not in fact_fields:
             errors.append((f"{path}.field", _unknown_field(owner.field, fact_fields)))
     return errors

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from itertools import pairwise
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -12,13 +11,14 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
-    field_validator,
     model_validator,
 )
 
 from cswf_pipelines.specs.conditions import Condition, fields_used
 
 MAX_ACTIONS_PER_STEP = 10
+MAX_STEPS_PER_BRANCH = 30  # Catalyst; actions in one step count as one
+MAX_BRANCH_CHECKS = 11  # a branch and up to 10 additional checks
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 
@@ -87,6 +87,10 @@ class Objective(Strict):
 
 class TaskAction(Strict):
     type: Literal["task"]
+    name: str | None = Field(
+        default=None, pattern=NAME_PATTERN,
+        description="Names the action for waits and branches (`<step>.<name>`).",
+    )
     title: str = Field(description="Jinja2 template for the task title.")
     description: str = Field(default="", description="Jinja2 template for the task text.")
     due_days: int = Field(default=3, ge=0, description="Due this many days after creation.")
@@ -98,6 +102,10 @@ class TaskAction(Strict):
 
 class EmailAction(Strict):
     type: Literal["email"]
+    name: str | None = Field(
+        default=None, pattern=NAME_PATTERN,
+        description="Names the action for waits and branches (`<step>.<name>`).",
+    )
     to: str = Field(
         default="primary_contact_email", description="Fact field holding the recipient address."
     )
@@ -117,6 +125,10 @@ class EmailAction(Strict):
 
 class FieldUpdateAction(Strict):
     type: Literal["field_update"]
+    name: str | None = Field(
+        default=None, pattern=NAME_PATTERN,
+        description="Names the action for waits and branches (`<step>.<name>`).",
+    )
     field: str = Field(description="The CRM field to set on the participant.")
     value: str | int | float | bool | None = Field(
         description="The new value; text is a Jinja2 template."
@@ -143,6 +155,22 @@ class Delay(Strict):
         return f"{self.days} days" if self.days is not None else f"{self.months} months"
 
 
+# What an earlier action of the same enrollment may have come to (Catalyst's filters).
+EMAIL_RESULTS = ("sent", "delivered", "opened", "clicked", "replied", "bounced", "dropped",
+                 "not_delivered", "not_opened", "not_clicked", "not_replied")
+TASK_RESULTS = ("completed", "incomplete")
+FIELD_UPDATE_RESULTS = ("sent",)
+RESULTS = (*EMAIL_RESULTS, *TASK_RESULTS)
+Result = Literal[RESULTS]  # type: ignore[valid-type]
+
+
+class ActionResult(Strict):
+    """An earlier action's result: `action` is `<step>.<action name or position from 0>`."""
+
+    action: str = Field(pattern=r"^[a-z][a-z0-9_]*\.([a-z][a-z0-9_]*|[0-9]+)$")
+    result: Result
+
+
 class ActionStep(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     actions: list[Action] = Field(min_length=1, max_length=MAX_ACTIONS_PER_STEP)
@@ -153,16 +181,86 @@ class DelayStep(Strict):
     delay: Delay
 
 
+class Wait(Strict):
+    """Wait until an earlier action has a result, or a fact condition holds; at most max_days."""
+
+    action: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*\.([a-z][a-z0-9_]*|[0-9]+)$")
+    result: Result | None = None
+    until: Condition | None = None
+    max_days: int = Field(ge=1, description="After this many days the flow goes on anyway.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Wait:
+        by_action = self.action is not None or self.result is not None
+        if by_action == (self.until is not None):
+            raise ValueError("a wait needs either action and result, or until (a condition)")
+        if by_action and (self.action is None or self.result is None):
+            raise ValueError("a wait on an action needs both action and result")
+        return self
+
+    @property
+    def on_action(self) -> ActionResult | None:
+        if self.action is None or self.result is None:
+            return None
+        return ActionResult(action=self.action, result=self.result)
+
+
+class WaitStep(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    wait: Wait
+
+
+class BranchPath(Strict):
+    """One check of a branch and the steps it leads to."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    when: Condition | None = Field(default=None, description="A condition on the facts.")
+    action: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*\.([a-z][a-z0-9_]*|[0-9]+)$")
+    result: Result | None = None
+    steps: list[Step] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_check(self) -> BranchPath:
+        by_action = self.action is not None or self.result is not None
+        if by_action == (self.when is not None):
+            raise ValueError("a branch check needs either when (a condition), or action and "
+                             "result")
+        if by_action and (self.action is None or self.result is None):
+            raise ValueError("a branch check on an action needs both action and result")
+        return self
+
+    @property
+    def on_action(self) -> ActionResult | None:
+        if self.action is None or self.result is None:
+            return None
+        return ActionResult(action=self.action, result=self.result)
+
+
+class BranchStep(Strict):
+    """Ordered checks: the first that holds takes its path; if none holds the flow goes on."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    branch: list[BranchPath] = Field(min_length=1, max_length=MAX_BRANCH_CHECKS)
+
+
+STEP_KINDS = {"delay": "delay-step", "wait": "wait-step", "branch": "branch-step"}
+
+
 def _step_kind(raw: object) -> str:
     if isinstance(raw, dict):
-        return "delay-step" if "delay" in raw else "action-step"
-    return "delay-step" if isinstance(raw, DelayStep) else "action-step"
+        return next((tag for key, tag in STEP_KINDS.items() if key in raw), "action-step")
+    tags = {DelayStep: "delay-step", WaitStep: "wait-step", BranchStep: "branch-step"}
+    return tags.get(type(raw), "action-step")
 
 
 Step = Annotated[
-    Annotated[ActionStep, Tag("action-step")] | Annotated[DelayStep, Tag("delay-step")],
+    Annotated[ActionStep, Tag("action-step")]
+    | Annotated[DelayStep, Tag("delay-step")]
+    | Annotated[WaitStep, Tag("wait-step")]
+    | Annotated[BranchStep, Tag("branch-step")],
     Discriminator(_step_kind),
 ]
+BranchPath.model_rebuild()
 
 
 class Workflow(Strict):
@@ -185,30 +283,23 @@ class Workflow(Strict):
     )
     steps: list[Step] = Field(min_length=1)
 
-    @field_validator("steps")
-    @classmethod
-    def _flow_rules(cls, steps: list[ActionStep | DelayStep]) -> list[ActionStep | DelayStep]:
-        names = [s.name for s in steps]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"step names must be unique; repeated: {duplicates}")
-        for before, after in pairwise(steps):
-            if isinstance(before, DelayStep) and isinstance(after, DelayStep):
-                raise ValueError(
-                    f"delays cannot be stacked: step '{after.name}' directly follows "
-                    f"delay '{before.name}'"
-                )
-        return steps
-
     @model_validator(mode="after")
     def _enabled_needs_entry_and_action(self) -> Workflow:
         if self.state is WorkflowState.enabled:
             if self.entry is None:
                 raise ValueError("an enabled workflow needs entry conditions")
-            if not any(isinstance(s, ActionStep) for s in self.steps):
+            if not _has_action(self.steps):
                 raise ValueError("an enabled workflow needs at least one action")
         return self
 
     @property
     def admits_new(self) -> bool:
         return self.state is WorkflowState.enabled
+
+
+def _has_action(steps: list[Step]) -> bool:
+    return any(
+        isinstance(step, ActionStep)
+        or (isinstance(step, BranchStep) and any(_has_action(p.steps) for p in step.branch))
+        for step in steps
+    )

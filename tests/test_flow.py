@@ -1,0 +1,237 @@
+"""Waits, branches and the rules of a flow, each as a story of days."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from engine_harness import START, Run, spec
+from cswf_pipelines.specs.loader import SpecErrors
+
+NPS_SPLIT = """
+name: nps_follow_up
+owner: {field: csm}
+state: enabled
+entry: {field: nps, op: not_null}
+reentry: {mode: none}
+steps:
+  - name: nps_split
+    branch:
+      - name: promoter
+        when: {field: nps, op: ge, value: 9}
+        steps:
+          - name: ask_for_review
+            actions: [{type: email, to: email, subject: "Thanks!", body: "Review us?"}]
+      - name: passive
+        when: {field: nps, op: between, value: [7, 8]}
+        steps:
+          - name: share_tips
+            actions: [{type: email, to: email, subject: "Tips", body: "Here are tips"}]
+      - name: detractor
+        when: {field: nps, op: le, value: 6}
+        steps:
+          - name: recovery_call
+            actions: [{type: task, title: "Call {{ participant_id }}", priority: urgent}]
+          - name: give_it_a_week
+            delay: {days: 7}
+          - name: check_again
+            actions: [{type: task, title: "Check recovery"}]
+  - name: log_it
+    actions: [{type: field_update, field: nps_followed_up, value: "yes"}]
+"""
+
+
+def people(**nps: int | None) -> list[dict]:
+    return [{"participant_id": p, "nps": n, "csm": "c@example.com", "email": f"{p}@example.org"}
+            for p, n in nps.items()]
+
+
+def test_fastenr_nps_split_takes_the_first_check_that_holds_then_goes_on() -> None:
+    run = Run([spec(NPS_SPLIT)])
+    run.days([people(ann=10, bob=7, cat=3)] * 9)
+    steps = run.actions().select("participant_id", "step_name", "tick").rows()
+    day = lambda n: START + timedelta(days=n)  # noqa: E731
+    assert sorted(steps) == [
+        ("ann", "ask_for_review", day(0)), ("ann", "log_it", day(0)),
+        ("bob", "log_it", day(0)), ("bob", "share_tips", day(0)),
+        ("cat", "check_again", day(7)), ("cat", "log_it", day(7)),
+        ("cat", "recovery_call", day(0)),
+    ]
+    reasons = {r for r in run.results[0].transitions["reason"].to_list() if "branch" in r}
+    assert reasons == {"branch 'nps_split' took path 'promoter'",
+                       "branch 'nps_split' took path 'passive'",
+                       "branch 'nps_split' took path 'detractor'"}
+
+
+def test_when_no_check_holds_the_flow_continues_after_the_branch() -> None:
+    text = NPS_SPLIT.replace("entry: {field: nps, op: not_null}",
+                             "entry: {field: csm, op: not_null}")
+    run = Run([spec(text)])
+    run.tick(START, people(dan=None))
+    assert run.actions().select("step_name").to_series().to_list() == ["log_it"]
+    assert "no check held" in " ".join(run.results[0].transitions["reason"].to_list())
+
+
+NOT_OPENED = """
+name: check_in
+owner: {field: csm}
+state: enabled
+entry: {field: nps, op: not_null}
+reentry: {mode: none}
+exit: {field: nps, op: eq, value: 0}
+steps:
+  - name: hello
+    actions:
+      - {type: email, name: check_in_email, to: email, subject: "How is it going?", body: "Hi"}
+  - name: wait_for_open
+    wait: {action: hello.check_in_email, result: opened, max_days: 3}
+  - name: opened_or_not
+    branch:
+      - name: opened
+        action: hello.check_in_email
+        result: opened
+        steps:
+          - name: thank
+            actions: [{type: task, title: "Follow up on the open"}]
+      - name: not_opened
+        action: hello.0
+        result: not_opened
+        steps:
+          - name: call
+            actions: [{type: task, title: "Call: email not opened", priority: high}]
+"""
+
+
+def test_catalyst_email_not_opened_leads_to_a_call_task() -> None:
+    run = Run([spec(NOT_OPENED)])
+    run.tick(START, people(ann=8, bob=8))
+    run.event("check_in/ann/1/s0.a0", "opened", START + timedelta(hours=30))
+    run.days([people(ann=8, bob=8)] * 5, start=START + timedelta(days=1))
+    tasks = run.actions().filter(run.actions()["action_type"] == "task")
+    assert tasks.select("participant_id", "subject", "tick").rows() == [
+        ("ann", "Follow up on the open", START + timedelta(days=2)),
+        ("bob", "Call: email not opened", START + timedelta(days=3)),
+    ]
+    reasons = [r for _, kind, r in run.transitions() if kind == "advanced"]
+    assert reasons.count("wait_for_open") == 2
+    assert run.row("check_in", "ann")["status"] == "completed"
+
+
+def test_an_exit_condition_acts_in_the_middle_of_a_wait() -> None:
+    run = Run([spec(NOT_OPENED)])
+    run.tick(START, people(ann=8))
+    run.tick(START + timedelta(days=1), people(ann=0))
+    row = run.row("check_in", "ann")
+    assert (row["status"], row["step_name"]) == ("exited", "wait_for_open")
+
+
+HEALTH_WAIT = """
+name: recovery
+owner: {field: csm}
+state: enabled
+entry: {field: health, op: lt, value: 50}
+reentry: {mode: none}
+steps:
+  - name: alert
+    actions: [{type: task, title: "Health is low"}]
+  - name: until_recovered
+    wait:
+      until: {field: health, op: ge, value: 70}
+      max_days: 14
+  - name: close_out
+    actions: [{type: task, title: "Close the recovery"}]
+"""
+
+
+def health(value: float) -> list[dict]:
+    return [{"participant_id": "acme", "health": value, "csm": "c@example.com"}]
+
+
+def test_a_wait_on_a_fact_condition_ends_when_it_holds() -> None:
+    run = Run([spec(HEALTH_WAIT)])
+    run.days([health(40), health(55), health(65), health(72), health(80)])
+    closed = run.actions().filter(run.actions()["step_name"] == "close_out")
+    assert closed["tick"].to_list() == [START + timedelta(days=3)]
+
+
+def test_a_wait_ends_at_its_maximum_anyway() -> None:
+    run = Run([spec(HEALTH_WAIT)])
+    run.days([health(40)] * 16)
+    closed = run.actions().filter(run.actions()["step_name"] == "close_out")
+    assert closed["tick"].to_list() == [START + timedelta(days=14)]
+    assert ("06-15", "advanced", "until_recovered") in run.transitions()
+
+
+def test_nested_branches_jump_forward_to_the_right_place() -> None:
+    text = """
+name: nested
+owner: {group: cs}
+state: enabled
+entry: {field: score, op: ge, value: 0}
+steps:
+  - name: outer
+    branch:
+      - name: high
+        when: {field: score, op: ge, value: 50}
+        steps:
+          - name: inner
+            branch:
+              - name: very_high
+                when: {field: score, op: ge, value: 90}
+                steps: [{name: vip, actions: [{type: task, title: vip}]}]
+          - name: after_inner
+            actions: [{type: task, title: after inner}]
+      - name: low
+        when: {field: score, op: lt, value: 50}
+        steps: [{name: nurture, actions: [{type: task, title: nurture}]}]
+  - name: last
+    actions: [{type: task, title: last}]
+"""
+    run = Run([spec(text)])
+    run.tick(START, [{"participant_id": p, "score": s} for p, s in
+                     (("a", 95.0), ("b", 60.0), ("c", 10.0))])
+    by_person = {}
+    for person, subject in run.actions().select("participant_id", "subject").rows():
+        by_person.setdefault(person, []).append(subject)
+    assert by_person == {"a": ["vip", "after inner", "last"], "b": ["after inner", "last"],
+                         "c": ["nurture", "last"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("wait: {action: hello.check_in_email, result: opened, max_days: 3}",
+          "wait: {action: hello.nothing, result: opened, max_days: 3}"),
+         "check_in.yaml: steps.1.wait.action: 'hello.nothing' names no action that runs "
+         "earlier on this path; earlier actions: hello.0, hello.check_in_email"),
+        (("result: not_opened", "result: completed"),
+         "check_in.yaml: steps.2.branch.1.result: 'completed' is not a result of an email; "
+         "results: sent, delivered, opened, clicked, replied, bounced, dropped, not_delivered, "
+         "not_opened, not_clicked, not_replied"),
+        (("  - name: opened_or_not\n", "  - name: pause\n    delay: {days: 1}\n"
+                                        "  - name: opened_or_not\n"),
+         "check_in.yaml: steps.2: delays cannot be stacked: step 'pause' directly follows "
+         "delay 'wait_for_open'"),
+        (("- name: call", "- name: thank"),
+         "check_in.yaml: steps.2.branch.1.steps.0.name: step name 'thank' is also used at "
+         "steps.2.branch.0.steps.0"),
+    ],
+)
+def test_flow_rules_are_checked_with_the_path(change: tuple[str, str], message: str) -> None:
+    with pytest.raises(SpecErrors) as raised:
+        spec(NOT_OPENED.replace(*change))
+    assert [str(e) for e in raised.value.errors] == [message]
+
+
+def test_a_branch_holds_at_most_30_steps() -> None:
+    many = "".join(f"          - name: s{i}\n            actions: [{{type: task, title: t}}]\n"
+                   for i in range(31))
+    text = NPS_SPLIT.replace(
+        "          - name: ask_for_review\n            actions: [{type: email, to: email, "
+        'subject: "Thanks!", body: "Review us?"}]\n', many)
+    with pytest.raises(SpecErrors) as raised:
+        spec(text)
+    assert [str(e) for e in raised.value.errors] == [
+        "nps_follow_up.yaml: steps.0.branch.0.steps: a branch holds at most 30 steps; this one "
+        "has 31"]
