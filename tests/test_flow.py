@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
 from engine_harness import START, Run, spec
+
 from cswf_pipelines.specs.loader import SpecErrors
 
 NPS_SPLIT = """
@@ -235,3 +235,15 @@ def test_a_branch_holds_at_most_30_steps() -> None:
     assert [str(e) for e in raised.value.errors] == [
         "nps_follow_up.yaml: steps.0.branch.0.steps: a branch holds at most 30 steps; this one "
         "has 31"]
+
+
+def test_a_wait_satisfied_at_a_tick_moves_on_from_that_tick() -> None:
+    # Regression (found by the replay property test): the wait ends at the tick that sees the
+    # condition hold, and the branch after it runs in the same tick.
+    text = HEALTH_WAIT.replace("  - name: close_out\n    actions",
+                               "  - name: check\n    branch:\n      - name: fine\n"
+                               "        when: {field: health, op: ge, value: 70}\n"
+                               "        steps: []\n  - name: close_out\n    actions")
+    run = Run([spec(text)])
+    run.days([health(40), health(75)])
+    assert run.row("recovery", "acme")["status"] == "completed"

@@ -151,12 +151,11 @@ def _move(out: FlowOutput, rows: pl.DataFrame, flow: Flow, node: FlowNode, targe
         pl.lit(node.name).alias("step_name"),
         pl.lit(reason).alias("reason"),
     ))
-    moved = rows.select(ROW, "enrollment_id").with_columns(
+    moved = rows.with_columns(  # with_columns broadcasts a literal arrival time
         pl.lit(target, dtype=pl.Int32).alias("__to"),
-        rows.select(arrival(flow, target, reached_at)).to_series().alias("__until"),
-    )
-    joined = out.active.join(moved.drop(ROW), on="enrollment_id", how="left",
-                             maintain_order="left")
+        arrival(flow, target, reached_at).alias("__until"),
+    ).select("enrollment_id", "__to", "__until")
+    joined = out.active.join(moved, on="enrollment_id", how="left", maintain_order="left")
     hit = pl.col("__to").is_not_null()
     out.active = joined.with_columns(
         pl.when(hit).then(pl.col("__to")).otherwise("step").alias("step"),
