@@ -30,6 +30,7 @@ from cswf_pipelines.specs.loader import LoadedWorkflow, SpecErrors, SpecSet, loa
 from cswf_pipelines.store.warehouse import (
     WriteOutcome,
     ensure_schema,
+    load_events,
     load_facts,
     load_facts_range,
     load_state,
@@ -60,6 +61,10 @@ def load_workflows(settings: Settings) -> list[LoadedWorkflow]:
 
 
 def ingest(con: duckdb.DuckDBPyConnection, settings: Settings) -> IngestReport:
+    """Snapshots, and action results landed as files (they feed waits and branches)."""
+    events = settings.landing_path / EVENTS_FOLDER
+    if events.is_dir():
+        ingest_action_events(con, events)
     return ingest_landing(con, settings.landing_path)
 
 
@@ -116,13 +121,14 @@ def run_ticks(
     before = previous_tick(partitions, ticks[0])
     prev_facts = load_facts(con, before, previous) if before is not None else None
     state = load_state(con, ticks[0])
+    events = load_events(con, ticks[-1])
     empty_facts = all_facts.clear()
     record_versions(con, list(workflows), ticks[0])
     outcomes: list[WriteOutcome] = []
     actions = transitions = 0
     for as_of in ticks:
         tick_facts = facts_by_tick.get(as_of, empty_facts)
-        result = run_tick(state, tick_facts, prev_facts, None, workflows, as_of,
+        result = run_tick(state, tick_facts, prev_facts, events, workflows, as_of,
                           default_category=settings.default_category)
         outcome = write_tick(con, result)
         outcomes.append(outcome)

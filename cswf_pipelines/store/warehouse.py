@@ -263,3 +263,20 @@ def rewind(con: duckdb.DuckDBPyConnection, from_tick: datetime) -> int:
 
 def last_tick(con: duckdb.DuckDBPyConnection) -> datetime | None:
     return con.execute("SELECT max(as_of) FROM tick_log").fetchall()[0][0]
+
+
+def load_events(con: duckdb.DuckDBPyConnection, until: datetime) -> pl.DataFrame | None:
+    """Action results (opened, completed, ...) that happened by `until`, for waits and branches.
+
+    A result that happened before a tick but arrived after it was run is seen by a re-run of
+    that tick (which then rewrites it), never silently lost.
+    """
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'action_events'"
+    ).fetchall()[0][0]
+    if not exists:
+        return None
+    return con.sql(
+        "SELECT action_id, event_type, occurred_at FROM action_events WHERE occurred_at <= $t",
+        params={"t": until},
+    ).pl()
