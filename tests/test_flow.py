@@ -247,3 +247,62 @@ def test_a_wait_satisfied_at_a_tick_moves_on_from_that_tick() -> None:
     run = Run([spec(text)])
     run.days([health(40), health(75)])
     assert run.row("recovery", "acme")["status"] == "completed"
+
+
+def competing(name: str, priority: int, eligibility: str = "") -> str:
+    return f"""
+name: {name}
+owner: {{group: cs}}
+priority: {priority}
+state: enabled
+entry: {{field: score, op: lt, value: 50}}
+{eligibility}
+steps:
+  - name: touch
+    actions: [{{type: task, title: "{name}"}}]
+  - name: wait_a_while
+    delay: {{days: 10}}
+"""
+
+
+def entered(run: Run) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for result in run.results:
+        for workflow, person in result.transitions.filter(
+            result.transitions["transition"] == "entered"
+        ).select("workflow", "participant_id").rows():
+            out.setdefault(person, []).append(workflow)
+    return out
+
+
+def test_by_default_a_participant_enters_every_workflow_it_qualifies_for() -> None:
+    run = Run([spec(competing("rescue", 1)), spec(competing("nurture", 2))])
+    run.tick(START, [{"participant_id": "a", "score": 10}])
+    assert entered(run) == {"a": ["nurture", "rescue"]}
+
+
+def test_eligibility_none_keeps_participants_out_of_later_workflows_by_priority() -> None:
+    rule = "eligibility: {others: none}"
+    run = Run([spec(competing("rescue", 1, rule)), spec(competing("nurture", 2))])
+    run.tick(START, [{"participant_id": "a", "score": 10}])
+    assert entered(run) == {"a": ["rescue"]}
+    # Priority decides: the same rule on the lower-priority workflow does not stop the other.
+    run = Run([spec(competing("rescue", 1)), spec(competing("nurture", 2, rule))])
+    run.tick(START, [{"participant_id": "a", "score": 10}])
+    assert entered(run) == {"a": ["nurture", "rescue"]}
+
+
+def test_eligibility_all_but_a_list_applies_while_inside() -> None:
+    rule = "eligibility: {others: all_but, except: [nurture]}"
+    run = Run([spec(competing("rescue", 1, rule)), spec(competing("nurture", 2)),
+               spec(competing("upsell", 3))])
+    run.tick(START, [{"participant_id": "a", "score": 10}])
+    assert entered(run) == {"a": ["rescue", "upsell"]}
+    # Already inside rescue at the next tick: still kept out of nurture.
+    run.tick(START + timedelta(days=1), [{"participant_id": "a", "score": 10}])
+    assert entered(run) == {"a": ["rescue", "upsell"]}
+
+
+def test_all_but_needs_a_list() -> None:
+    with pytest.raises(SpecErrors, match="list the workflows in except exactly when others is"):
+        spec(competing("rescue", 1, "eligibility: {others: all_but}"))

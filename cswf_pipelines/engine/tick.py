@@ -97,9 +97,24 @@ def run_tick(
         key[0]: frame for key, frame in state.partition_by("workflow", as_dict=True).items()
     }
     states, actions, transitions = [], [], []
+    # Participants inside a workflow that restricts entering others. Workflows admit in
+    # priority order (then name), so when two admit someone at one tick, the first one's
+    # eligibility rule decides whether the second may.
+    restricting = {w.name: w.spec.eligibility for w in workflows
+                   if w.spec.eligibility.others != "all"}
+    inside = [
+        frame.filter(pl.col("status") == ACTIVE).select(ROW, pl.lit(name).alias("workflow"))
+        for name, frame in by_workflow.items() if name in restricting
+    ]
     for workflow in sorted(workflows, key=lambda w: (w.spec.priority, w.name)):
         rows = by_workflow.pop(workflow.name, empty(WORKING_SCHEMA))
-        out = _advance_workflow(rows, context, workflow)
+        forbidding = [n for n, rule in restricting.items()
+                      if n != workflow.name and rule.forbids(workflow.name)]
+        barred = pl.concat(inside).filter(pl.col("workflow").is_in(forbidding)).select(ROW) \
+            if inside and forbidding else None
+        out = _advance_workflow(rows, context, workflow, barred)
+        if workflow.name in restricting:
+            inside.append(out.entered.select(ROW, pl.lit(workflow.name).alias("workflow")))
         states.append(out.state)
         actions.extend(out.actions)
         transitions.extend(out.transitions)
@@ -141,11 +156,16 @@ class _Out:
     state: pl.DataFrame
     actions: list[pl.DataFrame]
     transitions: list[pl.DataFrame]
+    entered: pl.DataFrame
 
 
 def _advance_workflow(
-    rows: pl.DataFrame, context: TickContext, workflow: LoadedWorkflow
+    rows: pl.DataFrame,
+    context: TickContext,
+    workflow: LoadedWorkflow,
+    barred: pl.DataFrame | None = None,
 ) -> _Out:
+    """One workflow's tick; `barred` participants (by row) may not enter it now."""
     spec = workflow.spec
     as_of = context.as_of
     verdict = {k: context.verdicts[verdict_column(k, workflow.name)] for k in VERDICTS}
@@ -162,8 +182,9 @@ def _advance_workflow(
         transitions.append(_transition(gone, "exited", "workflow disabled"))
         active = active.clear()
 
+    entered = rows.clear()
     if spec.state is WorkflowState.enabled:
-        entered, closed = _admit(verdict, active, closed, workflow, context)
+        entered, closed = _admit(verdict, active, closed, workflow, context, barred)
         if not entered.is_empty():
             assert spec.entry is not None
             transitions.append(_transition(
@@ -216,7 +237,7 @@ def _advance_workflow(
         verdict["entry"], as_of,
     )
     state = pl.concat([conform(flow.active.filter(~finished), WORKING_SCHEMA), closed])
-    return _Out(state, flow.actions, transitions)
+    return _Out(state, flow.actions, transitions, entered)
 
 
 def _lookup(verdict: pl.Series) -> pl.Expr:
@@ -230,6 +251,7 @@ def _admit(
     closed: pl.DataFrame,
     workflow: LoadedWorkflow,
     context: TickContext,
+    barred: pl.DataFrame | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """New enrollments, and the closed rows they replace removed."""
     spec, as_of = workflow.spec, context.as_of
@@ -238,8 +260,11 @@ def _admit(
         qualifies = qualifies & ~verdict["objective"]  # would leave at once
     if not qualifies.any():
         return active.clear(), closed
+    candidates = pl.DataFrame({ROW: qualifies.arg_true()})
+    if barred is not None:
+        candidates = candidates.join(barred, on=ROW, how="anti")
     candidates = (
-        pl.DataFrame({ROW: qualifies.arg_true()})
+        candidates
         .join(active.select(ROW), on=ROW, how="anti")
         .join(closed.select(ROW, "enrollment_number", "closed_at", "requalify_armed"),
               on=ROW, how="left")

@@ -158,6 +158,12 @@ def load_specs(
             continue
         seen[loaded.name] = label
         workflows.append(loaded)
+    for loaded in workflows:
+        unknown = sorted(set(loaded.spec.eligibility.except_) - set(seen))
+        if unknown:
+            errors.append(SpecError(seen[loaded.name], "eligibility.except",
+                                    f"no workflow named {unknown}; workflows: "
+                                    f"{', '.join(sorted(seen))}"))
     return SpecSet(workflows, errors)
 
 

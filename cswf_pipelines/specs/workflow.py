@@ -67,6 +67,25 @@ class Reentry(Strict):
     min_days_since_exit: int = Field(default=0, ge=0, description="Retrigger delay in days.")
 
 
+class Eligibility(Strict):
+    """Catalyst's additional-workflow eligibility: while in this workflow, a participant may
+    enter all other workflows (default), none, or all but the ones listed."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    others: Literal["all", "none", "all_but"] = "all"
+    except_: list[str] = Field(default_factory=list, alias="except",
+                               description="all_but: the workflows it may not enter.")
+
+    @model_validator(mode="after")
+    def _list_fits(self) -> Eligibility:
+        if (self.others == "all_but") != bool(self.except_):
+            raise ValueError("list the workflows in except exactly when others is all_but")
+        return self
+
+    def forbids(self, other: str) -> bool:
+        return self.others == "none" or other in self.except_
+
+
 class Objective(Strict):
     """One objective on one field; recorded when met, optionally exiting at once."""
 
@@ -277,6 +296,7 @@ class Workflow(Strict):
     state: WorkflowState = WorkflowState.draft
     entry: Condition | None = Field(default=None, description="Auto-deploy rule.")
     reentry: Reentry = Field(default_factory=Reentry)
+    eligibility: Eligibility = Field(default_factory=Eligibility)
     objective: Objective | None = None
     exit: Condition | None = Field(
         default=None, description="Exit overrides: remove a participant wherever it is."
