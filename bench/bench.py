@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -30,6 +30,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cswf_pipelines.delivery import ensure_delivery_schema  # noqa: E402
 from cswf_pipelines.engine.evaluate import evaluate  # noqa: E402
 from cswf_pipelines.engine.reference import holds  # noqa: E402
 from cswf_pipelines.engine.tick import run_tick  # noqa: E402
@@ -38,6 +39,7 @@ from cswf_pipelines.facts.ingest import ensure_tables  # noqa: E402
 from cswf_pipelines.specs.loader import LoadedWorkflow, parse_spec  # noqa: E402
 from cswf_pipelines.store.warehouse import (  # noqa: E402
     ensure_schema,
+    load_events,
     load_facts,
     load_state,
     save_facts,
@@ -104,20 +106,36 @@ exit: {{field: health_score, op: is_null}}
 objective: {{condition: {{field: health_score, op: gt, value: {b}}}, on_met: stay}}
 """,
 ]
+# Every workflow's flow: actions, a wait on an email result, a branch on that result or on the
+# facts, a delay, more actions.
 FLOW = """
 steps:
   - name: first_touch
     actions:
       - {type: task, title: "Look at {{ account_name }}", due_days: 2}
-      - {type: email, to: primary_contact_email, subject: "Hello {{ primary_contact_name }}",
+      - {type: email, name: hello, to: primary_contact_email,
+         subject: "Hello {{ primary_contact_name }}",
          body: "Hi {{ primary_contact_name }}, this is {{ csm_name }} from Acme."}
-  - name: wait
-    delay: {days: 3}
+  - name: wait_for_open
+    wait: {action: first_touch.hello, result: opened, max_days: 3}
+  - name: split
+    branch:
+      - name: opened
+        action: first_touch.hello
+        result: opened
+        steps:
+          - {name: engaged, actions: [{type: field_update, field: cs_flag, value: engaged}]}
+      - name: at_risk
+        when: {field: health_score, op: lt, value: 50}
+        steps:
+          - {name: call, actions: [{type: task, title: "Call {{ account_name }}"}]}
+          - {name: give_it_a_day, delay: {days: 1}}
+          - {name: escalate, actions: [{type: task, title: "Escalate {{ account_name }}"}]}
   - name: second_touch
     actions:
       - {type: task, title: "Follow up with {{ account_name }}", due_days: 5}
-      - {type: field_update, field: cs_flag, value: touched}
 """
+OPEN_RATE = 0.4  # share of first-tick emails opened before the measured tick
 INDUSTRIES = ["Soft", "Health", "Retail", "Fin", "Manu", "Edu", "Media", "Log", "Ener", "Gov"]
 
 
@@ -201,9 +219,10 @@ def measure_tick(database: str, workflows: int) -> None:
     state = load_state(con, T1)
     facts = load_facts(con, T1, set().union(*(w.fact_fields() for w in specs)))
     prev = load_facts(con, T0, set().union(*(w.previous_fields() for w in specs)))
+    events = load_events(con, T1)
     loaded = time.perf_counter()
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    result = run_tick(state, facts, prev, None, specs, T1)
+    result = run_tick(state, facts, prev, events, specs, T1)
     evaluated = time.perf_counter()
     rss_ticked = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     outcome = write_tick(con, result)
@@ -214,6 +233,7 @@ def measure_tick(database: str, workflows: int) -> None:
         "total_s": written - clock, "status": outcome.status, "state_rows": state.height,
         "actions": result.actions.height, "transitions": result.transitions.height,
         "changed_enrollments": result.changed_state.height,
+        "events": 0 if events is None else events.height,
         "peak_rss_after_load_gib": rss_loaded, "peak_rss_after_tick_gib": rss_ticked,
         "peak_rss_gib": peak,
     }))
@@ -291,6 +311,15 @@ def setup(database: str, accounts: int, workflows: int, sample: int) -> None:
     before = facts.filter(pl.col("as_of") == T0)
     first, first_s = timed(run_tick, load_state(con, T0), before, None, None, specs, T0)
     _, first_write_s = timed(write_tick, con, first)
+    ensure_delivery_schema(con)
+    sampled = pl.col("action_id").hash(7) % 100 < OPEN_RATE * 100
+    opened = first.actions.filter(  # noqa: F841 (read by DuckDB)
+        (pl.col("action_type") == "email") & sampled
+    ).select("action_id", pl.lit("opened").alias("event_type"),
+             pl.lit(T0 + timedelta(hours=1)).alias("occurred_at"))
+    con.execute(
+        "INSERT INTO action_events BY NAME SELECT *, 'bench' AS source FROM opened"
+    ).fetchall()
     figures["first_tick"] = {
         "tick_s": first_s, "write_s": first_write_s,
         "entered": first.transitions.filter(pl.col("transition") == "entered").height,
