@@ -123,7 +123,7 @@ def test_flow_rules_and_action_limits(tmp_path: Path) -> None:
     assert lines == [
         "eleven.yaml: steps.0.actions: List should have at most 10 items after validation, "
         "not 11",
-        "stacked.yaml: steps: delays cannot be stacked: step 'wait_more' directly follows "
+        "stacked.yaml: steps.2: delays cannot be stacked: step 'wait_more' directly follows "
         "delay 'wait'",
     ]
 

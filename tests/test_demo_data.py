@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import available_timezones
 
 import duckdb
 import polars as pl
 import pytest
 
 from cswf_pipelines.demo import generate_book, simulate_book
-from cswf_pipelines.facts import ACCOUNTS, USAGE, build_facts, ingest_landing, snapshot_problems
+from cswf_pipelines.demo.generate import simulate_related
+from cswf_pipelines.facts import (
+    ACCOUNTS,
+    CONTACTS,
+    OPPORTUNITIES,
+    USAGE,
+    build_facts,
+    ingest_landing,
+    snapshot_problems,
+)
+from cswf_pipelines.facts.contract import OPPORTUNITY_STAGES
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql" / "facts"
 START = date(2026, 5, 1)
+
+
+END = date(2026, 8, 28)
 
 
 @pytest.fixture(scope="module")
 def book() -> tuple[pl.DataFrame, pl.DataFrame]:
     snapshots, usage, _ = simulate_book()
     return snapshots, usage
+
+
+@pytest.fixture(scope="module")
+def related(book: tuple[pl.DataFrame, pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return simulate_related(*book)
 
 
 def test_same_seed_same_frames() -> None:
@@ -184,17 +203,216 @@ def test_generate_book_writes_daily_files_that_ingest_cleanly(tmp_path: Path) ->
     accounts_files = sorted(p.name for p in (landing / "accounts").iterdir())
     assert accounts_files[0] == "accounts_2026-05-01.csv" and len(accounts_files) == 12
     assert len(list((landing / "usage").iterdir())) == 12
-    assert len(summary.files_written) == 24 and summary.end == date(2026, 5, 12)
+    assert len(summary.files_written) == 48 and summary.end == date(2026, 5, 12)
+    assert len(list((landing / "contacts").iterdir())) == 12
+    assert len(list((landing / "opportunities").iterdir())) == 12
 
     con = duckdb.connect(":memory:")
     report = ingest_landing(con, landing)
-    assert report.files_rejected == [] and len(report.files_loaded) == 24
-    assert report.rows_loaded == {"accounts": summary.account_rows, "usage": summary.usage_rows}
+    assert report.files_rejected == [] and len(report.files_loaded) == 48
+    assert report.rows_loaded == {
+        "accounts": summary.account_rows,
+        "usage": summary.usage_rows,
+        "contacts": summary.contact_rows,
+        "opportunities": summary.opportunity_rows,
+    }
+    assert 2 * 60 <= summary.contacts <= 8 * 60 and summary.opportunities > 0
     assert snapshot_problems(con) == []
     facts = build_facts(con, [datetime(2026, 5, 12, 9)], SQL_DIR)
     assert facts.height == summary.existing_accounts + facts["stage"].eq("onboarding").sum()
     assert facts["usage_events_7d"].gt(0).mean() > 0.8
 
+    tick = datetime(2026, 5, 12, 9)
+    contacts = build_facts(con, [tick], SQL_DIR, "contact_facts")
+    assert contacts.height == summary.contacts  # every contact's account is visible by then
+    assert contacts["account.tier"].null_count() == 0  # contacts come with their account
+    deals = build_facts(con, [tick], SQL_DIR, "opportunity_facts")
+    assert deals.height == summary.opportunities
+    assert deals.filter(pl.col("account.account_id").is_null())["type"].unique().to_list() in (
+        [],
+        ["new_business"],
+    )  # only deals of accounts that have not arrived yet lack account fields
+
     again = generate_book(landing, accounts=60, days=12, fmt="parquet")
     assert sorted(p.suffix for p in (landing / "accounts").iterdir()) == [".parquet"] * 12
+    assert sorted(p.suffix for p in (landing / "contacts").iterdir()) == [".parquet"] * 12
     assert again.account_rows == summary.account_rows
+    assert again.contact_rows == summary.contact_rows
+
+
+def test_contacts_and_opportunities_can_be_left_out(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    full = generate_book(landing, accounts=30, days=5, seed=2)
+    bare = generate_book(landing, accounts=30, days=5, seed=2, contacts=False, opportunities=False)
+    assert list((landing / "contacts").iterdir()) == []  # the earlier book's files are gone
+    assert list((landing / "opportunities").iterdir()) == []
+    assert (bare.contacts, bare.contact_rows, bare.opportunities, bare.opportunity_rows) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    assert len(bare.files_written) == 10 and len(full.files_written) == 20
+    assert [p.read_bytes() for p in bare.files_written] == [
+        p.read_bytes() for p in full.files_written[:10]
+    ]  # the accounts do not depend on the related objects
+    only = generate_book(tmp_path / "other", accounts=30, days=5, seed=2, opportunities=False)
+    assert only.contacts == full.contacts and not (tmp_path / "other" / "opportunities").exists()
+
+
+def test_related_frames_follow_the_contract(
+    related: tuple[pl.DataFrame, pl.DataFrame], book: tuple[pl.DataFrame, pl.DataFrame]
+) -> None:
+    for frame, obj in zip(related, (CONTACTS, OPPORTUNITIES), strict=True):
+        assert frame.columns == [c.name for c in obj.columns]
+        assert frame.select(pl.struct(*obj.key).is_duplicated().any()).item() is False
+        required = [c.name for c in obj.columns if c.required]
+        assert frame.select(pl.col(required).null_count().sum()).row(0) == (0,) * len(required)
+        for column in obj.columns:
+            if column.allowed:
+                assert set(frame[column.name].unique()) <= set(column.allowed)
+        assert frame["snapshot_date"].min() == START and frame["snapshot_date"].max() == END
+    contacts, _ = related
+    snapshots, _ = book
+    days = snapshots.select("account_id", "snapshot_date")
+    assert contacts.join(days, on=["account_id", "snapshot_date"], how="anti").is_empty()
+    assert contacts["email"].str.contains(r"^[a-z0-9.]+@example\.org$").all()
+    assert contacts["email"].n_unique() == contacts["contact_id"].n_unique()
+
+
+def test_same_seed_same_related_frames(book: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    first = simulate_related(*book, seed=5)
+    second = simulate_related(*book, seed=5)
+    other = simulate_related(*book, seed=6)
+    assert first[0].equals(second[0]) and first[1].equals(second[1])
+    assert not first[0].equals(other[0])
+
+
+def test_one_primary_contact_per_account_matching_the_account(
+    related: tuple[pl.DataFrame, pl.DataFrame], book: tuple[pl.DataFrame, pl.DataFrame]
+) -> None:
+    contacts, _ = related
+    snapshots, _ = book
+    primaries = contacts.filter("is_primary")
+    per_day = contacts.group_by("account_id", "snapshot_date").agg(
+        pl.col("is_primary").sum().alias("primaries"),
+        (pl.col("role") == "champion").sum().alias("champions"),
+        pl.len().alias("contacts"),
+    )
+    assert (per_day["primaries"] == 1).all() and (per_day["champions"] == 1).all()
+    assert per_day["contacts"].is_between(2, 8).all()
+    assert per_day.height == snapshots.height  # every account has contacts every day
+    matched = primaries.join(
+        snapshots.select(
+            "account_id",
+            "snapshot_date",
+            pl.col("primary_contact_name").alias("contact_name"),
+            pl.col("primary_contact_email").alias("email"),
+        ),
+        on=["account_id", "snapshot_date", "contact_name", "email"],
+    )
+    assert matched.height == primaries.height
+    roles = contacts.unique("contact_id")["role"].value_counts()
+    counts = dict(zip(roles["role"], roles["count"], strict=True))
+    assert counts["user"] > counts["admin"] > counts["billing"] > 0 and counts["executive"] > 0
+
+
+def test_time_zones_by_region_shared_with_contacts(
+    related: tuple[pl.DataFrame, pl.DataFrame], book: tuple[pl.DataFrame, pl.DataFrame]
+) -> None:
+    contacts, _ = related
+    snapshots, _ = book
+    accounts = snapshots.unique("account_id")
+    assert accounts["time_zone"].null_count() == 0
+    assert set(accounts["time_zone"]) <= available_timezones()
+    by_region = accounts.group_by("region").agg(pl.col("time_zone").unique())
+    zones = dict(zip(by_region["region"], by_region["time_zone"], strict=True))
+    assert set(zones["EMEA"]) <= {"Europe/London", "Europe/Berlin", "Europe/Paris"}
+    assert "America/New_York" in zones["North America"]
+    joined = contacts.join(
+        accounts.select("account_id", pl.col("time_zone").alias("account_zone")), on="account_id"
+    )
+    assert (joined["time_zone"] == joined["account_zone"]).all()
+
+
+def test_logins_follow_usage_and_nps_is_sometimes_given(
+    related: tuple[pl.DataFrame, pl.DataFrame], book: tuple[pl.DataFrame, pl.DataFrame]
+) -> None:
+    contacts, _ = related
+    snapshots, _ = book
+    last = contacts.filter(pl.col("snapshot_date") == END).join(
+        snapshots.filter(pl.col("snapshot_date") == END).select("account_id", "stage"),
+        on="account_id",
+    )
+    assert (last["last_login_on"].drop_nulls() <= END).all()
+    idle = last.with_columns(days=(pl.lit(END) - pl.col("last_login_on")).dt.total_days())
+    churned = idle.filter(pl.col("stage") == "churned")["days"].mean()
+    active = idle.filter(pl.col("stage") != "churned")["days"].mean()
+    assert churned > 3 * active  # logins stop when usage stops
+    moved = contacts.group_by("contact_id").agg(pl.col("last_login_on").n_unique())
+    assert (moved["last_login_on"] > 10).mean() > 0.5  # logins keep moving with usage
+    nps = contacts.filter(pl.col("snapshot_date") == END)["nps"]
+    assert 0.1 < nps.is_not_null().mean() < 0.5 and nps.drop_nulls().is_between(0, 10).all()
+
+
+def test_renewal_opportunities_open_before_renewals(
+    related: tuple[pl.DataFrame, pl.DataFrame], book: tuple[pl.DataFrame, pl.DataFrame]
+) -> None:
+    _, deals = related
+    snapshots, _ = book
+    renewals = deals.filter(pl.col("type") == "renewal")
+    first = renewals.sort("snapshot_date").group_by("opportunity_id").first()
+    opened = pl.max_horizontal(pl.col("close_date") - pl.duration(days=120), pl.lit(START))
+    assert first.filter(pl.col("snapshot_date") != opened).is_empty()
+    # every renewal date within 120 days of the book's last day has its opportunity
+    due = snapshots.filter(pl.col("renewal_date") <= END + timedelta(days=120)).select(
+        "account_id", pl.col("renewal_date").alias("close_date")
+    )
+    assert due.unique().join(first, on=["account_id", "close_date"], how="anti").is_empty()
+    final = renewals.filter(pl.col("snapshot_date") == END)
+    closed = final.filter(pl.col("close_date") <= END)
+    assert set(closed["stage"]) == {"closed_won", "closed_lost"}
+    assert (
+        final.filter(pl.col("close_date") > END)["stage"]
+        .is_in(["prospecting", "qualification", "proposal", "negotiation"])
+        .all()
+    )
+    churned = snapshots.filter(pl.col("stage") == "churned")["account_id"].unique()
+    lost = closed.filter(pl.col("stage") == "closed_lost")["account_id"]
+    assert sorted(lost) == sorted(churned)  # lost exactly when the account churned
+    order = {stage: i for i, stage in enumerate(OPPORTUNITY_STAGES)}
+    steps = renewals.sort("snapshot_date").with_columns(
+        i=pl.col("stage").replace_strict(order, return_dtype=pl.Int8)
+    )
+    backwards = steps.filter(pl.col("i").diff().over("opportunity_id") < 0)
+    assert backwards.is_empty()  # stages only advance
+    assert steps["stage"].n_unique() == 6
+
+
+def test_upsell_and_new_business_opportunities(
+    related: tuple[pl.DataFrame, pl.DataFrame], book: tuple[pl.DataFrame, pl.DataFrame]
+) -> None:
+    _, deals = related
+    snapshots, _ = book
+    first = deals.sort("snapshot_date").group_by("opportunity_id").first()
+    upsells = first.filter(pl.col("type") == "upsell")
+    busy = snapshots.filter(pl.col("seats_active") >= 0.9 * pl.col("seats_purchased"))
+    high = busy.group_by("account_id").agg(pl.col("snapshot_date").min().alias("high_on"))
+    checked = upsells.join(high, on="account_id", how="left")
+    assert checked["high_on"].null_count() == 0
+    assert (checked["high_on"] <= checked["snapshot_date"]).all()  # opened once seats are full
+    assert 20 < upsells.height < 0.5 * high.height
+    arrivals = (
+        snapshots.sort("snapshot_date")
+        .group_by("account_id")
+        .first()
+        .filter(pl.col("snapshot_date") > START)
+    )
+    new = deals.filter(pl.col("type") == "new_business", pl.col("snapshot_date") == END)
+    assert sorted(new["account_id"]) == sorted(arrivals["account_id"])
+    won = new.join(arrivals.select("account_id", "contract_start"), on="account_id")
+    assert (won["stage"] == "closed_won").all()
+    assert (won["close_date"] == won["contract_start"]).all()
+    assert (won["stage_entered_on"] == won["contract_start"]).all()
+    before = deals.filter(pl.col("type") == "new_business", pl.col("snapshot_date") == START)
+    assert before.height > 0 and (before["stage"] != "closed_won").all()  # open before arrival

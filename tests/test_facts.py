@@ -12,6 +12,7 @@ import pytest
 
 from cswf_pipelines.facts import (
     ACCOUNTS,
+    FACT_MODELS,
     FactModelError,
     build_facts,
     ensure_tables,
@@ -312,6 +313,45 @@ def test_requires_raw_tables() -> None:
         build_facts(duckdb.connect(":memory:"), [datetime(2026, 5, 21)], SQL_DIR)
 
 
+def test_each_model_runs_only_what_it_reads(con: duckdb.DuckDBPyConnection) -> None:
+    """Account facts do not need the contact tables (a warehouse from before them still builds);
+    contact facts do, and read the account chain."""
+    assert [m.name for m in load_models(SQL_DIR)] == [
+        "account_latest",
+        "usage_windows",
+        "account_facts",
+    ]
+    contact_chain = [m.name for m in load_models(SQL_DIR, "contact_facts")]
+    assert contact_chain[-1] == "contact_facts"
+    assert set(contact_chain) == {
+        "account_latest",
+        "usage_windows",
+        "account_facts",
+        "contact_latest",
+        "contact_facts",
+    }
+    assert contact_chain.index("account_facts") < contact_chain.index("contact_facts")
+    con.execute("DROP TABLE raw_contacts").fetchall()
+    con.execute("DROP TABLE raw_opportunities").fetchall()
+    assert build_facts(con, [datetime(2026, 5, 21)], SQL_DIR).height == 3
+    with pytest.raises(FactModelError, match="raw_contacts missing: ingest"):
+        build_facts(con, [datetime(2026, 5, 21)], SQL_DIR, "contact_facts")
+
+
+def test_unknown_model_and_model_per_object(sql_copy: Path) -> None:
+    with pytest.raises(FactModelError, match=r"no lead_facts\.sql model"):
+        load_models(sql_copy, "lead_facts")
+    (sql_copy / "contact_facts.sql").unlink()
+    assert load_models(sql_copy)[-1].name == "account_facts"  # other objects are unaffected
+    with pytest.raises(FactModelError, match=r"no contact_facts\.sql model"):
+        fact_schema(sql_copy, "contact_facts")
+    assert FACT_MODELS == {
+        "account": "account_facts",
+        "contact": "contact_facts",
+        "opportunity": "opportunity_facts",
+    }
+
+
 def test_build_leaves_no_temp_objects(con: duckdb.DuckDBPyConnection, sql_copy: Path) -> None:
     facts_at(con, datetime(2026, 5, 21))
     (sql_copy / "usage_windows.sql").write_text("SELEC 1")
@@ -325,6 +365,13 @@ def test_build_leaves_no_temp_objects(con: duckdb.DuckDBPyConnection, sql_copy: 
 
 
 def test_every_fact_field_is_documented() -> None:
+    """Each model's own fields have a table row; `account.<field>` is one documented rule."""
     doc = (SQL_DIR.parents[1] / "docs" / "data-contract.md").read_text()
-    missing = [name for name in fact_schema(SQL_DIR) if f"| {name} |" not in doc]
+    assert "| account.* |" in doc and "`account.<field>`" in doc
+    missing = [
+        (model, name)
+        for model in FACT_MODELS.values()
+        for name in fact_schema(SQL_DIR, model)
+        if not name.startswith("account.") and f"| {name} |" not in doc
+    ]
     assert missing == []

@@ -93,10 +93,10 @@ def test_ingest_twice_changes_nothing(con: duckdb.DuckDBPyConnection, landing: P
     second = ingest_landing(con, landing)
 
     assert first.files_loaded == [ACC_FILE, "usage/usage_2026-05-02.csv"]
-    assert first.rows_loaded == {"accounts": 2, "usage": 2}
+    assert first.rows_loaded == {"accounts": 2, "usage": 2, "contacts": 0, "opportunities": 0}
     assert second.files_loaded == [] and second.files_rejected == []
     assert second.files_skipped_unchanged == first.files_loaded
-    assert second.rows_loaded == {"accounts": 0, "usage": 0}
+    assert second.rows_loaded == dict.fromkeys(OBJECTS, 0)
     assert table(con, "SELECT * FROM raw_accounts ORDER BY account_id") == before
     assert table(con, "SELECT count(*) FROM raw_usage") == [(2,)]
     assert table(con, "SELECT source_file, object, row_count FROM ingested_files ORDER BY 1") == [
@@ -212,6 +212,39 @@ def test_optional_columns_absent_are_null_and_extras_ignored(
     assert "favourite" not in row
 
 
+def test_account_time_zone_is_optional(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
+    write_csv(landing, ACC_FILE, account_rows({}))  # no time_zone column at all
+    rows = account_rows({"time_zone": None}, {"account_id": "ACC-2", "time_zone": "Asia/Tokyo"})
+    write_csv(landing, "accounts/accounts_2026-05-04.csv", rows)
+
+    assert ingest_landing(con, landing).files_rejected == []
+    assert table(con, "SELECT account_id, time_zone FROM raw_accounts ORDER BY 1, source_file") == [
+        ("ACC-1", None),
+        ("ACC-1", None),
+        ("ACC-2", "Asia/Tokyo"),
+    ]
+
+
+def test_older_warehouse_gets_new_columns(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
+    """A raw_accounts made before time_zone existed is extended in place, its rows kept."""
+    old = ", ".join(f'"{c.name}" {c.dtype}' for c in ACCOUNTS.columns if c.name != "time_zone")
+    con.execute(f"CREATE TABLE raw_accounts ({old}, source_file VARCHAR)").fetchall()
+    con.execute(
+        "INSERT INTO raw_accounts (snapshot_date, account_id, source_file) "
+        "VALUES (DATE '2026-05-02', 'OLD', 'accounts/old.csv')"
+    ).fetchall()
+    write_csv(landing, ACC_FILE, account_rows({"time_zone": "Europe/London"}))
+
+    assert ingest_landing(con, landing).files_rejected == []
+    assert table(con, "SELECT account_id, time_zone FROM raw_accounts ORDER BY 1") == [
+        ("ACC-1", "Europe/London"),
+        ("OLD", None),
+    ]
+    assert {t for (t,) in table(con, "SELECT table_name FROM duckdb_tables()")} >= {
+        o.table for o in OBJECTS.values()
+    }
+
+
 def test_parquet_file_with_native_types(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
     path = landing / "usage" / "usage_2026-05-02.parquet"
     path.parent.mkdir(parents=True)
@@ -226,7 +259,7 @@ def test_parquet_file_with_native_types(con: duckdb.DuckDBPyConnection, landing:
 
     report = ingest_landing(con, landing)
 
-    assert report.rows_loaded == {"accounts": 0, "usage": 2}
+    assert report.rows_loaded == {"accounts": 0, "usage": 2, "contacts": 0, "opportunities": 0}
     assert table(con, "SELECT account_id, events, source_file FROM raw_usage ORDER BY 1") == [
         ("ACC-1", 40, "usage/usage_2026-05-02.parquet"),
         ("ACC-2", 50, "usage/usage_2026-05-02.parquet"),

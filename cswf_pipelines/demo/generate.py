@@ -1,8 +1,11 @@
-"""A deterministic demo book of business: daily account snapshots and usage as landing files.
+"""A deterministic demo book of business: daily account, usage, contact and opportunity files.
 
 The simulation runs one vectorized step per day over all accounts, so that workflows have
 something to react to: onboarding arrivals, stage progression, renewals and churn, usage drops,
 health scores crossing 60, NPS answers, and low seat utilisation that sometimes recovers.
+Contacts and opportunities are derived from the simulated accounts afterwards (logins follow
+usage, renewal opportunities follow renewal dates and close with the renewal or the churn), from
+their own random stream, so the accounts do not depend on whether they are written.
 Only example.com / example.org addresses are generated.
 """
 
@@ -17,7 +20,17 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from cswf_pipelines.facts.contract import ACCOUNTS, STAGES, TIERS, USAGE
+from cswf_pipelines.facts.contract import (
+    ACCOUNTS,
+    CONTACT_ROLES,
+    CONTACTS,
+    OPPORTUNITIES,
+    OPPORTUNITY_STAGES,
+    STAGES,
+    TIERS,
+    USAGE,
+    LandingObject,
+)
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -73,6 +86,32 @@ _LAST = _words(
     "Murphy Rossi Nguyen"
 )
 
+# A handful of IANA zones per region; an account's contacts share its zone.
+TIME_ZONES = (
+    ("America/New_York", "America/Chicago", "America/Los_Angeles"),
+    ("Europe/London", "Europe/Berlin", "Europe/Paris"),
+    ("Asia/Singapore", "Asia/Tokyo", "Australia/Sydney"),
+    ("America/Sao_Paulo", "America/Mexico_City"),
+)
+# Account executives by region: they own upsell and new-business opportunities (renewals: CSM).
+SALES_REPS = ("Grace Miller", "Tom Fischer", "Mei Tan", "Rafael Souza")
+# Contacts per account by tier (inclusive range); one is primary, one is the champion.
+CONTACTS_PER_ACCOUNT = ((4, 8), (3, 6), (2, 4))
+OTHER_ROLE_SHARES = {"admin": 0.2, "user": 0.5, "executive": 0.15, "billing": 0.15}
+TITLES = {
+    "champion": ("Head of Operations", "Customer Success Lead", "Program Manager"),
+    "admin": ("IT Administrator", "Systems Administrator", "Platform Owner"),
+    "user": ("Analyst", "Specialist", "Coordinator", "Engineer"),
+    "executive": ("VP Operations", "Chief Operating Officer", "Director of Strategy"),
+    "billing": ("Finance Manager", "Accounts Payable Lead", "Procurement Manager"),
+}
+# Chance of a login on a day, per active seat share of the account that day (about 0.55 on a
+# weekday): champions and admins log in most days, billing contacts now and then.
+LOGIN_WEIGHT = {"champion": 0.8, "admin": 0.9, "user": 0.5, "executive": 0.15, "billing": 0.1}
+RENEWAL_LEAD_DAYS = 120  # a renewal opportunity opens this long before the renewal date
+UPSELL_UTILISATION = 0.9  # seat utilisation from which an upsell may be opened
+OPEN_STAGES = OPPORTUNITY_STAGES[:4]
+
 BURN_IN_DAYS = 35  # usage history before day 0, so the first health scores have a baseline
 TIER_SHARES = (0.15, 0.35, 0.50)
 # per tier: median seats, lognormal sigma, min, max
@@ -95,6 +134,10 @@ class BookSummary:
     churned_accounts: int
     account_rows: int
     usage_rows: int
+    contacts: int = 0
+    contact_rows: int = 0
+    opportunities: int = 0
+    opportunity_rows: int = 0
     files_written: list[Path] = field(default_factory=list)
 
 
@@ -132,17 +175,29 @@ def generate_book(
     start: date = date(2026, 5, 1),
     seed: int = 7,
     fmt: str = "parquet",
+    contacts: bool = True,
+    opportunities: bool = True,
 ) -> BookSummary:
-    """Write one accounts and one usage file per day under `landing_dir`.
+    """Write one accounts, usage, contacts and opportunities file per day under `landing_dir`.
 
-    Earlier demo files (same naming pattern) in the two folders are replaced, so switching the
-    format or the length never leaves a second snapshot of the same day behind.
+    Earlier demo files (same naming pattern) in the folders are replaced, so switching the
+    format or the length never leaves a second snapshot of the same day behind; an object that
+    is switched off has its earlier demo files removed, so they never describe another book.
     """
     if fmt not in ("parquet", "csv"):
         raise ValueError(f"fmt must be 'parquet' or 'csv', not {fmt!r}")
     snapshots, usage, stats = simulate_book(accounts=accounts, days=days, start=start, seed=seed)
-    written = _write_daily(snapshots, landing_dir / ACCOUNTS.name, ACCOUNTS.date_column, fmt)
-    written += _write_daily(usage, landing_dir / USAGE.name, USAGE.date_column, fmt)
+    if contacts or opportunities:
+        people, deals = simulate_related(snapshots, usage, start=start, days=days, seed=seed)
+    else:
+        people = pl.DataFrame(schema={"snapshot_date": pl.Date, "contact_id": pl.String})
+        deals = pl.DataFrame(schema={"snapshot_date": pl.Date, "opportunity_id": pl.String})
+    written = _write_daily(snapshots, landing_dir, ACCOUNTS, fmt)
+    written += _write_daily(usage, landing_dir, USAGE, fmt)
+    people = people if contacts else people.clear()
+    deals = deals if opportunities else deals.clear()
+    written += _write_daily(people, landing_dir, CONTACTS, fmt)
+    written += _write_daily(deals, landing_dir, OPPORTUNITIES, fmt)
     return BookSummary(
         landing_dir=landing_dir,
         start=start,
@@ -154,6 +209,10 @@ def generate_book(
         churned_accounts=stats["churned"],
         account_rows=snapshots.height,
         usage_rows=usage.height,
+        contacts=people["contact_id"].n_unique(),
+        contact_rows=people.height,
+        opportunities=deals["opportunity_id"].n_unique(),
+        opportunity_rows=deals.height,
         files_written=written,
     )
 
@@ -175,6 +234,322 @@ def simulate_book(
         }
     )
     return snapshots, usage, stats
+
+
+def simulate_related(
+    snapshots: pl.DataFrame,
+    usage: pl.DataFrame,
+    *,
+    start: date = date(2026, 5, 1),
+    days: int = 120,
+    seed: int = 7,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(contact snapshots, opportunity snapshots) of a simulated book, in contract columns.
+
+    Drawn from a random stream of their own, so the same seed gives the same frames and the
+    accounts never depend on whether these are generated.
+    """
+    rng = np.random.default_rng([seed, 1])
+    end = start + timedelta(days=days - 1)
+    accounts = (
+        snapshots.sort("snapshot_date")
+        .group_by("account_id")
+        .agg(pl.all().first())
+        .rename({"snapshot_date": "first_day"})
+        .sort("account_id")
+    )
+    contacts = _contact_frame(rng, accounts, snapshots, usage, end)
+    return contacts, _opportunity_frame(rng, accounts, snapshots, start, end)
+
+
+def _contact_frame(
+    rng: np.random.Generator,
+    accounts: pl.DataFrame,
+    snapshots: pl.DataFrame,
+    usage: pl.DataFrame,
+    end: date,
+) -> pl.DataFrame:
+    """Contacts on every day their account has a snapshot; logins follow the account's usage."""
+    people = _contact_people(rng, accounts, end)  # grouped by account, in `accounts` order
+    days = (
+        snapshots.select("account_id", "snapshot_date", "seats_active", "health_score")
+        .join(
+            usage.select("account_id", pl.col("usage_date").alias("snapshot_date"), "active_users"),
+            on=["account_id", "snapshot_date"],
+            how="left",
+        )
+        .sort("account_id", "snapshot_date")
+    )
+    # Each contact repeats its account's run of days: gathers instead of a join and a sort.
+    run = days.group_by("account_id", maintain_order=True).len()["len"].to_numpy().astype(np.int64)
+    owner = people["owner"].to_numpy()
+    per_contact = run[owner]
+    contact_row = np.repeat(np.arange(people.height), per_contact)
+    within = np.arange(contact_row.size) - np.repeat(
+        np.cumsum(per_contact) - per_contact, per_contact
+    )
+    day_row = np.repeat((np.cumsum(run) - run)[owner], per_contact) + within
+    daily = pl.concat(
+        [people[contact_row], days.drop("account_id")[day_row]], how="horizontal"
+    ).with_columns(draw=pl.Series(rng.random(contact_row.size)))  # contact by contact, by day
+    chance = (
+        pl.col("active_users").fill_null(0)
+        / pl.max_horizontal("seats_active", 1)
+        * pl.col("login_weight")
+    ).clip(0.0, 0.97)
+    score = 2 + pl.col("health_score").fill_null(70.0) / 11 + 1.6 * pl.col("nps_noise")
+    return daily.with_columns(
+        pl.when(pl.col("draw") < chance)
+        .then("snapshot_date")
+        .forward_fill()
+        .over("number")
+        .fill_null(pl.col("login_before"))
+        .alias("last_login_on"),
+        pl.when(pl.col("snapshot_date") == pl.col("nps_day"))
+        .then(score.round().clip(0, 10).cast(pl.Int32))
+        .forward_fill()
+        .over("number")
+        .fill_null(pl.col("nps_before"))
+        .alias("nps"),
+    ).select(c.name for c in CONTACTS.columns)
+
+
+def _contact_people(rng: np.random.Generator, accounts: pl.DataFrame, end: date) -> pl.DataFrame:
+    """Who the contacts are: 2-8 per account; the first is the account's primary contact."""
+    n = accounts.height
+    tier = accounts["tier"].replace_strict({t: i for i, t in enumerate(TIERS)}).to_numpy()
+    low, high = (np.array(v) for v in zip(*CONTACTS_PER_ACCOUNT, strict=True))
+    count = rng.integers(low[tier], high[tier] + 1)
+    total = int(count.sum())
+    owner = np.repeat(np.arange(n), count)
+    position = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+    primary = position == 0
+    champion = np.where((rng.random(n) < 0.7)[owner], primary, position == 1)
+    roles = np.array(CONTACT_ROLES)  # champion first
+    others = rng.choice(len(roles) - 1, total, p=[OTHER_ROLE_SHARES[r] for r in roles[1:]]) + 1
+    primary_role = np.flatnonzero(np.isin(roles, ("admin", "executive")))[rng.integers(0, 2, n)]
+    role_index = np.where(champion, 0, np.where(primary, primary_role[owner], others))
+    titles = _padded([TITLES[r] for r in CONTACT_ROLES])
+    title = titles[0][role_index, rng.integers(0, 1 << 30, total) % titles[1][role_index]]
+    existing = (accounts["contract_start"] < accounts["first_day"]).to_numpy()[owner]
+    first_day = accounts["first_day"].to_numpy()[owner]
+    responder = rng.random(total) < 0.4
+    answered_before = responder & existing & (rng.random(total) < 0.5)
+    nps_before = np.clip(np.round(rng.normal(8.0, 1.8, total)), 0, 10)
+    span = (np.datetime64(end, "D") - first_day).astype(np.int64) + 1
+    nps_day = first_day + (rng.integers(0, 1 << 30, total) % span).astype("timedelta64[D]")
+    answers = responder & (rng.random(total) < 0.35)
+    login_before = first_day - rng.integers(1, 16, total).astype("timedelta64[D]")
+    number = np.arange(1, total + 1)
+    first = np.array(_FIRST)[rng.integers(0, len(_FIRST), total)]
+    last = np.array(_LAST)[rng.integers(0, len(_LAST), total)]
+    nps_noise = rng.normal(0, 1, total)
+    width = max(6, len(str(total)))
+    account = accounts.select(
+        "account_id", "primary_contact_name", "primary_contact_email", "time_zone"
+    )[owner]
+    return (
+        pl.DataFrame(
+            {
+                "contact_id": np.char.add("CON-", np.char.zfill(number.astype(str), width)),
+                "is_primary": primary,
+                "role": roles[role_index],
+                "name": np.char.add(np.char.add(first, " "), last),
+                "local": np.char.lower(np.char.add(np.char.add(first, "."), last)),
+                "number": number,
+                "title": title,
+                "titled": rng.random(total) < 0.8,
+                "login_before": np.where(existing, login_before, np.datetime64("NaT")),
+                "nps_before": np.where(answered_before, nps_before, np.nan),
+                "nps_day": np.where(answers, nps_day, np.datetime64("NaT")),
+                "nps_noise": nps_noise,
+            }
+        )
+        .hstack(account)
+        .select(
+            "number",
+            pl.Series("owner", owner),
+            "contact_id",
+            "account_id",
+            pl.when("is_primary")
+            .then("primary_contact_name")
+            .otherwise("name")
+            .alias("contact_name"),
+            pl.when("is_primary")
+            .then("primary_contact_email")
+            .otherwise(pl.format("{}.c{}@example.org", "local", "number"))
+            .alias("email"),
+            "role",
+            "is_primary",
+            pl.when("titled").then("title").alias("title"),
+            "time_zone",
+            pl.col("role")
+            .replace_strict(LOGIN_WEIGHT, return_dtype=pl.Float64)
+            .alias("login_weight"),
+            "login_before",
+            pl.col("nps_before").fill_nan(None).cast(pl.Int32),
+            "nps_day",
+            "nps_noise",
+        )
+    )
+
+
+def _padded(groups: list[tuple[str, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged tuples as a rectangular table (short rows repeat their first item) and lengths."""
+    width = max(len(g) for g in groups)
+    table = np.array([g + g[:1] * (width - len(g)) for g in groups])
+    return table, np.array([len(g) for g in groups])
+
+
+def _opportunity_frame(
+    rng: np.random.Generator,
+    accounts: pl.DataFrame,
+    snapshots: pl.DataFrame,
+    start: date,
+    end: date,
+) -> pl.DataFrame:
+    """Renewal, upsell and new-business opportunities, one row per day from when they open.
+
+    Each deal opens on `opened`, closes on `close_date` (won or lost, or still open when the
+    outcome lies past the book) and walks through the four open stages in equal quarters.
+    """
+    deals = (
+        pl.concat(
+            [
+                _renewal_deals(accounts, snapshots),
+                _upsell_deals(rng, accounts, snapshots, end),
+                _new_business_deals(rng, accounts, start),
+            ]
+        )
+        .filter(pl.col("opened") <= end)
+        .sort("opened", "account_id", "type")
+    )
+    width = max(6, len(str(deals.height)))
+    number = pl.int_range(1, pl.len() + 1).cast(pl.String).str.zfill(width)
+    deals = deals.with_columns(
+        opportunity_id=pl.format("OPP-{}", number),
+        won=pl.when(pl.col("close_date") <= end).then("won"),  # later outcomes are not known yet
+    )
+    length = (pl.col("close_date") - pl.col("opened")).dt.total_days()
+    boundary = [pl.col("opened") + pl.duration(days=length * k // 4) for k in range(1, 4)]
+    day = pl.col("snapshot_date")
+    closed = (day >= pl.col("close_date")) & pl.col("won").is_not_null()
+    return (
+        deals.with_columns(
+            snapshot_date=pl.date_ranges(pl.max_horizontal("opened", pl.lit(start)), pl.lit(end))
+        )
+        .explode("snapshot_date")
+        .with_columns(step=pl.sum_horizontal(*(day >= b for b in boundary)))
+        .with_columns(
+            stage=pl.when(closed)
+            .then(pl.when("won").then(pl.lit("closed_won")).otherwise(pl.lit("closed_lost")))
+            .otherwise(
+                pl.col("step").replace_strict(dict(enumerate(OPEN_STAGES)), return_dtype=pl.String)
+            ),
+            stage_entered_on=pl.when(closed)
+            .then("close_date")
+            .otherwise(pl.col("opened") + pl.duration(days=length * pl.col("step") // 4)),
+        )
+        .select(c.name for c in OPPORTUNITIES.columns)
+    )
+
+
+def _deal_columns(kind: str, name: str, owner: pl.Expr, amount: pl.Expr) -> list[pl.Expr | str]:
+    """The shared deal columns, once `opened`, `close_date` and `won` are known."""
+    return [
+        "account_id",
+        pl.lit(kind).alias("type"),
+        pl.format(name, "account_name", pl.col("close_date").dt.year()).alias("opportunity_name"),
+        amount.cast(pl.Float64).alias("amount"),
+        owner.alias("owner_email"),
+        "opened",
+        "close_date",
+        pl.col("won").cast(pl.Boolean),
+    ]
+
+
+def _renewal_deals(accounts: pl.DataFrame, snapshots: pl.DataFrame) -> pl.DataFrame:
+    """One per renewal date seen, opened RENEWAL_LEAD_DAYS before it; won when the renewal
+    date moved a year on, lost when the account churned on it, owned by the CSM."""
+    cycles = snapshots.select("account_id", "renewal_date").unique()
+    renewed = cycles.select(
+        "account_id", pl.col("renewal_date") - pl.duration(days=365), renewed=pl.lit(True)
+    )
+    lost = (
+        snapshots.filter(pl.col("stage") == "churned")
+        .select("account_id", "renewal_date", lost=pl.lit(True))
+        .unique()
+    )
+    return (
+        cycles.join(renewed, on=["account_id", "renewal_date"], how="left")
+        .join(lost, on=["account_id", "renewal_date"], how="left")
+        .join(accounts.select("account_id", "account_name", "arr", "csm_email"), on="account_id")
+        .with_columns(
+            opened=pl.col("renewal_date") - pl.duration(days=RENEWAL_LEAD_DAYS),
+            close_date="renewal_date",
+            won=pl.when("renewed").then(True).when("lost").then(False),
+        )
+        .select(_deal_columns("renewal", "{} renewal {}", pl.col("csm_email"), pl.col("arr")))
+    )
+
+
+def _upsell_deals(
+    rng: np.random.Generator, accounts: pl.DataFrame, snapshots: pl.DataFrame, end: date
+) -> pl.DataFrame:
+    """Half the accounts whose seat utilisation reaches UPSELL_UTILISATION get an upsell within
+    two weeks, closing 45-90 days later; 60 % are won."""
+    high = (
+        snapshots.filter(
+            (pl.col("seats_active") >= UPSELL_UTILISATION * pl.col("seats_purchased"))
+            & pl.col("stage").is_in(["adoption", "mature", "renewal"])
+        )
+        .group_by("account_id")
+        .agg(pl.col("snapshot_date").min().alias("first_high"))
+        .sort("account_id")
+    )
+    n = high.height
+    opened = pl.col("first_high") + pl.duration(days=pl.Series(rng.integers(0, 15, n)))
+    return (
+        high.with_columns(
+            take=pl.Series(rng.random(n) < 0.5),
+            opened=opened,
+            close_date=opened + pl.duration(days=pl.Series(rng.integers(45, 91, n))),
+            won=pl.Series(rng.random(n) < 0.6),
+            share=pl.Series(rng.uniform(0.15, 0.4, n)),
+        )
+        .filter("take")
+        .join(accounts, on="account_id")
+        .select(
+            _deal_columns(
+                "upsell",
+                "{} upsell {}",
+                _sales_rep_email(),
+                (pl.col("arr") * pl.col("share") / 100).round() * 100,
+            )
+        )
+    )
+
+
+def _new_business_deals(
+    rng: np.random.Generator, accounts: pl.DataFrame, start: date
+) -> pl.DataFrame:
+    """Accounts arriving during the book were won on their contract start, 45-120 days after
+    the deal opened."""
+    arrivals = accounts.filter(pl.col("contract_start") >= start)
+    lead = pl.Series(rng.integers(45, 121, arrivals.height))
+    return arrivals.with_columns(
+        opened=pl.col("contract_start") - pl.duration(days=lead),
+        close_date="contract_start",
+        won=pl.lit(True),
+    ).select(_deal_columns("new_business", "{} new business {}", _sales_rep_email(), pl.col("arr")))
+
+
+def _sales_rep_email() -> pl.Expr:
+    emails = {
+        region: rep.lower().replace(" ", ".") + "@example.com"
+        for region, rep in zip(REGIONS, SALES_REPS, strict=True)
+    }
+    return pl.col("region").replace_strict(emails, return_dtype=pl.String)
 
 
 def _draw_book(rng: np.random.Generator, n: int, days: int) -> _Book:
@@ -417,6 +792,7 @@ def _static_frame(rng: np.random.Generator, book: _Book, start: date) -> pl.Data
     body, tail = np.divmod(rest, len(_NAME_TAILS))
     first = np.array(_FIRST)[rng.integers(0, len(_FIRST), n)]
     last = np.array(_LAST)[rng.integers(0, len(_LAST), n)]
+    zones = _pick_zones(rng.integers(0, 1 << 30, n), book.region)  # drawn last: older draws stay
     csm_names = np.array([name for name, _, _ in CSMS])[book.csm]
     number = np.arange(1, n + 1)
     return pl.DataFrame(
@@ -436,6 +812,7 @@ def _static_frame(rng: np.random.Generator, book: _Book, start: date) -> pl.Data
             "number": number,
             "region": np.array(REGIONS)[book.region],
             "industry": np.array(INDUSTRIES)[book.industry],
+            "time_zone": zones,
         }
     ).select(
         "idx",
@@ -458,7 +835,14 @@ def _static_frame(rng: np.random.Generator, book: _Book, start: date) -> pl.Data
         ).alias("primary_contact_email"),
         "region",
         "industry",
+        "time_zone",
     )
+
+
+def _pick_zones(draw: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """One of its region's zones per account, from a non-negative integer draw per account."""
+    table, counts = _padded(list(TIME_ZONES))
+    return table[region, draw % counts[region]]
 
 
 def _email_local(column: str) -> pl.Expr:
@@ -474,14 +858,20 @@ def _dates(start: date, offsets: np.ndarray) -> np.ndarray:
     return np.datetime64(start, "D") + offsets.astype("timedelta64[D]")
 
 
-def _write_daily(frame: pl.DataFrame, folder: Path, date_column: str, fmt: str) -> list[Path]:
-    """One file per day, named <object>_<date>.<fmt>; stale demo files are removed."""
+def _write_daily(
+    frame: pl.DataFrame, landing_dir: Path, obj: LandingObject, fmt: str
+) -> list[Path]:
+    """One file per day, named <object>_<date>.<fmt>, rows in key order; stale demo files go."""
+    folder = landing_dir / obj.name
+    date_column, id_column = obj.key
+    pattern = re.compile(rf"^{obj.name}_\d{{4}}-\d{{2}}-\d{{2}}\.(csv|parquet)$")
+    if frame.is_empty() and not folder.is_dir():
+        return []
     folder.mkdir(parents=True, exist_ok=True)
-    pattern = re.compile(rf"^{folder.name}_\d{{4}}-\d{{2}}-\d{{2}}\.(csv|parquet)$")
     written = []
     for (day,), part in sorted(frame.partition_by(date_column, as_dict=True).items()):
-        path = folder / f"{folder.name}_{day.isoformat()}.{fmt}"
-        part = part.sort("account_id")
+        path = folder / f"{obj.name}_{day.isoformat()}.{fmt}"
+        part = part.sort(id_column)
         if fmt == "csv":
             part.write_csv(path)
         else:

@@ -1,8 +1,10 @@
-"""Build account facts for a set of ticks from the SQL models in `sql/facts/`.
+"""Build facts for a set of ticks from the SQL models in `sql/facts/`.
 
 Each `<name>.sql` file is one SELECT that defines the relation `<name>`; a file depends on the
 models whose names it mentions, so adding a field is adding a file. Every model computes all ticks
 at once (the `ticks` temp table), which makes a 720-tick backfill about as cheap as one tick.
+There is one final model per participant type (`FACT_MODELS`); building one runs only the models
+it reads, so contact facts cost nothing when only account facts are wanted, and vice versa.
 """
 
 from __future__ import annotations
@@ -21,17 +23,19 @@ from cswf_pipelines.facts.contract import OBJECTS
 from cswf_pipelines.facts.ingest import ensure_tables
 
 FINAL_MODEL = "account_facts"
+# participant type (a workflow's `object`) → the final model whose rows are its participants
+FACT_MODELS: dict[str, str] = {
+    "account": "account_facts",
+    "contact": "contact_facts",
+    "opportunity": "opportunity_facts",
+}
 TICKS_TABLE = "ticks"
 _TICKS_FRAME = "_cswf_ticks_frame"
 _PROBE = "_cswf_model_probe"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
-_RESERVED = {
-    TICKS_TABLE,
-    *(o.table for o in OBJECTS.values()),
-    "ingested_files",
-    "ingest_rejections",
-}
+_RAW_TABLES = tuple(o.table for o in OBJECTS.values())
+_RESERVED = {TICKS_TABLE, *_RAW_TABLES, "ingested_files", "ingest_rejections"}
 
 
 class FactModelError(RuntimeError):
@@ -44,27 +48,35 @@ class FactModel:
     path: Path
     sql: str
     depends_on: frozenset[str]
+    reads: frozenset[str]  # raw tables the SQL mentions
 
 
-def load_models(sql_dir: Path) -> list[FactModel]:
-    """The model files of `sql_dir`, ordered so every model comes after the ones it reads."""
+def load_models(sql_dir: Path, model: str = FINAL_MODEL) -> list[FactModel]:
+    """`model` and the models it reads, ordered so every model comes after the ones it reads.
+
+    Every file of `sql_dir` is checked (names, cycles) whichever model is asked for, so a bad
+    file is reported by the first build rather than by the first build that happens to need it.
+    """
     paths = sorted(sql_dir.glob("*.sql"))
     names = {p.stem.lower(): p for p in paths}
     for name, path in names.items():
         if not _NAME.match(name) or name in _RESERVED:
             raise FactModelError(f"{path}: '{path.stem}' cannot be a model name")
-    if FINAL_MODEL not in names:
-        raise FactModelError(f"{sql_dir}: no {FINAL_MODEL}.sql model")
+    if model not in names:
+        raise FactModelError(f"{sql_dir}: no {model}.sql model")
     models = {}
     for name, path in names.items():
         sql = _trim(path.read_text())
         code = _COMMENTS.sub(" ", sql)
-        deps = frozenset(
-            other
-            for other in names
-            if other != name and re.search(rf"\b{other}\b", code, re.IGNORECASE)
+        deps, reads = (
+            frozenset(
+                other
+                for other in candidates
+                if other != name and re.search(rf"\b{other}\b", code, re.IGNORECASE)
+            )
+            for candidates in (names, _RAW_TABLES)
         )
-        models[name] = FactModel(name, path, sql, deps)
+        models[name] = FactModel(name, path, sql, deps, reads)
     try:
         order = list(
             TopologicalSorter({n: sorted(m.depends_on) for n, m in models.items()}).static_order()
@@ -72,7 +84,11 @@ def load_models(sql_dir: Path) -> list[FactModel]:
     except CycleError as err:
         cycle = " -> ".join(str(models[n].path) for n in err.args[1])
         raise FactModelError(f"fact models reference each other in a cycle: {cycle}") from err
-    return [models[name] for name in order]
+    needed = {model}
+    for name in reversed(order):  # dependants come later in the order: walk it backwards
+        if name in needed:
+            needed |= models[name].depends_on
+    return [models[name] for name in order if name in needed]
 
 
 def _trim(sql: str) -> str:
@@ -84,45 +100,74 @@ def _trim(sql: str) -> str:
 
 
 def build_facts(
-    con: duckdb.DuckDBPyConnection, ticks: Sequence[datetime], sql_dir: Path
+    con: duckdb.DuckDBPyConnection,
+    ticks: Sequence[datetime],
+    sql_dir: Path,
+    model: str = FINAL_MODEL,
+    columns: Sequence[str] | None = None,
 ) -> pl.DataFrame:
-    """Facts for every (tick, account), sorted by as_of then participant_id.
+    """Facts of `model` for every (tick, participant), sorted by as_of then participant_id.
 
-    Each model becomes a temp view, so DuckDB plans the whole chain as one query (it measured
-    faster than materializing each model); the views and the ticks table are dropped afterwards.
+    Each model it reads becomes a temp view, so DuckDB plans the whole chain as one query (it
+    measured faster than materializing each model); the views and the ticks table are dropped
+    afterwards. `columns` keeps only those fields (plus as_of and participant_id): DuckDB then
+    skips the work for the others, which matters for wide facts such as a contact's `account.`
+    fields over many ticks.
     """
-    models = load_models(sql_dir)
-    _require_raw_tables(con)
+    models = load_models(sql_dir, model)
+    _require_raw_tables(con, models)
     _load_ticks(con, ticks)
     *inputs, final = models
     try:
-        for model in inputs:
-            _run(con, model, f'CREATE OR REPLACE TEMP VIEW "{model.name}" AS {model.sql}')
+        for view in inputs:
+            _run(con, view, f'CREATE OR REPLACE TEMP VIEW "{view.name}" AS {view.sql}')
+        query = f"SELECT {_projection(con, final, columns)} FROM (\n{final.sql}\n)"
         try:
-            frame = con.sql(f"SELECT * FROM (\n{final.sql}\n)").pl()
+            frame = con.sql(query).pl()
         except duckdb.Error as err:
             raise _blame(con, inputs, final, err) from err
-        return frame.sort("as_of", "participant_id")  # cheaper in Polars than ORDER BY here
+        # Cheaper in Polars than ORDER BY here, and two stable one-key sorts beat one two-key
+        # sort (its row encoding of the strings): 0.5 s against 0.7-1.3 s for 3M contact rows.
+        return frame.sort("participant_id").sort("as_of", maintain_order=True)
     finally:
-        for model in reversed(inputs):
-            con.execute(f'DROP VIEW IF EXISTS temp."{model.name}"').fetchall()
+        for view in reversed(inputs):
+            con.execute(f'DROP VIEW IF EXISTS temp."{view.name}"').fetchall()
         con.execute(f"DROP TABLE IF EXISTS temp.{TICKS_TABLE}").fetchall()
 
 
-def fact_schema(sql_dir: Path) -> dict[str, pl.DataType]:
-    """Columns and Polars types of the facts, found by building the models on empty tables."""
+def _projection(
+    con: duckdb.DuckDBPyConnection, final: FactModel, columns: Sequence[str] | None
+) -> str:
+    """The SELECT list for `columns`; an unknown field is an error that names it."""
+    if columns is None:
+        return "*"
+    wanted = list(dict.fromkeys(("as_of", "participant_id", *columns)))
+    try:
+        known = set(con.sql(f"SELECT * FROM (\n{final.sql}\n) LIMIT 0").columns)
+    except duckdb.Error:
+        return "*"  # the model itself is broken: the real query reports it with its file
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise FactModelError(f"{final.path}: no fact field {', '.join(map(repr, unknown))}")
+    return ", ".join('"' + name.replace('"', '""') + '"' for name in wanted)
+
+
+def fact_schema(sql_dir: Path, model: str = FINAL_MODEL) -> dict[str, pl.DataType]:
+    """Columns and Polars types of `model`'s facts, found by building it on empty tables."""
     con = duckdb.connect(":memory:")
     try:
         ensure_tables(con)
-        frame = build_facts(con, [], sql_dir)
+        frame = build_facts(con, [], sql_dir, model)
     finally:
         con.close()
     return dict(frame.schema)
 
 
-def _require_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
+def _require_raw_tables(con: duckdb.DuckDBPyConnection, models: list[FactModel]) -> None:
+    """Only the tables the chain reads: an account build never waits for a contacts table."""
     tables = {n for (n,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    missing = [o.table for o in OBJECTS.values() if o.table not in tables]
+    reads = set().union(*(m.reads for m in models))
+    missing = [table for table in _RAW_TABLES if table in reads and table not in tables]
     if missing:
         raise FactModelError(f"{', '.join(missing)} missing: ingest the landing files first")
 

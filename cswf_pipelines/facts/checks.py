@@ -29,7 +29,7 @@ def existing_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 
 def duplicate_keys(con: duckdb.DuckDBPyConnection, obj: LandingObject) -> Finding:
-    """(date, account_id) keys seen more than once in one raw table, with their files."""
+    """(date, id) keys seen more than once in one raw table, with their files."""
     if obj.table not in existing_tables(con):
         return Finding(0)
     day, account = obj.key

@@ -32,7 +32,7 @@ class LandingObject:
 
     @property
     def key(self) -> tuple[str, ...]:
-        """The columns that identify a row: (date, account_id)."""
+        """The columns that identify a row: (date, id), e.g. (snapshot_date, contact_id)."""
         return tuple(c.name for c in self.columns if c.key)
 
     @property
@@ -47,6 +47,17 @@ class LandingObject:
 
 TIERS = ("enterprise", "mid_market", "smb")
 STAGES = ("onboarding", "adoption", "mature", "renewal", "churned")
+CONTACT_ROLES = ("champion", "admin", "user", "executive", "billing")
+OPPORTUNITY_TYPES = ("new_business", "renewal", "upsell")
+OPPORTUNITY_STAGES = (
+    "prospecting",
+    "qualification",
+    "proposal",
+    "negotiation",
+    "closed_won",
+    "closed_lost",
+)
+CLOSED_STAGES = ("closed_won", "closed_lost")
 
 ACCOUNTS = LandingObject(
     name="accounts",
@@ -74,6 +85,7 @@ ACCOUNTS = LandingObject(
         Column("primary_contact_email", "VARCHAR", False, "The main contact's e-mail address"),
         Column("region", "VARCHAR", False, "Sales region"),
         Column("industry", "VARCHAR", False, "Customer industry"),
+        Column("time_zone", "VARCHAR", False, "IANA time zone, e.g. Europe/Berlin"),
     ),
 )
 
@@ -89,7 +101,46 @@ USAGE = LandingObject(
     ),
 )
 
-OBJECTS: dict[str, LandingObject] = {o.name: o for o in (ACCOUNTS, USAGE)}
+# Contacts and opportunities are optional as a whole: a landing folder without them is valid and
+# their raw tables stay empty. Each row names its account, whose facts conditions can read.
+CONTACTS = LandingObject(
+    name="contacts",
+    table="raw_contacts",
+    date_column="snapshot_date",
+    columns=(
+        Column("snapshot_date", "DATE", True, "Day the snapshot describes", key=True),
+        Column("contact_id", "VARCHAR", True, "Stable contact identifier", key=True),
+        Column("account_id", "VARCHAR", True, "Account the contact belongs to"),
+        Column("contact_name", "VARCHAR", True, "Display name"),
+        Column("email", "VARCHAR", True, "The contact's e-mail address"),
+        Column("role", "VARCHAR", True, "Role at the customer", allowed=CONTACT_ROLES),
+        Column("is_primary", "BOOLEAN", True, "The account's main contact"),
+        Column("title", "VARCHAR", False, "Job title"),
+        Column("last_login_on", "DATE", False, "Day of the latest product login"),
+        Column("nps", "INTEGER", False, "Latest NPS answer 0-10; NULL when never answered"),
+        Column("time_zone", "VARCHAR", False, "IANA time zone, e.g. Europe/Berlin"),
+    ),
+)
+
+OPPORTUNITIES = LandingObject(
+    name="opportunities",
+    table="raw_opportunities",
+    date_column="snapshot_date",
+    columns=(
+        Column("snapshot_date", "DATE", True, "Day the snapshot describes", key=True),
+        Column("opportunity_id", "VARCHAR", True, "Stable opportunity identifier", key=True),
+        Column("account_id", "VARCHAR", True, "Account the opportunity belongs to"),
+        Column("opportunity_name", "VARCHAR", True, "Display name"),
+        Column("type", "VARCHAR", True, "Kind of deal", allowed=OPPORTUNITY_TYPES),
+        Column("stage", "VARCHAR", True, "Sales stage", allowed=OPPORTUNITY_STAGES),
+        Column("amount", "DOUBLE", True, "Deal value"),
+        Column("close_date", "DATE", True, "Expected (or actual, once closed) close date"),
+        Column("owner_email", "VARCHAR", True, "E-mail address of the opportunity owner"),
+        Column("stage_entered_on", "DATE", False, "Day the opportunity entered its stage"),
+    ),
+)
+
+OBJECTS: dict[str, LandingObject] = {o.name: o for o in (ACCOUNTS, USAGE, CONTACTS, OPPORTUNITIES)}
 
 FILE_SUFFIXES = (".csv", ".parquet")
 

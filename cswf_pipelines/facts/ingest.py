@@ -16,12 +16,10 @@ import duckdb
 import polars as pl
 
 from cswf_pipelines.facts.contract import (
-    ACCOUNTS,
     FILE_SUFFIXES,
     INGEST_REJECTIONS_DDL,
     INGESTED_FILES_DDL,
     OBJECTS,
-    USAGE,
     Column,
     LandingObject,
 )
@@ -29,6 +27,9 @@ from cswf_pipelines.facts.contract import (
 _FRAME = "_cswf_landing_frame"
 _ROW = "__cswf_row"
 MAX_EXAMPLES = 5
+# Spellings a BOOLEAN column accepts (any case, surrounding spaces ignored); nothing else loads.
+TRUE_WORDS = ("true", "1", "yes")
+FALSE_WORDS = ("false", "0", "no")
 
 
 @dataclass
@@ -42,9 +43,25 @@ class IngestReport:
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the raw and bookkeeping tables if missing (the schema comes from the contract)."""
-    for ddl in (ACCOUNTS.ddl(), USAGE.ddl(), INGESTED_FILES_DDL, INGEST_REJECTIONS_DDL):
+    """Create the raw and bookkeeping tables if missing (the schema comes from the contract).
+
+    A warehouse made under an older contract gets the columns added since (NULL in old rows),
+    so an optional contract column never needs a rebuild.
+    """
+    for ddl in (*(o.ddl() for o in OBJECTS.values()), INGESTED_FILES_DDL, INGEST_REJECTIONS_DDL):
         con.execute(ddl).fetchall()
+    existing = set(
+        con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() "
+            "WHERE schema_name = current_schema() AND database_name = current_database()"
+        ).fetchall()
+    )
+    for obj in OBJECTS.values():
+        for column in obj.columns:
+            if (obj.table, column.name) not in existing:
+                con.execute(
+                    f'ALTER TABLE {obj.table} ADD COLUMN "{column.name}" {column.dtype}'
+                ).fetchall()
 
 
 def landing_files(landing_dir: Path) -> list[Path]:
@@ -136,12 +153,40 @@ def _load_file(
         con.unregister(_FRAME)
 
 
+def _typed(column: Column) -> str:
+    """SQL that converts the raw value to the column's type, NULL when it does not convert.
+
+    BOOLEAN is parsed from a fixed word list rather than DuckDB's cast, which also takes
+    't', 'y' and friends: the contract names exactly what a flag may look like.
+    """
+    raw = f'"{column.name}"'
+    if column.dtype == "BOOLEAN":
+        text = f"lower(trim(CAST({raw} AS VARCHAR)))"
+        return (
+            f"CASE WHEN {text} IN {_sql_list(TRUE_WORDS)} THEN true "
+            f"WHEN {text} IN {_sql_list(FALSE_WORDS)} THEN false END"
+        )
+    return f"TRY_CAST({raw} AS {column.dtype})"
+
+
+def _sql_list(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
 def _checks(column: Column) -> list[tuple[str, str]]:
     """(SQL predicate for a bad row, message template) for each rule on one column."""
     raw = f'"{column.name}"'
-    typed = f"TRY_CAST({raw} AS {column.dtype})"
+    typed = _typed(column)
     checks = []
-    if column.dtype != "VARCHAR":
+    if column.dtype == "BOOLEAN":
+        words = ", ".join((*TRUE_WORDS, *FALSE_WORDS))
+        checks.append(
+            (
+                f"{raw} IS NOT NULL AND {typed} IS NULL",
+                f"could not convert '{{value}}' to BOOLEAN (use one of {words}, any case)",
+            )
+        )
+    elif column.dtype != "VARCHAR":
         checks.append(
             (
                 f"{raw} IS NOT NULL AND {typed} IS NULL",
@@ -151,10 +196,9 @@ def _checks(column: Column) -> list[tuple[str, str]]:
     if column.key:
         checks.append((f"{raw} IS NULL", "required key value is NULL"))
     if column.allowed:
-        listed = ", ".join(f"'{v}'" for v in column.allowed)
         checks.append(
             (
-                f"{typed} IS NOT NULL AND {typed} NOT IN ({listed})",
+                f"{typed} IS NOT NULL AND {typed} NOT IN {_sql_list(column.allowed)}",
                 f"'{{value}}' is not one of {', '.join(column.allowed)}",
             )
         )
@@ -201,10 +245,7 @@ def _replace_rows(
     of a first load of a long history.
     """
     targets = ", ".join(f'"{c.name}"' for c in obj.columns)
-    values = ", ".join(
-        f'TRY_CAST("{c.name}" AS {c.dtype})' if c.name in present else f"NULL::{c.dtype}"
-        for c in obj.columns
-    )
+    values = ", ".join(_typed(c) if c.name in present else f"NULL::{c.dtype}" for c in obj.columns)
     con.begin()
     try:
         if not fresh:

@@ -31,6 +31,7 @@ SELECT
     a.primary_contact_email,
     a.region,
     a.industry,
+    a.time_zone,
     coalesce(u.usage_events_7d, 0) AS usage_events_7d,
     coalesce(u.usage_events_prev_7d, 0) AS usage_events_prev_7d,
     coalesce(u.usage_events_30d, 0) AS usage_events_30d,
