@@ -306,3 +306,53 @@ def test_eligibility_all_but_a_list_applies_while_inside() -> None:
 def test_all_but_needs_a_list() -> None:
     with pytest.raises(SpecErrors, match="list the workflows in except exactly when others is"):
         spec(competing("rescue", 1, "eligibility: {others: all_but}"))
+
+
+def deploy(run: Run, at, rows, *requests: tuple[str, str, str]):
+    import polars as pl
+    from engine_harness import facts
+
+    from cswf_pipelines.engine.tick import run_tick
+
+    asked = pl.DataFrame(list(requests), schema=["workflow", "participant_id", "requested_by"],
+                         orient="row")
+    result = run_tick(run.state, facts(at, rows), run.prev, None, run.workflows, at,
+                      deploys=asked)
+    run.state, run.prev = result.state, facts(at, rows)
+    run.results.append(result)
+    return result.transitions.select("participant_id", "transition", "reason").rows()
+
+
+def test_manual_deploy_needs_entry_conditions_unless_manual_entry_is_allowed() -> None:
+    text = competing("rescue", 1)
+    run = Run([spec(text)])
+    outcome = deploy(run, START, [{"participant_id": "a", "score": 80}],
+                     ("rescue", "a", "ann@example.com"))
+    assert outcome == [("a", "deploy_refused", "manual deploy by ann@example.com refused: entry "
+                                                "conditions not met and the workflow does not "
+                                                "allow manual entry")]
+    run = Run([spec(text.replace("state: enabled", "state: enabled\nmanual_entry: true"))])
+    outcome = deploy(run, START, [{"participant_id": "a", "score": 80}],
+                     ("rescue", "a", "ann@example.com"))
+    assert outcome[0] == ("a", "entered", "manual deploy by ann@example.com")
+    assert run.row("rescue", "a")["status"] == "active"
+
+
+def test_a_deploy_for_someone_inside_is_refused_never_a_second_enrollment() -> None:
+    run = Run([spec(competing("rescue", 1))])
+    run.tick(START, [{"participant_id": "a", "score": 10}])
+    outcome = deploy(run, START + timedelta(days=1), [{"participant_id": "a", "score": 10}],
+                     ("rescue", "a", "bob"), ("rescue", "ghost", "bob"))
+    assert outcome == [
+        ("a", "deploy_refused", "manual deploy by bob refused: already inside this workflow"),
+        ("ghost", "deploy_refused",
+         "manual deploy by bob refused: the participant is not in the facts"),
+    ]
+    assert run.row("rescue", "a")["enrollment_number"] == 1
+
+
+def test_a_paused_workflow_refuses_manual_deploys() -> None:
+    run = Run([spec(competing("rescue", 1).replace("state: enabled", "state: paused"))])
+    outcome = deploy(run, START, [{"participant_id": "a", "score": 10}], ("rescue", "a", "bob"))
+    assert outcome == [("a", "deploy_refused", "manual deploy by bob refused: the workflow is "
+                                               "paused: it admits no one new")]

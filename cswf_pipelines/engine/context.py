@@ -18,6 +18,7 @@ class TickContext:
     as_of: datetime
     default_category: str
     events: pl.DataFrame  # action results: action_id, event_type, occurred_at
+    deploys: pl.DataFrame  # manual deploy requests of this tick: workflow, participant_id, ...
 
     def facts_of(self, frame: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
         """The facts of `frame`'s participants, row for row (gathered by position)."""

@@ -46,6 +46,12 @@ from cswf_pipelines.specs.workflow import ReentryMode, WorkflowState
 ACTIVE, COMPLETED, EXITED = "active", "completed", "exited"
 VERDICTS = ("entry", "exit", "objective")
 
+DEPLOY_SCHEMA: dict[str, pl.DataType] = {
+    "workflow": pl.String(),
+    "participant_id": pl.String(),
+    "requested_by": pl.String(),
+}
+
 EVENT_SCHEMA: dict[str, pl.DataType] = {
     "action_id": pl.String(),
     "event_type": pl.String(),
@@ -81,16 +87,19 @@ def run_tick(
     as_of: datetime,
     *,
     default_category: str = "Nurture",
+    deploys: pl.DataFrame | None = None,
 ) -> TickResult:
     """Advance every workflow by one tick.
 
     `events` are action results (email opened, task completed, ...) up to `as_of`; the flow
-    language's waits and result branches read them.
+    language's waits and result branches read them. `deploys` are the manual deploy requests
+    made since the previous tick (workflow, participant_id, requested_by).
     """
     _check_facts(facts, as_of)
     events = empty(EVENT_SCHEMA) if events is None else conform(events, EVENT_SCHEMA)
+    deploys = empty(DEPLOY_SCHEMA) if deploys is None else conform(deploys, DEPLOY_SCHEMA)
     context = TickContext(facts, evaluate(facts, prev_facts, workflows), as_of, default_category,
-                          events)
+                          events, deploys)
     positions = facts.select(PARTICIPANT).with_row_index(ROW)
     state = conform(state, ENROLLMENT_SCHEMA).join(positions, on=PARTICIPANT, how="left")
     by_workflow = {
@@ -143,7 +152,8 @@ def _check_facts(facts: pl.DataFrame, as_of: datetime) -> None:
 def _finish_transitions(frames: list[pl.DataFrame], as_of: datetime) -> pl.DataFrame:
     if not frames:
         return empty(TRANSITION_SCHEMA)
-    order = {"entered": 0, "objective_met": 1, "exited": 2, "advanced": 3, "completed": 4}
+    order = {"deploy_refused": 0, "entered": 1, "objective_met": 2, "exited": 3, "advanced": 4,
+             "completed": 5}
     combined = pl.concat([conform(f.with_columns(tick=pl.lit(as_of)), TRANSITION_SCHEMA)
                           for f in frames])
     return combined.sort(
@@ -183,15 +193,22 @@ def _advance_workflow(
         active = active.clear()
 
     entered = rows.clear()
+    requests = context.deploys.filter(pl.col("workflow") == workflow.name)
+    if not requests.is_empty():
+        entered, closed, refusals = _deploy(requests, verdict, active, closed, workflow,
+                                            context, barred)
+        transitions.extend(refusals)
+        active = pl.concat([active, entered])
     if spec.state is WorkflowState.enabled:
-        entered, closed = _admit(verdict, active, closed, workflow, context, barred)
-        if not entered.is_empty():
+        admitted, closed = _admit(verdict, active, closed, workflow, context, barred)
+        if not admitted.is_empty():
             assert spec.entry is not None
             transitions.append(_transition(
-                entered, "entered", f"entry conditions met: {spec.entry.describe()}",
-                context.evidence(entered, spec.entry),
+                admitted, "entered", f"entry conditions met: {spec.entry.describe()}",
+                context.evidence(admitted, spec.entry),
             ))
-            active = pl.concat([active, entered])
+            active = pl.concat([active, admitted])
+            entered = pl.concat([entered, admitted])
 
     active = active.with_columns(_lookup(verdict[k]).alias(k) for k in VERDICTS)
     leaving = active.filter("exit")
@@ -280,7 +297,16 @@ def _admit(
         if rule.mode is ReentryMode.multiple:
             rested = rested & pl.col("requalify_armed")
         allowed = first_time | rested.fill_null(False)
-    entered = candidates.filter(allowed).select(
+    entered = _enroll(candidates.filter(allowed), workflow, context)
+    closed = closed.join(entered.select(ROW), on=ROW, how="anti")
+    return entered, closed
+
+
+def _enroll(chosen: pl.DataFrame, workflow: LoadedWorkflow, context: TickContext
+            ) -> pl.DataFrame:
+    """New enrollments at the first step for `chosen` (ROW, previous enrollment_number)."""
+    as_of = context.as_of
+    entered = chosen.select(
         ROW,
         pl.lit(workflow.name).alias("workflow"),
         pl.lit(context.facts[PARTICIPANT]).gather(pl.col(ROW)).alias(PARTICIPANT),
@@ -297,9 +323,70 @@ def _admit(
         pl.lit(False).alias("requalify_armed"),
         pl.lit(as_of).alias("updated_at"),
     )
-    entered = conform(entered, WORKING_SCHEMA)
+    return conform(entered, WORKING_SCHEMA)
+
+
+def _deploy(
+    requests: pl.DataFrame,
+    verdict: dict[str, pl.Series],
+    active: pl.DataFrame,
+    closed: pl.DataFrame,
+    workflow: LoadedWorkflow,
+    context: TickContext,
+    barred: pl.DataFrame | None,
+) -> tuple[pl.DataFrame, pl.DataFrame, list[pl.DataFrame]]:
+    """Manual deploys (Natero, Catalyst): accepted ones enter now; refused ones are logged with
+    the reason, and never become a second enrollment."""
+    spec = workflow.spec
+    positions = context.facts.select(PARTICIPANT).with_row_index(ROW)
+    asked = requests.join(positions, on=PARTICIPANT, how="left").with_columns(
+        pl.lit(verdict["entry"]).gather(pl.col(ROW)).fill_null(False).alias("entry"),
+        pl.lit(verdict["exit"]).gather(pl.col(ROW)).fill_null(False).alias("exit"),
+        pl.col(ROW).is_in(active[ROW].implode()).alias("inside"),
+        (pl.col(ROW).is_in(barred[ROW].implode()) if barred is not None else pl.lit(False))
+        .alias("barred"),
+    )
+    reason = (
+        pl.when(pl.col(ROW).is_null()).then(pl.lit("the participant is not in the facts"))
+        .when(pl.lit(spec.state is not WorkflowState.enabled))
+        .then(pl.lit(f"the workflow is {spec.state}: it admits no one new"))
+        .when(pl.col("inside")).then(pl.lit("already inside this workflow"))
+        .when(pl.col("barred")).then(pl.lit("another workflow's eligibility keeps it out"))
+        .when(pl.col("exit")).then(pl.lit("it meets the exit conditions"))
+        .when(~pl.col("entry") & pl.lit(not spec.manual_entry))
+        .then(pl.lit("entry conditions not met and the workflow does not allow manual entry"))
+    )
+    asked = asked.with_columns(reason.alias("refusal"))
+    accepted = asked.filter(pl.col("refusal").is_null()).unique(ROW, keep="first",
+                                                                 maintain_order=True)
+    prior = closed.select(ROW, "enrollment_number")
+    entered = _enroll(accepted.join(prior, on=ROW, how="left"), workflow, context)
+    by = accepted.select(ROW, "requested_by")
+    transitions = [
+        _transition(entered, "entered", "").drop("reason").join(
+            by.join(entered.select(ROW, PARTICIPANT), on=ROW).select(
+                PARTICIPANT,
+                ("manual deploy by " + pl.col("requested_by").fill_null("someone"))
+                .alias("reason"),
+            ), on=PARTICIPANT, how="left",
+        ),
+    ]
+    refused = asked.filter(pl.col("refusal").is_not_null())
+    if not refused.is_empty():
+        current = active.select(ROW, "enrollment_id", "step", "step_name")
+        transitions.append(refused.join(current, on=ROW, how="left").select(
+            pl.lit(workflow.name).alias("workflow"),
+            pl.lit(workflow.version).alias("version"),
+            PARTICIPANT,
+            "enrollment_id",
+            pl.lit("deploy_refused").alias("transition"),
+            "step",
+            "step_name",
+            ("manual deploy by " + pl.col("requested_by").fill_null("someone")
+             + " refused: " + pl.col("refusal")).alias("reason"),
+        ))
     closed = closed.join(entered.select(ROW), on=ROW, how="anti")
-    return entered, closed
+    return entered, closed, transitions
 
 
 def _close(frame: pl.DataFrame, status: str, reason: str, as_of: datetime) -> pl.DataFrame:

@@ -295,6 +295,9 @@ class Workflow(Strict):
     priority: int = Field(default=100, description="Lower runs first when workflows compete.")
     state: WorkflowState = WorkflowState.draft
     entry: Condition | None = Field(default=None, description="Auto-deploy rule.")
+    manual_entry: bool = Field(
+        default=False, description="Manual deploys may enter even when entry conditions fail."
+    )
     reentry: Reentry = Field(default_factory=Reentry)
     eligibility: Eligibility = Field(default_factory=Eligibility)
     objective: Objective | None = None
