@@ -135,7 +135,7 @@ steps:
     actions:
       - {type: task, title: "Follow up with {{ account_name }}", due_days: 5}
 """
-OPEN_RATE = 0.4  # share of first-tick emails opened before the measured tick
+OPEN_RATE = 0.05  # share of first-tick emails opened before the measured tick (--open-rate)
 INDUSTRIES = ["Soft", "Health", "Retail", "Fin", "Manu", "Edu", "Media", "Log", "Ener", "Gov"]
 
 
@@ -298,7 +298,7 @@ def demo_quarter(accounts: int) -> dict:
                 "actions": int(actions), "cswf_run_s": run_s, "s_per_tick": run_s / ticks}
 
 
-def setup(database: str, accounts: int, workflows: int, sample: int) -> None:
+def setup(database: str, accounts: int, workflows: int, sample: int, open_rate: float) -> None:
     """Child process: the book, its facts, the first tick, the interpreter ratio; as JSON."""
     con = duckdb.connect(database)
     figures: dict[str, object] = {}
@@ -312,7 +312,7 @@ def setup(database: str, accounts: int, workflows: int, sample: int) -> None:
     first, first_s = timed(run_tick, load_state(con, T0), before, None, None, specs, T0)
     _, first_write_s = timed(write_tick, con, first)
     ensure_delivery_schema(con)
-    sampled = pl.col("action_id").hash(7) % 100 < OPEN_RATE * 100
+    sampled = pl.col("action_id").hash(7) % 1000 < open_rate * 1000
     opened = first.actions.filter(  # noqa: F841 (read by DuckDB)
         (pl.col("action_type") == "email") & sampled
     ).select("action_id", pl.lit("opened").alias("event_type"),
@@ -344,6 +344,8 @@ def main() -> None:
     parser.add_argument("--workflows", type=int, default=50)
     parser.add_argument("--sample", type=int, default=20_000, help="interpreter sample rows")
     parser.add_argument("--demo-accounts", type=int, default=2000)
+    parser.add_argument("--open-rate", type=float, default=OPEN_RATE,
+                        help="share of emails opened before the measured tick")
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--measure-tick", metavar="DATABASE", help=argparse.SUPPRESS)
     parser.add_argument("--setup", metavar="DATABASE", help=argparse.SUPPRESS)
@@ -352,14 +354,16 @@ def main() -> None:
         measure_tick(args.measure_tick, args.workflows)
         return
     if args.setup:
-        setup(args.setup, args.accounts, args.workflows, args.sample)
+        setup(args.setup, args.accounts, args.workflows, args.sample, args.open_rate)
         return
 
     results: dict[str, object] = {"machine": {"cpus": os.cpu_count()}}
     with tempfile.TemporaryDirectory() as scratch:
         database = str(Path(scratch) / "bench.duckdb")
         results |= child("--setup", database, "--accounts", str(args.accounts),
-                         "--workflows", str(args.workflows), "--sample", str(args.sample))
+                         "--workflows", str(args.workflows), "--sample", str(args.sample),
+                         "--open-rate", str(args.open_rate))
+        results["open_rate"] = args.open_rate
         results["steady_tick"] = child("--measure-tick", database,
                                        "--workflows", str(args.workflows))
     results["accounts"], results["workflows"] = args.accounts, args.workflows

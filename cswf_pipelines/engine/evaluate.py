@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import polars as pl
 
@@ -57,16 +58,28 @@ def evaluate(
     facts: pl.DataFrame, prev_facts: pl.DataFrame | None, workflows: Sequence[LoadedWorkflow]
 ) -> pl.DataFrame:
     """participant_id plus one boolean column per (kind, workflow); absent conditions are false."""
-    schema = dict(facts.schema)
+    schema = tuple(facts.schema.items())
     exprs: list[pl.Expr] = []
     transition_fields: set[str] = set()
     for workflow in workflows:
-        for kind, tree in conditions_of(workflow).items():
-            name = verdict_column(kind, workflow.name)
-            if tree is None:
-                exprs.append(pl.lit(False).alias(name))
-                continue
-            transition_fields |= previous_tick_fields(tree)
-            exprs.append(compile_condition(tree, schema).alias(name))
+        compiled, fields = _compiled(workflow, schema)
+        exprs += compiled
+        transition_fields |= fields
     frame = with_previous(facts, prev_facts, transition_fields)
     return frame.select(PARTICIPANT, AS_OF, *exprs).collect()
+
+
+@lru_cache(maxsize=1024)
+def _compiled(
+    workflow: LoadedWorkflow, schema: tuple[tuple[str, pl.DataType], ...]
+) -> tuple[list[pl.Expr], set[str]]:
+    """A workflow's expressions depend on its spec and the facts' types only: compile once."""
+    exprs, fields = [], set()
+    for kind, tree in conditions_of(workflow).items():
+        name = verdict_column(kind, workflow.name)
+        if tree is None:
+            exprs.append(pl.lit(False).alias(name))
+            continue
+        fields |= previous_tick_fields(tree)
+        exprs.append(compile_condition(tree, dict(schema)).alias(name))
+    return exprs, fields

@@ -11,7 +11,7 @@ participant as far as it may go in this tick.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -35,6 +35,7 @@ class FlowOutput:
     active: pl.DataFrame
     actions: list[pl.DataFrame]
     transitions: list[pl.DataFrame]
+    occupied: set[int] = field(default_factory=set)  # nodes someone is at: the rest are skipped
 
 
 def arrival(flow: Flow, index: int, reached_at: pl.Expr) -> pl.Expr:
@@ -65,9 +66,9 @@ def advance_flow(
     out = FlowOutput(active, [], [])
     if active.is_empty():
         return out
-    first = active["step"].min()
+    out.occupied = set(active["step"].unique())
     for node in flow:
-        if node.index < first:  # type: ignore[operator]
+        if node.index not in out.occupied:
             continue
         here = out.active.filter(pl.col("step") == node.index)
         if here.is_empty():
@@ -155,6 +156,7 @@ def _move(out: FlowOutput, rows: pl.DataFrame, flow: Flow, node: FlowNode, targe
         pl.lit(target, dtype=pl.Int32).alias("__to"),
         arrival(flow, target, reached_at).alias("__until"),
     ).select("enrollment_id", "__to", "__until")
+    out.occupied.add(target)
     joined = out.active.join(moved, on="enrollment_id", how="left", maintain_order="left")
     hit = pl.col("__to").is_not_null()
     out.active = joined.with_columns(

@@ -58,7 +58,7 @@ class SpecError:
         return f"{self.file}: {self.path or '(top)'}: {self.message}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: caches key on it
 class LoadedWorkflow:
     """A valid spec, its source file, its templates and its content version."""
 
