@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -20,6 +20,7 @@ MAX_ACTIONS_PER_STEP = 10
 MAX_STEPS_PER_BRANCH = 30  # Catalyst; actions in one step count as one
 MAX_BRANCH_CHECKS = 11  # a branch and up to 10 additional checks
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+ACTION_REF = r"^[a-z][a-z0-9_]*\.([a-z][a-z0-9_]*|[0-9]+)$"  # <step>.<action name or position>
 
 
 class Strict(BaseModel):
@@ -186,7 +187,7 @@ Result = Literal[RESULTS]  # type: ignore[valid-type]
 class ActionResult(Strict):
     """An earlier action's result: `action` is `<step>.<action name or position from 0>`."""
 
-    action: str = Field(pattern=r"^[a-z][a-z0-9_]*\.([a-z][a-z0-9_]*|[0-9]+)$")
+    action: str = Field(pattern=ACTION_REF)
     result: Result
 
 
@@ -200,21 +201,24 @@ class DelayStep(Strict):
     delay: Delay
 
 
-class Wait(Strict):
-    """Wait until an earlier action has a result, or a fact condition holds; at most max_days."""
+class _Check(Strict):
+    """Either an earlier action's result (action + result) or a fact condition (the subclass's
+    `condition_key`), never both."""
 
-    action: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*\.([a-z][a-z0-9_]*|[0-9]+)$")
+    condition_key: ClassVar[str]
+    what: ClassVar[str]
+    action: str | None = Field(default=None, pattern=ACTION_REF,
+                               description="`<step>.<action name or position>`")
     result: Result | None = None
-    until: Condition | None = None
-    max_days: int = Field(ge=1, description="After this many days the flow goes on anyway.")
 
     @model_validator(mode="after")
-    def _one_target(self) -> Wait:
+    def _one_target(self) -> _Check:
         by_action = self.action is not None or self.result is not None
-        if by_action == (self.until is not None):
-            raise ValueError("a wait needs either action and result, or until (a condition)")
+        if by_action == (getattr(self, self.condition_key) is not None):
+            raise ValueError(f"{self.what} needs either action and result, or "
+                             f"{self.condition_key} (a condition)")
         if by_action and (self.action is None or self.result is None):
-            raise ValueError("a wait on an action needs both action and result")
+            raise ValueError(f"{self.what} on an action needs both action and result")
         return self
 
     @property
@@ -222,6 +226,15 @@ class Wait(Strict):
         if self.action is None or self.result is None:
             return None
         return ActionResult(action=self.action, result=self.result)
+
+
+class Wait(_Check):
+    """Wait until an earlier action has a result, or a fact condition holds; at most max_days."""
+
+    condition_key: ClassVar[str] = "until"
+    what: ClassVar[str] = "a wait"
+    until: Condition | None = None
+    max_days: int = Field(ge=1, description="After this many days the flow goes on anyway.")
 
 
 class WaitStep(Strict):
@@ -229,30 +242,14 @@ class WaitStep(Strict):
     wait: Wait
 
 
-class BranchPath(Strict):
+class BranchPath(_Check):
     """One check of a branch and the steps it leads to."""
 
+    condition_key: ClassVar[str] = "when"
+    what: ClassVar[str] = "a branch check"
     name: str = Field(pattern=NAME_PATTERN)
     when: Condition | None = Field(default=None, description="A condition on the facts.")
-    action: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*\.([a-z][a-z0-9_]*|[0-9]+)$")
-    result: Result | None = None
     steps: list[Step] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _one_check(self) -> BranchPath:
-        by_action = self.action is not None or self.result is not None
-        if by_action == (self.when is not None):
-            raise ValueError("a branch check needs either when (a condition), or action and "
-                             "result")
-        if by_action and (self.action is None or self.result is None):
-            raise ValueError("a branch check on an action needs both action and result")
-        return self
-
-    @property
-    def on_action(self) -> ActionResult | None:
-        if self.action is None or self.result is None:
-            return None
-        return ActionResult(action=self.action, result=self.result)
 
 
 class BranchStep(Strict):
