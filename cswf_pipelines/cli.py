@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,8 @@ from cswf_pipelines.store.warehouse import WriteOutcome, connect
 
 app = typer.Typer(help="cswf: customer-success workflows in your own warehouse.",
                   no_args_is_help=True, add_completion=False)
-console = Console()
+# Reports are tables: at least 120 columns wide, so logs and narrow terminals show whole names.
+console = Console(width=max(shutil.get_terminal_size().columns, 120))
 err = Console(stderr=True)
 
 TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d-%H:%M"]
