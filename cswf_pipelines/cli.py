@@ -11,6 +11,8 @@ from typing import Annotated
 
 import polars as pl
 import typer
+import yaml
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -19,6 +21,7 @@ from cswf_pipelines import pipeline
 from cswf_pipelines.config import Settings, load_settings
 from cswf_pipelines.engine.tick import TickResult
 from cswf_pipelines.reports.build import build_reports
+from cswf_pipelines.specs.conditions import Condition
 from cswf_pipelines.specs.schema import write_json_schema
 from cswf_pipelines.store.warehouse import WriteOutcome, connect
 
@@ -174,6 +177,44 @@ def deliver(
     with connect(settings.database_path) as con:
         report = pipeline.deliver_outbox(con, settings, moment)
     console.print(f"delivery as of {moment:%Y-%m-%d %H:%M}: {report.summary()}", soft_wrap=True)
+
+
+@app.command()
+def deploy(
+    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    participants: Annotated[str, typer.Option(
+        help="Comma-separated participant ids.")] = "",
+    where: Annotated[str, typer.Option(
+        help="A condition in YAML, e.g. '{field: tier, op: eq, value: enterprise}': every "
+             "participant matching it at the last tick.")] = "",
+    by: Annotated[str, typer.Option(help="Who asks (recorded with the request).")] = "cli",
+    at: Annotated[datetime | None, typer.Option(
+        formats=TIME_FORMATS, help="When the request is made (UTC); default: now.")] = None,
+    root: Root = None,
+) -> None:
+    """Deploy a workflow by hand; the next tick enters each participant or records why not."""
+    settings = _settings(root)
+    workflows = {w.name: w for w in pipeline.load_workflows(settings)}
+    if workflow not in workflows:
+        raise _fail(f"no workflow '{workflow}'; workflows: {', '.join(sorted(workflows))}")
+    if not participants and not where:
+        raise _fail("give --participants or --where")
+    try:
+        condition = TypeAdapter(Condition).validate_python(yaml.safe_load(where)) \
+            if where else None
+    except ValidationError as exc:
+        raise _fail(f"--where: {exc.errors()[0]['msg']}") from exc
+    moment = at or datetime.now(UTC).replace(tzinfo=None)
+    chosen = [p.strip() for p in participants.split(",") if p.strip()]
+    with connect(settings.database_path) as con:
+        try:
+            count, stored = pipeline.deploy(con, settings, workflows[workflow], by, moment,
+                                            chosen, condition)
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
+    console.print(f"{stored} deploy request(s) for {count} participant(s) of {workflow}, "
+                  f"made {moment:%Y-%m-%d %H:%M} by {by}; the next tick honours or refuses them "
+                  "(see transitions: entered / deploy_refused).", soft_wrap=True)
 
 
 @app.command()

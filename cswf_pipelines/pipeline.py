@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 import polars as pl
@@ -20,13 +20,21 @@ from cswf_pipelines.delivery import (
     deliver,
     ingest_action_events,
 )
+from cswf_pipelines.engine.compile import compile_condition
 from cswf_pipelines.engine.evaluate import evaluate, verdict_column
 from cswf_pipelines.engine.tick import TickResult, run_tick
 from cswf_pipelines.facts.build import build_facts, fact_schema
 from cswf_pipelines.facts.checks import snapshot_problems
 from cswf_pipelines.facts.ingest import IngestReport, ingest_landing
-from cswf_pipelines.specs.conditions import fields_used
-from cswf_pipelines.specs.loader import LoadedWorkflow, SpecErrors, SpecSet, load_specs
+from cswf_pipelines.specs.conditions import Condition, fields_used, leaves
+from cswf_pipelines.specs.loader import (
+    LoadedWorkflow,
+    SpecErrors,
+    SpecSet,
+    check_leaf,
+    load_specs,
+)
+from cswf_pipelines.store.deploys import load_deploys, request_deploys
 from cswf_pipelines.store.warehouse import (
     WriteOutcome,
     ensure_schema,
@@ -122,14 +130,18 @@ def run_ticks(
     prev_facts = load_facts(con, before, previous) if before is not None else None
     state = load_state(con, ticks[0])
     events = load_events(con, ticks[-1])
+    deploys = load_deploys(con, before, ticks[-1])
     empty_facts = all_facts.clear()
     record_versions(con, list(workflows), ticks[0])
     outcomes: list[WriteOutcome] = []
     actions = transitions = 0
     for as_of in ticks:
         tick_facts = facts_by_tick.get(as_of, empty_facts)
+        window = pl.col("requested_at") <= as_of
         result = run_tick(state, tick_facts, prev_facts, events, workflows, as_of,
-                          default_category=settings.default_category)
+                          default_category=settings.default_category,
+                          deploys=deploys.filter(window))
+        deploys = deploys.filter(~window)
         outcome = write_tick(con, result)
         outcomes.append(outcome)
         actions += result.actions.height
@@ -209,3 +221,38 @@ def deliver_outbox(
     if events.is_dir():
         ingest_action_events(con, events, now)
     return deliver(con, default_senders(config), config, now)
+
+
+def deploy(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    workflow: LoadedWorkflow,
+    requested_by: str,
+    requested_at: datetime,
+    participants: Sequence[str] = (),
+    where: Condition | None = None,
+) -> tuple[int, int]:
+    """Request a manual deploy, to chosen participants or to every match of a filter (read as
+    of the last tick at or before the request); the next tick honours or refuses each one.
+    Returns (participants chosen, requests stored)."""
+    chosen = list(participants)
+    if where is not None:
+        schema = fact_schema(settings.facts_sql_path)
+        problems = [m for _, leaf in leaves(where) for _, m in check_leaf(leaf, schema)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        ticks = pipeline_ticks(settings, requested_at)
+        facts = build_facts(con, ticks, settings.facts_sql_path)
+        hits = facts.filter(compile_condition(where, dict(facts.schema)))
+        chosen += hits["participant_id"].to_list()
+    stored = request_deploys(con, workflow.name, chosen, requested_by, requested_at)
+    return len(set(chosen)), stored
+
+
+def pipeline_ticks(settings: Settings, at: datetime) -> list[datetime]:
+    """The last tick at or before `at` (a filter is read as the engine last saw the facts)."""
+    partitions = tick_partitions(settings.tick_cron, settings.tick_start)
+    last = ticks_between(partitions, at - timedelta(days=1), at)
+    if not last:
+        raise ValueError(f"no tick at or before {at}")
+    return last[-1:]

@@ -184,3 +184,49 @@ def test_the_committed_json_schema_is_current(tmp_path: Path) -> None:
     assert out.read_text() == (REPO / "docs" / "workflow-spec.schema.json").read_text(), (
         "run `make schema` and commit docs/workflow-spec.schema.json"
     )
+
+
+def test_manual_deploy_is_honoured_or_refused_at_the_next_tick(small_book: Path) -> None:
+    database = str(small_book / "cswf.duckdb")
+    ran = runner.invoke(app, ["run", "--start", "2026-05-31", "--end", "2026-06-02T21:00",
+                              "--root", str(small_book)], terminal_width=200)
+    assert ran.exit_code == 0, ran.stdout
+    with duckdb.connect(database, read_only=True) as con:
+        inside = con.sql("SELECT participant_id FROM enrollments WHERE status = 'active' AND "
+                         "workflow = 'renewal_preparation' ORDER BY 1 LIMIT 1").fetchall()[0][0]
+        far = con.sql("SELECT participant_id FROM account_facts WHERE as_of = "
+                      "'2026-06-02 21:00' AND days_to_renewal > 200 ORDER BY 1 LIMIT 1"
+                      ).fetchall()[0][0]
+    asked = runner.invoke(app, ["deploy", "renewal_preparation", "--participants",
+                                f"{inside},{far}", "--by", "ann@example.com",
+                                "--at", "2026-06-02T22:30", "--root", str(small_book)],
+                          terminal_width=200)
+    assert asked.exit_code == 0, asked.stdout
+    assert "2 deploy request(s) for 2 participant(s)" in asked.stdout
+    ticked = runner.invoke(app, ["tick", "--as-of", "2026-06-03T00:00", "--root",
+                                 str(small_book)], terminal_width=200)
+    assert ticked.exit_code == 0, ticked.stdout
+    with duckdb.connect(database, read_only=True) as con:
+        refused = con.sql("SELECT participant_id, reason FROM transitions WHERE transition = "
+                          "'deploy_refused' ORDER BY 1").fetchall()
+    assert sorted(refused) == sorted([
+        (inside, "manual deploy by ann@example.com refused: already inside this workflow"),
+        # More than 120 days from renewal: renewal_preparation's exit conditions hold.
+        (far, "manual deploy by ann@example.com refused: it meets the exit conditions"),
+    ])
+
+
+def test_deploy_to_every_match_of_a_filter(small_book: Path) -> None:
+    asked = runner.invoke(app, ["deploy", "health_score_alert", "--where",
+                                "{field: tier, op: eq, value: enterprise}",
+                                "--at", "2026-06-03T01:00", "--root", str(small_book)],
+                          terminal_width=200)
+    assert asked.exit_code == 0, asked.stdout
+    with duckdb.connect(str(small_book / "cswf.duckdb"), read_only=True) as con:
+        expected = con.sql("SELECT count(*) FROM account_facts WHERE as_of = '2026-06-03 00:00' "
+                           "AND tier = 'enterprise'").fetchall()[0][0]
+    assert f"for {expected} participant(s) of health_score_alert" in asked.stdout
+    bad = runner.invoke(app, ["deploy", "health_score_alert", "--where",
+                              "{field: teir, op: eq, value: enterprise}", "--root",
+                              str(small_book)], terminal_width=200)
+    assert bad.exit_code == 1 and "unknown field 'teir'" in bad.stderr
