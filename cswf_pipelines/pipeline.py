@@ -241,7 +241,7 @@ def deploy(
         problems = [m for _, leaf in leaves(where) for _, m in check_leaf(leaf, schema)]
         if problems:
             raise ValueError("; ".join(problems))
-        ticks = pipeline_ticks(settings, requested_at)
+        ticks = _last_tick_at(settings, requested_at)
         facts = build_facts(con, ticks, settings.facts_sql_path)
         hits = facts.filter(compile_condition(where, dict(facts.schema)))
         chosen += hits["participant_id"].to_list()
@@ -249,7 +249,7 @@ def deploy(
     return len(set(chosen)), stored
 
 
-def pipeline_ticks(settings: Settings, at: datetime) -> list[datetime]:
+def _last_tick_at(settings: Settings, at: datetime) -> list[datetime]:
     """The last tick at or before `at` (a filter is read as the engine last saw the facts)."""
     partitions = tick_partitions(settings.tick_cron, settings.tick_start)
     last = ticks_between(partitions, at - timedelta(days=1), at)

@@ -15,6 +15,19 @@ from cswf_pipelines.specs.loader import LoadedWorkflow, parse_spec
 
 START = datetime(2026, 6, 1)
 
+# Every asset of the Dagster definitions and its group: the pipeline's stages.
+ASSET_GROUPS = {
+    "landing_snapshots": "ingest",
+    "account_facts": "facts",
+    "enrollments": "engine",
+    "transitions": "engine",
+    "actions_outbox": "engine",
+    "workflow_summary": "reports",
+    "workflow_dashboard": "reports",
+    "deliveries": "delivery",
+    "action_insights": "delivery",
+}
+
 
 def spec(text: str, folder: Path = Path(".")) -> LoadedWorkflow:
     name = next(line.split(":", 1)[1].strip() for line in text.splitlines()

@@ -10,6 +10,7 @@ import duckdb
 import polars as pl
 import pytest
 import yaml
+from engine_harness import ASSET_GROUPS
 
 from cswf_pipelines.config import ENV_OVERRIDES, Settings, load_settings
 from cswf_pipelines.defs import build_defs
@@ -99,17 +100,7 @@ def test_definitions_load(settings: Settings) -> None:
     defs = build_defs(settings)
     graph = defs.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
-    assert groups == {
-        "landing_snapshots": "ingest",
-        "account_facts": "facts",
-        "enrollments": "engine",
-        "transitions": "engine",
-        "actions_outbox": "engine",
-        "workflow_summary": "reports",
-        "workflow_dashboard": "reports",
-        "deliveries": "delivery",
-        "action_insights": "delivery",
-    }
+    assert groups == ASSET_GROUPS
     for key in graph.get_all_asset_keys():
         assert graph.get(key).kinds, key
         assert graph.get(key).description, key

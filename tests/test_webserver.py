@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from engine_harness import ASSET_GROUPS
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS_QUERY = """
@@ -70,17 +71,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory):
 def test_the_ui_lists_every_stage_as_assets(webserver: int) -> None:
     nodes = graphql(webserver, ASSETS_QUERY)["assetNodes"]
     groups = {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
-    assert groups == {
-        "landing_snapshots": "ingest",
-        "account_facts": "facts",
-        "enrollments": "engine",
-        "transitions": "engine",
-        "actions_outbox": "engine",
-        "workflow_summary": "reports",
-        "workflow_dashboard": "reports",
-        "deliveries": "delivery",
-        "action_insights": "delivery",
-    }
+    assert groups == ASSET_GROUPS
     partitioned = {"/".join(n["assetKey"]["path"]) for n in nodes if n["isPartitioned"]}
     assert partitioned == {"account_facts", "enrollments", "transitions", "actions_outbox"}
 

@@ -361,16 +361,9 @@ def _deploy(
                                                                  maintain_order=True)
     prior = closed.select(ROW, "enrollment_number")
     entered = _enroll(accepted.join(prior, on=ROW, how="left"), workflow, context)
-    by = accepted.select(ROW, "requested_by")
-    transitions = [
-        _transition(entered, "entered", "").drop("reason").join(
-            by.join(entered.select(ROW, PARTICIPANT), on=ROW).select(
-                PARTICIPANT,
-                ("manual deploy by " + pl.col("requested_by").fill_null("someone"))
-                .alias("reason"),
-            ), on=PARTICIPANT, how="left",
-        ),
-    ]
+    asker = "manual deploy by " + pl.col("requested_by").fill_null("someone")
+    who = entered.join(accepted.select(ROW, "requested_by"), on=ROW, how="left")
+    transitions = [_transition(who, "entered", asker)]
     refused = asked.filter(pl.col("refusal").is_not_null())
     if not refused.is_empty():
         current = active.select(ROW, "enrollment_id", "step", "step_name")
@@ -410,12 +403,12 @@ def _arm_requalification(
 
 
 def _transition(
-    frame: pl.DataFrame, kind: str, reason: str, evidence: pl.Series | None = None
+    frame: pl.DataFrame, kind: str, reason: str | pl.Expr, evidence: pl.Series | None = None
 ) -> pl.DataFrame:
     out = frame.select(
         "workflow", "version", PARTICIPANT, "enrollment_id",
         pl.lit(kind).alias("transition"),
         "step", "step_name",
-        pl.lit(reason).alias("reason"),
+        (pl.lit(reason) if isinstance(reason, str) else reason).alias("reason"),
     )
     return out.with_columns(evidence) if evidence is not None else out
