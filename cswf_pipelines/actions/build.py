@@ -69,10 +69,16 @@ def build_step_actions(
             subject, body = text("subject"), text("body", autoescape=html)
             columns = {
                 "assignee": owner_expr(spec.owner),
-                "recipient": pl.col(action.to).cast(pl.String),
+                "recipient": pl.col(action.to_field).cast(pl.String)
+                if action.to_field is not None
+                else pl.lit(action.to_contacts.recipient() if action.to_contacts else None),
                 "subject": subject["rendered"],
                 "body": body["rendered"],
-                "payload": _settings(to_field=action.to, template=action.template, html=html),
+                "payload": _settings(
+                    to_field=action.to_field, template=action.template, html=html,
+                    to_contacts=action.to_contacts.model_dump(exclude_defaults=True)
+                    if action.to_contacts else None,
+                ),
             }
             errors = [subject["error"], body["error"]]
         else:
@@ -100,6 +106,7 @@ def build_step_actions(
             pl.lit(index).alias("action_index"),
             pl.lit(action.type).alias("action_type"),
             pl.lit(category).alias("category"),
+            pl.lit(action.on_error).alias("on_error"),
             **columns,
         ).with_columns(
             error.alias("error"),

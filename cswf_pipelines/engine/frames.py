@@ -52,6 +52,7 @@ ACTION_SCHEMA: dict[str, pl.DataType] = {
     "body": pl.String(),
     "payload": pl.String(),  # JSON: the settings that have no column of their own
     "status": pl.String(),  # pending | render_failed (delivery moves it on)
+    "on_error": pl.String(),  # continue | retry | exit: what a failed delivery does
     "error": pl.String(),
 }
 

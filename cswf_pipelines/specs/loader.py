@@ -83,8 +83,8 @@ class LoadedWorkflow:
             if owner.field is not None:
                 used.add(owner.field)
         for _, _, action in self.flow.actions():
-            if isinstance(action, EmailAction):
-                used.add(action.to)
+            if isinstance(action, EmailAction) and action.to_field is not None:
+                used.add(action.to_field)
         return used
 
     def previous_fields(self) -> set[str]:
@@ -332,7 +332,8 @@ def check_fields(
         for path, leaf in leaves(tree, root):
             errors.extend((f"{path}.{key}", m) for key, m in check_leaf(leaf, fact_fields))
     for node, position, action in flow.actions():
-        if isinstance(action, EmailAction) and action.to not in fact_fields:
+        if (isinstance(action, EmailAction) and action.to_field is not None
+                and action.to_field not in fact_fields):
             errors.append((f"{node.loc}.actions.{position}.to",
                            _unknown_field(action.to, fact_fields)))
     for path, owner in owners(spec, flow):

@@ -105,55 +105,85 @@ class Objective(Strict):
         return self
 
 
-class TaskAction(Strict):
-    type: Literal["task"]
+class _ActionBase(Strict):
+    """What every action has: a name to refer to it, a category, and what a failure does."""
+
     name: str | None = Field(
         default=None, pattern=NAME_PATTERN,
         description="Names the action for waits and branches (`<step>.<name>`).",
     )
+    category: str | None = Field(default=None, description="Default: the workflow's category.")
+    on_error: Literal["continue", "retry", "exit"] = Field(
+        default="retry",
+        description=(
+            "When delivery fails: continue (record it, no retry, the flow goes on), retry "
+            "(retry with backoff; the flow goes on meanwhile), exit (the enrollment exits at the "
+            "next tick once the action has finally failed)."
+        ),
+    )
+
+
+class TaskAction(_ActionBase):
+    type: Literal["task"]
     title: str = Field(description="Jinja2 template for the task title.")
     description: str = Field(default="", description="Jinja2 template for the task text.")
     due_days: int = Field(default=3, ge=0, description="Due this many days after creation.")
     priority: Literal["low", "normal", "high", "urgent"] = "normal"
     assignee: Owner | None = Field(default=None, description="Default: the workflow owner.")
     subtasks: list[str] = Field(default_factory=list)
-    category: str | None = None
 
 
-class EmailAction(Strict):
+class ContactPick(Strict):
+    """Recipients from the contacts snapshot: the account's primary contact, or every contact
+    with a role. Resolved by delivery, at send time, from the latest snapshot."""
+
+    primary: bool = False
+    role: str | None = None
+
+    @model_validator(mode="after")
+    def _one_pick(self) -> ContactPick:
+        if self.primary == (self.role is not None):
+            raise ValueError("to_contacts needs exactly one of: primary: true, role")
+        return self
+
+    def recipient(self) -> str:
+        return "contacts:primary" if self.primary else f"contacts:role={self.role}"
+
+
+class EmailAction(_ActionBase):
     type: Literal["email"]
-    name: str | None = Field(
-        default=None, pattern=NAME_PATTERN,
-        description="Names the action for waits and branches (`<step>.<name>`).",
-    )
     to: str = Field(
         default="primary_contact_email", description="Fact field holding the recipient address."
+    )
+    to_contacts: ContactPick | None = Field(
+        default=None, description="Instead of `to`: contacts from the contacts snapshot."
     )
     subject: str = Field(description="Jinja2 template for the subject line.")
     template: str | None = Field(
         default=None, description="Jinja2 template file for the body, relative to the spec."
     )
     body: str | None = Field(default=None, description="Inline Jinja2 body (or use template).")
-    category: str | None = None
 
     @model_validator(mode="after")
     def _one_body(self) -> EmailAction:
         if (self.template is None) == (self.body is None):
             raise ValueError("an email needs exactly one of: template, body")
+        if self.to_contacts is not None and "to" in self.model_fields_set:
+            raise ValueError("an email needs at most one of: to, to_contacts")
         return self
 
+    @property
+    def to_field(self) -> str | None:
+        """The fact field holding the address, unless contacts are picked instead."""
+        return None if self.to_contacts is not None else self.to
 
-class FieldUpdateAction(Strict):
+
+class FieldUpdateAction(_ActionBase):
     type: Literal["field_update"]
-    name: str | None = Field(
-        default=None, pattern=NAME_PATTERN,
-        description="Names the action for waits and branches (`<step>.<name>`).",
-    )
     field: str = Field(description="The CRM field to set on the participant.")
     value: str | int | float | bool | None = Field(
         description="The new value; text is a Jinja2 template."
     )
-    category: str | None = None
 
 
 Action = Annotated[TaskAction | EmailAction | FieldUpdateAction, Field(discriminator="type")]
