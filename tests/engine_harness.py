@@ -9,8 +9,10 @@ from pathlib import Path
 
 import polars as pl
 
+from cswf_pipelines.engine.assign import WORKLOAD_SCHEMA
 from cswf_pipelines.engine.frames import ENROLLMENT_SCHEMA, empty
 from cswf_pipelines.engine.tick import TickResult, run_tick
+from cswf_pipelines.specs.groups import UserGroup
 from cswf_pipelines.specs.loader import LoadedWorkflow, parse_spec
 
 START = datetime(2026, 6, 1)
@@ -51,6 +53,7 @@ class Run:
     prev: pl.DataFrame | None = None
     results: list[TickResult] = field(default_factory=list)
     events: list[tuple[str, str, datetime]] = field(default_factory=list)
+    groups: dict[str, UserGroup] = field(default_factory=dict)
 
     def event(self, action_id: str, event_type: str, at: datetime) -> None:
         """An action result arriving (email opened, task completed, ...)."""
@@ -60,7 +63,10 @@ class Run:
         current = facts(as_of, rows)
         events = pl.DataFrame(self.events, schema=["action_id", "event_type", "occurred_at"],
                               orient="row")
-        result = run_tick(self.state, current, self.prev, events, self.workflows, as_of)
+        workload = (self.actions().filter(pl.col("owner_group").is_not_null())
+                    .select(list(WORKLOAD_SCHEMA)) if self.results else None)
+        result = run_tick(self.state, current, self.prev, events, self.workflows, as_of,
+                          groups=self.groups, workload=workload)
         self.state, self.prev = result.state, current
         self.results.append(result)
         return result

@@ -21,12 +21,16 @@ def _settings(**settings: object) -> pl.Expr:
     return pl.lit(json.dumps(settings, sort_keys=True))
 
 
-def owner_expr(owner: Owner) -> pl.Expr:
+def owner_columns(owner: Owner) -> dict[str, pl.Expr]:
+    """assignee and owner_group; a group's task is handed to a member later (engine/assign.py),
+    until then (or with no groups configured) the assignee reads `group:<name>`."""
     if owner.field is not None:
-        return pl.col(owner.field).cast(pl.String)
-    if owner.group is not None:
-        return pl.lit(f"group:{owner.group}")
-    return pl.lit(owner.user)
+        assignee = pl.col(owner.field).cast(pl.String)
+    elif owner.group is not None:
+        assignee = pl.lit(f"group:{owner.group}")
+    else:
+        assignee = pl.lit(owner.user)
+    return {"assignee": assignee, "owner_group": pl.lit(owner.group, dtype=pl.String)}
 
 
 def build_step_actions(
@@ -56,7 +60,7 @@ def build_step_actions(
         if isinstance(action, TaskAction):
             title, description = text("title"), text("description")
             columns = {
-                "assignee": owner_expr(action.assignee or spec.owner),
+                **owner_columns(action.assignee or spec.owner),
                 "due_at": pl.lit(as_of) + pl.duration(days=action.due_days),
                 "subject": title["rendered"],
                 "body": description["rendered"],
@@ -68,7 +72,7 @@ def build_step_actions(
             html = (action.template or "").endswith((".html", ".html.j2"))
             subject, body = text("subject"), text("body", autoescape=html)
             columns = {
-                "assignee": owner_expr(spec.owner),
+                **owner_columns(spec.owner),
                 "recipient": pl.col(action.to_field).cast(pl.String)
                 if action.to_field is not None
                 else pl.lit(action.to_contacts.recipient() if action.to_contacts else None),
@@ -90,7 +94,7 @@ def build_step_actions(
                 rendered = pl.lit(None if action.value is None else str(action.value),
                                   dtype=pl.String)
             columns = {
-                "assignee": owner_expr(spec.owner),
+                **owner_columns(spec.owner),
                 "subject": pl.lit(f"set {action.field}"),
                 "body": rendered,
                 "payload": pl.struct(field=pl.lit(action.field), value=rendered)

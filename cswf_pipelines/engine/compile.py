@@ -25,15 +25,21 @@ def prev(field: str) -> str:
     return f"{field}{PREV_SUFFIX}"
 
 
-def compile_condition(node: Condition, schema: Mapping[str, pl.DataType]) -> pl.Expr:
-    """One boolean expression, never null."""
+def compile_condition(
+    node: Condition,
+    schema: Mapping[str, pl.DataType],
+    derived: Mapping[str, pl.Expr] | None = None,
+) -> pl.Expr:
+    """One boolean expression, never null. `derived` fields are expressions over the facts
+    (a workflow's journey-stage fields), read like fact fields; `schema` must name their types."""
+    derived = derived or {}
     if isinstance(node, AllOf):
-        return pl.all_horizontal([compile_condition(c, schema) for c in node.all])
+        return pl.all_horizontal([compile_condition(c, schema, derived) for c in node.all])
     if isinstance(node, AnyOf):
-        return pl.any_horizontal([compile_condition(c, schema) for c in node.any])
+        return pl.any_horizontal([compile_condition(c, schema, derived) for c in node.any])
     if isinstance(node, Not):
-        return ~compile_condition(node.not_, schema)
-    return _leaf(node, schema).fill_null(False)
+        return ~compile_condition(node.not_, schema, derived)
+    return _leaf(node, schema, derived).fill_null(False)
 
 
 def _literal(value: object, dtype: pl.DataType | None) -> object:
@@ -51,9 +57,10 @@ def _today(dtype: pl.DataType | None) -> pl.Expr:
     return as_of.dt.date() if dtype == pl.Date else as_of
 
 
-def _leaf(leaf: Leaf, schema: Mapping[str, pl.DataType]) -> pl.Expr:
+def _leaf(leaf: Leaf, schema: Mapping[str, pl.DataType],
+          derived: Mapping[str, pl.Expr]) -> pl.Expr:
     dtype = schema.get(leaf.field)
-    col = pl.col(leaf.field)
+    col = derived.get(leaf.field, pl.col(leaf.field))
     op, value = leaf.op, leaf.value
     if op is Op.is_null:
         return col.is_null()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,10 +26,14 @@ class TickContext:
         chosen = self.facts.select(columns) if columns is not None else self.facts
         return chosen.select(pl.all().gather(frame[ROW]))
 
-    def evidence(self, frame: pl.DataFrame, tree: Condition | None) -> pl.Series | None:
-        """The fact values a condition read, as JSON, so the audit trail says why."""
+    def evidence(self, frame: pl.DataFrame, tree: Condition | None,
+                 derived: Mapping[str, pl.Expr] | None = None) -> pl.Series | None:
+        """The values a condition read, as JSON, so the audit trail says why; `derived` fields
+        (journey stage) are computed from the facts like the condition did."""
         if tree is None:
             return None
         fields = sorted(fields_used(tree))
-        values = self.facts_of(frame, fields)
+        derived = {k: v for k, v in (derived or {}).items() if k in fields}
+        gathered = self.facts_of(frame)
+        values = gathered.select(derived.get(f, pl.col(f)).alias(f) for f in fields)
         return values.select(pl.struct(fields).struct.json_encode().alias("evidence")).to_series()

@@ -8,12 +8,14 @@ from functools import lru_cache
 import polars as pl
 
 from cswf_pipelines.engine.compile import AS_OF, compile_condition, prev
+from cswf_pipelines.engine.stage import stage_fields
 from cswf_pipelines.specs.conditions import Condition, previous_tick_fields
 from cswf_pipelines.specs.loader import LoadedWorkflow
-from cswf_pipelines.specs.workflow import BranchStep, WaitStep
+from cswf_pipelines.specs.workflow import STAGE_FIELD_TYPES, BranchStep, WaitStep
 
 PARTICIPANT = "participant_id"
 KINDS = ("entry", "exit", "objective")
+ENTRY_BEFORE = "entry_before"
 
 
 def verdict_column(kind: str, workflow: str) -> str:
@@ -66,7 +68,40 @@ def evaluate(
         exprs += compiled
         transition_fields |= fields
     frame = with_previous(facts, prev_facts, transition_fields)
-    return frame.select(PARTICIPANT, AS_OF, *exprs).collect()
+    verdicts = frame.select(PARTICIPANT, AS_OF, *exprs).collect()
+    launching = [w for w in workflows if w.spec.launch == "from_now_on"]
+    return verdicts.with_columns(_entry_before(facts, prev_facts, launching)) if launching \
+        else verdicts
+
+
+def _entry_before(facts: pl.DataFrame, prev_facts: pl.DataFrame | None,
+                  workflows: Sequence[LoadedWorkflow]) -> list[pl.Series]:
+    """`entry_before:<workflow>`, aligned with `facts`: whether the participant met the entry
+    conditions at the previous tick. A `from_now_on` launch admits only where this was false;
+    with no previous tick known, everyone counts as having qualified already."""
+    names = [verdict_column(ENTRY_BEFORE, w.name) for w in workflows]
+    if prev_facts is None or prev_facts.is_empty():
+        return [pl.Series(name, [True] * facts.height, dtype=pl.Boolean) for name in names]
+    schema = dict(prev_facts.schema)
+    exprs = []
+    for workflow, name in zip(workflows, names, strict=True):
+        entry = workflow.spec.entry
+        derived = stage_fields(workflow.spec.stage)
+        exprs.append(pl.lit(False).alias(name) if entry is None else
+                     compile_condition(entry, {**schema, **_derived_types(workflow)}, derived)
+                     .alias(name))
+    before = with_previous(prev_facts, None, set().union(
+        *(previous_tick_fields(w.spec.entry) for w in workflows if w.spec.entry)
+    )).select(PARTICIPANT, *exprs)
+    aligned = facts.lazy().select(PARTICIPANT).join(before, on=PARTICIPANT, how="left",
+                                                    maintain_order="left").collect()
+    return [aligned[name].fill_null(False) for name in names]
+
+
+def _derived_types(workflow: LoadedWorkflow) -> dict[str, pl.DataType]:
+    if workflow.spec.stage is None:
+        return {}
+    return {name: getattr(pl, dtype)() for name, dtype in STAGE_FIELD_TYPES.items()}
 
 
 @lru_cache(maxsize=1024)
@@ -75,11 +110,13 @@ def _compiled(
 ) -> tuple[list[pl.Expr], set[str]]:
     """A workflow's expressions depend on its spec and the facts' types only: compile once."""
     exprs, fields = [], set()
+    typed = {**dict(schema), **_derived_types(workflow)}
+    derived = stage_fields(workflow.spec.stage)
     for kind, tree in conditions_of(workflow).items():
         name = verdict_column(kind, workflow.name)
         if tree is None:
             exprs.append(pl.lit(False).alias(name))
             continue
         fields |= previous_tick_fields(tree)
-        exprs.append(compile_condition(tree, dict(schema)).alias(name))
+        exprs.append(compile_condition(tree, typed, derived).alias(name))
     return exprs, fields

@@ -26,6 +26,10 @@ ENROLLMENT_SCHEMA: dict[str, pl.DataType] = {
     "closed_at": TS,
     "close_reason": pl.String(),
     "requalify_armed": pl.Boolean(),  # stopped qualifying since the last exit (re-entry: multiple)
+    "milestones_started": pl.Int32(),  # how many milestones (in trigger order) have their task
+    "milestones_done": pl.List(pl.String()),  # names of the milestones whose task is completed
+    "current_milestone": pl.String(),  # the first started milestone not yet done
+    "milestone_due_at": TS,  # when the current milestone is due
     "updated_at": TS,  # the tick that last changed this row
 }
 
@@ -45,7 +49,8 @@ ACTION_SCHEMA: dict[str, pl.DataType] = {
     "action_index": pl.Int32(),
     "action_type": pl.String(),  # task | email | field_update
     "category": pl.String(),
-    "assignee": pl.String(),
+    "assignee": pl.String(),  # a user; a group's tasks go to a member (engine/assign.py)
+    "owner_group": pl.String(),  # the user group that owns the work, if a group does
     "recipient": pl.String(),
     "due_at": TS,
     "subject": pl.String(),  # task title or email subject

@@ -10,26 +10,30 @@ size of the book, and no workflow hash-joins the full facts.
 
 Order within a workflow at a tick:
 1. a disabled workflow exits everyone;
-2. an enabled workflow admits participants that meet the entry conditions (and not the exit
-   conditions), if re-entry allows;
-3. exit conditions remove participants wherever they are, even mid-delay;
+2. manual deploys are honoured or refused; an enabled workflow admits participants that meet
+   the entry conditions (and not the exit conditions), if re-entry and the launch option allow;
+   a workflow with milestones gives each new enrollment its workflow task;
+3. exit conditions remove participants wherever they are, even mid-delay, and so does an
+   action that finally failed with `on_error: exit`;
 4. an objective newly met is recorded, and exits the participant if the spec says so;
 5. due steps run (actions are emitted, delays scheduled);
-6. participants past the last step complete;
-7. closed participants that no longer qualify are marked as having stopped qualifying
+6. milestones that are due start (their task is emitted), completed ones are recorded;
+7. participants past the last step, with every milestone done, complete;
+8. closed participants that no longer qualify are marked as having stopped qualifying
    (re-entry `multiple` needs that before they may enter again).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
 
+from cswf_pipelines.engine.assign import WORKLOAD_SCHEMA, assign_tasks
 from cswf_pipelines.engine.context import TickContext
-from cswf_pipelines.engine.evaluate import PARTICIPANT, evaluate, verdict_column
+from cswf_pipelines.engine.evaluate import ENTRY_BEFORE, PARTICIPANT, evaluate, verdict_column
 from cswf_pipelines.engine.flow import advance_flow, arrival
 from cswf_pipelines.engine.frames import (
     ACTION_SCHEMA,
@@ -40,6 +44,10 @@ from cswf_pipelines.engine.frames import (
     conform,
     empty,
 )
+from cswf_pipelines.engine.milestones import advance_milestones, all_done, workflow_tasks
+from cswf_pipelines.engine.stage import stage_fields
+from cswf_pipelines.specs.flow import action_key
+from cswf_pipelines.specs.groups import UserGroup
 from cswf_pipelines.specs.loader import LoadedWorkflow
 from cswf_pipelines.specs.workflow import ReentryMode, WorkflowState
 
@@ -88,12 +96,16 @@ def run_tick(
     *,
     default_category: str = "Nurture",
     deploys: pl.DataFrame | None = None,
+    groups: Mapping[str, UserGroup] | None = None,
+    workload: pl.DataFrame | None = None,
 ) -> TickResult:
     """Advance every workflow by one tick.
 
     `events` are action results (email opened, task completed, ...) up to `as_of`; the flow
     language's waits and result branches read them. `deploys` are the manual deploy requests
-    made since the previous tick (workflow, participant_id, requested_by).
+    made since the previous tick (workflow, participant_id, requested_by). A group's new tasks
+    go to its members (`groups`), continuing from the group tasks of earlier ticks
+    (`workload`: action_id, owner_group, assignee).
     """
     _check_facts(facts, as_of)
     events = empty(EVENT_SCHEMA) if events is None else conform(events, EVENT_SCHEMA)
@@ -128,13 +140,17 @@ def run_tick(
         actions.extend(out.actions)
         transitions.extend(out.transitions)
     states.extend(by_workflow.values())  # workflows whose spec is gone stay as they were
+    all_actions = pl.concat(actions).sort("action_id") if actions else empty(ACTION_SCHEMA)
+    if groups:
+        all_actions = assign_tasks(all_actions, groups, empty(WORKLOAD_SCHEMA) if workload is None
+                                   else workload, events, as_of)
     return TickResult(
         as_of=as_of,
         participants=facts.height,
         workflows=len(workflows),
         state=pl.concat([conform(s, ENROLLMENT_SCHEMA) for s in states] or [empty(
             ENROLLMENT_SCHEMA)]).sort("workflow", PARTICIPANT),
-        actions=pl.concat(actions).sort("action_id") if actions else empty(ACTION_SCHEMA),
+        actions=all_actions,
         transitions=_finish_transitions(transitions, as_of),
     )
 
@@ -153,7 +169,7 @@ def _finish_transitions(frames: list[pl.DataFrame], as_of: datetime) -> pl.DataF
     if not frames:
         return empty(TRANSITION_SCHEMA)
     order = {"deploy_refused": 0, "entered": 1, "objective_met": 2, "exited": 3, "advanced": 4,
-             "completed": 5}
+             "milestone_started": 5, "milestone_done": 6, "completed": 7}
     combined = pl.concat([conform(f.with_columns(tick=pl.lit(as_of)), TRANSITION_SCHEMA)
                           for f in frames])
     return combined.sort(
@@ -205,10 +221,14 @@ def _advance_workflow(
             assert spec.entry is not None
             transitions.append(_transition(
                 admitted, "entered", f"entry conditions met: {spec.entry.describe()}",
-                context.evidence(admitted, spec.entry),
+                context.evidence(admitted, spec.entry, stage_fields(spec.stage)),
             ))
             active = pl.concat([active, admitted])
             entered = pl.concat([entered, admitted])
+    actions: list[pl.DataFrame] = []
+    started = workflow_tasks(entered, context, workflow)
+    if started is not None:
+        actions.append(started)
 
     active = active.with_columns(_lookup(verdict[k]).alias(k) for k in VERDICTS)
     leaving = active.filter("exit")
@@ -218,6 +238,10 @@ def _advance_workflow(
         closed_now.append(gone)
         transitions.append(_transition(gone, "exited", reason, context.evidence(gone, spec.exit)))
         active = active.filter(~pl.col("exit"))
+    active, failed_exits = _exit_on_failed_actions(active, context, workflow)
+    for gone, reason in failed_exits:
+        closed_now.append(gone)
+        transitions.append(_transition(gone, "exited", reason))
 
     if spec.objective is not None:
         newly = pl.col("objective") & pl.col("objective_met_at").is_null()
@@ -242,19 +266,50 @@ def _advance_workflow(
 
     flow = advance_flow(active.drop(VERDICTS), context, workflow)
     transitions.extend(flow.transitions)
-    finished = pl.col("step") >= len(workflow.flow)
-    done = flow.active.filter(finished)
+    actions.extend(flow.actions)
+    still, milestone_actions, milestone_log = advance_milestones(flow.active, context, workflow)
+    actions.extend(milestone_actions)
+    transitions.extend(milestone_log)
+    finished = (pl.col("step") >= len(workflow.flow)) & all_done(workflow)
+    done = still.filter(finished)
     if not done.is_empty():
-        gone = _close(done, COMPLETED, "reached the end of the flow", as_of)
+        reason = ("reached the end of the flow with every milestone done" if spec.milestones
+                  else "reached the end of the flow")
+        gone = _close(done, COMPLETED, reason, as_of)
         closed_now.append(gone)
-        transitions.append(_transition(gone, "completed", "reached the end of the flow"))
+        transitions.append(_transition(gone, "completed", reason))
 
     closed = _arm_requalification(
         pl.concat([conform(c, WORKING_SCHEMA) for c in [closed, *closed_now]]),
         verdict["entry"], as_of,
     )
-    state = pl.concat([conform(flow.active.filter(~finished), WORKING_SCHEMA), closed])
-    return _Out(state, flow.actions, transitions, entered)
+    state = pl.concat([conform(still.filter(~finished), WORKING_SCHEMA), closed])
+    return _Out(state, actions, transitions, entered)
+
+
+def _exit_on_failed_actions(
+    active: pl.DataFrame, context: TickContext, workflow: LoadedWorkflow
+) -> tuple[pl.DataFrame, list[tuple[pl.DataFrame, str]]]:
+    """`on_error: exit`: an enrollment whose action has finally failed (a `failed` event from
+    delivery) leaves at the next tick."""
+    exiting = [(node, k) for node, k, action in workflow.flow.actions()
+               if action.on_error == "exit"]
+    if not exiting or active.is_empty():
+        return active, []
+    failed = context.events.filter(
+        (pl.col("event_type") == "failed") & (pl.col("occurred_at") <= context.as_of)
+    )["action_id"].implode()
+    gone = []
+    for node, k in exiting:
+        hit = (pl.col("enrollment_id") + f"/{action_key(node.index, k)}").is_in(failed)
+        rows = active.filter(hit)
+        if rows.is_empty():
+            continue
+        reason = (f"action {k} of step '{node.name}' failed to deliver and its on_error is "
+                  f"exit")
+        gone.append((_close(rows, EXITED, reason, context.as_of), reason))
+        active = active.filter(~hit)
+    return active, gone
 
 
 def _lookup(verdict: pl.Series) -> pl.Expr:
@@ -273,6 +328,8 @@ def _admit(
     """New enrollments, and the closed rows they replace removed."""
     spec, as_of = workflow.spec, context.as_of
     qualifies = verdict["entry"] & ~verdict["exit"]
+    if spec.launch == "from_now_on":  # only those who start qualifying now
+        qualifies = qualifies & ~context.verdicts[verdict_column(ENTRY_BEFORE, workflow.name)]
     if spec.objective is not None and spec.objective.on_met == "exit":
         qualifies = qualifies & ~verdict["objective"]  # would leave at once
     if not qualifies.any():

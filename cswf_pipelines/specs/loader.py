@@ -34,6 +34,9 @@ from cswf_pipelines.specs.conditions import (
 )
 from cswf_pipelines.specs.flow import Flow, action_key, flatten, flow_problems
 from cswf_pipelines.specs.workflow import (
+    STAGE_FIELD,
+    STAGE_FIELD_TYPES,
+    STAGE_STARTED_FIELD,
     BranchStep,
     EmailAction,
     Owner,
@@ -85,12 +88,19 @@ class LoadedWorkflow:
         for _, _, action in self.flow.actions():
             if isinstance(action, EmailAction) and action.to_field is not None:
                 used.add(action.to_field)
+        if self.spec.stage is not None:
+            used = (used - set(STAGE_FIELD_TYPES)) | {STAGE_FIELD, STAGE_STARTED_FIELD}
         return used
 
     def previous_fields(self) -> set[str]:
         """Fields whose value at the previous tick the conditions compare with."""
         trees = [tree for _, tree in conditions(self.spec, self.flow)]
-        return set().union(*(previous_tick_fields(t) for t in trees))
+        fields = set().union(*(previous_tick_fields(t) for t in trees))
+        if self.spec.launch == "from_now_on" and self.spec.entry is not None:
+            fields |= fields_used(self.spec.entry)  # entry is re-evaluated a tick back
+            if self.spec.stage is not None:
+                fields = (fields - set(STAGE_FIELD_TYPES)) | {STAGE_FIELD, STAGE_STARTED_FIELD}
+        return fields
 
 
 def conditions(spec: Workflow, flow: Flow) -> Iterator[tuple[str, Condition]]:
@@ -113,6 +123,9 @@ def conditions(spec: Workflow, flow: Flow) -> Iterator[tuple[str, Condition]]:
 
 def owners(spec: Workflow, flow: Flow) -> Iterator[tuple[str, Owner]]:
     yield "owner", spec.owner
+    for k, milestone in enumerate(spec.milestones):
+        if milestone.owner is not None:
+            yield f"milestones.{k}.owner", milestone.owner
     for node, position, action in flow.actions():
         if isinstance(action, TaskAction) and action.assignee is not None:
             yield f"{node.loc}.actions.{position}.assignee", action.assignee
@@ -328,9 +341,24 @@ def check_fields(
 ) -> list[tuple[str, str]]:
     """Every field a spec names must exist, with a type its operator can use."""
     errors: list[tuple[str, str]] = []
+    readable = dict(fact_fields)
+    if spec.stage is not None:
+        for needed in (STAGE_FIELD, STAGE_STARTED_FIELD):
+            if needed not in fact_fields:
+                errors.append(("stage", f"a journey stage reads the fact field '{needed}', "
+                                        f"which the facts do not have"))
+        readable |= {n: getattr(pl, t)() for n, t in STAGE_FIELD_TYPES.items()}
     for root, tree in conditions(spec, flow):
         for path, leaf in leaves(tree, root):
-            errors.extend((f"{path}.{key}", m) for key, m in check_leaf(leaf, fact_fields))
+            if leaf.field in STAGE_FIELD_TYPES and spec.stage is None:
+                errors.append((f"{path}.field", f"'{leaf.field}' exists only in a workflow "
+                                                f"with a journey stage (add `stage:`)"))
+                continue
+            if leaf.field in STAGE_FIELD_TYPES and leaf.field in previous_tick_fields(leaf):
+                errors.append((f"{path}.op", f"'{leaf.field}' has no previous-tick value; "
+                                             f"use a plain comparison"))
+                continue
+            errors.extend((f"{path}.{key}", m) for key, m in check_leaf(leaf, readable))
     for node, position, action in flow.actions():
         if (isinstance(action, EmailAction) and action.to_field is not None
                 and action.to_field not in fact_fields):

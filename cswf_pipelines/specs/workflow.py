@@ -309,6 +309,43 @@ Step = Annotated[
 BranchPath.model_rebuild()
 
 
+class Milestone(Strict):
+    """Natero's milestones: a checkpoint with its own task, triggered and due in days since the
+    participant entered the workflow; done when its task is completed."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    title: str | None = Field(default=None, description="Task title; default: the name.")
+    trigger_days: int = Field(ge=0, description="Days after entry when its task is created.")
+    due_days: int = Field(ge=0, description="Days after entry when it is due.")
+    owner: Owner | None = Field(default=None, description="Default: the workflow owner.")
+    subtasks: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _due_after_trigger(self) -> Milestone:
+        if self.due_days < self.trigger_days:
+            raise ValueError(f"milestone '{self.name}' is due (day {self.due_days}) before it "
+                             f"triggers (day {self.trigger_days})")
+        return self
+
+    @property
+    def task_title(self) -> str:
+        return self.title or self.name.replace("_", " ").capitalize()
+
+
+STAGE_FIELD, STAGE_STARTED_FIELD = "stage", "stage_entered_on"  # the facts a stage reads
+STAGE_FIELD_TYPES = {"days_left_in_stage": "Int64", "stage_goal": "String"}  # what it adds
+
+
+class Stage(Strict):
+    """A journey (lifecycle) stage the workflow belongs to. Conditions may then read
+    `days_left_in_stage` (stage length minus days since the account's `stage_entered_on`; missing
+    while the account is in another stage) and `stage_goal`."""
+
+    name: str = Field(description="The stage, as the facts' `stage` field spells it.")
+    days: int = Field(ge=1, description="How long the stage should take.")
+    goal: str = Field(default="", description="What the stage should achieve.")
+
+
 class Workflow(Strict):
     """A customer-success workflow: who enters, what happens to them, when they leave."""
 
@@ -325,7 +362,21 @@ class Workflow(Strict):
     manual_entry: bool = Field(
         default=False, description="Manual deploys may enter even when entry conditions fail."
     )
+    launch: Literal["everyone", "from_now_on"] = Field(
+        default="everyone",
+        description=(
+            "everyone: admit all who qualify, including those who already did when the workflow "
+            "was enabled. from_now_on: admit a participant only at a tick where its entry "
+            "conditions have become true (they were not at the previous tick)."
+        ),
+    )
     reentry: Reentry = Field(default_factory=Reentry)
+    stage: Stage | None = None
+    milestones: list[Milestone] = Field(
+        default_factory=list,
+        description="With milestones, an enrollment completes once the flow has ended and every "
+                    "milestone's task is completed.",
+    )
     eligibility: Eligibility = Field(default_factory=Eligibility)
     objective: Objective | None = None
     exit: Condition | None = Field(
@@ -341,6 +392,18 @@ class Workflow(Strict):
             if not _has_action(self.steps):
                 raise ValueError("an enabled workflow needs at least one action")
         return self
+
+    @model_validator(mode="after")
+    def _unique_milestones(self) -> Workflow:
+        names = [m.name for m in self.milestones]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise ValueError(f"milestone names must be unique: {', '.join(doubled)}")
+        return self
+
+    def milestones_in_order(self) -> list[Milestone]:
+        """Milestones by trigger day (then as written): the order they start in."""
+        return sorted(self.milestones, key=lambda m: m.trigger_days)
 
     @property
     def admits_new(self) -> bool:

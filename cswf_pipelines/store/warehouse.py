@@ -41,8 +41,14 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     return duckdb.connect(str(path), read_only=read_only)
 
 
+def _duck_type(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.List):
+        return f"{_duck_type(dtype.inner)}[]"
+    return _DUCK_TYPES[type(dtype)]
+
+
 def _columns(schema: Mapping[str, pl.DataType]) -> str:
-    return ", ".join(f"{name} {_DUCK_TYPES[type(dtype)]}" for name, dtype in schema.items())
+    return ", ".join(f"{name} {_duck_type(dtype)}" for name, dtype in schema.items())
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
