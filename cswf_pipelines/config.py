@@ -41,6 +41,10 @@ class Settings(BaseModel):
                                  "Support"]
     )
     default_category: str = "Nurture"
+    groups_file: Path = Field(
+        default=Path("user_groups.yaml"),
+        description="User groups: members and how their tasks are assigned (specs/groups.py).",
+    )
     delivery: dict[str, Any] = Field(
         default_factory=dict, description="How actions leave: see docs/delivery.md."
     )
@@ -67,6 +71,10 @@ class Settings(BaseModel):
     @property
     def specs_path(self) -> Path:
         return self.path(self.specs_dir)
+
+    @property
+    def groups_path(self) -> Path:
+        return self.path(self.groups_file)
 
     @property
     def sql_path(self) -> Path:

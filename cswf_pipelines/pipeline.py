@@ -20,15 +20,19 @@ from cswf_pipelines.delivery import (
     deliver,
     ingest_action_events,
 )
+from cswf_pipelines.engine.assign import group_tasks
 from cswf_pipelines.engine.compile import compile_condition
 from cswf_pipelines.engine.evaluate import evaluate, verdict_column
-from cswf_pipelines.engine.tick import TickResult, run_tick
-from cswf_pipelines.facts.build import build_facts, fact_schema
+from cswf_pipelines.engine.tick import TickResult, combine, run_tick
+from cswf_pipelines.facts.build import FACT_MODELS, build_facts, fact_schema
 from cswf_pipelines.facts.checks import snapshot_problems
 from cswf_pipelines.facts.ingest import IngestReport, ingest_landing
 from cswf_pipelines.specs.conditions import Condition, fields_used, leaves
+from cswf_pipelines.specs.groups import load_groups
+from cswf_pipelines.specs.lifecycle import RUNNING, refusal, structural_changes
 from cswf_pipelines.specs.loader import (
     LoadedWorkflow,
+    SpecError,
     SpecErrors,
     SpecSet,
     check_leaf,
@@ -37,12 +41,15 @@ from cswf_pipelines.specs.loader import (
 from cswf_pipelines.store.deploys import load_deploys, request_deploys
 from cswf_pipelines.store.warehouse import (
     WriteOutcome,
+    connect,
     ensure_schema,
     load_events,
     load_facts,
     load_facts_range,
     load_state,
+    load_workload,
     record_versions,
+    running_versions,
     save_facts,
     write_tick,
 )
@@ -59,9 +66,42 @@ class BlockedTick(RuntimeError):
     """The snapshots failed a blocking check: nothing is evaluated or emitted."""
 
 
-def check_specs(settings: Settings) -> SpecSet:
-    schema = fact_schema(settings.facts_sql_path)
-    return load_specs(settings.specs_path, schema, settings.categories)
+def check_specs(settings: Settings, con: duckdb.DuckDBPyConnection | None = None) -> SpecSet:
+    """Every spec against the fact fields of its participant type, the categories, the user
+    groups and, when the warehouse can be read, the lifecycle rule for running workflows."""
+    objects = {name: fact_schema(settings.facts_sql_path, model)
+               for name, model in FACT_MODELS.items()}
+    groups = load_groups(settings.groups_path)
+    checked = load_specs(settings.specs_path, categories=settings.categories, objects=objects,
+                         groups=list(groups) if settings.groups_path.exists() else None)
+    if con is None and settings.database_path.exists():
+        try:
+            with connect(settings.database_path, read_only=True) as reader:
+                return _with_lifecycle(checked, reader)
+        except duckdb.Error:  # the warehouse is busy (a run holds it): the tick checks again
+            return checked
+    return _with_lifecycle(checked, con) if con is not None else checked
+
+
+def _with_lifecycle(checked: SpecSet, con: duckdb.DuckDBPyConnection) -> SpecSet:
+    exists = con.execute("SELECT count(*) FROM information_schema.tables "
+                         "WHERE table_name = 'workflow_versions'").fetchall()[0][0]
+    if not exists:
+        return checked
+    running = running_versions(con)
+    errors = list(checked.errors)
+    for workflow in checked.workflows:
+        stored = running.get(workflow.name)
+        if stored is None or stored[0] == workflow.version:
+            continue
+        _, state, before = stored
+        if state in RUNNING and workflow.spec.state.value in RUNNING:
+            changes = structural_changes(before, workflow.structure())
+            if changes:
+                errors.append(SpecError(workflow.file.name, "steps",
+                                        refusal(workflow.name, state, changes)))
+    refused = {e.file for e in errors}
+    return SpecSet([w for w in checked.workflows if w.file.name not in refused], errors)
 
 
 def load_workflows(settings: Settings) -> list[LoadedWorkflow]:
@@ -119,28 +159,37 @@ def run_ticks(
     if not ticks:
         return RunSummary(0, 0, 0, 0, 0, 0)
     require_clean_snapshots(con)
+    lifecycle = _with_lifecycle(SpecSet(list(workflows), []), con)
+    lifecycle.require_valid()
     partitions = tick_partitions(settings.tick_cron, settings.tick_start)
-    needed = set().union(*(w.fact_fields() for w in workflows))
-    previous = set().union(*(w.previous_fields() for w in workflows))
-    all_facts = facts if facts is not None else load_facts_range(con, ticks, needed)
-    facts_by_tick = {
-        key[0]: frame for key, frame in all_facts.partition_by("as_of", as_dict=True).items()
-    }
     before = previous_tick(partitions, ticks[0])
-    prev_facts = load_facts(con, before, previous) if before is not None else None
+    feeds = [_Feed.load(con, settings, participant, members, ticks, before,
+                        facts if participant == "account" else None)
+             for participant, members in _by_participant(workflows).items()]
+    groups = load_groups(settings.groups_path)
     state = load_state(con, ticks[0])
     events = load_events(con, ticks[-1])
     deploys = load_deploys(con, before, ticks[-1])
-    empty_facts = all_facts.clear()
+    workload = load_workload(con, ticks[0]) if groups else None
     record_versions(con, list(workflows), ticks[0])
+    running = {w.name for w in workflows}
+    kept = state.filter(~pl.col("workflow").is_in(list(running)))
     outcomes: list[WriteOutcome] = []
     actions = transitions = 0
     for as_of in ticks:
-        tick_facts = facts_by_tick.get(as_of, empty_facts)
         window = pl.col("requested_at") <= as_of
-        result = run_tick(state, tick_facts, prev_facts, events, workflows, as_of,
-                          default_category=settings.default_category,
-                          deploys=deploys.filter(window))
+        results = []
+        for feed in feeds:
+            result = run_tick(
+                state.filter(pl.col("workflow").is_in(feed.names)), feed.at(as_of), feed.prev,
+                events, feed.workflows, as_of, default_category=settings.default_category,
+                deploys=deploys.filter(window), groups=groups, workload=workload,
+            )
+            if groups:
+                workload = pl.concat([workload, group_tasks(result.actions)])
+            feed.prev = feed.at(as_of)
+            results.append(result)
+        result = combine(results, as_of, kept)
         deploys = deploys.filter(~window)
         outcome = write_tick(con, result)
         outcomes.append(outcome)
@@ -148,7 +197,7 @@ def run_ticks(
         transitions += result.transitions.height
         if on_tick is not None:
             on_tick(outcome, result)
-        state, prev_facts = result.state, tick_facts
+        state = result.state
     statuses = [o.status for o in outcomes]
     return RunSummary(
         ticks=len(ticks),
@@ -158,6 +207,50 @@ def run_ticks(
         actions=actions,
         transitions=transitions,
     )
+
+
+@dataclass
+class _Feed:
+    """One participant type's workflows and their facts for a run of ticks."""
+
+    workflows: list[LoadedWorkflow]
+    by_tick: dict[datetime, pl.DataFrame]
+    empty: pl.DataFrame
+    prev: pl.DataFrame | None
+
+    @property
+    def names(self) -> list[str]:
+        return [w.name for w in self.workflows]
+
+    def at(self, as_of: datetime) -> pl.DataFrame:
+        return self.by_tick.get(as_of, self.empty)
+
+    @classmethod
+    def load(cls, con: duckdb.DuckDBPyConnection, settings: Settings, participant: str,
+             workflows: list[LoadedWorkflow], ticks: Sequence[datetime],
+             before: datetime | None, given: pl.DataFrame | None) -> _Feed:
+        """Account facts come from the stored account_facts; contact and opportunity facts are
+        built for the run's ticks in one query (with only the fields their workflows read)."""
+        needed = sorted(set().union(*(w.fact_fields() for w in workflows)))
+        previous = sorted(set().union(*(w.previous_fields() for w in workflows)))
+        if participant == "account":
+            frame = given if given is not None else load_facts_range(con, ticks, needed)
+            prev = load_facts(con, before, previous) if before is not None else None
+        else:
+            model = FACT_MODELS[participant]
+            wanted = [before, *ticks] if before is not None else list(ticks)
+            built = build_facts(con, wanted, settings.facts_sql_path, model, needed)
+            frame = built.filter(pl.col("as_of").is_in(list(ticks)))
+            prev = built.filter(pl.col("as_of") == before) if before is not None else None
+        by_tick = {key[0]: part for key, part in frame.partition_by("as_of", as_dict=True).items()}
+        return cls(workflows, by_tick, frame.clear(), prev)
+
+
+def _by_participant(workflows: Sequence[LoadedWorkflow]) -> dict[str, list[LoadedWorkflow]]:
+    out: dict[str, list[LoadedWorkflow]] = {}
+    for workflow in workflows:
+        out.setdefault(workflow.spec.object, []).append(workflow)
+    return out
 
 
 def ticks_in(settings: Settings, start: datetime, end: datetime) -> list[datetime]:
@@ -188,7 +281,7 @@ def preview(
     ensure_schema(con)
     before = previous_tick(tick_partitions(settings.tick_cron, settings.tick_start), as_of)
     wanted = [t for t in (before, as_of) if t is not None]
-    facts = build_facts(con, wanted, settings.facts_sql_path)
+    facts = build_facts(con, wanted, settings.facts_sql_path, FACT_MODELS[workflow.spec.object])
     now = facts.filter(pl.col("as_of") == as_of)
     prev_facts = facts.filter(pl.col("as_of") == before) if before is not None else None
     enabled = replace(workflow, spec=workflow.spec.model_copy(update={"state": "enabled"}))
@@ -236,13 +329,14 @@ def deploy(
     of the last tick at or before the request); the next tick honours or refuses each one.
     Returns (participants chosen, requests stored)."""
     chosen = list(participants)
+    model = FACT_MODELS[workflow.spec.object]
     if where is not None:
-        schema = fact_schema(settings.facts_sql_path)
+        schema = fact_schema(settings.facts_sql_path, model)
         problems = [m for _, leaf in leaves(where) for _, m in check_leaf(leaf, schema)]
         if problems:
             raise ValueError("; ".join(problems))
         ticks = _last_tick_at(settings, requested_at)
-        facts = build_facts(con, ticks, settings.facts_sql_path)
+        facts = build_facts(con, ticks, settings.facts_sql_path, model)
         hits = facts.filter(compile_condition(where, dict(facts.schema)))
         chosen += hits["participant_id"].to_list()
     stored = request_deploys(con, workflow.name, chosen, requested_by, requested_at)

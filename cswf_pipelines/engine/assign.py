@@ -22,6 +22,13 @@ WORKLOAD_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+def group_tasks(actions: pl.DataFrame) -> pl.DataFrame:
+    """The tasks of `actions` that a group owns, as workload rows."""
+    return actions.filter(
+        (pl.col("action_type") == "task") & pl.col("owner_group").is_not_null()
+    ).select(list(WORKLOAD_SCHEMA))
+
+
 def assign_tasks(
     actions: pl.DataFrame,
     groups: Mapping[str, UserGroup],

@@ -86,6 +86,25 @@ class FactsError(ValueError):
     pass
 
 
+def combine(results: Sequence[TickResult], as_of: datetime, kept: pl.DataFrame | None = None
+            ) -> TickResult:
+    """One tick's results of several participant types (each run on its own facts) as one;
+    `kept` is state no workflow ran over (specs that are gone)."""
+    states = [r.state for r in results] + ([conform(kept, ENROLLMENT_SCHEMA)]
+                                           if kept is not None else [])
+    return TickResult(
+        as_of=as_of,
+        participants=sum(r.participants for r in results),
+        workflows=sum(r.workflows for r in results),
+        state=pl.concat(states).sort("workflow", PARTICIPANT) if states else empty(
+            ENROLLMENT_SCHEMA),
+        actions=pl.concat([r.actions for r in results]).sort("action_id") if results
+        else empty(ACTION_SCHEMA),
+        transitions=pl.concat([r.transitions for r in results]).sort(
+            "workflow", PARTICIPANT, maintain_order=True) if results else empty(TRANSITION_SCHEMA),
+    )
+
+
 def run_tick(
     state: pl.DataFrame,
     facts: pl.DataFrame,
@@ -168,7 +187,8 @@ def _check_facts(facts: pl.DataFrame, as_of: datetime) -> None:
 def _finish_transitions(frames: list[pl.DataFrame], as_of: datetime) -> pl.DataFrame:
     if not frames:
         return empty(TRANSITION_SCHEMA)
-    order = {"deploy_refused": 0, "entered": 1, "objective_met": 2, "exited": 3, "advanced": 4,
+    order = {"version_changed": -1, "deploy_refused": 0, "entered": 1, "objective_met": 2,
+             "exited": 3, "advanced": 4,
              "milestone_started": 5, "milestone_done": 6, "completed": 7}
     combined = pl.concat([conform(f.with_columns(tick=pl.lit(as_of)), TRANSITION_SCHEMA)
                           for f in frames])
@@ -208,6 +228,8 @@ def _advance_workflow(
         transitions.append(_transition(gone, "exited", "workflow disabled"))
         active = active.clear()
 
+    active, upgraded = _run_current_version(active, workflow, as_of)
+    transitions.extend(upgraded)
     entered = rows.clear()
     requests = context.deploys.filter(pl.col("workflow") == workflow.name)
     if not requests.is_empty():
@@ -310,6 +332,23 @@ def _exit_on_failed_actions(
         gone.append((_close(rows, EXITED, reason, context.as_of), reason))
         active = active.filter(~hit)
     return active, gone
+
+
+def _run_current_version(active: pl.DataFrame, workflow: LoadedWorkflow, as_of: datetime
+                         ) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """An edited spec (non-structural, see specs/lifecycle.py) applies to every enrollment from
+    the steps it has not yet reached; the enrollment records the version it now runs."""
+    older = pl.col("version") != workflow.version
+    moving = active.filter(older)
+    if moving.is_empty():
+        return active, []
+    log = _transition(moving, "version_changed",
+                      f"the spec was edited: now runs version {workflow.version} (was "
+                      + pl.col("version") + ")")
+    return active.with_columns(
+        pl.when(older).then(pl.lit(as_of)).otherwise("updated_at").alias("updated_at"),
+        pl.lit(workflow.version).alias("version"),
+    ), [log]
 
 
 def _lookup(verdict: pl.Series) -> pl.Expr:

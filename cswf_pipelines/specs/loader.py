@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from cswf_pipelines.specs.conditions import (
     previous_tick_fields,
 )
 from cswf_pipelines.specs.flow import Flow, action_key, flatten, flow_problems
+from cswf_pipelines.specs.lifecycle import structure
 from cswf_pipelines.specs.workflow import (
     STAGE_FIELD,
     STAGE_FIELD_TYPES,
@@ -70,6 +71,10 @@ class LoadedWorkflow:
     version: str
     templates: Mapping[str, str] = field(default_factory=dict)
     flow: Flow = field(default_factory=lambda: Flow(()))
+    text: str = ""  # the spec file as written, kept with every version
+
+    def structure(self) -> list[str]:
+        return structure(self.spec, self.flow)
 
     @property
     def name(self) -> str:
@@ -152,8 +157,14 @@ def load_specs(
     specs_dir: Path,
     fact_fields: Mapping[str, pl.DataType] | None = None,
     categories: Iterable[str] | None = None,
+    *,
+    objects: Mapping[str, Mapping[str, pl.DataType]] | None = None,
+    groups: Collection[str] | None = None,
 ) -> SpecSet:
-    """Parse every spec file; with `fact_fields`, also check fields, types and templates."""
+    """Parse every spec file; with `fact_fields` (account facts) or `objects` (the fact fields
+    of each participant type), also check fields, types and templates; with `groups`, check
+    that every owner group exists."""
+    checks = _Checks(fact_fields, categories, objects, groups)
     workflows: list[LoadedWorkflow] = []
     errors: list[SpecError] = []
     if not specs_dir.is_dir():
@@ -161,7 +172,7 @@ def load_specs(
     seen: dict[str, str] = {}
     for file in sorted(p for p in specs_dir.iterdir() if p.suffix in SPEC_SUFFIXES):
         label = file.name
-        loaded, file_errors = _load_one(file, label, fact_fields, categories)
+        loaded, file_errors = _parse(file.read_text(), file, label, checks)
         errors.extend(file_errors)
         if loaded is None:
             continue
@@ -185,29 +196,35 @@ def parse_spec(
     file: Path,
     fact_fields: Mapping[str, pl.DataType] | None = None,
     categories: Iterable[str] | None = None,
+    *,
+    objects: Mapping[str, Mapping[str, pl.DataType]] | None = None,
+    groups: Collection[str] | None = None,
 ) -> LoadedWorkflow:
     """One spec from its text (templates resolve next to `file`); raises SpecErrors."""
-    loaded, errors = _parse(text, file, file.name, fact_fields, categories)
+    loaded, errors = _parse(text, file, file.name,
+                            _Checks(fact_fields, categories, objects, groups))
     if loaded is None:
         raise SpecErrors(errors)
     return loaded
 
 
-def _load_one(
-    file: Path,
-    label: str,
-    fact_fields: Mapping[str, pl.DataType] | None,
-    categories: Iterable[str] | None,
-) -> tuple[LoadedWorkflow | None, list[SpecError]]:
-    return _parse(file.read_text(), file, label, fact_fields, categories)
+@dataclass(frozen=True)
+class _Checks:
+    """What a spec is checked against, besides its own rules."""
+
+    account_fields: Mapping[str, pl.DataType] | None
+    categories: Iterable[str] | None
+    objects: Mapping[str, Mapping[str, pl.DataType]] | None
+    groups: Collection[str] | None
+
+    def fields_of(self, participant: str) -> Mapping[str, pl.DataType] | None:
+        if self.objects is not None:
+            return self.objects.get(participant)
+        return self.account_fields if participant == "account" else None
 
 
 def _parse(
-    text: str,
-    file: Path,
-    label: str,
-    fact_fields: Mapping[str, pl.DataType] | None,
-    categories: Iterable[str] | None,
+    text: str, file: Path, label: str, checks: _Checks
 ) -> tuple[LoadedWorkflow | None, list[SpecError]]:
     try:
         raw = yaml.safe_load(text)
@@ -230,9 +247,12 @@ def _parse(
     if spec.name != file.stem:
         errors.append(SpecError(label, "name", f"'{spec.name}' must match the file name "
                                                f"'{file.stem}'"))
-    errors.extend(SpecError(label, p, m) for p, m in _check_categories(spec, flow, categories))
+    errors.extend(SpecError(label, p, m)
+                  for p, m in _check_categories(spec, flow, checks.categories))
+    errors.extend(SpecError(label, p, m) for p, m in _check_groups(spec, flow, checks.groups))
     templates, template_errors = _read_templates(flow, file.parent)
     errors.extend(SpecError(label, p, m) for p, m in template_errors)
+    fact_fields = checks.fields_of(spec.object)
     if fact_fields is not None:
         errors.extend(SpecError(label, p, m) for p, m in check_fields(spec, flow, fact_fields))
         errors.extend(
@@ -240,7 +260,7 @@ def _parse(
         )
     if errors:
         return None, errors
-    return LoadedWorkflow(spec, file, spec_version(spec, templates), templates, flow), []
+    return LoadedWorkflow(spec, file, spec_version(spec, templates), templates, flow, text), []
 
 
 def _loc(loc: tuple[object, ...]) -> str:
@@ -276,6 +296,19 @@ def _check_categories(
         (path, f"unknown category '{value}'; categories: {', '.join(allowed)}")
         for path, value in found
         if value is not None and value not in allowed
+    ]
+
+
+def _check_groups(
+    spec: Workflow, flow: Flow, groups: Collection[str] | None
+) -> list[tuple[str, str]]:
+    if groups is None:
+        return []
+    known = ", ".join(sorted(groups)) or "none (add them to the groups file)"
+    return [
+        (f"{path}.group", f"unknown user group '{owner.group}'; groups: {known}")
+        for path, owner in owners(spec, flow)
+        if owner.group is not None and owner.group not in groups
     ]
 
 

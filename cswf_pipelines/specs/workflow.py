@@ -351,8 +351,10 @@ class Workflow(Strict):
 
     name: str = Field(pattern=NAME_PATTERN, description="Unique id; must match the file name.")
     description: str = ""
-    object: Literal["account"] = Field(
-        default="account", description="The participant type (contact, opportunity: later)."
+    object: Literal["account", "contact", "opportunity"] = Field(
+        default="account",
+        description="The participant type. Contact and opportunity facts also carry their "
+                    "account's fields as `account.<field>`.",
     )
     category: str | None = Field(default=None, description="Default: the configured default.")
     owner: Owner = Field(description="Who owns the work this workflow creates.")

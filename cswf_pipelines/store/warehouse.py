@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from cswf_pipelines.engine.assign import WORKLOAD_SCHEMA
 from cswf_pipelines.engine.frames import ACTION_SCHEMA, ENROLLMENT_SCHEMA, TRANSITION_SCHEMA
 from cswf_pipelines.engine.tick import TickResult
 from cswf_pipelines.specs.loader import LoadedWorkflow
@@ -64,7 +65,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         "CREATE TABLE IF NOT EXISTS workflow_versions (workflow VARCHAR, version VARCHAR, "
         "state VARCHAR, category VARCHAR, priority INTEGER, auto_deploy BOOLEAN, "
         "has_objective BOOLEAN, spec_json VARCHAR, source_file VARCHAR, "
-        "first_seen_tick TIMESTAMP, PRIMARY KEY (workflow, version))",
+        "first_seen_tick TIMESTAMP, spec_text VARCHAR, structure VARCHAR[], "
+        "PRIMARY KEY (workflow, version))",
         # Every enrollment ever, at its latest version: what reports and BI tools read.
         f"CREATE OR REPLACE VIEW enrollments AS SELECT * EXCLUDE (valid_from, valid_to) "
         f"FROM {HISTORY} QUALIFY row_number() OVER "
@@ -137,6 +139,16 @@ def load_facts_range(
     ).pl()
 
 
+def running_versions(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str, list[str]]]:
+    """Each workflow's latest stored version: (version, state, structure)."""
+    rows = con.execute(
+        "SELECT workflow, version, state, structure FROM workflow_versions "
+        "QUALIFY row_number() OVER (PARTITION BY workflow ORDER BY first_seen_tick DESC, "
+        "version) = 1"
+    ).fetchall()
+    return {w: (v, state, list(parts or [])) for w, v, state, parts in rows}
+
+
 def record_versions(
     con: duckdb.DuckDBPyConnection, workflows: list[LoadedWorkflow], as_of: datetime
 ) -> None:
@@ -154,6 +166,8 @@ def record_versions(
                 "spec_json": w.spec.model_dump_json(by_alias=True),
                 "source_file": w.file.name,
                 "first_seen_tick": as_of,
+                "spec_text": w.text,
+                "structure": w.structure(),
             }
             for w in workflows
         ],
@@ -161,7 +175,8 @@ def record_versions(
                 "category": pl.String, "priority": pl.Int32, "auto_deploy": pl.Boolean,
                 "has_objective": pl.Boolean,
                 "spec_json": pl.String, "source_file": pl.String,
-                "first_seen_tick": pl.Datetime("us")},
+                "first_seen_tick": pl.Datetime("us"), "spec_text": pl.String,
+                "structure": pl.List(pl.String)},
     )
     con.execute(
         "INSERT INTO workflow_versions SELECT * FROM rows ON CONFLICT (workflow, version) "
@@ -269,6 +284,16 @@ def rewind(con: duckdb.DuckDBPyConnection, from_tick: datetime) -> int:
 
 def last_tick(con: duckdb.DuckDBPyConnection) -> datetime | None:
     return con.execute("SELECT max(as_of) FROM tick_log").fetchall()[0][0]
+
+
+def load_workload(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame:
+    """Group-owned tasks emitted before a tick: round robin goes on from them, least loaded
+    counts the open ones."""
+    return con.sql(
+        "SELECT action_id, owner_group, assignee FROM actions_outbox "
+        "WHERE tick < $t AND action_type = 'task' AND owner_group IS NOT NULL ORDER BY action_id",
+        params={"t": before},
+    ).pl().cast(WORKLOAD_SCHEMA)  # type: ignore[arg-type]
 
 
 def load_events(con: duckdb.DuckDBPyConnection, until: datetime) -> pl.DataFrame | None:

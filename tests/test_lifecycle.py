@@ -1,0 +1,132 @@
+"""A workflow's life in a real project: versions, edits while running, contact workflows and
+user groups, through the CLI against a temporary DuckDB."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+from test_cli import project, runner, validate
+
+from cswf_pipelines.cli import app
+from cswf_pipelines.demo.generate import generate_book
+
+KICKOFF = """
+name: kickoff
+owner: {group: onboarding_team}
+state: enabled
+entry: {field: tier, op: in, value: [enterprise, mid_market, smb]}
+reentry: {mode: none}
+milestones:
+  - {name: kickoff_call, trigger_days: 0, due_days: 5}
+steps:
+  - name: welcome
+    actions: [{type: task, title: "Welcome {{ account_name }}"}]
+"""
+
+CHAMPIONS = """
+name: champion_intro
+object: contact
+owner: {field: "account.csm_email"}
+state: enabled
+entry:
+  all:
+    - {field: is_primary, op: eq, value: true}
+    - {field: account.tier, op: eq, value: enterprise}
+reentry: {mode: none}
+steps:
+  - name: intro
+    actions: [{type: email, to: email, subject: "Hello {{ contact_name }}", body: "Hi"}]
+"""
+
+GROUPS = """
+groups:
+  onboarding_team:
+    assignment: round_robin
+    members: [ana@example.com, ben@example.com]
+"""
+
+
+@pytest.fixture()
+def book(tmp_path: Path) -> Path:
+    root = project(tmp_path, {"kickoff.yaml": KICKOFF, "champion_intro.yaml": CHAMPIONS})
+    (root / "user_groups.yaml").write_text(GROUPS)
+    generate_book(root / "landing", accounts=40, days=40, start=date(2026, 5, 1))
+    return root
+
+
+def cli(root: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, [*args, "--root", str(root)], terminal_width=400)
+    return result.exit_code, result.stdout + (result.stderr or "")
+
+
+def query(root: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(root / "cswf.duckdb"), read_only=True) as con:
+        return con.sql(sql).fetchall()
+
+
+def test_contact_workflows_read_their_accounts_fields_and_groups_share_the_tasks(
+        book: Path) -> None:
+    code, out = cli(book, "run", "--start", "2026-05-31", "--end", "2026-06-01T21:00")
+    assert code == 0, out
+    contacts = query(book, "SELECT participant_id FROM enrollments "
+                           "WHERE workflow = 'champion_intro'")
+    assert contacts and all(p.startswith("CON-") for (p,) in contacts), contacts
+    evidence = query(book, "SELECT DISTINCT evidence FROM transitions WHERE "
+                           "workflow = 'champion_intro' AND transition = 'entered'")
+    assert evidence == [('{"account.tier":"enterprise","is_primary":true}',)]
+    emails = query(book, "SELECT count(*) FROM actions_outbox WHERE workflow = 'champion_intro'")
+    assert emails == [(len(contacts),)]
+    assignees = query(book, "SELECT assignee, count(*) FROM actions_outbox WHERE "
+                            "workflow = 'kickoff' GROUP BY 1 ORDER BY 1")
+    total = sum(n for _, n in assignees)
+    assert [a for a, _ in assignees] == ["ana@example.com", "ben@example.com"]
+    assert max(n for _, n in assignees) - min(n for _, n in assignees) <= 1 and total > 0
+    stored = query(book, "SELECT spec_text FROM workflow_versions WHERE workflow = 'kickoff'")
+    assert stored == [(KICKOFF,)]
+
+
+def test_a_structural_edit_of_a_running_workflow_is_refused_until_it_is_disabled(
+        book: Path) -> None:
+    assert cli(book, "run", "--start", "2026-05-31", "--end", "2026-05-31T21:00")[0] == 0
+    added = KICKOFF + """  - name: check_in
+    actions: [{type: task, title: "Check in"}]
+"""
+    (book / "workflow_specs" / "kickoff.yaml").write_text(added)
+    message = ("kickoff.yaml: steps: structural change to enabled workflow 'kickoff' refused: "
+               "action step 'check_in' added; task action 0 of step 'check_in' added. Disable "
+               "the workflow (state: disabled) to change its structure")
+    code, lines = validate(book)
+    assert code == 1 and any(line.startswith(message) for line in lines), lines
+    code, out = cli(book, "tick", "--as-of", "2026-06-01T00:00")
+    assert code == 1 and message in " ".join(out.split()), out
+
+    # disabling (same structure) exits everyone; then the structure may change
+    (book / "workflow_specs" / "kickoff.yaml").write_text(
+        KICKOFF.replace("state: enabled", "state: disabled"))
+    assert cli(book, "tick", "--as-of", "2026-06-01T00:00")[0] == 0
+    assert query(book, "SELECT DISTINCT status, close_reason FROM enrollments WHERE "
+                       "workflow = 'kickoff'") == [("exited", "workflow disabled")]
+    (book / "workflow_specs" / "kickoff.yaml").write_text(added)
+    assert validate(book)[0] == 0
+    assert cli(book, "tick", "--as-of", "2026-06-01T03:00")[0] == 0
+
+
+def test_a_non_structural_edit_applies_to_those_inside_and_is_logged(book: Path) -> None:
+    assert cli(book, "run", "--start", "2026-05-31", "--end", "2026-05-31T21:00")[0] == 0
+    (before,) = query(book, "SELECT DISTINCT version FROM enrollments WHERE workflow = 'kickoff'")
+    (book / "workflow_specs" / "kickoff.yaml").write_text(
+        KICKOFF.replace("due_days: 5", "due_days: 7"))
+    assert validate(book)[0] == 0
+    assert cli(book, "tick", "--as-of", "2026-06-01T00:00")[0] == 0
+    versions = query(book, "SELECT DISTINCT version FROM enrollments WHERE workflow = 'kickoff' "
+                           "AND status = 'active'")
+    assert len(versions) == 1 and versions != [before]
+    logged = query(book, "SELECT DISTINCT reason FROM transitions "
+                         "WHERE transition = 'version_changed'")
+    assert logged == [(f"the spec was edited: now runs version {versions[0][0]} "
+                       f"(was {before[0]})",)]
+    assert query(book, "SELECT count(*) FROM workflow_versions WHERE workflow = 'kickoff'") == [
+        (2,)]
