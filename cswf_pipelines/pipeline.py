@@ -23,6 +23,7 @@ from cswf_pipelines.delivery import (
 from cswf_pipelines.engine.assign import group_tasks
 from cswf_pipelines.engine.compile import compile_condition
 from cswf_pipelines.engine.evaluate import evaluate, verdict_column
+from cswf_pipelines.engine.flow import TIME_ZONE
 from cswf_pipelines.engine.tick import TickResult, combine, run_tick
 from cswf_pipelines.facts.build import FACT_MODELS, build_facts, fact_schema
 from cswf_pipelines.facts.checks import snapshot_problems
@@ -38,6 +39,7 @@ from cswf_pipelines.specs.loader import (
     check_leaf,
     load_specs,
 )
+from cswf_pipelines.specs.workflow import DelayStep
 from cswf_pipelines.store.deploys import load_deploys, request_deploys
 from cswf_pipelines.store.warehouse import (
     WriteOutcome,
@@ -231,13 +233,17 @@ class _Feed:
              before: datetime | None, given: pl.DataFrame | None) -> _Feed:
         """Account facts come from the stored account_facts; contact and opportunity facts are
         built for the run's ticks in one query (with only the fields their workflows read)."""
-        needed = sorted(set().union(*(w.fact_fields() for w in workflows)))
+        needed = set().union(*(w.fact_fields() for w in workflows))
+        model = FACT_MODELS[participant]
+        if any(isinstance(n.step, DelayStep) for w in workflows for n in w.flow) and \
+                TIME_ZONE in fact_schema(settings.facts_sql_path, model):
+            needed.add(TIME_ZONE)  # day delays run on local time
+        needed = sorted(needed)
         previous = sorted(set().union(*(w.previous_fields() for w in workflows)))
         if participant == "account":
             frame = given if given is not None else load_facts_range(con, ticks, needed)
             prev = load_facts(con, before, previous) if before is not None else None
         else:
-            model = FACT_MODELS[participant]
             wanted = [before, *ticks] if before is not None else list(ticks)
             built = build_facts(con, wanted, settings.facts_sql_path, model, needed)
             frame = built.filter(pl.col("as_of").is_in(list(ticks)))

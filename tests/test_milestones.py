@@ -241,3 +241,34 @@ def test_on_error_exit_leaves_at_the_next_tick_and_continue_goes_on() -> None:
     assert "failed to deliver and its on_error is exit" in run.row(
         "webhook_then_wait", "a")["close_reason"]
     assert run.row("webhook_then_wait", "b")["status"] == "active"
+
+
+DELAYED = """
+name: check_in_later
+owner: {user: csm@example.com}
+state: enabled
+entry: {field: seats_used_pct, op: ge, value: 0}
+steps:
+  - name: hello
+    actions: [{type: task, title: "Hello"}]
+  - name: three_days
+    delay: {days: 3}
+  - name: check_in
+    actions: [{type: task, title: "Check in"}]
+"""
+
+
+def test_day_delays_land_at_the_same_local_time_across_a_dst_change() -> None:
+    from datetime import datetime
+
+    run = Run([spec(DELAYED)])
+    rows = [{"participant_id": p, "seats_used_pct": 1, "time_zone": z} for p, z in
+            (("nyc", "America/New_York"), ("utc", "UTC"), ("nowhere", None))]
+    start = datetime(2026, 3, 6, 14)  # 09:00 in New York, the Friday before DST starts
+    run.tick(start, rows)
+    assert run.row("check_in_later", "nyc")["wait_until"] == datetime(2026, 3, 9, 13)  # 09:00 EDT
+    assert run.row("check_in_later", "utc")["wait_until"] == datetime(2026, 3, 9, 14)
+    assert run.row("check_in_later", "nowhere")["wait_until"] == datetime(2026, 3, 9, 14)
+    run.tick(datetime(2026, 3, 9, 13), rows)
+    assert sorted(run.actions().filter(pl.col("step_name") == "check_in")["participant_id"]) == [
+        "nyc"]

@@ -11,7 +11,9 @@ participant as far as it may go in this tick.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from zoneinfo import available_timezones
 
 import polars as pl
 
@@ -29,6 +31,10 @@ from cswf_pipelines.specs.workflow import (
     WaitStep,
 )
 
+TIME_ZONE = "time_zone"  # the fact field naming a participant's IANA time zone
+ZONE = "__tz"
+KNOWN_ZONES = frozenset(available_timezones())
+
 
 @dataclass
 class FlowOutput:
@@ -38,16 +44,39 @@ class FlowOutput:
     occupied: set[int] = field(default_factory=set)  # nodes someone is at: the rest are skipped
 
 
-def arrival(flow: Flow, index: int, reached_at: pl.Expr) -> pl.Expr:
-    """`wait_until` for a participant reaching node `index` at `reached_at`."""
+def arrival(flow: Flow, index: int, reached_at: pl.Expr, zones: Sequence[str] = ()) -> pl.Expr:
+    """`wait_until` for a participant reaching node `index` at `reached_at`.
+
+    Delays are calendar days or months in the participant's time zone (`zones`: the distinct
+    values of the frame's `__tz` column), so "3 days" lands at the same local time across a
+    daylight-saving change; without a zone, in UTC.
+    """
     step = flow[index].step if index < len(flow) else None
     if isinstance(step, DelayStep):
-        if step.delay.days is not None:
-            return reached_at + pl.duration(days=step.delay.days)
-        return reached_at.dt.offset_by(f"{step.delay.months}mo")
+        shift = (f"{step.delay.days}d" if step.delay.days is not None
+                 else f"{step.delay.months}mo")
+        landed = reached_at.dt.offset_by(shift)
+        for zone in zones:  # a handful of zones, never a loop over participants
+            local = (reached_at.dt.replace_time_zone("UTC").dt.convert_time_zone(zone)
+                     .dt.offset_by(shift).dt.convert_time_zone("UTC").dt.replace_time_zone(None))
+            landed = pl.when(pl.col(ZONE) == zone).then(local).otherwise(landed)
+        return landed
     if isinstance(step, WaitStep):
         return reached_at + pl.duration(days=step.wait.max_days)
     return reached_at
+
+
+def needs_zone(flow: Flow, index: int) -> bool:
+    return index < len(flow) and isinstance(flow[index].step, DelayStep)
+
+
+def with_zones(rows: pl.DataFrame, context: TickContext) -> tuple[pl.DataFrame, list[str]]:
+    """`rows` with their time zone (`__tz`, from the facts' time_zone) and the zones present."""
+    if TIME_ZONE not in context.facts.columns or rows.is_empty():
+        return rows, []
+    zoned = rows.with_columns(context.facts_of(rows, [TIME_ZONE])[TIME_ZONE].alias(ZONE))
+    zones = sorted(z for z in zoned[ZONE].unique().to_list() if z and z not in ("UTC", "Etc/UTC"))
+    return zoned, [z for z in zones if z in KNOWN_ZONES]
 
 
 def wait_column(workflow: str, node: int) -> str:
@@ -80,21 +109,21 @@ def advance_flow(
                 continue
             out.actions.append(build_step_actions(ready, context, workflow, node.index,
                                                   node.step))
-            _move(out, ready, flow, node, node.next, pl.col("wait_until"), as_of,
+            _move(out, ready, flow, node, node.next, pl.col("wait_until"), context,
                   f"ran {len(node.step.actions)} action(s) of step '{node.name}'")
         elif isinstance(node.step, DelayStep):
             ready = here.filter(due)
-            _move(out, ready, flow, node, node.next, pl.col("wait_until"), as_of,
+            _move(out, ready, flow, node, node.next, pl.col("wait_until"), context,
                   f"delay '{node.name}' ({node.step.delay.describe()}) elapsed")
         elif isinstance(node.step, WaitStep):
             wait = node.step.wait
             met = (_action_result(here, flow, wait.on_action, context) if wait.on_action
                    else _verdict(here, context, wait_column(workflow.name, node.index)))
             what = (f"{wait.action} {wait.result}" if wait.on_action else "the condition")
-            _move(out, here.filter(met), flow, node, node.next, pl.lit(as_of), as_of,
+            _move(out, here.filter(met), flow, node, node.next, pl.lit(as_of), context,
                   f"wait '{node.name}' ended: {what}")
             _move(out, here.filter(~met & due), flow, node, node.next, pl.col("wait_until"),
-                  as_of, f"wait '{node.name}' ended: {wait.max_days} days passed without "
+                  context, f"wait '{node.name}' ended: {wait.max_days} days passed without "
                          f"{what}")
         elif isinstance(node.step, BranchStep):
             _branch(out, here.filter(due), flow, node, context, workflow)
@@ -112,9 +141,9 @@ def _branch(out: FlowOutput, ready: pl.DataFrame, flow: Flow, node: FlowNode,
         holds = (_action_result(undecided, flow, path.on_action, context) if path.on_action
                  else _verdict(undecided, context, check_column(workflow.name, node.index, k)))
         _move(out, undecided.filter(holds), flow, node, target, pl.col("wait_until"),
-              context.as_of, f"branch '{node.name}' took path '{path.name}'")
+              context, f"branch '{node.name}' took path '{path.name}'")
         undecided = undecided.filter(~holds)
-    _move(out, undecided, flow, node, node.next, pl.col("wait_until"), context.as_of,
+    _move(out, undecided, flow, node, node.next, pl.col("wait_until"), context,
           f"branch '{node.name}': no check held, the flow goes on")
 
 
@@ -141,7 +170,7 @@ def _action_result(rows: pl.DataFrame, flow: Flow, ref: ActionResult | None,
 
 
 def _move(out: FlowOutput, rows: pl.DataFrame, flow: Flow, node: FlowNode, target: int,
-          reached_at: pl.Expr, as_of: object, reason: str) -> None:
+          reached_at: pl.Expr, context: TickContext, reason: str) -> None:
     """Send `rows` from `node` to `target`, reached at `reached_at`, and log the transition."""
     if rows.is_empty():
         return
@@ -152,9 +181,12 @@ def _move(out: FlowOutput, rows: pl.DataFrame, flow: Flow, node: FlowNode, targe
         pl.lit(node.name).alias("step_name"),
         pl.lit(reason).alias("reason"),
     ))
+    zones: list[str] = []
+    if needs_zone(flow, target):
+        rows, zones = with_zones(rows, context)
     moved = rows.with_columns(  # with_columns broadcasts a literal arrival time
         pl.lit(target, dtype=pl.Int32).alias("__to"),
-        arrival(flow, target, reached_at).alias("__until"),
+        arrival(flow, target, reached_at, zones).alias("__until"),
     ).select("enrollment_id", "__to", "__until")
     out.occupied.add(target)
     joined = out.active.join(moved, on="enrollment_id", how="left", maintain_order="left")
@@ -164,5 +196,5 @@ def _move(out: FlowOutput, rows: pl.DataFrame, flow: Flow, node: FlowNode, targe
         pl.when(hit).then(pl.lit(flow.name_at(target))).otherwise("step_name")
         .alias("step_name"),
         pl.when(hit).then(pl.col("__until")).otherwise("wait_until").alias("wait_until"),
-        pl.when(hit).then(pl.lit(as_of)).otherwise("updated_at").alias("updated_at"),
+        pl.when(hit).then(pl.lit(context.as_of)).otherwise("updated_at").alias("updated_at"),
     ).drop("__to", "__until")

@@ -34,7 +34,7 @@ import polars as pl
 from cswf_pipelines.engine.assign import WORKLOAD_SCHEMA, assign_tasks
 from cswf_pipelines.engine.context import TickContext
 from cswf_pipelines.engine.evaluate import ENTRY_BEFORE, PARTICIPANT, evaluate, verdict_column
-from cswf_pipelines.engine.flow import advance_flow, arrival
+from cswf_pipelines.engine.flow import advance_flow, arrival, needs_zone, with_zones
 from cswf_pipelines.engine.frames import (
     ACTION_SCHEMA,
     ENROLLMENT_SCHEMA,
@@ -419,6 +419,10 @@ def _enroll(chosen: pl.DataFrame, workflow: LoadedWorkflow, context: TickContext
         pl.lit(False).alias("requalify_armed"),
         pl.lit(as_of).alias("updated_at"),
     )
+    if needs_zone(workflow.flow, 0):  # a flow that starts with a delay: in local time
+        zoned, zones = with_zones(entered, context)
+        entered = zoned.with_columns(arrival(workflow.flow, 0, pl.lit(as_of), zones)
+                                     .alias("wait_until"))
     return conform(entered, WORKING_SCHEMA)
 
 
