@@ -7,10 +7,13 @@ One run, at an explicit `now` (the caller's clock, so runs replay deterministica
    (webhooks carry the same Idempotency-Key; files and tables are overwritten/upserted), and
    set to `unknown` for a human if it is SMTP, which has no idempotency key;
 3. due actions (pending; failed or deferred whose next_attempt_at has come) are routed: emails
-   through the safety rules, then their sender; webhooks to theirs; tasks and field updates into
-   the CRM export tables (one transaction with their status);
+   get their recipients (contacts picks resolved from the contacts snapshot) and go through the
+   safety rules, then their sender; webhooks to theirs; tasks and field updates into the CRM
+   export tables (one transaction with their status);
 4. each send is bracketed: `sending` is committed before the send and `sent` / `failed` /
-   `unknown` after, so a crash can only leave a `sending` row, which step 2 resolves.
+   `unknown` after, so a crash can only leave a `sending` row, which step 2 resolves. A failure
+   is retried per the retry policy unless the action's `on_error` is `continue`; every final
+   failure records a `failed` event (the engine exits `on_error: exit` enrollments on it).
 Only one delivery run may work on a database at a time (DuckDB allows one writer process).
 """
 
@@ -28,6 +31,7 @@ import duckdb
 import polars as pl
 
 from cswf_pipelines.delivery.config import DeliveryConfig
+from cswf_pipelines.delivery.contacts import resolve_recipients
 from cswf_pipelines.delivery.dry_run import DryRunSender
 from cswf_pipelines.delivery.events import EVENT_SCHEMA, record_events
 from cswf_pipelines.delivery.exports import export_actions, write_parquet
@@ -89,19 +93,26 @@ def default_senders(config: DeliveryConfig) -> dict[str, Sender]:
 
 
 def _sync_outbox(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
-    """A deliveries row for every outbox action up to `now`; untouched rows follow the outbox."""
+    """A deliveries row for every outbox action up to `now`; untouched rows follow the outbox.
+    A template that did not render is a final failure, so it gets its `failed` event."""
     params = {"now": now}
     con.execute("BEGIN").fetchall()
     try:
         # Never handed to a sender (attempts = 0): forget it if its action was withdrawn by a
         # rewound tick or changed its render status, so the insert below recreates it.
-        con.execute(
+        dropped = con.execute(
             "DELETE FROM deliveries AS d WHERE d.attempts = 0 "
             "AND d.status IN ('pending', 'deferred', 'failed') AND NOT EXISTS ("
             "SELECT 1 FROM actions_outbox AS o WHERE o.action_id = d.action_id AND o.tick <= $now "
-            "AND (o.status = 'render_failed') = (d.status = 'failed'))",
+            "AND (o.status = 'render_failed') = (d.status = 'failed')) RETURNING action_id, status",
             params,
         ).fetchall()
+        unrendered = [action_id for action_id, status in dropped if status == "failed"]
+        if unrendered:  # its `failed` event goes too: the replayed tick may render it fine
+            con.execute(
+                "DELETE FROM action_events WHERE event_type = 'failed' AND source = 'delivery' "
+                "AND action_id IN (SELECT unnest($ids))", {"ids": unrendered},
+            ).fetchall()
         con.execute(
             "INSERT INTO deliveries (action_id, action_type, status, attempts, last_error, "
             "created_at, updated_at) "
@@ -112,6 +123,14 @@ def _sync_outbox(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
             "FROM actions_outbox WHERE tick <= $now ON CONFLICT DO NOTHING",
             params,
         ).fetchall()
+        failed = con.sql(
+            "SELECT d.action_id, 'failed' AS event_type, d.created_at AS occurred_at, "
+            "d.last_error AS detail, 'delivery' AS source FROM deliveries AS d "
+            "WHERE d.status = 'failed' AND d.attempts = 0 AND NOT EXISTS (SELECT 1 FROM "
+            "action_events AS e WHERE e.action_id = d.action_id AND e.event_type = 'failed')"
+        ).pl()
+        if failed.height:
+            record_events(con, failed, now)
         con.execute("COMMIT").fetchall()
     except BaseException:
         con.execute("ROLLBACK").fetchall()
@@ -159,7 +178,9 @@ def _record(con: duckdb.DuckDBPyConnection, sent: list[Sent], config: DeliveryCo
     rows, events, counted = [], [], []
     for action, attempts, channel, result in sent:
         tried = attempts + 1
-        final = not result.retryable or tried >= config.retry.max_attempts
+        # on_error: continue → the first failure is final; retry and exit → the retry policy.
+        final = (not result.retryable or tried >= config.retry.max_attempts
+                 or action.on_error == "continue")
         next_at = None
         if result.outcome == "sent":
             status, count = "sent", "sent"
@@ -170,8 +191,8 @@ def _record(con: duckdb.DuckDBPyConnection, sent: list[Sent], config: DeliveryCo
             if not final:
                 next_at = now + timedelta(seconds=config.retry.delay_seconds(tried))
         kinds = list(result.events)
-        if status == "failed" and final:
-            kinds.append(("failed", result.error))
+        if status == "failed" and final and all(kind != "failed" for kind, _ in kinds):
+            kinds.append(("failed", result.error))  # what on_error: exit waits for
         events += [(action.action_id, kind, now, detail, channel) for kind, detail in kinds]
         rows.append((action.action_id, status, tried, next_at, result.error, result.provider_id))
         counted.append(count)
@@ -203,10 +224,11 @@ def _record(con: duckdb.DuckDBPyConnection, sent: list[Sent], config: DeliveryCo
 def _preview_all(con: duckdb.DuckDBPyConnection, sender: Sender, rows: pl.DataFrame,
                  config: DeliveryConfig, now: datetime, report: DeliveryReport) -> None:
     """A dry run has no outside effect, so its claims and records go in batches."""
-    batch = rows.select("action_id")  # noqa: F841 (read by DuckDB)
+    batch = rows.select("action_id", "recipients")  # noqa: F841 (read by DuckDB)
     con.execute(
-        f"UPDATE deliveries AS d SET status = 'sending', channel = $channel, updated_at = $now "
-        f"WHERE d.action_id IN (SELECT action_id FROM batch) AND ({_DUE})",
+        f"UPDATE deliveries AS d SET status = 'sending', channel = $channel, updated_at = $now, "
+        f"recipients = CASE WHEN len(b.recipients) > 0 THEN b.recipients END "
+        f"FROM batch AS b WHERE d.action_id = b.action_id AND ({_DUE})",
         {"channel": sender.channel, "now": now},
     ).fetchall()
     sent: list[Sent] = []
@@ -225,9 +247,10 @@ def _attempt(con: duckdb.DuckDBPyConnection, sender: Sender, row: dict[str, obje
     was no longer due."""
     action = OutboundAction.from_row(row)
     claimed = con.execute(
-        f"UPDATE deliveries AS d SET status = 'sending', channel = $channel, updated_at = $now "
-        f"WHERE d.action_id = $id AND ({_DUE})",
-        {"channel": sender.channel, "now": now, "id": action.action_id},
+        f"UPDATE deliveries AS d SET status = 'sending', channel = $channel, updated_at = $now, "
+        f"recipients = CAST($recipients AS VARCHAR[]) WHERE d.action_id = $id AND ({_DUE})",
+        {"channel": sender.channel, "now": now, "id": action.action_id,
+         "recipients": list(action.recipients) or None},
     ).fetchall()[0][0]
     if not claimed:
         return None
@@ -254,7 +277,8 @@ def _apply_decisions(con: duckdb.DuckDBPyConnection, decisions: pl.DataFrame, ch
     held = decisions.filter(pl.col("decision") != SEND)  # noqa: F841 (read by DuckDB)
     con.execute(
         "UPDATE deliveries AS d SET status = h.decision, next_attempt_at = h.next_attempt_at, "
-        "last_error = h.reason, channel = $channel, updated_at = $now FROM held AS h "
+        "last_error = h.reason, channel = $channel, updated_at = $now, "
+        "recipients = CASE WHEN len(h.recipients) > 0 THEN h.recipients END FROM held AS h "
         "WHERE d.action_id = h.action_id",
         {"channel": channel, "now": now},
     ).fetchall()
@@ -286,17 +310,39 @@ def _export_tables(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, config: D
     report.export_files = write_parquet(con, config.export_dir)
 
 
-def _fail_unroutable(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, config: DeliveryConfig,
-                     now: datetime, report: DeliveryReport) -> None:
+def _fail_now(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, config: DeliveryConfig,
+              now: datetime, report: DeliveryReport) -> None:
+    """Due rows that cannot be sent at all (column `error` says why): failed, final, with a
+    `failed` event."""
     failed: list[Sent] = []
     for row in rows.iter_rows(named=True):
-        action = OutboundAction.from_row(row)
-        error = f"no delivery channel for action type {action.action_type!r}"
+        action, error = OutboundAction.from_row(row), str(row["error"])
         failed.append((action, int(row["attempts"] or 0), "delivery",
                        SendResult.failed(error, retryable=False)))
         report.errors.append(f"{action.action_id}: {error}")
     if failed:
         report.outcomes.update(_record(con, failed, config, now))
+
+
+def _route_emails(con: duckdb.DuckDBPyConnection, due: pl.DataFrame, sender: Sender,
+                  config: DeliveryConfig, now: datetime, time_zones: TimeZones | None,
+                  report: DeliveryReport) -> pl.DataFrame:
+    """Resolve the due emails' recipients and apply the safety rules; returns `due` without
+    the emails that failed or are held, and with each email's `recipients` to send to."""
+    emails = due.filter(pl.col("route") == "email")
+    targets, unresolved = resolve_recipients(con, emails, now)
+    _fail_now(con, emails.join(unresolved, on="action_id", how="inner", maintain_order="left"),
+              config, now, report)
+    emails = emails.join(unresolved, on="action_id", how="anti")
+    decisions = email_decisions(con, emails, config, now, time_zones, targets)
+    _apply_decisions(con, decisions, sender.channel, now)
+    held = decisions.filter(pl.col("decision") != SEND)
+    report.outcomes.update(held["decision"].to_list())
+    gone = pl.concat([held["action_id"], unresolved["action_id"]])
+    return due.filter(~pl.col("action_id").is_in(gone.implode())).drop("recipients").join(
+        decisions.select("action_id", "recipients"), on="action_id", how="left",
+        maintain_order="left",
+    )
 
 
 def deliver(con: duckdb.DuckDBPyConnection, senders: Mapping[str, Sender],
@@ -319,19 +365,17 @@ def deliver(con: duckdb.DuckDBPyConnection, senders: Mapping[str, Sender],
             .when(pl.col("action_type").is_in(list(WEBHOOK_TYPES))).then(pl.lit("webhook"))
             .when(pl.col("action_type").is_in(list(TABLE_TYPES))).then(pl.lit("table"))
             .otherwise(pl.lit("none")))
-    due = due.with_columns(kind.alias("route"))
-    _fail_unroutable(con, due.filter(pl.col("route") == "none"), config, now, report)
+    due = due.with_columns(kind.alias("route"),
+                           pl.lit(None, dtype=pl.List(pl.String)).alias("recipients"))
+    _fail_now(con, due.filter(pl.col("route") == "none").with_columns(
+        pl.format("no delivery channel for action type '{}'", pl.col("action_type"))
+        .alias("error")), config, now, report)
     tables = due.filter(pl.col("route") == "table")
     if "table" not in senders and tables.height:
         _export_tables(con, tables, config, now, report)
         due = due.filter(pl.col("route") != "table")
-    emails = due.filter(pl.col("route") == "email")
-    if "email" in senders and emails.height:
-        decisions = email_decisions(con, emails, config, now, time_zones)
-        _apply_decisions(con, decisions, senders["email"].channel, now)
-        report.outcomes.update(decisions.filter(pl.col("decision") != SEND)["decision"].to_list())
-        held = decisions.filter(pl.col("decision") != SEND)["action_id"]
-        due = due.filter(~pl.col("action_id").is_in(held.implode()))
+    if "email" in senders and due.filter(pl.col("route") == "email").height:
+        due = _route_emails(con, due, senders["email"], config, now, time_zones, report)
     down: set[str] = set()
     try:
         if config.dry_run and fault is None:
@@ -366,12 +410,22 @@ def resolve_unknown(con: duckdb.DuckDBPyConnection, action_id: str,
     """A human's verdict on an `unknown` email: `sent` (the server log shows it), `pending`
     (it never arrived: send it again) or `failed` (give up)."""
     now = utc_naive(now)
-    changed = con.execute(
-        "UPDATE deliveries SET status = $status, next_attempt_at = NULL, updated_at = $now, "
-        "sent_at = CASE WHEN $status = 'sent' THEN $now END, "
-        "last_error = coalesce($note, 'resolved by hand: ' || $status) "
-        "WHERE action_id = $id AND status = 'unknown'",
-        {"status": status, "now": now, "note": note, "id": action_id},
-    ).fetchall()[0][0]
+    error = note or f"resolved by hand: {status}"
+    con.execute("BEGIN").fetchall()
+    try:
+        changed = con.execute(
+            "UPDATE deliveries SET status = $status, next_attempt_at = NULL, updated_at = $now, "
+            "sent_at = CASE WHEN $status = 'sent' THEN $now END, last_error = $error "
+            "WHERE action_id = $id AND status = 'unknown'",
+            {"status": status, "now": now, "error": error, "id": action_id},
+        ).fetchall()[0][0]
+        if changed and status == "failed":  # given up: a final failure like any other
+            record_events(con, pl.DataFrame(
+                {"action_id": [action_id], "event_type": ["failed"], "occurred_at": [now],
+                 "detail": [error], "source": ["delivery"]}), now)
+        con.execute("COMMIT").fetchall()
+    except BaseException:
+        con.execute("ROLLBACK").fetchall()
+        raise
     if not changed:
         raise LookupError(f"{action_id} is not a delivery in status unknown")

@@ -43,7 +43,7 @@ class DryRunSender:
     def send(self, action: OutboundAction, now: datetime) -> SendResult:
         if action.action_type == EMAIL:
             try:
-                message = compose_email(action.action_id, action.recipient, action.subject,
+                message = compose_email(action.action_id, action.addresses, action.subject,
                                         action.body, bool(action.payload.get("html")),
                                         self._config, now)
             except InvalidEmail as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -59,7 +60,8 @@ def _domain(config: DeliveryConfig) -> str:
 
 def unsubscribe_headers(config: DeliveryConfig, recipient: str, action_id: str
                         ) -> dict[str, str]:
-    """List-Unsubscribe (RFC 2369) and, for an https target, one-click POST (RFC 8058)."""
+    """List-Unsubscribe (RFC 2369) and, for an https target, one-click POST (RFC 8058).
+    `recipient`: the address, or the addresses comma-separated for an email to several."""
     fill = {"recipient": quote(recipient, safe=""), "action_id": quote(action_id, safe="")}
     targets = []
     if config.unsubscribe.mailto:
@@ -123,11 +125,22 @@ def html_to_text(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 
-def compose_email(action_id: str, recipient: str | None, subject: str | None, body: str | None,
-                  html: bool, config: DeliveryConfig, now: datetime) -> EmailMessage:
-    """The message for one email action; raises InvalidEmail when it cannot be made safe."""
+def recipient_addresses(recipients: str | Sequence[str | None] | None) -> list[str]:
+    """The bare addresses of an email's recipients (one, or several resolved contacts); raises
+    InvalidEmail naming the first that is not a single address."""
+    listed = [recipients] if recipients is None or isinstance(recipients, str) else recipients
+    if not listed:
+        raise InvalidEmail("the email has no recipient")
+    return [address_of(value, "recipient") for value in listed]
+
+
+def compose_email(action_id: str, recipients: str | Sequence[str | None] | None,
+                  subject: str | None, body: str | None, html: bool, config: DeliveryConfig,
+                  now: datetime) -> EmailMessage:
+    """The message for one email action, to one address or several (all in To:); raises
+    InvalidEmail when it cannot be made safe."""
     _no_line_breaks("action_id", action_id)
-    to = address_of(recipient, "recipient")
+    tos = recipient_addresses(recipients)
     if subject is None:
         raise InvalidEmail("the email has no subject (its template did not render)")
     if body is None:
@@ -138,12 +151,12 @@ def compose_email(action_id: str, recipient: str | None, subject: str | None, bo
     message = EmailMessage()
     try:
         message["From"] = from_address
-        message["To"] = Address(addr_spec=to)
+        message["To"] = tuple(Address(addr_spec=to) for to in tos)
         message["Subject"] = subject
         message["Date"] = format_datetime(now.replace(tzinfo=UTC))
         message["Message-ID"] = message_id(action_id, _domain(config))
         message["X-Cswf-Action-Id"] = action_id
-        for name, value in unsubscribe_headers(config, to, action_id).items():
+        for name, value in unsubscribe_headers(config, ",".join(tos), action_id).items():
             message[name] = value
     except (ValueError, TypeError) as exc:  # the email package refused a header value
         raise InvalidEmail(f"cannot build the email headers: {exc}") from exc

@@ -2,7 +2,8 @@
 
 Events are keyed by (action_id, event_type, occurred_at), so a file read twice or an event
 reported twice lands once. Bounces, complaints and unsubscribes also suppress the action's
-recipient (lower-cased): from then on that address receives nothing.
+recipient (lower-cased): from then on that address receives nothing. For an email to several
+contacts, the addresses the event's detail names, or else all of them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,35 @@ REQUIRED = ("action_id", "event_type", "occurred_at")
 EVENT_FILES = (".csv", ".parquet")
 MAX_MESSAGES = 1000
 
+# The addresses a suppressing event condemns: those of the action's recipients that its detail
+# names (a bounce of one of several contacts), else all of them. The recipients are the
+# delivery's resolved addresses, or the outbox recipient for an email addressed from a field.
+_SUPPRESS_FROM_EVENTS = """
+INSERT INTO suppressions BY NAME
+SELECT address, reason, since, action_id FROM (
+    SELECT unnest(CASE WHEN len(list_intersect(addresses, named)) > 0
+                       THEN list_intersect(addresses, named) ELSE addresses END) AS address,
+           event_type AS reason, occurred_at AS since, action_id
+    FROM (
+        SELECT e.action_id, e.event_type, e.occurred_at,
+               list_filter(list_transform(coalesce(d.recipients, [o.recipient]),
+                                          lambda x: lower(trim(x))),
+                           lambda x: nullif(x, '') IS NOT NULL AND NOT starts_with(x, 'contacts:'))
+                   AS addresses,
+               list_transform(regexp_extract_all(lower(coalesce(e.detail, '')),
+                                                 '[a-z0-9._%+''-]+@[a-z0-9.-]+'),
+                              lambda x: rtrim(x, '.')) AS named
+        FROM new_events AS e
+        JOIN actions_outbox AS o USING (action_id)
+        LEFT JOIN deliveries AS d USING (action_id)
+        WHERE e.event_type IN (SELECT unnest($kinds))
+    )
+)
+WHERE address IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY address ORDER BY since, action_id) = 1
+ON CONFLICT DO NOTHING
+"""
+
 
 def record_events(con: duckdb.DuckDBPyConnection, events: pl.DataFrame,
                   recorded_at: datetime) -> int:
@@ -43,19 +73,7 @@ def record_events(con: duckdb.DuckDBPyConnection, events: pl.DataFrame,
         "ON CONFLICT DO NOTHING",
         {"at": utc_naive(recorded_at)},
     ).fetchall()[0][0]
-    suppressing = list(SUPPRESSING_EVENTS)
-    con.execute(
-        "INSERT INTO suppressions BY NAME "
-        "SELECT lower(trim(o.recipient)) AS address, e.event_type AS reason, "
-        "e.occurred_at AS since, e.action_id FROM new_events AS e "
-        "JOIN actions_outbox AS o USING (action_id) "
-        "WHERE e.event_type IN (SELECT unnest($kinds)) AND nullif(trim(o.recipient), '') "
-        "IS NOT NULL "
-        "QUALIFY row_number() OVER (PARTITION BY lower(trim(o.recipient)) "
-        "ORDER BY e.occurred_at, e.action_id) = 1 "
-        "ON CONFLICT DO NOTHING",
-        {"kinds": suppressing},
-    ).fetchall()
+    con.execute(_SUPPRESS_FROM_EVENTS, {"kinds": list(SUPPRESSING_EVENTS)}).fetchall()
     return int(inserted)
 
 

@@ -37,6 +37,14 @@ class OutboundAction:
     subject: str | None = None
     body: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
+    # Not sent to webhook receivers (as_json): delivery's own working data.
+    recipients: tuple[str, ...] = ()  # email: the resolved addresses (else: the recipient)
+    on_error: str | None = None  # continue | retry | exit; None (older outbox): retry
+
+    @property
+    def addresses(self) -> tuple[str | None, ...]:
+        """Whom the email goes to: the resolved addresses, or the outbox recipient as is."""
+        return self.recipients or (self.recipient,)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> OutboundAction:
@@ -46,7 +54,9 @@ class OutboundAction:
             payload = {"raw": row.get("payload")}
         if not isinstance(payload, dict):
             payload = {"value": payload}
-        return cls(**{name: row.get(name) for name in ACTION_FIELDS}, payload=payload)
+        recipients = tuple(a for a in row.get("recipients") or () if a)
+        return cls(**{name: row.get(name) for name in ACTION_FIELDS}, payload=payload,
+                   recipients=recipients, on_error=row.get("on_error"))
 
     def as_json(self) -> bytes:
         """The action as a receiver sees it: stable bytes, so a retry sends the same body."""

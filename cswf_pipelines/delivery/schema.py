@@ -20,7 +20,9 @@ DDL = (
     "action_id VARCHAR PRIMARY KEY, action_type VARCHAR NOT NULL, channel VARCHAR, "
     "status VARCHAR NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TIMESTAMP, "
     "last_error VARCHAR, provider_id VARCHAR, sent_at TIMESTAMP, created_at TIMESTAMP, "
-    "updated_at TIMESTAMP)",
+    "updated_at TIMESTAMP, recipients VARCHAR[])",
+    # Added after the first release: a warehouse made before gets it (null in old rows).
+    "ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS recipients VARCHAR[]",
     "CREATE TABLE IF NOT EXISTS action_events ("
     "action_id VARCHAR NOT NULL, event_type VARCHAR NOT NULL, occurred_at TIMESTAMP NOT NULL, "
     "detail VARCHAR, source VARCHAR, recorded_at TIMESTAMP, "

@@ -7,6 +7,8 @@ and a refused login reports only its status code.
 The SMTP transaction is done step by step so that a failure can be classified: anything before
 the message was transmitted is safe to retry; a connection lost after transmitting it is
 ambiguous (the server may have accepted it), so the result is `unknown`, never a silent resend.
+An email to several contacts is one message, one RCPT per address: it goes to the addresses the
+server took unless one of them was deferred (4xx), in which case it is all tried again later.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from cswf_pipelines.delivery.config import DeliveryConfig
-from cswf_pipelines.delivery.email import InvalidEmail, address_of, compose_email
+from cswf_pipelines.delivery.email import (
+    InvalidEmail,
+    address_of,
+    compose_email,
+    recipient_addresses,
+)
 from cswf_pipelines.delivery.model import OutboundAction, SendResult
 
 
@@ -132,14 +139,14 @@ class SmtpSender:
 
     def send(self, action: OutboundAction, now: datetime) -> SendResult:
         try:
-            message = compose_email(action.action_id, action.recipient, action.subject,
+            message = compose_email(action.action_id, action.addresses, action.subject,
                                     action.body, bool(action.payload.get("html")),
                                     self._config, now)
             envelope_from = address_of(self._smtp.envelope_from or self._smtp.from_address,
                                        "envelope_from")
+            recipients = recipient_addresses(action.addresses)
         except InvalidEmail as exc:
             return SendResult.failed(str(exc), retryable=False)
-        recipient = address_of(action.recipient, "recipient")
         data = message.as_bytes(policy=email.policy.SMTP)
         message_id = str(message["Message-ID"])
         try:
@@ -149,26 +156,39 @@ class SmtpSender:
                 self._reset()
                 return SendResult.failed(f"sender refused: {self.scrub(_reply(code, text))}",
                                          retryable=True, sender_down=True)
-            code, text = connection.rcpt(recipient)
-            if code not in (250, 251):
-                self._reset()
-                reply = self.scrub(_reply(code, text))
-                if 500 <= code < 600:  # a synchronous bounce: final, and the address is bad
-                    return SendResult.failed(f"recipient refused: {reply}", retryable=False,
-                                             events=(("bounced", reply),))
-                return SendResult.failed(f"recipient deferred: {reply}", retryable=True)
+            refused: list[tuple[str, str]] = []  # (address, reply): 5xx
+            deferred: list[tuple[str, str]] = []  # 4xx
+            for recipient in recipients:
+                code, text = connection.rcpt(recipient)
+                if code not in (250, 251):
+                    reply = self.scrub(_reply(code, text))
+                    (refused if 500 <= code < 600 else deferred).append((recipient, reply))
         except _SenderDown as exc:
             return SendResult.failed(str(exc), retryable=True, sender_down=True)
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
             return SendResult.failed(f"SMTP error before sending: {self.scrub(_describe(exc))}",
                                      retryable=True, sender_down=True)
+        # A 5xx to RCPT is a synchronous bounce: the address is bad. One `bounced` event (events
+        # are keyed by action and time) naming the refused addresses, which suppression reads.
+        several = len(recipients) > 1
+        bounced = (("bounced", _listed(refused, several)),) if refused else ()
+        if deferred or len(refused) == len(recipients):
+            # Nothing is sent unless every address not refused took it: a 4xx is tried again
+            # later, all of it (by then the bounced addresses are suppressed and dropped).
+            self._reset()
+            if deferred:
+                return SendResult.failed(f"recipient deferred: {_listed(deferred, several)}",
+                                         retryable=True, events=bounced)
+            return SendResult.failed(f"recipient refused: {_listed(refused, several)}",
+                                     retryable=False, events=bounced)
         try:
             code, text = connection.data(data)
         except smtplib.SMTPDataError as exc:  # DATA refused before any content went out
             self._reset()
             reply = self.scrub(_reply(exc.smtp_code, exc.smtp_error))
-            return SendResult.failed(f"DATA refused: {reply}", retryable=exc.smtp_code < 500)
+            return SendResult.failed(f"DATA refused: {reply}", retryable=exc.smtp_code < 500,
+                                     events=bounced)
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
             return SendResult(
@@ -176,16 +196,26 @@ class SmtpSender:
                 error=f"connection lost while the message was being accepted "
                       f"({self.scrub(_describe(exc))}); the server may have accepted it: check "
                       f"its log for Message-ID {message_id} before resending",
+                events=bounced,
             )
         reply = self.scrub(_reply(code, text))
         if code == 250:
-            return SendResult.sent(message_id, detail=reply)
+            return SendResult("sent", provider_id=message_id,
+                              events=(("sent", reply), *bounced))
         self._reset()
         if 500 <= code < 600:
             return SendResult.failed(f"message refused: {reply}", retryable=False,
-                                     provider_id=message_id, events=(("dropped", reply),))
+                                     provider_id=message_id,
+                                     events=(("dropped", reply), *bounced))
         return SendResult.failed(f"message deferred: {reply}", retryable=True,
-                                 provider_id=message_id)
+                                 provider_id=message_id, events=bounced)
+
+
+def _listed(replies: list[tuple[str, str]], several: bool) -> str:
+    """The server's answers: the reply alone for a single recipient, else per address."""
+    if not several:
+        return replies[0][1]
+    return "; ".join(f"{address}: {reply}" for address, reply in replies)
 
 
 def _close(connection: smtplib.SMTP | None) -> None:

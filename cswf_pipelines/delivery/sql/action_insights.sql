@@ -1,9 +1,10 @@
 -- Action insights per workflow and step (Natero / Catalyst): what the emails and tasks did.
 -- Everything as of $as_of: actions emitted, sends and events up to then. An event counts once
--- per action (an email opened three times is one opened email).
+-- per action (an email opened three times is one opened email). A delivery that finally failed
+-- (retries exhausted, permanent error, no recipient, template not rendered) has a `failed` event.
 WITH actions AS (
     SELECT o.action_id, o.workflow, o.step, o.step_name, o.action_type, o.due_at,
-           d.status, d.channel,
+           d.status, d.channel, d.next_attempt_at,
            d.sent_at IS NOT NULL AND d.sent_at <= $as_of AND d.status = 'sent' AS sent
     FROM actions_outbox AS o
     LEFT JOIN deliveries AS d USING (action_id)
@@ -16,7 +17,8 @@ results AS (
            bool_or(event_type = 'clicked') AS clicked,
            bool_or(event_type = 'replied') AS replied,
            bool_or(event_type = 'bounced') AS bounced,
-           bool_or(event_type = 'completed') AS completed
+           bool_or(event_type = 'completed') AS completed,
+           bool_or(event_type = 'failed') AS failed
     FROM action_events
     WHERE occurred_at <= $as_of
     GROUP BY action_id
@@ -24,7 +26,8 @@ results AS (
 joined AS (
     SELECT a.*, coalesce(r.delivered, false) AS delivered, coalesce(r.opened, false) AS opened,
            coalesce(r.clicked, false) AS clicked, coalesce(r.replied, false) AS replied,
-           coalesce(r.bounced, false) AS bounced, coalesce(r.completed, false) AS completed
+           coalesce(r.bounced, false) AS bounced, coalesce(r.completed, false) AS completed,
+           coalesce(r.failed, false) AS failed
     FROM actions AS a LEFT JOIN results AS r USING (action_id)
 )
 SELECT workflow, step, step_name,
@@ -47,6 +50,9 @@ SELECT workflow, step, step_name,
        count(*) FILTER (action_type = 'field_update' AND sent) AS field_updates_sent,
        count(*) FILTER (action_type NOT IN ('email', 'task', 'field_update') AND sent)
            AS webhooks_sent,
+       count(*) FILTER (failed) AS actions_failed,
+       count(*) FILTER (NOT failed AND status = 'failed' AND next_attempt_at IS NOT NULL)
+           AS actions_retrying,
        CAST($as_of AS TIMESTAMP) AS as_of
 FROM joined
 GROUP BY workflow, step, step_name
