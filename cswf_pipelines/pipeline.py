@@ -20,6 +20,7 @@ from cswf_pipelines.delivery import (
     deliver,
     ingest_action_events,
 )
+from cswf_pipelines.delivery.zones import participant_time_zones
 from cswf_pipelines.engine.assign import group_tasks
 from cswf_pipelines.engine.compile import compile_condition
 from cswf_pipelines.engine.evaluate import evaluate, verdict_column
@@ -319,7 +320,8 @@ def deliver_outbox(
     events = settings.landing_path / EVENTS_FOLDER
     if events.is_dir():
         ingest_action_events(con, events, now)
-    return deliver(con, default_senders(config), config, now)
+    return deliver(con, default_senders(config), config, now,
+                   time_zones=participant_time_zones(con, now))
 
 
 def deploy(

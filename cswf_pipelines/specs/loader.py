@@ -393,6 +393,10 @@ def check_fields(
                 continue
             errors.extend((f"{path}.{key}", m) for key, m in check_leaf(leaf, readable))
     for node, position, action in flow.actions():
+        if isinstance(action, EmailAction) and action.to_contacts and spec.object != "account":
+            errors.append((f"{node.loc}.actions.{position}.to_contacts",
+                           f"to_contacts picks an account's contacts; in a {spec.object} "
+                           f"workflow, address the email with `to` (a fact field)"))
         if (isinstance(action, EmailAction) and action.to_field is not None
                 and action.to_field not in fact_fields):
             errors.append((f"{node.loc}.actions.{position}.to",
