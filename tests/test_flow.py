@@ -356,3 +356,30 @@ def test_a_paused_workflow_refuses_manual_deploys() -> None:
     outcome = deploy(run, START, [{"participant_id": "a", "score": 10}], ("rescue", "a", "bob"))
     assert outcome == [("a", "deploy_refused", "manual deploy by bob refused: the workflow is "
                                                "paused: it admits no one new")]
+
+
+def test_webhook_and_notification_actions_render_their_text_and_name_the_endpoint() -> None:
+    import json
+
+    slack = """
+name: churn_signal
+owner: {user: csm@example.com}
+state: enabled
+entry: {field: nps, op: le, value: 6}
+steps:
+  - name: tell_the_team
+    actions:
+      - {type: notification, text: "Detractor {{ participant_id }} (NPS {{ nps }})",
+         endpoint: cs_channel}
+      - {type: webhook, text: "open a ticket for {{ participant_id }}", on_error: continue}
+  - name: wait_for_it
+    wait: {action: tell_the_team.0, result: sent, max_days: 1}
+"""
+    run = Run([spec(slack)])
+    run.tick(START, people(cat=3))
+    rows = run.actions().sort("action_index").select("action_type", "subject", "payload",
+                                                     "on_error").rows()
+    assert [(t, s, json.loads(p), e) for t, s, p, e in rows] == [
+        ("notification", "Detractor cat (NPS 3)", {"endpoint": "cs_channel"}, "retry"),
+        ("webhook", "open a ticket for cat", {"endpoint": None}, "continue"),
+    ]

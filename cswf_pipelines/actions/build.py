@@ -10,7 +10,13 @@ from cswf_pipelines.actions.render import render
 from cswf_pipelines.engine.context import TickContext
 from cswf_pipelines.engine.frames import ACTION_SCHEMA, conform
 from cswf_pipelines.specs.loader import LoadedWorkflow, action_key
-from cswf_pipelines.specs.workflow import ActionStep, EmailAction, Owner, TaskAction
+from cswf_pipelines.specs.workflow import (
+    ActionStep,
+    EmailAction,
+    Owner,
+    TaskAction,
+    WebhookAction,
+)
 
 PARTICIPANT = "participant_id"
 
@@ -85,6 +91,15 @@ def build_step_actions(
                 ),
             }
             errors = [subject["error"], body["error"]]
+        elif isinstance(action, WebhookAction):
+            message = text("text")
+            columns = {
+                **owner_columns(spec.owner),
+                "subject": message["rendered"],
+                "body": message["rendered"],
+                "payload": _settings(endpoint=action.endpoint),
+            }
+            errors = [message["error"]]
         else:
             if isinstance(action.value, str):
                 value = text("value")

@@ -25,7 +25,8 @@ from cswf_pipelines.specs.workflow import (
 )
 
 AnyStep = ActionStep | DelayStep | WaitStep | BranchStep
-RESULTS_OF = {"email": EMAIL_RESULTS, "task": TASK_RESULTS, "field_update": FIELD_UPDATE_RESULTS}
+RESULTS_OF = {"email": EMAIL_RESULTS, "task": TASK_RESULTS, "field_update": FIELD_UPDATE_RESULTS,
+              "webhook": FIELD_UPDATE_RESULTS, "notification": FIELD_UPDATE_RESULTS}
 
 
 @dataclass(frozen=True)

@@ -43,13 +43,15 @@ from cswf_pipelines.specs.workflow import (
     Owner,
     TaskAction,
     WaitStep,
+    WebhookAction,
     Workflow,
 )
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 # Names a template may use besides the fact fields.
 TEMPLATE_CONTEXT = ("workflow", "as_of", "step")
-_UNION_TAGS = {*GROUP_TAGS, "action-step", "delay-step", "task", "email", "field_update"}
+_UNION_TAGS = {*GROUP_TAGS, "action-step", "delay-step", "task", "email", "field_update",
+               "webhook", "notification"}
 
 
 @dataclass(frozen=True)
@@ -335,6 +337,8 @@ def _read_templates(flow: Flow, folder: Path) -> tuple[dict[str, str], list[tupl
                 parts["body"] = path.read_text()
             else:
                 parts["body"] = action.body or ""
+        elif isinstance(action, WebhookAction):
+            parts = {"text": action.text}
         elif isinstance(action.value, str):
             parts = {"value": action.value}
         for part, text in parts.items():

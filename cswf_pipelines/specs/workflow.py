@@ -186,7 +186,20 @@ class FieldUpdateAction(_ActionBase):
     )
 
 
-Action = Annotated[TaskAction | EmailAction | FieldUpdateAction, Field(discriminator="type")]
+class WebhookAction(_ActionBase):
+    """An HTTP POST of the action as JSON to an outside system (webhook), or a chat message
+    (notification, Slack-style); sent with `Idempotency-Key: <action id>`."""
+
+    type: Literal["webhook", "notification"]
+    text: str = Field(description="Jinja2 template: the message, or the webhook's summary.")
+    endpoint: str | None = Field(
+        default=None,
+        description="A named URL of delivery.webhook.endpoints in cswf.yaml; default: its url.",
+    )
+
+
+Action = Annotated[TaskAction | EmailAction | FieldUpdateAction | WebhookAction,
+                   Field(discriminator="type")]
 
 
 class Delay(Strict):
