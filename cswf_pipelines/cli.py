@@ -77,15 +77,16 @@ def schema(
 def ingest(root: Root = None) -> None:
     """Load new or changed snapshot files from the landing folder."""
     settings = _settings(root)
-    with connect(settings.database_path) as con:
-        report = pipeline.ingest(con, settings)
+    known = [w.name for w in pipeline.check_specs(settings).workflows]
+    with connect(settings.database_path) as con:  # deploy requests arrive now
+        report = pipeline.ingest(con, settings, datetime.now(UTC).replace(tzinfo=None), known)
     console.print(report)
 
 
 def _run(settings: Settings, ticks: list[datetime], *, progress: bool) -> None:
     workflows = pipeline.load_workflows(settings)
-    with connect(settings.database_path) as con:
-        pipeline.ingest(con, settings)
+    with connect(settings.database_path) as con:  # requests count as arriving by the last tick
+        pipeline.ingest(con, settings, ticks[-1], [w.name for w in workflows])
         started = time.perf_counter()
         facts = pipeline.materialize_facts(con, settings, ticks)
         with Progress(

@@ -29,6 +29,12 @@ from cswf_pipelines.engine.tick import TickResult, combine, run_tick
 from cswf_pipelines.facts.build import FACT_MODELS, build_facts, fact_schema
 from cswf_pipelines.facts.checks import snapshot_problems
 from cswf_pipelines.facts.ingest import IngestReport, ingest_landing
+from cswf_pipelines.facts.overlay import (
+    SNAPSHOT_DATE,
+    apply_field_updates,
+    field_updates_of,
+    load_field_updates,
+)
 from cswf_pipelines.specs.conditions import Condition, fields_used, leaves
 from cswf_pipelines.specs.groups import load_groups
 from cswf_pipelines.specs.lifecycle import RUNNING, refusal, structural_changes
@@ -41,6 +47,7 @@ from cswf_pipelines.specs.loader import (
     load_specs,
 )
 from cswf_pipelines.specs.workflow import DelayStep
+from cswf_pipelines.store.deploy_files import ingest_deploy_requests
 from cswf_pipelines.store.deploys import load_deploys, request_deploys
 from cswf_pipelines.store.warehouse import (
     WriteOutcome,
@@ -56,13 +63,15 @@ from cswf_pipelines.store.warehouse import (
     save_facts,
     write_tick,
 )
-from cswf_pipelines.ticks import previous_tick, tick_partitions, ticks_between
+from cswf_pipelines.ticks import next_tick, previous_tick, tick_partitions, ticks_between
 
 __all__ = ["SpecErrors"]
 
 EVENTS_FOLDER = "action_events"  # landing sub-folder of action results (opened, completed, ...)
 
 OnTick = Callable[[WriteOutcome, TickResult], None]
+# A simulation's audience (demo/responses.py): the action events in (tick, next tick], recorded.
+Respond = Callable[[duckdb.DuckDBPyConnection, datetime, datetime], pl.DataFrame]
 
 
 class BlockedTick(RuntimeError):
@@ -98,7 +107,7 @@ def _with_lifecycle(checked: SpecSet, con: duckdb.DuckDBPyConnection) -> SpecSet
         if stored is None or stored[0] == workflow.version:
             continue
         _, state, before = stored
-        if state in RUNNING and workflow.spec.state.value in RUNNING:
+        if state in RUNNING and workflow.spec.state.value != "disabled":  # draft keeps them
             changes = structural_changes(before, workflow.structure())
             if changes:
                 errors.append(SpecError(workflow.file.name, "steps",
@@ -111,12 +120,17 @@ def load_workflows(settings: Settings) -> list[LoadedWorkflow]:
     return check_specs(settings).require_valid()
 
 
-def ingest(con: duckdb.DuckDBPyConnection, settings: Settings) -> IngestReport:
-    """Snapshots, and action results landed as files (they feed waits and branches)."""
+def ingest(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime | None = None,
+           known_workflows: Sequence[str] | None = None) -> IngestReport:
+    """Snapshots, action results landed as files (they feed waits and branches) and, given the
+    time they arrive (`now`, which a request without `requested_at` takes), deploy requests."""
     events = settings.landing_path / EVENTS_FOLDER
     if events.is_dir():
         ingest_action_events(con, events)
-    return ingest_landing(con, settings.landing_path)
+    report = ingest_landing(con, settings.landing_path)
+    if now is not None:
+        ingest_deploy_requests(con, settings.landing_path, now, known_workflows)
+    return report
 
 
 def require_clean_snapshots(con: duckdb.DuckDBPyConnection) -> None:
@@ -152,6 +166,7 @@ def run_ticks(
     *,
     facts: pl.DataFrame | None = None,
     on_tick: OnTick | None = None,
+    respond: Respond | None = None,
 ) -> RunSummary:
     """Run ticks in order; state and facts flow from one tick to the next in memory.
 
@@ -177,22 +192,31 @@ def run_ticks(
     record_versions(con, list(workflows), ticks[0])
     running = {w.name for w in workflows}
     kept = state.filter(~pl.col("workflow").is_in(list(running)))
+    # Field updates the workflows made are facts until a newer snapshot supersedes them.
+    updates = load_field_updates(con, ticks[0])
+    if before is not None:
+        earlier = load_field_updates(con, before)
+        for feed in feeds:
+            if feed.prev is not None:
+                feed.prev = apply_field_updates(feed.prev, earlier, before).facts
     outcomes: list[WriteOutcome] = []
     actions = transitions = 0
-    for as_of in ticks:
+    for i, as_of in enumerate(ticks):
         window = pl.col("requested_at") <= as_of
         results = []
         for feed in feeds:
+            seen = apply_field_updates(feed.at(as_of), updates, as_of).facts
             result = run_tick(
-                state.filter(pl.col("workflow").is_in(feed.names)), feed.at(as_of), feed.prev,
+                state.filter(pl.col("workflow").is_in(feed.names)), seen, feed.prev,
                 events, feed.workflows, as_of, default_category=settings.default_category,
                 deploys=deploys.filter(window), groups=groups, workload=workload,
             )
             if groups:
                 workload = pl.concat([workload, group_tasks(result.actions)])
-            feed.prev = feed.at(as_of)
+            feed.prev = seen
             results.append(result)
         result = combine(results, as_of, kept)
+        updates = pl.concat([updates, field_updates_of(result.actions)])
         deploys = deploys.filter(~window)
         outcome = write_tick(con, result)
         outcomes.append(outcome)
@@ -201,6 +225,11 @@ def run_ticks(
         if on_tick is not None:
             on_tick(outcome, result)
         state = result.state
+        if respond is not None:
+            until = ticks[i + 1] if i + 1 < len(ticks) else next_tick(partitions, as_of)
+            answered = respond(con, as_of, until)
+            events = answered if events is None else pl.concat([events, answered],
+                                                                how="vertical_relaxed")
     statuses = [o.status for o in outcomes]
     return RunSummary(
         ticks=len(ticks),
@@ -239,8 +268,9 @@ class _Feed:
         if any(isinstance(n.step, DelayStep) for w in workflows for n in w.flow) and \
                 TIME_ZONE in fact_schema(settings.facts_sql_path, model):
             needed.add(TIME_ZONE)  # day delays run on local time
-        needed = sorted(needed)
-        previous = sorted(set().union(*(w.previous_fields() for w in workflows)))
+        needed = sorted(needed | {SNAPSHOT_DATE})  # the field-update overlay reads it
+        previous = sorted(set().union(*(w.previous_fields() for w in workflows))
+                          | {SNAPSHOT_DATE})
         if participant == "account":
             frame = given if given is not None else load_facts_range(con, ticks, needed)
             prev = load_facts(con, before, previous) if before is not None else None

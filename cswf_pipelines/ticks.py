@@ -52,3 +52,8 @@ def previous_tick(
 def is_tick(partitions: dg.TimeWindowPartitionsDefinition, as_of: datetime) -> bool:
     window = partitions.time_window_for_partition_key(key_of(as_of))
     return window.start.replace(tzinfo=None) == as_of
+
+
+def next_tick(partitions: dg.TimeWindowPartitionsDefinition, as_of: datetime) -> datetime:
+    window = partitions.time_window_for_partition_key(key_of(as_of))
+    return window.end.replace(tzinfo=None)

@@ -92,7 +92,7 @@ def test_an_unknown_field_lists_the_fields_that_exist(tmp_path: Path) -> None:
          "template, expected 'end of print statement'."),
         (("type: task", "type: sms"),
          "bad.yaml: steps.0.actions.0: Input tag 'sms' found using 'type' does not match any "
-         "of the expected tags: 'task', 'email', 'field_update'"),
+         "of the expected tags: 'task', 'email', 'field_update', 'webhook', 'notification'"),
         (("steps:", "priority: high\nsteps:"),
          "bad.yaml: priority: Input should be a valid integer, unable to parse string as an "
          "integer"),

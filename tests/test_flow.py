@@ -212,7 +212,7 @@ steps:
         (("  - name: opened_or_not\n", "  - name: pause\n    delay: {days: 1}\n"
                                         "  - name: opened_or_not\n"),
          "check_in.yaml: steps.2: delays cannot be stacked: step 'pause' directly follows "
-         "delay 'wait_for_open'"),
+         "wait 'wait_for_open'"),
         (("- name: call", "- name: thank"),
          "check_in.yaml: steps.2.branch.1.steps.0.name: step name 'thank' is also used at "
          "steps.2.branch.0.steps.0"),

@@ -376,3 +376,81 @@ def test_every_contract_column_is_documented() -> None:
     columns = [c for obj in OBJECTS.values() for c in obj.columns]
     missing = [c.name for c in columns if f"| {c.name} | {c.dtype} |" not in doc]
     assert missing == []
+
+
+def test_one_bad_file_in_a_batch_is_rejected_while_the_others_land(
+    con: duckdb.DuckDBPyConnection, landing: Path
+) -> None:
+    """Files are checked together, but row numbers and rejections stay per file."""
+    write_csv(landing, "accounts/accounts_2026-05-01.csv",
+              account_rows({"snapshot_date": "2026-05-01"},
+                           {"snapshot_date": "2026-05-01", "account_id": "ACC-2"}))
+    write_csv(landing, "accounts/accounts_2026-05-02.csv",
+              account_rows({"snapshot_date": "2026-05-02"},
+                           {"snapshot_date": "2026-05-02", "seats_active": "abc"}))
+    pl.DataFrame([ACCOUNT_ROW]).with_columns(
+        pl.lit(date(2026, 5, 3)).alias("snapshot_date"), pl.lit(90).alias("seats_active")
+    ).write_parquet(landing / "accounts" / "accounts_2026-05-03.parquet")
+
+    report = ingest_landing(con, landing)
+
+    assert report.files_loaded == ["accounts/accounts_2026-05-01.csv",
+                                   "accounts/accounts_2026-05-03.parquet"]
+    assert report.files_rejected == [(
+        "accounts/accounts_2026-05-02.csv",
+        "accounts/accounts_2026-05-02.csv: row 2: column 'seats_active': "
+        "could not convert 'abc' to INTEGER",
+    )]
+    assert report.rows_loaded["accounts"] == 3
+    assert table(con, "SELECT source_file, row_count FROM ingested_files ORDER BY 1") == [
+        ("accounts/accounts_2026-05-01.csv", 2),
+        ("accounts/accounts_2026-05-03.parquet", 1),
+    ]
+    assert table(con, "SELECT snapshot_date::VARCHAR, account_id FROM raw_accounts ORDER BY 1, 2"
+                 ) == [("2026-05-01", "ACC-1"), ("2026-05-01", "ACC-2"), ("2026-05-03", "ACC-1")]
+
+
+def test_small_batches_load_the_same(
+    con: duckdb.DuckDBPyConnection, landing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cswf_pipelines.facts import ingest
+
+    monkeypatch.setattr(ingest, "BATCH_ROWS", 1)  # every file its own batch
+    for day in ("2026-05-01", "2026-05-02", "2026-05-03"):
+        write_csv(landing, f"accounts/accounts_{day}.csv", account_rows({"snapshot_date": day}))
+
+    report = ingest_landing(con, landing)
+
+    assert report.rows_loaded["accounts"] == 3 and len(report.files_loaded) == 3
+    assert table(con, "SELECT count(*) FROM ingested_files") == [(3,)]
+
+
+def test_a_failed_batch_write_is_pinned_on_its_file(
+    con: duckdb.DuckDBPyConnection, landing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should one INSERT of many files fail, the files are retried alone: only the culprit
+    is rejected, with the database's error, and nothing of it lands."""
+    from cswf_pipelines.facts import ingest
+
+    real_insert = ingest._insert
+    culprit = "accounts/accounts_2026-05-02.csv"
+
+    def insert(con: duckdb.DuckDBPyConnection, obj, names, relation: str, skip) -> None:
+        real_insert(con, obj, names, relation, skip)
+        files = con.execute(f"SELECT list(DISTINCT {ingest.FILE}) FROM {relation}").fetchall()
+        if culprit in files[0][0]:
+            raise duckdb.ConversionException("boom")
+
+    monkeypatch.setattr(ingest, "_insert", insert)
+    for day in ("2026-05-01", "2026-05-02", "2026-05-03"):
+        write_csv(landing, f"accounts/accounts_{day}.csv", account_rows({"snapshot_date": day}))
+
+    report = ingest_landing(con, landing)
+
+    assert report.files_loaded == ["accounts/accounts_2026-05-01.csv",
+                                   "accounts/accounts_2026-05-03.csv"]
+    assert report.files_rejected == [(culprit, f"{culprit}: boom")]
+    assert table(con, "SELECT DISTINCT source_file FROM raw_accounts ORDER BY 1") == [
+        ("accounts/accounts_2026-05-01.csv",), ("accounts/accounts_2026-05-03.csv",),
+    ]
+    assert table(con, "SELECT source_file FROM ingest_rejections") == [(culprit,)]

@@ -272,3 +272,22 @@ def test_day_delays_land_at_the_same_local_time_across_a_dst_change() -> None:
     run.tick(datetime(2026, 3, 9, 13), rows)
     assert sorted(run.actions().filter(pl.col("step_name") == "check_in")["participant_id"]) == [
         "nyc"]
+
+
+def test_groups_with_different_assignment_rules_share_one_tick() -> None:
+    run = Run([spec(ONBOARDING.replace("owner: {user: lead@example.com}",
+                                       "owner: {group: leads}"))],
+              groups={"onboarding_team": UserGroup(members=("ana", "ben")),
+                      "leads": UserGroup(members=("lee",), assignment="least_loaded")})
+    run.tick(day(0), accounts("a1", "a2"))
+    run.tick(day(5), accounts("a1", "a2", "a3"))  # first_value (leads) and a3 (the team)
+    by_task = dict(run.actions().select("action_id", "assignee").rows())
+    assert by_task == {
+        "onboarding_plan/a1/1/milestone.kickoff": "ana", "onboarding_plan/a1/1/s0.a0": "ben",
+        "onboarding_plan/a1/1/workflow": "ana", "onboarding_plan/a2/1/milestone.kickoff": "ben",
+        "onboarding_plan/a2/1/s0.a0": "ana", "onboarding_plan/a2/1/workflow": "ben",
+        "onboarding_plan/a1/1/milestone.first_value": "lee",
+        "onboarding_plan/a2/1/milestone.first_value": "lee",
+        "onboarding_plan/a3/1/milestone.kickoff": "ana", "onboarding_plan/a3/1/s0.a0": "ben",
+        "onboarding_plan/a3/1/workflow": "ana",
+    }

@@ -75,3 +75,17 @@ def test_hostile_templates_fail_closed_one_participant_at_a_time() -> None:
         assert render(frame, text, {}).row(0) == (None, error), text
     safe = render(frame, "<b>{{ name }}</b> x{{ n * 2 }}", {}, autoescape=True)
     assert safe["rendered"].item() == "<b>&lt;script&gt;alert(1)&lt;/script&gt;</b> x6"
+
+
+def test_related_account_fields_read_as_attributes_of_account() -> None:
+    import polars as pl
+
+    from cswf_pipelines.actions.render import render
+    from cswf_pipelines.specs.loader import template_variables
+
+    frame = pl.DataFrame({"contact_name": ["Ann", "Bo"], "account.account_name": ["Acme", "Zed"]})
+    text = "{{ contact_name }} at {{ account.account_name }}"
+    assert template_variables(text) == {"contact_name", "account.account_name"}
+    assert render(frame, text, {})["rendered"].to_list() == ["Ann at Acme", "Bo at Zed"]
+    shouted = render(frame, "{{ account.account_name | upper }}", {})
+    assert shouted["rendered"].to_list() == ["ACME", "ZED"]

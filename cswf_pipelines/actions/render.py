@@ -22,7 +22,7 @@ from jinja2 import StrictUndefined, Template, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-from cswf_pipelines.specs.loader import template_variables
+from cswf_pipelines.specs.loader import RELATED, template_variables
 
 _ROW = "__row"
 
@@ -100,6 +100,9 @@ def _substitution_parts(text: str) -> tuple[tuple[str, bool], ...] | None:
             parts.append((node.data, False))
         elif isinstance(node, nodes.Name) and node.ctx == "load":
             parts.append((node.name, True))
+        elif (isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name)
+              and node.node.name == RELATED):
+            parts.append((f"{RELATED}.{node.attr}", True))
         else:
             return None
     return tuple(parts)
@@ -151,7 +154,8 @@ def render(
         )
     distinct = inputs.select(present).unique(maintain_order=True)
     outcomes = [
-        _render_one(template, {**constants, **row}) for row in distinct.iter_rows(named=True)
+        _render_one(template, {**constants, **_nested(row)})
+        for row in distinct.iter_rows(named=True)
     ]
     distinct = distinct.with_columns(
         pl.Series("rendered", [o[0] for o in outcomes], dtype=pl.String),
@@ -159,6 +163,16 @@ def render(
     )
     joined = inputs.join(distinct, on=present, how="left", nulls_equal=True).sort(_ROW)
     return joined.select("rendered", "error")
+
+
+def _nested(row: dict[str, object]) -> dict[str, object]:
+    """`account.<field>` columns become `account` with attributes, as templates write them."""
+    prefix = f"{RELATED}."
+    if not any(key.startswith(prefix) for key in row):
+        return row
+    flat = {k: v for k, v in row.items() if not k.startswith(prefix)}
+    related = {k.removeprefix(prefix): v for k, v in row.items() if k.startswith(prefix)}
+    return {**flat, RELATED: related}
 
 
 def _render_one(template: Template, context: dict[str, object]) -> tuple[str | None, str | None]:

@@ -9,7 +9,7 @@ computes all its facts in one SQL query and runs the ticks in order.
 
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import dagster as dg
@@ -19,6 +19,7 @@ from dagster_duckdb import DuckDBResource
 from cswf_pipelines import pipeline
 from cswf_pipelines.config import Settings
 from cswf_pipelines.defs.resources import CswfProject, open_warehouse
+from cswf_pipelines.demo.responses import respond
 from cswf_pipelines.engine.tick import TickResult
 from cswf_pipelines.reports.build import build_reports, report_files
 from cswf_pipelines.store.warehouse import WriteOutcome
@@ -100,8 +101,9 @@ def landing_snapshots(
     context: dg.AssetExecutionContext, cswf: CswfProject, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
     settings = cswf.settings()
-    with open_warehouse(warehouse) as con:
-        report = pipeline.ingest(con, settings)
+    known = [w.name for w in pipeline.check_specs(settings).workflows]
+    with open_warehouse(warehouse) as con:  # deploy requests without a time arrive now
+        report = pipeline.ingest(con, settings, datetime.now(UTC).replace(tzinfo=None), known)
     rejected_files = sorted({name for name, _ in report.files_rejected})
     context.log.info(
         f"ingest: {len(report.files_loaded)} loaded, {len(report.files_skipped_unchanged)} "
@@ -217,7 +219,8 @@ def build_tick_assets(
         workflows = pipeline.load_workflows(settings)
         tally = _TickTally(context, len(ticks))
         with open_warehouse(warehouse) as con:
-            summary = pipeline.run_ticks(con, settings, workflows, ticks, on_tick=tally)
+            summary = pipeline.run_ticks(con, settings, workflows, ticks, on_tick=tally,
+                                         respond=respond if settings.simulate_responses else None)
         for key, numbers in tally.per_tick.items():
             for asset in ENGINE:
                 context.add_asset_metadata(numbers[asset], asset_key=asset, partition_key=key)

@@ -23,6 +23,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from cswf_pipelines.delivery.events import record_events
+from cswf_pipelines.delivery.schema import ensure_delivery_schema
 from cswf_pipelines.delivery.windows import utc_naive
 from cswf_pipelines.pipeline import EVENTS_FOLDER
 
@@ -94,6 +96,16 @@ def simulated_events(con: duckdb.DuckDBPyConnection, until: datetime) -> pl.Data
     """The simulated events of the outbox's actions up to `until` (action_id, event_type,
     occurred_at, detail), in time order."""
     return con.sql(_EVENTS, params={"until": utc_naive(until)}).pl()
+
+
+def respond(con: duckdb.DuckDBPyConnection, after: datetime, until: datetime) -> pl.DataFrame:
+    """The simulated events in (after, until], recorded in `action_events` like ingested ones:
+    run_ticks calls this after each tick, with `until` the next tick, so that tick sees them."""
+    ensure_delivery_schema(con)
+    events = simulated_events(con, until).filter(pl.col("occurred_at") > utc_naive(after))
+    if not events.is_empty():
+        record_events(con, events.with_columns(source=pl.lit(DETAIL)), until)
+    return events.select("action_id", "event_type", "occurred_at")
 
 
 def simulate_responses(con: duckdb.DuckDBPyConnection, until: datetime, landing_dir: Path

@@ -46,6 +46,9 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
         console.print(str(error), markup=False)
     checked.require_valid()
 
+    # Simulated customers answer after every tick, so waits and branches see opens and
+    # completed tasks (demo/responses.py); the Dagster run reads this through the settings.
+    os.environ["CSWF_SIMULATE_RESPONSES"] = "1"
     start, end = quarter(settings)
     ticks = len(pipeline.ticks_in(settings, start, end))
     home = os.environ.get("DAGSTER_HOME")

@@ -82,4 +82,4 @@ def _least_loaded(tasks: pl.DataFrame, members: tuple[str, ...], open_tasks: pl.
         .with_columns((pl.col("len") + pl.col("__j")).alias("__slot"))
         .sort("__slot", "__rank").head(n)
     )
-    return tasks.with_columns(slots["__member"])
+    return tasks.select("action_id").with_columns(slots["__member"])

@@ -1,35 +1,48 @@
 """Load landing files into typed raw tables, idempotently, rejecting bad files with a reason.
 
 Each file is validated as a whole before anything is written: a file either loads completely
-(replacing the rows of its previous version in one transaction) or is recorded in
-`ingest_rejections`, so bad input never half-loads and never silently disappears.
+(replacing the rows of its previous version) or is recorded in `ingest_rejections`, so bad input
+never half-loads and never silently disappears.
+
+Files are handled in batches (one object, up to `BATCH_ROWS` rows): the files of a batch that
+share a schema are checked by one SQL scan and inserted by one statement, and the batch is
+written in one transaction. A per-file statement costs more than the rows it moves, so this is
+what makes a first load of a long history fast. Should a batch write fail, its files are retried
+one by one, so the error is pinned on the file that caused it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from cswf_pipelines.facts.contract import (
-    FILE_SUFFIXES,
-    INGEST_REJECTIONS_DDL,
-    INGESTED_FILES_DDL,
-    OBJECTS,
-    Column,
-    LandingObject,
+from cswf_pipelines.facts.bookkeeping import (
+    already_handled,
+    ensure_bookkeeping,
+    forget_rejections,
+    record_loaded,
+    record_rejections,
+    seen_files,
+)
+from cswf_pipelines.facts.contract import FILE_SUFFIXES, OBJECTS, LandingObject
+from cswf_pipelines.facts.validate import (
+    FILE,
+    column_rules,
+    one_line,
+    read_landing,
+    tagged,
+    typed,
+    value_problems,
 )
 
 _FRAME = "_cswf_landing_frame"
-_ROW = "__cswf_row"
-MAX_EXAMPLES = 5
-# Spellings a BOOLEAN column accepts (any case, surrounding spaces ignored); nothing else loads.
-TRUE_WORDS = ("true", "1", "yes")
-FALSE_WORDS = ("false", "0", "no")
+BATCH_ROWS = 500_000  # rows of one object read before they are written: bounds memory
+
+Outcome = tuple[list[str], int]  # (rejection reasons, rows loaded)
 
 
 @dataclass
@@ -42,14 +55,30 @@ class IngestReport:
     rows_loaded: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OBJECTS, 0))
 
 
+@dataclass
+class _Landed:
+    """A new or changed file, read (or the reason it could not be)."""
+
+    rel: str
+    sha: str
+    fresh: bool
+    frame: pl.DataFrame | None = None
+    problem: str | None = None
+
+    @property
+    def height(self) -> int:
+        return 0 if self.frame is None else self.frame.height
+
+
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the raw and bookkeeping tables if missing (the schema comes from the contract).
 
     A warehouse made under an older contract gets the columns added since (NULL in old rows),
     so an optional contract column never needs a rebuild.
     """
-    for ddl in (*(o.ddl() for o in OBJECTS.values()), INGESTED_FILES_DDL, INGEST_REJECTIONS_DDL):
-        con.execute(ddl).fetchall()
+    for obj in OBJECTS.values():
+        con.execute(obj.ddl()).fetchall()
+    ensure_bookkeeping(con)
     existing = set(
         con.execute(
             "SELECT table_name, column_name FROM duckdb_columns() "
@@ -80,216 +109,157 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestR
     """Load new and changed landing files; unchanged files are skipped, bad ones rejected."""
     ensure_tables(con)
     report = IngestReport()
-    loaded = dict(con.execute("SELECT source_file, sha256 FROM ingested_files").fetchall())
-    rejected = set(con.execute("SELECT source_file, sha256 FROM ingest_rejections").fetchall())
-    rejected_files = {name for name, _ in rejected}
+    seen = seen_files(con, OBJECTS)
     files = landing_files(landing_dir)
     present = {path.relative_to(landing_dir).as_posix() for path in files}
-    _forget_rejections(con, rejected_files - present)
-    for path in files:
+    forget_rejections(con, seen.rejected_files - present)
+    outcomes: dict[str, Outcome] = {}
+    batch: list[_Landed] = []
+    batch_obj: LandingObject | None = None
+    batch_rows = 0
+    for path in files:  # one pass over files (never rows): hash, skip or read
         rel = path.relative_to(landing_dir).as_posix()
         obj = OBJECTS[path.parent.name]
+        if batch and (obj is not batch_obj or batch_rows >= BATCH_ROWS):
+            outcomes.update(_load_batch(con, batch_obj, batch))
+            batch, batch_rows = [], 0
+        batch_obj = obj
         try:
             data = path.read_bytes()
         except OSError as err:  # e.g. removed or unreadable while we list: try again next run
-            report.files_rejected.append((rel, f"{rel}: could not read file: {_one_line(err)}"))
+            outcomes[rel] = ([f"{rel}: could not read file: {one_line(err)}"], 0)
             continue
         sha = hashlib.sha256(data).hexdigest()
-        if loaded.get(rel) == sha:
-            if rel in rejected_files:
-                _forget_rejections(con, {rel})  # the file went back to its loaded content
+        if already_handled(con, seen, rel, sha):
             report.files_skipped_unchanged.append(rel)
             continue
-        if (rel, sha) in rejected:
-            report.files_skipped_unchanged.append(rel)
+        batch.append(_read(rel, sha, seen.is_fresh(rel), data, path.suffix.lower()))
+        batch_rows += batch[-1].height
+    if batch:
+        outcomes.update(_load_batch(con, batch_obj, batch))
+    for path in files:  # report in file order, whatever the batches
+        rel = path.relative_to(landing_dir).as_posix()
+        if rel not in outcomes:
             continue
-        fresh = rel not in loaded and rel not in rejected_files
-        reasons, rows = _load_file(con, obj, rel, sha, data, path.suffix.lower(), fresh)
+        reasons, rows = outcomes[rel]
         if reasons:
-            _record_rejection(con, obj, rel, sha, reasons)
             report.files_rejected.extend((rel, reason) for reason in reasons)
         else:
             report.files_loaded.append(rel)
-            report.rows_loaded[obj.name] += rows
+            report.rows_loaded[path.parent.name] += rows
     return report
 
 
-def _read(data: bytes, suffix: str) -> pl.DataFrame:
-    """CSV is read as text so the contract, not a type guess, decides what parses."""
-    buffer = io.BytesIO(data)
-    csv = suffix == ".csv"
-    frame = pl.read_csv(buffer, infer_schema=False) if csv else pl.read_parquet(buffer)
-    return frame.rename({c: c.strip().lower() for c in frame.columns})
-
-
-def _load_file(
-    con: duckdb.DuckDBPyConnection,
-    obj: LandingObject,
-    rel: str,
-    sha: str,
-    data: bytes,
-    suffix: str,
-    fresh: bool,
-) -> tuple[list[str], int]:
-    """Validate then load one file; returns (rejection reasons, rows loaded)."""
+def _read(rel: str, sha: str, fresh: bool, data: bytes, suffix: str) -> _Landed:
     try:
-        frame = _read(data, suffix)
+        return _Landed(rel, sha, fresh, frame=read_landing(data, suffix))
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:
-        return [f"{rel}: could not read file: {_one_line(err)}"], 0
-    missing = [c.name for c in obj.columns if c.required and c.name not in frame.columns]
-    if missing:
-        return [f"{rel}: missing required column '{name}'" for name in missing], 0
-    present = [c for c in obj.columns if c.name in frame.columns]
-    con.register(_FRAME, frame.with_row_index(_ROW, offset=1))
+        return _Landed(rel, sha, fresh, problem=f"{rel}: could not read file: {one_line(err)}")
+
+
+def _load_batch(
+    con: duckdb.DuckDBPyConnection, obj: LandingObject, batch: list[_Landed]
+) -> dict[str, Outcome]:
+    """Validate then load the files of one object; record the rejected ones."""
+    outcomes: dict[str, Outcome] = {}
+    readable = []
+    for item in batch:
+        if item.problem is not None:
+            outcomes[item.rel] = ([item.problem], 0)
+            continue
+        assert item.frame is not None
+        missing = [c.name for c in obj.columns if c.required and c.name not in item.frame.columns]
+        if missing:
+            reasons = [f"{item.rel}: missing required column '{name}'" for name in missing]
+            outcomes[item.rel] = (reasons, 0)
+        else:
+            readable.append(item)
     try:
-        reasons = _value_problems(con, rel, present)
-        if reasons:
-            return reasons, 0
-        _replace_rows(con, obj, rel, sha, frame.columns, fresh)
-        return [], frame.height
-    except duckdb.Error as err:
-        return [f"{rel}: {_one_line(err)}"], 0
-    finally:
-        con.unregister(_FRAME)
+        outcomes.update(_check_and_write(con, obj, readable))
+    except duckdb.Error:
+        for item in readable:  # pin the error on its file
+            try:
+                outcomes.update(_check_and_write(con, obj, [item]))
+            except duckdb.Error as err:
+                outcomes[item.rel] = ([f"{item.rel}: {one_line(err)}"], 0)
+    shas = {item.rel: item.sha for item in batch}
+    rejected = [(rel, shas[rel], reasons) for rel, (reasons, _) in outcomes.items() if reasons]
+    record_rejections(con, obj.name, rejected)
+    return outcomes
 
 
-def _typed(column: Column) -> str:
-    """SQL that converts the raw value to the column's type, NULL when it does not convert.
+def _check_and_write(
+    con: duckdb.DuckDBPyConnection, obj: LandingObject, items: list[_Landed]
+) -> dict[str, Outcome]:
+    """Check the files' values, then write the good ones in one transaction.
 
-    BOOLEAN is parsed from a fixed word list rather than DuckDB's cast, which also takes
-    't', 'y' and friends: the contract names exactly what a flag may look like.
+    Files are grouped by their columns and types, so each group is one relation read by one
+    SQL scan, with exactly the conversions a file alone would get. A group is handed to DuckDB
+    once, as Arrow, and read by both the checks and the insert.
     """
-    raw = f'"{column.name}"'
-    if column.dtype == "BOOLEAN":
-        text = f"lower(trim(CAST({raw} AS VARCHAR)))"
-        return (
-            f"CASE WHEN {text} IN {_sql_list(TRUE_WORDS)} THEN true "
-            f"WHEN {text} IN {_sql_list(FALSE_WORDS)} THEN false END"
-        )
-    return f"TRY_CAST({raw} AS {column.dtype})"
+    groups: dict[tuple[tuple[str, str], ...], list[_Landed]] = {}
+    for item in items:
+        assert item.frame is not None
+        schema = item.frame.schema
+        key = tuple((c.name, str(schema[c.name])) for c in obj.columns if c.name in schema)
+        groups.setdefault(key, []).append(item)
+    relations: list[tuple[list[str], str]] = []
+    problems: dict[str, list[str]] = {}
+    try:
+        for i, (key, members) in enumerate(groups.items()):
+            names, relation = [name for name, _ in key], f"{_FRAME}_{i}"
+            frame = pl.concat([tagged(m.frame, m.rel, names) for m in members], rechunk=True)
+            con.register(relation, frame.to_arrow())
+            relations.append((names, relation))
+            rules = [rule for c in obj.columns if c.name in names for rule in column_rules(c)]
+            problems.update(value_problems(con, relation, rules))
+        good = [item for item in items if item.rel not in problems]
+        _write(con, obj, good, relations, sorted(problems))
+    finally:
+        for _, relation in relations:
+            con.unregister(relation)
+    return {
+        item.rel: (problems[item.rel], 0) if item.rel in problems else ([], item.height)
+        for item in items
+    }
 
 
-def _sql_list(values: tuple[str, ...]) -> str:
-    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
-
-
-def _checks(column: Column) -> list[tuple[str, str]]:
-    """(SQL predicate for a bad row, message template) for each rule on one column."""
-    raw = f'"{column.name}"'
-    typed = _typed(column)
-    checks = []
-    if column.dtype == "BOOLEAN":
-        words = ", ".join((*TRUE_WORDS, *FALSE_WORDS))
-        checks.append(
-            (
-                f"{raw} IS NOT NULL AND {typed} IS NULL",
-                f"could not convert '{{value}}' to BOOLEAN (use one of {words}, any case)",
-            )
-        )
-    elif column.dtype != "VARCHAR":
-        checks.append(
-            (
-                f"{raw} IS NOT NULL AND {typed} IS NULL",
-                f"could not convert '{{value}}' to {column.dtype}",
-            )
-        )
-    if column.key:
-        checks.append((f"{raw} IS NULL", "required key value is NULL"))
-    if column.allowed:
-        checks.append(
-            (
-                f"{typed} IS NOT NULL AND {typed} NOT IN {_sql_list(column.allowed)}",
-                f"'{{value}}' is not one of {', '.join(column.allowed)}",
-            )
-        )
-    return checks
-
-
-def _value_problems(con: duckdb.DuckDBPyConnection, rel: str, columns: list[Column]) -> list[str]:
-    """One scan that finds, per column and rule, the bad-row count, first bad row and value."""
-    rules = [(column, pred, msg) for column in columns for pred, msg in _checks(column)]
-    if not rules:
-        return []
-    any_bad = " OR ".join(f"({pred})" for _, pred, _ in rules)
-    if not con.execute(f"SELECT count(*) FROM {_FRAME} WHERE {any_bad}").fetchall()[0][0]:
-        return []  # the common case: one cheap pass, details only for bad files
-    selects = []
-    for i, (column, pred, _) in enumerate(rules):
-        selects += [
-            f"count(*) FILTER (WHERE {pred}) AS n{i}",
-            f"min({_ROW}) FILTER (WHERE {pred}) AS r{i}",
-            f'arg_min(CAST("{column.name}" AS VARCHAR), {_ROW}) FILTER (WHERE {pred}) AS v{i}',
-        ]
-    (row,) = con.execute(f"SELECT {', '.join(selects)} FROM {_FRAME}").fetchall()
-    reasons = []
-    for i, (column, _, msg) in enumerate(rules):
-        count, first_row, value = row[3 * i : 3 * i + 3]
-        if count:
-            more = f" ({count - 1} more bad rows in this column)" if count > 1 else ""
-            text = msg.format(value=value)
-            reasons.append(f"{rel}: row {first_row}: column '{column.name}': {text}{more}")
-    return reasons
-
-
-def _replace_rows(
+def _write(
     con: duckdb.DuckDBPyConnection,
     obj: LandingObject,
-    rel: str,
-    sha: str,
-    present: list[str],
-    fresh: bool,
+    good: list[_Landed],
+    relations: list[tuple[list[str], str]],
+    skip: list[str],
 ) -> None:
-    """Swap the file's previous rows for the new ones in one transaction.
+    """Replace the good files' earlier rows and note them as loaded, in one transaction."""
+    con.begin()
+    try:
+        stale = [item.rel for item in good if not item.fresh]
+        if stale:
+            con.execute(
+                f"DELETE FROM {obj.table} WHERE list_contains(?, source_file)", [stale]
+            ).fetchall()
+        for names, relation in relations:
+            _insert(con, obj, names, relation, skip)
+        record_loaded(con, obj.name, [(i.rel, i.sha, i.height) for i in good], stale)
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
 
-    A fresh file (never loaded nor rejected) has nothing to delete, which halves the statements
-    of a first load of a long history.
-    """
+
+def _insert(
+    con: duckdb.DuckDBPyConnection,
+    obj: LandingObject,
+    names: list[str],
+    relation: str,
+    skip: list[str],
+) -> None:
+    """One INSERT for many files (but those in `skip`); columns a file lacks load as NULL."""
     targets = ", ".join(f'"{c.name}"' for c in obj.columns)
-    values = ", ".join(_typed(c) if c.name in present else f"NULL::{c.dtype}" for c in obj.columns)
-    con.begin()
-    try:
-        if not fresh:
-            con.execute(f"DELETE FROM {obj.table} WHERE source_file = ?", [rel]).fetchall()
-            con.execute("DELETE FROM ingested_files WHERE source_file = ?", [rel]).fetchall()
-            con.execute("DELETE FROM ingest_rejections WHERE source_file = ?", [rel]).fetchall()
-        con.execute(
-            f"INSERT INTO {obj.table} ({targets}, source_file) SELECT {values}, ? FROM {_FRAME}",
-            [rel],
-        ).fetchall()
-        con.execute(
-            "INSERT INTO ingested_files SELECT ?, ?, ?, count(*) FROM " + _FRAME,
-            [rel, obj.name, sha],
-        ).fetchall()
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
-
-
-def _record_rejection(
-    con: duckdb.DuckDBPyConnection, obj: LandingObject, rel: str, sha: str, reasons: list[str]
-) -> None:
-    """Replace the file's earlier rejections; its previously loaded rows stay as they were."""
-    con.begin()
-    try:
-        con.execute("DELETE FROM ingest_rejections WHERE source_file = ?", [rel]).fetchall()
-        con.executemany(
-            "INSERT INTO ingest_rejections VALUES (?, ?, ?, ?)",
-            [[rel, obj.name, sha, reason] for reason in reasons],
-        )
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
-
-
-def _forget_rejections(con: duckdb.DuckDBPyConnection, files: set[str]) -> None:
-    """A rejection describes a file as it is now: once fixed or removed it no longer blocks."""
-    if files:
-        con.execute(
-            "DELETE FROM ingest_rejections WHERE list_contains(?, source_file)", [sorted(files)]
-        ).fetchall()
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
+    values = ", ".join(typed(c) if c.name in names else f"NULL::{c.dtype}" for c in obj.columns)
+    con.execute(
+        f"INSERT INTO {obj.table} ({targets}, source_file) SELECT {values}, {FILE} "
+        f"FROM {relation} WHERE NOT list_contains(?, {FILE})",
+        [skip],
+    ).fetchall()

@@ -155,8 +155,9 @@ def flow_problems(steps: Sequence[AnyStep]) -> list[tuple[str, str]]:
             seen.setdefault(step.name, here)
             waits = (DelayStep, WaitStep)
             if isinstance(step, waits) and isinstance(previous, waits):
+                kind = "delay" if isinstance(previous, DelayStep) else "wait"
                 problems.append((here, f"delays cannot be stacked: step '{step.name}' directly "
-                                       f"follows delay '{previous.name}'"))
+                                       f"follows {kind} '{previous.name}'"))
             if isinstance(step, WaitStep) and step.wait.on_action is not None:
                 problems.extend(_reference(step.wait.on_action, f"{here}.wait", visible))
             if isinstance(step, BranchStep):

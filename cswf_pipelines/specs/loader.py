@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import yaml
-from jinja2 import TemplateSyntaxError, meta
+from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 
@@ -50,8 +50,8 @@ from cswf_pipelines.specs.workflow import (
 SPEC_SUFFIXES = (".yaml", ".yml")
 # Names a template may use besides the fact fields.
 TEMPLATE_CONTEXT = ("workflow", "as_of", "step")
-_UNION_TAGS = {*GROUP_TAGS, "action-step", "delay-step", "task", "email", "field_update",
-               "webhook", "notification"}
+_UNION_TAGS = {*GROUP_TAGS, "action-step", "delay-step", "wait-step", "branch-step", "task",
+               "email", "field_update", "webhook", "notification"}
 
 
 @dataclass(frozen=True)
@@ -352,8 +352,19 @@ def _read_templates(flow: Flow, folder: Path) -> tuple[dict[str, str], list[tupl
     return templates, errors
 
 
+RELATED = "account"  # contact and opportunity facts carry their account's fields as account.<f>
+
+
 def template_variables(text: str) -> set[str]:
-    return set(meta.find_undeclared_variables(SandboxedEnvironment().parse(text)))
+    """The fact fields a template reads; `account.<field>` (attribute access on `account`)
+    names the cross-object field of that name."""
+    tree = SandboxedEnvironment().parse(text)
+    names = set(meta.find_undeclared_variables(tree))
+    if RELATED not in names:
+        return names
+    related = {f"{RELATED}.{node.attr}" for node in tree.find_all(nodes.Getattr)
+               if isinstance(node.node, nodes.Name) and node.node.name == RELATED}
+    return (names - {RELATED}) | related
 
 
 def _check_template_names(

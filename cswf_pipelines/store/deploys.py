@@ -19,6 +19,16 @@ DDL = (
 )
 
 
+# What a request says; the same shape whatever asked (the CLI, a landing file).
+REQUEST_SCHEMA = {
+    "workflow": pl.String,
+    "participant_id": pl.String,
+    "requested_by": pl.String,
+    "requested_at": pl.Datetime("us"),
+}
+_REQUESTS = "_cswf_deploy_requests"
+
+
 def request_deploys(
     con: duckdb.DuckDBPyConnection,
     workflow: str,
@@ -27,19 +37,37 @@ def request_deploys(
     requested_at: datetime,
 ) -> int:
     """Store one request per participant; the same request made twice is stored once."""
-    con.execute(DDL).fetchall()
-    rows = pl.DataFrame(  # noqa: F841 (read by DuckDB)
+    asked = pl.DataFrame(
         {"participant_id": list(dict.fromkeys(participants))}, schema={"participant_id": pl.String}
     ).select(
-        (pl.lit(f"{workflow}/") + pl.col("participant_id") + "@"
-         + pl.lit(requested_at.isoformat())).alias("request_id"),
-        pl.lit(workflow).alias("workflow"),
+        pl.lit(workflow, dtype=pl.String).alias("workflow"),
         "participant_id",
-        pl.lit(requested_by).alias("requested_by"),
-        pl.lit(requested_at).alias("requested_at"),
+        pl.lit(requested_by, dtype=pl.String).alias("requested_by"),
+        pl.lit(requested_at, dtype=pl.Datetime("us")).alias("requested_at"),
     )
+    return store_requests(con, asked)
+
+
+def store_requests(con: duckdb.DuckDBPyConnection, requests: pl.DataFrame) -> int:
+    """Store requests (columns of REQUEST_SCHEMA); returns how many were new.
+
+    The id is `workflow/participant@requested_at` (ISO time), so the same request made twice,
+    from anywhere, is stored once. Runs inside the caller's transaction if there is one.
+    """
+    con.execute(DDL).fetchall()
+    at = pl.col("requested_at")
+    iso = at.dt.strftime("%Y-%m-%dT%H:%M:%S") + pl.when(at.dt.microsecond() != 0).then(
+        at.dt.strftime("%.6f")).otherwise(pl.lit(""))  # exactly datetime.isoformat()
+    rows = requests.select(
+        (pl.col("workflow") + "/" + pl.col("participant_id") + "@" + iso).alias("request_id"),
+        *(pl.col(name).cast(dtype) for name, dtype in REQUEST_SCHEMA.items()),
+    ).unique("request_id", keep="first", maintain_order=True)
     before = con.execute("SELECT count(*) FROM deploy_requests").fetchall()[0][0]
-    con.execute("INSERT OR IGNORE INTO deploy_requests SELECT * FROM rows").fetchall()
+    con.register(_REQUESTS, rows)
+    try:
+        con.execute(f"INSERT OR IGNORE INTO deploy_requests SELECT * FROM {_REQUESTS}").fetchall()
+    finally:
+        con.unregister(_REQUESTS)
     return con.execute("SELECT count(*) FROM deploy_requests").fetchall()[0][0] - before
 
 
