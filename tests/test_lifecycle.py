@@ -130,3 +130,50 @@ def test_a_non_structural_edit_applies_to_those_inside_and_is_logged(book: Path)
                        f"(was {before[0]})",)]
     assert query(book, "SELECT count(*) FROM workflow_versions WHERE workflow = 'kickoff'") == [
         (2,)]
+
+
+TAGGER = """
+name: tagger
+owner: {user: ops@example.com}
+state: enabled
+entry: {field: tier, op: eq, value: enterprise}
+reentry: {mode: none}
+steps:
+  - name: tag
+    actions: [{type: field_update, field: nps, value: "10"}]
+"""
+
+PROMOTERS = """
+name: promoters
+owner: {user: ops@example.com}
+state: enabled
+manual_entry: true
+entry: {field: nps, op: eq, value: 10}
+reentry: {mode: none}
+steps:
+  - name: thanks
+    actions: [{type: task, title: "Thank {{ account_name }}"}]
+"""
+
+
+def test_a_field_update_is_a_fact_at_later_ticks_and_deploy_files_are_honoured(
+        tmp_path: Path) -> None:
+    root = project(tmp_path, {"tagger.yaml": TAGGER, "promoters.yaml": PROMOTERS})
+    generate_book(root / "landing", accounts=40, days=40, start=date(2026, 5, 1))
+    requests = root / "landing" / "deploy_requests"
+    requests.mkdir()
+    (requests / "push.csv").write_text("workflow,participant_id,requested_by,requested_at\n"
+                                       "promoters,ACC-00002,ann@example.com,2026-05-31T01:00\n")
+    code, out = cli(root, "run", "--start", "2026-05-31", "--end", "2026-05-31T06:00")
+    assert code == 0, out
+    tagged = query(root, "SELECT participant_id, tick FROM actions_outbox "
+                         "WHERE workflow = 'tagger' ORDER BY 1")
+    entered = dict(query(root, "SELECT participant_id, tick FROM transitions WHERE "
+                               "workflow = 'promoters' AND transition = 'entered' "
+                               "AND reason LIKE 'entry conditions met%'"))
+    assert tagged and {p for p, _ in tagged} <= set(entered)
+    # seen from the tick after the update, never the same tick
+    assert all(entered[p] > tick for p, tick in tagged)
+    deployed = query(root, "SELECT participant_id, tick, reason FROM transitions WHERE "
+                           "workflow = 'promoters' AND reason LIKE 'manual deploy%'")
+    assert [(p, r) for p, _, r in deployed] == [("ACC-00002", "manual deploy by ann@example.com")]
