@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import duckdb
@@ -125,3 +126,13 @@ def test_nothing_to_write_before_any_response(tmp_path: Path) -> None:
     con = outbox(emails=3, tasks=0)
     assert simulate_responses(con, START, tmp_path) is None  # a tick's own time: too early
     assert not (tmp_path / EVENTS_FOLDER).exists()
+
+
+def test_tick_windows_add_up_to_the_whole_span(synthetic: duckdb.DuckDBPyConnection) -> None:
+    """run_ticks asks per tick for (tick, next tick]: the windows must lose nothing."""
+    whole = simulated_events(synthetic, UNTIL)
+    edges = [START + timedelta(hours=3 * i) for i in range(0, 44 * 8 + 1)]
+    parts = pl.concat([simulated_events(synthetic, b, a) for a, b in pairwise(edges)])
+    assert edges[-1] == UNTIL
+    key = ["action_id", "event_type", "occurred_at"]
+    assert parts.sort(key).equals(whole.filter(pl.col("occurred_at") > START).sort(key))

@@ -34,6 +34,8 @@ DELIVERED, BOUNCED = 0.97, 0.02  # of the emails
 OPENED, CLICKED, REPLIED = 0.45, 0.10, 0.04  # of the delivered emails (clicks, replies: opened)
 COMPLETED = 0.70  # of the tasks, before their due time
 DEFAULT_DUE_DAYS = 3  # a task without a due time
+EARLIEST = datetime(1970, 1, 1)
+EMAIL_SPAN_DAYS = 4  # every event of an email falls within 3 days of its tick (see _EVENTS)
 
 
 def _draw(salt: str) -> str:
@@ -54,7 +56,10 @@ WITH actions AS (
            coalesce(due_at, tick + INTERVAL {DEFAULT_DUE_DAYS} DAY) AS due_at
     FROM actions_outbox
     WHERE tick <= $until AND status = 'pending'
-      AND (action_type = 'task' OR (action_type = 'email' AND recipient IS NOT NULL))
+      AND ((action_type = 'task' AND greatest(coalesce(due_at, tick + INTERVAL
+                {DEFAULT_DUE_DAYS} DAY), tick + INTERVAL 1 HOUR) > $after)
+           OR (action_type = 'email' AND recipient IS NOT NULL
+               AND tick > $after - INTERVAL {EMAIL_SPAN_DAYS} DAY))
 ),
 emails AS (
     SELECT action_id, tick, {_draw('fate')} AS fate,
@@ -87,22 +92,24 @@ events AS (
     FROM actions WHERE action_type = 'task' AND {_draw('done')} < {COMPLETED}
 )
 SELECT action_id, event_type, occurred_at, '{DETAIL}' AS detail FROM events
-WHERE occurred_at > tick AND occurred_at <= $until
+WHERE occurred_at > tick AND occurred_at > $after AND occurred_at <= $until
 ORDER BY occurred_at, action_id, event_type
 """
 
 
-def simulated_events(con: duckdb.DuckDBPyConnection, until: datetime) -> pl.DataFrame:
-    """The simulated events of the outbox's actions up to `until` (action_id, event_type,
-    occurred_at, detail), in time order."""
-    return con.sql(_EVENTS, params={"until": utc_naive(until)}).pl()
+def simulated_events(con: duckdb.DuckDBPyConnection, until: datetime,
+                     after: datetime = EARLIEST) -> pl.DataFrame:
+    """The simulated events of the outbox's actions in (after, until] (action_id, event_type,
+    occurred_at, detail), in time order. Only actions that can still answer are read, so a
+    call per tick costs what that tick's window holds, not the whole outbox."""
+    return con.sql(_EVENTS, params={"until": utc_naive(until), "after": utc_naive(after)}).pl()
 
 
 def respond(con: duckdb.DuckDBPyConnection, after: datetime, until: datetime) -> pl.DataFrame:
     """The simulated events in (after, until], recorded in `action_events` like ingested ones:
     run_ticks calls this after each tick, with `until` the next tick, so that tick sees them."""
     ensure_delivery_schema(con)
-    events = simulated_events(con, until).filter(pl.col("occurred_at") > utc_naive(after))
+    events = simulated_events(con, until, after)
     if not events.is_empty():
         record_events(con, events.with_columns(source=pl.lit(DETAIL)), until)
     return events.select("action_id", "event_type", "occurred_at")

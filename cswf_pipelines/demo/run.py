@@ -48,7 +48,7 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
 
     # Simulated customers answer after every tick, so waits and branches see opens and
     # completed tasks (demo/responses.py); the Dagster run reads this through the settings.
-    os.environ["CSWF_SIMULATE_RESPONSES"] = "1"
+    settings = settings.model_copy(update={"simulate_responses": True})
     start, end = quarter(settings)
     ticks = len(pipeline.ticks_in(settings, start, end))
     home = os.environ.get("DAGSTER_HOME")
