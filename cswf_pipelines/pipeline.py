@@ -70,8 +70,9 @@ __all__ = ["SpecErrors"]
 EVENTS_FOLDER = "action_events"  # landing sub-folder of action results (opened, completed, ...)
 
 OnTick = Callable[[WriteOutcome, TickResult], None]
-# A simulation's audience (demo/responses.py): the action events in (tick, next tick], recorded.
-Respond = Callable[[duckdb.DuckDBPyConnection, datetime, datetime], pl.DataFrame]
+# A simulation's audience (demo/responses.py): after a tick, the action events up to the next
+# tick, recorded; the next tick sees them.
+Respond = Callable[[duckdb.DuckDBPyConnection, TickResult, datetime], pl.DataFrame]
 
 
 class BlockedTick(RuntimeError):
@@ -227,7 +228,7 @@ def run_ticks(
         state = result.state
         if respond is not None:
             until = ticks[i + 1] if i + 1 < len(ticks) else next_tick(partitions, as_of)
-            answered = respond(con, as_of, until)
+            answered = respond(con, result, until)
             events = answered if events is None else pl.concat([events, answered],
                                                                 how="vertical_relaxed")
     statuses = [o.status for o in outcomes]

@@ -19,7 +19,7 @@ from dagster_duckdb import DuckDBResource
 from cswf_pipelines import pipeline
 from cswf_pipelines.config import Settings
 from cswf_pipelines.defs.resources import CswfProject, open_warehouse
-from cswf_pipelines.demo.responses import respond
+from cswf_pipelines.demo.responses import SimulatedAudience
 from cswf_pipelines.engine.tick import TickResult
 from cswf_pipelines.reports.build import build_reports, report_files
 from cswf_pipelines.store.warehouse import WriteOutcome
@@ -220,7 +220,8 @@ def build_tick_assets(
         tally = _TickTally(context, len(ticks))
         with open_warehouse(warehouse) as con:
             summary = pipeline.run_ticks(con, settings, workflows, ticks, on_tick=tally,
-                                         respond=respond if settings.simulate_responses else None)
+                                         respond=SimulatedAudience() if settings.simulate_responses
+                                         else None)
         for key, numbers in tally.per_tick.items():
             for asset in ENGINE:
                 context.add_asset_metadata(numbers[asset], asset_key=asset, partition_key=key)

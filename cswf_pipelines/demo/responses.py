@@ -26,6 +26,7 @@ import polars as pl
 from cswf_pipelines.delivery.events import record_events
 from cswf_pipelines.delivery.schema import ensure_delivery_schema
 from cswf_pipelines.delivery.windows import utc_naive
+from cswf_pipelines.engine.tick import TickResult
 from cswf_pipelines.pipeline import EVENTS_FOLDER
 
 FILE_NAME = "simulated_responses.csv"
@@ -34,7 +35,7 @@ DELIVERED, BOUNCED = 0.97, 0.02  # of the emails
 OPENED, CLICKED, REPLIED = 0.45, 0.10, 0.04  # of the delivered emails (clicks, replies: opened)
 COMPLETED = 0.70  # of the tasks, before their due time
 DEFAULT_DUE_DAYS = 3  # a task without a due time
-EARLIEST = datetime(1970, 1, 1)
+EARLIEST, FAR = datetime(1970, 1, 1), datetime(9999, 1, 1)
 EMAIL_SPAN_DAYS = 4  # every event of an email falls within 3 days of its tick (see _EVENTS)
 
 
@@ -50,11 +51,11 @@ def _after(start: str, low_seconds: float, high_seconds: float | str, salt: str)
             "AS BIGINT)))")
 
 
-_EVENTS = f"""
+_EVENTS_OF = f"""
 WITH actions AS (
     SELECT action_id, action_type, tick,
            coalesce(due_at, tick + INTERVAL {DEFAULT_DUE_DAYS} DAY) AS due_at
-    FROM actions_outbox
+    FROM {{source}}
     WHERE tick <= $until AND status = 'pending'
       AND ((action_type = 'task' AND greatest(coalesce(due_at, tick + INTERVAL
                 {DEFAULT_DUE_DAYS} DAY), tick + INTERVAL 1 HOUR) > $after)
@@ -95,6 +96,7 @@ SELECT action_id, event_type, occurred_at, '{DETAIL}' AS detail FROM events
 WHERE occurred_at > tick AND occurred_at > $after AND occurred_at <= $until
 ORDER BY occurred_at, action_id, event_type
 """
+_EVENTS = _EVENTS_OF.replace("{source}", "actions_outbox")
 
 
 def simulated_events(con: duckdb.DuckDBPyConnection, until: datetime,
@@ -105,14 +107,34 @@ def simulated_events(con: duckdb.DuckDBPyConnection, until: datetime,
     return con.sql(_EVENTS, params={"until": utc_naive(until), "after": utc_naive(after)}).pl()
 
 
-def respond(con: duckdb.DuckDBPyConnection, after: datetime, until: datetime) -> pl.DataFrame:
-    """The simulated events in (after, until], recorded in `action_events` like ingested ones:
-    run_ticks calls this after each tick, with `until` the next tick, so that tick sees them."""
-    ensure_delivery_schema(con)
-    events = simulated_events(con, until, after)
-    if not events.is_empty():
-        record_events(con, events.with_columns(source=pl.lit(DETAIL)), until)
-    return events.select("action_id", "event_type", "occurred_at")
+class SimulatedAudience:
+    """run_ticks' `respond` hook: after each tick, the simulated events up to the next tick,
+    recorded in `action_events` like ingested ones, so that tick sees them.
+
+    An action's events are fixed when it is emitted (they are drawn from its id), so each tick
+    computes them once for its new actions only and keeps the future ones until they are due;
+    the first call picks up the outbox's earlier actions that may still answer.
+    """
+
+    def __init__(self) -> None:
+        self._pending: pl.DataFrame | None = None
+
+    def __call__(self, con: duckdb.DuckDBPyConnection, result: TickResult, until: datetime
+                 ) -> pl.DataFrame:
+        window = {"until": FAR, "after": utc_naive(result.as_of)}
+        if self._pending is None:
+            ensure_delivery_schema(con)
+            self._pending = con.sql(_EVENTS, params=window).pl()
+        elif not result.actions.is_empty():
+            emitted = result.actions  # noqa: F841 (read by DuckDB)
+            fresh = con.sql(_EVENTS_OF.replace("{source}", "emitted"), params=window).pl()
+            self._pending = pl.concat([self._pending, fresh])
+        due = pl.col("occurred_at") <= utc_naive(until)
+        released = self._pending.filter(due).sort("occurred_at", "action_id", "event_type")
+        self._pending = self._pending.filter(~due)
+        if not released.is_empty():
+            record_events(con, released.with_columns(source=pl.lit(DETAIL)), until)
+        return released.select("action_id", "event_type", "occurred_at")
 
 
 def simulate_responses(con: duckdb.DuckDBPyConnection, until: datetime, landing_dir: Path

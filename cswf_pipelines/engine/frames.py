@@ -75,8 +75,15 @@ TRANSITION_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+_EMPTY: dict[int, tuple[dict[str, pl.DataType], pl.DataFrame]] = {}
+
+
 def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    return pl.DataFrame(schema=schema)
+    """A frame with no rows (built once per schema: frames are immutable)."""
+    cached = _EMPTY.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cached = _EMPTY[id(schema)] = (schema, pl.DataFrame(schema=schema))
+    return cached[1]
 
 
 def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -231,7 +231,8 @@ def _advance_workflow(
     active, upgraded = _run_current_version(active, workflow, as_of)
     transitions.extend(upgraded)
     entered = rows.clear()
-    requests = context.deploys.filter(pl.col("workflow") == workflow.name)
+    requests = context.deploys.filter(pl.col("workflow") == workflow.name) \
+        if not context.deploys.is_empty() else context.deploys
     if not requests.is_empty():
         entered, closed, refusals = _deploy(requests, verdict, active, closed, workflow,
                                             context, barred)
@@ -251,6 +252,12 @@ def _advance_workflow(
     started = workflow_tasks(entered, context, workflow)
     if started is not None:
         actions.append(started)
+    if active.is_empty():  # nobody inside: only the closed rows may change
+        closed = _arm_requalification(
+            pl.concat([conform(c, WORKING_SCHEMA) for c in [closed, *closed_now]]),
+            verdict["entry"], as_of,
+        )
+        return _Out(closed, actions, transitions, entered)
 
     active = active.with_columns(_lookup(verdict[k]).alias(k) for k in VERDICTS)
     leaving = active.filter("exit")
@@ -339,6 +346,8 @@ def _run_current_version(active: pl.DataFrame, workflow: LoadedWorkflow, as_of: 
     """An edited spec (non-structural, see specs/lifecycle.py) applies to every enrollment from
     the steps it has not yet reached; the enrollment records the version it now runs."""
     older = pl.col("version") != workflow.version
+    if active.is_empty():
+        return active, []
     moving = active.filter(older)
     if moving.is_empty():
         return active, []
