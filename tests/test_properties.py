@@ -18,16 +18,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
+from cswf_pipelines.engine.assign import WORKLOAD_SCHEMA, group_tasks
 from cswf_pipelines.engine.compile import compile_condition
 from cswf_pipelines.engine.evaluate import with_previous
 from cswf_pipelines.engine.frames import ENROLLMENT_SCHEMA, empty
 from cswf_pipelines.engine.reference import holds
 from cswf_pipelines.engine.tick import run_tick
 from cswf_pipelines.specs.conditions import Condition, previous_tick_fields
+from cswf_pipelines.specs.groups import UserGroup
 from cswf_pipelines.store.warehouse import (
     ensure_schema,
     load_facts,
     load_state,
+    load_workload,
     save_facts,
     write_tick,
 )
@@ -132,6 +135,9 @@ owner: {group: leads}
 state: enabled
 entry: {field: score, op: dropped_below, value: 40}
 reentry: {mode: unlimited}
+milestones:
+  - {name: triage, trigger_days: 0, due_days: 1}
+  - {name: resolve, trigger_days: 1, due_days: 3, owner: {field: csm}}
 steps:
   - name: page
     actions: [{type: task, title: "Score fell for {{ name }}"}]
@@ -194,12 +200,16 @@ def facts_for(ticks: list[list[dict]]) -> list[pl.DataFrame]:
 
 
 def respond(actions: pl.DataFrame, seed: int) -> list[tuple[str, str, datetime]]:
-    """Some emails get opened half a tick later: a fixed function of the action id and seed."""
+    """Some emails get opened and some tasks completed half a tick later: a fixed function of
+    the action id and seed."""
     return [
-        (action_id, "opened", tick + STEP / 2)
+        (action_id, "opened" if kind == "email" else "completed", tick + STEP / 2)
         for action_id, kind, tick in actions.select("action_id", "action_type", "tick").rows()
-        if kind == "email" and zlib.crc32(f"{seed}:{action_id}".encode()) % 3 == 0
+        if kind in ("email", "task") and zlib.crc32(f"{seed}:{action_id}".encode()) % 3 == 0
     ]
+
+
+GROUPS = {"leads": UserGroup(members=("lee", "lou", "lin"), assignment="least_loaded")}
 
 
 def event_frame(events: list[tuple[str, str, datetime]]) -> pl.DataFrame:
@@ -228,18 +238,21 @@ def test_live_ticks_equal_a_replay_and_rerunning_a_tick_changes_nothing(ticks, d
         save_facts(live, facts)
         state = load_state(live, as_of)  # read back from the database every tick
         prev = load_facts(live, as_of - STEP) if k else None
-        result = run_tick(state, facts, prev, event_frame(events), workflows, as_of)
+        result = run_tick(state, facts, prev, event_frame(events), workflows, as_of,
+                          groups=GROUPS, workload=load_workload(live, as_of))
         assert write_tick(live, result).status == "written"
         events += respond(result.actions, seed)
 
     replay = duckdb.connect()
     ensure_schema(replay)
     state, prev, replayed = empty(ENROLLMENT_SCHEMA), None, []
+    workload = empty(WORKLOAD_SCHEMA)
     for k, facts in enumerate(frames):
         result = run_tick(state, facts, prev, event_frame(replayed), workflows,
-                          START + k * STEP)
+                          START + k * STEP, groups=GROUPS, workload=workload)
         write_tick(replay, result)
         state, prev = result.state, facts
+        workload = pl.concat([workload, group_tasks(result.actions)])
         replayed += respond(result.actions, seed)
     assert dump(live) == dump(replay)
 
@@ -247,7 +260,8 @@ def test_live_ticks_equal_a_replay_and_rerunning_a_tick_changes_nothing(ticks, d
     k = data.draw(st.integers(0, len(frames) - 1))
     as_of = START + k * STEP
     again = run_tick(load_state(live, as_of), frames[k], frames[k - 1] if k else None,
-                     event_frame(events), workflows, as_of)
+                     event_frame(events), workflows, as_of, groups=GROUPS,
+                     workload=load_workload(live, as_of))
     assert write_tick(live, again).status == "unchanged"
     assert dump(live) == before
 

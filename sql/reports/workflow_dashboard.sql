@@ -1,5 +1,7 @@
 -- One row per enrollment (Natero's workflow dashboard): account, workflow, status, start and
--- completion dates, the step it is at now and when that step is due.
+-- completion dates, the step it is at now and when that step is due, and for workflows with
+-- milestones the current milestone, its due date and how many days it is overdue as of the
+-- last tick.
 WITH latest_facts AS (
     SELECT participant_id, account_name, csm_name, tier
     FROM account_facts
@@ -22,6 +24,13 @@ SELECT
     CASE WHEN e.status = 'active' THEN e.step_name END    AS current_step,
     CASE WHEN e.status = 'active' THEN e.wait_until END   AS current_step_due,
     e.objective_met_at,
+    len(e.milestones_done)                            AS milestones_done,
+    CASE WHEN e.status = 'active' THEN e.current_milestone END AS current_milestone,
+    CASE WHEN e.status = 'active' THEN e.milestone_due_at END  AS milestone_due,
+    CASE WHEN e.status = 'active' AND e.milestone_due_at IS NOT NULL THEN
+        greatest(0, date_diff('second', e.milestone_due_at,
+                              (SELECT max(as_of) FROM tick_log)) / 86400.0)
+    END                                               AS milestone_overdue_days,
     date_diff('second', e.entered_at,
               coalesce(e.closed_at, (SELECT max(as_of) FROM tick_log))) / 86400.0
                                                       AS days_in_workflow
