@@ -3,7 +3,7 @@ user groups, through the CLI against a temporary DuckDB."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -86,6 +86,10 @@ def test_contact_workflows_read_their_accounts_fields_and_groups_share_the_tasks
     assert max(n for _, n in assignees) - min(n for _, n in assignees) <= 1 and total > 0
     stored = query(book, "SELECT spec_text FROM workflow_versions WHERE workflow = 'kickoff'")
     assert stored == [(KICKOFF,)]
+    dashboard = query(book, "SELECT DISTINCT current_milestone, milestone_overdue_days, "
+                            "milestone_due - start_date FROM workflow_dashboard "
+                            "WHERE workflow = 'kickoff'")
+    assert dashboard == [("kickoff_call", 0.0, timedelta(days=5))]
 
 
 def test_a_structural_edit_of_a_running_workflow_is_refused_until_it_is_disabled(
