@@ -291,3 +291,20 @@ def test_groups_with_different_assignment_rules_share_one_tick() -> None:
         "onboarding_plan/a3/1/milestone.kickoff": "ana", "onboarding_plan/a3/1/s0.a0": "ben",
         "onboarding_plan/a3/1/workflow": "ana",
     }
+
+
+def test_an_entry_edit_leaves_those_inside_alone_and_a_running_delay_keeps_its_length() -> None:
+    run = Run([spec(DELAYED)])
+    rows = [{"participant_id": "a", "seats_used_pct": 1}]
+    run.tick(day(0), rows)
+    before = run.row("check_in_later", "a")["version"]
+    edited = DELAYED.replace("value: 0}", "value: 50}").replace("days: 3", "days: 1")
+    run.workflows = [spec(edited)]  # a non-structural edit: entry and a delay length
+    run.tick(day(1), rows)
+    row = run.row("check_in_later", "a")
+    # still inside although it no longer meets the entry conditions; the delay it is in
+    # keeps the length it started with (3 days), now under the new version
+    assert (row["status"], row["step_name"], row["wait_until"]) == ("active", "three_days",
+                                                                     day(3))
+    assert row["version"] != before
+    assert run.transitions("a")[-1] == ("06-02", "version_changed", "three_days")
