@@ -261,6 +261,13 @@ def test_landing_sensor_requests_runs_for_new_files(settings: Settings) -> None:
     assert len(again) == 1 and newer != cursor
     assert again[0].run_key != first[0].run_key
 
+    requests = settings.landing_path / "deploy_requests"  # a deploy file starts a tick too
+    requests.mkdir(exist_ok=True)
+    (requests / "push.csv").write_text("workflow,participant_id\nrenewal_preparation,ACC-1\n")
+    deploy, newest_cursor = evaluate(newer)
+    assert len(deploy) == 1 and newest_cursor != newer
+    (requests / "push.csv").unlink()  # the fixture's project is shared: leave it as it was
+
 
 # -- helpers ---------------------------------------------------------------------------------
 

@@ -24,7 +24,10 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 )
 
 from cswf_pipelines.defs.resources import CswfProject
+from cswf_pipelines.facts.contract import FILE_SUFFIXES
 from cswf_pipelines.facts.ingest import landing_files
+from cswf_pipelines.pipeline import EVENTS_FOLDER
+from cswf_pipelines.store.deploy_files import FOLDER as DEPLOY_FOLDER
 
 TICK_JOB = "tick_job"
 TICK_SCHEDULE = "tick_schedule"
@@ -54,10 +57,18 @@ def build_tick_schedule(
     )
 
 
+# Besides the snapshots, the folders whose files a tick reads: action results and deploy requests.
+WATCHED_FOLDERS = (EVENTS_FOLDER, DEPLOY_FOLDER)
+
+
 def file_state(landing_dir: Path) -> dict[str, list[int]]:
     """Landing file (relative path) → [size, mtime in ns]: what the sensor's cursor keeps."""
     state = {}
-    for path in landing_files(landing_dir):
+    extra = [path for name in WATCHED_FOLDERS if (landing_dir / name).is_dir()
+             for path in sorted((landing_dir / name).iterdir())
+             if path.is_file() and path.suffix.lower() in FILE_SUFFIXES
+             and not path.name.startswith(".")]
+    for path in [*landing_files(landing_dir), *extra]:
         stat = path.stat()
         state[path.relative_to(landing_dir).as_posix()] = [stat.st_size, stat.st_mtime_ns]
     return state
