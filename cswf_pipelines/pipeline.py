@@ -217,7 +217,9 @@ def run_ticks(
             feed.prev = seen
             results.append(result)
         result = combine(results, as_of, kept)
-        updates = pl.concat([updates, field_updates_of(result.actions)])
+        made = field_updates_of(result.actions)
+        if not made.is_empty():
+            updates = pl.concat([updates, made])
         deploys = deploys.filter(~window)
         outcome = write_tick(con, result)
         outcomes.append(outcome)

@@ -6,9 +6,9 @@ import json
 
 import polars as pl
 
-from cswf_pipelines.actions.render import render
+from cswf_pipelines.actions.render import render, substitution
 from cswf_pipelines.engine.context import TickContext
-from cswf_pipelines.engine.frames import ACTION_SCHEMA, conform
+from cswf_pipelines.engine.frames import ACTION_SCHEMA, ROW, conforming, moment
 from cswf_pipelines.specs.loader import LoadedWorkflow, action_key
 from cswf_pipelines.specs.workflow import (
     ActionStep,
@@ -19,6 +19,7 @@ from cswf_pipelines.specs.workflow import (
 )
 
 PARTICIPANT = "participant_id"
+Text = pl.Expr | pl.Series  # a rendered column: an expression, or Jinja2's values
 
 
 def _settings(**settings: object) -> pl.Expr:
@@ -48,32 +49,38 @@ def build_step_actions(
 ) -> pl.DataFrame:
     """One row per (participant, action); ids are enrollment id + step + action, so stable."""
     spec, as_of, default_category = workflow.spec, context.as_of, context.default_category
-    facts = context.facts_of(ready).drop(PARTICIPANT)
-    base = pl.concat([ready.select("enrollment_id", PARTICIPANT, "version"), facts],
-                     how="horizontal")
+    facts = context.facts.select(pl.all().exclude(PARTICIPANT).gather(ready[ROW]))
+    base = pl.DataFrame([ready[c] for c in ("enrollment_id", PARTICIPANT, "version")]) \
+        .hstack(facts.get_columns())
     constants = {"workflow": spec.name, "as_of": as_of, "step": step.name}
     frames = []
     for index, action in enumerate(step.actions):
         key = action_key(step_index, index)
 
-        def text(part: str, *, autoescape: bool = False, key: str = key) -> pl.DataFrame:
-            return render(base, workflow.templates[f"{key}.{part}"], constants,
-                          autoescape=autoescape)
+        def text(part: str, *, autoescape: bool = False, key: str = key) -> tuple[Text, Text]:
+            """(rendered, error): an expression when the template is a plain substitution
+            (computed in the one query below), else Jinja2's output."""
+            template = workflow.templates[f"{key}.{part}"]
+            fast = substitution(base, template, constants, autoescape=autoescape)
+            if fast is not None:
+                return fast, pl.lit(None, dtype=pl.String)
+            out = render(base, template, constants, autoescape=autoescape)
+            return out["rendered"], out["error"]
 
         category = action.category or spec.category or default_category
-        columns: dict[str, pl.Expr | pl.Series] = {}
-        errors: list[pl.Series] = []
+        columns: dict[str, Text] = {}
+        errors: list[Text] = []
         if isinstance(action, TaskAction):
             title, description = text("title"), text("description")
             columns = {
                 **owner_columns(action.assignee or spec.owner),
-                "due_at": pl.lit(as_of) + pl.duration(days=action.due_days),
-                "subject": title["rendered"],
-                "body": description["rendered"],
+                "due_at": moment(as_of) + pl.duration(days=action.due_days),
+                "subject": title[0],
+                "body": description[0],
                 "payload": _settings(priority=action.priority, subtasks=action.subtasks,
                                      due_days=action.due_days),
             }
-            errors = [title["error"], description["error"]]
+            errors = [title[1], description[1]]
         elif isinstance(action, EmailAction):
             html = (action.template or "").endswith((".html", ".html.j2"))
             subject, body = text("subject"), text("body", autoescape=html)
@@ -82,29 +89,28 @@ def build_step_actions(
                 "recipient": pl.col(action.to_field).cast(pl.String)
                 if action.to_field is not None
                 else pl.lit(action.to_contacts.recipient() if action.to_contacts else None),
-                "subject": subject["rendered"],
-                "body": body["rendered"],
+                "subject": subject[0],
+                "body": body[0],
                 "payload": _settings(
                     to_field=action.to_field, template=action.template, html=html,
                     to_contacts=action.to_contacts.model_dump(exclude_defaults=True)
                     if action.to_contacts else None,
                 ),
             }
-            errors = [subject["error"], body["error"]]
+            errors = [subject[1], body[1]]
         elif isinstance(action, WebhookAction):
             message = text("text")
             columns = {
                 **owner_columns(spec.owner),
-                "subject": message["rendered"],
-                "body": message["rendered"],
+                "subject": message[0],
+                "body": message[0],
                 "payload": _settings(endpoint=action.endpoint),
             }
-            errors = [message["error"]]
+            errors = [message[1]]
         else:
             if isinstance(action.value, str):
-                value = text("value")
-                rendered: pl.Expr | pl.Series = value["rendered"]
-                errors = [value["error"]]
+                rendered, error = text("value")
+                errors = [error]
             else:
                 rendered = pl.lit(None if action.value is None else str(action.value),
                                   dtype=pl.String)
@@ -116,9 +122,9 @@ def build_step_actions(
                 .struct.json_encode(),
             }
         error = pl.coalesce(errors) if errors else pl.lit(None, dtype=pl.String)
-        frame = base.with_columns(
+        frame = base.lazy().with_columns(
             (pl.col("enrollment_id") + f"/{key}").alias("action_id"),
-            pl.lit(as_of).alias("tick"),
+            moment(as_of).alias("tick"),
             pl.lit(spec.name).alias("workflow"),
             pl.lit(step_index).alias("step"),
             pl.lit(step.name).alias("step_name"),
@@ -133,5 +139,8 @@ def build_step_actions(
             pl.when(pl.col("error").is_null()).then(pl.lit("pending"))
             .otherwise(pl.lit("render_failed")).alias("status"),
         )
-        frames.append(conform(frame, ACTION_SCHEMA))
+        names = [*base.columns, "action_id", "tick", "workflow", "step", "step_name",
+                 "action_index", "action_type", "category", "on_error", *columns, "error",
+                 "status"]
+        frames.append(frame.select(conforming(names, ACTION_SCHEMA)).collect())
     return pl.concat(frames)

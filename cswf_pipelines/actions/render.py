@@ -108,9 +108,28 @@ def _substitution_parts(text: str) -> tuple[tuple[str, bool], ...] | None:
     return tuple(parts)
 
 
+@lru_cache(maxsize=4096)
+def _variables(text: str) -> frozenset[str]:
+    """The names a template reads (parsing it is slow, and a tick renders it often)."""
+    return frozenset(template_variables(text))
+
+
 def _vectorized(
     frame: pl.DataFrame, text: str, constants: dict[str, object], autoescape: bool
 ) -> pl.DataFrame | None:
+    rendered = substitution(frame, text, constants, autoescape=autoescape)
+    if rendered is None:
+        return None
+    return frame.lazy().with_columns(  # with_columns broadcasts a template with no names
+        rendered.alias("rendered"), pl.lit(None, dtype=pl.String).alias("error")
+    ).select("rendered", "error").collect()
+
+
+def substitution(
+    frame: pl.DataFrame, text: str, constants: dict[str, object], *, autoescape: bool = False
+) -> pl.Expr | None:
+    """The template as one string expression over `frame`'s columns, if it is a plain
+    substitution (literal text and bare names); None when Jinja2 must render it."""
     parts = _substitution_parts(text)
     if parts is None:
         return None
@@ -129,10 +148,7 @@ def _vectorized(
             for raw, escaped in _HTML_ESCAPES:
                 column = column.str.replace_all(raw, escaped, literal=True)
         pieces.append(column)
-    rendered = pl.concat_str(pieces) if pieces else pl.lit("")
-    return frame.with_columns(  # with_columns broadcasts a template with no names
-        rendered.alias("rendered"), pl.lit(None, dtype=pl.String).alias("error")
-    ).select("rendered", "error")
+    return pl.concat_str(pieces) if pieces else pl.lit("")
 
 
 def render(
@@ -143,7 +159,7 @@ def render(
     if fast is not None:
         return fast
     template = _compiled(text, autoescape)
-    names = sorted(template_variables(text) - constants.keys())
+    names = sorted(_variables(text) - constants.keys())
     present = [n for n in names if n in frame.columns]
     inputs = frame.select(present).with_row_index(_ROW) if present else None
     if inputs is None:

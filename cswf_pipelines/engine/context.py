@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
 
-from cswf_pipelines.engine.frames import ROW
+from cswf_pipelines.engine.frames import ROW, moment
 from cswf_pipelines.specs.conditions import Condition, fields_used
 
 
@@ -20,6 +20,17 @@ class TickContext:
     default_category: str
     events: pl.DataFrame  # action results: action_id, event_type, occurred_at
     deploys: pl.DataFrame  # manual deploy requests of this tick: workflow, participant_id, ...
+    _seen: dict[str, pl.Series] = field(default_factory=dict, repr=False, compare=False)
+
+    def seen(self, event_type: str) -> pl.Series:
+        """The ids of the actions with an `event_type` event by `as_of`; every workflow of a
+        tick asks the same questions, so each is answered once."""
+        found = self._seen.get(event_type)
+        if found is None:
+            found = self._seen[event_type] = self.events.filter(
+                (pl.col("event_type") == event_type) & (pl.col("occurred_at") <= moment(self.as_of))
+            )["action_id"]
+        return found
 
     def facts_of(self, frame: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
         """The facts of `frame`'s participants, row for row (gathered by position)."""

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from zoneinfo import available_timezones
 
+import numpy as np
 import polars as pl
 
 from cswf_pipelines.actions.build import build_step_actions
 from cswf_pipelines.engine.context import TickContext
 from cswf_pipelines.engine.evaluate import verdict_column
-from cswf_pipelines.engine.frames import ROW
+from cswf_pipelines.engine.frames import ROW, moment, pick
 from cswf_pipelines.specs.flow import Flow, FlowNode
 from cswf_pipelines.specs.loader import LoadedWorkflow
 from cswf_pipelines.specs.workflow import (
@@ -90,67 +91,71 @@ def check_column(workflow: str, node: int, check: int) -> str:
 def advance_flow(
     active: pl.DataFrame, context: TickContext, workflow: LoadedWorkflow
 ) -> FlowOutput:
-    """Run every node that is due; loops over nodes, never over participants."""
+    """Run every node that is due; loops over nodes, never over participants.
+
+    Who is where is a boolean mask over `out.active` (a move rewrites rows in place and never
+    reorders them), so a node nobody is due at costs a comparison, not a query.
+    """
     flow, as_of = workflow.flow, context.as_of
     out = FlowOutput(active, [], [])
     if active.is_empty():
         return out
-    out.occupied = set(active["step"].unique())
+    out.occupied = set(np.unique(active["step"].to_numpy()).tolist())
     for node in flow:
         if node.index not in out.occupied:
             continue
-        here = out.active.filter(pl.col("step") == node.index)
-        if here.is_empty():
+        here = out.active["step"] == node.index
+        if not here.any():
             continue
-        due = here["wait_until"] <= as_of
+        due = here & (out.active["wait_until"] <= as_of)  # (null counts as false throughout)
         if isinstance(node.step, ActionStep):
-            ready = here.filter(due)
-            if ready.is_empty():
+            if not due.any():
                 continue
-            out.actions.append(build_step_actions(ready, context, workflow, node.index,
-                                                  node.step))
-            _move(out, ready, flow, node, node.next, pl.col("wait_until"), context,
+            out.actions.append(build_step_actions(out.active.filter(due), context, workflow,
+                                                  node.index, node.step))
+            _move(out, due, flow, node, node.next, pl.col("wait_until"), context,
                   f"ran {len(node.step.actions)} action(s) of step '{node.name}'")
         elif isinstance(node.step, DelayStep):
-            ready = here.filter(due)
-            _move(out, ready, flow, node, node.next, pl.col("wait_until"), context,
+            _move(out, due, flow, node, node.next, pl.col("wait_until"), context,
                   f"delay '{node.name}' ({node.step.delay.describe()}) elapsed")
         elif isinstance(node.step, WaitStep):
             wait = node.step.wait
-            met = (_action_result(here, flow, wait.on_action, context) if wait.on_action
-                   else _verdict(here, context, wait_column(workflow.name, node.index)))
+            met = here & (_action_result(out.active, flow, wait.on_action, context)
+                          if wait.on_action
+                          else _verdict(out.active, context, wait_column(workflow.name,
+                                                                         node.index)))
             what = (f"{wait.action} {wait.result}" if wait.on_action else "the condition")
-            _move(out, here.filter(met), flow, node, node.next, pl.lit(as_of), context,
+            timed_out = due & ~met  # both masks before the first move rewrites the rows
+            _move(out, met, flow, node, node.next, moment(as_of), context,
                   f"wait '{node.name}' ended: {what}")
-            _move(out, here.filter(~met & due), flow, node, node.next, pl.col("wait_until"),
+            _move(out, timed_out, flow, node, node.next, pl.col("wait_until"),
                   context, f"wait '{node.name}' ended: {wait.max_days} days passed without "
                          f"{what}")
         elif isinstance(node.step, BranchStep):
-            _branch(out, here.filter(due), flow, node, context, workflow)
+            _branch(out, due, flow, node, context, workflow)
     return out
 
 
-def _branch(out: FlowOutput, ready: pl.DataFrame, flow: Flow, node: FlowNode,
+def _branch(out: FlowOutput, ready: pl.Series, flow: Flow, node: FlowNode,
             context: TickContext, workflow: LoadedWorkflow) -> None:
     """Ordered checks: the first that holds takes its path; none holding goes on after it."""
     assert isinstance(node.step, BranchStep)
     undecided = ready
     for k, (path, target) in enumerate(zip(node.step.branch, node.targets, strict=True)):
-        if undecided.is_empty():
+        if not undecided.any():
             return
-        holds = (_action_result(undecided, flow, path.on_action, context) if path.on_action
-                 else _verdict(undecided, context, check_column(workflow.name, node.index, k)))
-        _move(out, undecided.filter(holds), flow, node, target, pl.col("wait_until"),
+        holds = (_action_result(out.active, flow, path.on_action, context) if path.on_action
+                 else _verdict(out.active, context, check_column(workflow.name, node.index, k)))
+        taking = undecided & holds
+        undecided = undecided & ~holds
+        _move(out, taking, flow, node, target, pl.col("wait_until"),
               context, f"branch '{node.name}' took path '{path.name}'")
-        undecided = undecided.filter(~holds)
     _move(out, undecided, flow, node, node.next, pl.col("wait_until"), context,
           f"branch '{node.name}': no check held, the flow goes on")
 
 
 def _verdict(rows: pl.DataFrame, context: TickContext, column: str) -> pl.Series:
-    return rows.select(
-        pl.lit(context.verdicts[column]).gather(pl.col(ROW)).fill_null(False)
-    ).to_series()
+    return context.verdicts[column].gather(rows[ROW]).fill_null(False)
 
 
 def _action_result(rows: pl.DataFrame, flow: Flow, ref: ActionResult | None,
@@ -160,41 +165,50 @@ def _action_result(rows: pl.DataFrame, flow: Flow, ref: ActionResult | None,
     address = flow.address(ref)
     negated = ref.result.startswith("not_") or ref.result == "incomplete"
     happened = "completed" if ref.result == "incomplete" else ref.result.removeprefix("not_")
-    ids = rows.select(pl.col("enrollment_id") + f"/{address.key}").to_series()
-    events = context.events
-    seen = events.filter(
-        (pl.col("event_type") == happened) & (pl.col("occurred_at") <= context.as_of)
-    )["action_id"]
-    hit = ids.is_in(seen.implode())
+    ids = rows["enrollment_id"] + f"/{address.key}"
+    hit = ids.is_in(context.seen(happened).implode())
     return ~hit if negated else hit
 
 
-def _move(out: FlowOutput, rows: pl.DataFrame, flow: Flow, node: FlowNode, target: int,
+_LOGGED = ("workflow", "version", "participant_id", "enrollment_id")
+
+
+def _move(out: FlowOutput, mask: pl.Series, flow: Flow, node: FlowNode, target: int,
           reached_at: pl.Expr, context: TickContext, reason: str) -> None:
-    """Send `rows` from `node` to `target`, reached at `reached_at`, and log the transition."""
-    if rows.is_empty():
+    """Send the rows of `out.active` under `mask` from `node` to `target`, reached at
+    `reached_at`, and log the transition."""
+    if not mask.any():
         return
-    out.transitions.append(rows.select(
-        "workflow", "version", "participant_id", "enrollment_id",
+    out.transitions.append(pick(out.active, mask, _LOGGED).with_columns(
         pl.lit("advanced").alias("transition"),
         pl.lit(node.index, dtype=pl.Int32).alias("step"),
         pl.lit(node.name).alias("step_name"),
         pl.lit(reason).alias("reason"),
     ))
-    zones: list[str] = []
+    frame, zones = out.active, []
     if needs_zone(flow, target):
-        rows, zones = with_zones(rows, context)
-    moved = rows.with_columns(  # with_columns broadcasts a literal arrival time
-        pl.lit(target, dtype=pl.Int32).alias("__to"),
-        arrival(flow, target, reached_at, zones).alias("__until"),
-    ).select("enrollment_id", "__to", "__until")
+        frame, zones = _zoned(frame, mask, context)
+    hit = pl.lit(mask)
+    # Arrival is computed for the moving rows only (null elsewhere): a local time that does
+    # not exist must not fail a row that stays where it is.
+    until = arrival(flow, target, pl.when(hit).then(reached_at), zones)
     out.occupied.add(target)
-    joined = out.active.join(moved, on="enrollment_id", how="left", maintain_order="left")
-    hit = pl.col("__to").is_not_null()
-    out.active = joined.with_columns(
-        pl.when(hit).then(pl.col("__to")).otherwise("step").alias("step"),
-        pl.when(hit).then(pl.lit(flow.name_at(target))).otherwise("step_name")
-        .alias("step_name"),
-        pl.when(hit).then(pl.col("__until")).otherwise("wait_until").alias("wait_until"),
-        pl.when(hit).then(pl.lit(context.as_of)).otherwise("updated_at").alias("updated_at"),
-    ).drop("__to", "__until")
+    moved = {
+        "step": pl.when(hit).then(pl.lit(target, dtype=pl.Int32)).otherwise("step"),
+        "step_name": pl.when(hit).then(pl.lit(flow.name_at(target))).otherwise("step_name"),
+        "wait_until": pl.when(hit).then(until).otherwise("wait_until"),
+        "updated_at": pl.when(hit).then(moment(context.as_of)).otherwise("updated_at"),
+    }
+    out.active = frame.select(moved[c].alias(c) if c in moved else pl.col(c)
+                              for c in out.active.columns)  # (drops `__tz`)
+
+
+def _zoned(frame: pl.DataFrame, mask: pl.Series, context: TickContext
+           ) -> tuple[pl.DataFrame, list[str]]:
+    """`frame` with its time zones (`__tz`) and the zones of the rows under `mask`."""
+    if TIME_ZONE not in context.facts.columns:
+        return frame, []
+    zone = context.facts[TIME_ZONE].gather(frame[ROW]).alias(ZONE)
+    present = zone.filter(mask).unique().to_list()
+    zones = sorted(z for z in present if z and z not in ("UTC", "Etc/UTC"))
+    return frame.hstack([zone]), [z for z in zones if z in KNOWN_ZONES]

@@ -28,7 +28,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
+import numpy as np
 import polars as pl
 
 from cswf_pipelines.engine.assign import WORKLOAD_SCHEMA, assign_tasks
@@ -42,11 +44,13 @@ from cswf_pipelines.engine.frames import (
     TRANSITION_SCHEMA,
     WORKING_SCHEMA,
     conform,
+    conforming,
     empty,
+    moment,
 )
-from cswf_pipelines.engine.milestones import advance_milestones, all_done, workflow_tasks
+from cswf_pipelines.engine.milestones import advance_milestones, workflow_tasks
 from cswf_pipelines.engine.stage import stage_fields
-from cswf_pipelines.specs.flow import action_key
+from cswf_pipelines.specs.flow import FlowNode, action_key
 from cswf_pipelines.specs.groups import UserGroup
 from cswf_pipelines.specs.loader import LoadedWorkflow
 from cswf_pipelines.specs.workflow import ReentryMode, WorkflowState
@@ -79,7 +83,7 @@ class TickResult:
     @property
     def changed_state(self) -> pl.DataFrame:
         """The enrollment rows this tick changed (what a store writes)."""
-        return self.state.filter(pl.col("updated_at") == self.as_of)
+        return self.state.filter(pl.col("updated_at") == moment(self.as_of))
 
 
 class FactsError(ValueError):
@@ -167,8 +171,8 @@ def run_tick(
         as_of=as_of,
         participants=facts.height,
         workflows=len(workflows),
-        state=pl.concat([conform(s, ENROLLMENT_SCHEMA) for s in states] or [empty(
-            ENROLLMENT_SCHEMA)]).sort("workflow", PARTICIPANT),
+        state=pl.concat([conform(s, WORKING_SCHEMA) for s in states] or [empty(WORKING_SCHEMA)])
+        .lazy().drop(ROW).sort("workflow", PARTICIPANT).collect(),
         actions=all_actions,
         transitions=_finish_transitions(transitions, as_of),
     )
@@ -190,11 +194,12 @@ def _finish_transitions(frames: list[pl.DataFrame], as_of: datetime) -> pl.DataF
     order = {"version_changed": -1, "deploy_refused": 0, "entered": 1, "objective_met": 2,
              "exited": 3, "advanced": 4,
              "milestone_started": 5, "milestone_done": 6, "completed": 7}
-    combined = pl.concat([conform(f.with_columns(tick=pl.lit(as_of)), TRANSITION_SCHEMA)
-                          for f in frames])
-    return combined.sort(
+    combined = pl.concat(frames, how="diagonal_relaxed")  # (some carry no evidence)
+    return combined.lazy().with_columns(tick=moment(as_of)).select(
+        conforming([*combined.columns, "tick"], TRANSITION_SCHEMA)
+    ).sort(
         "workflow", PARTICIPANT, pl.col("transition").replace_strict(order), "step"
-    )
+    ).collect()
 
 
 @dataclass
@@ -211,12 +216,15 @@ def _advance_workflow(
     workflow: LoadedWorkflow,
     barred: pl.DataFrame | None = None,
 ) -> _Out:
-    """One workflow's tick; `barred` participants (by row) may not enter it now."""
+    """One workflow's tick; `barred` participants (by row) may not enter it now.
+
+    Most workflows at most ticks change little, so every stage first asks a cheap boolean
+    question (`Series.any()`) and only runs its queries when someone is concerned.
+    """
     spec = workflow.spec
     as_of = context.as_of
     verdict = {k: context.verdicts[verdict_column(k, workflow.name)] for k in VERDICTS}
-    active = rows.filter(pl.col("status") == ACTIVE)
-    closed = rows.filter(pl.col("status") != ACTIVE)
+    active, closed = _split(rows)
     transitions: list[pl.DataFrame] = []
     closed_now: list[pl.DataFrame] = []
 
@@ -253,67 +261,102 @@ def _advance_workflow(
     if started is not None:
         actions.append(started)
     if active.is_empty():  # nobody inside: only the closed rows may change
-        closed = _arm_requalification(
-            pl.concat([conform(c, WORKING_SCHEMA) for c in [closed, *closed_now]]),
-            verdict["entry"], as_of,
-        )
+        closed = _arm_requalification(_closed_rows(closed, closed_now), verdict["entry"], as_of)
         return _Out(closed, actions, transitions, entered)
 
-    active = active.with_columns(_lookup(verdict[k]).alias(k) for k in VERDICTS)
-    leaving = active.filter("exit")
-    if not leaving.is_empty():
+    flags = _verdicts_at(active, verdict, ("exit", "objective") if spec.objective else ("exit",))
+    leaving = flags["exit"]
+    if leaving.any():
         reason = f"exit conditions met: {spec.exit.describe()}" if spec.exit else "exit"
-        gone = _close(leaving, EXITED, reason, as_of)
+        gone = _close(active.filter(leaving), EXITED, reason, as_of)
         closed_now.append(gone)
         transitions.append(_transition(gone, "exited", reason, context.evidence(gone, spec.exit)))
-        active = active.filter(~pl.col("exit"))
+        active = active.filter(~leaving)
+        flags = {k: flag.filter(~leaving) for k, flag in flags.items()}
     active, failed_exits = _exit_on_failed_actions(active, context, workflow)
     for gone, reason in failed_exits:
         closed_now.append(gone)
         transitions.append(_transition(gone, "exited", reason))
+    if failed_exits:
+        flags = _verdicts_at(active, verdict, tuple(flags))
 
-    if spec.objective is not None:
-        newly = pl.col("objective") & pl.col("objective_met_at").is_null()
-        met = active.filter(newly)
-        if not met.is_empty():
+    if spec.objective is not None and not active.is_empty():
+        newly = flags["objective"] & active["objective_met_at"].is_null()
+        if newly.any():
+            met = active.filter(newly)
             condition = spec.objective.condition
             reason = f"objective met: {condition.describe()}"
             evidence = context.evidence(met, condition)
             transitions.append(_transition(met, "objective_met", reason, evidence))
+            now, hit = moment(as_of), pl.lit(newly)
             active = active.with_columns(
-                pl.when(newly).then(pl.lit(as_of)).otherwise("objective_met_at")
-                .alias("objective_met_at"),
-                pl.when(newly).then(pl.lit(as_of)).otherwise("updated_at").alias("updated_at"),
+                pl.when(hit).then(now).otherwise("objective_met_at").alias("objective_met_at"),
+                pl.when(hit).then(now).otherwise("updated_at").alias("updated_at"),
             )
             if spec.objective.on_met == "exit":
-                gone = _close(met, EXITED, reason, as_of).with_columns(
-                    objective_met_at=pl.lit(as_of)
-                )
+                gone = _close(met, EXITED, reason, as_of).with_columns(objective_met_at=now)
                 closed_now.append(gone)
                 transitions.append(_transition(gone, "exited", reason, evidence))
-                active = active.join(met.select(ROW), on=ROW, how="anti")
+                active = active.filter(~newly)
 
-    flow = advance_flow(active.drop(VERDICTS), context, workflow)
+    flow = advance_flow(active, context, workflow)
     transitions.extend(flow.transitions)
     actions.extend(flow.actions)
     still, milestone_actions, milestone_log = advance_milestones(flow.active, context, workflow)
     actions.extend(milestone_actions)
     transitions.extend(milestone_log)
-    finished = (pl.col("step") >= len(workflow.flow)) & all_done(workflow)
-    done = still.filter(finished)
-    if not done.is_empty():
+    finished = _finished(still, workflow)
+    if finished.any():
         reason = ("reached the end of the flow with every milestone done" if spec.milestones
                   else "reached the end of the flow")
-        gone = _close(done, COMPLETED, reason, as_of)
+        gone = _close(still.filter(finished), COMPLETED, reason, as_of)
         closed_now.append(gone)
         transitions.append(_transition(gone, "completed", reason))
+        still = still.filter(~finished)
 
-    closed = _arm_requalification(
-        pl.concat([conform(c, WORKING_SCHEMA) for c in [closed, *closed_now]]),
-        verdict["entry"], as_of,
-    )
-    state = pl.concat([conform(still.filter(~finished), WORKING_SCHEMA), closed])
+    closed = _arm_requalification(_closed_rows(closed, closed_now), verdict["entry"], as_of)
+    state = pl.concat([conform(still, WORKING_SCHEMA), closed])
     return _Out(state, actions, transitions, entered)
+
+
+def _split(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(active, closed) rows; a workflow's rows are often all one or the other."""
+    status = rows["status"]
+    return _where(rows, status == ACTIVE), _where(rows, status != ACTIVE)
+
+
+def _where(frame: pl.DataFrame, mask: pl.Series) -> pl.DataFrame:
+    """`frame.filter(mask)`, without the query when the mask keeps all rows or none."""
+    kept = mask.sum() or 0
+    if kept == frame.height:
+        return frame
+    return frame.filter(mask) if kept else frame.clear()
+
+
+def _verdicts_at(rows: pl.DataFrame, verdict: dict[str, pl.Series], kinds: tuple[str, ...]
+                 ) -> dict[str, pl.Series]:
+    """Verdicts of `kinds` for each of `rows` (by their row in the facts; absent means false),
+    in one query; a verdict nobody meets needs none."""
+    held = [k for k in kinds if verdict[k].any()]
+    found = rows.select(_lookup(verdict[k]).alias(k) for k in held) if held else None
+    return {k: found[k] if found is not None and k in held
+            else pl.Series(k, np.zeros(rows.height, dtype=bool)) for k in kinds}
+
+
+def _finished(still: pl.DataFrame, workflow: LoadedWorkflow) -> pl.Series:
+    """Past the last step with every milestone done (see milestones.all_done)."""
+    ended = still["step"] >= len(workflow.flow)
+    count = len(workflow.spec.milestones)
+    if not count or not ended.any():
+        return ended.fill_null(False)
+    return (ended & (still["milestones_done"].list.len().fill_null(0) == count)).fill_null(False)
+
+
+def _closed_rows(closed: pl.DataFrame, closed_now: list[pl.DataFrame]) -> pl.DataFrame:
+    """The closed rows before and during this tick as one frame."""
+    if not closed_now:
+        return conform(closed, WORKING_SCHEMA)
+    return pl.concat([conform(c, WORKING_SCHEMA) for c in [closed, *closed_now]])
 
 
 def _exit_on_failed_actions(
@@ -321,41 +364,47 @@ def _exit_on_failed_actions(
 ) -> tuple[pl.DataFrame, list[tuple[pl.DataFrame, str]]]:
     """`on_error: exit`: an enrollment whose action has finally failed (a `failed` event from
     delivery) leaves at the next tick."""
-    exiting = [(node, k) for node, k, action in workflow.flow.actions()
-               if action.on_error == "exit"]
+    exiting = _exiting(workflow)
     if not exiting or active.is_empty():
         return active, []
-    failed = context.events.filter(
-        (pl.col("event_type") == "failed") & (pl.col("occurred_at") <= context.as_of)
-    )["action_id"].implode()
+    failed = context.seen("failed")
+    if failed.is_empty():
+        return active, []
+    failed = failed.implode()
     gone = []
     for node, k in exiting:
-        hit = (pl.col("enrollment_id") + f"/{action_key(node.index, k)}").is_in(failed)
-        rows = active.filter(hit)
-        if rows.is_empty():
+        hit = (active["enrollment_id"] + f"/{action_key(node.index, k)}").is_in(failed)
+        if not hit.any():
             continue
         reason = (f"action {k} of step '{node.name}' failed to deliver and its on_error is "
                   f"exit")
-        gone.append((_close(rows, EXITED, reason, context.as_of), reason))
+        gone.append((_close(active.filter(hit), EXITED, reason, context.as_of), reason))
         active = active.filter(~hit)
     return active, gone
+
+
+@lru_cache(maxsize=256)
+def _exiting(workflow: LoadedWorkflow) -> tuple[tuple[FlowNode, int], ...]:
+    """The (node, action) pairs whose failure exits the enrollment: fixed per spec."""
+    return tuple((node, k) for node, k, action in workflow.flow.actions()
+                 if action.on_error == "exit")
 
 
 def _run_current_version(active: pl.DataFrame, workflow: LoadedWorkflow, as_of: datetime
                          ) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
     """An edited spec (non-structural, see specs/lifecycle.py) applies to every enrollment from
     the steps it has not yet reached; the enrollment records the version it now runs."""
-    older = pl.col("version") != workflow.version
     if active.is_empty():
         return active, []
-    moving = active.filter(older)
-    if moving.is_empty():
+    older = active["version"] != workflow.version
+    if not older.any():
         return active, []
+    moving = active.filter(older)
     log = _transition(moving, "version_changed",
                       f"the spec was edited: now runs version {workflow.version} (was "
                       + pl.col("version") + ")")
     return active.with_columns(
-        pl.when(older).then(pl.lit(as_of)).otherwise("updated_at").alias("updated_at"),
+        pl.when(pl.lit(older)).then(moment(as_of)).otherwise("updated_at").alias("updated_at"),
         pl.lit(workflow.version).alias("version"),
     ), [log]
 
@@ -382,36 +431,49 @@ def _admit(
         qualifies = qualifies & ~verdict["objective"]  # would leave at once
     if not qualifies.any():
         return active.clear(), closed
-    candidates = pl.DataFrame({ROW: qualifies.arg_true()})
-    if barred is not None:
-        candidates = candidates.join(barred, on=ROW, how="anti")
-    candidates = (
-        candidates
-        .join(active.select(ROW), on=ROW, how="anti")
-        .join(closed.select(ROW, "enrollment_number", "closed_at", "requalify_armed"),
-              on=ROW, how="left")
-    )
-    first_time = pl.col("enrollment_number").is_null()
     rule = spec.reentry
+    first_time = pl.col("enrollment_number").is_null()
     if rule.mode is ReentryMode.none:
         allowed = first_time
     else:
-        rested = (pl.col("closed_at") < as_of) & (
-            pl.col("closed_at") + pl.duration(days=rule.min_days_since_exit) <= as_of
+        rested = (pl.col("closed_at") < moment(as_of)) & (
+            pl.col("closed_at") + pl.duration(days=rule.min_days_since_exit) <= moment(as_of)
         )
         if rule.mode is ReentryMode.multiple:
             rested = rested & pl.col("requalify_armed")
         allowed = first_time | rested.fill_null(False)
+    # Most who qualify are inside already, or may not come back: rule them out by position
+    # first, so a tick where nobody new qualifies runs no join.
+    shut = [active[ROW], *([barred[ROW]] if barred is not None else [])]
+    if not closed.is_empty():
+        shut.append(closed[ROW].filter(~closed.select(allowed).to_series()))
+    chosen = _open_rows(qualifies, shut)
+    if chosen.is_empty():
+        return active.clear(), closed
+    candidates = pl.DataFrame(chosen).join(
+        closed.select(ROW, "enrollment_number", "closed_at", "requalify_armed"), on=ROW,
+        how="left")
     entered = _enroll(candidates.filter(allowed), workflow, context)
     closed = closed.join(entered.select(ROW), on=ROW, how="anti")
     return entered, closed
 
 
+def _open_rows(qualifies: pl.Series, shut: list[pl.Series]) -> pl.Series:
+    """The rows where `qualifies` holds, except the `shut` ones (null: not in the facts)."""
+    keep = qualifies.fill_null(False).to_numpy().copy()
+    for rows in shut:
+        if rows.null_count():
+            rows = rows.drop_nulls()
+        if not rows.is_empty():
+            keep[rows.to_numpy()] = False
+    return pl.Series(ROW, np.flatnonzero(keep), dtype=WORKING_SCHEMA[ROW])
+
+
 def _enroll(chosen: pl.DataFrame, workflow: LoadedWorkflow, context: TickContext
             ) -> pl.DataFrame:
     """New enrollments at the first step for `chosen` (ROW, previous enrollment_number)."""
-    as_of = context.as_of
-    entered = chosen.select(
+    now = moment(context.as_of)
+    entered = chosen.lazy().select(
         ROW,
         pl.lit(workflow.name).alias("workflow"),
         pl.lit(context.facts[PARTICIPANT]).gather(pl.col(ROW)).alias(PARTICIPANT),
@@ -421,18 +483,18 @@ def _enroll(chosen: pl.DataFrame, workflow: LoadedWorkflow, context: TickContext
          + pl.col("enrollment_number").cast(pl.String)).alias("enrollment_id"),
         pl.lit(workflow.version).alias("version"),
         pl.lit(ACTIVE).alias("status"),
-        pl.lit(as_of).alias("entered_at"),
+        now.alias("entered_at"),
         pl.lit(0, dtype=pl.Int32).alias("step"),
         pl.lit(workflow.flow.name_at(0)).alias("step_name"),
-        arrival(workflow.flow, 0, pl.lit(as_of)).alias("wait_until"),
+        arrival(workflow.flow, 0, now).alias("wait_until"),
         pl.lit(False).alias("requalify_armed"),
-        pl.lit(as_of).alias("updated_at"),
+        now.alias("updated_at"),
     )
     if needs_zone(workflow.flow, 0):  # a flow that starts with a delay: in local time
-        zoned, zones = with_zones(entered, context)
-        entered = zoned.with_columns(arrival(workflow.flow, 0, pl.lit(as_of), zones)
-                                     .alias("wait_until"))
-    return conform(entered, WORKING_SCHEMA)
+        zoned, zones = with_zones(entered.collect(), context)
+        entered = zoned.lazy().with_columns(arrival(workflow.flow, 0, now, zones)
+                                            .alias("wait_until"))
+    return entered.select(conforming(entered.collect_schema().names(), WORKING_SCHEMA)).collect()
 
 
 def _deploy(
@@ -494,20 +556,27 @@ def _deploy(
 def _close(frame: pl.DataFrame, status: str, reason: str, as_of: datetime) -> pl.DataFrame:
     return frame.with_columns(
         status=pl.lit(status),
-        closed_at=pl.lit(as_of),
+        closed_at=moment(as_of),
         close_reason=pl.lit(reason),
         requalify_armed=pl.lit(False),
-        updated_at=pl.lit(as_of),
+        updated_at=moment(as_of),
     )
 
 
 def _arm_requalification(
     closed: pl.DataFrame, entry: pl.Series, as_of: datetime
 ) -> pl.DataFrame:
-    arming = ~pl.col("requalify_armed") & ~_lookup(entry)
+    """Closed rows that no longer meet the entry conditions may enter again (re-entry
+    `multiple`); nothing to write when every closed row is armed already."""
+    if closed.is_empty():
+        return closed
+    arming = ~closed["requalify_armed"] & ~entry.gather(closed[ROW]).fill_null(False)
+    if not arming.any():
+        return closed
+    hit = pl.lit(arming)
     return closed.with_columns(
-        pl.when(arming).then(pl.lit(True)).otherwise("requalify_armed").alias("requalify_armed"),
-        pl.when(arming).then(pl.lit(as_of)).otherwise("updated_at").alias("updated_at"),
+        pl.when(hit).then(pl.lit(True)).otherwise("requalify_armed").alias("requalify_armed"),
+        pl.when(hit).then(moment(as_of)).otherwise("updated_at").alias("updated_at"),
     )
 
 

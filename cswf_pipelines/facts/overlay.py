@@ -37,6 +37,7 @@ PROBLEM_SCHEMA: dict[str, pl.DataType] = {
     "dtype": pl.String(),
     "problem": pl.String(),
 }
+_NO_UPDATES = pl.DataFrame(schema=UPDATE_SCHEMA)
 # Columns that say which row this is; an update never rewrites them.
 KEYS = ("as_of", "participant_id")
 
@@ -65,6 +66,8 @@ def apply_field_updates(
                          "update is superseded; load it with the facts")
     protected = {*KEYS, snapshot_column}
     visible = _latest(updates, as_of, [c for c in facts.columns if c not in protected])
+    if visible.is_empty():  # the usual case: no update of a fact column is visible
+        return Overlay(facts, _NO_PROBLEMS)
     rows = facts.select("participant_id", pl.col(snapshot_column).alias("__snapshot"))
     columns, problems = [], []
     for field in sorted(visible["field"].unique()):
@@ -91,22 +94,27 @@ def apply_field_updates(
                       "the fact keeps its snapshot value", pl.col("action_id").fill_null("?"),
                       "value", pl.lit(str(dtype)), pl.lit(field)).alias("problem"),
         ))
-    problem_frame = pl.concat([pl.DataFrame(schema=PROBLEM_SCHEMA), *problems], how="vertical")
+    problem_frame = pl.concat([_NO_PROBLEMS, *problems], how="vertical")
     return Overlay(facts.with_columns(columns) if columns else facts, problem_frame)
 
 
+_NO_PROBLEMS = pl.DataFrame(schema=PROBLEM_SCHEMA)
+
+
 def _latest(updates: pl.DataFrame, as_of: datetime, fields: list[str]) -> pl.DataFrame:
-    """Per (participant, fact field), the latest update emitted before `as_of`."""
+    """Per (participant, fact field), the latest update emitted before `as_of` (one query)."""
+    chain = updates.lazy()
     if "action_id" not in updates.columns:
-        updates = updates.with_columns(pl.lit(None, dtype=pl.String).alias("action_id"))
+        chain = chain.with_columns(pl.lit(None, dtype=pl.String).alias("action_id"))
     if "status" in updates.columns:  # a template that failed to render set nothing
-        updates = updates.filter(pl.col("status").ne_missing("render_failed"))
+        chain = chain.filter(pl.col("status").ne_missing("render_failed"))
     return (
-        updates.select(UPDATE_SCHEMA.keys())
-        .cast(UPDATE_SCHEMA)
+        chain.select(UPDATE_SCHEMA.keys())
+        .cast(UPDATE_SCHEMA)  # type: ignore[arg-type]
         .filter(pl.col("tick") < as_of, pl.col("field").is_in(fields))
         .sort("tick", "action_id", nulls_last=False)
         .unique(["participant_id", "field"], keep="last", maintain_order=True)
+        .collect()
     )
 
 
@@ -167,6 +175,8 @@ def field_updates_of(actions: pl.DataFrame) -> pl.DataFrame:
     what a run appends after each tick so the next tick sees them."""
     payload = pl.col("payload").str.json_decode(pl.Struct({"field": pl.String,
                                                            "value": pl.String}))
+    if actions.is_empty() or not (actions["action_type"] == "field_update").any():
+        return _NO_UPDATES
     return (
         actions.filter(pl.col("action_type") == "field_update",
                        pl.col("status").ne_missing("render_failed"))

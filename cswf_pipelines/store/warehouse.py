@@ -204,20 +204,26 @@ def write_tick(con: duckdb.DuckDBPyConnection, result: TickResult) -> WriteOutco
     new_actions, new_transitions = result.actions, result.transitions
     con.execute("BEGIN").fetchall()
     try:
-        con.execute(
-            f"UPDATE {HISTORY} AS h SET valid_to = $t FROM changed AS c "
-            "WHERE h.workflow = c.workflow AND h.participant_id = c.participant_id "
-            "AND h.valid_to IS NULL",
-            {"t": as_of},
-        ).fetchall()
-        con.execute(
-            f"INSERT INTO {HISTORY} SELECT *, $t AS valid_from, NULL AS valid_to FROM changed",
-            {"t": as_of},
-        ).fetchall()
-        con.execute("INSERT INTO actions_outbox SELECT * FROM new_actions").fetchall()
-        con.execute("INSERT INTO transitions SELECT * FROM new_transitions").fetchall()
-        counts = new_transitions.group_by("transition").len()
-        count = dict(zip(counts["transition"], counts["len"], strict=True))
+        # A statement costs about a millisecond even with nothing to write: skip those.
+        if not changed.is_empty():
+            con.execute(
+                f"UPDATE {HISTORY} AS h SET valid_to = $t FROM changed AS c "
+                "WHERE h.workflow = c.workflow AND h.participant_id = c.participant_id "
+                "AND h.valid_to IS NULL",
+                {"t": as_of},
+            ).fetchall()
+            con.execute(
+                f"INSERT INTO {HISTORY} SELECT *, $t AS valid_from, NULL AS valid_to "
+                "FROM changed",
+                {"t": as_of},
+            ).fetchall()
+        if not new_actions.is_empty():
+            con.execute("INSERT INTO actions_outbox SELECT * FROM new_actions").fetchall()
+        count: dict[str, int] = {}
+        if not new_transitions.is_empty():
+            con.execute("INSERT INTO transitions SELECT * FROM new_transitions").fetchall()
+            counts = new_transitions.group_by("transition").len()
+            count = dict(zip(counts["transition"], counts["len"], strict=True))
         con.execute(
             "INSERT INTO tick_log VALUES ($t, $p, $w, $e, $x, $c, $a, $n)",
             {
