@@ -82,20 +82,26 @@ def _entry_before(facts: pl.DataFrame, prev_facts: pl.DataFrame | None,
     names = [verdict_column(ENTRY_BEFORE, w.name) for w in workflows]
     if prev_facts is None or prev_facts.is_empty():
         return [pl.Series(name, [True] * facts.height, dtype=pl.Boolean) for name in names]
-    schema = dict(prev_facts.schema)
-    exprs = []
-    for workflow, name in zip(workflows, names, strict=True):
-        entry = workflow.spec.entry
-        derived = stage_fields(workflow.spec.stage)
-        exprs.append(pl.lit(False).alias(name) if entry is None else
-                     compile_condition(entry, {**schema, **_derived_types(workflow)}, derived)
-                     .alias(name))
+    schema = tuple(prev_facts.schema.items())
+    exprs = [_compiled_entry(workflow, schema).alias(name)
+             for workflow, name in zip(workflows, names, strict=True)]
     before = with_previous(prev_facts, None, set().union(
         *(previous_tick_fields(w.spec.entry) for w in workflows if w.spec.entry)
     )).select(PARTICIPANT, *exprs)
     aligned = facts.lazy().select(PARTICIPANT).join(before, on=PARTICIPANT, how="left",
                                                     maintain_order="left").collect()
     return [aligned[name].fill_null(False) for name in names]
+
+
+@lru_cache(maxsize=1024)
+def _compiled_entry(workflow: LoadedWorkflow, schema: tuple[tuple[str, pl.DataType], ...]
+                    ) -> pl.Expr:
+    """A workflow's entry condition, compiled once per spec and fact types."""
+    entry = workflow.spec.entry
+    if entry is None:
+        return pl.lit(False)
+    return compile_condition(entry, {**dict(schema), **_derived_types(workflow)},
+                             stage_fields(workflow.spec.stage))
 
 
 def _derived_types(workflow: LoadedWorkflow) -> dict[str, pl.DataType]:

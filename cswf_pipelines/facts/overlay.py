@@ -65,7 +65,10 @@ def apply_field_updates(
         raise ValueError(f"facts have no '{snapshot_column}' column: it tells whether a field "
                          "update is superseded; load it with the facts")
     protected = {*KEYS, snapshot_column}
-    visible = _latest(updates, as_of, [c for c in facts.columns if c not in protected])
+    fields = [c for c in facts.columns if c not in protected]
+    if updates.is_empty() or not updates["field"].is_in(fields).any():
+        return Overlay(facts, _NO_PROBLEMS)  # CRM-only fields: nothing a condition reads
+    visible = _latest(updates, as_of, fields)
     if visible.is_empty():  # the usual case: no update of a fact column is visible
         return Overlay(facts, _NO_PROBLEMS)
     rows = facts.select("participant_id", pl.col(snapshot_column).alias("__snapshot"))
