@@ -6,6 +6,7 @@ pure core, and store; nothing here decides workflow behaviour.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -66,6 +67,8 @@ from cswf_pipelines.store.warehouse import (
 from cswf_pipelines.ticks import next_tick, previous_tick, tick_partitions, ticks_between
 
 __all__ = ["SpecErrors"]
+
+log = logging.getLogger(__name__)
 
 EVENTS_FOLDER = "action_events"  # landing sub-folder of action results (opened, completed, ...)
 
@@ -200,13 +203,15 @@ def run_ticks(
         for feed in feeds:
             if feed.prev is not None:
                 feed.prev = apply_field_updates(feed.prev, earlier, before).facts
+    reported: set[str] = set()
     outcomes: list[WriteOutcome] = []
     actions = transitions = 0
     for i, as_of in enumerate(ticks):
         window = pl.col("requested_at") <= as_of
         results = []
         for feed in feeds:
-            seen = apply_field_updates(feed.at(as_of), updates, as_of).facts
+            seen, problems = apply_field_updates(feed.at(as_of), updates, as_of)
+            _report_overlay_problems(problems, reported)
             result = run_tick(
                 state.filter(pl.col("workflow").is_in(feed.names)), seen, feed.prev,
                 events, feed.workflows, as_of, default_category=settings.default_category,
@@ -242,6 +247,15 @@ def run_ticks(
         actions=actions,
         transitions=transitions,
     )
+
+
+def _report_overlay_problems(problems: pl.DataFrame, reported: set[str]) -> None:
+    """A field update whose value does not fit its fact is logged once (the fact keeps its
+    snapshot value); the same update would be reported at every tick it is visible."""
+    for action_id, message in problems.select("action_id", "problem").rows():
+        if action_id not in reported:
+            reported.add(action_id)
+            log.warning(message)
 
 
 @dataclass

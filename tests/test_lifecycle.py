@@ -181,3 +181,18 @@ def test_a_field_update_is_a_fact_at_later_ticks_and_deploy_files_are_honoured(
     deployed = query(root, "SELECT participant_id, tick, reason FROM transitions WHERE "
                            "workflow = 'promoters' AND reason LIKE 'manual deploy%'")
     assert [(p, r) for p, _, r in deployed] == [("ACC-00002", "manual deploy by ann@example.com")]
+
+
+def test_a_field_update_that_does_not_fit_its_fact_is_logged_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = project(tmp_path, {"tagger.yaml": TAGGER.replace('value: "10"', 'value: "lots"')})
+    generate_book(root / "landing", accounts=10, days=35, start=date(2026, 5, 1))
+    with caplog.at_level("WARNING", logger="cswf_pipelines.pipeline"):
+        code, out = cli(root, "run", "--start", "2026-05-31", "--end", "2026-05-31T09:00")
+    assert code == 0, out
+    tagged = query(root, "SELECT action_id FROM actions_outbox WHERE workflow = 'tagger' "
+                         "AND tick < '2026-05-31 09:00'")
+    warnings = [r.getMessage() for r in caplog.records if "does not convert" in r.getMessage()]
+    assert tagged and len(warnings) == len(tagged)  # once each, though visible at later ticks
+    assert warnings[0].endswith("value 'lots' does not convert to Int32 for field 'nps'; the "
+                                "fact keeps its snapshot value")
