@@ -375,3 +375,16 @@ def test_every_fact_field_is_documented() -> None:
         if not name.startswith("account.") and f"| {name} |" not in doc
     ]
     assert missing == []
+
+
+def test_the_latest_models_share_one_macro_and_a_broken_call_names_the_file(
+        sql_copy: Path) -> None:
+    models = {m.name: m for m in load_models(sql_copy, "contact_facts")}
+    latest = models["contact_latest"]
+    assert latest.reads == {"raw_contacts"} and "ASOF JOIN" in latest.sql
+    assert "{{" not in latest.sql  # dependencies are read from the rendered SQL
+    (sql_copy / "contact_latest.sql").write_text(
+        '{% from "macros/latest_snapshot.sql" import latest_snapshot %}\n'
+        '{{ latest_snapshot("raw_contacts") }}\n')
+    with pytest.raises(FactModelError, match=r"contact_latest\.sql: template error: .*'key'"):
+        load_models(sql_copy)

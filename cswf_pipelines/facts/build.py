@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
 from cswf_pipelines.facts.contract import OBJECTS
 from cswf_pipelines.facts.ingest import ensure_tables
@@ -66,7 +67,7 @@ def load_models(sql_dir: Path, model: str = FINAL_MODEL) -> list[FactModel]:
         raise FactModelError(f"{sql_dir}: no {model}.sql model")
     models = {}
     for name, path in names.items():
-        sql = _trim(path.read_text())
+        sql = _trim(_render(path, sql_dir))
         code = _COMMENTS.sub(" ", sql)
         deps, reads = (
             frozenset(
@@ -89,6 +90,20 @@ def load_models(sql_dir: Path, model: str = FINAL_MODEL) -> list[FactModel]:
         if name in needed:
             needed |= models[name].depends_on
     return [models[name] for name in order if name in needed]
+
+
+def _render(path: Path, sql_dir: Path) -> str:
+    """A model's SQL; models that share a plan call a Jinja macro from `sql_dir/macros/` (the
+    three `*_latest` models), the rest are plain SQL and pass through untouched."""
+    text = path.read_text()
+    if "{{" not in text and "{%" not in text:
+        return text
+    environment = Environment(loader=FileSystemLoader(sql_dir), undefined=StrictUndefined,
+                              keep_trailing_newline=True)
+    try:
+        return environment.from_string(text).render()
+    except TemplateError as err:
+        raise FactModelError(f"{path}: template error: {err}") from err
 
 
 def _trim(sql: str) -> str:
