@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import polars as pl
 
 from cswf_pipelines.actions.build import owner_columns
@@ -105,12 +106,12 @@ def advance_milestones(active: pl.DataFrame, context: TickContext, workflow: Loa
     return _set_current(active, order, as_of), actions, transitions
 
 
-def all_done(workflow: LoadedWorkflow) -> pl.Expr:
-    """Every milestone is done (always true without milestones)."""
+def all_done(rows: pl.DataFrame, workflow: LoadedWorkflow) -> pl.Series:
+    """Whether each enrollment has every milestone done (always true without milestones)."""
     count = len(workflow.spec.milestones)
     if not count:
-        return pl.lit(True)
-    return pl.col("milestones_done").list.len().fill_null(0) == count
+        return pl.Series(np.ones(rows.height, dtype=bool))
+    return (rows["milestones_done"].list.len().fill_null(0) == count).fill_null(False)
 
 
 def _set_current(active: pl.DataFrame, order: list[Milestone], as_of: object) -> pl.DataFrame:

@@ -48,7 +48,7 @@ from cswf_pipelines.engine.frames import (
     empty,
     moment,
 )
-from cswf_pipelines.engine.milestones import advance_milestones, workflow_tasks
+from cswf_pipelines.engine.milestones import advance_milestones, all_done, workflow_tasks
 from cswf_pipelines.engine.stage import stage_fields
 from cswf_pipelines.specs.flow import FlowNode, action_key
 from cswf_pipelines.specs.groups import UserGroup
@@ -344,12 +344,11 @@ def _verdicts_at(rows: pl.DataFrame, verdict: dict[str, pl.Series], kinds: tuple
 
 
 def _finished(still: pl.DataFrame, workflow: LoadedWorkflow) -> pl.Series:
-    """Past the last step with every milestone done (see milestones.all_done)."""
+    """Past the last step with every milestone done."""
     ended = still["step"] >= len(workflow.flow)
-    count = len(workflow.spec.milestones)
-    if not count or not ended.any():
+    if not workflow.spec.milestones or not ended.any():
         return ended.fill_null(False)
-    return (ended & (still["milestones_done"].list.len().fill_null(0) == count)).fill_null(False)
+    return ended.fill_null(False) & all_done(still, workflow)
 
 
 def _closed_rows(closed: pl.DataFrame, closed_now: list[pl.DataFrame]) -> pl.DataFrame:
