@@ -77,7 +77,7 @@ def schema(
 def ingest(root: Root = None) -> None:
     """Load new or changed snapshot files from the landing folder."""
     settings = _settings(root)
-    known = [w.name for w in pipeline.check_specs(settings).workflows]
+    known = pipeline.workflow_names(settings)
     with connect(settings.database_path) as con:  # deploy requests arrive now
         report = pipeline.ingest(con, settings, datetime.now(UTC).replace(tzinfo=None), known)
     console.print(report)

@@ -120,6 +120,12 @@ def _with_lifecycle(checked: SpecSet, con: duckdb.DuckDBPyConnection) -> SpecSet
     return SpecSet([w for w in checked.workflows if w.file.name not in refused], errors)
 
 
+def workflow_names(settings: Settings) -> list[str]:
+    """The workflows a deploy request may name: every spec that parses (no fact or warehouse
+    checks needed for that)."""
+    return [w.name for w in load_specs(settings.specs_path).workflows]
+
+
 def load_workflows(settings: Settings) -> list[LoadedWorkflow]:
     return check_specs(settings).require_valid()
 

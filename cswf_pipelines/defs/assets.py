@@ -101,7 +101,7 @@ def landing_snapshots(
     context: dg.AssetExecutionContext, cswf: CswfProject, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
     settings = cswf.settings()
-    known = [w.name for w in pipeline.check_specs(settings).workflows]
+    known = pipeline.workflow_names(settings)
     with open_warehouse(warehouse) as con:  # deploy requests without a time arrive now
         report = pipeline.ingest(con, settings, datetime.now(UTC).replace(tzinfo=None), known)
     rejected_files = sorted({name for name, _ in report.files_rejected})
