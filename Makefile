@@ -26,7 +26,7 @@ demo: $(STAMP)
 
 ui: $(STAMP)
 	@mkdir -p $(CSWF_DAGSTER_STORAGE)
-	$(BIN)/dagster dev -m cswf_pipelines.defs -p $(UI_PORT)
+	$(BIN)/dagster dev -m cswf.defs -p $(UI_PORT)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -30,14 +30,16 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cswf_pipelines.delivery import ensure_delivery_schema  # noqa: E402
-from cswf_pipelines.engine.evaluate import evaluate  # noqa: E402
-from cswf_pipelines.engine.reference import holds  # noqa: E402
-from cswf_pipelines.engine.tick import run_tick  # noqa: E402
-from cswf_pipelines.facts.build import build_facts, fact_schema  # noqa: E402
-from cswf_pipelines.facts.ingest import ensure_tables  # noqa: E402
-from cswf_pipelines.specs.loader import LoadedWorkflow, parse_spec  # noqa: E402
-from cswf_pipelines.store.warehouse import (  # noqa: E402
+from reference import holds  # noqa: E402
+
+from cswf.delivery import ensure_delivery_schema  # noqa: E402
+from cswf.engine.evaluate import evaluate  # noqa: E402
+from cswf.engine.tick import run_tick  # noqa: E402
+from cswf.facts.models import build_facts, fact_schema  # noqa: E402
+from cswf.ingest.snapshots import ensure_tables  # noqa: E402
+from cswf.settings import PACKAGE_SQL  # noqa: E402
+from cswf.specs.loader import LoadedWorkflow, parse_spec  # noqa: E402
+from cswf.store.warehouse import (  # noqa: E402
     ensure_schema,
     load_events,
     load_facts,
@@ -46,7 +48,7 @@ from cswf_pipelines.store.warehouse import (  # noqa: E402
     write_tick,
 )
 
-SQL_DIR = ROOT / "sql"
+SQL_DIR = PACKAGE_SQL
 FACTS_SQL = SQL_DIR / "facts"
 DAY = date(2026, 6, 30)
 T0 = datetime(2026, 6, 30, 21)  # previous tick: snapshot of 06-30
@@ -273,13 +275,13 @@ def interpreter_ratio(facts: pl.DataFrame, prev: pl.DataFrame,
 
 def demo_quarter(accounts: int) -> dict:
     """The demo book's 720-tick quarter through `cswf run`, in a scratch project."""
-    from cswf_pipelines.demo.generate import generate_book
+    from cswf.demo.generate import generate_book
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         (root / "cswf.yaml").write_text(
             f"database: {root / 'cswf.duckdb'}\nlanding_dir: {root / 'landing'}\n"
-            f"specs_dir: {ROOT / 'workflow_specs'}\nsql_dir: {SQL_DIR}\n"
+            f"specs_dir: {ROOT / 'workflow_specs'}\n"
             "tick_start: '2026-05-31 00:00'\n"
         )
         _, generate_s = timed(generate_book, root / "landing", accounts=accounts, days=120,

@@ -23,12 +23,12 @@ import duckdb
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cswf_pipelines.demo import generate_book  # noqa: E402
+from cswf.demo import generate_book  # noqa: E402
 
 
 def _module(path: str | None) -> ModuleType:
     if path is None:
-        from cswf_pipelines.facts import ingest
+        from cswf.ingest import ingest
 
         return ingest
     spec = importlib.util.spec_from_file_location("ingest_under_test", path)
@@ -65,7 +65,7 @@ def main() -> None:
             assert len(report.files_loaded) == files and not report.files_rejected
             con.close()
     best = min(first)
-    print(f"{args.module or 'cswf_pipelines/facts/ingest.py'}: {files} files, {rows} rows")
+    print(f"{args.module or 'cswf/facts/ingest.py'}: {files} files, {rows} rows")
     print(f"first ingest: best {best:.2f} s of {[round(t, 2) for t in first]} "
           f"({1000 * best / files:.1f} ms/file); unchanged re-run: best {min(again):.3f} s")
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import polars as pl
 
-from cswf_pipelines.engine.assign import WORKLOAD_SCHEMA
-from cswf_pipelines.engine.frames import ENROLLMENT_SCHEMA, empty
-from cswf_pipelines.engine.tick import TickResult, run_tick
-from cswf_pipelines.specs.groups import UserGroup
-from cswf_pipelines.specs.loader import LoadedWorkflow, parse_spec
+from cswf.engine.assign import WORKLOAD_SCHEMA
+from cswf.engine.frames import ENROLLMENT_SCHEMA, empty
+from cswf.engine.tick import TickResult, run_tick
+from cswf.specs.groups import UserGroup
+from cswf.specs.loader import LoadedWorkflow, parse_spec
 
 START = datetime(2026, 6, 1)
 

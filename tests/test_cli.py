@@ -10,8 +10,8 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from cswf_pipelines.cli import app
-from cswf_pipelines.demo.generate import generate_book
+from cswf.cli import app
+from cswf.demo.generate import generate_book
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -38,7 +38,7 @@ def project(tmp_path: Path, specs: dict[str, str] | None = None) -> Path:
             (specs_dir / name).write_text(text)
     (tmp_path / "cswf.yaml").write_text(
         f"database: {tmp_path / 'cswf.duckdb'}\nlanding_dir: {tmp_path / 'landing'}\n"
-        f"sql_dir: {REPO / 'sql'}\ntick_start: '2026-05-31 00:00'\n"
+        "tick_start: '2026-05-31 00:00'\n"
     )
     return tmp_path
 

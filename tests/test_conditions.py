@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from cswf_pipelines.engine.compile import compile_condition
-from cswf_pipelines.engine.evaluate import with_previous
-from cswf_pipelines.specs.conditions import Condition, previous_tick_fields
+from cswf.engine.compile import compile_condition
+from cswf.engine.evaluate import with_previous
+from cswf.specs.conditions import Condition, previous_tick_fields
 
 AS_OF = datetime(2026, 6, 10, 9, 0)
 

@@ -11,15 +11,8 @@ import pytest
 from test_facts import SQL_DIR, insert, snapshot
 from test_ingest import ACC_FILE, account_rows, table, write_csv
 
-from cswf_pipelines.facts import (
-    CONTACTS,
-    FactModelError,
-    build_facts,
-    ensure_tables,
-    fact_schema,
-    ingest_landing,
-    snapshot_problems,
-)
+from cswf.facts import FactModelError, build_facts, fact_schema
+from cswf.ingest import CONTACTS, ensure_tables, ingest_landing, snapshot_problems
 
 CON_FILE = "contacts/contacts_2026-05-03.csv"
 CONTACT_ROW = {

@@ -12,15 +12,15 @@ import pytest
 import yaml
 from engine_harness import ASSET_GROUPS
 
-from cswf_pipelines.config import ENV_OVERRIDES, Settings, load_settings
-from cswf_pipelines.defs import build_defs
-from cswf_pipelines.defs.assets import ENGINE, markdown_table
-from cswf_pipelines.defs.automation import LANDING_SENSOR, TICK_JOB, TICK_SCHEDULE
-from cswf_pipelines.defs.checks import account_rows, duplicate_ids, rejected_files
-from cswf_pipelines.defs.launch import run_tick_range
-from cswf_pipelines.defs.resources import project_resource
-from cswf_pipelines.demo.generate import generate_book
-from cswf_pipelines.ticks import tick_partitions
+from cswf.calendar import tick_partitions
+from cswf.defs import build_defs
+from cswf.defs.assets import ENGINE, markdown_table
+from cswf.defs.automation import LANDING_SENSOR, TICK_JOB, TICK_SCHEDULE
+from cswf.defs.checks import account_rows, duplicate_ids, rejected_files
+from cswf.defs.launch import run_tick_range
+from cswf.defs.resources import project_resource
+from cswf.demo.generate import generate_book
+from cswf.settings import ENV_OVERRIDES, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST, SECOND = "2026-05-31-00:00", "2026-05-31-03:00"
@@ -47,7 +47,6 @@ def settings(tmp_path: Path, book: Path) -> Settings:
         "database": "db/cswf.duckdb",
         "landing_dir": "landing",
         "specs_dir": str(REPO / "workflow_specs"),
-        "sql_dir": str(REPO / "sql"),
         "tick_cron": "0 */3 * * *",
         "tick_start": "2026-05-31 00:00",
     }
@@ -94,7 +93,7 @@ def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, object]
 
 
 def test_definitions_load(settings: Settings) -> None:
-    from cswf_pipelines.defs import defs as module_defs
+    from cswf.defs import defs as module_defs
 
     assert isinstance(module_defs, dg.Definitions)
     defs = build_defs(settings)
@@ -215,7 +214,7 @@ def test_failed_blocking_check_stops_the_tick(
 
 def test_rejected_file_fails_required_columns(tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    from cswf_pipelines.facts.ingest import ingest_landing
+    from cswf.ingest.snapshots import ingest_landing
 
     landing = tmp_path / "landing"
     (landing / "accounts").mkdir(parents=True)

@@ -28,7 +28,7 @@ from test_delivery_servers import (
     webhook_server,
 )
 
-from cswf_pipelines.delivery import (
+from cswf.delivery import (
     DeliveryConfig,
     DeliveryReport,
     Fault,
@@ -37,7 +37,7 @@ from cswf_pipelines.delivery import (
     deliver,
     resolve_unknown,
 )
-from cswf_pipelines.delivery.email import message_id
+from cswf.delivery.email import message_id
 
 
 class Crash(Exception):

@@ -24,7 +24,7 @@ from test_delivery_servers import (
     warehouse,
 )
 
-from cswf_pipelines.delivery import (
+from cswf.delivery import (
     DeliveryConfig,
     DeliveryReport,
     default_senders,
@@ -32,7 +32,7 @@ from cswf_pipelines.delivery import (
     ingest_action_events,
     suppress,
 )
-from cswf_pipelines.facts import ensure_tables
+from cswf.ingest import ensure_tables
 
 ACCOUNT = "A-0001"
 Smtp = tuple[SmtpRecorder, int]

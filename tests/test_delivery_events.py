@@ -16,8 +16,8 @@ from test_delivery_servers import (
     warehouse,
 )
 
-from cswf_pipelines.delivery import action_insights, deliver, ingest_action_events
-from cswf_pipelines.delivery.dry_run import DryRunSender
+from cswf.delivery import action_insights, deliver, ingest_action_events
+from cswf.delivery.dry_run import DryRunSender
 
 HEADER = "action_id,event_type,occurred_at,detail\n"
 ANN = "onboarding/acc-1/1/s0.a0"

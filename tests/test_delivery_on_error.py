@@ -24,7 +24,7 @@ from test_delivery_servers import (
     webhook_server,
 )
 
-from cswf_pipelines.delivery import (
+from cswf.delivery import (
     DeliveryConfig,
     DeliveryReport,
     action_insights,

@@ -22,7 +22,7 @@ from test_delivery_servers import (
     warehouse,
 )
 
-from cswf_pipelines.delivery import (
+from cswf.delivery import (
     DeliveryConfig,
     DeliveryReport,
     default_senders,

@@ -34,9 +34,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cswf_pipelines.delivery import DeliveryConfig
-from cswf_pipelines.engine.frames import ACTION_SCHEMA, conform
-from cswf_pipelines.store.warehouse import ensure_schema
+from cswf.delivery import DeliveryConfig
+from cswf.engine.frames import ACTION_SCHEMA, conform
+from cswf.store.warehouse import ensure_schema
 
 HOST = "127.0.0.1"
 TICK = datetime(2026, 6, 2, 6, 0)

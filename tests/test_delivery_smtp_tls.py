@@ -23,7 +23,7 @@ from test_delivery_servers import (
     warehouse,
 )
 
-from cswf_pipelines.delivery import DeliveryConfig, SmtpSender, default_senders, deliver
+from cswf.delivery import DeliveryConfig, SmtpSender, default_senders, deliver
 
 USER, PASSWORD = "cswf-mailer", "pa55-W0rd-that-must-not-leak"
 ENV = {"CSWF_TEST_SMTP_USER": USER, "CSWF_TEST_SMTP_PASSWORD": PASSWORD}
@@ -111,7 +111,7 @@ def test_credentials_never_appear_in_logs_errors_or_tables(
     error = deliveries(con)["onboarding/acc-1/1/s0.a0"]["last_error"]
     assert "refused the login (535)" in error and "$CSWF_TEST_SMTP_PASSWORD" in error
     ours = "\n".join(r.getMessage() for r in caplog.records
-                     if r.name.startswith("cswf_pipelines"))
+                     if r.name.startswith("cswf"))
     out = capsys.readouterr()
     stored = str(con.execute("SELECT * FROM deliveries").fetchall())
     stored += str(con.execute("SELECT * FROM action_events").fetchall())

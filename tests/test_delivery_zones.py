@@ -6,7 +6,7 @@ from datetime import datetime
 
 import duckdb
 
-from cswf_pipelines.delivery.zones import participant_time_zones
+from cswf.delivery.zones import participant_time_zones
 
 
 def test_latest_snapshot_zones_for_accounts_and_contacts() -> None:

@@ -10,20 +10,14 @@ import duckdb
 import polars as pl
 import pytest
 
-from cswf_pipelines.demo import generate_book, simulate_book
-from cswf_pipelines.demo.generate import simulate_related
-from cswf_pipelines.facts import (
-    ACCOUNTS,
-    CONTACTS,
-    OPPORTUNITIES,
-    USAGE,
-    build_facts,
-    ingest_landing,
-    snapshot_problems,
-)
-from cswf_pipelines.facts.contract import OPPORTUNITY_STAGES
+from cswf.demo import generate_book, simulate_book
+from cswf.demo.generate import simulate_related
+from cswf.facts import build_facts
+from cswf.ingest import ACCOUNTS, CONTACTS, OPPORTUNITIES, USAGE, ingest_landing, snapshot_problems
+from cswf.ingest.contract import OPPORTUNITY_STAGES
+from cswf.settings import PACKAGE_SQL
 
-SQL_DIR = Path(__file__).resolve().parents[1] / "sql" / "facts"
+SQL_DIR = PACKAGE_SQL / "facts"
 START = date(2026, 5, 1)
 
 

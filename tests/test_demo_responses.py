@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 from test_delivery_servers import add_actions, email_row, task_row, warehouse
 
-from cswf_pipelines.delivery import ingest_action_events
-from cswf_pipelines.demo.responses import simulate_responses, simulated_events
-from cswf_pipelines.pipeline import EVENTS_FOLDER
+from cswf.delivery import ingest_action_events
+from cswf.demo.responses import simulate_responses, simulated_events
+from cswf.project import EVENTS_FOLDER
 
 START = datetime(2026, 6, 1, 0, 0)
 UNTIL = datetime(2026, 7, 15, 0, 0)  # long after the last tick: every response has happened

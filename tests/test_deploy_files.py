@@ -9,9 +9,9 @@ import duckdb
 import polars as pl
 import pytest
 
-from cswf_pipelines.facts import ingest_landing
-from cswf_pipelines.store.deploy_files import ingest_deploy_requests
-from cswf_pipelines.store.deploys import load_deploys, request_deploys
+from cswf.ingest import ingest_landing
+from cswf.ingest.deploy_requests import ingest_deploy_requests
+from cswf.ingest.deploys import load_deploys, request_deploys
 
 NOW = datetime(2026, 7, 1, 2, 15)
 WORKFLOWS = ["health_alert", "renewal_preparation"]

@@ -10,17 +10,11 @@ import duckdb
 import polars as pl
 import pytest
 
-from cswf_pipelines.facts import (
-    ACCOUNTS,
-    FACT_MODELS,
-    FactModelError,
-    build_facts,
-    ensure_tables,
-    fact_schema,
-    load_models,
-)
+from cswf.facts import FACT_MODELS, FactModelError, build_facts, fact_schema, load_models
+from cswf.ingest import ACCOUNTS, ensure_tables
+from cswf.settings import PACKAGE_SQL
 
-SQL_DIR = Path(__file__).resolve().parents[1] / "sql" / "facts"
+SQL_DIR = PACKAGE_SQL / "facts"
 START = date(2026, 5, 1)
 
 
@@ -366,7 +360,7 @@ def test_build_leaves_no_temp_objects(con: duckdb.DuckDBPyConnection, sql_copy: 
 
 def test_every_fact_field_is_documented() -> None:
     """Each model's own fields have a table row; `account.<field>` is one documented rule."""
-    doc = (SQL_DIR.parents[1] / "docs" / "data-contract.md").read_text()
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "data-contract.md").read_text()
     assert "| account.* |" in doc and "`account.<field>`" in doc
     missing = [
         (model, name)

@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from cswf_pipelines.facts.overlay import (
+from cswf.facts.overlay import (
     PROBLEM_SCHEMA,
     UPDATE_SCHEMA,
     apply_field_updates,

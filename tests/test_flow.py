@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from engine_harness import START, Run, spec
 
-from cswf_pipelines.specs.loader import SpecErrors
+from cswf.specs.loader import SpecErrors
 
 NPS_SPLIT = """
 name: nps_follow_up
@@ -312,7 +312,7 @@ def deploy(run: Run, at, rows, *requests: tuple[str, str, str]):
     import polars as pl
     from engine_harness import facts
 
-    from cswf_pipelines.engine.tick import run_tick
+    from cswf.engine.tick import run_tick
 
     asked = pl.DataFrame(list(requests), schema=["workflow", "participant_id", "requested_by"],
                          orient="row")

@@ -9,13 +9,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from cswf_pipelines.facts import (
-    ACCOUNTS,
-    OBJECTS,
-    ingest_landing,
-    landing_files,
-    snapshot_problems,
-)
+from cswf.ingest import ACCOUNTS, OBJECTS, ingest_landing, landing_files, snapshot_problems
 
 ACCOUNT_ROW = {
     "snapshot_date": "2026-05-03",
@@ -413,7 +407,7 @@ def test_one_bad_file_in_a_batch_is_rejected_while_the_others_land(
 def test_small_batches_load_the_same(
     con: duckdb.DuckDBPyConnection, landing: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cswf_pipelines.facts import ingest
+    from cswf.ingest import snapshots as ingest
 
     monkeypatch.setattr(ingest, "BATCH_ROWS", 1)  # every file its own batch
     for day in ("2026-05-01", "2026-05-02", "2026-05-03"):
@@ -430,7 +424,7 @@ def test_a_failed_batch_write_is_pinned_on_its_file(
 ) -> None:
     """Should one INSERT of many files fail, the files are retried alone: only the culprit
     is rejected, with the database's error, and nothing of it lands."""
-    from cswf_pipelines.facts import ingest
+    from cswf.ingest import snapshots as ingest
 
     real_insert = ingest._insert
     culprit = "accounts/accounts_2026-05-02.csv"

@@ -10,8 +10,8 @@ import duckdb
 import pytest
 from test_cli import project, runner, validate
 
-from cswf_pipelines.cli import app
-from cswf_pipelines.demo.generate import generate_book
+from cswf.cli import app
+from cswf.demo.generate import generate_book
 
 KICKOFF = """
 name: kickoff
@@ -187,7 +187,7 @@ def test_a_field_update_that_does_not_fit_its_fact_is_logged_once(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = project(tmp_path, {"tagger.yaml": TAGGER.replace('value: "10"', 'value: "lots"')})
     generate_book(root / "landing", accounts=10, days=35, start=date(2026, 5, 1))
-    with caplog.at_level("WARNING", logger="cswf_pipelines.pipeline"):
+    with caplog.at_level("WARNING", logger="cswf.project"):
         code, out = cli(root, "run", "--start", "2026-05-31", "--end", "2026-05-31T09:00")
     assert code == 0, out
     tagged = query(root, "SELECT action_id FROM actions_outbox WHERE workflow = 'tagger' "

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from engine_harness import START, Run, spec
 
-from cswf_pipelines.specs.groups import GroupsError, UserGroup, load_groups
-from cswf_pipelines.specs.loader import SpecErrors, parse_spec
+from cswf.specs.groups import GroupsError, UserGroup, load_groups
+from cswf.specs.loader import SpecErrors, parse_spec
 
 ONBOARDING = """
 name: onboarding_plan

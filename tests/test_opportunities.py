@@ -11,13 +11,8 @@ import pytest
 from test_facts import SQL_DIR, insert, snapshot
 from test_ingest import table, write_csv
 
-from cswf_pipelines.facts import (
-    OPPORTUNITIES,
-    build_facts,
-    ensure_tables,
-    fact_schema,
-    ingest_landing,
-)
+from cswf.facts import build_facts, fact_schema
+from cswf.ingest import OPPORTUNITIES, ensure_tables, ingest_landing
 
 OPP_FILE = "opportunities/opportunities_2026-05-03.csv"
 OPPORTUNITY_ROW = {

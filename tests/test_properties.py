@@ -17,16 +17,16 @@ from engine_harness import spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
+from reference import holds
 
-from cswf_pipelines.engine.assign import WORKLOAD_SCHEMA, group_tasks
-from cswf_pipelines.engine.compile import compile_condition
-from cswf_pipelines.engine.evaluate import with_previous
-from cswf_pipelines.engine.frames import ENROLLMENT_SCHEMA, empty
-from cswf_pipelines.engine.reference import holds
-from cswf_pipelines.engine.tick import run_tick
-from cswf_pipelines.specs.conditions import Condition, previous_tick_fields
-from cswf_pipelines.specs.groups import UserGroup
-from cswf_pipelines.store.warehouse import (
+from cswf.engine.assign import WORKLOAD_SCHEMA, group_tasks
+from cswf.engine.compile import compile_condition
+from cswf.engine.evaluate import with_previous
+from cswf.engine.frames import ENROLLMENT_SCHEMA, empty
+from cswf.engine.tick import run_tick
+from cswf.specs.conditions import Condition, previous_tick_fields
+from cswf.specs.groups import UserGroup
+from cswf.store.warehouse import (
     ensure_schema,
     load_facts,
     load_state,

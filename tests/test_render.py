@@ -8,8 +8,8 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cswf_pipelines.actions import render as render_module
-from cswf_pipelines.actions.render import render
+from cswf.engine import render as render_module
+from cswf.engine.render import render
 
 texts = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="{}%#"), max_size=12)
 
@@ -80,8 +80,8 @@ def test_hostile_templates_fail_closed_one_participant_at_a_time() -> None:
 def test_related_account_fields_read_as_attributes_of_account() -> None:
     import polars as pl
 
-    from cswf_pipelines.actions.render import render
-    from cswf_pipelines.specs.loader import template_variables
+    from cswf.engine.render import render
+    from cswf.specs.loader import template_variables
 
     frame = pl.DataFrame({"contact_name": ["Ann", "Bo"], "account.account_name": ["Acme", "Zed"]})
     text = "{{ contact_name }} at {{ account.account_name }}"

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from engine_harness import START, Run, facts, spec
 
-from cswf_pipelines.engine.frames import ENROLLMENT_SCHEMA, empty
-from cswf_pipelines.engine.tick import FactsError, run_tick
+from cswf.engine.frames import ENROLLMENT_SCHEMA, empty
+from cswf.engine.tick import FactsError, run_tick
 
 RENEWAL = """
 name: renewal

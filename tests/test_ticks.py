@@ -2,7 +2,7 @@
 
 from datetime import datetime as at
 
-from cswf_pipelines.ticks import is_tick, previous_tick, tick_partitions, ticks_between
+from cswf.calendar import is_tick, previous_tick, tick_partitions, ticks_between
 
 EVERY_3H = tick_partitions("0 */3 * * *", at(2026, 5, 31))
 

@@ -50,7 +50,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory):
            "CSWF_ROOT": str(REPO)}
     binary = Path(sys.executable).parent / "dagster-webserver"
     process = subprocess.Popen(
-        [str(binary), "-m", "cswf_pipelines.defs", "-h", "127.0.0.1", "-p", str(port)],
+        [str(binary), "-m", "cswf.defs", "-h", "127.0.0.1", "-p", str(port)],
         env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 90

@@ -1,0 +1,104 @@
+"""Delivery after the tick: its own assets, job and schedule (actions leave on their own cadence).
+
+`deliveries` sends what the outbox holds (dry run unless cswf.yaml says otherwise) and records
+what happened; `action_insights` is the per-step report of what came of it. `now` is the wall
+clock unless the run config gives one (a simulation delivers as of its own time).
+"""
+
+
+from datetime import UTC, datetime
+
+import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
+)
+from dagster_duckdb import DuckDBResource
+
+from cswf import project
+from cswf.defs.assets import markdown_table
+from cswf.defs.resources import CswfProject, open_warehouse
+from cswf.delivery import action_insights as compute_insights
+
+DELIVERY_GROUP = "delivery"
+DELIVERY_JOB = "delivery_job"
+DELIVERY_SCHEDULE = "delivery_schedule"
+DELIVERY_CRON = "*/15 * * * *"
+
+
+class DeliveryRunConfig(dg.Config):
+    now: str = ""  # ISO time (UTC); empty: the wall clock
+
+
+def _now(config: DeliveryRunConfig) -> datetime:
+    if config.now:
+        return datetime.fromisoformat(config.now).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dg.asset(
+    group_name=DELIVERY_GROUP,
+    deps=["actions_outbox"],
+    kinds={"duckdb", "email"},
+    description="Sends due actions exactly once (emails, webhooks, CRM export tables), after "
+                "suppression, frequency-cap and quiet-hour rules; records every outcome.",
+)
+def deliveries(
+    context: dg.AssetExecutionContext,
+    config: DeliveryRunConfig,
+    cswf: CswfProject,
+    warehouse: DuckDBResource,
+) -> dg.MaterializeResult:
+    settings = cswf.settings()
+    now = _now(config)
+    with open_warehouse(warehouse) as con:
+        report = project.deliver_outbox(con, settings, now)
+        statuses = con.sql(
+            "SELECT status, count(*) AS actions FROM deliveries GROUP BY ALL ORDER BY ALL"
+        ).pl()
+    context.log.info(f"delivery as of {now:%Y-%m-%d %H:%M}: {report.summary()}")
+    return dg.MaterializeResult(metadata={
+        "now": now.isoformat(sep=" "),
+        "summary": report.summary(),
+        **{f"this run: {k}": v for k, v in sorted(report.outcomes.items())},
+        "dry run": report.dry_run,
+        "preview folder": str(report.preview_dir) if report.preview_dir else "",
+        "all deliveries by status": dg.MetadataValue.md(markdown_table(statuses)),
+    })
+
+
+@dg.asset(
+    group_name=DELIVERY_GROUP,
+    deps=[deliveries],
+    kinds={"duckdb"},
+    description="Per workflow and step: emails sent / delivered / opened / clicked / replied / "
+                "bounced, tasks created / completed / overdue.",
+)
+def action_insights(
+    config: DeliveryRunConfig, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
+    with open_warehouse(warehouse) as con:
+        insights = compute_insights(con, _now(config))
+        con.execute("CREATE OR REPLACE TABLE action_insights AS SELECT * FROM insights").fetchall()
+    return dg.MaterializeResult(metadata={
+        "rows": insights.height,
+        "preview": dg.MetadataValue.md(markdown_table(insights)),
+    })
+
+
+DELIVERY_ASSETS = [deliveries, action_insights]
+
+
+def build_delivery_job() -> UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        DELIVERY_JOB,
+        selection=dg.AssetSelection.groups(DELIVERY_GROUP),
+        description="Deliver what the outbox holds, then rebuild the action insights.",
+    )
+
+
+def build_delivery_schedule(job: UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name=DELIVERY_SCHEDULE, job=job, cron_schedule=DELIVERY_CRON,
+        execution_timezone="UTC",
+        description="Delivers every 15 minutes (stopped until switched on in the UI).",
+    )

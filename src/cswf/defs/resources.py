@@ -1,0 +1,56 @@
+"""Resources: the cswf project (its settings) and the DuckDB warehouse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from cswf.settings import Settings, load_settings
+
+
+class CswfProject(dg.ConfigurableResource):
+    """The cswf project folder; `settings()` reads its cswf.yaml (CSWF_* variables override).
+
+    `overrides` holds settings that were given in code rather than in cswf.yaml (e.g. a CLI flag),
+    so a run sees exactly the settings its definitions were built from.
+    """
+
+    root: str
+    overrides: dict[str, Any] = Field(
+        default={}, description="Settings given in code, over cswf.yaml and CSWF_* variables."
+    )
+
+    def settings(self) -> Settings:
+        return load_settings(Path(self.root), **self.overrides)
+
+
+def project_resource(settings: Settings) -> CswfProject:
+    """A CswfProject that reproduces `settings` (only what differs from the files is stored)."""
+    root = Path(settings.root).resolve()
+    from_files = load_settings(root).model_dump(mode="json")
+    wanted = settings.model_dump(mode="json")
+    overrides = {k: v for k, v in wanted.items() if from_files.get(k) != v}
+    return CswfProject(root=str(root), overrides=overrides)
+
+
+def warehouse_resource(settings: Settings) -> DuckDBResource:
+    return DuckDBResource(database=str(settings.database_path.resolve()))
+
+
+@contextmanager
+def open_warehouse(duck: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection that is closed even when the body raises (one writer process at a time)."""
+    if duck.database != ":memory:":
+        Path(duck.database).parent.mkdir(parents=True, exist_ok=True)
+    with duck.get_connection() as con:
+        try:
+            yield con
+        finally:
+            con.close()

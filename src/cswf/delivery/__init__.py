@@ -1,0 +1,56 @@
+"""Delivery: the outbox's actions sent exactly once (SMTP, webhooks, CRM export tables), the
+safety rules a CS team needs, and results back in as action events. See docs/delivery.md."""
+
+from cswf.delivery.config import (
+    DeliveryConfig,
+    QuietHours,
+    RetryPolicy,
+    SmtpConfig,
+    Unsubscribe,
+    WebhookConfig,
+)
+from cswf.delivery.deliver import (
+    DeliveryReport,
+    Fault,
+    default_senders,
+    deliver,
+    resolve_unknown,
+)
+from cswf.delivery.dry_run import DryRunSender
+from cswf.delivery.insights import action_insights
+from cswf.delivery.model import OutboundAction, Sender, SendResult
+from cswf.delivery.schema import ensure_delivery_schema
+from cswf.delivery.smtp import SmtpSender
+from cswf.delivery.webhook import WebhookSender
+from cswf.ingest.action_events import (
+    EventIngestReport,
+    ingest_action_events,
+    record_events,
+    suppress,
+)
+
+__all__ = [
+    "DeliveryConfig",
+    "DeliveryReport",
+    "DryRunSender",
+    "EventIngestReport",
+    "Fault",
+    "OutboundAction",
+    "QuietHours",
+    "RetryPolicy",
+    "SendResult",
+    "Sender",
+    "SmtpConfig",
+    "SmtpSender",
+    "Unsubscribe",
+    "WebhookConfig",
+    "WebhookSender",
+    "action_insights",
+    "default_senders",
+    "deliver",
+    "ensure_delivery_schema",
+    "ingest_action_events",
+    "record_events",
+    "resolve_unknown",
+    "suppress",
+]

@@ -1,0 +1,185 @@
+"""Delivery settings: the `delivery:` section of cswf.yaml.
+
+Defaults are safe: dry run on (nothing leaves), STARTTLS verified against the system's CA store,
+credentials only ever read from environment variables whose names are configured here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SmtpConfig(_Strict):
+    host: str = "localhost"
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="starttls (port 587) or tls (implicit, port 465), both verified; "
+        "none is plain text and allowed only for a server on this machine.",
+    )
+    from_address: str = Field(default="Customer Success <cs@localhost>",
+                              description="The From header.")
+    envelope_from: str | None = Field(
+        default=None, description="Return path for bounces (default: the From address)."
+    )
+    user_env: str | None = Field(default=None, description="Env variable holding the user.")
+    password_env: str | None = Field(default=None,
+                                     description="Env variable holding the password.")
+    ca_file: Path | None = Field(
+        default=None, description="Trust this CA bundle instead of the system's (private CAs)."
+    )
+    helo_name: str | None = Field(default=None, description="EHLO name (default: this host).")
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _plain_only_locally(self) -> SmtpConfig:
+        if self.security == "none" and self.host.lower() not in LOOPBACK_HOSTS:
+            raise ValueError(
+                f"smtp security 'none' sends in plain text: allowed only for a server on this "
+                f"machine ({', '.join(sorted(LOOPBACK_HOSTS))}), not '{self.host}'"
+            )
+        if (self.user_env is None) != (self.password_env is None):
+            raise ValueError("smtp: set both user_env and password_env, or neither")
+        return self
+
+
+class WebhookConfig(_Strict):
+    url: str | None = Field(default=None, description="Where webhook actions are POSTed.")
+    endpoints: dict[str, str] = Field(
+        default_factory=dict,
+        description="Named URLs; an action's payload may pick one with `endpoint`.",
+    )
+    headers_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra headers whose values are read from these env variables (tokens).",
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=10,
+                              description="HTTP tries within one delivery attempt.")
+    backoff_seconds: float = Field(default=0.5, ge=0,
+                                   description="Wait before the 2nd try; doubles after each.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"webhook url must be http(s): {value!r}")
+        return value
+
+
+class QuietHours(_Strict):
+    """Local hours in which no email goes out; `start` > `end` spans midnight."""
+
+    start: time = time(20, 0)
+    end: time = time(8, 0)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("quiet_hours start and end must differ (set quiet_hours: null "
+                             "to switch them off)")
+        return self
+
+    def contains(self, local: time) -> bool:
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+
+class Unsubscribe(_Strict):
+    """`List-Unsubscribe` targets; `{recipient}` and `{action_id}` are filled in, URL-quoted."""
+
+    mailto: str | None = Field(default=None, examples=["unsubscribe@example.com"])
+    url: str | None = Field(
+        default=None, examples=["https://example.com/unsubscribe?e={recipient}&a={action_id}"]
+    )
+    one_click: bool = Field(default=True, description="RFC 8058 List-Unsubscribe-Post (https).")
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError(f"unsubscribe url must be https: {value!r}")
+        return value
+
+    @field_validator("mailto")
+    @classmethod
+    def _bare_address(cls, value: str | None) -> str | None:
+        return value.removeprefix("mailto:") if value is not None else None
+
+    @field_validator("mailto", "url")
+    @classmethod
+    def _known_placeholders(cls, value: str | None) -> str | None:
+        try:
+            if value is not None:
+                value.format(recipient="r", action_id="a")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"{value!r}: only {{recipient}} and {{action_id}} may be filled in "
+                             f"({exc})") from exc
+        return value
+
+
+class RetryPolicy(_Strict):
+    max_attempts: int = Field(default=5, ge=1, description="Delivery attempts per action.")
+    backoff_seconds: float = Field(default=300.0, ge=0, description="Wait before the 2nd.")
+    backoff_factor: float = Field(default=2.0, ge=1.0)
+
+    def delay_seconds(self, attempts: int) -> float:
+        """Wait after the `attempts`-th failed attempt."""
+        return self.backoff_seconds * self.backoff_factor ** max(attempts - 1, 0)
+
+
+class DeliveryConfig(_Strict):
+    dry_run: bool = Field(default=True, description="Nothing leaves; would-be messages → files.")
+    dry_run_dir: Path = Path("data/outbox_preview")
+    export_dir: Path = Path("data/exports")
+    cap_per_day: int | None = Field(
+        default=3, ge=1, description="Emails per recipient per local day, all workflows."
+    )
+    quiet_hours: QuietHours | None = Field(default_factory=QuietHours)
+    default_time_zone: str = "UTC"
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+    unsubscribe: Unsubscribe = Field(default_factory=Unsubscribe)
+    message_id_domain: str | None = Field(
+        default=None, description="Right side of Message-IDs (default: the From domain)."
+    )
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from cswf.delivery.windows import zone_or_none
+
+        if zone_or_none(value) is None:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)")
+        return value
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None, root: Path | None = None
+                     ) -> DeliveryConfig:
+        """From the `delivery:` mapping of cswf.yaml; folders resolved against `root`."""
+        config = cls.model_validate(dict(mapping or {}))
+        return config.resolved(root) if root is not None else config
+
+    def resolved(self, root: Path) -> DeliveryConfig:
+        """Relative folders made absolute under the project root."""
+        def under(path: Path | None) -> Path | None:
+            return path if path is None or path.is_absolute() else root / path
+
+        return self.model_copy(update={
+            "dry_run_dir": under(self.dry_run_dir),
+            "export_dir": under(self.export_dir),
+            "smtp": self.smtp.model_copy(update={"ca_file": under(self.smtp.ca_file)}),
+        })

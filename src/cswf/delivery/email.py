@@ -1,0 +1,176 @@
+"""Build the MIME message for an email action (shared by the SMTP and dry-run senders).
+
+Header values come from rendered templates and data, so they are checked, never trusted: a CR or
+LF in the subject or an address would let a template add headers or recipients, so such an
+action fails closed with a clear error and is not sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from html import unescape
+from html.parser import HTMLParser
+from urllib.parse import quote
+
+from cswf.delivery.config import DeliveryConfig
+
+_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]")
+
+
+class InvalidEmail(ValueError):
+    """The action cannot become a safe email; it fails without a retry."""
+
+
+def _no_line_breaks(what: str, value: str) -> str:
+    if _LINE_BREAKS.search(value):
+        raise InvalidEmail(f"{what} contains a line break (CR/LF): refused to prevent header "
+                           "injection")
+    return value
+
+
+def address_of(value: str | None, what: str) -> str:
+    """The bare address of `Name <a@b>` or `a@b`; refuses anything that is not one address."""
+    _no_line_breaks(what, value or "")
+    _name, address = parseaddr(value or "")
+    if not address or address.count("@") != 1 or "," in address or " " in address:
+        raise InvalidEmail(f"{what} is not a single email address: {value!r}")
+    local, domain = address.rsplit("@", 1)
+    if not local or not domain:
+        raise InvalidEmail(f"{what} is not a single email address: {value!r}")
+    return address
+
+
+def message_id(action_id: str, domain: str) -> str:
+    """Deterministic: the same action always gets the same Message-ID (traceable, dedupable)."""
+    digest = hashlib.sha256(action_id.encode()).hexdigest()[:32]
+    return f"<cswf.{digest}@{domain}>"
+
+
+def _domain(config: DeliveryConfig) -> str:
+    if config.message_id_domain:
+        return config.message_id_domain
+    return address_of(config.smtp.from_address, "from_address").rsplit("@", 1)[1]
+
+
+def unsubscribe_headers(config: DeliveryConfig, recipient: str, action_id: str
+                        ) -> dict[str, str]:
+    """List-Unsubscribe (RFC 2369) and, for an https target, one-click POST (RFC 8058).
+    `recipient`: the address, or the addresses comma-separated for an email to several."""
+    fill = {"recipient": quote(recipient, safe=""), "action_id": quote(action_id, safe="")}
+    targets = []
+    if config.unsubscribe.mailto:
+        subject = quote(f"unsubscribe {action_id}", safe="")
+        targets.append(f"<mailto:{config.unsubscribe.mailto.format(**fill)}?subject={subject}>")
+    if config.unsubscribe.url:
+        targets.append(f"<{config.unsubscribe.url.format(**fill)}>")
+    if not targets:
+        return {}
+    headers = {"List-Unsubscribe": ", ".join(targets)}
+    if config.unsubscribe.url and config.unsubscribe.one_click:
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for value in headers.values():
+        _no_line_breaks("List-Unsubscribe", value)
+    return headers
+
+
+class _TextOfHtml(HTMLParser):
+    """Readable plain text of an HTML body: blocks become lines, links keep their target."""
+
+    BLOCKS = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6",
+                        "table", "ul", "ol", "blockquote", "hr"})
+    SKIP = frozenset({"script", "style", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+        self.href: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.SKIP:
+            self.skipping += 1
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+        if tag == "li":
+            self.parts.append("- ")
+        if tag == "a":
+            self.href = dict(attrs).get("href")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP:
+            self.skipping = max(self.skipping - 1, 0)
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+        if tag == "a" and self.href:
+            self.parts.append(f" ({self.href})")
+            self.href = None
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    parser = _TextOfHtml()
+    parser.feed(html)
+    parser.close()
+    lines = (" ".join(line.split()) for line in unescape("".join(parser.parts)).splitlines())
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def recipient_addresses(recipients: str | Sequence[str | None] | None) -> list[str]:
+    """The bare addresses of an email's recipients (one, or several resolved contacts); raises
+    InvalidEmail naming the first that is not a single address."""
+    listed = [recipients] if recipients is None or isinstance(recipients, str) else recipients
+    if not listed:
+        raise InvalidEmail("the email has no recipient")
+    return [address_of(value, "recipient") for value in listed]
+
+
+def compose_email(action_id: str, recipients: str | Sequence[str | None] | None,
+                  subject: str | None, body: str | None, html: bool, config: DeliveryConfig,
+                  now: datetime) -> EmailMessage:
+    """The message for one email action, to one address or several (all in To:); raises
+    InvalidEmail when it cannot be made safe."""
+    _no_line_breaks("action_id", action_id)
+    tos = recipient_addresses(recipients)
+    if subject is None:
+        raise InvalidEmail("the email has no subject (its template did not render)")
+    if body is None:
+        raise InvalidEmail("the email has no body (its template did not render)")
+    _no_line_breaks("subject", subject)
+    from_address = config.smtp.from_address
+    address_of(from_address, "from_address")
+    message = EmailMessage()
+    try:
+        message["From"] = from_address
+        message["To"] = tuple(Address(addr_spec=to) for to in tos)
+        message["Subject"] = subject
+        message["Date"] = format_datetime(now.replace(tzinfo=UTC))
+        message["Message-ID"] = message_id(action_id, _domain(config))
+        message["X-Cswf-Action-Id"] = action_id
+        for name, value in unsubscribe_headers(config, ",".join(tos), action_id).items():
+            message[name] = value
+    except (ValueError, TypeError) as exc:  # the email package refused a header value
+        raise InvalidEmail(f"cannot build the email headers: {exc}") from exc
+    text = html_to_text(body) if html else body
+    message.set_content(text, cte=_transfer_encoding(text))
+    if html:
+        message.add_alternative(body, subtype="html", cte=_transfer_encoding(body))
+        # A boundary from the content, not random: the same action gives the same bytes.
+        digest = hashlib.sha256(f"{action_id}\0{body}".encode()).hexdigest()[:32]
+        message.set_boundary(f"cswf-{digest}")
+    return message
+
+
+def _transfer_encoding(text: str) -> str | None:
+    """7bit for ASCII (the email package's choice), else quoted-printable: never raw 8bit,
+    which a server that did not offer 8BITMIME may mangle."""
+    return None if text.isascii() else "quoted-printable"

@@ -1,0 +1,50 @@
+"""What every workflow of a tick reads: the facts, the verdicts, the time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+
+from cswf.engine.frames import ROW, moment
+from cswf.specs.conditions import Condition, fields_used
+
+
+@dataclass(frozen=True)
+class TickContext:
+    facts: pl.DataFrame  # one row per participant
+    verdicts: pl.DataFrame  # aligned with facts: one boolean column per (kind, workflow)
+    as_of: datetime
+    default_category: str
+    events: pl.DataFrame  # action results: action_id, event_type, occurred_at
+    deploys: pl.DataFrame  # manual deploy requests of this tick: workflow, participant_id, ...
+    _seen: dict[str, pl.Series] = field(default_factory=dict, repr=False, compare=False)
+
+    def seen(self, event_type: str) -> pl.Series:
+        """The ids of the actions with an `event_type` event by `as_of`; every workflow of a
+        tick asks the same questions, so each is answered once."""
+        found = self._seen.get(event_type)
+        if found is None:
+            found = self._seen[event_type] = self.events.filter(
+                (pl.col("event_type") == event_type) & (pl.col("occurred_at") <= moment(self.as_of))
+            )["action_id"]
+        return found
+
+    def facts_of(self, frame: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
+        """The facts of `frame`'s participants, row for row (gathered by position)."""
+        chosen = self.facts.select(columns) if columns is not None else self.facts
+        return chosen.select(pl.all().gather(frame[ROW]))
+
+    def evidence(self, frame: pl.DataFrame, tree: Condition | None,
+                 derived: Mapping[str, pl.Expr] | None = None) -> pl.Series | None:
+        """The values a condition read, as JSON, so the audit trail says why; `derived` fields
+        (journey stage) are computed from the facts like the condition did."""
+        if tree is None:
+            return None
+        fields = sorted(fields_used(tree))
+        derived = {k: v for k, v in (derived or {}).items() if k in fields}
+        gathered = self.facts_of(frame)
+        values = gathered.select(derived.get(f, pl.col(f)).alias(f) for f in fields)
+        return values.select(pl.struct(fields).struct.json_encode().alias("evidence")).to_series()

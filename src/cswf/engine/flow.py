@@ -1,0 +1,214 @@
+"""Move active enrollments through the nodes of a flow, one node at a time for all of them.
+
+Time is scheduled, not observed: a participant reaches a node at the moment the previous node
+finished on schedule (`wait_until`), so a 3-day delay after a day-0 email ends exactly 3 days
+after entry whatever the tick cadence, and a replay lands every action at the same tick. A wait
+that is satisfied ends when the tick sees it, so what follows is scheduled from that tick.
+
+Nodes are visited in order and every jump goes forward (see specs/flow.py), so one pass moves each
+participant as far as it may go in this tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from zoneinfo import available_timezones
+
+import numpy as np
+import polars as pl
+
+from cswf.engine.context import TickContext
+from cswf.engine.emit import build_step_actions
+from cswf.engine.evaluate import verdict_column
+from cswf.engine.frames import ROW, moment, pick
+from cswf.specs.flow import Flow, FlowNode
+from cswf.specs.loader import LoadedWorkflow
+from cswf.specs.workflow import (
+    ActionResult,
+    ActionStep,
+    BranchStep,
+    DelayStep,
+    WaitStep,
+)
+
+TIME_ZONE = "time_zone"  # the fact field naming a participant's IANA time zone
+ZONE = "__tz"
+KNOWN_ZONES = frozenset(available_timezones())
+
+
+@dataclass
+class FlowOutput:
+    active: pl.DataFrame
+    actions: list[pl.DataFrame]
+    transitions: list[pl.DataFrame]
+    occupied: set[int] = field(default_factory=set)  # nodes someone is at: the rest are skipped
+
+
+def arrival(flow: Flow, index: int, reached_at: pl.Expr, zones: Sequence[str] = ()) -> pl.Expr:
+    """`wait_until` for a participant reaching node `index` at `reached_at`.
+
+    Delays are calendar days or months in the participant's time zone (`zones`: the distinct
+    values of the frame's `__tz` column), so "3 days" lands at the same local time across a
+    daylight-saving change; without a zone, in UTC.
+    """
+    step = flow[index].step if index < len(flow) else None
+    if isinstance(step, DelayStep):
+        shift = (f"{step.delay.days}d" if step.delay.days is not None
+                 else f"{step.delay.months}mo")
+        landed = reached_at.dt.offset_by(shift)
+        for zone in zones:  # a handful of zones, never a loop over participants
+            local = (reached_at.dt.replace_time_zone("UTC").dt.convert_time_zone(zone)
+                     .dt.offset_by(shift).dt.convert_time_zone("UTC").dt.replace_time_zone(None))
+            landed = pl.when(pl.col(ZONE) == zone).then(local).otherwise(landed)
+        return landed
+    if isinstance(step, WaitStep):
+        return reached_at + pl.duration(days=step.wait.max_days)
+    return reached_at
+
+
+def needs_zone(flow: Flow, index: int) -> bool:
+    return index < len(flow) and isinstance(flow[index].step, DelayStep)
+
+
+def with_zones(rows: pl.DataFrame, context: TickContext) -> tuple[pl.DataFrame, list[str]]:
+    """`rows` with their time zone (`__tz`, from the facts' time_zone) and the zones present."""
+    if TIME_ZONE not in context.facts.columns or rows.is_empty():
+        return rows, []
+    zoned = rows.with_columns(context.facts_of(rows, [TIME_ZONE])[TIME_ZONE].alias(ZONE))
+    zones = sorted(z for z in zoned[ZONE].unique().to_list() if z and z not in ("UTC", "Etc/UTC"))
+    return zoned, [z for z in zones if z in KNOWN_ZONES]
+
+
+def wait_column(workflow: str, node: int) -> str:
+    return verdict_column(f"wait@{node}", workflow)
+
+
+def check_column(workflow: str, node: int, check: int) -> str:
+    return verdict_column(f"branch@{node}.{check}", workflow)
+
+
+def advance_flow(
+    active: pl.DataFrame, context: TickContext, workflow: LoadedWorkflow
+) -> FlowOutput:
+    """Run every node that is due; loops over nodes, never over participants.
+
+    Who is where is a boolean mask over `out.active` (a move rewrites rows in place and never
+    reorders them), so a node nobody is due at costs a comparison, not a query.
+    """
+    flow, as_of = workflow.flow, context.as_of
+    out = FlowOutput(active, [], [])
+    if active.is_empty():
+        return out
+    out.occupied = set(np.unique(active["step"].to_numpy()).tolist())
+    for node in flow:
+        if node.index not in out.occupied:
+            continue
+        here = out.active["step"] == node.index
+        if not here.any():
+            continue
+        due = here & (out.active["wait_until"] <= as_of)  # (null counts as false throughout)
+        if isinstance(node.step, ActionStep):
+            if not due.any():
+                continue
+            out.actions.append(build_step_actions(out.active.filter(due), context, workflow,
+                                                  node.index, node.step))
+            _move(out, due, flow, node, node.next, pl.col("wait_until"), context,
+                  f"ran {len(node.step.actions)} action(s) of step '{node.name}'")
+        elif isinstance(node.step, DelayStep):
+            _move(out, due, flow, node, node.next, pl.col("wait_until"), context,
+                  f"delay '{node.name}' ({node.step.delay.describe()}) elapsed")
+        elif isinstance(node.step, WaitStep):
+            wait = node.step.wait
+            met = here & (_action_result(out.active, flow, wait.on_action, context)
+                          if wait.on_action
+                          else _verdict(out.active, context, wait_column(workflow.name,
+                                                                         node.index)))
+            what = (f"{wait.action} {wait.result}" if wait.on_action else "the condition")
+            timed_out = due & ~met  # both masks before the first move rewrites the rows
+            _move(out, met, flow, node, node.next, moment(as_of), context,
+                  f"wait '{node.name}' ended: {what}")
+            _move(out, timed_out, flow, node, node.next, pl.col("wait_until"),
+                  context, f"wait '{node.name}' ended: {wait.max_days} days passed without "
+                         f"{what}")
+        elif isinstance(node.step, BranchStep):
+            _branch(out, due, flow, node, context, workflow)
+    return out
+
+
+def _branch(out: FlowOutput, ready: pl.Series, flow: Flow, node: FlowNode,
+            context: TickContext, workflow: LoadedWorkflow) -> None:
+    """Ordered checks: the first that holds takes its path; none holding goes on after it."""
+    assert isinstance(node.step, BranchStep)
+    undecided = ready
+    for k, (path, target) in enumerate(zip(node.step.branch, node.targets, strict=True)):
+        if not undecided.any():
+            return
+        holds = (_action_result(out.active, flow, path.on_action, context) if path.on_action
+                 else _verdict(out.active, context, check_column(workflow.name, node.index, k)))
+        taking = undecided & holds
+        undecided = undecided & ~holds
+        _move(out, taking, flow, node, target, pl.col("wait_until"),
+              context, f"branch '{node.name}' took path '{path.name}'")
+    _move(out, undecided, flow, node, node.next, pl.col("wait_until"), context,
+          f"branch '{node.name}': no check held, the flow goes on")
+
+
+def _verdict(rows: pl.DataFrame, context: TickContext, column: str) -> pl.Series:
+    return context.verdicts[column].gather(rows[ROW]).fill_null(False)
+
+
+def _action_result(rows: pl.DataFrame, flow: Flow, ref: ActionResult | None,
+                   context: TickContext) -> pl.Series:
+    """Whether each enrollment's earlier action has the result, from the action events."""
+    assert ref is not None
+    address = flow.address(ref)
+    negated = ref.result.startswith("not_") or ref.result == "incomplete"
+    happened = "completed" if ref.result == "incomplete" else ref.result.removeprefix("not_")
+    ids = rows["enrollment_id"] + f"/{address.key}"
+    hit = ids.is_in(context.seen(happened).implode())
+    return ~hit if negated else hit
+
+
+_LOGGED = ("workflow", "version", "participant_id", "enrollment_id")
+
+
+def _move(out: FlowOutput, mask: pl.Series, flow: Flow, node: FlowNode, target: int,
+          reached_at: pl.Expr, context: TickContext, reason: str) -> None:
+    """Send the rows of `out.active` under `mask` from `node` to `target`, reached at
+    `reached_at`, and log the transition."""
+    if not mask.any():
+        return
+    out.transitions.append(pick(out.active, mask, _LOGGED).with_columns(
+        pl.lit("advanced").alias("transition"),
+        pl.lit(node.index, dtype=pl.Int32).alias("step"),
+        pl.lit(node.name).alias("step_name"),
+        pl.lit(reason).alias("reason"),
+    ))
+    frame, zones = out.active, []
+    if needs_zone(flow, target):
+        frame, zones = _zoned(frame, mask, context)
+    hit = pl.lit(mask)
+    # Arrival is computed for the moving rows only (null elsewhere): a local time that does
+    # not exist must not fail a row that stays where it is.
+    until = arrival(flow, target, pl.when(hit).then(reached_at), zones)
+    out.occupied.add(target)
+    moved = {
+        "step": pl.when(hit).then(pl.lit(target, dtype=pl.Int32)).otherwise("step"),
+        "step_name": pl.when(hit).then(pl.lit(flow.name_at(target))).otherwise("step_name"),
+        "wait_until": pl.when(hit).then(until).otherwise("wait_until"),
+        "updated_at": pl.when(hit).then(moment(context.as_of)).otherwise("updated_at"),
+    }
+    out.active = frame.select(moved[c].alias(c) if c in moved else pl.col(c)
+                              for c in out.active.columns)  # (drops `__tz`)
+
+
+def _zoned(frame: pl.DataFrame, mask: pl.Series, context: TickContext
+           ) -> tuple[pl.DataFrame, list[str]]:
+    """`frame` with its time zones (`__tz`) and the zones of the rows under `mask`."""
+    if TIME_ZONE not in context.facts.columns:
+        return frame, []
+    zone = context.facts[TIME_ZONE].gather(frame[ROW]).alias(ZONE)
+    present = zone.filter(mask).unique().to_list()
+    zones = sorted(z for z in present if z and z not in ("UTC", "Etc/UTC"))
+    return frame.hstack([zone]), [z for z in zones if z in KNOWN_ZONES]

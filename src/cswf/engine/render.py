@@ -1,0 +1,199 @@
+"""Render Jinja2 templates for a frame of participants.
+
+Templates run in Jinja2's sandbox with StrictUndefined: a name that is missing is an error, never
+an empty string. A template that fails for one participant fails that action only.
+
+Most subjects and titles are plain substitutions ("Welcome, {{ account_name }}"); those become
+one Polars string expression, with the exact text Jinja2 would give. Anything else (filters,
+blocks, arithmetic) is rendered by Jinja2 once per distinct combination of the names it uses.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+import polars as pl
+from jinja2 import StrictUndefined, Template, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from cswf.specs.loader import RELATED, template_variables
+
+_ROW = "__row"
+
+
+RENDER_SECONDS = 1.0  # per participant and template; longer fails that action
+MAX_TEXT = 1_000_000  # characters a template may build by repetition
+
+
+class RenderTimeout(Exception):
+    pass
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja2's sandbox (no private attributes, range capped) with bounded arithmetic."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+            raise SecurityError("exponent too large")
+        if operator == "*":
+            sized, times = (left, right) if isinstance(left, str | list) else (right, left)
+            if isinstance(sized, str | list) and isinstance(times, int) \
+                    and len(sized) * times > MAX_TEXT:
+                raise SecurityError("repetition too large")
+        return super().call_binop(context, operator, left, right)
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Interrupt a render that runs too long (a huge loop); only the main thread has alarms."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise RenderTimeout(f"rendering took longer than {seconds:g}s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@lru_cache(maxsize=2)
+def _environment(autoescape: bool) -> SandboxedEnvironment:
+    return _Sandbox(undefined=StrictUndefined, autoescape=autoescape)
+
+
+@lru_cache(maxsize=4096)
+def _compiled(text: str, autoescape: bool) -> Template:
+    return _environment(autoescape).from_string(text)
+
+
+# Types whose text form is the same in Polars and in Python's str(): safe to vectorize.
+_PLAIN_TYPES = (pl.String, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16,
+                pl.UInt32, pl.UInt64, pl.Date)
+_HTML_ESCAPES = [("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&#34;"), ("'", "&#39;")]
+
+
+@lru_cache(maxsize=4096)
+def _substitution_parts(text: str) -> tuple[tuple[str, bool], ...] | None:
+    """(text, is_name) parts when the template is literal text and bare names only."""
+    body = _environment(False).parse(text).body
+    if not body:
+        return ()
+    if len(body) != 1 or not isinstance(body[0], nodes.Output):
+        return None
+    parts = []
+    for node in body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            parts.append((node.data, False))
+        elif isinstance(node, nodes.Name) and node.ctx == "load":
+            parts.append((node.name, True))
+        elif (isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name)
+              and node.node.name == RELATED):
+            parts.append((f"{RELATED}.{node.attr}", True))
+        else:
+            return None
+    return tuple(parts)
+
+
+@lru_cache(maxsize=4096)
+def _variables(text: str) -> frozenset[str]:
+    """The names a template reads (parsing it is slow, and a tick renders it often)."""
+    return frozenset(template_variables(text))
+
+
+def _vectorized(
+    frame: pl.DataFrame, text: str, constants: dict[str, object], autoescape: bool
+) -> pl.DataFrame | None:
+    rendered = substitution(frame, text, constants, autoescape=autoescape)
+    if rendered is None:
+        return None
+    return frame.lazy().with_columns(  # with_columns broadcasts a template with no names
+        rendered.alias("rendered"), pl.lit(None, dtype=pl.String).alias("error")
+    ).select("rendered", "error").collect()
+
+
+def substitution(
+    frame: pl.DataFrame, text: str, constants: dict[str, object], *, autoescape: bool = False
+) -> pl.Expr | None:
+    """The template as one string expression over `frame`'s columns, if it is a plain
+    substitution (literal text and bare names); None when Jinja2 must render it."""
+    parts = _substitution_parts(text)
+    if parts is None:
+        return None
+    pieces: list[pl.Expr] = []
+    for value, is_name in parts:
+        if not is_name:
+            pieces.append(pl.lit(value))
+            continue
+        if value in constants and isinstance(constants[value], str):
+            column = pl.lit(constants[value])
+        elif value in frame.columns and isinstance(frame.schema[value], _PLAIN_TYPES):
+            column = pl.col(value).cast(pl.String).fill_null("None")
+        else:
+            return None  # undefined names, floats, datetimes: Jinja2 decides
+        if autoescape:
+            for raw, escaped in _HTML_ESCAPES:
+                column = column.str.replace_all(raw, escaped, literal=True)
+        pieces.append(column)
+    return pl.concat_str(pieces) if pieces else pl.lit("")
+
+
+def render(
+    frame: pl.DataFrame, text: str, constants: dict[str, object], *, autoescape: bool = False
+) -> pl.DataFrame:
+    """Two columns aligned with `frame`: `rendered` (null on failure) and `error`."""
+    fast = _vectorized(frame, text, constants, autoescape)
+    if fast is not None:
+        return fast
+    template = _compiled(text, autoescape)
+    names = sorted(_variables(text) - constants.keys())
+    present = [n for n in names if n in frame.columns]
+    inputs = frame.select(present).with_row_index(_ROW) if present else None
+    if inputs is None:
+        rendered, error = _render_one(template, constants)
+        return pl.DataFrame(
+            {"rendered": [rendered] * frame.height, "error": [error] * frame.height},
+            schema={"rendered": pl.String, "error": pl.String},
+        )
+    distinct = inputs.select(present).unique(maintain_order=True)
+    outcomes = [
+        _render_one(template, {**constants, **_nested(row)})
+        for row in distinct.iter_rows(named=True)
+    ]
+    distinct = distinct.with_columns(
+        pl.Series("rendered", [o[0] for o in outcomes], dtype=pl.String),
+        pl.Series("error", [o[1] for o in outcomes], dtype=pl.String),
+    )
+    joined = inputs.join(distinct, on=present, how="left", nulls_equal=True).sort(_ROW)
+    return joined.select("rendered", "error")
+
+
+def _nested(row: dict[str, object]) -> dict[str, object]:
+    """`account.<field>` columns become `account` with attributes, as templates write them."""
+    prefix = f"{RELATED}."
+    if not any(key.startswith(prefix) for key in row):
+        return row
+    flat = {k: v for k, v in row.items() if not k.startswith(prefix)}
+    related = {k.removeprefix(prefix): v for k, v in row.items() if k.startswith(prefix)}
+    return {**flat, RELATED: related}
+
+
+def _render_one(template: Template, context: dict[str, object]) -> tuple[str | None, str | None]:
+    try:
+        with _deadline(RENDER_SECONDS):
+            return template.render(context), None
+    except Exception as exc:  # a template error must not stop the tick
+        return None, f"{type(exc).__name__}: {exc}"

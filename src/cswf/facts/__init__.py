@@ -1,0 +1,13 @@
+"""Facts: the SQL models that turn landed snapshots into one row per (tick, participant)."""
+
+from cswf.facts.models import (
+    FACT_MODELS,
+    FINAL_MODEL,
+    FactModelError,
+    build_facts,
+    fact_schema,
+    load_models,
+)
+
+__all__ = ["FACT_MODELS", "FINAL_MODEL", "FactModelError", "build_facts", "fact_schema",
+           "load_models"]

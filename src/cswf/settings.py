@@ -1,0 +1,128 @@
+"""Project settings: `cswf.yaml` at the project root; CSWF_* environment variables override."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from cswf.delivery.config import DeliveryConfig
+
+CONFIG_FILE = "cswf.yaml"
+PACKAGE_SQL = Path(__file__).with_name("sql")  # the SQL models cswf ships
+ENV_OVERRIDES = {
+    "CSWF_DATABASE": "database",
+    "CSWF_LANDING_DIR": "landing_dir",
+    "CSWF_SPECS_DIR": "specs_dir",
+    "CSWF_SQL_DIR": "sql_dir",
+    "CSWF_TICK_CRON": "tick_cron",
+    "CSWF_TICK_START": "tick_start",
+    "CSWF_SIMULATE_RESPONSES": "simulate_responses",
+}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    root: Path = Field(default=Path("."), exclude=True)
+    database: Path = Path("data/cswf.duckdb")
+    landing_dir: Path = Path("data/landing")
+    specs_dir: Path = Path("workflow_specs")
+    sql_dir: Path | None = Field(
+        default=None,
+        description="SQL models of this project; unset: the models cswf ships (cswf/sql).",
+    )
+    tick_cron: str = Field(default="0 */3 * * *", description="When ticks happen (UTC).")
+    tick_start: datetime = Field(
+        default=datetime(2026, 5, 31), description="The first tick's as_of (UTC)."
+    )
+    categories: list[str] = Field(
+        default_factory=lambda: ["Onboarding", "Nurture", "Renewal", "Upsell", "Escalations",
+                                 "Support"]
+    )
+    default_category: str = "Nurture"
+    groups_file: Path = Field(
+        default=Path("user_groups.yaml"),
+        description="User groups: members and how their tasks are assigned (specs/groups.py).",
+    )
+    simulate_responses: bool = Field(
+        default=False,
+        description="Demo only: after each tick, simulated customers open, click and reply to "
+                    "emails and complete tasks (demo/responses.py), so waits and branches see "
+                    "results. Never set it on a real warehouse.",
+    )
+    delivery: dict[str, Any] = Field(
+        default_factory=dict, description="How actions leave: see docs/delivery.md."
+    )
+
+    @model_validator(mode="after")
+    def _default_is_a_category(self) -> Settings:
+        if self.default_category not in self.categories:
+            raise ValueError(
+                f"default_category '{self.default_category}' is not one of {self.categories}"
+            )
+        return self
+
+    def path(self, relative: Path) -> Path:
+        return relative if relative.is_absolute() else self.root / relative
+
+    @property
+    def database_path(self) -> Path:
+        return self.path(self.database)
+
+    @property
+    def landing_path(self) -> Path:
+        return self.path(self.landing_dir)
+
+    @property
+    def specs_path(self) -> Path:
+        return self.path(self.specs_dir)
+
+    @property
+    def groups_path(self) -> Path:
+        return self.path(self.groups_file)
+
+    @property
+    def sql_path(self) -> Path:
+        return self.path(self.sql_dir) if self.sql_dir is not None else PACKAGE_SQL
+
+    def delivery_config(self) -> DeliveryConfig:
+        from cswf.delivery.config import DeliveryConfig
+
+        return DeliveryConfig.from_mapping(self.delivery, root=self.root)
+
+    @property
+    def facts_sql_path(self) -> Path:
+        """One SQL model a file; `account_facts.sql` is what conditions read."""
+        return self.sql_path / "facts"
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest folder upwards holding cswf.yaml (else the start folder)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).exists():
+            return folder
+    return here
+
+
+def load_settings(root: Path | None = None, **overrides: object) -> Settings:
+    if root is None:
+        root = Path(os.environ["CSWF_ROOT"]) if os.environ.get("CSWF_ROOT") else find_root()
+    raw: dict[str, object] = {}
+    config = root / CONFIG_FILE
+    if config.exists():
+        loaded = yaml.safe_load(config.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config}: expected a mapping of settings")
+        raw.update(loaded)
+    for env, key in ENV_OVERRIDES.items():
+        if os.environ.get(env):
+            raw[key] = os.environ[env]
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(root=root, **raw)

@@ -1,0 +1,193 @@
+"""The condition language: filter trees (all / any / not) over fact fields.
+
+A condition is a YAML mapping. Groups are `{all: [...]}`, `{any: [...]}` and `{not: {...}}`; a leaf
+is `{field: <fact field>, op: <operator>, value: <operand>}`. The engine compiles a tree into one
+Polars expression (`cswf.engine.compile`); this module only describes and checks it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+
+class Op(StrEnum):
+    """Operators of a leaf. Transition operators compare with the previous tick's facts."""
+
+    eq = "eq"
+    ne = "ne"
+    lt = "lt"
+    le = "le"
+    gt = "gt"
+    ge = "ge"
+    in_ = "in"
+    not_in = "not_in"
+    between = "between"
+    is_null = "is_null"
+    not_null = "not_null"
+    contains = "contains"
+    starts_with = "starts_with"
+    within_next_days = "within_next_days"
+    within_last_days = "within_last_days"
+    older_than_days = "older_than_days"
+    became = "became"
+    changed = "changed"
+    dropped_below = "dropped_below"
+    rose_above = "rose_above"
+    fell_by_pct = "fell_by_pct"
+    rose_by_pct = "rose_by_pct"
+
+
+COMPARISON_OPS = {Op.eq, Op.ne, Op.lt, Op.le, Op.gt, Op.ge}
+LIST_OPS = {Op.in_, Op.not_in}
+NULL_OPS = {Op.is_null, Op.not_null}
+TEXT_OPS = {Op.contains, Op.starts_with}
+RELATIVE_DATE_OPS = {Op.within_next_days, Op.within_last_days, Op.older_than_days}
+TRANSITION_OPS = {Op.became, Op.changed, Op.dropped_below, Op.rose_above}
+CHANGE_OPS = {Op.fell_by_pct, Op.rose_by_pct}
+ORDERED_OPS = {Op.lt, Op.le, Op.gt, Op.ge, Op.between, Op.dropped_below, Op.rose_above}
+NUMERIC_ONLY_OPS = {Op.dropped_below, Op.rose_above} | CHANGE_OPS
+
+Scalar = str | int | float | bool
+
+
+class Leaf(BaseModel):
+    """One test on one fact field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(description="A fact field (a column of the SQL model account_facts).")
+    op: Op = Field(description="The operator.")
+    value: Scalar | list[Scalar] | None = Field(
+        default=None, description="The operand; a list for in / not_in / between."
+    )
+    compare_to: str | None = Field(
+        default=None,
+        description=(
+            "fell_by_pct / rose_by_pct only: a fact field holding the baseline (for example "
+            "usage_events_prev_7d for usage_events_7d). Default: the field at the previous tick."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _operand_fits_operator(self) -> Leaf:
+        op, value = self.op, self.value
+        if op in NULL_OPS or op is Op.changed:
+            if value is not None:
+                raise ValueError(f"operator '{op}' takes no value")
+        elif op in LIST_OPS:
+            if not isinstance(value, list) or not value:
+                raise ValueError(f"operator '{op}' needs a non-empty list as value")
+        elif op is Op.between:
+            if not isinstance(value, list) or len(value) != 2:
+                raise ValueError("operator 'between' needs a list of two values [low, high]")
+        elif op in RELATIVE_DATE_OPS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"operator '{op}' needs a whole number of days >= 0 as value")
+        elif op in CHANGE_OPS:
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"operator '{op}' needs a percentage > 0 as value, e.g. 25")
+        elif value is None or isinstance(value, list):
+            raise ValueError(f"operator '{op}' needs a single value")
+        if op in TEXT_OPS and not isinstance(value, str):
+            raise ValueError(f"operator '{op}' needs a text value")
+        if self.compare_to is not None and op not in CHANGE_OPS:
+            raise ValueError("compare_to is only used with fell_by_pct and rose_by_pct")
+        return self
+
+    def describe(self) -> str:
+        if self.op in NULL_OPS or self.op is Op.changed:
+            return f"{self.field} {self.op}"
+        suffix = f" vs {self.compare_to}" if self.compare_to else ""
+        return f"{self.field} {self.op} {self.value!r}{suffix}"
+
+
+class AllOf(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    all: list[Condition] = Field(min_length=1, description="Every condition holds.")
+
+    def describe(self) -> str:
+        return "(" + " and ".join(c.describe() for c in self.all) + ")"
+
+
+class AnyOf(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    any: list[Condition] = Field(min_length=1, description="At least one condition holds.")
+
+    def describe(self) -> str:
+        return "(" + " or ".join(c.describe() for c in self.any) + ")"
+
+
+class Not(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    not_: Condition = Field(alias="not", description="The condition does not hold.")
+
+    def describe(self) -> str:
+        return f"not {self.not_.describe()}"
+
+
+# Tags name the branch of the union in pydantic's error locations; loader strips them.
+GROUP_TAGS = ("all-of", "any-of", "not-of", "leaf")
+
+
+def _kind(raw: Any) -> str:
+    if isinstance(raw, dict):
+        for key, tag in (("all", "all-of"), ("any", "any-of"), ("not", "not-of")):
+            if key in raw:
+                return tag
+        return "leaf"
+    if isinstance(raw, AllOf):
+        return "all-of"
+    if isinstance(raw, AnyOf):
+        return "any-of"
+    if isinstance(raw, Not):
+        return "not-of"
+    return "leaf"
+
+
+Condition = Annotated[
+    Annotated[AllOf, Tag("all-of")]
+    | Annotated[AnyOf, Tag("any-of")]
+    | Annotated[Not, Tag("not-of")]
+    | Annotated[Leaf, Tag("leaf")],
+    Discriminator(_kind),
+]
+
+AllOf.model_rebuild()
+AnyOf.model_rebuild()
+Not.model_rebuild()
+
+
+def leaves(node: Condition, path: str = "") -> Iterator[tuple[str, Leaf]]:
+    """Every leaf of a tree with its dotted path (for error messages)."""
+    if isinstance(node, Leaf):
+        yield path, node
+    elif isinstance(node, AllOf):
+        for i, child in enumerate(node.all):
+            yield from leaves(child, f"{path}.all.{i}")
+    elif isinstance(node, AnyOf):
+        for i, child in enumerate(node.any):
+            yield from leaves(child, f"{path}.any.{i}")
+    else:
+        yield from leaves(node.not_, f"{path}.not")
+
+
+def fields_used(node: Condition) -> set[str]:
+    out: set[str] = set()
+    for _, leaf in leaves(node):
+        out.add(leaf.field)
+        if leaf.compare_to:
+            out.add(leaf.compare_to)
+    return out
+
+
+def previous_tick_fields(node: Condition) -> set[str]:
+    """Fields whose value at the previous tick the condition reads."""
+    out: set[str] = set()
+    for _, leaf in leaves(node):
+        if leaf.op in TRANSITION_OPS or (leaf.op in CHANGE_OPS and leaf.compare_to is None):
+            out.add(leaf.field)
+    return out

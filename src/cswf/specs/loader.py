@@ -1,0 +1,485 @@
+"""Load every spec in `workflow_specs/`, check it against the fact fields, and say what is wrong.
+
+Errors are `SpecError`s printed as `file: path.to.field: message`; one bad spec never hides the
+errors of another, and a spec with errors is never run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+import yaml
+from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import ValidationError
+
+from cswf.specs.conditions import (
+    GROUP_TAGS,
+    LIST_OPS,
+    NUMERIC_ONLY_OPS,
+    ORDERED_OPS,
+    RELATIVE_DATE_OPS,
+    TEXT_OPS,
+    Condition,
+    Leaf,
+    fields_used,
+    leaves,
+    previous_tick_fields,
+)
+from cswf.specs.flow import Flow, action_key, flatten, flow_problems
+from cswf.specs.lifecycle import structure
+from cswf.specs.workflow import (
+    STAGE_FIELD,
+    STAGE_FIELD_TYPES,
+    STAGE_STARTED_FIELD,
+    BranchStep,
+    EmailAction,
+    Owner,
+    TaskAction,
+    WaitStep,
+    WebhookAction,
+    Workflow,
+)
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+# Names a template may use besides the fact fields.
+TEMPLATE_CONTEXT = ("workflow", "as_of", "step")
+_UNION_TAGS = {*GROUP_TAGS, "action-step", "delay-step", "wait-step", "branch-step", "task",
+               "email", "field_update", "webhook", "notification"}
+
+
+@dataclass(frozen=True)
+class SpecError:
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path or '(top)'}: {self.message}"
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: caches key on it
+class LoadedWorkflow:
+    """A valid spec, its source file, its templates and its content version."""
+
+    spec: Workflow
+    file: Path
+    version: str
+    templates: Mapping[str, str] = field(default_factory=dict)
+    flow: Flow = field(default_factory=lambda: Flow(()))
+    text: str = ""  # the spec file as written, kept with every version
+
+    def structure(self) -> list[str]:
+        return structure(self.spec, self.flow)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def fact_fields(self) -> set[str]:
+        """Every fact field this workflow reads: conditions, templates, owners, recipients."""
+        used: set[str] = set()
+        for _, tree in conditions(self.spec, self.flow):
+            used |= fields_used(tree)
+        for text in self.templates.values():
+            used |= template_variables(text) - set(TEMPLATE_CONTEXT)
+        for _, owner in owners(self.spec, self.flow):
+            if owner.field is not None:
+                used.add(owner.field)
+        for _, _, action in self.flow.actions():
+            if isinstance(action, EmailAction) and action.to_field is not None:
+                used.add(action.to_field)
+        if self.spec.stage is not None:
+            used = (used - set(STAGE_FIELD_TYPES)) | {STAGE_FIELD, STAGE_STARTED_FIELD}
+        return used
+
+    def previous_fields(self) -> set[str]:
+        """Fields whose value at the previous tick the conditions compare with."""
+        trees = [tree for _, tree in conditions(self.spec, self.flow)]
+        fields = set().union(*(previous_tick_fields(t) for t in trees))
+        if self.spec.launch == "from_now_on" and self.spec.entry is not None:
+            fields |= fields_used(self.spec.entry)  # entry is re-evaluated a tick back
+            if self.spec.stage is not None:
+                fields = (fields - set(STAGE_FIELD_TYPES)) | {STAGE_FIELD, STAGE_STARTED_FIELD}
+        return fields
+
+
+def conditions(spec: Workflow, flow: Flow) -> Iterator[tuple[str, Condition]]:
+    """Every condition of a spec with its path: entry, exit, objective, waits, branch checks."""
+    for path, tree in (
+        ("entry", spec.entry),
+        ("exit", spec.exit),
+        ("objective.condition", spec.objective.condition if spec.objective else None),
+    ):
+        if tree is not None:
+            yield path, tree
+    for node in flow:
+        if isinstance(node.step, WaitStep) and node.step.wait.until is not None:
+            yield f"{node.loc}.wait.until", node.step.wait.until
+        if isinstance(node.step, BranchStep):
+            for k, path in enumerate(node.step.branch):
+                if path.when is not None:
+                    yield f"{node.loc}.branch.{k}.when", path.when
+
+
+def owners(spec: Workflow, flow: Flow) -> Iterator[tuple[str, Owner]]:
+    yield "owner", spec.owner
+    for k, milestone in enumerate(spec.milestones):
+        if milestone.owner is not None:
+            yield f"milestones.{k}.owner", milestone.owner
+    for node, position, action in flow.actions():
+        if isinstance(action, TaskAction) and action.assignee is not None:
+            yield f"{node.loc}.actions.{position}.assignee", action.assignee
+
+
+class SpecErrors(Exception):
+    def __init__(self, errors: list[SpecError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+@dataclass
+class SpecSet:
+    workflows: list[LoadedWorkflow]
+    errors: list[SpecError]
+
+    def require_valid(self) -> list[LoadedWorkflow]:
+        if self.errors:
+            raise SpecErrors(self.errors)
+        return self.workflows
+
+
+def load_specs(
+    specs_dir: Path,
+    fact_fields: Mapping[str, pl.DataType] | None = None,
+    categories: Iterable[str] | None = None,
+    *,
+    objects: Mapping[str, Mapping[str, pl.DataType]] | None = None,
+    groups: Collection[str] | None = None,
+) -> SpecSet:
+    """Parse every spec file; with `fact_fields` (account facts) or `objects` (the fact fields
+    of each participant type), also check fields, types and templates; with `groups`, check
+    that every owner group exists."""
+    checks = _Checks(fact_fields, categories, objects, groups)
+    workflows: list[LoadedWorkflow] = []
+    errors: list[SpecError] = []
+    if not specs_dir.is_dir():
+        return SpecSet([], [SpecError(str(specs_dir), "", "the specs folder does not exist")])
+    seen: dict[str, str] = {}
+    for file in sorted(p for p in specs_dir.iterdir() if p.suffix in SPEC_SUFFIXES):
+        label = file.name
+        loaded, file_errors = _parse(file.read_text(), file, label, checks)
+        errors.extend(file_errors)
+        if loaded is None:
+            continue
+        if loaded.name in seen:
+            errors.append(SpecError(label, "name", f"'{loaded.name}' is also defined in "
+                                                   f"{seen[loaded.name]}"))
+            continue
+        seen[loaded.name] = label
+        workflows.append(loaded)
+    for loaded in workflows:
+        unknown = sorted(set(loaded.spec.eligibility.except_) - set(seen))
+        if unknown:
+            errors.append(SpecError(seen[loaded.name], "eligibility.except",
+                                    f"no workflow named {unknown}; workflows: "
+                                    f"{', '.join(sorted(seen))}"))
+    return SpecSet(workflows, errors)
+
+
+def parse_spec(
+    text: str,
+    file: Path,
+    fact_fields: Mapping[str, pl.DataType] | None = None,
+    categories: Iterable[str] | None = None,
+    *,
+    objects: Mapping[str, Mapping[str, pl.DataType]] | None = None,
+    groups: Collection[str] | None = None,
+) -> LoadedWorkflow:
+    """One spec from its text (templates resolve next to `file`); raises SpecErrors."""
+    loaded, errors = _parse(text, file, file.name,
+                            _Checks(fact_fields, categories, objects, groups))
+    if loaded is None:
+        raise SpecErrors(errors)
+    return loaded
+
+
+@dataclass(frozen=True)
+class _Checks:
+    """What a spec is checked against, besides its own rules."""
+
+    account_fields: Mapping[str, pl.DataType] | None
+    categories: Iterable[str] | None
+    objects: Mapping[str, Mapping[str, pl.DataType]] | None
+    groups: Collection[str] | None
+
+    def fields_of(self, participant: str) -> Mapping[str, pl.DataType] | None:
+        if self.objects is not None:
+            return self.objects.get(participant)
+        return self.account_fields if participant == "account" else None
+
+
+def _parse(
+    text: str, file: Path, label: str, checks: _Checks
+) -> tuple[LoadedWorkflow | None, list[SpecError]]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        what = " ".join(filter(None, (getattr(exc, "context", None),
+                                      getattr(exc, "problem", None)))) or str(exc)
+        column = f" (column {mark.column + 1})" if mark is not None else ""
+        return None, [SpecError(label, where, f"not valid YAML: {what}{column}")]
+    if not isinstance(raw, dict):
+        return None, [SpecError(label, "", "a spec is a YAML mapping (name:, owner:, steps:, ...)")]
+    try:
+        spec = Workflow.model_validate(raw)
+    except ValidationError as exc:
+        return None, [SpecError(label, _loc(err["loc"]), _message(err)) for err in exc.errors()]
+
+    flow = flatten(spec.steps)
+    errors: list[SpecError] = [SpecError(label, p, m) for p, m in flow_problems(spec.steps)]
+    if spec.name != file.stem:
+        errors.append(SpecError(label, "name", f"'{spec.name}' must match the file name "
+                                               f"'{file.stem}'"))
+    errors.extend(SpecError(label, p, m)
+                  for p, m in _check_categories(spec, flow, checks.categories))
+    errors.extend(SpecError(label, p, m) for p, m in _check_groups(spec, flow, checks.groups))
+    templates, template_errors = _read_templates(flow, file.parent)
+    errors.extend(SpecError(label, p, m) for p, m in template_errors)
+    fact_fields = checks.fields_of(spec.object)
+    if fact_fields is not None:
+        errors.extend(SpecError(label, p, m) for p, m in check_fields(spec, flow, fact_fields))
+        errors.extend(
+            SpecError(label, p, m) for p, m in _check_template_names(flow, templates, fact_fields)
+        )
+    if errors:
+        return None, errors
+    return LoadedWorkflow(spec, file, spec_version(spec, templates), templates, flow, text), []
+
+
+def _loc(loc: tuple[object, ...]) -> str:
+    return ".".join(str(part) for part in loc if part not in _UNION_TAGS)
+
+
+def _message(err: Mapping[str, object]) -> str:
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden":
+        return "unknown key (not part of the spec language)"
+    return message
+
+
+def spec_version(spec: Workflow, templates: Mapping[str, str]) -> str:
+    """A content hash: the same spec text and templates give the same version."""
+    canonical = json.dumps(
+        {"spec": spec.model_dump(mode="json", by_alias=True), "templates": dict(templates)},
+        sort_keys=True,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _check_categories(
+    spec: Workflow, flow: Flow, categories: Iterable[str] | None
+) -> list[tuple[str, str]]:
+    if categories is None:
+        return []
+    allowed = list(categories)
+    found = [("category", spec.category)]
+    for node, position, action in flow.actions():
+        found.append((f"{node.loc}.actions.{position}.category", action.category))
+    return [
+        (path, f"unknown category '{value}'; categories: {', '.join(allowed)}")
+        for path, value in found
+        if value is not None and value not in allowed
+    ]
+
+
+def _check_groups(
+    spec: Workflow, flow: Flow, groups: Collection[str] | None
+) -> list[tuple[str, str]]:
+    if groups is None:
+        return []
+    known = ", ".join(sorted(groups)) or "none (add them to the groups file)"
+    return [
+        (f"{path}.group", f"unknown user group '{owner.group}'; groups: {known}")
+        for path, owner in owners(spec, flow)
+        if owner.group is not None and owner.group not in groups
+    ]
+
+
+def _read_templates(flow: Flow, folder: Path) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Collect every template text of the spec, keyed by action and part."""
+    env = SandboxedEnvironment()
+    templates: dict[str, str] = {}
+    errors: list[tuple[str, str]] = []
+    for node, a, action in flow.actions():
+        base = f"{node.loc}.actions.{a}"
+        parts: dict[str, str] = {}
+        if isinstance(action, TaskAction):
+            parts = {"title": action.title, "description": action.description}
+        elif isinstance(action, EmailAction):
+            parts = {"subject": action.subject}
+            if action.template is not None:
+                path = (folder / action.template).resolve()
+                if not path.is_relative_to(folder.resolve()):
+                    errors.append((f"{base}.template", "the template must live with the specs"))
+                    continue
+                if not path.is_file():
+                    errors.append((f"{base}.template", f"no template file {action.template}"))
+                    continue
+                parts["body"] = path.read_text()
+            else:
+                parts["body"] = action.body or ""
+        elif isinstance(action, WebhookAction):
+            parts = {"text": action.text}
+        elif isinstance(action.value, str):
+            parts = {"value": action.value}
+        for part, text in parts.items():
+            try:
+                env.parse(text)
+            except TemplateSyntaxError as exc:
+                errors.append((f"{base}.{part}", f"template error line {exc.lineno}: "
+                                                 f"{exc.message}"))
+                continue
+            templates[f"{action_key(node.index, a)}.{part}"] = text
+    return templates, errors
+
+
+RELATED = "account"  # contact and opportunity facts carry their account's fields as account.<f>
+
+
+def template_variables(text: str) -> set[str]:
+    """The fact fields a template reads; `account.<field>` (attribute access on `account`)
+    names the cross-object field of that name."""
+    tree = SandboxedEnvironment().parse(text)
+    names = set(meta.find_undeclared_variables(tree))
+    if RELATED not in names:
+        return names
+    related = {f"{RELATED}.{node.attr}" for node in tree.find_all(nodes.Getattr)
+               if isinstance(node.node, nodes.Name) and node.node.name == RELATED}
+    return (names - {RELATED}) | related
+
+
+def _check_template_names(
+    flow: Flow, templates: Mapping[str, str], fact_fields: Mapping[str, pl.DataType]
+) -> list[tuple[str, str]]:
+    known = set(fact_fields) | set(TEMPLATE_CONTEXT)
+    errors = []
+    for key, text in templates.items():
+        unknown = sorted(template_variables(text) - known)
+        if unknown:
+            node, action, part = key.split(".")
+            errors.append((
+                f"{flow[int(node[1:])].loc}.actions.{action[1:]}.{part}",
+                f"template uses unknown name(s) {unknown}; it may use the fact fields and "
+                f"{', '.join(TEMPLATE_CONTEXT)}",
+            ))
+    return errors
+
+
+def check_fields(
+    spec: Workflow, flow: Flow, fact_fields: Mapping[str, pl.DataType]
+) -> list[tuple[str, str]]:
+    """Every field a spec names must exist, with a type its operator can use."""
+    errors: list[tuple[str, str]] = []
+    readable = dict(fact_fields)
+    if spec.stage is not None:
+        for needed in (STAGE_FIELD, STAGE_STARTED_FIELD):
+            if needed not in fact_fields:
+                errors.append(("stage", f"a journey stage reads the fact field '{needed}', "
+                                        f"which the facts do not have"))
+        readable |= {n: getattr(pl, t)() for n, t in STAGE_FIELD_TYPES.items()}
+    for root, tree in conditions(spec, flow):
+        for path, leaf in leaves(tree, root):
+            if leaf.field in STAGE_FIELD_TYPES and spec.stage is None:
+                errors.append((f"{path}.field", f"'{leaf.field}' exists only in a workflow "
+                                                f"with a journey stage (add `stage:`)"))
+                continue
+            if leaf.field in STAGE_FIELD_TYPES and leaf.field in previous_tick_fields(leaf):
+                errors.append((f"{path}.op", f"'{leaf.field}' has no previous-tick value; "
+                                             f"use a plain comparison"))
+                continue
+            errors.extend((f"{path}.{key}", m) for key, m in check_leaf(leaf, readable))
+    for node, position, action in flow.actions():
+        if isinstance(action, EmailAction) and action.to_contacts and spec.object != "account":
+            errors.append((f"{node.loc}.actions.{position}.to_contacts",
+                           f"to_contacts picks an account's contacts; in a {spec.object} "
+                           f"workflow, address the email with `to` (a fact field)"))
+        if (isinstance(action, EmailAction) and action.to_field is not None
+                and action.to_field not in fact_fields):
+            errors.append((f"{node.loc}.actions.{position}.to",
+                           _unknown_field(action.to, fact_fields)))
+    for path, owner in owners(spec, flow):
+        if owner.field is not None and owner.field not in fact_fields:
+            errors.append((f"{path}.field", _unknown_field(owner.field, fact_fields)))
+    return errors
+
+
+def _unknown_field(name: str, fact_fields: Mapping[str, pl.DataType]) -> str:
+    return f"unknown field '{name}'; fields that exist: {', '.join(sorted(fact_fields))}"
+
+
+def _kind(dtype: pl.DataType) -> str:
+    if dtype.is_numeric():
+        return "number"
+    if dtype.is_temporal():
+        return "date"
+    if dtype == pl.Boolean:
+        return "boolean"
+    return "text"
+
+
+def check_leaf(leaf: Leaf, fact_fields: Mapping[str, pl.DataType]) -> list[tuple[str, str]]:
+    """Problems as (key of the leaf, message)."""
+    errors = [
+        (key, _unknown_field(name, fact_fields))
+        for key, name in (("field", leaf.field), ("compare_to", leaf.compare_to))
+        if name is not None and name not in fact_fields
+    ]
+    if errors:
+        return errors
+    kind = _kind(fact_fields[leaf.field])
+    op = leaf.op
+    if op in TEXT_OPS and kind != "text":
+        return [("op", f"'{op}' works on text; '{leaf.field}' is a {kind}")]
+    if op in RELATIVE_DATE_OPS and kind != "date":
+        return [("op", f"'{op}' works on dates; '{leaf.field}' is a {kind}")]
+    if op in NUMERIC_ONLY_OPS and kind != "number":
+        return [("op", f"'{op}' works on numbers; '{leaf.field}' is a {kind}")]
+    if op in ORDERED_OPS and kind not in ("number", "date"):
+        return [("op", f"'{op}' needs a number or a date; '{leaf.field}' is a {kind}")]
+    if leaf.compare_to is not None and _kind(fact_fields[leaf.compare_to]) != "number":
+        return [("compare_to", f"compare_to field '{leaf.compare_to}' must be a number")]
+    operands = leaf.value if isinstance(leaf.value, list) else [leaf.value]
+    if op in RELATIVE_DATE_OPS or op in NUMERIC_ONLY_OPS - ORDERED_OPS or leaf.value is None:
+        return []
+    for operand in operands:
+        problem = _operand_problem(operand, kind, leaf.field)
+        if problem:
+            return [("value", problem if op not in LIST_OPS else f"in the list: {problem}")]
+    return []
+
+
+def _operand_problem(operand: object, kind: str, field_name: str) -> str | None:
+    if kind == "number" and (isinstance(operand, bool) or not isinstance(operand, int | float)):
+        return f"'{field_name}' is a number; {operand!r} is not"
+    if kind == "text" and not isinstance(operand, str):
+        return f"'{field_name}' is text; write the value in quotes: '{operand}'"
+    if kind == "boolean" and not isinstance(operand, bool):
+        return f"'{field_name}' is true/false; {operand!r} is not"
+    if kind == "date":
+        if not isinstance(operand, str | date | datetime):
+            return f"'{field_name}' is a date; write the value as YYYY-MM-DD"
+        try:
+            datetime.fromisoformat(str(operand))
+        except ValueError:
+            return f"'{field_name}' is a date; '{operand}' is not YYYY-MM-DD"
+    return None
+

@@ -1,0 +1,433 @@
+"""Typed model of a workflow spec (one YAML file in `workflow_specs/`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
+
+from cswf.specs.conditions import Condition, fields_used
+
+MAX_ACTIONS_PER_STEP = 10
+MAX_STEPS_PER_BRANCH = 30  # Catalyst; actions in one step count as one
+MAX_BRANCH_CHECKS = 11  # a branch and up to 10 additional checks
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+ACTION_REF = r"^[a-z][a-z0-9_]*\.([a-z][a-z0-9_]*|[0-9]+)$"  # <step>.<action name or position>
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorkflowState(StrEnum):
+    draft = "draft"
+    enabled = "enabled"
+    paused = "paused"
+    disabled = "disabled"
+
+
+class ReentryMode(StrEnum):
+    none = "none"
+    multiple = "multiple"
+    unlimited = "unlimited"
+
+
+class Owner(Strict):
+    """Who gets the work: a fact field holding a user (the account's CSM), a group, or a user."""
+
+    field: str | None = Field(default=None, description="Fact field holding the assignee.")
+    group: str | None = Field(default=None, description="A user group name.")
+    user: str | None = Field(default=None, description="One user (email or login).")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Owner:
+        given = [k for k in ("field", "group", "user") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("owner needs exactly one of: field, group, user")
+        return self
+
+
+class Reentry(Strict):
+    """Catalyst's re-entry rules, measured from the exit date of the last enrollment."""
+
+    mode: ReentryMode = Field(
+        default=ReentryMode.multiple,
+        description=(
+            "none: enter once ever. multiple: re-enter only after having stopped qualifying "
+            "since the last exit. unlimited: re-enter whenever qualifying."
+        ),
+    )
+    min_days_since_exit: int = Field(default=0, ge=0, description="Retrigger delay in days.")
+
+
+class Eligibility(Strict):
+    """Catalyst's additional-workflow eligibility: while in this workflow, a participant may
+    enter all other workflows (default), none, or all but the ones listed."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    others: Literal["all", "none", "all_but"] = "all"
+    except_: list[str] = Field(default_factory=list, alias="except",
+                               description="all_but: the workflows it may not enter.")
+
+    @model_validator(mode="after")
+    def _list_fits(self) -> Eligibility:
+        if (self.others == "all_but") != bool(self.except_):
+            raise ValueError("list the workflows in except exactly when others is all_but")
+        return self
+
+    def forbids(self, other: str) -> bool:
+        return self.others == "none" or other in self.except_
+
+
+class Objective(Strict):
+    """One objective on one field; recorded when met, optionally exiting at once."""
+
+    condition: Condition
+    on_met: Literal["exit", "stay"] = Field(
+        default="stay", description="exit: leave the workflow when met; stay: run to the end."
+    )
+
+    @model_validator(mode="after")
+    def _one_field(self) -> Objective:
+        used = fields_used(self.condition)
+        if len(used) != 1:
+            raise ValueError(
+                f"an objective reads exactly one field; this one reads {sorted(used)}"
+            )
+        return self
+
+
+class _ActionBase(Strict):
+    """What every action has: a name to refer to it, a category, and what a failure does."""
+
+    name: str | None = Field(
+        default=None, pattern=NAME_PATTERN,
+        description="Names the action for waits and branches (`<step>.<name>`).",
+    )
+    category: str | None = Field(default=None, description="Default: the workflow's category.")
+    on_error: Literal["continue", "retry", "exit"] = Field(
+        default="retry",
+        description=(
+            "When delivery fails: continue (record it, no retry, the flow goes on), retry "
+            "(retry with backoff; the flow goes on meanwhile), exit (the enrollment exits at the "
+            "next tick once the action has finally failed)."
+        ),
+    )
+
+
+class TaskAction(_ActionBase):
+    type: Literal["task"]
+    title: str = Field(description="Jinja2 template for the task title.")
+    description: str = Field(default="", description="Jinja2 template for the task text.")
+    due_days: int = Field(default=3, ge=0, description="Due this many days after creation.")
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+    assignee: Owner | None = Field(default=None, description="Default: the workflow owner.")
+    subtasks: list[str] = Field(default_factory=list)
+
+
+class ContactPick(Strict):
+    """Recipients from the contacts snapshot: the account's primary contact, or every contact
+    with a role. Resolved by delivery, at send time, from the latest snapshot."""
+
+    primary: bool = False
+    role: str | None = None
+
+    @model_validator(mode="after")
+    def _one_pick(self) -> ContactPick:
+        if self.primary == (self.role is not None):
+            raise ValueError("to_contacts needs exactly one of: primary: true, role")
+        return self
+
+    def recipient(self) -> str:
+        return "contacts:primary" if self.primary else f"contacts:role={self.role}"
+
+
+class EmailAction(_ActionBase):
+    type: Literal["email"]
+    to: str = Field(
+        default="primary_contact_email", description="Fact field holding the recipient address."
+    )
+    to_contacts: ContactPick | None = Field(
+        default=None, description="Instead of `to`: contacts from the contacts snapshot."
+    )
+    subject: str = Field(description="Jinja2 template for the subject line.")
+    template: str | None = Field(
+        default=None, description="Jinja2 template file for the body, relative to the spec."
+    )
+    body: str | None = Field(default=None, description="Inline Jinja2 body (or use template).")
+
+    @model_validator(mode="after")
+    def _one_body(self) -> EmailAction:
+        if (self.template is None) == (self.body is None):
+            raise ValueError("an email needs exactly one of: template, body")
+        if self.to_contacts is not None and "to" in self.model_fields_set:
+            raise ValueError("an email needs at most one of: to, to_contacts")
+        return self
+
+    @property
+    def to_field(self) -> str | None:
+        """The fact field holding the address, unless contacts are picked instead."""
+        return None if self.to_contacts is not None else self.to
+
+
+class FieldUpdateAction(_ActionBase):
+    type: Literal["field_update"]
+    field: str = Field(description="The CRM field to set on the participant.")
+    value: str | int | float | bool | None = Field(
+        description="The new value; text is a Jinja2 template."
+    )
+
+
+class WebhookAction(_ActionBase):
+    """An HTTP POST of the action as JSON to an outside system (webhook), or a chat message
+    (notification, Slack-style); sent with `Idempotency-Key: <action id>`."""
+
+    type: Literal["webhook", "notification"]
+    text: str = Field(description="Jinja2 template: the message, or the webhook's summary.")
+    endpoint: str | None = Field(
+        default=None,
+        description="A named URL of delivery.webhook.endpoints in cswf.yaml; default: its url.",
+    )
+
+
+Action = Annotated[TaskAction | EmailAction | FieldUpdateAction | WebhookAction,
+                   Field(discriminator="type")]
+
+
+class Delay(Strict):
+    """A fixed wait: calendar days, or calendar months (same day of month)."""
+
+    days: int | None = Field(default=None, ge=0)
+    months: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> Delay:
+        if (self.days is None) == (self.months is None):
+            raise ValueError("a delay needs exactly one of: days, months")
+        return self
+
+    def describe(self) -> str:
+        return f"{self.days} days" if self.days is not None else f"{self.months} months"
+
+
+# What an earlier action of the same enrollment may have come to (Catalyst's filters).
+EMAIL_RESULTS = ("sent", "delivered", "opened", "clicked", "replied", "bounced", "dropped",
+                 "not_delivered", "not_opened", "not_clicked", "not_replied")
+TASK_RESULTS = ("completed", "incomplete")
+FIELD_UPDATE_RESULTS = ("sent",)
+RESULTS = (*EMAIL_RESULTS, *TASK_RESULTS)
+Result = Literal[RESULTS]  # type: ignore[valid-type]
+
+
+class ActionResult(Strict):
+    """An earlier action's result: `action` is `<step>.<action name or position from 0>`."""
+
+    action: str = Field(pattern=ACTION_REF)
+    result: Result
+
+
+class ActionStep(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    actions: list[Action] = Field(min_length=1, max_length=MAX_ACTIONS_PER_STEP)
+
+
+class DelayStep(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    delay: Delay
+
+
+class _Check(Strict):
+    """Either an earlier action's result (action + result) or a fact condition (the subclass's
+    `condition_key`), never both."""
+
+    condition_key: ClassVar[str]
+    what: ClassVar[str]
+    action: str | None = Field(default=None, pattern=ACTION_REF,
+                               description="`<step>.<action name or position>`")
+    result: Result | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> _Check:
+        by_action = self.action is not None or self.result is not None
+        if by_action == (getattr(self, self.condition_key) is not None):
+            raise ValueError(f"{self.what} needs either action and result, or "
+                             f"{self.condition_key} (a condition)")
+        if by_action and (self.action is None or self.result is None):
+            raise ValueError(f"{self.what} on an action needs both action and result")
+        return self
+
+    @property
+    def on_action(self) -> ActionResult | None:
+        if self.action is None or self.result is None:
+            return None
+        return ActionResult(action=self.action, result=self.result)
+
+
+class Wait(_Check):
+    """Wait until an earlier action has a result, or a fact condition holds; at most max_days."""
+
+    condition_key: ClassVar[str] = "until"
+    what: ClassVar[str] = "a wait"
+    until: Condition | None = None
+    max_days: int = Field(ge=1, description="After this many days the flow goes on anyway.")
+
+
+class WaitStep(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    wait: Wait
+
+
+class BranchPath(_Check):
+    """One check of a branch and the steps it leads to."""
+
+    condition_key: ClassVar[str] = "when"
+    what: ClassVar[str] = "a branch check"
+    name: str = Field(pattern=NAME_PATTERN)
+    when: Condition | None = Field(default=None, description="A condition on the facts.")
+    steps: list[Step] = Field(default_factory=list)
+
+
+class BranchStep(Strict):
+    """Ordered checks: the first that holds takes its path; if none holds the flow goes on."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    branch: list[BranchPath] = Field(min_length=1, max_length=MAX_BRANCH_CHECKS)
+
+
+STEP_KINDS = {"delay": "delay-step", "wait": "wait-step", "branch": "branch-step"}
+
+
+def _step_kind(raw: object) -> str:
+    if isinstance(raw, dict):
+        return next((tag for key, tag in STEP_KINDS.items() if key in raw), "action-step")
+    tags = {DelayStep: "delay-step", WaitStep: "wait-step", BranchStep: "branch-step"}
+    return tags.get(type(raw), "action-step")
+
+
+Step = Annotated[
+    Annotated[ActionStep, Tag("action-step")]
+    | Annotated[DelayStep, Tag("delay-step")]
+    | Annotated[WaitStep, Tag("wait-step")]
+    | Annotated[BranchStep, Tag("branch-step")],
+    Discriminator(_step_kind),
+]
+BranchPath.model_rebuild()
+
+
+class Milestone(Strict):
+    """Natero's milestones: a checkpoint with its own task, triggered and due in days since the
+    participant entered the workflow; done when its task is completed."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    title: str | None = Field(default=None, description="Task title; default: the name.")
+    trigger_days: int = Field(ge=0, description="Days after entry when its task is created.")
+    due_days: int = Field(ge=0, description="Days after entry when it is due.")
+    owner: Owner | None = Field(default=None, description="Default: the workflow owner.")
+    subtasks: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _due_after_trigger(self) -> Milestone:
+        if self.due_days < self.trigger_days:
+            raise ValueError(f"milestone '{self.name}' is due (day {self.due_days}) before it "
+                             f"triggers (day {self.trigger_days})")
+        return self
+
+    @property
+    def task_title(self) -> str:
+        return self.title or self.name.replace("_", " ").capitalize()
+
+
+STAGE_FIELD, STAGE_STARTED_FIELD = "stage", "stage_entered_on"  # the facts a stage reads
+STAGE_FIELD_TYPES = {"days_left_in_stage": "Int64", "stage_goal": "String"}  # what it adds
+
+
+class Stage(Strict):
+    """A journey (lifecycle) stage the workflow belongs to. Conditions may then read
+    `days_left_in_stage` (stage length minus days since the account's `stage_entered_on`; missing
+    while the account is in another stage) and `stage_goal`."""
+
+    name: str = Field(description="The stage, as the facts' `stage` field spells it.")
+    days: int = Field(ge=1, description="How long the stage should take.")
+    goal: str = Field(default="", description="What the stage should achieve.")
+
+
+class Workflow(Strict):
+    """A customer-success workflow: who enters, what happens to them, when they leave."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Unique id; must match the file name.")
+    description: str = ""
+    object: Literal["account", "contact", "opportunity"] = Field(
+        default="account",
+        description="The participant type. Contact and opportunity facts also carry their "
+                    "account's fields as `account.<field>`.",
+    )
+    category: str | None = Field(default=None, description="Default: the configured default.")
+    owner: Owner = Field(description="Who owns the work this workflow creates.")
+    priority: int = Field(default=100, description="Lower runs first when workflows compete.")
+    state: WorkflowState = WorkflowState.draft
+    entry: Condition | None = Field(default=None, description="Auto-deploy rule.")
+    manual_entry: bool = Field(
+        default=False, description="Manual deploys may enter even when entry conditions fail."
+    )
+    launch: Literal["everyone", "from_now_on"] = Field(
+        default="everyone",
+        description=(
+            "everyone: admit all who qualify, including those who already did when the workflow "
+            "was enabled. from_now_on: admit a participant only at a tick where its entry "
+            "conditions have become true (they were not at the previous tick)."
+        ),
+    )
+    reentry: Reentry = Field(default_factory=Reentry)
+    stage: Stage | None = None
+    milestones: list[Milestone] = Field(
+        default_factory=list,
+        description="With milestones, an enrollment completes once the flow has ended and every "
+                    "milestone's task is completed.",
+    )
+    eligibility: Eligibility = Field(default_factory=Eligibility)
+    objective: Objective | None = None
+    exit: Condition | None = Field(
+        default=None, description="Exit overrides: remove a participant wherever it is."
+    )
+    steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _enabled_needs_entry_and_action(self) -> Workflow:
+        if self.state is WorkflowState.enabled:
+            if self.entry is None:
+                raise ValueError("an enabled workflow needs entry conditions")
+            if not _has_action(self.steps):
+                raise ValueError("an enabled workflow needs at least one action")
+        return self
+
+    @model_validator(mode="after")
+    def _unique_milestones(self) -> Workflow:
+        names = [m.name for m in self.milestones]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise ValueError(f"milestone names must be unique: {', '.join(doubled)}")
+        return self
+
+    def milestones_in_order(self) -> list[Milestone]:
+        """Milestones by trigger day (then as written): the order they start in."""
+        return sorted(self.milestones, key=lambda m: m.trigger_days)
+
+    @property
+    def admits_new(self) -> bool:
+        return self.state is WorkflowState.enabled
+
+
+def _has_action(steps: list[Step]) -> bool:
+    return any(
+        isinstance(step, ActionStep)
+        or (isinstance(step, BranchStep) and any(_has_action(p.steps) for p in step.branch))
+        for step in steps
+    )

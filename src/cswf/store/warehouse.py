@@ -1,0 +1,319 @@
+"""The engine's tables in DuckDB, written replace-by-tick.
+
+Enrollment state is kept as versions (`enrollment_history`, valid over [valid_from, valid_to)),
+so the state just before any tick can be read back, and a tick writes only the rows it changed.
+A tick that is run again with the same inputs produces the same rows and writes nothing; if its
+output differs (the facts or specs changed), that tick and every later one are rewound first,
+since they were computed from a history that no longer holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from cswf.engine.assign import WORKLOAD_SCHEMA
+from cswf.engine.frames import ACTION_SCHEMA, ENROLLMENT_SCHEMA, TRANSITION_SCHEMA
+from cswf.engine.tick import TickResult
+from cswf.specs.loader import LoadedWorkflow
+
+HISTORY = "enrollment_history"
+KEY = ("workflow", "participant_id")
+
+_DUCK_TYPES = {
+    pl.String: "VARCHAR",
+    pl.Int32: "INTEGER",
+    pl.Int64: "BIGINT",
+    pl.Boolean: "BOOLEAN",
+    pl.Float64: "DOUBLE",
+    pl.Datetime: "TIMESTAMP",
+    pl.Date: "DATE",
+}
+
+
+def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(str(path), read_only=read_only)
+
+
+def _duck_type(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.List):
+        return f"{_duck_type(dtype.inner)}[]"
+    return _DUCK_TYPES[type(dtype)]
+
+
+def _columns(schema: Mapping[str, pl.DataType]) -> str:
+    return ", ".join(f"{name} {_duck_type(dtype)}" for name, dtype in schema.items())
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the engine's tables and views if missing."""
+    statements = [
+        f"CREATE TABLE IF NOT EXISTS {HISTORY} ({_columns(ENROLLMENT_SCHEMA)}, "
+        "valid_from TIMESTAMP NOT NULL, valid_to TIMESTAMP)",
+        f"CREATE TABLE IF NOT EXISTS transitions ({_columns(TRANSITION_SCHEMA)})",
+        f"CREATE TABLE IF NOT EXISTS actions_outbox ({_columns(ACTION_SCHEMA)})",
+        "CREATE TABLE IF NOT EXISTS tick_log (as_of TIMESTAMP PRIMARY KEY, participants INTEGER, "
+        "workflows INTEGER, entered INTEGER, exited INTEGER, completed INTEGER, "
+        "actions INTEGER, changed_enrollments INTEGER)",
+        "CREATE TABLE IF NOT EXISTS workflow_versions (workflow VARCHAR, version VARCHAR, "
+        "state VARCHAR, category VARCHAR, priority INTEGER, auto_deploy BOOLEAN, "
+        "has_objective BOOLEAN, spec_json VARCHAR, source_file VARCHAR, "
+        "first_seen_tick TIMESTAMP, spec_text VARCHAR, structure VARCHAR[], "
+        "PRIMARY KEY (workflow, version))",
+        # Every enrollment ever, at its latest version: what reports and BI tools read.
+        f"CREATE OR REPLACE VIEW enrollments AS SELECT * EXCLUDE (valid_from, valid_to) "
+        f"FROM {HISTORY} QUALIFY row_number() OVER "
+        f"(PARTITION BY enrollment_id ORDER BY valid_from DESC) = 1",
+    ]
+    for statement in statements:
+        con.execute(statement).fetchall()
+
+
+def load_state(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame:
+    """The working state just before the tick at `before`."""
+    frame = con.sql(
+        f"SELECT * EXCLUDE (valid_from, valid_to) FROM {HISTORY} "
+        "WHERE valid_from < $t AND (valid_to IS NULL OR valid_to >= $t)",
+        params={"t": before},
+    ).pl()
+    return frame.cast(ENROLLMENT_SCHEMA)  # type: ignore[arg-type]
+
+
+def save_facts(con: duckdb.DuckDBPyConnection, facts: pl.DataFrame) -> None:
+    """Replace the facts of the ticks in `facts` (table account_facts, one row per tick and
+    participant)."""
+    if not _has_facts(con):
+        con.execute("CREATE TABLE account_facts AS SELECT * FROM facts LIMIT 0").fetchall()
+    fact_ticks = facts.select(pl.col("as_of").unique())  # noqa: F841 (read by DuckDB)
+    con.execute("BEGIN").fetchall()
+    con.execute(
+        "DELETE FROM account_facts WHERE as_of IN (SELECT as_of FROM fact_ticks)"
+    ).fetchall()
+    con.execute("INSERT INTO account_facts BY NAME SELECT * FROM facts").fetchall()
+    con.execute("COMMIT").fetchall()
+
+
+def _has_facts(con: duckdb.DuckDBPyConnection) -> bool:
+    return con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'account_facts'"
+    ).fetchall()[0][0] > 0
+
+
+def _projection(columns: Iterable[str] | None) -> str:
+    """Only the columns a tick reads: participant_id, as_of and the given fields."""
+    if columns is None:
+        return "*"
+    names = ["participant_id", "as_of", *sorted(set(columns) - {"participant_id", "as_of"})]
+    return ", ".join(f'"{c}"' for c in names)
+
+
+def load_facts(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, columns: Iterable[str] | None = None
+) -> pl.DataFrame | None:
+    if not _has_facts(con):
+        return None
+    frame = con.sql(f"SELECT {_projection(columns)} FROM account_facts WHERE as_of = $t",
+                    params={"t": as_of}).pl()
+    return frame if frame.height else None
+
+
+def load_facts_range(
+    con: duckdb.DuckDBPyConnection,
+    ticks: Sequence[datetime],
+    columns: Iterable[str] | None = None,
+) -> pl.DataFrame:
+    """The stored facts of these ticks, in one read."""
+    if not _has_facts(con):
+        raise LookupError("no facts stored yet: run the facts stage (account_facts) first")
+    wanted = pl.DataFrame({"as_of": list(ticks)}, schema={"as_of": pl.Datetime("us")})  # noqa: F841
+    return con.sql(
+        f"SELECT {_projection(columns)} FROM account_facts SEMI JOIN wanted USING (as_of) "
+        "ORDER BY as_of, participant_id"
+    ).pl()
+
+
+def running_versions(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str, list[str]]]:
+    """Each workflow's latest stored version: (version, state, structure)."""
+    rows = con.execute(
+        "SELECT workflow, version, state, structure FROM workflow_versions "
+        "QUALIFY row_number() OVER (PARTITION BY workflow ORDER BY first_seen_tick DESC, "
+        "version) = 1"
+    ).fetchall()
+    return {w: (v, state, list(parts or [])) for w, v, state, parts in rows}
+
+
+def record_versions(
+    con: duckdb.DuckDBPyConnection, workflows: list[LoadedWorkflow], as_of: datetime
+) -> None:
+    """Keep every spec version ever run, with the first tick that ran it."""
+    rows = pl.DataFrame(  # noqa: F841 (read by DuckDB)
+        [
+            {
+                "workflow": w.name,
+                "version": w.version,
+                "state": w.spec.state.value,
+                "category": w.spec.category,
+                "priority": w.spec.priority,
+                "auto_deploy": w.spec.entry is not None and w.spec.state.value == "enabled",
+                "has_objective": w.spec.objective is not None,
+                "spec_json": w.spec.model_dump_json(by_alias=True),
+                "source_file": w.file.name,
+                "first_seen_tick": as_of,
+                "spec_text": w.text,
+                "structure": w.structure(),
+            }
+            for w in workflows
+        ],
+        schema={"workflow": pl.String, "version": pl.String, "state": pl.String,
+                "category": pl.String, "priority": pl.Int32, "auto_deploy": pl.Boolean,
+                "has_objective": pl.Boolean,
+                "spec_json": pl.String, "source_file": pl.String,
+                "first_seen_tick": pl.Datetime("us"), "spec_text": pl.String,
+                "structure": pl.List(pl.String)},
+    )
+    con.execute(
+        "INSERT INTO workflow_versions SELECT * FROM rows ON CONFLICT (workflow, version) "
+        "DO UPDATE SET first_seen_tick = least(first_seen_tick, excluded.first_seen_tick)"
+    ).fetchall()
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    as_of: datetime
+    status: str  # written | unchanged | rewritten
+    rewound_ticks: int = 0
+
+
+def write_tick(con: duckdb.DuckDBPyConnection, result: TickResult) -> WriteOutcome:
+    """Store one tick's changed state, actions and transitions, replacing that tick."""
+    as_of = result.as_of
+    changed = result.changed_state
+    rewound = 0
+    if _tick_exists(con, as_of):
+        if _same_as_stored(con, result, changed):
+            return WriteOutcome(as_of, "unchanged")
+        rewound = rewind(con, as_of)
+    # Local frames are read by DuckDB by name; these names must not be table names.
+    new_actions, new_transitions = result.actions, result.transitions
+    con.execute("BEGIN").fetchall()
+    try:
+        # A statement costs about a millisecond even with nothing to write: skip those.
+        if not changed.is_empty():
+            con.execute(
+                f"UPDATE {HISTORY} AS h SET valid_to = $t FROM changed AS c "
+                "WHERE h.workflow = c.workflow AND h.participant_id = c.participant_id "
+                "AND h.valid_to IS NULL",
+                {"t": as_of},
+            ).fetchall()
+            con.execute(
+                f"INSERT INTO {HISTORY} SELECT *, $t AS valid_from, NULL AS valid_to "
+                "FROM changed",
+                {"t": as_of},
+            ).fetchall()
+        if not new_actions.is_empty():
+            con.execute("INSERT INTO actions_outbox SELECT * FROM new_actions").fetchall()
+        count: dict[str, int] = {}
+        if not new_transitions.is_empty():
+            con.execute("INSERT INTO transitions SELECT * FROM new_transitions").fetchall()
+            counts = new_transitions.group_by("transition").len()
+            count = dict(zip(counts["transition"], counts["len"], strict=True))
+        con.execute(
+            "INSERT INTO tick_log VALUES ($t, $p, $w, $e, $x, $c, $a, $n)",
+            {
+                "t": as_of,
+                "p": result.participants,
+                "w": result.workflows,
+                "e": count.get("entered", 0),
+                "x": count.get("exited", 0),
+                "c": count.get("completed", 0),
+                "a": new_actions.height,
+                "n": changed.height,
+            },
+        ).fetchall()
+        con.execute("COMMIT").fetchall()
+    except BaseException:
+        con.execute("ROLLBACK").fetchall()
+        raise
+    return WriteOutcome(as_of, "rewritten" if rewound else "written", rewound)
+
+
+def _tick_exists(con: duckdb.DuckDBPyConnection, as_of: datetime) -> bool:
+    rows = con.execute("SELECT count(*) FROM tick_log WHERE as_of = $t", {"t": as_of}).fetchall()
+    return rows[0][0] > 0
+
+
+def _same_as_stored(
+    con: duckdb.DuckDBPyConnection, result: TickResult, changed: pl.DataFrame
+) -> bool:
+    t = {"t": result.as_of}
+    stored_state = con.sql(
+        f"SELECT * EXCLUDE (valid_from, valid_to) FROM {HISTORY} WHERE valid_from = $t",
+        params=t,
+    ).pl()
+    stored_actions = con.sql("SELECT * FROM actions_outbox WHERE tick = $t", params=t).pl()
+    stored_transitions = con.sql("SELECT * FROM transitions WHERE tick = $t", params=t).pl()
+    pairs = [
+        (stored_state, changed, list(KEY)),
+        (stored_actions, result.actions, ["action_id"]),
+        (stored_transitions, result.transitions, None),
+    ]
+    for stored, fresh, key in pairs:
+        order = key or list(fresh.columns)
+        if stored.height != fresh.height:
+            return False
+        stored = stored.cast(dict(fresh.schema)).sort(order, nulls_last=True)  # type: ignore[arg-type]
+        if not stored.equals(fresh.sort(order, nulls_last=True)):
+            return False
+    return True
+
+
+def rewind(con: duckdb.DuckDBPyConnection, from_tick: datetime) -> int:
+    """Forget the tick at `from_tick` and every later one; returns how many ticks went."""
+    t = {"t": from_tick}
+    gone = con.execute("SELECT count(*) FROM tick_log WHERE as_of >= $t", t).fetchall()[0][0]
+    con.execute("BEGIN").fetchall()
+    con.execute(f"DELETE FROM {HISTORY} WHERE valid_from >= $t", t).fetchall()
+    con.execute(f"UPDATE {HISTORY} SET valid_to = NULL WHERE valid_to >= $t", t).fetchall()
+    con.execute("DELETE FROM actions_outbox WHERE tick >= $t", t).fetchall()
+    con.execute("DELETE FROM transitions WHERE tick >= $t", t).fetchall()
+    con.execute("DELETE FROM tick_log WHERE as_of >= $t", t).fetchall()
+    con.execute("COMMIT").fetchall()
+    return int(gone)
+
+
+def last_tick(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    return con.execute("SELECT max(as_of) FROM tick_log").fetchall()[0][0]
+
+
+def load_workload(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame:
+    """Group-owned tasks emitted before a tick: round robin goes on from them, least loaded
+    counts the open ones."""
+    return con.sql(
+        "SELECT action_id, owner_group, assignee FROM actions_outbox "
+        "WHERE tick < $t AND action_type = 'task' AND owner_group IS NOT NULL ORDER BY action_id",
+        params={"t": before},
+    ).pl().cast(WORKLOAD_SCHEMA)  # type: ignore[arg-type]
+
+
+def load_events(con: duckdb.DuckDBPyConnection, until: datetime) -> pl.DataFrame | None:
+    """Action results (opened, completed, ...) that happened by `until`, for waits and branches.
+
+    A result that happened before a tick but arrived after it was run is seen by a re-run of
+    that tick (which then rewrites it), never silently lost.
+    """
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'action_events'"
+    ).fetchall()[0][0]
+    if not exists:
+        return None
+    return con.sql(
+        "SELECT action_id, event_type, occurred_at FROM action_events WHERE occurred_at <= $t",
+        params={"t": until},
+    ).pl()
