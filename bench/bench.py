@@ -32,15 +32,14 @@ sys.path.insert(0, str(ROOT))
 
 from reference import holds  # noqa: E402
 
-from cswf.delivery import ensure_delivery_schema  # noqa: E402
 from cswf.engine.evaluate import evaluate  # noqa: E402
 from cswf.engine.tick import run_tick  # noqa: E402
 from cswf.facts.models import build_facts, fact_schema  # noqa: E402
 from cswf.ingest.snapshots import ensure_tables  # noqa: E402
 from cswf.settings import PACKAGE_SQL  # noqa: E402
 from cswf.specs.loader import LoadedWorkflow, parse_spec  # noqa: E402
+from cswf.store.tables import ensure_delivery_tables, ensure_engine_tables  # noqa: E402
 from cswf.store.warehouse import (  # noqa: E402
-    ensure_schema,
     load_events,
     load_facts,
     load_state,
@@ -307,13 +306,13 @@ def setup(database: str, accounts: int, workflows: int, sample: int, open_rate: 
     _, figures["make_book_s"] = timed(make_book, con, accounts)
     facts, figures["facts_sql_two_ticks_s"] = timed(build_facts, con, [T0, T1], FACTS_SQL)
     save_facts(con, facts)
-    ensure_schema(con)
+    ensure_engine_tables(con)
     specs = make_workflows(workflows)
     now = facts.filter(pl.col("as_of") == T1)
     before = facts.filter(pl.col("as_of") == T0)
     first, first_s = timed(run_tick, load_state(con, T0), before, None, None, specs, T0)
     _, first_write_s = timed(write_tick, con, first)
-    ensure_delivery_schema(con)
+    ensure_delivery_tables(con)
     sampled = pl.col("action_id").hash(7) % 1000 < open_rate * 1000
     opened = first.actions.filter(  # noqa: F841 (read by DuckDB)
         (pl.col("action_type") == "email") & sampled

@@ -12,12 +12,12 @@ import pytest
 import yaml
 from engine_harness import ASSET_GROUPS
 
-from cswf.calendar import tick_partitions
 from cswf.defs import build_defs
 from cswf.defs.assets import ENGINE, markdown_table
 from cswf.defs.automation import LANDING_SENSOR, TICK_JOB, TICK_SCHEDULE
 from cswf.defs.checks import account_rows, duplicate_ids, rejected_files
 from cswf.defs.launch import run_tick_range
+from cswf.defs.partitions import tick_partitions
 from cswf.defs.resources import project_resource
 from cswf.demo.generate import generate_book
 from cswf.settings import ENV_OVERRIDES, Settings, load_settings
@@ -246,7 +246,7 @@ def test_landing_sensor_requests_runs_for_new_files(settings: Settings) -> None:
 
     first, cursor = evaluate(None)
     assert len(first) == 1 and cursor
-    latest = tick_partitions(settings.tick_cron, settings.tick_start).get_last_partition_key()
+    latest = tick_partitions(settings.calendar).get_last_partition_key()
     assert first[0].partition_key == latest
     assert first[0].run_key
 

@@ -36,7 +36,7 @@ from cryptography.x509.oid import NameOID
 
 from cswf.delivery import DeliveryConfig
 from cswf.engine.frames import ACTION_SCHEMA, conform
-from cswf.store.warehouse import ensure_schema
+from cswf.store.tables import ensure_engine_tables
 
 HOST = "127.0.0.1"
 TICK = datetime(2026, 6, 2, 6, 0)
@@ -48,7 +48,7 @@ NOW = datetime(2026, 6, 2, 14, 0)  # 14:00 UTC: outside quiet hours in UTC
 
 def warehouse() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
-    ensure_schema(con)
+    ensure_engine_tables(con)
     return con
 
 

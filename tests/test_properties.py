@@ -26,8 +26,8 @@ from cswf.engine.frames import ENROLLMENT_SCHEMA, empty
 from cswf.engine.tick import run_tick
 from cswf.specs.conditions import Condition, previous_tick_fields
 from cswf.specs.groups import UserGroup
+from cswf.store.tables import ensure_engine_tables
 from cswf.store.warehouse import (
-    ensure_schema,
     load_facts,
     load_state,
     load_workload,
@@ -231,7 +231,7 @@ def test_live_ticks_equal_a_replay_and_rerunning_a_tick_changes_nothing(ticks, d
     seed = data.draw(st.integers(0, 1000))
 
     live = duckdb.connect()
-    ensure_schema(live)
+    ensure_engine_tables(live)
     events: list[tuple[str, str, datetime]] = []
     for k, facts in enumerate(frames):
         as_of = START + k * STEP
@@ -244,7 +244,7 @@ def test_live_ticks_equal_a_replay_and_rerunning_a_tick_changes_nothing(ticks, d
         events += respond(result.actions, seed)
 
     replay = duckdb.connect()
-    ensure_schema(replay)
+    ensure_engine_tables(replay)
     state, prev, replayed = empty(ENROLLMENT_SCHEMA), None, []
     workload = empty(WORKLOAD_SCHEMA)
     for k, facts in enumerate(frames):
@@ -270,7 +270,7 @@ def test_a_rerun_with_changed_facts_rewinds_that_tick_and_the_later_ones() -> No
     workflows = [spec(FLOW)]
     frames = facts_for([[{"score": 10.0, "stage": "adoption"}] * 4] * 4)
     con = duckdb.connect()
-    ensure_schema(con)
+    ensure_engine_tables(con)
     state, prev = empty(ENROLLMENT_SCHEMA), None
     for k, facts in enumerate(frames):
         result = run_tick(state, facts, prev, None, workflows, START + k * STEP)

@@ -1,59 +1,79 @@
-"""The tick calendar: when ticks happen, as Dagster time partitions (one definition for both)."""
+"""The tick calendar: when ticks happen. Plain Python (cron via croniter), so the CLI, the engine
+and the Dagster layer share one definition and none of them needs Dagster to know it.
+
+Times are naive UTC throughout (the tables' convention). A tick's `as_of` is a cron time at or
+after the calendar's start.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-import dagster as dg
+from croniter import croniter
 
-PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
-
-
-def tick_partitions(cron: str, start: datetime) -> dg.TimeWindowPartitionsDefinition:
-    """A partition per tick; its key is the tick's as_of (the window start), UTC.
-
-    `end_offset=1` makes the tick that starts now runnable now, so a schedule firing at 03:00
-    evaluates as of 03:00, not three hours late.
-    """
-    return dg.TimeWindowPartitionsDefinition(
-        cron_schedule=cron, start=start, fmt=PARTITION_FORMAT, timezone="UTC", end_offset=1
-    )
+PARTITION_FORMAT = "%Y-%m-%d-%H:%M"  # a tick's key: its as_of (also the Dagster partition key)
 
 
-def as_of_of(partition_key: str) -> datetime:
-    return datetime.strptime(partition_key, PARTITION_FORMAT)
+def utc_naive(moment: datetime) -> datetime:
+    """Aware → UTC without tzinfo; naive is taken as UTC already (the tables' convention)."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class TickCalendar:
+    """Ticks at every `cron` time (UTC) from `start` on."""
+
+    cron: str
+    start: datetime
+
+    def __post_init__(self) -> None:
+        if not croniter.is_valid(self.cron):
+            raise ValueError(f"tick_cron '{self.cron}' is not a cron expression "
+                             "(five fields, e.g. '0 */3 * * *')")
+        object.__setattr__(self, "start", utc_naive(self.start))
+
+    @property
+    def first(self) -> datetime:
+        return self.start if croniter.match(self.cron, self.start) else self._after(self.start)
+
+    def _after(self, moment: datetime) -> datetime:
+        return croniter(self.cron, moment).get_next(datetime)
+
+    def is_tick(self, as_of: datetime) -> bool:
+        return as_of >= self.first and croniter.match(self.cron, as_of)
+
+    def next(self, as_of: datetime) -> datetime:
+        """The first tick strictly after `as_of`."""
+        return max(self._after(as_of), self.first)
+
+    def previous(self, as_of: datetime) -> datetime | None:
+        """The last tick strictly before `as_of` (None before the first tick)."""
+        before = croniter(self.cron, as_of).get_prev(datetime)
+        return before if before >= self.first else None
+
+    def latest(self, at: datetime) -> datetime | None:
+        """The last tick at or before `at`."""
+        return at if self.is_tick(at) else self.previous(at)
+
+    def between(self, start: datetime, end: datetime) -> list[datetime]:
+        """Every tick with start <= as_of <= end, in order (bounds need not be ticks)."""
+        tick = max(start, self.first)
+        if not croniter.match(self.cron, tick):
+            tick = self._after(tick)
+        ticks = []
+        walk = croniter(self.cron, tick)
+        while tick <= end:
+            ticks.append(tick)
+            tick = walk.get_next(datetime)
+        return ticks
+
+
+def as_of_of(key: str) -> datetime:
+    return datetime.strptime(key, PARTITION_FORMAT)
 
 
 def key_of(as_of: datetime) -> str:
     return as_of.strftime(PARTITION_FORMAT)
-
-
-def ticks_between(
-    partitions: dg.TimeWindowPartitionsDefinition, start: datetime, end: datetime
-) -> list[datetime]:
-    """Every tick with start <= as_of <= end, in order (bounds need not be ticks)."""
-    first = partitions.start.replace(tzinfo=None)
-    start = max(start, first)
-    if start > end:
-        return []
-    window = dg.TimeWindow(start.replace(tzinfo=UTC), (end + timedelta(seconds=1))
-                           .replace(tzinfo=UTC))
-    keys = partitions.get_partition_keys_in_time_window(window)
-    return [t for t in map(as_of_of, keys) if start <= t <= end]
-
-
-def previous_tick(
-    partitions: dg.TimeWindowPartitionsDefinition, as_of: datetime
-) -> datetime | None:
-    window = partitions.get_prev_partition_window(as_of.replace(tzinfo=UTC))
-    return window.start.replace(tzinfo=None) if window is not None else None
-
-
-def is_tick(partitions: dg.TimeWindowPartitionsDefinition, as_of: datetime) -> bool:
-    window = partitions.time_window_for_partition_key(key_of(as_of))
-    return window.start.replace(tzinfo=None) == as_of
-
-
-def next_tick(partitions: dg.TimeWindowPartitionsDefinition, as_of: datetime) -> datetime:
-    window = partitions.time_window_for_partition_key(key_of(as_of))
-    return window.end.replace(tzinfo=None)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cswf.calendar import TickCalendar
+
 if TYPE_CHECKING:
     from cswf.delivery.config import DeliveryConfig
 
@@ -90,6 +92,10 @@ class Settings(BaseModel):
     @property
     def sql_path(self) -> Path:
         return self.path(self.sql_dir) if self.sql_dir is not None else PACKAGE_SQL
+
+    @property
+    def calendar(self) -> TickCalendar:
+        return TickCalendar(self.tick_cron, self.tick_start)
 
     def delivery_config(self) -> DeliveryConfig:
         from cswf.delivery.config import DeliveryConfig

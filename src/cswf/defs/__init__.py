@@ -12,7 +12,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from cswf.calendar import tick_partitions
 from cswf.defs.assets import build_assets
 from cswf.defs.automation import (
     build_landing_sensor,
@@ -25,6 +24,7 @@ from cswf.defs.delivery import (
     build_delivery_job,
     build_delivery_schedule,
 )
+from cswf.defs.partitions import tick_partitions
 from cswf.defs.resources import project_resource, warehouse_resource
 from cswf.settings import CONFIG_FILE, Settings, find_root, load_settings
 
@@ -36,7 +36,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
     run are sequential anyway (each needs the previous one's tables), so separate step processes
     would only add start-up time and lock contention.
     """
-    partitions = tick_partitions(settings.tick_cron, settings.tick_start)
+    partitions = tick_partitions(settings.calendar)
     tick_job = build_tick_job()
     delivery_job = build_delivery_job()
     with warnings.catch_warnings():

@@ -19,7 +19,6 @@ from cswf.delivery.deliver import (
 from cswf.delivery.dry_run import DryRunSender
 from cswf.delivery.insights import action_insights
 from cswf.delivery.model import OutboundAction, Sender, SendResult
-from cswf.delivery.schema import ensure_delivery_schema
 from cswf.delivery.smtp import SmtpSender
 from cswf.delivery.webhook import WebhookSender
 from cswf.ingest.action_events import (
@@ -48,7 +47,6 @@ __all__ = [
     "action_insights",
     "default_senders",
     "deliver",
-    "ensure_delivery_schema",
     "ingest_action_events",
     "record_events",
     "resolve_unknown",

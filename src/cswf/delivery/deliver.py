@@ -30,6 +30,7 @@ from typing import Literal
 import duckdb
 import polars as pl
 
+from cswf.calendar import utc_naive
 from cswf.delivery.config import DeliveryConfig
 from cswf.delivery.contacts import resolve_recipients
 from cswf.delivery.dry_run import DryRunSender
@@ -43,11 +44,11 @@ from cswf.delivery.model import (
     SendResult,
 )
 from cswf.delivery.rules import SEND, TimeZones, email_decisions
-from cswf.delivery.schema import ensure_delivery_schema
 from cswf.delivery.smtp import SmtpSender
 from cswf.delivery.webhook import WebhookSender
-from cswf.delivery.windows import utc_naive
 from cswf.ingest.action_events import EVENT_SCHEMA, record_events
+from cswf.store.tables import ensure_delivery_tables
+from cswf.store.transaction import transaction
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,7 @@ def _sync_outbox(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
     """A deliveries row for every outbox action up to `now`; untouched rows follow the outbox.
     A template that did not render is a final failure, so it gets its `failed` event."""
     params = {"now": now}
-    con.execute("BEGIN").fetchall()
-    try:
+    with transaction(con):
         # Never handed to a sender (attempts = 0): forget it if its action was withdrawn by a
         # rewound tick or changed its render status, so the insert below recreates it.
         dropped = con.execute(
@@ -131,10 +131,6 @@ def _sync_outbox(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
         ).pl()
         if failed.height:
             record_events(con, failed, now)
-        con.execute("COMMIT").fetchall()
-    except BaseException:
-        con.execute("ROLLBACK").fetchall()
-        raise
 
 
 def _recover(con: duckdb.DuckDBPyConnection, now: datetime, report: DeliveryReport) -> None:
@@ -202,8 +198,7 @@ def _record(con: duckdb.DuckDBPyConnection, sent: list[Sent], config: DeliveryCo
                 "next_at": pl.Datetime("us"), "error": pl.String, "provider": pl.String},
     )
     frame = pl.DataFrame(events, schema=EVENT_SCHEMA, orient="row")
-    con.execute("BEGIN").fetchall()
-    try:
+    with transaction(con):
         con.execute(
             "UPDATE deliveries AS d SET status = o.status, attempts = o.tried, "
             "next_attempt_at = o.next_at, last_error = o.error, "
@@ -214,10 +209,6 @@ def _record(con: duckdb.DuckDBPyConnection, sent: list[Sent], config: DeliveryCo
         ).fetchall()
         if frame.height:
             record_events(con, frame, now)
-        con.execute("COMMIT").fetchall()
-    except BaseException:
-        con.execute("ROLLBACK").fetchall()
-        raise
     return counted
 
 
@@ -290,8 +281,7 @@ def _export_tables(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, config: D
     exported = ids.to_frame()  # noqa: F841 (read by DuckDB)
     events = pl.DataFrame({"action_id": ids, "event_type": "sent", "occurred_at": now,
                            "detail": "exported", "source": "table"}).cast(EVENT_SCHEMA)  # type: ignore[arg-type]
-    con.execute("BEGIN").fetchall()
-    try:
+    with transaction(con):
         export_actions(con, ids, now)
         con.execute(
             "UPDATE deliveries AS d SET status = 'sent', channel = 'table', "
@@ -302,10 +292,6 @@ def _export_tables(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, config: D
             {"now": now},
         ).fetchall()
         record_events(con, events, now)
-        con.execute("COMMIT").fetchall()
-    except BaseException:
-        con.execute("ROLLBACK").fetchall()
-        raise
     report.outcomes["sent"] += ids.len()
     report.export_files = write_parquet(con, config.export_dir)
 
@@ -352,7 +338,7 @@ def deliver(con: duckdb.DuckDBPyConnection, senders: Mapping[str, Sender],
     with `config.dry_run` they are all replaced by a DryRunSender. `time_zones`: participant_id
     → IANA zone for quiet hours and the daily cap (default: config.default_time_zone)."""
     now = utc_naive(now)
-    ensure_delivery_schema(con)
+    ensure_delivery_tables(con)
     report = DeliveryReport(now=now, dry_run=config.dry_run)
     if config.dry_run:
         preview = DryRunSender(config)
@@ -411,8 +397,7 @@ def resolve_unknown(con: duckdb.DuckDBPyConnection, action_id: str,
     (it never arrived: send it again) or `failed` (give up)."""
     now = utc_naive(now)
     error = note or f"resolved by hand: {status}"
-    con.execute("BEGIN").fetchall()
-    try:
+    with transaction(con):
         changed = con.execute(
             "UPDATE deliveries SET status = $status, next_attempt_at = NULL, updated_at = $now, "
             "sent_at = CASE WHEN $status = 'sent' THEN $now END, last_error = $error "
@@ -423,9 +408,5 @@ def resolve_unknown(con: duckdb.DuckDBPyConnection, action_id: str,
             record_events(con, pl.DataFrame(
                 {"action_id": [action_id], "event_type": ["failed"], "occurred_at": [now],
                  "detail": [error], "source": ["delivery"]}), now)
-        con.execute("COMMIT").fetchall()
-    except BaseException:
-        con.execute("ROLLBACK").fetchall()
-        raise
     if not changed:
         raise LookupError(f"{action_id} is not a delivery in status unknown")

@@ -13,8 +13,8 @@ from importlib import resources
 import duckdb
 import polars as pl
 
-from cswf.delivery.schema import ensure_delivery_schema
-from cswf.delivery.windows import utc_naive
+from cswf.calendar import utc_naive
+from cswf.store.tables import ensure_delivery_tables
 
 
 def insights_sql() -> str:
@@ -25,5 +25,5 @@ def insights_sql() -> str:
 def action_insights(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pl.DataFrame:
     """Emails sent / delivered / opened / clicked / replied / bounced and tasks created /
     completed / overdue (due before `as_of`, not completed), per workflow and step."""
-    ensure_delivery_schema(con)
+    ensure_delivery_tables(con)
     return con.sql(insights_sql(), params={"as_of": utc_naive(as_of)}).pl()

@@ -27,13 +27,6 @@ ZONE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def utc_naive(moment: datetime) -> datetime:
-    """Aware → UTC without tzinfo; naive is taken as UTC already (the tables' convention)."""
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
 @lru_cache(maxsize=512)
 def zone_or_none(name: str | None) -> ZoneInfo | None:
     if not name:

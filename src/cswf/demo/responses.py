@@ -23,11 +23,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from cswf.delivery.schema import ensure_delivery_schema
-from cswf.delivery.windows import utc_naive
+from cswf.calendar import utc_naive
 from cswf.engine.tick import TickResult
 from cswf.ingest.action_events import record_events
 from cswf.project import EVENTS_FOLDER
+from cswf.store.tables import ensure_delivery_tables
 
 FILE_NAME = "simulated_responses.csv"
 DETAIL = "simulated"
@@ -123,7 +123,7 @@ class SimulatedAudience:
                  ) -> pl.DataFrame:
         window = {"until": FAR, "after": utc_naive(result.as_of)}
         if self._pending is None:
-            ensure_delivery_schema(con)
+            ensure_delivery_tables(con)
             self._pending = con.sql(_EVENTS, params=window).pl()
         elif not result.actions.is_empty():
             emitted = result.actions  # noqa: F841 (read by DuckDB)

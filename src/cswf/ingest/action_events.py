@@ -17,8 +17,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from cswf.delivery.schema import EVENT_TYPES, SUPPRESSING_EVENTS, ensure_delivery_schema
-from cswf.delivery.windows import utc_naive
+from cswf.calendar import utc_naive
+from cswf.store.tables import EVENT_TYPES, SUPPRESSING_EVENTS, ensure_delivery_tables
+from cswf.store.transaction import transaction
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def record_events(con: duckdb.DuckDBPyConnection, events: pl.DataFrame,
 def suppress(con: duckdb.DuckDBPyConnection, addresses: Iterable[str], reason: str,
              since: datetime) -> int:
     """Add addresses to the suppression list (an unsubscribe list, a CRM opt-out export)."""
-    ensure_delivery_schema(con)
+    ensure_delivery_tables(con)
     wanted = pl.DataFrame(  # noqa: F841 (read by DuckDB)
         {"address": [a.strip().lower() for a in addresses if a and a.strip()]},
         schema={"address": pl.String},
@@ -197,7 +198,7 @@ def ingest_action_events(con: duckdb.DuckDBPyConnection, folder: Path,
     """Load every *.csv / *.parquet under `folder` (columns action_id, event_type, occurred_at,
     detail). Bad rows are reported by file, row (1-based, header excluded) and column; the good
     rows of the same file still load. Safe to run again on the same files."""
-    ensure_delivery_schema(con)
+    ensure_delivery_tables(con)
     report = EventIngestReport()
     files = sorted(p for p in Path(folder).rglob("*")
                    if p.is_file() and p.suffix.lower() in EVENT_FILES
@@ -215,11 +216,6 @@ def ingest_action_events(con: duckdb.DuckDBPyConnection, folder: Path,
         log.warning("action events: %s", message)
     if good_frames:
         events = pl.concat(good_frames)
-        con.execute("BEGIN").fetchall()
-        try:
+        with transaction(con):
             report.inserted = record_events(con, events, now or datetime.now(UTC))
-            con.execute("COMMIT").fetchall()
-        except BaseException:
-            con.execute("ROLLBACK").fetchall()
-            raise
     return report

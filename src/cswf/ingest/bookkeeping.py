@@ -12,8 +12,6 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
-from cswf.ingest.contract import INGEST_REJECTIONS_DDL, INGESTED_FILES_DDL
-
 _LOADED = "_cswf_loaded_files"
 _REJECTED = "_cswf_rejected_files"
 
@@ -41,11 +39,6 @@ def already_handled(con: duckdb.DuckDBPyConnection, seen: SeenFiles, rel: str, s
             forget_rejections(con, {rel})  # the file went back to its loaded content
         return True
     return (rel, sha) in seen.rejected
-
-
-def ensure_bookkeeping(con: duckdb.DuckDBPyConnection) -> None:
-    for ddl in (INGESTED_FILES_DDL, INGEST_REJECTIONS_DDL):
-        con.execute(ddl).fetchall()
 
 
 def seen_files(con: duckdb.DuckDBPyConnection, objects: Iterable[str]) -> SeenFiles:

@@ -144,16 +144,3 @@ OBJECTS: dict[str, LandingObject] = {o.name: o for o in (ACCOUNTS, USAGE, CONTAC
 
 FILE_SUFFIXES = (".csv", ".parquet")
 
-INGESTED_FILES_DDL = """CREATE TABLE IF NOT EXISTS ingested_files (
-    source_file VARCHAR,
-    object VARCHAR,
-    sha256 VARCHAR,
-    row_count BIGINT
-)"""
-
-INGEST_REJECTIONS_DDL = """CREATE TABLE IF NOT EXISTS ingest_rejections (
-    source_file VARCHAR,
-    object VARCHAR,
-    sha256 VARCHAR,
-    reason VARCHAR
-)"""

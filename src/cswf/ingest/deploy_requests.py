@@ -19,14 +19,13 @@ import polars as pl
 
 from cswf.ingest.bookkeeping import (
     already_handled,
-    ensure_bookkeeping,
     forget_rejections,
     record_loaded,
     record_rejections,
     seen_files,
 )
 from cswf.ingest.contract import FILE_SUFFIXES
-from cswf.ingest.deploys import DDL, store_requests
+from cswf.ingest.deploys import store_requests
 from cswf.ingest.validate import (
     Rule,
     one_line,
@@ -35,6 +34,7 @@ from cswf.ingest.validate import (
     tagged,
     value_problems,
 )
+from cswf.store.tables import ensure_deploy_requests, ensure_ingest_bookkeeping
 
 FOLDER = "deploy_requests"  # sub-folder of the landing dir; also the files' `object`
 REQUIRED = ("workflow", "participant_id")
@@ -79,8 +79,8 @@ def ingest_deploy_requests(
     """
     if now.tzinfo is not None:
         now = now.astimezone(UTC).replace(tzinfo=None)
-    ensure_bookkeeping(con)
-    con.execute(DDL).fetchall()
+    ensure_ingest_bookkeeping(con)
+    ensure_deploy_requests(con)
     report = DeployFileReport()
     seen = seen_files(con, [FOLDER])
     files = deploy_request_files(landing_dir)

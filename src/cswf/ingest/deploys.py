@@ -12,12 +12,7 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
-DDL = (
-    "CREATE TABLE IF NOT EXISTS deploy_requests (request_id VARCHAR PRIMARY KEY, "
-    "workflow VARCHAR NOT NULL, participant_id VARCHAR NOT NULL, requested_by VARCHAR, "
-    "requested_at TIMESTAMP NOT NULL)"
-)
-
+from cswf.store.tables import ensure_deploy_requests
 
 # What a request says; the same shape whatever asked (the CLI, a landing file).
 REQUEST_SCHEMA = {
@@ -54,7 +49,7 @@ def store_requests(con: duckdb.DuckDBPyConnection, requests: pl.DataFrame) -> in
     The id is `workflow/participant@requested_at` (ISO time), so the same request made twice,
     from anywhere, is stored once. Runs inside the caller's transaction if there is one.
     """
-    con.execute(DDL).fetchall()
+    ensure_deploy_requests(con)
     at = pl.col("requested_at")
     iso = at.dt.strftime("%Y-%m-%dT%H:%M:%S") + pl.when(at.dt.microsecond() != 0).then(
         at.dt.strftime("%.6f")).otherwise(pl.lit(""))  # exactly datetime.isoformat()
@@ -75,7 +70,7 @@ def load_deploys(
     con: duckdb.DuckDBPyConnection, after: datetime | None, until: datetime
 ) -> pl.DataFrame:
     """Requests made in (after, until], oldest first (all up to `until` when after is None)."""
-    con.execute(DDL).fetchall()
+    ensure_deploy_requests(con)
     return con.sql(
         "SELECT workflow, participant_id, requested_by, requested_at FROM deploy_requests "
         "WHERE requested_at <= $until AND ($after IS NULL OR requested_at > $after) "

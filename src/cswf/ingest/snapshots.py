@@ -22,7 +22,6 @@ import polars as pl
 
 from cswf.ingest.bookkeeping import (
     already_handled,
-    ensure_bookkeeping,
     forget_rejections,
     record_loaded,
     record_rejections,
@@ -38,6 +37,7 @@ from cswf.ingest.validate import (
     typed,
     value_problems,
 )
+from cswf.store.tables import ensure_ingest_bookkeeping
 
 _FRAME = "_cswf_landing_frame"
 BATCH_ROWS = 500_000  # rows of one object read before they are written: bounds memory
@@ -78,7 +78,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """
     for obj in OBJECTS.values():
         con.execute(obj.ddl()).fetchall()
-    ensure_bookkeeping(con)
+    ensure_ingest_bookkeeping(con)
     existing = set(
         con.execute(
             "SELECT table_name, column_name FROM duckdb_columns() "

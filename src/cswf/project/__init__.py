@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import duckdb
 import polars as pl
 
-from cswf.calendar import next_tick, previous_tick, tick_partitions, ticks_between
 from cswf.delivery import (
     DeliveryReport,
     default_senders,
@@ -51,10 +50,10 @@ from cswf.specs.loader import (
     load_specs,
 )
 from cswf.specs.workflow import DelayStep
+from cswf.store.tables import ensure_engine_tables
 from cswf.store.warehouse import (
     WriteOutcome,
     connect,
-    ensure_schema,
     load_events,
     load_facts,
     load_facts_range,
@@ -183,14 +182,14 @@ def run_ticks(
     `facts` are the facts of these ticks if the caller has them; else they are read from the
     account_facts table, where the facts stage stored them.
     """
-    ensure_schema(con)
+    ensure_engine_tables(con)
     if not ticks:
         return RunSummary(0, 0, 0, 0, 0, 0)
     require_clean_snapshots(con)
     lifecycle = _with_lifecycle(SpecSet(list(workflows), []), con)
     lifecycle.require_valid()
-    partitions = tick_partitions(settings.tick_cron, settings.tick_start)
-    before = previous_tick(partitions, ticks[0])
+    calendar = settings.calendar
+    before = calendar.previous(ticks[0])
     feeds = [_Feed.load(con, settings, participant, members, ticks, before,
                         facts if participant == "account" else None)
              for participant, members in _by_participant(workflows).items()]
@@ -240,7 +239,7 @@ def run_ticks(
             on_tick(outcome, result)
         state = result.state
         if respond is not None:
-            until = ticks[i + 1] if i + 1 < len(ticks) else next_tick(partitions, as_of)
+            until = ticks[i + 1] if i + 1 < len(ticks) else calendar.next(as_of)
             answered = respond(con, result, until)
             events = answered if events is None else pl.concat([events, answered],
                                                                 how="vertical_relaxed")
@@ -314,7 +313,7 @@ def _by_participant(workflows: Sequence[LoadedWorkflow]) -> dict[str, list[Loade
 
 
 def ticks_in(settings: Settings, start: datetime, end: datetime) -> list[datetime]:
-    return ticks_between(tick_partitions(settings.tick_cron, settings.tick_start), start, end)
+    return settings.calendar.between(start, end)
 
 
 @dataclass(frozen=True)
@@ -338,8 +337,8 @@ def preview(
     Runs the real tick on the stored state with the workflow taken as enabled, and stores
     nothing, so "would enter" honours re-entry rules exactly as a live tick would.
     """
-    ensure_schema(con)
-    before = previous_tick(tick_partitions(settings.tick_cron, settings.tick_start), as_of)
+    ensure_engine_tables(con)
+    before = settings.calendar.previous(as_of)
     wanted = [t for t in (before, as_of) if t is not None]
     facts = build_facts(con, wanted, settings.facts_sql_path, FACT_MODELS[workflow.spec.object])
     now = facts.filter(pl.col("as_of") == as_of)
@@ -406,8 +405,7 @@ def deploy(
 
 def _last_tick_at(settings: Settings, at: datetime) -> list[datetime]:
     """The last tick at or before `at` (a filter is read as the engine last saw the facts)."""
-    partitions = tick_partitions(settings.tick_cron, settings.tick_start)
-    last = ticks_between(partitions, at - timedelta(days=1), at)
-    if not last:
+    last = settings.calendar.latest(at)
+    if last is None:
         raise ValueError(f"no tick at or before {at}")
-    return last[-1:]
+    return [last]

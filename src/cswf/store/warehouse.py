@@ -9,7 +9,7 @@ since they were computed from a history that no longer holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,62 +18,19 @@ import duckdb
 import polars as pl
 
 from cswf.engine.assign import WORKLOAD_SCHEMA
-from cswf.engine.frames import ACTION_SCHEMA, ENROLLMENT_SCHEMA, TRANSITION_SCHEMA
+from cswf.engine.frames import ENROLLMENT_SCHEMA
 from cswf.engine.tick import TickResult
 from cswf.specs.loader import LoadedWorkflow
+from cswf.store.tables import HISTORY
+from cswf.store.transaction import transaction
 
-HISTORY = "enrollment_history"
 KEY = ("workflow", "participant_id")
-
-_DUCK_TYPES = {
-    pl.String: "VARCHAR",
-    pl.Int32: "INTEGER",
-    pl.Int64: "BIGINT",
-    pl.Boolean: "BOOLEAN",
-    pl.Float64: "DOUBLE",
-    pl.Datetime: "TIMESTAMP",
-    pl.Date: "DATE",
-}
 
 
 def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     return duckdb.connect(str(path), read_only=read_only)
-
-
-def _duck_type(dtype: pl.DataType) -> str:
-    if isinstance(dtype, pl.List):
-        return f"{_duck_type(dtype.inner)}[]"
-    return _DUCK_TYPES[type(dtype)]
-
-
-def _columns(schema: Mapping[str, pl.DataType]) -> str:
-    return ", ".join(f"{name} {_duck_type(dtype)}" for name, dtype in schema.items())
-
-
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the engine's tables and views if missing."""
-    statements = [
-        f"CREATE TABLE IF NOT EXISTS {HISTORY} ({_columns(ENROLLMENT_SCHEMA)}, "
-        "valid_from TIMESTAMP NOT NULL, valid_to TIMESTAMP)",
-        f"CREATE TABLE IF NOT EXISTS transitions ({_columns(TRANSITION_SCHEMA)})",
-        f"CREATE TABLE IF NOT EXISTS actions_outbox ({_columns(ACTION_SCHEMA)})",
-        "CREATE TABLE IF NOT EXISTS tick_log (as_of TIMESTAMP PRIMARY KEY, participants INTEGER, "
-        "workflows INTEGER, entered INTEGER, exited INTEGER, completed INTEGER, "
-        "actions INTEGER, changed_enrollments INTEGER)",
-        "CREATE TABLE IF NOT EXISTS workflow_versions (workflow VARCHAR, version VARCHAR, "
-        "state VARCHAR, category VARCHAR, priority INTEGER, auto_deploy BOOLEAN, "
-        "has_objective BOOLEAN, spec_json VARCHAR, source_file VARCHAR, "
-        "first_seen_tick TIMESTAMP, spec_text VARCHAR, structure VARCHAR[], "
-        "PRIMARY KEY (workflow, version))",
-        # Every enrollment ever, at its latest version: what reports and BI tools read.
-        f"CREATE OR REPLACE VIEW enrollments AS SELECT * EXCLUDE (valid_from, valid_to) "
-        f"FROM {HISTORY} QUALIFY row_number() OVER "
-        f"(PARTITION BY enrollment_id ORDER BY valid_from DESC) = 1",
-    ]
-    for statement in statements:
-        con.execute(statement).fetchall()
 
 
 def load_state(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame:
@@ -92,12 +49,11 @@ def save_facts(con: duckdb.DuckDBPyConnection, facts: pl.DataFrame) -> None:
     if not _has_facts(con):
         con.execute("CREATE TABLE account_facts AS SELECT * FROM facts LIMIT 0").fetchall()
     fact_ticks = facts.select(pl.col("as_of").unique())  # noqa: F841 (read by DuckDB)
-    con.execute("BEGIN").fetchall()
-    con.execute(
-        "DELETE FROM account_facts WHERE as_of IN (SELECT as_of FROM fact_ticks)"
-    ).fetchall()
-    con.execute("INSERT INTO account_facts BY NAME SELECT * FROM facts").fetchall()
-    con.execute("COMMIT").fetchall()
+    with transaction(con):
+        con.execute(
+            "DELETE FROM account_facts WHERE as_of IN (SELECT as_of FROM fact_ticks)"
+        ).fetchall()
+        con.execute("INSERT INTO account_facts BY NAME SELECT * FROM facts").fetchall()
 
 
 def _has_facts(con: duckdb.DuckDBPyConnection) -> bool:
@@ -202,8 +158,7 @@ def write_tick(con: duckdb.DuckDBPyConnection, result: TickResult) -> WriteOutco
         rewound = rewind(con, as_of)
     # Local frames are read by DuckDB by name; these names must not be table names.
     new_actions, new_transitions = result.actions, result.transitions
-    con.execute("BEGIN").fetchall()
-    try:
+    with transaction(con):
         # A statement costs about a millisecond even with nothing to write: skip those.
         if not changed.is_empty():
             con.execute(
@@ -237,10 +192,6 @@ def write_tick(con: duckdb.DuckDBPyConnection, result: TickResult) -> WriteOutco
                 "n": changed.height,
             },
         ).fetchall()
-        con.execute("COMMIT").fetchall()
-    except BaseException:
-        con.execute("ROLLBACK").fetchall()
-        raise
     return WriteOutcome(as_of, "rewritten" if rewound else "written", rewound)
 
 
@@ -278,13 +229,12 @@ def rewind(con: duckdb.DuckDBPyConnection, from_tick: datetime) -> int:
     """Forget the tick at `from_tick` and every later one; returns how many ticks went."""
     t = {"t": from_tick}
     gone = con.execute("SELECT count(*) FROM tick_log WHERE as_of >= $t", t).fetchall()[0][0]
-    con.execute("BEGIN").fetchall()
-    con.execute(f"DELETE FROM {HISTORY} WHERE valid_from >= $t", t).fetchall()
-    con.execute(f"UPDATE {HISTORY} SET valid_to = NULL WHERE valid_to >= $t", t).fetchall()
-    con.execute("DELETE FROM actions_outbox WHERE tick >= $t", t).fetchall()
-    con.execute("DELETE FROM transitions WHERE tick >= $t", t).fetchall()
-    con.execute("DELETE FROM tick_log WHERE as_of >= $t", t).fetchall()
-    con.execute("COMMIT").fetchall()
+    with transaction(con):
+        con.execute(f"DELETE FROM {HISTORY} WHERE valid_from >= $t", t).fetchall()
+        con.execute(f"UPDATE {HISTORY} SET valid_to = NULL WHERE valid_to >= $t", t).fetchall()
+        con.execute("DELETE FROM actions_outbox WHERE tick >= $t", t).fetchall()
+        con.execute("DELETE FROM transitions WHERE tick >= $t", t).fetchall()
+        con.execute("DELETE FROM tick_log WHERE as_of >= $t", t).fetchall()
     return int(gone)
 
 
