@@ -80,7 +80,8 @@ def ingest(root: Root = None) -> None:
     known = project.workflow_names(settings)
     with connect(settings.database_path) as con:  # deploy requests arrive now
         report = project.ingest(con, settings, datetime.now(UTC).replace(tzinfo=None), known)
-    console.print(report)
+    for line in report.lines():
+        console.print(line, markup=False, soft_wrap=True)
 
 
 def _run(settings: Settings, ticks: list[datetime], *, progress: bool) -> None:

@@ -24,7 +24,6 @@ ENV_OVERRIDES = {
     "CSWF_SQL_DIR": "sql_dir",
     "CSWF_TICK_CRON": "tick_cron",
     "CSWF_TICK_START": "tick_start",
-    "CSWF_SIMULATE_RESPONSES": "simulate_responses",
 }
 
 
@@ -51,12 +50,6 @@ class Settings(BaseModel):
     groups_file: Path = Field(
         default=Path("user_groups.yaml"),
         description="User groups: members and how their tasks are assigned (specs/groups.py).",
-    )
-    simulate_responses: bool = Field(
-        default=False,
-        description="Demo only: after each tick, simulated customers open, click and reply to "
-                    "emails and complete tasks (demo/responses.py), so waits and branches see "
-                    "results. Never set it on a real warehouse.",
     )
     delivery: dict[str, Any] = Field(
         default_factory=dict, description="How actions leave: see docs/delivery.md."

@@ -25,11 +25,11 @@ from cswf.defs.delivery import (
     build_delivery_schedule,
 )
 from cswf.defs.partitions import tick_partitions
-from cswf.defs.resources import project_resource, warehouse_resource
+from cswf.defs.resources import Audience, project_resource, warehouse_resource
 from cswf.settings import CONFIG_FILE, Settings, find_root, load_settings
 
 
-def build_defs(settings: Settings) -> dg.Definitions:
+def build_defs(settings: Settings, audience: Audience | None = None) -> dg.Definitions:
     """Every asset, check, job, schedule and sensor of the project described by `settings`.
 
     Runs use the in-process executor: DuckDB allows one writer process, and the steps of a tick
@@ -51,6 +51,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         resources={
             "cswf": project_resource(settings),
             "warehouse": warehouse_resource(settings),
+            "audience": audience or Audience(),
         },
         executor=dg.in_process_executor,
     )

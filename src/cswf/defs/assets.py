@@ -18,8 +18,7 @@ from dagster_duckdb import DuckDBResource
 
 from cswf import project
 from cswf.calendar import as_of_of, key_of
-from cswf.defs.resources import CswfProject, open_warehouse
-from cswf.demo.responses import SimulatedAudience
+from cswf.defs.resources import Audience, CswfProject, open_warehouse
 from cswf.engine.tick import TickResult
 from cswf.reports.build import build_reports, report_files
 from cswf.settings import Settings
@@ -104,22 +103,21 @@ def landing_snapshots(
     known = project.workflow_names(settings)
     with open_warehouse(warehouse) as con:  # deploy requests without a time arrive now
         report = project.ingest(con, settings, datetime.now(UTC).replace(tzinfo=None), known)
-    rejected_files = sorted({name for name, _ in report.files_rejected})
-    context.log.info(
-        f"ingest: {len(report.files_loaded)} loaded, {len(report.files_skipped_unchanged)} "
-        f"unchanged, {len(rejected_files)} rejected"
-    )
-    for _, reason in report.files_rejected:
-        context.log.warning(f"rejected: {reason}")
+    snapshots = report.snapshots
+    rejected_files = sorted({name for name, _ in report.rejected})
+    for line in report.lines():
+        (context.log.warning if line.startswith("rejected") else context.log.info)(line)
     return dg.MaterializeResult(
         metadata={
             "landing_dir": dg.MetadataValue.path(str(settings.landing_path)),
-            "files_loaded": len(report.files_loaded),
-            "files_skipped": len(report.files_skipped_unchanged),
+            "files_loaded": len(snapshots.files_loaded),
+            "files_skipped": len(snapshots.files_skipped_unchanged),
             "files_rejected": len(rejected_files),
-            **{f"rows_{name}": rows for name, rows in report.rows_loaded.items()},
-            "loaded": _bullets(report.files_loaded),
-            "rejections": _bullets([reason for _, reason in report.files_rejected]),
+            "events_inserted": report.events.inserted,
+            "deploy_requests_stored": report.deploys.requests_stored,
+            **{f"rows_{name}": rows for name, rows in snapshots.rows_loaded.items()},
+            "loaded": _bullets(snapshots.files_loaded),
+            "rejections": _bullets([reason for _, reason in report.rejected]),
         }
     )
 
@@ -212,7 +210,8 @@ def build_tick_assets(
         can_subset=False,
     )
     def workflow_engine(
-        context: dg.AssetExecutionContext, cswf: CswfProject, warehouse: DuckDBResource
+        context: dg.AssetExecutionContext, cswf: CswfProject, warehouse: DuckDBResource,
+        audience: Audience,
     ) -> Iterator[dg.MaterializeResult]:
         settings = cswf.settings()
         ticks = _ticks(context)
@@ -220,8 +219,7 @@ def build_tick_assets(
         tally = _TickTally(context, len(ticks))
         with open_warehouse(warehouse) as con:
             summary = project.run_ticks(con, settings, workflows, ticks, on_tick=tally,
-                                         respond=SimulatedAudience() if settings.simulate_responses
-                                         else None)
+                                         respond=audience.responder())
         for key, numbers in tally.per_tick.items():
             for asset in ENGINE:
                 context.add_asset_metadata(numbers[asset], asset_key=asset, partition_key=key)

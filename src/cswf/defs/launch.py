@@ -19,6 +19,7 @@ from cswf.calendar import key_of
 from cswf.defs import build_defs
 from cswf.defs.automation import TICK_JOB
 from cswf.defs.delivery import DELIVERY_JOB
+from cswf.defs.resources import Audience
 from cswf.project import ticks_in
 from cswf.settings import Settings
 
@@ -36,6 +37,7 @@ def run_tick_range(
     instance: dg.DagsterInstance | None = None,
     *,
     raise_on_error: bool = True,
+    audience: Audience | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Execute `tick_job` for every tick with start <= as_of <= end in one run.
 
@@ -48,7 +50,7 @@ def run_tick_range(
             f"no tick between {start} and {end} (calendar '{settings.tick_cron}' from "
             f"{settings.tick_start})"
         )
-    job = build_defs(settings).resolve_job_def(TICK_JOB)
+    job = build_defs(settings, audience).resolve_job_def(TICK_JOB)
     tags = {
         ASSET_PARTITION_RANGE_START_TAG: key_of(ticks[0]),
         ASSET_PARTITION_RANGE_END_TAG: key_of(ticks[-1]),

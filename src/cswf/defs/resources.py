@@ -12,6 +12,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from cswf.project import Respond
 from cswf.settings import Settings, load_settings
 
 
@@ -29,6 +30,14 @@ class CswfProject(dg.ConfigurableResource):
 
     def settings(self) -> Settings:
         return load_settings(Path(self.root), **self.overrides)
+
+
+class Audience(dg.ConfigurableResource):
+    """Who answers the actions between ticks. In production nobody does here: results land as
+    files (`action_events/`). A simulation (the demo) supplies its own subclass."""
+
+    def responder(self) -> Respond | None:
+        return None
 
 
 def project_resource(settings: Settings) -> CswfProject:

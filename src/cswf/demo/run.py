@@ -28,6 +28,7 @@ def quarter(settings: Settings) -> tuple[datetime, datetime]:
 
 def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console) -> None:
     from cswf.defs.launch import run_delivery, run_tick_range
+    from cswf.demo.audience import SimulatedCustomers
 
     landing = settings.landing_path
     if fresh:
@@ -46,9 +47,6 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
         console.print(str(error), markup=False)
     checked.require_valid()
 
-    # Simulated customers answer after every tick, so waits and branches see opens and
-    # completed tasks (demo/responses.py); the Dagster run reads this through the settings.
-    settings = settings.model_copy(update={"simulate_responses": True})
     start, end = quarter(settings)
     ticks = len(project.ticks_in(settings, start, end))
     home = os.environ.get("DAGSTER_HOME")
@@ -57,7 +55,9 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
         f"as one Dagster run{f' in {home}' if home else ''} ..."
     )
     started = time.perf_counter()
-    result = run_tick_range(settings, start, end)
+    # Simulated customers answer after every tick, so waits and branches see opens and
+    # completed tasks (demo/responses.py).
+    result = run_tick_range(settings, start, end, audience=SimulatedCustomers())
     console.print(
         f"run {result.run_id} {'succeeded' if result.success else 'FAILED'} "
         f"in {time.perf_counter() - started:.1f}s"

@@ -8,12 +8,9 @@ Columns are documented in docs/tables.md and docs/delivery.md. Each group is cre
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import duckdb
-import polars as pl
-
-from cswf.engine.frames import ACTION_SCHEMA, ENROLLMENT_SCHEMA, TRANSITION_SCHEMA
 
 HISTORY = "enrollment_history"
 
@@ -22,28 +19,6 @@ STATUSES = ("pending", "sending", "sent", "failed", "suppressed", "capped", "def
 EVENT_TYPES = ("sent", "delivered", "opened", "clicked", "replied", "bounced", "dropped",
                "complained", "unsubscribed", "completed", "failed")
 SUPPRESSING_EVENTS = ("bounced", "complained", "unsubscribed")  # the address gets nothing more
-
-_DUCK_TYPES = {
-    pl.String: "VARCHAR",
-    pl.Int32: "INTEGER",
-    pl.Int64: "BIGINT",
-    pl.Boolean: "BOOLEAN",
-    pl.Float64: "DOUBLE",
-    pl.Datetime: "TIMESTAMP",
-    pl.Date: "DATE",
-}
-
-
-def duck_type(dtype: pl.DataType) -> str:
-    """The DuckDB type a Polars column is stored as."""
-    if isinstance(dtype, pl.List):
-        return f"{duck_type(dtype.inner)}[]"
-    return _DUCK_TYPES[type(dtype)]
-
-
-def _columns(schema: Mapping[str, pl.DataType]) -> str:
-    return ", ".join(f"{name} {duck_type(dtype)}" for name, dtype in schema.items())
-
 
 # Which landing files were loaded or rejected (by content hash), so ingest is idempotent.
 INGEST_BOOKKEEPING = (
@@ -61,11 +36,27 @@ DEPLOY_REQUESTS = (
 )
 
 # The engine's output: state as versions, what happened, what to do, one row per tick run.
+# The first three hold the engine's frames (engine/frames.py); tests/test_store.py checks that
+# they agree column for column.
 ENGINE = (
-    f"CREATE TABLE IF NOT EXISTS {HISTORY} ({_columns(ENROLLMENT_SCHEMA)}, "
+    f"CREATE TABLE IF NOT EXISTS {HISTORY} ("
+    "workflow VARCHAR, participant_id VARCHAR, enrollment_id VARCHAR, "
+    "enrollment_number INTEGER, version VARCHAR, status VARCHAR, entered_at TIMESTAMP, "
+    "step INTEGER, step_name VARCHAR, wait_until TIMESTAMP, objective_met_at TIMESTAMP, "
+    "closed_at TIMESTAMP, close_reason VARCHAR, requalify_armed BOOLEAN, "
+    "milestones_started INTEGER, milestones_done VARCHAR[], current_milestone VARCHAR, "
+    "milestone_due_at TIMESTAMP, updated_at TIMESTAMP, "
     "valid_from TIMESTAMP NOT NULL, valid_to TIMESTAMP)",
-    f"CREATE TABLE IF NOT EXISTS transitions ({_columns(TRANSITION_SCHEMA)})",
-    f"CREATE TABLE IF NOT EXISTS actions_outbox ({_columns(ACTION_SCHEMA)})",
+    "CREATE TABLE IF NOT EXISTS transitions ("
+    "tick TIMESTAMP, workflow VARCHAR, version VARCHAR, participant_id VARCHAR, "
+    "enrollment_id VARCHAR, transition VARCHAR, step INTEGER, step_name VARCHAR, "
+    "reason VARCHAR, evidence VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS actions_outbox ("
+    "action_id VARCHAR, tick TIMESTAMP, workflow VARCHAR, version VARCHAR, "
+    "enrollment_id VARCHAR, participant_id VARCHAR, step INTEGER, step_name VARCHAR, "
+    "action_index INTEGER, action_type VARCHAR, category VARCHAR, assignee VARCHAR, "
+    "owner_group VARCHAR, recipient VARCHAR, due_at TIMESTAMP, subject VARCHAR, body VARCHAR, "
+    "payload VARCHAR, status VARCHAR, on_error VARCHAR, error VARCHAR)",
     "CREATE TABLE IF NOT EXISTS tick_log (as_of TIMESTAMP PRIMARY KEY, participants INTEGER, "
     "workflows INTEGER, entered INTEGER, exited INTEGER, completed INTEGER, "
     "actions INTEGER, changed_enrollments INTEGER)",

@@ -1,0 +1,71 @@
+"""The one ingester: every landing folder (snapshots, action events, deploy requests) in one call.
+
+Action results go first, so a fresh unsubscribe or completion is known before anything reads
+them; deploy requests need the time they arrive (`now`), which a request without its own
+`requested_at` takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from cswf.ingest.action_events import EventIngestReport, ingest_action_events
+from cswf.ingest.deploy_requests import DeployFileReport, ingest_deploy_requests
+from cswf.ingest.snapshots import IngestReport, ingest_landing
+
+EVENTS_FOLDER = "action_events"  # landing sub-folder of action results (opened, completed, ...)
+
+
+@dataclass
+class LandingReport:
+    """What one ingest did with each kind of landing file."""
+
+    snapshots: IngestReport
+    events: EventIngestReport = field(default_factory=EventIngestReport)
+    deploys: DeployFileReport = field(default_factory=DeployFileReport)
+
+    @property
+    def rejected(self) -> list[tuple[str, str]]:
+        """(file, reason) of every rejected snapshot or deploy-request file."""
+        return [*self.snapshots.files_rejected, *self.deploys.files_rejected]
+
+    def lines(self) -> list[str]:
+        """A few lines a person reads: what loaded, what was skipped, what was rejected why."""
+        snap = self.snapshots
+        rows = ", ".join(f"{name} {count:,}" for name, count in snap.rows_loaded.items() if count)
+        out = [f"snapshots: {len(snap.files_loaded)} file(s) loaded"
+               + (f" ({rows} rows)" if rows else "")
+               + f", {len(snap.files_skipped_unchanged)} unchanged, "
+               f"{len({f for f, _ in snap.files_rejected})} rejected"]
+        if self.events.files:
+            out.append(f"action events: {self.events.files} file(s), {self.events.inserted:,} new "
+                       f"event(s), {len(self.events.rejected)} row(s) rejected")
+        deploys = self.deploys
+        if deploys.files_loaded or deploys.files_rejected:
+            out.append(f"deploy requests: {len(deploys.files_loaded)} file(s) loaded, "
+                       f"{deploys.requests_stored} new request(s), "
+                       f"{len({f for f, _ in deploys.files_rejected})} rejected")
+        out += [f"rejected: {reason}" for _, reason in self.rejected]
+        out += [f"rejected event row: {message}" for message in self.events.rejected[:20]]
+        return out
+
+
+def ingest_all(
+    con: duckdb.DuckDBPyConnection,
+    landing_dir: Path,
+    now: datetime | None = None,
+    known_workflows: Sequence[str] | None = None,
+) -> LandingReport:
+    """Load every new or changed landing file; unchanged files are skipped, bad ones rejected
+    with a reason. Deploy requests are read only when `now` is given."""
+    events = landing_dir / EVENTS_FOLDER
+    event_report = ingest_action_events(con, events) if events.is_dir() else EventIngestReport()
+    snapshots = ingest_landing(con, landing_dir)
+    deploys = (ingest_deploy_requests(con, landing_dir, now, known_workflows)
+               if now is not None else DeployFileReport())
+    return LandingReport(snapshots, event_report, deploys)

@@ -1,0 +1,63 @@
+"""Catalyst's live match count: who meets a workflow's entry conditions now, before enabling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import duckdb
+import polars as pl
+
+from cswf.engine.evaluate import evaluate, verdict_column
+from cswf.engine.tick import run_tick
+from cswf.facts.models import FACT_MODELS, build_facts
+from cswf.settings import Settings
+from cswf.specs.conditions import fields_used
+from cswf.specs.loader import LoadedWorkflow
+from cswf.store.tables import ensure_engine_tables
+from cswf.store.warehouse import load_state
+
+
+@dataclass(frozen=True)
+class Preview:
+    participants: int
+    matching: int
+    already_inside: int
+    would_enter: int
+    sample: pl.DataFrame
+
+
+def preview(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    workflow: LoadedWorkflow,
+    as_of: datetime,
+    sample: int = 10,
+) -> Preview:
+    """Runs the real tick on the stored state with the workflow taken as enabled, and stores
+    nothing, so "would enter" honours re-entry rules exactly as a live tick would."""
+    ensure_engine_tables(con)
+    before = settings.calendar.previous(as_of)
+    wanted = [t for t in (before, as_of) if t is not None]
+    facts = build_facts(con, wanted, settings.facts_sql_path, FACT_MODELS[workflow.spec.object])
+    now = facts.filter(pl.col("as_of") == as_of)
+    prev_facts = facts.filter(pl.col("as_of") == before) if before is not None else None
+    enabled = replace(workflow, spec=workflow.spec.model_copy(update={"state": "enabled"}))
+    verdicts = evaluate(now, prev_facts, [enabled])
+    matching = verdicts.filter(pl.col(verdict_column("entry", workflow.name)))
+    state = load_state(con, as_of).filter(pl.col("workflow") == workflow.name)
+    inside = matching.join(state.filter(pl.col("status") == "active"), on="participant_id",
+                           how="semi").height
+    result = run_tick(state, now, prev_facts, None, [enabled], as_of,
+                      default_category=settings.default_category)
+    entered = result.transitions.filter(pl.col("transition") == "entered").height
+    shown = ["participant_id", *(c for c in ("account_name", "csm_name") if c in now.columns)]
+    used = sorted(fields_used(workflow.spec.entry)) if workflow.spec.entry else []
+    rows = now.join(matching.select("participant_id"), on="participant_id", how="semi")
+    return Preview(
+        participants=now.height,
+        matching=matching.height,
+        already_inside=inside,
+        would_enter=entered,
+        sample=rows.select(*shown, *(c for c in used if c not in shown)).head(sample),
+    )
