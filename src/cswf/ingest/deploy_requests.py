@@ -8,7 +8,6 @@ snapshots' bookkeeping (`ingested_files`, `ingest_rejections`); a bad file loads
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,15 +16,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from cswf.ingest.bookkeeping import (
-    already_handled,
-    forget_rejections,
-    record_loaded,
-    record_rejections,
-    seen_files,
-)
-from cswf.ingest.contract import FILE_SUFFIXES
+from cswf.ingest.bookkeeping import record_loaded, record_rejections
 from cswf.ingest.deploys import store_requests
+from cswf.ingest.files import Skipped, scan, visible_files
 from cswf.ingest.validate import (
     Rule,
     one_line,
@@ -35,6 +28,7 @@ from cswf.ingest.validate import (
     value_problems,
 )
 from cswf.store.tables import ensure_deploy_requests, ensure_ingest_bookkeeping
+from cswf.store.transaction import transaction
 
 FOLDER = "deploy_requests"  # sub-folder of the landing dir; also the files' `object`
 REQUIRED = ("workflow", "participant_id")
@@ -57,13 +51,7 @@ class DeployFileReport:
 
 def deploy_request_files(landing_dir: Path) -> list[Path]:
     """The files the ingest looks at, sorted; hidden files and other extensions are ignored."""
-    folder = landing_dir / FOLDER
-    if not folder.is_dir():
-        return []
-    return sorted(
-        path for path in folder.iterdir()
-        if path.is_file() and path.suffix.lower() in FILE_SUFFIXES and not path.name.startswith(".")
-    )
+    return visible_files(landing_dir / FOLDER)
 
 
 def ingest_deploy_requests(
@@ -82,27 +70,21 @@ def ingest_deploy_requests(
     ensure_ingest_bookkeeping(con)
     ensure_deploy_requests(con)
     report = DeployFileReport()
-    seen = seen_files(con, [FOLDER])
-    files = deploy_request_files(landing_dir)
-    forget_rejections(con, seen.rejected_files - {p.relative_to(landing_dir).as_posix()
-                                                   for p in files})
-    for path in files:  # few files, each one order; never a loop over rows
-        rel = path.relative_to(landing_dir).as_posix()
-        try:
-            data = path.read_bytes()
-        except OSError as err:  # removed or unreadable while we list: try again next run
-            report.files_rejected.append((rel, f"{rel}: could not read file: {one_line(err)}"))
+    for found in scan(con, landing_dir, deploy_request_files(landing_dir), [FOLDER]):
+        if isinstance(found, Skipped):
+            if found.problem:
+                report.files_rejected.append((found.rel, found.problem))
+            else:
+                report.files_skipped_unchanged.append(found.rel)
             continue
-        sha = hashlib.sha256(data).hexdigest()
-        if already_handled(con, seen, rel, sha):
-            report.files_skipped_unchanged.append(rel)
-            continue
-        reasons, requests = _requests(con, rel, data, path.suffix.lower(), now, known_workflows)
+        rel, sha = found.rel, found.sha
+        reasons, requests = _requests(con, rel, found.data, found.path.suffix.lower(), now,
+                                      known_workflows)
         if reasons:
             record_rejections(con, FOLDER, [(rel, sha, reasons)])
             report.files_rejected.extend((rel, reason) for reason in reasons)
             continue
-        report.requests_stored += _store(con, rel, sha, requests, fresh=seen.is_fresh(rel))
+        report.requests_stored += _store(con, rel, sha, requests, fresh=found.fresh)
         report.files_loaded.append(rel)
         report.rows_loaded += requests.height
     return report
@@ -112,14 +94,9 @@ def _store(
     con: duckdb.DuckDBPyConnection, rel: str, sha: str, requests: pl.DataFrame, fresh: bool
 ) -> int:
     """The file's requests and its `ingested_files` entry land together or not at all."""
-    con.begin()
-    try:
+    with transaction(con):
         stored = store_requests(con, requests)
         record_loaded(con, FOLDER, [(rel, sha, requests.height)], [] if fresh else [rel])
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
     return stored
 
 

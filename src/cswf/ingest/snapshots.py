@@ -13,21 +13,15 @@ one by one, so the error is pinned on the file that caused it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from cswf.ingest.bookkeeping import (
-    already_handled,
-    forget_rejections,
-    record_loaded,
-    record_rejections,
-    seen_files,
-)
-from cswf.ingest.contract import FILE_SUFFIXES, OBJECTS, LandingObject
+from cswf.ingest.bookkeeping import record_loaded, record_rejections
+from cswf.ingest.contract import OBJECTS, LandingObject
+from cswf.ingest.files import Skipped, scan, visible_files
 from cswf.ingest.validate import (
     FILE,
     column_rules,
@@ -95,45 +89,32 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 def landing_files(landing_dir: Path) -> list[Path]:
     """Every landing file the ingest would look at, sorted; hidden files are ignored."""
-    files = [
-        path
-        for name in OBJECTS
-        if (landing_dir / name).is_dir()
-        for path in (landing_dir / name).iterdir()
-        if path.is_file() and path.suffix.lower() in FILE_SUFFIXES and not path.name.startswith(".")
-    ]
-    return sorted(files)
+    return sorted(path for name in OBJECTS for path in visible_files(landing_dir / name))
 
 
 def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestReport:
     """Load new and changed landing files; unchanged files are skipped, bad ones rejected."""
     ensure_tables(con)
     report = IngestReport()
-    seen = seen_files(con, OBJECTS)
     files = landing_files(landing_dir)
-    present = {path.relative_to(landing_dir).as_posix() for path in files}
-    forget_rejections(con, seen.rejected_files - present)
     outcomes: dict[str, Outcome] = {}
     batch: list[_Landed] = []
     batch_obj: LandingObject | None = None
     batch_rows = 0
-    for path in files:  # one pass over files (never rows): hash, skip or read
-        rel = path.relative_to(landing_dir).as_posix()
-        obj = OBJECTS[path.parent.name]
+    for found in scan(con, landing_dir, files, OBJECTS):
+        obj = OBJECTS[found.rel.split("/")[0]]
         if batch and (obj is not batch_obj or batch_rows >= BATCH_ROWS):
             outcomes.update(_load_batch(con, batch_obj, batch))
             batch, batch_rows = [], 0
         batch_obj = obj
-        try:
-            data = path.read_bytes()
-        except OSError as err:  # e.g. removed or unreadable while we list: try again next run
-            outcomes[rel] = ([f"{rel}: could not read file: {one_line(err)}"], 0)
+        if isinstance(found, Skipped):
+            if found.problem:
+                outcomes[found.rel] = ([found.problem], 0)
+            else:
+                report.files_skipped_unchanged.append(found.rel)
             continue
-        sha = hashlib.sha256(data).hexdigest()
-        if already_handled(con, seen, rel, sha):
-            report.files_skipped_unchanged.append(rel)
-            continue
-        batch.append(_read(rel, sha, seen.is_fresh(rel), data, path.suffix.lower()))
+        batch.append(_read(found.rel, found.sha, found.fresh, found.data,
+                           found.path.suffix.lower()))
         batch_rows += batch[-1].height
     if batch:
         outcomes.update(_load_batch(con, batch_obj, batch))
