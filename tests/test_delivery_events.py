@@ -97,7 +97,7 @@ def test_action_insights_per_workflow_and_step(tmp_path: Path) -> None:
     emails = [email_row(i, f"p{i}@customer.test") for i in range(4)]
     tasks = [task_row(i) for i in range(3)]  # due TICK + 3 days
     add_actions(con, [*emails, *tasks])
-    deliver(con, {"email": DryRunSender(config)}, config, NOW)
+    deliver(con, {"smtp": DryRunSender(config)}, config, NOW)
     folder = tmp_path / "events"
     folder.mkdir()
     rows = [(0, "delivered"), (0, "opened"), (0, "opened"), (0, "clicked"), (1, "delivered"),

@@ -1,21 +1,24 @@
 """Dry run: nothing leaves. Each would-be message becomes a file named by its action id.
 
-Emails are written as the exact .eml the SMTP sender would transmit (same checks, so an email
-that would fail for real fails here too); every other action as the JSON a webhook would get.
-Writing the same action again overwrites the same file, so re-runs are harmless.
+The action's channel says what the file holds (`Channel.preview`): emails are the exact .eml the
+SMTP sender would transmit (same checks, so an email that would fail for real fails here too);
+every other action the JSON a webhook would get. Writing the same action again overwrites the
+same file, so re-runs are harmless.
 """
 
 from __future__ import annotations
 
-import email.policy
 import os
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from cswf.delivery.channel import Channel, Unsendable
+from cswf.delivery.channels import channel_for
 from cswf.delivery.config import DeliveryConfig
-from cswf.delivery.email import InvalidEmail, compose_email
-from cswf.delivery.model import EMAIL, OutboundAction, SendResult
+from cswf.delivery.model import OutboundAction, SendResult
+
+_ANY = Channel()  # previews an action of no known channel as JSON
 
 
 def preview_path(folder: Path, action_id: str, suffix: str) -> Path:
@@ -41,19 +44,14 @@ class DryRunSender:
         return f"DryRunSender({self.folder})"
 
     def send(self, action: OutboundAction, now: datetime) -> SendResult:
-        if action.action_type == EMAIL:
-            try:
-                message = compose_email(action.action_id, action.addresses, action.subject,
-                                        action.body, bool(action.payload.get("html")),
-                                        self._config, now)
-            except InvalidEmail as exc:
-                return SendResult.failed(str(exc), retryable=False)
-            path = preview_path(self.folder, action.action_id, "eml")
-            _write(path, message.as_bytes(policy=email.policy.SMTP))
-            return SendResult.sent(str(message["Message-ID"]), detail=f"dry run: {path}")
-        path = preview_path(self.folder, action.action_id, "json")
-        _write(path, action.as_json())
-        return SendResult.sent(path.name, detail=f"dry run: {path}")
+        channel = channel_for(action.action_type) or _ANY
+        try:
+            preview = channel.preview(action, self._config, now)
+        except Unsendable as exc:
+            return SendResult.failed(str(exc), retryable=False)
+        path = preview_path(self.folder, action.action_id, preview.suffix)
+        _write(path, preview.data)
+        return SendResult.sent(preview.provider_id or path.name, detail=f"dry run: {path}")
 
     def close(self) -> None:
         """Files are closed as they are written."""

@@ -15,7 +15,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-TABLES = ("crm_tasks", "crm_field_updates")
+TABLE_OF = {"task": "crm_tasks", "field_update": "crm_field_updates"}  # action type → table
+TABLES = tuple(TABLE_OF.values())
 
 _TASK_ROWS = """
 SELECT o.action_id, o.workflow, o.step_name,

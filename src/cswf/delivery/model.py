@@ -7,11 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-# Action types delivered by a sender; tasks and field updates are exported as tables.
-EMAIL = "email"
-WEBHOOK_TYPES = ("webhook", "notification")
-TABLE_TYPES = ("task", "field_update")
-
 ACTION_FIELDS = ("action_id", "action_type", "tick", "workflow", "version", "enrollment_id",
                  "participant_id", "step", "step_name", "category", "assignee", "recipient",
                  "due_at", "subject", "body")

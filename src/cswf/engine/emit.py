@@ -1,43 +1,23 @@
-"""Turn the participants that reach an action step into rows of the actions outbox."""
+"""Turn the participants that reach an action step into rows of the actions outbox.
+
+The engine sets what every action row has (ids, tick, workflow, step, category, status, error);
+each action type fills its own columns (`ActionSpec.outbox`, specs/actions/).
+"""
 
 from __future__ import annotations
-
-import json
 
 import polars as pl
 
 from cswf.engine.context import TickContext
 from cswf.engine.frames import ACTION_SCHEMA, ROW, conforming, moment
 from cswf.engine.render import render, substitution
+from cswf.specs.action import OUTBOX_COLUMNS, OutboxContext, Text, owner_columns
 from cswf.specs.loader import LoadedWorkflow, action_key
-from cswf.specs.workflow import (
-    ActionStep,
-    EmailAction,
-    Owner,
-    TaskAction,
-    WebhookAction,
-)
+from cswf.specs.workflow import ActionStep
+
+__all__ = ["build_step_actions", "owner_columns"]  # owner_columns: also milestones' tasks
 
 PARTICIPANT = "participant_id"
-Text = pl.Expr | pl.Series  # a rendered column: an expression, or Jinja2's values
-
-
-def _settings(**settings: object) -> pl.Expr:
-    """The action's settings that have no column of their own, as JSON (the same for every
-    participant, so encoded once)."""
-    return pl.lit(json.dumps(settings, sort_keys=True))
-
-
-def owner_columns(owner: Owner) -> dict[str, pl.Expr]:
-    """assignee and owner_group; a group's task is handed to a member later (engine/assign.py),
-    until then (or with no groups configured) the assignee reads `group:<name>`."""
-    if owner.field is not None:
-        assignee = pl.col(owner.field).cast(pl.String)
-    elif owner.group is not None:
-        assignee = pl.lit(f"group:{owner.group}")
-    else:
-        assignee = pl.lit(owner.user)
-    return {"assignee": assignee, "owner_group": pl.lit(owner.group, dtype=pl.String)}
 
 
 def build_step_actions(
@@ -68,59 +48,12 @@ def build_step_actions(
             return out["rendered"], out["error"]
 
         category = action.category or spec.category or default_category
-        columns: dict[str, Text] = {}
-        errors: list[Text] = []
-        if isinstance(action, TaskAction):
-            title, description = text("title"), text("description")
-            columns = {
-                **owner_columns(action.assignee or spec.owner),
-                "due_at": moment(as_of) + pl.duration(days=action.due_days),
-                "subject": title[0],
-                "body": description[0],
-                "payload": _settings(priority=action.priority, subtasks=action.subtasks,
-                                     due_days=action.due_days),
-            }
-            errors = [title[1], description[1]]
-        elif isinstance(action, EmailAction):
-            html = (action.template or "").endswith((".html", ".html.j2"))
-            subject, body = text("subject"), text("body", autoescape=html)
-            columns = {
-                **owner_columns(spec.owner),
-                "recipient": pl.col(action.to_field).cast(pl.String)
-                if action.to_field is not None
-                else pl.lit(action.to_contacts.recipient() if action.to_contacts else None),
-                "subject": subject[0],
-                "body": body[0],
-                "payload": _settings(
-                    to_field=action.to_field, template=action.template, html=html,
-                    to_contacts=action.to_contacts.model_dump(exclude_defaults=True)
-                    if action.to_contacts else None,
-                ),
-            }
-            errors = [subject[1], body[1]]
-        elif isinstance(action, WebhookAction):
-            message = text("text")
-            columns = {
-                **owner_columns(spec.owner),
-                "subject": message[0],
-                "body": message[0],
-                "payload": _settings(endpoint=action.endpoint),
-            }
-            errors = [message[1]]
-        else:
-            if isinstance(action.value, str):
-                rendered, error = text("value")
-                errors = [error]
-            else:
-                rendered = pl.lit(None if action.value is None else str(action.value),
-                                  dtype=pl.String)
-            columns = {
-                **owner_columns(spec.owner),
-                "subject": pl.lit(f"set {action.field}"),
-                "body": rendered,
-                "payload": pl.struct(field=pl.lit(action.field), value=rendered)
-                .struct.json_encode(),
-            }
+        outbox = action.outbox(OutboxContext(text, spec.owner, moment(as_of)))
+        columns, errors = outbox.columns, outbox.errors
+        strange = set(columns) - OUTBOX_COLUMNS
+        if strange:
+            raise ValueError(f"action type {action.type!r} fills {sorted(strange)}; an action "
+                             f"fills only {sorted(OUTBOX_COLUMNS)} (the rest goes in payload)")
         error = pl.coalesce(errors) if errors else pl.lit(None, dtype=pl.String)
         frame = base.lazy().with_columns(
             (pl.col("enrollment_id") + f"/{key}").alias("action_id"),

@@ -22,6 +22,7 @@ from cswf.engine.context import TickContext
 from cswf.engine.emit import build_step_actions
 from cswf.engine.evaluate import verdict_column
 from cswf.engine.frames import ROW, moment, pick
+from cswf.specs.action import asked_event
 from cswf.specs.flow import Flow, FlowNode
 from cswf.specs.loader import LoadedWorkflow
 from cswf.specs.workflow import (
@@ -163,8 +164,7 @@ def _action_result(rows: pl.DataFrame, flow: Flow, ref: ActionResult | None,
     """Whether each enrollment's earlier action has the result, from the action events."""
     assert ref is not None
     address = flow.address(ref)
-    negated = ref.result.startswith("not_") or ref.result == "incomplete"
-    happened = "completed" if ref.result == "incomplete" else ref.result.removeprefix("not_")
+    happened, negated = asked_event(ref.result)
     ids = rows["enrollment_id"] + f"/{address.key}"
     hit = ids.is_in(context.seen(happened).implode())
     return ~hit if negated else hit

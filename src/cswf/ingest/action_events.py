@@ -18,6 +18,7 @@ import duckdb
 import polars as pl
 
 from cswf.calendar import utc_naive
+from cswf.specs.actions import result_events
 from cswf.store.tables import EVENT_TYPES, SUPPRESSING_EVENTS, ensure_delivery_tables
 from cswf.store.transaction import transaction
 
@@ -62,6 +63,12 @@ WHERE address IS NOT NULL
 QUALIFY row_number() OVER (PARTITION BY address ORDER BY since, action_id) = 1
 ON CONFLICT DO NOTHING
 """
+
+
+def event_types() -> tuple[str, ...]:
+    """The accepted event types: delivery's own, and what the results of every registered
+    action type are made of (a new type's results can arrive as events too)."""
+    return tuple(dict.fromkeys((*EVENT_TYPES, *result_events())))
 
 
 def record_events(con: duckdb.DuckDBPyConnection, events: pl.DataFrame,
@@ -167,13 +174,14 @@ def _check_file(con: duckdb.DuckDBPyConnection, path: Path, name: str
     frame = frame.with_columns(
         pl.col("action_id").is_in(known["action_id"].implode()).alias("known")
     )
-    kinds = ", ".join(EVENT_TYPES)
+    accepted = event_types()
+    kinds = ", ".join(accepted)
     problems = [
         pl.when(pl.col("action_id").fill_null("") == "")
         .then(pl.lit("column action_id: missing"))
         .when(~pl.col("known"))
         .then(pl.format("column action_id: '{}' is not in actions_outbox", pl.col("action_id"))),
-        pl.when(~pl.col("event_type").fill_null("").is_in(list(EVENT_TYPES)))
+        pl.when(~pl.col("event_type").fill_null("").is_in(list(accepted)))
         .then(pl.format("column event_type: '{}' is not one of " + kinds,
                         pl.col("event_type").fill_null(""))),
         pl.when(pl.col("occurred_at").is_null())

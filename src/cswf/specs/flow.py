@@ -12,10 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cswf.specs.workflow import (
-    EMAIL_RESULTS,
-    FIELD_UPDATE_RESULTS,
     MAX_STEPS_PER_BRANCH,
-    TASK_RESULTS,
     Action,
     ActionResult,
     ActionStep,
@@ -25,8 +22,6 @@ from cswf.specs.workflow import (
 )
 
 AnyStep = ActionStep | DelayStep | WaitStep | BranchStep
-RESULTS_OF = {"email": EMAIL_RESULTS, "task": TASK_RESULTS, "field_update": FIELD_UPDATE_RESULTS,
-              "webhook": FIELD_UPDATE_RESULTS, "notification": FIELD_UPDATE_RESULTS}
 
 
 @dataclass(frozen=True)
@@ -184,7 +179,7 @@ def _reference(ref: ActionResult, loc: str, visible: dict[str, Action]) -> list[
         earlier = ", ".join(sorted(visible)) or "none"
         return [(f"{loc}.action", f"'{ref.action}' names no action that runs earlier on this "
                                   f"path; earlier actions: {earlier}")]
-    allowed = RESULTS_OF[action.type]
+    allowed = action.results
     if ref.result not in allowed:
         article = "an" if action.type[0] in "aeiou" else "a"
         return [(f"{loc}.result", f"'{ref.result}' is not a result of {article} {action.type}; "

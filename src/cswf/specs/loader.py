@@ -19,6 +19,9 @@ from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 
+from cswf.specs.action import ActionProblem
+from cswf.specs.actions import action_type_names
+from cswf.specs.common import unknown_field
 from cswf.specs.conditions import (
     GROUP_TAGS,
     LIST_OPS,
@@ -39,19 +42,15 @@ from cswf.specs.workflow import (
     STAGE_FIELD_TYPES,
     STAGE_STARTED_FIELD,
     BranchStep,
-    EmailAction,
     Owner,
-    TaskAction,
     WaitStep,
-    WebhookAction,
     Workflow,
 )
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 # Names a template may use besides the fact fields.
 TEMPLATE_CONTEXT = ("workflow", "as_of", "step")
-_UNION_TAGS = {*GROUP_TAGS, "action-step", "delay-step", "wait-step", "branch-step", "task",
-               "email", "field_update", "webhook", "notification"}
+_STEP_TAGS = {*GROUP_TAGS, "action-step", "delay-step", "wait-step", "branch-step"}
 
 
 @dataclass(frozen=True)
@@ -93,8 +92,7 @@ class LoadedWorkflow:
             if owner.field is not None:
                 used.add(owner.field)
         for _, _, action in self.flow.actions():
-            if isinstance(action, EmailAction) and action.to_field is not None:
-                used.add(action.to_field)
+            used |= action.fact_fields()
         if self.spec.stage is not None:
             used = (used - set(STAGE_FIELD_TYPES)) | {STAGE_FIELD, STAGE_STARTED_FIELD}
         return used
@@ -134,8 +132,8 @@ def owners(spec: Workflow, flow: Flow) -> Iterator[tuple[str, Owner]]:
         if milestone.owner is not None:
             yield f"milestones.{k}.owner", milestone.owner
     for node, position, action in flow.actions():
-        if isinstance(action, TaskAction) and action.assignee is not None:
-            yield f"{node.loc}.actions.{position}.assignee", action.assignee
+        for key, owner in action.owners():
+            yield f"{node.loc}.actions.{position}.{key}", owner
 
 
 class SpecErrors(Exception):
@@ -266,7 +264,9 @@ def _parse(
 
 
 def _loc(loc: tuple[object, ...]) -> str:
-    return ".".join(str(part) for part in loc if part not in _UNION_TAGS)
+    """The path of an error without the tags pydantic adds for union members."""
+    tags = _STEP_TAGS | set(action_type_names())
+    return ".".join(str(part) for part in loc if part not in tags)
 
 
 def _message(err: Mapping[str, object]) -> str:
@@ -321,26 +321,11 @@ def _read_templates(flow: Flow, folder: Path) -> tuple[dict[str, str], list[tupl
     errors: list[tuple[str, str]] = []
     for node, a, action in flow.actions():
         base = f"{node.loc}.actions.{a}"
-        parts: dict[str, str] = {}
-        if isinstance(action, TaskAction):
-            parts = {"title": action.title, "description": action.description}
-        elif isinstance(action, EmailAction):
-            parts = {"subject": action.subject}
-            if action.template is not None:
-                path = (folder / action.template).resolve()
-                if not path.is_relative_to(folder.resolve()):
-                    errors.append((f"{base}.template", "the template must live with the specs"))
-                    continue
-                if not path.is_file():
-                    errors.append((f"{base}.template", f"no template file {action.template}"))
-                    continue
-                parts["body"] = path.read_text()
-            else:
-                parts["body"] = action.body or ""
-        elif isinstance(action, WebhookAction):
-            parts = {"text": action.text}
-        elif isinstance(action.value, str):
-            parts = {"value": action.value}
+        try:
+            parts = action.templates(folder)
+        except ActionProblem as problem:
+            errors.append((f"{base}.{problem.key}", problem.message))
+            continue
         for part, text in parts.items():
             try:
                 env.parse(text)
@@ -408,22 +393,12 @@ def check_fields(
                 continue
             errors.extend((f"{path}.{key}", m) for key, m in check_leaf(leaf, readable))
     for node, position, action in flow.actions():
-        if isinstance(action, EmailAction) and action.to_contacts and spec.object != "account":
-            errors.append((f"{node.loc}.actions.{position}.to_contacts",
-                           f"to_contacts picks an account's contacts; in a {spec.object} "
-                           f"workflow, address the email with `to` (a fact field)"))
-        if (isinstance(action, EmailAction) and action.to_field is not None
-                and action.to_field not in fact_fields):
-            errors.append((f"{node.loc}.actions.{position}.to",
-                           _unknown_field(action.to, fact_fields)))
+        errors.extend((f"{node.loc}.actions.{position}.{key}", message)
+                      for key, message in action.field_problems(spec.object, fact_fields))
     for path, owner in owners(spec, flow):
         if owner.field is not None and owner.field not in fact_fields:
-            errors.append((f"{path}.field", _unknown_field(owner.field, fact_fields)))
+            errors.append((f"{path}.field", unknown_field(owner.field, fact_fields)))
     return errors
-
-
-def _unknown_field(name: str, fact_fields: Mapping[str, pl.DataType]) -> str:
-    return f"unknown field '{name}'; fields that exist: {', '.join(sorted(fact_fields))}"
 
 
 def _kind(dtype: pl.DataType) -> str:
@@ -439,7 +414,7 @@ def _kind(dtype: pl.DataType) -> str:
 def check_leaf(leaf: Leaf, fact_fields: Mapping[str, pl.DataType]) -> list[tuple[str, str]]:
     """Problems as (key of the leaf, message)."""
     errors = [
-        (key, _unknown_field(name, fact_fields))
+        (key, unknown_field(name, fact_fields))
         for key, name in (("field", leaf.field), ("compare_to", leaf.compare_to))
         if name is not None and name not in fact_fields
     ]

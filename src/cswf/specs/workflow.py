@@ -1,30 +1,37 @@
-"""Typed model of a workflow spec (one YAML file in `workflow_specs/`)."""
+"""Typed model of a workflow spec (one YAML file in `workflow_specs/`).
+
+Actions are whatever the registry of action types holds (specs/actions/): `Action` and `Result`
+take their schema from it when a model is built, and the models holding them are rebuilt when a
+type is registered or taken back.
+"""
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from functools import reduce
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
+    GetCoreSchemaHandler,
     Tag,
     model_validator,
 )
+from pydantic_core import CoreSchema
 
+from cswf.specs.action import ActionSpec
+from cswf.specs.actions import action_models, all_results, on_change
+from cswf.specs.common import NAME_PATTERN, Owner, Strict
 from cswf.specs.conditions import Condition, fields_used
 
 MAX_ACTIONS_PER_STEP = 10
 MAX_STEPS_PER_BRANCH = 30  # Catalyst; actions in one step count as one
 MAX_BRANCH_CHECKS = 11  # a branch and up to 10 additional checks
-NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 ACTION_REF = r"^[a-z][a-z0-9_]*\.([a-z][a-z0-9_]*|[0-9]+)$"  # <step>.<action name or position>
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class WorkflowState(StrEnum):
@@ -38,21 +45,6 @@ class ReentryMode(StrEnum):
     none = "none"
     multiple = "multiple"
     unlimited = "unlimited"
-
-
-class Owner(Strict):
-    """Who gets the work: a fact field holding a user (the account's CSM), a group, or a user."""
-
-    field: str | None = Field(default=None, description="Fact field holding the assignee.")
-    group: str | None = Field(default=None, description="A user group name.")
-    user: str | None = Field(default=None, description="One user (email or login).")
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Owner:
-        given = [k for k in ("field", "group", "user") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("owner needs exactly one of: field, group, user")
-        return self
 
 
 class Reentry(Strict):
@@ -105,101 +97,29 @@ class Objective(Strict):
         return self
 
 
-class _ActionBase(Strict):
-    """What every action has: a name to refer to it, a category, and what a failure does."""
+class _FromRegistry:
+    """An annotation whose schema is built from the action types registered when the model
+    holding it is built (see _rebuild)."""
 
-    name: str | None = Field(
-        default=None, pattern=NAME_PATTERN,
-        description="Names the action for waits and branches (`<step>.<name>`).",
-    )
-    category: str | None = Field(default=None, description="Default: the workflow's category.")
-    on_error: Literal["continue", "retry", "exit"] = Field(
-        default="retry",
-        description=(
-            "When delivery fails: continue (record it, no retry, the flow goes on), retry "
-            "(retry with backoff; the flow goes on meanwhile), exit (the enrollment exits at the "
-            "next tick once the action has finally failed)."
-        ),
-    )
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> CoreSchema:
+        return handler(self._build())
 
 
-class TaskAction(_ActionBase):
-    type: Literal["task"]
-    title: str = Field(description="Jinja2 template for the task title.")
-    description: str = Field(default="", description="Jinja2 template for the task text.")
-    due_days: int = Field(default=3, ge=0, description="Due this many days after creation.")
-    priority: Literal["low", "normal", "high", "urgent"] = "normal"
-    assignee: Owner | None = Field(default=None, description="Default: the workflow owner.")
-    subtasks: list[str] = Field(default_factory=list)
+def _action_union() -> Any:
+    return Annotated[reduce(operator.or_, action_models()), Field(discriminator="type")]
 
 
-class ContactPick(Strict):
-    """Recipients from the contacts snapshot: the account's primary contact, or every contact
-    with a role. Resolved by delivery, at send time, from the latest snapshot."""
-
-    primary: bool = False
-    role: str | None = None
-
-    @model_validator(mode="after")
-    def _one_pick(self) -> ContactPick:
-        if self.primary == (self.role is not None):
-            raise ValueError("to_contacts needs exactly one of: primary: true, role")
-        return self
-
-    def recipient(self) -> str:
-        return "contacts:primary" if self.primary else f"contacts:role={self.role}"
+def _results() -> Any:
+    """What an earlier action of the same enrollment may have come to (Catalyst's filters): the
+    results of every action type; flow.py checks that a reference asks its type's results."""
+    return Literal[all_results()]  # type: ignore[valid-type]
 
 
-class EmailAction(_ActionBase):
-    type: Literal["email"]
-    to: str = Field(
-        default="primary_contact_email", description="Fact field holding the recipient address."
-    )
-    to_contacts: ContactPick | None = Field(
-        default=None, description="Instead of `to`: contacts from the contacts snapshot."
-    )
-    subject: str = Field(description="Jinja2 template for the subject line.")
-    template: str | None = Field(
-        default=None, description="Jinja2 template file for the body, relative to the spec."
-    )
-    body: str | None = Field(default=None, description="Inline Jinja2 body (or use template).")
-
-    @model_validator(mode="after")
-    def _one_body(self) -> EmailAction:
-        if (self.template is None) == (self.body is None):
-            raise ValueError("an email needs exactly one of: template, body")
-        if self.to_contacts is not None and "to" in self.model_fields_set:
-            raise ValueError("an email needs at most one of: to, to_contacts")
-        return self
-
-    @property
-    def to_field(self) -> str | None:
-        """The fact field holding the address, unless contacts are picked instead."""
-        return None if self.to_contacts is not None else self.to
-
-
-class FieldUpdateAction(_ActionBase):
-    type: Literal["field_update"]
-    field: str = Field(description="The CRM field to set on the participant.")
-    value: str | int | float | bool | None = Field(
-        description="The new value; text is a Jinja2 template."
-    )
-
-
-class WebhookAction(_ActionBase):
-    """An HTTP POST of the action as JSON to an outside system (webhook), or a chat message
-    (notification, Slack-style); sent with `Idempotency-Key: <action id>`."""
-
-    type: Literal["webhook", "notification"]
-    text: str = Field(description="Jinja2 template: the message, or the webhook's summary.")
-    endpoint: str | None = Field(
-        default=None,
-        description="A named URL of delivery.webhook.endpoints in cswf.yaml; default: its url.",
-    )
-
-
-Action = Annotated[TaskAction | EmailAction | FieldUpdateAction | WebhookAction,
-                   Field(discriminator="type")]
+Action = Annotated[ActionSpec, _FromRegistry(_action_union)]
 
 
 class Delay(Strict):
@@ -218,13 +138,7 @@ class Delay(Strict):
         return f"{self.days} days" if self.days is not None else f"{self.months} months"
 
 
-# What an earlier action of the same enrollment may have come to (Catalyst's filters).
-EMAIL_RESULTS = ("sent", "delivered", "opened", "clicked", "replied", "bounced", "dropped",
-                 "not_delivered", "not_opened", "not_clicked", "not_replied")
-TASK_RESULTS = ("completed", "incomplete")
-FIELD_UPDATE_RESULTS = ("sent",)
-RESULTS = (*EMAIL_RESULTS, *TASK_RESULTS)
-Result = Literal[RESULTS]  # type: ignore[valid-type]
+Result = Annotated[str, _FromRegistry(_results)]
 
 
 class ActionResult(Strict):
@@ -431,3 +345,19 @@ def _has_action(steps: list[Step]) -> bool:
         or (isinstance(step, BranchStep) and any(_has_action(p.steps) for p in step.branch))
         for step in steps
     )
+
+
+_HOLDERS = (ActionResult, Wait, WaitStep, ActionStep, BranchPath, BranchStep, Workflow)
+
+
+def _rebuild() -> None:
+    """The action types changed: rebuild every model that holds Action or Result. A model
+    reuses the built schema of the models it holds, and branches hold steps that hold branches,
+    so every old schema is dropped before any is rebuilt."""
+    for model in _HOLDERS:
+        model.__pydantic_core_schema__ = None  # type: ignore[assignment]
+    for model in _HOLDERS:
+        model.model_rebuild(force=True)
+
+
+on_change(_rebuild)

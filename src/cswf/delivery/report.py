@@ -1,0 +1,32 @@
+"""What one delivery run did, for the caller (CLI, Dagster) and the log."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+
+@dataclass
+class DeliveryReport:
+    now: datetime
+    dry_run: bool
+    outcomes: Counter[str] = field(default_factory=Counter)  # status → actions this run
+    recovered_unknown: list[str] = field(default_factory=list)  # emails cut off mid-send
+    recovered_retried: list[str] = field(default_factory=list)  # idempotent, sent again
+    waiting: int = 0  # due, but no sender for their channel this run (none given, or down)
+    errors: list[str] = field(default_factory=list)  # "<action_id>: <error>"
+    preview_dir: Path | None = None
+    export_files: list[Path] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{n} {status}" for status, n in sorted(self.outcomes.items())]
+        if self.recovered_unknown:
+            parts.append(f"{len(self.recovered_unknown)} interrupted emails marked unknown")
+        if self.waiting:
+            parts.append(f"{self.waiting} waiting for a sender")
+        text = ", ".join(parts) or "nothing due"
+        if self.preview_dir is not None:
+            text += f" (dry run: would-be messages in {self.preview_dir})"
+        return text
