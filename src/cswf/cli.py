@@ -1,6 +1,6 @@
-"""`cswf`: validate specs, run ticks, preview matches, deploy, deliver, report.
+"""`cswf`: start a project, validate specs, run ticks, preview matches, deploy, deliver, report.
 
-Every command runs in one click group (`clitools.errors.OneLineErrors`): a time option reads
+Every command runs in one typer group (`clitools.errors.OneLineErrors`): a time option reads
 times one way, and whatever goes wrong is one line on stderr and a non-zero exit.
 """
 
@@ -28,6 +28,7 @@ from cswf.engine.tick import TickResult
 from cswf.facts.models import FACT_MODELS, fact_schema
 from cswf.ingest.checks import existing_tables
 from cswf.reports.build import build_reports
+from cswf.scaffold import ProjectExists, init_project
 from cswf.settings import Settings
 from cswf.specs.conditions import GROUP_TAGS, Condition, leaves
 from cswf.specs.loader import LoadedWorkflow, check_leaf
@@ -48,7 +49,7 @@ Root = Annotated[Path | None, typer.Option("--root", help="Project folder (has c
 WHERE_EXAMPLE = "'{field: tier, op: eq, value: enterprise}'"
 
 
-def _version(asked: bool) -> None:
+def _print_version(asked: bool) -> None:
     if asked:
         try:
             typer.echo(f"cswf {version('cswf')}")
@@ -59,8 +60,9 @@ def _version(asked: bool) -> None:
 
 @app.callback()
 def main(
-    _version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    show_version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = False,
 ) -> None:
     """cswf: customer-success workflows in your own warehouse."""
 
@@ -87,6 +89,32 @@ def _workflow(settings: Settings, name: str) -> LoadedWorkflow:
     hint = did_you_mean(name, sorted(workflows)) or (
         f"workflows: {', '.join(sorted(workflows))}" if workflows else "add a spec first")
     raise _fail(f"no workflow '{name}'", where=shown(settings.specs_path), todo=hint)
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(
+        help="Where the new project goes (created if missing).")],
+    force: Annotated[bool, typer.Option(help="Overwrite files that exist.")] = False,
+) -> None:
+    """Start a new project in FOLDER, ready for `cswf run`.
+
+    Writes cswf.yaml, an example workflow spec with its email template, user_groups.yaml, the
+    landing folder with the data contract in its README.md, dagster.yaml and .gitignore.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise _fail("is a file, not a folder", where=str(folder), todo="choose another path")
+    try:
+        written = init_project(folder, force=force)
+    except ProjectExists as exc:
+        raise _fail(f"{len(exc.paths)} file(s) would be overwritten: {', '.join(exc.paths)}",
+                    where=str(folder), todo="choose an empty folder, or add --force to "
+                    "overwrite them") from exc
+    for rel in sorted([*written.created, *written.replaced]):
+        note = " (replaced)" if rel in written.replaced else ""
+        typer.echo(f"wrote {folder / rel}{note}")
+    typer.echo(f"next: drop snapshot files in {folder / 'data/landing'} (its README.md says "
+               f"which), then `cd {folder} && cswf run --start DATE --end DATE`")
 
 
 @app.command()
