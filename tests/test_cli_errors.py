@@ -15,8 +15,10 @@ from typer.testing import CliRunner
 
 from cswf import cli
 from cswf.cli import app
+from cswf.clitools.errors import explain
 from cswf.clitools.times import parse_time
 from cswf.ingest.contract import ACCOUNTS
+from cswf.project import BlockedTick
 
 runner = CliRunner()
 DAY = date(2026, 6, 1)
@@ -219,6 +221,9 @@ CONFIG_ERRORS = [
      "{cfg}: tick_start: Input should be a valid datetime or date, input is too short — write "
      "a UTC time such as \"2026-07-01 00:00\""),
     ("categories: 3\n", "{cfg}: categories: Input should be a valid list — fix the value"),
+    ("root: /elsewhere\n",
+     "{cfg}: root: unknown setting — remove it: the project folder is the one holding "
+     "cswf.yaml"),
     ("delivery: {smtp: {prot: 25}}\n",
      "{cfg}: delivery.smtp.prot: unknown key — did you mean 'port'?"),
     ("delivery: {cap_per_day: 0}\n",
@@ -256,6 +261,21 @@ def test_no_project_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     _, line = one_error(["reports", "--root", str(tmp_path / "nope")])
     assert line == (f"error: --root: no folder {tmp_path / 'nope'} — give the project folder "
                     "(the one with cswf.yaml), or create a project with `cswf init DIR`")
+
+
+def test_a_missing_cswf_root_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CSWF_ROOT", str(tmp_path / "gone"))
+    _, line = one_error(["validate"])
+    assert line == (f"error: CSWF_ROOT: no folder {tmp_path / 'gone'} — set it to the project "
+                    "folder (the one with cswf.yaml), or unset it")
+
+
+def test_a_blocked_tick_is_one_line() -> None:
+    blocked = BlockedTick("snapshots failed their checks; no tick ran:\n- raw_accounts: 2 "
+                          "duplicate keys\n- raw_accounts is empty")
+    assert explain(blocked).line() == (
+        "landing files: snapshots failed their checks; no tick ran: raw_accounts: 2 duplicate "
+        "keys; raw_accounts is empty — fix or remove the files named, then run again")
 
 
 def test_usage_errors_are_one_line() -> None:

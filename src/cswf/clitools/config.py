@@ -27,15 +27,18 @@ def project_settings(root: Path | None) -> Settings:
     if root is not None and not root.is_dir():
         raise CliError("--root", f"no folder {root}",
                        f"give the project folder (the one with {CONFIG_FILE}), or {CREATE}")
-    folder = root or (Path(os.environ["CSWF_ROOT"]) if os.environ.get("CSWF_ROOT")
-                      else find_root())
+    from_env = Path(os.environ["CSWF_ROOT"]) if os.environ.get("CSWF_ROOT") else None
+    if root is None and from_env is not None and not from_env.is_dir():
+        raise CliError("CSWF_ROOT", f"no folder {from_env}",
+                       f"set it to the project folder (the one with {CONFIG_FILE}), or unset it")
+    folder = root or from_env or find_root()
     config = folder / CONFIG_FILE
     if not config.is_file():
         hint = "run in the project folder or give --root" if root is None else \
             "point --root at the project folder"
         raise CliError(shown(config), "not found", f"{hint} (the one with {CONFIG_FILE}), or "
                        f"{CREATE}")
-    _read_mapping(config)
+    _check_yaml(config)
     try:
         settings = load_settings(folder)
         settings.delivery_config()
@@ -57,8 +60,9 @@ def shown(path: Path) -> str:
         return str(path)
 
 
-def _read_mapping(config: Path) -> dict[str, object]:
-    """The YAML of `config`, which must be a mapping (or empty)."""
+def _check_yaml(config: Path) -> None:
+    """`config` must be YAML, a mapping (or empty), without the key `root` (the folder holding
+    the file is the project's root; the settings model takes it from there)."""
     try:
         raw = yaml.safe_load(config.read_text())
     except yaml.YAMLError as exc:
@@ -73,7 +77,9 @@ def _read_mapping(config: Path) -> dict[str, object]:
     if raw is not None and not isinstance(raw, dict):
         raise CliError(shown(config), "expected settings as `key: value` lines",
                        f"see the {CONFIG_FILE} that `cswf init` writes")
-    return raw or {}
+    if raw and "root" in raw:
+        raise CliError(f"{shown(config)}: root", "unknown setting",
+                       f"remove it: the project folder is the one holding {CONFIG_FILE}")
 
 
 def _bad_setting(config: Path, exc: ValidationError) -> CliError:

@@ -2,7 +2,7 @@
 and a non-zero exit; never a traceback.
 
 Commands raise `CliError` (or let the stages' own exceptions through); `OneLineErrors`, the
-click group every command runs in, turns whatever escapes into that line. Set CSWF_TRACEBACK=1 to
+typer group every command runs in, turns whatever escapes into that line. Set CSWF_TRACEBACK=1 to
 see the traceback of an unexpected error.
 """
 
@@ -119,7 +119,9 @@ def _param_name(param: Any) -> str:
 
 
 def _one_line(text: str) -> str:
-    return "; ".join(part.strip(" -") for part in text.splitlines() if part.strip(" -"))
+    """A multi-line message (a list of problems) as one line, its parts joined by `; `."""
+    parts = [part.strip(" -") for part in text.splitlines() if part.strip(" -")]
+    return "; ".join(parts).replace(":; ", ": ")
 
 
 class OneLineErrors(TyperGroup):
