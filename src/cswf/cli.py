@@ -1,11 +1,15 @@
-"""`cswf`: validate specs, run ticks, preview matches, run the demo."""
+"""`cswf`: start a project, validate specs, run ticks, preview matches, deploy, deliver, report.
+
+Every command runs in one typer group (`clitools.errors.OneLineErrors`): a time option reads
+times one way, and whatever goes wrong is one line on stderr and a non-zero exit.
+"""
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
@@ -18,32 +22,99 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cswf import project
+from cswf.clitools.config import project_settings, shown
+from cswf.clitools.errors import CliError, OneLineErrors, did_you_mean
 from cswf.engine.tick import TickResult
+from cswf.facts.models import FACT_MODELS, fact_schema
+from cswf.ingest.checks import existing_tables
 from cswf.reports.build import build_reports
-from cswf.settings import Settings, load_settings
-from cswf.specs.conditions import Condition
+from cswf.scaffold import ProjectExists, init_project
+from cswf.settings import Settings
+from cswf.specs.conditions import GROUP_TAGS, Condition, leaves
+from cswf.specs.loader import LoadedWorkflow, check_leaf
 from cswf.specs.schema import write_json_schema
-from cswf.store.warehouse import WriteOutcome, connect
+from cswf.store.warehouse import WriteOutcome, connect, last_tick
 
-app = typer.Typer(help="cswf: customer-success workflows in your own warehouse.",
+app = typer.Typer(cls=OneLineErrors, help="cswf: customer-success workflows in your own warehouse.",
                   no_args_is_help=True, add_completion=False)
 # Reports are tables: at least 120 columns wide, so logs and narrow terminals show whole names.
 console = Console(width=max(shutil.get_terminal_size().columns, 120))
-err = Console(stderr=True)
 
+# Accepted by every time option (read by `clitools.times.parse_time`, whatever a command
+# declares): a date, a time with or without seconds, `Z` or a UTC offset (converted to UTC).
 TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d-%H:%M"]
 AsOf = Annotated[datetime, typer.Option("--as-of", formats=TIME_FORMATS,
                                         help="The tick's logical time (UTC).")]
 Root = Annotated[Path | None, typer.Option("--root", help="Project folder (has cswf.yaml).")]
+WHERE_EXAMPLE = "'{field: tier, op: eq, value: enterprise}'"
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        try:
+            typer.echo(f"cswf {version('cswf')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("cswf (not installed: no version)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = False,
+) -> None:
+    """cswf: customer-success workflows in your own warehouse."""
 
 
 def _settings(root: Path | None) -> Settings:
-    return load_settings(root)
+    return project_settings(root)
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
-    return typer.Exit(1)
+def _fail(message: str, *, where: str | None = None, todo: str | None = None) -> CliError:
+    """The error a command raises: one line, `error: where: message — todo`."""
+    return CliError(where, message, todo)
+
+
+def _guarded(action: object) -> None:
+    """Runs `action`; its errors are reported like every command's (see OneLineErrors)."""
+    action()  # type: ignore[operator]
+
+
+def _workflow(settings: Settings, name: str) -> LoadedWorkflow:
+    """The workflow called `name`, or an error with the closest name."""
+    workflows = {w.name: w for w in project.load_workflows(settings)}
+    if name in workflows:
+        return workflows[name]
+    hint = did_you_mean(name, sorted(workflows)) or (
+        f"workflows: {', '.join(sorted(workflows))}" if workflows else "add a spec first")
+    raise _fail(f"no workflow '{name}'", where=shown(settings.specs_path), todo=hint)
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(
+        help="Where the new project goes (created if missing).")],
+    force: Annotated[bool, typer.Option(help="Overwrite files that exist.")] = False,
+) -> None:
+    """Start a new project in FOLDER, ready for `cswf run`.
+
+    Writes cswf.yaml, an example workflow spec with its email template, user_groups.yaml, the
+    landing folder with the data contract in its README.md, dagster.yaml and .gitignore.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise _fail("is a file, not a folder", where=str(folder), todo="choose another path")
+    try:
+        written = init_project(folder, force=force)
+    except ProjectExists as exc:
+        raise _fail(f"{len(exc.paths)} file(s) would be overwritten: {', '.join(exc.paths)}",
+                    where=str(folder), todo="choose an empty folder, or add --force to "
+                    "overwrite them") from exc
+    for rel in sorted([*written.created, *written.replaced]):
+        note = " (replaced)" if rel in written.replaced else ""
+        typer.echo(f"wrote {folder / rel}{note}")
+    typer.echo(f"next: drop snapshot files in {folder / 'data/landing'} (its README.md says "
+               f"which), then `cd {folder} && cswf run --start DATE --end DATE`")
 
 
 @app.command()
@@ -80,8 +151,9 @@ def ingest(root: Root = None) -> None:
     known = project.workflow_names(settings)
     with connect(settings.database_path) as con:  # deploy requests arrive now
         report = project.ingest(con, settings, datetime.now(UTC).replace(tzinfo=None), known)
+    console.print(f"landing folder {shown(settings.landing_path)}", markup=False, soft_wrap=True)
     for line in report.lines():
-        console.print(line, markup=False, soft_wrap=True)
+        console.print(f"  {line}", markup=False, soft_wrap=True)
 
 
 def _run(settings: Settings, ticks: list[datetime], *, progress: bool) -> None:
@@ -135,13 +207,6 @@ def run(
     _guarded(lambda: _run(settings, ticks, progress=True))
 
 
-def _guarded(action: object) -> None:
-    try:
-        action()  # type: ignore[operator]
-    except (project.BlockedTick, project.SpecErrors, LookupError) as exc:
-        raise _fail(str(exc)) from exc
-
-
 @app.command()
 def preview(
     workflow: Annotated[str, typer.Argument(help="Workflow name.")],
@@ -151,15 +216,10 @@ def preview(
 ) -> None:
     """How many participants meet the entry conditions at as_of, with a sample (any state)."""
     settings = _settings(root)
-    try:
-        workflows = {w.name: w for w in project.load_workflows(settings)}
-    except project.SpecErrors as exc:
-        raise _fail(str(exc)) from exc
-    if workflow not in workflows:
-        raise _fail(f"no workflow '{workflow}'; workflows: {', '.join(sorted(workflows))}")
+    chosen = _workflow(settings, workflow)
     with connect(settings.database_path) as con:
         project.ingest(con, settings)
-        result = project.preview(con, settings, workflows[workflow], as_of, sample)
+        result = project.preview(con, settings, chosen, as_of, sample)
     console.print(f"[bold]{workflow}[/bold] as of {as_of:%Y-%m-%d %H:%M}: "
                   f"{result.matching} of {result.participants} participants meet the entry "
                   f"conditions; {result.already_inside} already inside, "
@@ -187,8 +247,8 @@ def deploy(
     participants: Annotated[str, typer.Option(
         help="Comma-separated participant ids.")] = "",
     where: Annotated[str, typer.Option(
-        help="A condition in YAML, e.g. '{field: tier, op: eq, value: enterprise}': every "
-             "participant matching it at the last tick.")] = "",
+        help=f"A condition in YAML, e.g. {WHERE_EXAMPLE}: every participant matching it at the "
+             "last tick.")] = "",
     by: Annotated[str, typer.Option(help="Who asks (recorded with the request).")] = "cli",
     at: Annotated[datetime | None, typer.Option(
         formats=TIME_FORMATS, help="When the request is made (UTC); default: now.")] = None,
@@ -196,36 +256,66 @@ def deploy(
 ) -> None:
     """Deploy a workflow by hand; the next tick enters each participant or records why not."""
     settings = _settings(root)
-    workflows = {w.name: w for w in project.load_workflows(settings)}
-    if workflow not in workflows:
-        raise _fail(f"no workflow '{workflow}'; workflows: {', '.join(sorted(workflows))}")
+    chosen_workflow = _workflow(settings, workflow)
     if not participants and not where:
-        raise _fail("give --participants or --where")
-    try:
-        condition = TypeAdapter(Condition).validate_python(yaml.safe_load(where)) \
-            if where else None
-    except ValidationError as exc:
-        raise _fail(f"--where: {exc.errors()[0]['msg']}") from exc
+        raise _fail("no participants", where="--participants / --where",
+                    todo=f"give --participants a,b or --where {WHERE_EXAMPLE}")
+    condition = _condition(where, settings, chosen_workflow) if where else None
     moment = at or datetime.now(UTC).replace(tzinfo=None)
     chosen = [p.strip() for p in participants.split(",") if p.strip()]
     with connect(settings.database_path) as con:
-        try:
-            count, stored = project.deploy(con, settings, workflows[workflow], by, moment,
-                                            chosen, condition)
-        except ValueError as exc:
-            raise _fail(str(exc)) from exc
+        _refuse_the_past(con, moment, "--at" if at else "--at (default: now)")
+        count, stored = project.deploy(con, settings, chosen_workflow, by, moment, chosen,
+                                       condition)
     console.print(f"{stored} deploy request(s) for {count} participant(s) of {workflow}, "
                   f"made {moment:%Y-%m-%d %H:%M} by {by}; the next tick honours or refuses them "
                   "(see transitions: entered / deploy_refused).", soft_wrap=True)
 
 
+def _condition(where: str, settings: Settings, workflow: LoadedWorkflow) -> Condition:
+    """`--where` as a condition on the workflow's fact fields, or the error saying what's wrong."""
+    try:
+        raw = yaml.safe_load(where)
+        if not isinstance(raw, dict):
+            raise _fail("a condition is a YAML mapping", where="--where",
+                        todo=f"write one such as {WHERE_EXAMPLE}")
+        condition = TypeAdapter(Condition).validate_python(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise _fail(f"not valid YAML: {problem}", where="--where",
+                    todo=f"write a condition such as {WHERE_EXAMPLE}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join(str(p) for p in first["loc"] if p not in GROUP_TAGS)
+        message = first["msg"].removeprefix("Value error, ")
+        raise _fail(f"{path}: {message}" if path else message, where="--where",
+                    todo=f"write a condition such as {WHERE_EXAMPLE}") from exc
+    schema = fact_schema(settings.facts_sql_path, FACT_MODELS[workflow.spec.object])
+    problems = [m for _, leaf in leaves(condition) for _, m in check_leaf(leaf, schema)]
+    if problems:
+        raise _fail("; ".join(problems), where="--where")
+    return condition
+
+
+def _refuse_the_past(con: object, moment: datetime, option: str) -> None:
+    """A request at or before the last computed tick falls in a window no tick will run again:
+    it would never be honoured nor refused, so it is not stored."""
+    last = last_tick(con) if "tick_log" in existing_tables(con) else None  # type: ignore[arg-type]
+    if last is not None and moment <= last:
+        raise _fail(f"{moment:%Y-%m-%d %H:%M} is not after the last computed tick "
+                    f"({last:%Y-%m-%d %H:%M}), so no tick would ever honour or refuse it",
+                    where=option, todo=f"give a time after {last:%Y-%m-%d %H:%M}")
+
+
 @app.command()
 def reports(root: Root = None) -> None:
-    """Rebuild the report tables and print the workflow summary."""
+    """Rebuild the report tables; print their row counts and the workflow summary."""
     settings = _settings(root)
     with connect(settings.database_path) as con:
         counts = build_reports(con, settings.sql_path)
-        console.print(json.dumps(counts))
+        _print_frame(pl.DataFrame({"report": list(counts), "rows": list(counts.values())},
+                                  schema={"report": pl.String, "rows": pl.Int64}),
+                     title="reports rebuilt")
         _print_summary(con)
 
 

@@ -1,0 +1,125 @@
+"""One way for a command to load its project: every problem with `--root` or `cswf.yaml` becomes
+one `CliError` naming the file, the key and what to do, before any work starts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import get_args
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from cswf.clitools.errors import CliError, did_you_mean
+from cswf.delivery.config import DeliveryConfig
+from cswf.settings import CONFIG_FILE, ENV_OVERRIDES, Settings, find_root, load_settings
+
+CREATE = "create a project with `cswf init DIR`"
+HINTS = {
+    "tick_start": 'write a UTC time such as "2026-07-01 00:00"',
+    "tick_cron": 'write five cron fields (UTC), e.g. "0 */3 * * *"',
+}
+
+
+def project_settings(root: Path | None) -> Settings:
+    """The settings of the project at `root` (default: CSWF_ROOT, else the nearest folder
+    upwards holding cswf.yaml), checked in full: paths, YAML, keys, values, cron, delivery."""
+    if root is not None and not root.is_dir():
+        raise CliError("--root", f"no folder {root}",
+                       f"give the project folder (the one with {CONFIG_FILE}), or {CREATE}")
+    from_env = Path(os.environ["CSWF_ROOT"]) if os.environ.get("CSWF_ROOT") else None
+    if root is None and from_env is not None and not from_env.is_dir():
+        raise CliError("CSWF_ROOT", f"no folder {from_env}",
+                       f"set it to the project folder (the one with {CONFIG_FILE}), or unset it")
+    folder = root or from_env or find_root()
+    config = folder / CONFIG_FILE
+    if not config.is_file():
+        hint = "run in the project folder or give --root" if root is None else \
+            "point --root at the project folder"
+        raise CliError(shown(config), "not found", f"{hint} (the one with {CONFIG_FILE}), or "
+                       f"{CREATE}")
+    _check_yaml(config)
+    try:
+        settings = load_settings(folder)
+        settings.delivery_config()
+    except ValidationError as exc:
+        raise _bad_setting(config, exc) from exc
+    try:
+        settings.calendar  # noqa: B018 (checks the cron expression)
+    except ValueError as exc:
+        raise CliError(_source(config, "tick_cron"), f"'{settings.tick_cron}' is not a cron "
+                       "expression", HINTS["tick_cron"]) from exc
+    return settings
+
+
+def shown(path: Path) -> str:
+    """`path` as a person reads it: relative to the current folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _check_yaml(config: Path) -> None:
+    """`config` must be YAML, a mapping (or empty), without the key `root` (the folder holding
+    the file is the project's root; the settings model takes it from there)."""
+    try:
+        raw = yaml.safe_load(config.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{shown(config)}: line {mark.line + 1}" if mark is not None else shown(config)
+        what = " ".join(filter(None, (getattr(exc, "context", None),
+                                      getattr(exc, "problem", None)))) or str(exc)
+        column = f" (column {mark.column + 1})" if mark is not None else ""
+        raise CliError(where, f"not valid YAML: {what}{column}", "fix the file") from exc
+    except OSError as exc:
+        raise CliError(shown(config), f"cannot be read: {exc.strerror}") from exc
+    if raw is not None and not isinstance(raw, dict):
+        raise CliError(shown(config), "expected settings as `key: value` lines",
+                       f"see the {CONFIG_FILE} that `cswf init` writes")
+    if raw and "root" in raw:
+        raise CliError(f"{shown(config)}: root", "unknown setting",
+                       f"remove it: the project folder is the one holding {CONFIG_FILE}")
+
+
+def _bad_setting(config: Path, exc: ValidationError) -> CliError:
+    """The first problem pydantic found, as `cswf.yaml: key: what — what to do`."""
+    first = exc.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    model: type[BaseModel] = Settings
+    if exc.title == DeliveryConfig.__name__:
+        loc, model = ["delivery", *loc], DeliveryConfig
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    where = _source(config, loc[0]) + "".join(f".{part}" for part in loc[1:]) if loc \
+        else shown(config)
+    if first["type"] == "extra_forbidden":
+        inner = _model_at(model, loc[1:-1] if model is DeliveryConfig else loc[:-1])
+        known = sorted(name for name in inner.model_fields if name != "root") if inner else []
+        hint = did_you_mean(loc[-1], known) or (f"known: {', '.join(known)}" if known
+                                                  else "remove it")
+        what = "unknown setting" if model is Settings and len(loc) == 1 else "unknown key"
+        return CliError(where, f"{what}{more}", hint)
+    message = first["msg"].removeprefix("Value error, ")
+    return CliError(where, f"{message}{more}", HINTS.get(loc[0] if loc else "", "fix the value"))
+
+
+def _model_at(model: type[BaseModel], path: list[str]) -> type[BaseModel] | None:
+    """The pydantic model found by following `path` through `model`'s fields, if any."""
+    for part in path:
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        candidates = (field.annotation, *get_args(field.annotation))
+        models = [t for t in candidates if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not models:
+            return None
+        model = models[0]
+    return model
+
+
+def _source(config: Path, key: str) -> str:
+    """Where a setting came from: its CSWF_* environment variable when set, else the file."""
+    for env, name in ENV_OVERRIDES.items():
+        if name == key and os.environ.get(env):
+            return env
+    return f"{shown(config)}: {key}"

@@ -1,0 +1,305 @@
+"""The CLI a person reads: times, --version, summaries, and every error as one exact line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+import duckdb
+import pytest
+from landing_rows import contract_columns, snapshot_csv
+from typer.testing import CliRunner
+
+from cswf import cli
+from cswf.cli import app
+from cswf.clitools.errors import explain
+from cswf.clitools.times import parse_time
+from cswf.ingest.contract import ACCOUNTS
+from cswf.project import BlockedTick
+
+runner = CliRunner()
+DAY = date(2026, 6, 1)
+SPEC = """
+name: hello
+owner: {field: csm_email}
+state: enabled
+entry: {field: tier, op: eq, value: enterprise}
+steps:
+  - name: hi
+    actions: [{type: task, title: "Hi {{ account_name }}"}]
+"""
+WHERE = "write a condition such as '{field: tier, op: eq, value: enterprise}'"
+TIME_TODO = ("write it as 2026-07-01, 2026-07-01T03:00, 2026-07-01 03:00:00 or "
+             "2026-07-01T03:00:00Z (UTC unless an offset is given)")
+
+
+def make_project(root: Path, specs: dict[str, str] | None = None) -> Path:
+    """A project with one spec and one day of two accounts (one enterprise)."""
+    (root / "workflow_specs").mkdir(parents=True)
+    for name, text in (specs or {"hello.yaml": SPEC}).items():
+        (root / "workflow_specs" / name).write_text(text)
+    (root / "cswf.yaml").write_text("tick_start: '2026-05-31 00:00'\n")
+    accounts = root / "data/landing/accounts"
+    accounts.mkdir(parents=True)
+    rows = [{"account_id": "a1", "tier": "enterprise"}, {"account_id": "a2", "tier": "smb"}]
+    (accounts / f"accounts_{DAY}.csv").write_text(
+        snapshot_csv(contract_columns(ACCOUNTS), DAY, rows))
+    return root
+
+
+def cswf(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), terminal_width=400, prog_name="cswf")
+    return result.exit_code, result.stdout, result.stderr
+
+
+def one_error(args: list[str]) -> tuple[int, str]:
+    """The exit code and the one error line of a failing command."""
+    code, out, err = cswf(*args)
+    assert code != 0, out
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return code, err.rstrip("\n")
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project whose ticks ran up to 2026-06-01 03:00."""
+    root = make_project(tmp_path_factory.mktemp("errors"))
+    code, out, err = cswf("run", "--start", "2026-06-01T00:00:00Z", "--end",
+                          "2026-06-01 05:00+02:00", "--root", str(root))
+    assert code == 0, out + err
+    assert "2 ticks" in out
+    return root
+
+
+def test_version() -> None:
+    code, out, _ = cswf("--version")
+    assert code == 0
+    assert out == f"cswf {version('cswf')}\n"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2026-07-01", datetime(2026, 7, 1)),
+    ("2026-07-01T03:00", datetime(2026, 7, 1, 3)),
+    ("2026-07-01 03:00:00", datetime(2026, 7, 1, 3)),
+    ("2026-07-01T03:00:00Z", datetime(2026, 7, 1, 3)),
+    ("2026-07-01T03:00+00:00", datetime(2026, 7, 1, 3)),
+    ("2026-07-01T05:00:00+02:00", datetime(2026, 7, 1, 3)),
+    ("2026-06-30T23:30-03:30", datetime(2026, 7, 1, 3)),
+    ("2026-07-01-03:00", datetime(2026, 7, 1, 3)),  # a tick's partition key
+])
+def test_times_take_seconds_and_offsets(text: str, expected: datetime) -> None:
+    assert parse_time(text) == expected
+
+
+def test_every_time_option_converts_an_offset_to_utc(ran: Path) -> None:
+    root = ["--root", str(ran)]
+    code, out, _ = cswf("preview", "hello", "--as-of", "2026-06-01T05:00+02:00", *root)
+    assert code == 0 and "hello as of 2026-06-01 03:00: 1 of 2 participants" in out
+    code, out, _ = cswf("deliver", "--now", "2026-06-01T10:00:00Z", *root)
+    assert code == 0 and out.startswith("delivery as of 2026-06-01 10:00: ")
+    code, out, _ = cswf("deploy", "hello", "--participants", "a2", "--at",
+                        "2026-06-01 05:30:00+02:00", *root)
+    assert code == 0 and "made 2026-06-01 03:30 by cli" in out
+    _, line = one_error(["tick", "--as-of", "2026-06-01T06:00+02:00", *root])
+    assert line == "error: 2026-06-01 04:00:00 is not a tick of the schedule '0 */3 * * *'"
+
+
+def test_a_bad_time_is_one_line(ran: Path) -> None:
+    code, line = one_error(["run", "--start", "2026-13-01", "--end", "2026-06-01",
+                            "--root", str(ran)])
+    assert code == 2
+    assert line == f"error: --start: '2026-13-01' is not a time (month must be in 1..12) — " \
+                   f"{TIME_TODO}"
+    _, line = one_error(["deploy", "hello", "--participants", "a1", "--at", "noon"])
+    assert line == f"error: --at: 'noon' is not a time — {TIME_TODO}"
+
+
+def test_a_deploy_before_the_last_tick_is_refused(ran: Path) -> None:
+    database = ran / "data/cswf.duckdb"
+    with duckdb.connect(str(database), read_only=True) as con:
+        before = con.sql("SELECT count(*) FROM deploy_requests").fetchall()
+    code, line = one_error(["deploy", "hello", "--participants", "a2", "--at",
+                            "2026-06-01T02:00", "--root", str(ran)])
+    assert code == 1
+    assert line == ("error: --at: 2026-06-01 02:00 is not after the last computed tick "
+                    "(2026-06-01 03:00), so no tick would ever honour or refuse it — give a "
+                    "time after 2026-06-01 03:00")
+    _, line = one_error(["deploy", "hello", "--participants", "a2", "--at",
+                         "2026-06-01T03:00", "--root", str(ran)])
+    assert "2026-06-01 03:00 is not after the last computed tick" in line
+    with duckdb.connect(str(database), read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM deploy_requests").fetchall() == before
+
+
+def test_reports_print_tables(ran: Path) -> None:
+    code, out, _ = cswf("reports", "--root", str(ran))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].strip() == "reports rebuilt" and "{" not in out
+    assert any(line.split("│")[1:3] == [" workflow_dashboard ", " 1    "] for line in lines
+               if line.count("│") == 3)
+    assert [line.strip() for line in lines].count("workflow_summary") == 1  # the table title
+
+
+def test_ingest_prints_a_summary(ran: Path) -> None:
+    code, out, _ = cswf("ingest", "--root", str(ran))
+    assert code == 0
+    assert out.splitlines() == [f"landing folder {ran / 'data/landing'}",
+                                "  snapshots: 0 file(s) loaded, 1 unchanged, 0 rejected"]
+
+
+def test_unknown_workflow_says_which_exist(ran: Path) -> None:
+    specs = ran / "workflow_specs"
+    _, line = one_error(["preview", "helo", "--as-of", "2026-06-01", "--root", str(ran)])
+    assert line == f"error: {specs}: no workflow 'helo' — did you mean 'hello'?"
+    _, line = one_error(["deploy", "renewal", "--participants", "a1", "--root", str(ran)])
+    assert line == f"error: {specs}: no workflow 'renewal' — workflows: hello"
+
+
+@pytest.mark.parametrize(("where", "expected"), [
+    ("{field: tier, op: eq", "not valid YAML: expected ',' or '}', but got '<stream end>'"),
+    ("tier", "a condition is a YAML mapping — write one such as '{field: tier, op: eq, "
+             "value: enterprise}'"),
+    ("{field: tier, op: equals, value: smb}", "op: Input should be 'eq', 'ne', 'lt', 'le', "
+     "'gt', 'ge', 'in', 'not_in', 'between', 'is_null', 'not_null', 'contains', "
+     "'starts_with', 'within_next_days', 'within_last_days', 'older_than_days', 'became', "
+     "'changed', 'dropped_below', 'rose_above', 'fell_by_pct' or 'rose_by_pct'"),
+])
+def test_a_bad_where_is_one_line(ran: Path, where: str, expected: str) -> None:
+    _, line = one_error(["deploy", "hello", "--where", where, "--root", str(ran)])
+    suffix = "" if " — " in expected else f" — {WHERE}"
+    assert line == f"error: --where: {expected}{suffix}"
+
+
+def test_a_locked_database_says_who_holds_it(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    database = root / "data/cswf.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time\n"
+         f"con = duckdb.connect({str(database)!r})\nprint('ready', flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+        code, line = one_error(["ingest", "--root", str(root)])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 1
+    assert line == (f"error: {database}: the database is in use by another process (PID "
+                    f"{holder.pid}) — wait until it finishes (a Dagster run, `dagster dev` or "
+                    "another cswf command) or stop it, then try again")
+
+
+def test_a_broken_spec_stops_a_command_with_one_line(tmp_path: Path) -> None:
+    root = make_project(tmp_path, {"hello.yaml": SPEC.replace("op: eq", "op: equals"),
+                                   "other.yaml": "- a list"})
+    _, line = one_error(["preview", "hello", "--as-of", "2026-06-01", "--root", str(root)])
+    assert line.startswith("error: hello.yaml: entry.op: Input should be 'eq', ")
+    assert line.endswith("'rose_by_pct' (and 1 more) — run `cswf validate` to see every "
+                         "problem, fix the spec, try again")
+
+
+CONFIG_ERRORS = [
+    ("database: x.duckdb\n  bad: [yaml\n",
+     "{cfg}: line 2: not valid YAML: mapping values are not allowed here (column 6) — fix the "
+     "file"),
+    ("- a\n- b\n",
+     "{cfg}: expected settings as `key: value` lines — see the cswf.yaml that `cswf init` "
+     "writes"),
+    ("landing_folder: data/landing\n",
+     "{cfg}: landing_folder: unknown setting — did you mean 'landing_dir'?"),
+    ("colour: blue\n",
+     "{cfg}: colour: unknown setting — known: categories, database, default_category, delivery, "
+     "groups_file, landing_dir, specs_dir, sql_dir, tick_cron, tick_start"),
+    ("tick_cron: every hour\n",
+     "{cfg}: tick_cron: 'every hour' is not a cron expression — write five cron fields (UTC), "
+     "e.g. \"0 */3 * * *\""),
+    ("tick_start: soon\n",
+     "{cfg}: tick_start: Input should be a valid datetime or date, input is too short — write "
+     "a UTC time such as \"2026-07-01 00:00\""),
+    ("categories: 3\n", "{cfg}: categories: Input should be a valid list — fix the value"),
+    ("root: /elsewhere\n",
+     "{cfg}: root: unknown setting — remove it: the project folder is the one holding "
+     "cswf.yaml"),
+    ("delivery: {smtp: {prot: 25}}\n",
+     "{cfg}: delivery.smtp.prot: unknown key — did you mean 'port'?"),
+    ("delivery: {cap_per_day: 0}\n",
+     "{cfg}: delivery.cap_per_day: Input should be greater than or equal to 1 — fix the value"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), CONFIG_ERRORS)
+def test_a_bad_config_is_one_line(tmp_path: Path, text: str, expected: str) -> None:
+    (tmp_path / "cswf.yaml").write_text(text)
+    code, line = one_error(["validate", "--root", str(tmp_path)])
+    assert code == 1
+    assert line == "error: " + expected.format(cfg=tmp_path / "cswf.yaml")
+
+
+def test_an_environment_override_is_named(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "cswf.yaml").write_text("{}\n")
+    monkeypatch.setenv("CSWF_TICK_CRON", "hourly")
+    _, line = one_error(["validate", "--root", str(tmp_path)])
+    assert line == ("error: CSWF_TICK_CRON: 'hourly' is not a cron expression — write five "
+                    "cron fields (UTC), e.g. \"0 */3 * * *\"")
+
+
+def test_no_project_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CSWF_ROOT", raising=False)
+    _, line = one_error(["validate"])
+    assert line == ("error: cswf.yaml: not found — run in the project folder or give --root "
+                    "(the one with cswf.yaml), or create a project with `cswf init DIR`")
+    (tmp_path / "empty").mkdir()
+    _, line = one_error(["ingest", "--root", "empty"])
+    assert line == ("error: empty/cswf.yaml: not found — point --root at the project folder "
+                    "(the one with cswf.yaml), or create a project with `cswf init DIR`")
+    _, line = one_error(["reports", "--root", str(tmp_path / "nope")])
+    assert line == (f"error: --root: no folder {tmp_path / 'nope'} — give the project folder "
+                    "(the one with cswf.yaml), or create a project with `cswf init DIR`")
+
+
+def test_a_missing_cswf_root_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CSWF_ROOT", str(tmp_path / "gone"))
+    _, line = one_error(["validate"])
+    assert line == (f"error: CSWF_ROOT: no folder {tmp_path / 'gone'} — set it to the project "
+                    "folder (the one with cswf.yaml), or unset it")
+
+
+def test_a_blocked_tick_is_one_line() -> None:
+    blocked = BlockedTick("snapshots failed their checks; no tick ran:\n- raw_accounts: 2 "
+                          "duplicate keys\n- raw_accounts is empty")
+    assert explain(blocked).line() == (
+        "landing files: snapshots failed their checks; no tick ran: raw_accounts: 2 duplicate "
+        "keys; raw_accounts is empty — fix or remove the files named, then run again")
+
+
+def test_usage_errors_are_one_line() -> None:
+    code, line = one_error(["run", "--strat", "2026-06-01"])
+    assert code == 2
+    assert line == ("error: --strat: no such option — did you mean --root or --start? see "
+                    "`cswf run --help`")
+    _, line = one_error(["run", "--start", "2026-06-01"])
+    assert line == "error: --end: missing — give it; see `cswf run --help`"
+    _, line = one_error(["rn"])
+    assert line == "error: no such command 'rn'. Did you mean 'run'? — see `cswf --help`"
+
+
+def test_an_unexpected_error_is_one_line_unless_asked(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project(tmp_path)
+
+    def boom(*_: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli.project, "check_specs", boom)
+    _, line = one_error(["validate", "--root", str(root)])
+    assert line == ("error: unexpected RuntimeError: boom — run again with CSWF_TRACEBACK=1 to "
+                    "see where, and report it")
+    monkeypatch.setenv("CSWF_TRACEBACK", "1")
+    result = runner.invoke(app, ["validate", "--root", str(root)])
+    assert isinstance(result.exception, RuntimeError)

@@ -1,0 +1,160 @@
+"""`cswf init`: the files of a new project, refusing to overwrite, and a first run on them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+from landing_rows import contract_columns, snapshot_csv
+from typer.testing import CliRunner
+
+from cswf.cli import app
+from cswf.clitools.config import project_settings
+from cswf.ingest.contract import ACCOUNTS, OBJECTS
+from cswf.scaffold import dagster_files, project_files
+
+runner = CliRunner()
+FILES = [
+    ".gitignore",
+    "cswf.yaml",
+    "dagster.yaml",
+    "data/landing/README.md",
+    "user_groups.yaml",
+    "workflow-spec.schema.json",
+    "workflow_specs/renewal_check_in.yaml",
+    "workflow_specs/templates/renewal_check_in.html.j2",
+]
+
+
+def init(folder: Path, *extra: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["init", str(folder), *extra], terminal_width=400)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_init_writes_a_project(tmp_path: Path) -> None:
+    folder = tmp_path / "my-project"
+    code, out, _ = init(folder)
+    assert code == 0, out
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) \
+        == FILES
+    assert out.splitlines() == [
+        *[f"wrote {folder / rel}" for rel in FILES],
+        f"next: drop snapshot files in {folder / 'data/landing'} (its README.md says which), "
+        f"then `cd {folder} && cswf run --start DATE --end DATE`",
+    ]
+
+
+def test_init_refuses_to_overwrite_and_writes_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "cswf.yaml").write_text("# mine\n")
+    code, out, err = init(folder)
+    assert code == 1
+    assert out == ""
+    assert err == (f"error: {folder}: 1 file(s) would be overwritten: cswf.yaml — choose an "
+                   "empty folder, or add --force to overwrite them\n")
+    assert [p.name for p in folder.iterdir()] == ["cswf.yaml"]
+    assert (folder / "cswf.yaml").read_text() == "# mine\n"
+
+
+def test_init_force_overwrites(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    assert init(folder)[0] == 0
+    (folder / "user_groups.yaml").write_text("groups: {}\n")
+    code, out, _ = init(folder, "--force")
+    assert code == 0
+    assert f"wrote {folder / 'user_groups.yaml'} (replaced)" in out.splitlines()
+    assert "renewals:" in (folder / "user_groups.yaml").read_text()
+
+
+def test_init_refuses_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "notes.txt"
+    target.write_text("x")
+    code, _, err = init(target)
+    assert code == 1
+    assert err == f"error: {target}: is a file, not a folder — choose another path\n"
+
+
+def test_the_new_project_is_valid(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    init(folder)
+    result = runner.invoke(app, ["validate", "--root", str(folder)], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("ok  renewal_check_in.yaml: renewal_check_in (enabled, "
+                                    "3 steps, version ")
+    settings = project_settings(folder)
+    assert settings.tick_start == datetime.now(UTC).replace(
+        hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    assert settings.database_path == folder / "data/cswf.duckdb"
+    assert settings.landing_path == folder / "data/landing"
+    assert settings.sql_dir is None  # the shipped models
+
+
+def test_the_landing_readme_is_the_contract() -> None:
+    readme = project_files(Path("p"))["data/landing/README.md"]
+    for obj in OBJECTS.values():
+        assert f"## {obj.name}\n" in readme
+        assert f"{obj.name}/{obj.name}_YYYY-MM-DD.csv" in readme
+        for column in obj.columns:
+            required = "key" if column.key else "yes" if column.required else "optional"
+            allowed = ", ".join(f"`{v}`" for v in column.allowed or ())
+            assert (f"| {column.name} | {column.dtype} | {required} | {allowed} | "
+                    f"{column.description} |") in readme
+    assert "| workflow | yes |" in readme and "| requested_at | optional |" in readme
+    assert "| action_id | yes |" in readme and "`unsubscribed`" in readme
+
+
+def test_dagster_instance_stays_under_data() -> None:
+    config = yaml.safe_load(project_files(Path("p"))["dagster.yaml"])
+    assert config["storage"]["sqlite"]["base_dir"] == "data/dagster"
+    assert config["local_artifact_storage"]["config"]["base_dir"] == "data/dagster"
+    assert config["compute_logs"]["config"]["base_dir"].startswith("data/")
+    # The hook for the Dagster entry files (definitions.py, the dg project) writes none yet.
+    assert dagster_files(Path("p")) == {}
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_git_ignores_data_but_the_landing_readme(tmp_path: Path) -> None:
+    init(tmp_path)
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    paths = ["data/cswf.duckdb", "data/dagster/runs.db", "data/landing/accounts/a.csv",
+             "data/landing/README.md", "cswf.yaml"]
+    ignored = subprocess.run(["git", "-C", str(tmp_path), "check-ignore", *paths],
+                             capture_output=True, text=True).stdout.split()
+    assert ignored == paths[:3]
+
+
+def test_a_first_run_enrolls_and_acts(tmp_path: Path) -> None:
+    """The example spec takes in an account renewing within 60 days: a task and an email."""
+    folder = tmp_path / "p"
+    init(folder)
+    today = datetime.now(UTC).date()
+    landing = folder / "data/landing/accounts"
+    landing.mkdir()
+    rows = [{"account_id": "soon", "stage": "mature",
+             "renewal_date": (today + timedelta(days=30)).isoformat()},
+            {"account_id": "later", "stage": "mature",
+             "renewal_date": (today + timedelta(days=200)).isoformat()}]
+    (landing / f"accounts_{today}.csv").write_text(
+        snapshot_csv(contract_columns(ACCOUNTS), today, rows))
+    result = runner.invoke(app, ["run", "--start", f"{today}", "--end", f"{today}T03:00:00Z",
+                                 "--root", str(folder)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "2 ticks" in result.stdout
+    with duckdb.connect(str(folder / "data/cswf.duckdb"), read_only=True) as con:
+        enrolled = con.sql("SELECT workflow, participant_id FROM enrollments").fetchall()
+        actions = con.sql("SELECT action_type, coalesce(recipient, assignee) FROM "
+                          "actions_outbox ORDER BY 1").fetchall()
+    assert enrolled == [("renewal_check_in", "soon")]
+    assert actions == [("email", "primary_contact.0@example.com"),
+                       ("task", "csm.0@example.com")]
+
+
+def test_init_date_is_today(tmp_path: Path) -> None:
+    text = project_files(tmp_path, datetime(2027, 1, 2, 15, 30, tzinfo=UTC))["cswf.yaml"]
+    assert 'tick_start: "2027-01-02 00:00"' in text  # the day init runs
