@@ -11,6 +11,7 @@ facts are wanted, and vice versa.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
@@ -191,7 +192,20 @@ def _run(con: duckdb.DuckDBPyConnection, model: FactModel, statement: str) -> No
     try:
         con.execute(statement).fetchall()
     except duckdb.Error as err:
-        raise FactModelError(f"{model.path}: {err}") from err
+        raise FactModelError(f"{model.path}: {_one_line(err)}{_hint(err)}") from err
+
+
+def _hint(err: duckdb.Error) -> str:
+    """A model read by its bare name (as before ref()) is a missing table: say how to name it."""
+    missing = re.search(r"Table with name (\w+) does not exist", str(err))
+    if missing is None:
+        return ""
+    name = missing.group(1)
+    return f"; if '{name}' is a model, read it with {{{{ ref('{name}') }}}}"
+
+
+def _one_line(err: duckdb.Error) -> str:
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
 def _blame(
@@ -207,4 +221,4 @@ def _blame(
             return model_err
         finally:
             con.execute(f"DROP TABLE IF EXISTS temp.{_PROBE}").fetchall()
-    return FactModelError(f"{final.path}: {err}")
+    return FactModelError(f"{final.path}: {_one_line(err)}{_hint(err)}")
