@@ -114,7 +114,6 @@ def test_a_report_cannot_take_an_engine_tables_name(project: Path) -> None:
 
 
 YAML_CASES = [
-    ("models: [", "not valid YAML (line 1): expected the node content, but found '<stream end>'"),
     ("models:\n  - name: other\n", "models[0].name: 'other' should be 'churn_risk', the name of "
                                    "the SQL file beside it"),
     ("models:\n  - name: churn_risk\n    columns:\n      - name: x\n        data_tests: "
@@ -145,6 +144,16 @@ def test_broken_yaml_is_one_line_naming_file_and_key(
     with pytest.raises(ModelError) as err:
         load_models(project / "facts")
     assert str(err.value) == f"{path}: {problem}"
+
+
+def test_unparsable_yaml_names_the_file_and_line(project: Path) -> None:
+    (project / "facts" / "churn_risk.sql").write_text("SELECT 1 AS x")
+    path = project / "facts" / "churn_risk.yml"
+    path.write_text("models:\n  - name: churn_risk\n    columns: [\n")
+    with pytest.raises(ModelError) as err:
+        load_models(project / "facts")
+    assert str(err.value).startswith(f"{path}: not valid YAML (line ")
+    assert "\n" not in str(err.value)
 
 
 def test_yaml_without_its_sql(project: Path) -> None:

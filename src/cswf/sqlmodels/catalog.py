@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from cswf.sqlmodels.errors import ModelError
 from cswf.sqlmodels.layers import project_root, stage_folders
 from cswf.sqlmodels.properties import ModelDecl, load_model_yaml
 from cswf.sqlmodels.render import Renderer, quote
-from cswf.sqlmodels.sources import LANDING, SourceTable, load_sources
+from cswf.sqlmodels.sources import LANDING, SOURCES_FILE, SourceTable, load_sources
 
 TICKS_TABLE = "ticks"  # fact models read the ticks being built from this temp table
 KEY = ("as_of", "participant_id")  # how a fact model's extensions join it
@@ -70,7 +71,21 @@ class Catalog:
 
 def load_catalog(stage: str, folder: Path | None = None) -> Catalog:
     """The models of `stage`: the package's, with `folder` (the project's `<sql>/<stage>`)
-    adding models and replacing same-named files."""
+    adding models and replacing same-named files.
+
+    Loading renders every model and parses every YAML; it is cached by the content of every
+    file it reads, so a build per tick pays it once and any edit is seen at the next call.
+    """
+    folders = stage_folders(stage, folder)
+    roots = {project_root(f) for f in folders}
+    files = [p for f in folders for p in sorted(f.glob("*.sql")) + sorted(f.glob("*.yml"))
+             + sorted(f.glob("macros/**/*")) if p.is_file()]
+    files += [r / SOURCES_FILE for r in sorted(roots) if (r / SOURCES_FILE).is_file()]
+    return _load(stage, folder, tuple((str(p), p.read_text()) for p in files))
+
+
+@lru_cache(maxsize=32)
+def _load(stage: str, folder: Path | None, _contents: tuple[tuple[str, str], ...]) -> Catalog:
     folders = stage_folders(stage, folder)
     sources = load_sources(project_root(folder) if len(folders) > 1 else None)
     sql_files = _files(folders, "*.sql")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ TEST_ARGUMENTS: dict[str, str | None] = {
 COLUMN_TESTS = ("not_null", "unique", "accepted_values")
 MODEL_TESTS = ("unique_combination_of_columns",)
 SEVERITIES = ("error", "warn")
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -79,13 +81,21 @@ class ModelDecl:
 
 
 def read_yaml(path: Path) -> Any:
+    """The parsed file. Parsing is cached by content (a build loads every model's YAML, and
+    PyYAML is slow): a changed file is parsed again, an unchanged one is not. Callers do not
+    mutate what they get."""
     try:
-        return yaml.safe_load(path.read_text())
+        return _parse(path.read_text())
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ModelError(f"{path}: not valid YAML{where}: {problem}") from err
+
+
+@lru_cache(maxsize=512)
+def _parse(text: str) -> Any:
+    return yaml.load(text, Loader=_LOADER)  # CSafeLoader (or SafeLoader): safe
 
 
 def load_model_yaml(path: Path, name: str) -> ModelDecl:
@@ -141,10 +151,18 @@ def parse_model(entry: Mapping[str, Any], path: Path, key: str) -> ModelDecl:
 
 def canonical_type(data_type: str, path: Path, key: str) -> str:
     """DuckDB's own spelling of a type (`int` -> INTEGER), so YAML and DESCRIBE compare."""
+    spelled = _duckdb_type(data_type)
+    if spelled is None:
+        raise ModelError(f"{path}: {key}: '{data_type}' is not a DuckDB type")
+    return spelled
+
+
+@lru_cache(maxsize=1024)
+def _duckdb_type(data_type: str) -> str | None:
     try:
         return str(duckdb.sqltype(data_type))
-    except (duckdb.Error, ValueError, TypeError) as err:
-        raise ModelError(f"{path}: {key}: '{data_type}' is not a DuckDB type") from err
+    except (duckdb.Error, ValueError, TypeError):
+        return None
 
 
 def _column(column: Mapping[str, Any], path: Path, key: str) -> ColumnDecl:
