@@ -16,8 +16,9 @@ from test_delivery_servers import (
     warehouse,
 )
 
-from cswf.delivery import action_insights, deliver, ingest_action_events
+from cswf.delivery import deliver, ingest_action_events
 from cswf.delivery.dry_run import DryRunSender
+from cswf.reports.insights import action_insights
 
 HEADER = "action_id,event_type,occurred_at,detail\n"
 ANN = "onboarding/acc-1/1/s0.a0"

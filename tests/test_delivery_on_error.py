@@ -27,11 +27,11 @@ from test_delivery_servers import (
 from cswf.delivery import (
     DeliveryConfig,
     DeliveryReport,
-    action_insights,
     default_senders,
     deliver,
     resolve_unknown,
 )
+from cswf.reports.insights import action_insights
 
 ANN = "onboarding/acc-1/1/s0.a0"
 BOB = "onboarding/acc-1/1/s0.a1"

@@ -265,7 +265,7 @@ def test_adding_a_model_adds_a_field(con: duckdb.DuckDBPyConnection, sql_copy: P
         "-- open tickets per 100 purchased seats\n"
         "SELECT as_of, account_id,\n"
         "    100.0 * open_tickets / nullif(seats_purchased, 0) AS tickets_per_100_seats\n"
-        "FROM account_latest\n"
+        "FROM {{ ref('account_latest') }}\n"
     )
     facts = sql_copy / "account_facts.sql"
     text = facts.read_text().replace(
@@ -273,7 +273,8 @@ def test_adding_a_model_adds_a_field(con: duckdb.DuckDBPyConnection, sql_copy: P
         "    CAST(CAST(a.as_of AS DATE) - a.snapshot_date AS INTEGER) AS snapshot_age_days,\n"
         "    k.tickets_per_100_seats\n",
     )
-    text += "LEFT JOIN tickets_per_seat AS k ON k.as_of = a.as_of AND k.account_id = a.account_id\n"
+    text += ("LEFT JOIN {{ ref('tickets_per_seat') }} AS k\n"
+             "    ON k.as_of = a.as_of AND k.account_id = a.account_id\n")
     facts.write_text(text)
 
     names = [m.name for m in load_models(sql_copy)]
@@ -291,15 +292,19 @@ def test_trailing_semicolons_and_comments(con: duckdb.DuckDBPyConnection, sql_co
     assert build_facts(con, [datetime(2026, 5, 21)], sql_copy).equals(expected)
 
 
-def test_cycle_and_missing_final_model(sql_copy: Path) -> None:
-    (sql_copy / "loop_a.sql").write_text("SELECT * FROM loop_b")
-    (sql_copy / "loop_b.sql").write_text("SELECT * FROM loop_a")
-    with pytest.raises(FactModelError, match="cycle"):
+def test_cycle_and_unknown_ref_name_the_files(sql_copy: Path) -> None:
+    (sql_copy / "loop_a.sql").write_text("SELECT * FROM {{ ref('loop_b') }}")
+    (sql_copy / "loop_b.sql").write_text("SELECT * FROM {{ ref('loop_a') }}")
+    with pytest.raises(FactModelError) as cycle:
         load_models(sql_copy)
-    empty = sql_copy.parent / "empty"
-    empty.mkdir()
-    with pytest.raises(FactModelError, match=r"no account_facts\.sql"):
-        load_models(empty)
+    a, b = sql_copy / "loop_a.sql", sql_copy / "loop_b.sql"
+    assert str(cycle.value) in (f"fact models ref each other in a cycle: {a} -> {b} -> {a}",
+                                f"fact models ref each other in a cycle: {b} -> {a} -> {b}")
+    (sql_copy / "loop_b.sql").write_text("SELECT * FROM {{ ref('loop_c') }}")
+    with pytest.raises(FactModelError) as unknown:
+        load_models(sql_copy)
+    assert str(unknown.value).startswith(
+        f"{b}: ref('loop_c'): no fact model 'loop_c' (known: account_facts, account_latest, ")
 
 
 def test_requires_raw_tables() -> None:
@@ -335,10 +340,9 @@ def test_each_model_runs_only_what_it_reads(con: duckdb.DuckDBPyConnection) -> N
 def test_unknown_model_and_model_per_object(sql_copy: Path) -> None:
     with pytest.raises(FactModelError, match=r"no lead_facts\.sql model"):
         load_models(sql_copy, "lead_facts")
-    (sql_copy / "contact_facts.sql").unlink()
+    (sql_copy / "contact_facts.sql").unlink()  # a project folder without it: the shipped one
+    assert load_models(sql_copy, "contact_facts")[-1].path == SQL_DIR / "contact_facts.sql"
     assert load_models(sql_copy)[-1].name == "account_facts"  # other objects are unaffected
-    with pytest.raises(FactModelError, match=r"no contact_facts\.sql model"):
-        fact_schema(sql_copy, "contact_facts")
     assert FACT_MODELS == {
         "account": "account_facts",
         "contact": "contact_facts",

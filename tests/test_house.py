@@ -13,12 +13,13 @@ import cswf
 
 PACKAGE = Path(cswf.__file__).parent
 # The flow, earliest first. A stage may import the ones before it, never one after it.
-STAGES = ("specs", "ingest", "facts", "engine", "store", "delivery", "reports")
+STAGES = ("specs", "ingest", "sqlmodels", "facts", "engine", "store", "delivery", "reports")
 BASE = {"calendar", "settings"}  # plain helpers every stage may use
 # The warehouse's definitions (every table, the transaction helper) depend on nothing and
 # serve every stage that writes; the rest of `store` comes after the engine.
 SHARED = {"cswf.store.tables", "cswf.store.transaction"}
-ON_TOP = {"project", "cli", "defs", "demo"}  # orchestration: may import any stage
+# Orchestration and tooling on top: may import any stage.
+ON_TOP = {"project", "cli", "defs", "demo", "quality", "clitools", "scaffold"}
 
 
 def _imports(*, top_level: bool = False) -> dict[str, set[str]]:

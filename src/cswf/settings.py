@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = "cswf.yaml"
 PACKAGE_SQL = Path(__file__).with_name("sql")  # the SQL models cswf ships
+PROJECT_SQL = Path("sql")  # a project's own models, when this folder exists
 ENV_OVERRIDES = {
     "CSWF_DATABASE": "database",
     "CSWF_LANDING_DIR": "landing_dir",
@@ -36,7 +37,9 @@ class Settings(BaseModel):
     specs_dir: Path = Path("workflow_specs")
     sql_dir: Path | None = Field(
         default=None,
-        description="SQL models of this project; unset: the models cswf ships (cswf/sql).",
+        description="This project's SQL models (facts/, reports/, sources.yml): they add to the "
+                    "models cswf ships (cswf/sql) and replace a shipped file of the same name. "
+                    "Unset: `sql` at the project root when that folder exists, else none.",
     )
     tick_cron: str = Field(default="0 */3 * * *", description="When ticks happen (UTC).")
     tick_start: datetime = Field(
@@ -83,8 +86,18 @@ class Settings(BaseModel):
         return self.path(self.groups_file)
 
     @property
+    def project_sql_path(self) -> Path | None:
+        """The project's own SQL folder, or None when it has none."""
+        if self.sql_dir is not None:
+            return self.path(self.sql_dir)
+        default = self.path(PROJECT_SQL)
+        return default if default.is_dir() else None
+
+    @property
     def sql_path(self) -> Path:
-        return self.path(self.sql_dir) if self.sql_dir is not None else PACKAGE_SQL
+        """The SQL folder the model runners are given: the project's (they layer it over the
+        shipped models), else the package's."""
+        return self.project_sql_path or PACKAGE_SQL
 
     @property
     def calendar(self) -> TickCalendar:
@@ -97,7 +110,8 @@ class Settings(BaseModel):
 
     @property
     def facts_sql_path(self) -> Path:
-        """One SQL model a file; `account_facts.sql` is what conditions read."""
+        """One SQL model a file, over the shipped ones; `account_facts` is what conditions
+        read."""
         return self.sql_path / "facts"
 
 

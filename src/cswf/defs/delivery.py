@@ -17,7 +17,7 @@ from dagster_duckdb import DuckDBResource
 from cswf import project
 from cswf.defs.assets import markdown_table
 from cswf.defs.resources import CswfProject, open_warehouse
-from cswf.delivery import action_insights as compute_insights
+from cswf.reports.insights import action_insights as compute_insights
 
 DELIVERY_GROUP = "delivery"
 DELIVERY_JOB = "delivery_job"

@@ -17,7 +17,6 @@ from cswf.delivery.deliver import (
     resolve_unknown,
 )
 from cswf.delivery.dry_run import DryRunSender
-from cswf.delivery.insights import action_insights
 from cswf.delivery.model import OutboundAction, Sender, SendResult
 from cswf.delivery.smtp import SmtpSender
 from cswf.delivery.webhook import WebhookSender
@@ -44,7 +43,6 @@ __all__ = [
     "Unsubscribe",
     "WebhookConfig",
     "WebhookSender",
-    "action_insights",
     "default_senders",
     "deliver",
     "ingest_action_events",

@@ -5,9 +5,11 @@ from cswf.facts.models import (
     FINAL_MODEL,
     FactModelError,
     build_facts,
+    fact_catalog,
     fact_schema,
+    fact_types,
     load_models,
 )
 
-__all__ = ["FACT_MODELS", "FINAL_MODEL", "FactModelError", "build_facts", "fact_schema",
-           "load_models"]
+__all__ = ["FACT_MODELS", "FINAL_MODEL", "FactModelError", "build_facts", "fact_catalog",
+           "fact_schema", "fact_types", "load_models"]

@@ -1,27 +1,29 @@
-"""Build facts for a set of ticks from the SQL models in `sql/facts/`.
+"""Build facts for a set of ticks from the declared models in `sql/facts/`.
 
-Each `<name>.sql` file is one SELECT that defines the relation `<name>`; a file depends on the
-models whose names it mentions, so adding a field is adding a file. Every model computes all ticks
-at once (the `ticks` temp table), which makes a 720-tick backfill about as cheap as one tick.
-There is one final model per participant type (`FACT_MODELS`); building one runs only the models
-it reads, so contact facts cost nothing when only account facts are wanted, and vice versa.
+Each `<name>.sql` file is one SELECT that defines the model `<name>`; it names the models it
+reads with `{{ ref('...') }}` and the raw tables with `{{ source('landing', '...') }}`
+(`cswf.sqlmodels` renders and links them; a project's `sql/facts/` adds and overrides models).
+Every model computes all ticks at once (the `ticks` temp table), which makes a 720-tick backfill
+about as cheap as one tick. There is one final model per participant type (`FACT_MODELS`);
+building one runs only the models it reads, so contact facts cost nothing when only account
+facts are wanted, and vice versa.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
-from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import duckdb
 import polars as pl
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
-from cswf.ingest.contract import OBJECTS
 from cswf.ingest.snapshots import ensure_tables
+from cswf.sqlmodels.catalog import TICKS_TABLE, Catalog, Model, load_catalog
+from cswf.sqlmodels.errors import ModelError
+from cswf.sqlmodels.sources import LANDING
 
 FINAL_MODEL = "account_facts"
 # participant type (a workflow's `object`) → the final model whose rows are its participants
@@ -30,94 +32,44 @@ FACT_MODELS: dict[str, str] = {
     "contact": "contact_facts",
     "opportunity": "opportunity_facts",
 }
-TICKS_TABLE = "ticks"
+STAGE = "facts"
 _TICKS_FRAME = "_cswf_ticks_frame"
 _PROBE = "_cswf_model_probe"
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
-_RAW_TABLES = tuple(o.table for o in OBJECTS.values())
-_RESERVED = {TICKS_TABLE, *_RAW_TABLES, "ingested_files", "ingest_rejections"}
+
+FactModel = Model  # the name earlier callers know
 
 
-class FactModelError(RuntimeError):
+class FactModelError(ModelError):
     """A fact model could not be loaded or run; the message names the SQL file."""
 
 
-@dataclass(frozen=True)
-class FactModel:
-    name: str
-    path: Path
-    sql: str
-    depends_on: frozenset[str]
-    reads: frozenset[str]  # raw tables the SQL mentions
+def fact_catalog(sql_dir: Path | None = None) -> Catalog:
+    """Every fact model: the package's, with `sql_dir` (a project's `sql/facts`) on top."""
+    try:
+        return load_catalog(STAGE, sql_dir)
+    except FactModelError:
+        raise
+    except ModelError as err:
+        raise FactModelError(str(err)) from err
 
 
-def load_models(sql_dir: Path, model: str = FINAL_MODEL) -> list[FactModel]:
+def load_models(sql_dir: Path | None, model: str = FINAL_MODEL) -> list[FactModel]:
     """`model` and the models it reads, ordered so every model comes after the ones it reads.
 
-    Every file of `sql_dir` is checked (names, cycles) whichever model is asked for, so a bad
+    Every file is checked (names, refs, YAML, cycles) whichever model is asked for, so a bad
     file is reported by the first build rather than by the first build that happens to need it.
     """
-    paths = sorted(sql_dir.glob("*.sql"))
-    names = {p.stem.lower(): p for p in paths}
-    for name, path in names.items():
-        if not _NAME.match(name) or name in _RESERVED:
-            raise FactModelError(f"{path}: '{path.stem}' cannot be a model name")
-    if model not in names:
-        raise FactModelError(f"{sql_dir}: no {model}.sql model")
-    models = {}
-    for name, path in names.items():
-        sql = _trim(_render(path, sql_dir))
-        code = _COMMENTS.sub(" ", sql)
-        deps, reads = (
-            frozenset(
-                other
-                for other in candidates
-                if other != name and re.search(rf"\b{other}\b", code, re.IGNORECASE)
-            )
-            for candidates in (names, _RAW_TABLES)
-        )
-        models[name] = FactModel(name, path, sql, deps, reads)
+    catalog = fact_catalog(sql_dir)
     try:
-        order = list(
-            TopologicalSorter({n: sorted(m.depends_on) for n, m in models.items()}).static_order()
-        )
-    except CycleError as err:
-        cycle = " -> ".join(str(models[n].path) for n in err.args[1])
-        raise FactModelError(f"fact models reference each other in a cycle: {cycle}") from err
-    needed = {model}
-    for name in reversed(order):  # dependants come later in the order: walk it backwards
-        if name in needed:
-            needed |= models[name].depends_on
-    return [models[name] for name in order if name in needed]
-
-
-def _render(path: Path, sql_dir: Path) -> str:
-    """A model's SQL; models that share a plan call a Jinja macro from `sql_dir/macros/` (the
-    three `*_latest` models), the rest are plain SQL and pass through untouched."""
-    text = path.read_text()
-    if "{{" not in text and "{%" not in text:
-        return text
-    environment = Environment(loader=FileSystemLoader(sql_dir), undefined=StrictUndefined,
-                              keep_trailing_newline=True)
-    try:
-        return environment.from_string(text).render()
-    except TemplateError as err:
-        raise FactModelError(f"{path}: template error: {err}") from err
-
-
-def _trim(sql: str) -> str:
-    """Drop trailing comment lines and semicolons, so the SELECT can be wrapped in a statement."""
-    lines = sql.rstrip().splitlines()
-    while lines and (not lines[-1].strip() or lines[-1].strip().startswith("--")):
-        lines.pop()
-    return "\n".join(lines).rstrip().rstrip(";").rstrip()
+        return catalog.chain(model)
+    except ModelError as err:
+        raise FactModelError(str(err)) from err
 
 
 def build_facts(
     con: duckdb.DuckDBPyConnection,
     ticks: Sequence[datetime],
-    sql_dir: Path,
+    sql_dir: Path | None,
     model: str = FINAL_MODEL,
     columns: Sequence[str] | None = None,
 ) -> pl.DataFrame:
@@ -127,23 +79,32 @@ def build_facts(
     measured faster than materializing each model); the views and the ticks table are dropped
     afterwards. `columns` keeps only those fields (plus as_of and participant_id): DuckDB then
     skips the work for the others, which matters for wide facts such as a contact's `account.`
-    fields over many ticks.
+    fields over many ticks. `sql_dir` is a project's `sql/facts` (None: the shipped models).
     """
     models = load_models(sql_dir, model)
+    with _views(con, ticks, models) as (inputs, final):
+        query = f"SELECT {_projection(con, final, columns)} FROM (\n{final.sql}\n)"
+        try:
+            frame = con.sql(query).pl()
+        except duckdb.Error as err:
+            raise _blame(con, inputs, final, err) from err
+    # Cheaper in Polars than ORDER BY here, and two stable one-key sorts beat one two-key
+    # sort (its row encoding of the strings): 0.5 s against 0.7-1.3 s for 3M contact rows.
+    return frame.sort("participant_id").sort("as_of", maintain_order=True)
+
+
+@contextmanager
+def _views(
+    con: duckdb.DuckDBPyConnection, ticks: Sequence[datetime], models: list[FactModel]
+) -> Iterator[tuple[list[FactModel], FactModel]]:
+    """The ticks table and a temp view per input model, dropped on the way out."""
     _require_raw_tables(con, models)
     _load_ticks(con, ticks)
     *inputs, final = models
     try:
         for view in inputs:
             _run(con, view, f'CREATE OR REPLACE TEMP VIEW "{view.name}" AS {view.sql}')
-        query = f"SELECT {_projection(con, final, columns)} FROM (\n{final.sql}\n)"
-        try:
-            frame = con.sql(query).pl()
-        except duckdb.Error as err:
-            raise _blame(con, inputs, final, err) from err
-        # Cheaper in Polars than ORDER BY here, and two stable one-key sorts beat one two-key
-        # sort (its row encoding of the strings): 0.5 s against 0.7-1.3 s for 3M contact rows.
-        return frame.sort("participant_id").sort("as_of", maintain_order=True)
+        yield inputs, final
     finally:
         for view in reversed(inputs):
             con.execute(f'DROP VIEW IF EXISTS temp."{view.name}"').fetchall()
@@ -167,7 +128,7 @@ def _projection(
     return ", ".join('"' + name.replace('"', '""') + '"' for name in wanted)
 
 
-def fact_schema(sql_dir: Path, model: str = FINAL_MODEL) -> dict[str, pl.DataType]:
+def fact_schema(sql_dir: Path | None, model: str = FINAL_MODEL) -> dict[str, pl.DataType]:
     """Columns and Polars types of `model`'s facts, found by building it on empty tables."""
     con = duckdb.connect(":memory:")
     try:
@@ -178,11 +139,28 @@ def fact_schema(sql_dir: Path, model: str = FINAL_MODEL) -> dict[str, pl.DataTyp
     return dict(frame.schema)
 
 
+def fact_types(sql_dir: Path | None, model: str = FINAL_MODEL) -> dict[str, str]:
+    """Columns and DuckDB types of any fact model (final or not), without data."""
+    models = load_models(sql_dir, model)
+    con = duckdb.connect(":memory:")
+    try:
+        ensure_tables(con)
+        with _views(con, [], models) as (_, final):
+            try:
+                relation = con.sql(f"SELECT * FROM (\n{final.sql}\n) LIMIT 0")
+            except duckdb.Error as err:
+                raise FactModelError(f"{final.path}: {err}") from err
+            return {name: str(kind) for name, kind in zip(relation.columns, relation.types,
+                                                             strict=True)}
+    finally:
+        con.close()
+
+
 def _require_raw_tables(con: duckdb.DuckDBPyConnection, models: list[FactModel]) -> None:
     """Only the tables the chain reads: an account build never waits for a contacts table."""
     tables = {n for (n,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    reads = set().union(*(m.reads for m in models))
-    missing = [table for table in _RAW_TABLES if table in reads and table not in tables]
+    reads = sorted({t for m in models for s, t in m.sources if s == LANDING})
+    missing = [table for table in reads if table not in tables]
     if missing:
         raise FactModelError(f"{', '.join(missing)} missing: ingest the landing files first")
 
@@ -214,7 +192,20 @@ def _run(con: duckdb.DuckDBPyConnection, model: FactModel, statement: str) -> No
     try:
         con.execute(statement).fetchall()
     except duckdb.Error as err:
-        raise FactModelError(f"{model.path}: {err}") from err
+        raise FactModelError(f"{model.path}: {_one_line(err)}{_hint(err)}") from err
+
+
+def _hint(err: duckdb.Error) -> str:
+    """A model read by its bare name (as before ref()) is a missing table: say how to name it."""
+    missing = re.search(r"Table with name (\w+) does not exist", str(err))
+    if missing is None:
+        return ""
+    name = missing.group(1)
+    return f"; if '{name}' is a model, read it with {{{{ ref('{name}') }}}}"
+
+
+def _one_line(err: duckdb.Error) -> str:
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
 def _blame(
@@ -230,4 +221,4 @@ def _blame(
             return model_err
         finally:
             con.execute(f"DROP TABLE IF EXISTS temp.{_PROBE}").fetchall()
-    return FactModelError(f"{final.path}: {err}")
+    return FactModelError(f"{final.path}: {_one_line(err)}{_hint(err)}")

@@ -1,7 +1,8 @@
 -- account_facts: the fields conditions can use, one row per (as_of, participant_id).
 -- Every account with a visible snapshot (account_latest) gets a row; usage sums are 0 without
 -- usage. Ratios and day counts are relative to as_of::date; every column has a fixed type.
--- To add a field: add a model file keyed by (as_of, account_id) and LEFT JOIN it here.
+-- To add a field without touching this file, see "How to add a fact field" in
+-- docs/data-contract.md (a model that `extends: account_facts`).
 SELECT
     a.as_of,
     CAST(a.account_id AS VARCHAR) AS participant_id,
@@ -45,5 +46,5 @@ SELECT
     CAST(CAST(a.as_of AS DATE) - a.contract_start AS INTEGER) AS days_since_contract_start,
     CAST(CAST(a.as_of AS DATE) - a.nps_responded_on AS INTEGER) AS days_since_nps_response,
     CAST(CAST(a.as_of AS DATE) - a.snapshot_date AS INTEGER) AS snapshot_age_days
-FROM account_latest AS a
-LEFT JOIN usage_windows AS u ON u.as_of = a.as_of AND u.account_id = a.account_id
+FROM {{ ref('account_latest') }} AS a
+LEFT JOIN {{ ref('usage_windows') }} AS u ON u.as_of = a.as_of AND u.account_id = a.account_id

@@ -26,5 +26,5 @@ SELECT
     CAST(CAST(c.as_of AS DATE) - c.last_login_on AS INTEGER) AS days_since_login,
     CAST(CAST(c.as_of AS DATE) - c.snapshot_date AS INTEGER) AS snapshot_age_days,
     COLUMNS(f.* EXCLUDE (as_of, participant_id)) AS "account.\0"
-FROM contact_latest AS c
-LEFT JOIN account_facts AS f ON f.as_of = c.as_of AND f.account_id = c.account_id
+FROM {{ ref('contact_latest') }} AS c
+LEFT JOIN {{ ref('account_facts') }} AS f ON f.as_of = c.as_of AND f.account_id = c.account_id

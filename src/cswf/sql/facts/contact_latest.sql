@@ -2,4 +2,4 @@
 -- (the plan: macros/latest_snapshot.sql). A contact removed upstream stays: conditions can test
 -- snapshot_age_days.
 {% from "macros/latest_snapshot.sql" import latest_snapshot %}
-{{ latest_snapshot("raw_contacts", "contact_id") }}
+{{ latest_snapshot(source("landing", "raw_contacts"), "contact_id") }}

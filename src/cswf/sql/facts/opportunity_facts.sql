@@ -21,5 +21,5 @@ SELECT
     CAST(CAST(o.as_of AS DATE) - o.stage_entered_on AS INTEGER) AS days_in_stage,
     CAST(CAST(o.as_of AS DATE) - o.snapshot_date AS INTEGER) AS snapshot_age_days,
     COLUMNS(f.* EXCLUDE (as_of, participant_id)) AS "account.\0"
-FROM opportunity_latest AS o
-LEFT JOIN account_facts AS f ON f.as_of = o.as_of AND f.account_id = o.account_id
+FROM {{ ref('opportunity_latest') }} AS o
+LEFT JOIN {{ ref('account_facts') }} AS f ON f.as_of = o.as_of AND f.account_id = o.account_id

@@ -2,4 +2,4 @@
 -- the tick (the plan: macros/latest_snapshot.sql). Closed opportunities stay: conditions test
 -- is_open or stage.
 {% from "macros/latest_snapshot.sql" import latest_snapshot %}
-{{ latest_snapshot("raw_opportunities", "opportunity_id") }}
+{{ latest_snapshot(source("landing", "raw_opportunities"), "opportunity_id") }}

@@ -19,7 +19,7 @@ sums AS (
             THEN u.events END) AS events_prev_7d,
         sum(u.events) AS events_30d,
         sum(CASE WHEN u.usage_date >= d.fact_date - 7 THEN u.active_users END) AS active_users_7d
-    FROM raw_usage AS u
+    FROM {{ source('landing', 'raw_usage') }} AS u
     JOIN tick_dates AS d
         ON u.usage_date >= d.fact_date - 30 AND u.usage_date < d.fact_date
     GROUP BY d.fact_date, u.account_id

@@ -4,8 +4,8 @@
 -- last tick.
 WITH latest_facts AS (
     SELECT participant_id, account_name, csm_name, tier
-    FROM account_facts
-    WHERE as_of = (SELECT max(as_of) FROM account_facts)
+    FROM {{ source('cswf', 'account_facts') }}
+    WHERE as_of = (SELECT max(as_of) FROM {{ source('cswf', 'account_facts') }})
 )
 SELECT
     e.participant_id                                  AS account_id,
@@ -29,11 +29,11 @@ SELECT
     CASE WHEN e.status = 'active' THEN e.milestone_due_at END  AS milestone_due,
     CASE WHEN e.status = 'active' AND e.milestone_due_at IS NOT NULL THEN
         greatest(0, date_diff('second', e.milestone_due_at,
-                              (SELECT max(as_of) FROM tick_log)) / 86400.0)
+                              (SELECT max(as_of) FROM {{ source('cswf', 'tick_log') }})) / 86400.0)
     END                                               AS milestone_overdue_days,
     date_diff('second', e.entered_at,
-              coalesce(e.closed_at, (SELECT max(as_of) FROM tick_log))) / 86400.0
+              coalesce(e.closed_at, (SELECT max(as_of) FROM {{ source('cswf', 'tick_log') }}))) / 86400.0
                                                       AS days_in_workflow
-FROM enrollments AS e
+FROM {{ source('cswf', 'enrollments') }} AS e
 LEFT JOIN latest_facts AS f USING (participant_id)
 ORDER BY e.workflow, e.participant_id, e.enrollment_number

@@ -1,7 +1,7 @@
 -- Per workflow (Natero's summary page, Catalyst's settings tab): how many enrollments it has had,
 -- where they are now, how long completion takes, and how often the objective is met.
 WITH latest_spec AS (
-    SELECT * FROM workflow_versions
+    SELECT * FROM {{ source('cswf', 'workflow_versions') }}
     QUALIFY row_number() OVER (PARTITION BY workflow ORDER BY first_seen_tick DESC) = 1
 ),
 per_workflow AS (
@@ -17,7 +17,7 @@ per_workflow AS (
         count(*) FILTER (WHERE objective_met_at IS NOT NULL) AS objective_met,
         min(entered_at)                                      AS first_entry_at,
         max(entered_at)                                      AS last_entry_at
-    FROM enrollments
+    FROM {{ source('cswf', 'enrollments') }}
     GROUP BY workflow
 )
 SELECT
@@ -39,7 +39,7 @@ SELECT
                                               AS objective_met_rate,
     p.first_entry_at,
     p.last_entry_at,
-    (SELECT max(as_of) FROM tick_log)         AS as_of
+    (SELECT max(as_of) FROM {{ source('cswf', 'tick_log') }})         AS as_of
 FROM latest_spec AS s
 LEFT JOIN per_workflow AS p USING (workflow)
 ORDER BY s.priority, s.workflow

@@ -1,5 +1,5 @@
-{#- latest_snapshot: for each tick and key, the latest snapshot row of `table` visible at the
-    tick. A snapshot dated d is visible from d 00:00: the latest row with snapshot_date <=
+{#- latest_snapshot: for each tick and key, the latest snapshot row of `table` (a relation,
+    e.g. source('landing', 'raw_accounts')) visible at the tick. A snapshot dated d is visible from d 00:00: the latest row with snapshot_date <=
     as_of::date. Facts depend on the tick's date only, so the work is done once per distinct date
     and then fanned out to the ticks of that date (720 three-hourly ticks = 90 dates). A key
     stays once seen: conditions decide whether to skip it.

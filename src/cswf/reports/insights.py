@@ -1,25 +1,25 @@
 """The action insights report: per workflow and step, what emails and tasks did.
 
-Its SQL lives in `delivery/sql/action_insights.sql` rather than `sql/reports/`, because it reads
-the delivery tables, which exist only once delivery has run; this function creates them (empty)
-first, so the report works on a warehouse that has ticked but never delivered.
+Its SQL is the report model `sql/reports/action_insights.sql`, a report with an `as_of`
+parameter, so it is run here per call rather than stored by build_reports. It reads the delivery
+tables, which exist only once delivery has run; this function creates them (empty) first, so the
+report works on a warehouse that has ticked but never delivered.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from importlib import resources
 
 import duckdb
 import polars as pl
 
 from cswf.calendar import utc_naive
+from cswf.reports.build import report_sql
 from cswf.store.tables import ensure_delivery_tables
 
 
 def insights_sql() -> str:
-    return resources.files("cswf.delivery").joinpath(
-        "sql/action_insights.sql").read_text()
+    return report_sql("action_insights")
 
 
 def action_insights(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pl.DataFrame:

@@ -1,13 +1,14 @@
 -- Action insights per workflow and step (Natero / Catalyst): what the emails and tasks did.
--- Everything as of $as_of: actions emitted, sends and events up to then. An event counts once
+-- A report with a parameter (config.meta.cswf.params in its YAML): run per call, never stored
+-- by build_reports. Everything as of $as_of: actions emitted, sends and events up to then. An event counts once
 -- per action (an email opened three times is one opened email). A delivery that finally failed
 -- (retries exhausted, permanent error, no recipient, template not rendered) has a `failed` event.
 WITH actions AS (
     SELECT o.action_id, o.workflow, o.step, o.step_name, o.action_type, o.due_at,
            d.status, d.channel, d.next_attempt_at,
            d.sent_at IS NOT NULL AND d.sent_at <= $as_of AND d.status = 'sent' AS sent
-    FROM actions_outbox AS o
-    LEFT JOIN deliveries AS d USING (action_id)
+    FROM {{ source('cswf', 'actions_outbox') }} AS o
+    LEFT JOIN {{ source('cswf', 'deliveries') }} AS d USING (action_id)
     WHERE o.tick <= $as_of
 ),
 results AS (
@@ -19,7 +20,7 @@ results AS (
            bool_or(event_type = 'bounced') AS bounced,
            bool_or(event_type = 'completed') AS completed,
            bool_or(event_type = 'failed') AS failed
-    FROM action_events
+    FROM {{ source('cswf', 'action_events') }}
     WHERE occurred_at <= $as_of
     GROUP BY action_id
 ),
