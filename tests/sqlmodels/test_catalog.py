@@ -31,7 +31,9 @@ def test_refs_and_sources_are_the_dependencies() -> None:
     assert "{{" not in catalog.models["account_latest"].sql
     reports = load_catalog("reports")
     assert reports.models["workflow_dashboard"].sources == {
-        ("cswf", "account_facts"), ("cswf", "enrollments"), ("cswf", "tick_log")}
+        ("cswf", "account_facts"), ("cswf", "enrollments"), ("cswf", "tick_log"),
+        ("cswf", "workflow_versions"), ("landing", "raw_contacts"),
+        ("landing", "raw_opportunities")}
 
 
 def test_building_one_model_runs_only_its_chain() -> None:

@@ -19,7 +19,10 @@ def test_every_model_and_landing_table_is_listed() -> None:
     assert set(relation_names()) == {
         "account_latest", "usage_windows", "account_facts", "contact_latest", "contact_facts",
         "opportunity_latest", "opportunity_facts", "workflow_summary", "workflow_dashboard",
-        "action_insights", "raw_accounts", "raw_usage", "raw_contacts", "raw_opportunities"}
+        "action_insights", "milestone_history", "team_performance", "objective_after_exit",
+        "objective_outcomes", "objective_performance", "objective_trend", "step_funnel",
+        "workflow_daily", "execution_metrics",
+        "raw_accounts", "raw_usage", "raw_contacts", "raw_opportunities"}
 
 
 @pytest.mark.parametrize("name", relation_names())

@@ -112,7 +112,7 @@ def run_ticks(
     events = load_events(con, ticks[-1])
     deploys = load_deploys(con, before, ticks[-1])
     workload = load_workload(con, ticks[0]) if groups else None
-    record_versions(con, list(workflows), ticks[0])
+    record_versions(con, list(workflows), ticks[0], settings.default_category)
     running = {w.name for w in workflows}
     kept = state.filter(~pl.col("workflow").is_in(list(running)))
     # Field updates the workflows made are facts until a newer snapshot supersedes them.

@@ -105,7 +105,8 @@ def create(con: duckdb.DuckDBPyConnection, statements: Iterable[str]) -> None:
 
 
 def ensure_engine_tables(con: duckdb.DuckDBPyConnection) -> None:
-    create(con, ENGINE)
+    """The engine's tables, and delivery's (empty until delivery runs): the reports read both."""
+    create(con, (*ENGINE, *DELIVERY))
 
 
 def ensure_delivery_tables(con: duckdb.DuckDBPyConnection) -> None:

@@ -106,16 +106,18 @@ def running_versions(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str
 
 
 def record_versions(
-    con: duckdb.DuckDBPyConnection, workflows: list[LoadedWorkflow], as_of: datetime
+    con: duckdb.DuckDBPyConnection, workflows: list[LoadedWorkflow], as_of: datetime,
+    default_category: str | None = None,
 ) -> None:
-    """Keep every spec version ever run, with the first tick that ran it."""
+    """Keep every spec version ever run, with the first tick that ran it, and its effective
+    category (the spec's, else `default_category`: what its actions carry)."""
     rows = pl.DataFrame(  # noqa: F841 (read by DuckDB)
         [
             {
                 "workflow": w.name,
                 "version": w.version,
                 "state": w.spec.state.value,
-                "category": w.spec.category,
+                "category": w.spec.category or default_category,
                 "priority": w.spec.priority,
                 "auto_deploy": w.spec.entry is not None and w.spec.state.value == "enabled",
                 "has_objective": w.spec.objective is not None,
@@ -136,7 +138,8 @@ def record_versions(
     )
     con.execute(
         "INSERT INTO workflow_versions SELECT * FROM rows ON CONFLICT (workflow, version) "
-        "DO UPDATE SET first_seen_tick = least(first_seen_tick, excluded.first_seen_tick)"
+        "DO UPDATE SET first_seen_tick = least(first_seen_tick, excluded.first_seen_tick), "
+        "category = coalesce(workflow_versions.category, excluded.category)"
     ).fetchall()
 
 

@@ -1,8 +1,10 @@
 -- Per workflow (Natero's summary page, Catalyst's settings tab): how many enrollments it has had,
--- where they are now, how long completion takes, and how often the objective is met.
+-- where they are now, how long completion takes, and how often the objective is met (while
+-- inside, or within 30 days after leaving: objective_outcomes). As of the last tick.
 WITH latest_spec AS (
     SELECT * FROM {{ source('cswf', 'workflow_versions') }}
-    QUALIFY row_number() OVER (PARTITION BY workflow ORDER BY first_seen_tick DESC) = 1
+    QUALIFY row_number() OVER (PARTITION BY workflow
+                               ORDER BY first_seen_tick DESC, version DESC) = 1
 ),
 per_workflow AS (
     SELECT
@@ -14,10 +16,17 @@ per_workflow AS (
         count(DISTINCT participant_id)                       AS participants,
         round(avg(date_diff('second', entered_at, closed_at) / 86400.0)
               FILTER (WHERE status = 'completed'), 2)        AS avg_days_to_complete,
-        count(*) FILTER (WHERE objective_met_at IS NOT NULL) AS objective_met,
         min(entered_at)                                      AS first_entry_at,
         max(entered_at)                                      AS last_entry_at
     FROM {{ source('cswf', 'enrollments') }}
+    GROUP BY workflow
+),
+objective AS (
+    SELECT
+        workflow,
+        count(*) FILTER (WHERE outcome IN ('met_inside', 'met_after_exit')) AS objective_met,
+        count(*) FILTER (WHERE outcome = 'met_after_exit')                 AS met_after_exit
+    FROM {{ ref('objective_outcomes') }}
     GROUP BY workflow
 )
 SELECT
@@ -33,13 +42,15 @@ SELECT
     coalesce(p.exited, 0)                     AS exited,
     coalesce(p.participants, 0)               AS participants,
     p.avg_days_to_complete,
-    coalesce(p.objective_met, 0)              AS objective_met,
+    coalesce(o.objective_met, 0)              AS objective_met,
+    coalesce(o.met_after_exit, 0)             AS objective_met_after_exit,
     CASE WHEN s.has_objective
-         THEN round(coalesce(p.objective_met, 0) / nullif(p.deployed, 0), 4) END
+         THEN round(coalesce(o.objective_met, 0) / nullif(p.deployed, 0), 4) END
                                               AS objective_met_rate,
     p.first_entry_at,
     p.last_entry_at,
     (SELECT max(as_of) FROM {{ source('cswf', 'tick_log') }})         AS as_of
 FROM latest_spec AS s
 LEFT JOIN per_workflow AS p USING (workflow)
+LEFT JOIN objective AS o USING (workflow)
 ORDER BY s.priority, s.workflow
