@@ -8,10 +8,12 @@ is reported by the first build rather than by the first build that happens to ne
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
+from types import MappingProxyType
 
 from cswf.sqlmodels.errors import ModelError
 from cswf.sqlmodels.layers import project_root, stage_folders
@@ -47,9 +49,9 @@ class Model:
 class Catalog:
     stage: str
     folders: tuple[Path, ...]
-    models: dict[str, Model]
+    models: Mapping[str, Model]  # read-only: a catalog is cached and shared
     order: tuple[str, ...]  # every model after the ones it refs
-    sources: dict[tuple[str, str], SourceTable]
+    sources: Mapping[tuple[str, str], SourceTable]
 
     @property
     def kind(self) -> str:
@@ -108,7 +110,8 @@ def _load(stage: str, folder: Path | None, _contents: tuple[tuple[str, str], ...
         models[name] = Model(name, path, rendered.sql, rendered.refs, rendered.sources,
                              decls.get(name))
     models = _extend(models, stage)
-    return Catalog(stage, folders, models, _order(models, kind), sources)
+    return Catalog(stage, folders, MappingProxyType(models), _order(models, kind),
+                   MappingProxyType(sources))
 
 
 def _files(folders: tuple[Path, ...], pattern: str) -> dict[str, Path]:
