@@ -128,14 +128,17 @@ def _extend(models: dict[str, Model], stage: str) -> dict[str, Model]:
     participant_id): its columns follow the model's own, NULL where it has no row."""
     extensions: dict[str, list[str]] = {}
     for model in models.values():
-        target = model.decl.extends if model.decl else None
-        if target is None:
+        decl = model.decl
+        if decl is None or decl.extends is None:
             continue
-        where = f"{model.decl.path}: models[0].config.meta.cswf.extends"  # type: ignore[union-attr]
+        target, where = decl.extends, f"{decl.path}: models[0].config.meta.cswf.extends"
         if stage != "facts":
             raise ModelError(f"{where}: only fact models can extend another model")
         if target not in models or target == model.name:
             raise ModelError(f"{where}: '{target}' is not another fact model")
+        if not set(KEY) <= {c.name for c in decl.columns}:
+            raise ModelError(f"{decl.path}: models[0].columns: an extension of {target} gives "
+                             f"(and documents) {' and '.join(KEY)}, the key it is joined on")
         extensions.setdefault(target, []).append(model.name)
     for target, names in extensions.items():
         base = models[target]
