@@ -94,6 +94,22 @@ def test_jinja_is_sandboxed_and_strict(project: Path) -> None:
         load_models(project / "facts")
 
 
+@pytest.mark.parametrize(("text", "problem"), [
+    ("SELECT * FROM {{ ref('account_latest', v=2) }}",
+     "ref('account_latest',): expected one model name, e.g. ref('account_latest')"),
+    ("SELECT * FROM {{ source('raw_accounts') }}",
+     "source('raw_accounts',): expected a source and a table, e.g. source('landing', "
+     "'raw_accounts')"),
+    ("SELECT {{ 1 / 0 }}", "template error: ZeroDivisionError: division by zero"),
+])
+def test_bad_calls_are_one_line(project: Path, text: str, problem: str) -> None:
+    path = project / "facts" / "churn_risk.sql"
+    path.write_text(text)
+    with pytest.raises(FactModelError) as err:
+        load_models(project / "facts")
+    assert str(err.value) == f"{path}: {problem}"
+
+
 @pytest.mark.parametrize(("name", "problem"), [
     ("ticks", "'ticks' cannot be a model name"),
     ("raw_accounts", "'raw_accounts' cannot be a model name"),

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from cswf.ingest import ACCOUNTS
-from cswf.quality import actual_types, describe, doc_problems, relation_names
+from cswf.quality import (
+    actual_types,
+    all_doc_problems,
+    describe,
+    doc_problems,
+    relation_names,
+)
 from cswf.settings import PACKAGE_SQL
 from cswf.sqlmodels import ModelError
 
@@ -57,6 +63,13 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "sql" / "facts").mkdir(parents=True)
     shutil.copy(PACKAGE_SQL / "facts" / "usage_windows.yml", tmp_path / "sql" / "facts")
     return tmp_path / "sql"
+
+
+def test_all_problems_of_a_project(project: Path) -> None:
+    (project / "facts" / "churn_risk.sql").write_text("SELECT 1 AS score")
+    assert all_doc_problems(project) == [f"{project / 'facts' / 'churn_risk.sql'}: churn_risk "
+                                         "has no documented columns (a YAML beside its SQL)"]
+    assert all_doc_problems() == []
 
 
 def test_an_undocumented_column_is_found(project: Path) -> None:

@@ -125,6 +125,17 @@ def test_an_extension_must_name_another_fact_model(project: Path) -> None:
                               "is not another fact model")
 
 
+def test_an_extension_documents_its_join_key(project: Path) -> None:
+    (project / "facts" / "tickets_per_seat.sql").write_text(EXTENSION_SQL)
+    path = project / "facts" / "tickets_per_seat.yml"
+    path.write_text(EXTENSION_YAML.replace(
+        "      - {name: participant_id, description: The account, data_type: VARCHAR}\n", ""))
+    with pytest.raises(Exception) as err:
+        load_models(project / "facts")
+    assert str(err.value) == (f"{path}: models[0].columns: an extension of account_facts gives "
+                              "(and documents) as_of and participant_id, the key it is joined on")
+
+
 def test_a_project_report_is_built_beside_the_shipped_ones(project: Path) -> None:
     (project / "reports").mkdir()
     (project / "reports" / "active_by_workflow.sql").write_text(

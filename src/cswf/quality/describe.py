@@ -34,13 +34,15 @@ class ColumnDoc:
 @dataclass(frozen=True)
 class RelationDoc:
     """A model or table as documented: `kind` is 'fact model', 'report', 'landing table' or
-    'source table'; `path` is the file that documents it (its YAML, or ingest/contract.py)."""
+    'source table'; `path` is the file that documents it (its YAML, or ingest/contract.py),
+    `sql` a model's SQL file."""
 
     name: str
     kind: str
     description: str
     columns: tuple[ColumnDoc, ...]
     path: Path | None
+    sql: Path | None = None  # a model's SQL file
 
     @property
     def types(self) -> dict[str, str | None]:
@@ -82,14 +84,14 @@ def _describe_model(catalog: Catalog, model: Model) -> RelationDoc:
     kind = f"{catalog.kind} model" if catalog.stage == "facts" else catalog.kind
     decl = model.decl
     if decl is None:
-        return RelationDoc(model.name, kind, "", (), None)
+        return RelationDoc(model.name, kind, "", (), None, model.path)
     columns = [ColumnDoc(c.name, c.description, c.data_type) for c in decl.columns]
     for inherited in decl.columns_from:
         columns += _inherited(catalog, inherited, decl.path)
     for extension in model.extensions:
         extra = _describe_model(catalog, catalog.models[extension]).columns
         columns += [c for c in extra if c.name not in ("as_of", "participant_id")]
-    return RelationDoc(model.name, kind, decl.description, tuple(columns), decl.path)
+    return RelationDoc(model.name, kind, decl.description, tuple(columns), decl.path, model.path)
 
 
 def _inherited(catalog: Catalog, inherited: ColumnsFrom, path: Path) -> list[ColumnDoc]:
@@ -152,7 +154,7 @@ def doc_problems(name: str, sql_dir: Path | None = None) -> list[str]:
     """Where a model's YAML and its columns disagree: an undocumented column, a documented
     column the model does not give, a missing or wrong data_type; one line each."""
     doc = describe(name, sql_dir)
-    where = doc.path or name
+    where = doc.path or doc.sql or name
     if not doc.columns:
         return [f"{where}: {name} has no documented columns (a YAML beside its SQL)"]
     actual = actual_types(name, sql_dir)
@@ -168,6 +170,12 @@ def doc_problems(name: str, sql_dir: Path | None = None) -> list[str]:
             problems.append(f"{where}: {name}.{column}: data_type {kind}, but {name} gives "
                             f"{actual[column]}")
     return problems
+
+
+def all_doc_problems(sql_dir: Path | None = None) -> list[str]:
+    """`doc_problems` of every fact model and report (what `cswf validate` could print)."""
+    facts, reports = catalogs(sql_dir)
+    return [line for name in (*facts.order, *reports.order) for line in doc_problems(name, sql_dir)]
 
 
 def _types(relation: duckdb.DuckDBPyRelation) -> dict[str, str]:

@@ -8,10 +8,12 @@ is reported by the first build rather than by the first build that happens to ne
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
+from types import MappingProxyType
 
 from cswf.sqlmodels.errors import ModelError
 from cswf.sqlmodels.layers import project_root, stage_folders
@@ -47,9 +49,9 @@ class Model:
 class Catalog:
     stage: str
     folders: tuple[Path, ...]
-    models: dict[str, Model]
+    models: Mapping[str, Model]  # read-only: a catalog is cached and shared
     order: tuple[str, ...]  # every model after the ones it refs
-    sources: dict[tuple[str, str], SourceTable]
+    sources: Mapping[tuple[str, str], SourceTable]
 
     @property
     def kind(self) -> str:
@@ -108,7 +110,8 @@ def _load(stage: str, folder: Path | None, _contents: tuple[tuple[str, str], ...
         models[name] = Model(name, path, rendered.sql, rendered.refs, rendered.sources,
                              decls.get(name))
     models = _extend(models, stage)
-    return Catalog(stage, folders, models, _order(models, kind), sources)
+    return Catalog(stage, folders, MappingProxyType(models), _order(models, kind),
+                   MappingProxyType(sources))
 
 
 def _files(folders: tuple[Path, ...], pattern: str) -> dict[str, Path]:
@@ -125,14 +128,17 @@ def _extend(models: dict[str, Model], stage: str) -> dict[str, Model]:
     participant_id): its columns follow the model's own, NULL where it has no row."""
     extensions: dict[str, list[str]] = {}
     for model in models.values():
-        target = model.decl.extends if model.decl else None
-        if target is None:
+        decl = model.decl
+        if decl is None or decl.extends is None:
             continue
-        where = f"{model.decl.path}: models[0].config.meta.cswf.extends"  # type: ignore[union-attr]
+        target, where = decl.extends, f"{decl.path}: models[0].config.meta.cswf.extends"
         if stage != "facts":
             raise ModelError(f"{where}: only fact models can extend another model")
         if target not in models or target == model.name:
             raise ModelError(f"{where}: '{target}' is not another fact model")
+        if not set(KEY) <= {c.name for c in decl.columns}:
+            raise ModelError(f"{decl.path}: models[0].columns: an extension of {target} gives "
+                             f"(and documents) {' and '.join(KEY)}, the key it is joined on")
         extensions.setdefault(target, []).append(model.name)
     for target, names in extensions.items():
         base = models[target]

@@ -58,11 +58,13 @@ class Renderer:
             raise ModelError(f"{path}: {err}") from None
         except TemplateError as err:
             raise ModelError(f"{path}: template error: {err}") from err
+        except Exception as err:  # anything a template expression raises, e.g. {{ 1 / 0 }}
+            raise ModelError(f"{path}: template error: {type(err).__name__}: {err}") from err
         reads = self._reads
         return Rendered(trim(text), frozenset(reads.refs), frozenset(reads.sources))
 
-    def _ref(self, *args: str) -> str:
-        if len(args) != 1 or not isinstance(args[0], str):
+    def _ref(self, *args: str, **kwargs: object) -> str:
+        if kwargs or len(args) != 1 or not isinstance(args[0], str):
             raise _RefError(f"ref{args!r}: expected one model name, e.g. ref('account_latest')")
         name = args[0]
         if name not in self._models:
@@ -73,8 +75,8 @@ class Renderer:
         self._reads.refs.add(name)
         return quote(name)
 
-    def _source(self, *args: str) -> str:
-        if len(args) != 2 or not all(isinstance(a, str) for a in args):
+    def _source(self, *args: str, **kwargs: object) -> str:
+        if kwargs or len(args) != 2 or not all(isinstance(a, str) for a in args):
             raise _RefError(f"source{args!r}: expected a source and a table, "
                             "e.g. source('landing', 'raw_accounts')")
         key = (args[0], args[1])
