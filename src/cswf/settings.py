@@ -19,6 +19,7 @@ CONFIG_FILE = "cswf.yaml"
 PACKAGE_SQL = Path(__file__).with_name("sql")  # the SQL models cswf ships
 ENV_OVERRIDES = {
     "CSWF_DATABASE": "database",
+    "CSWF_BI_DIR": "bi_dir",
     "CSWF_LANDING_DIR": "landing_dir",
     "CSWF_SPECS_DIR": "specs_dir",
     "CSWF_SQL_DIR": "sql_dir",
@@ -32,6 +33,11 @@ class Settings(BaseModel):
 
     root: Path = Field(default=Path("."), exclude=True)
     database: Path = Path("data/cswf.duckdb")
+    bi_dir: Path = Field(
+        default=Path("data/bi"),
+        description="The BI copy: reports and tables published after every reports build, for "
+        "readers (docs/bi.md); the working database stays the pipeline's alone.",
+    )
     landing_dir: Path = Path("data/landing")
     specs_dir: Path = Path("workflow_specs")
     sql_dir: Path | None = Field(
@@ -69,6 +75,10 @@ class Settings(BaseModel):
     @property
     def database_path(self) -> Path:
         return self.path(self.database)
+
+    @property
+    def bi_path(self) -> Path:
+        return self.path(self.bi_dir)
 
     @property
     def landing_path(self) -> Path:
