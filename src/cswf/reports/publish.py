@@ -110,8 +110,9 @@ def _literal(path: Path) -> str:
 def _write_database(con: duckdb.DuckDBPyConnection, path: Path, kinds: dict[str, str],
                     as_of: datetime | None) -> dict[str, int]:
     """Write every table into a new file beside `path`, then rename it over `path`."""
+    # Only the holder of the working database publishes: what a crashed publication left is stale.
+    _remove(*path.parent.glob(f".{path.name}.*.partial*"))
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    _remove(partial, Path(f"{partial}.wal"))
     rows: dict[str, int] = {}
     con.execute(f"ATTACH {_literal(partial)} AS {_ALIAS} "
                 f"(STORAGE_VERSION '{STORAGE_VERSION}')").fetchall()
@@ -144,8 +145,10 @@ def _write_parquet(con: duckdb.DuckDBPyConnection, root: Path, names: list[str],
     versions = _versions(root)
     number = (int(versions[-1].name) + 1) if versions else 1
     folder = root / f"{number:06d}"
+    for stale in root.glob(".*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
+    _remove(*root.glob(f".{CURRENT}.*"))
     partial = root / f".{folder.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(mode=PRIVATE_FOLDER)
     for name in names:
         target = partial / f"{name}.parquet"
@@ -160,7 +163,6 @@ def _write_parquet(con: duckdb.DuckDBPyConnection, root: Path, names: list[str],
         os.chmod(partial / extra, PRIVATE_FILE)
     os.replace(partial, folder)
     link = root / f".{CURRENT}.{os.getpid()}"
-    _remove(link)
     link.symlink_to(folder.name)
     os.replace(link, root / CURRENT)  # atomic: `current` names the old folder or the new one
     _sync_folder(root)
