@@ -93,19 +93,22 @@ FROM workflow_dashboard WHERE milestone_overdue_days > 0 GROUP BY ALL ORDER BY c
 
 
 def _overdue(frame: pl.DataFrame) -> go.Figure:
+    """Horizontal bars, most overdue on top: owners are long e-mail addresses."""
     order = (frame.group_by("csm").agg(pl.col("overdue").sum())
-             .sort("overdue", descending=True)["csm"].to_list())
+             .sort("overdue")["csm"].to_list())
     fig = go.Figure()
     for (workflow,), part in frame.partition_by("workflow", as_dict=True).items():
         fig.add_trace(go.Bar(
-            x=part["csm"].to_list(), y=part["overdue"].to_list(), name=str(workflow),
-            customdata=part["overdue_days"].to_list(),
-            hovertemplate="%{y} overdue, %{customdata} days in all<extra>" + str(workflow)
+            y=part["csm"].to_list(), x=part["overdue"].to_list(), name=str(workflow),
+            orientation="h", customdata=part["overdue_days"].to_list(),
+            hovertemplate="%{x} overdue, %{customdata} days in all<extra>" + str(workflow)
             + "</extra>",
         ))
-    fig.update_layout(barmode="stack", showlegend=True,
-                      xaxis={"categoryorder": "array", "categoryarray": order})
-    return _layout(fig, "milestones overdue now")
+    _layout(fig, "", x_title="milestones overdue now")
+    fig.update_layout(barmode="stack", showlegend=True, hovermode="closest",
+                      height=max(380, 60 + 22 * len(order)),
+                      yaxis={"categoryorder": "array", "categoryarray": order})
+    return fig
 
 
 # -- funnel per step ---------------------------------------------------------------------------
@@ -121,20 +124,19 @@ FROM transitions WHERE step IS NOT NULL GROUP BY workflow, step ORDER BY workflo
 
 
 def _funnel(frame: pl.DataFrame) -> go.Figure:
-    """One funnel per workflow; a menu picks the workflow."""
-    fig = go.Figure()
+    """One funnel; a menu swaps in another workflow's steps (one trace: Plotly drops the step
+    names of a funnel when hidden traces hold other ones)."""
     parts = frame.sort("workflow", "step").partition_by("workflow", as_dict=True)
-    names = [str(key[0]) for key in parts]
-    for i, part in enumerate(parts.values()):
-        labels = [f"{s}. {n}" for s, n in zip(part["step"], part["step_name"], strict=True)]
-        fig.add_trace(go.Funnel(y=labels, x=part["reached"].to_list(), name=names[i],
-                                visible=i == 0, textinfo="value+percent initial"))
-    buttons = [{"label": name, "method": "update",
-                "args": [{"visible": [j == i for j in range(len(names))]}]}
-               for i, name in enumerate(names)]
+    data = {str(key[0]): ([f"{s}. {n}" for s, n in zip(p["step"], p["step_name"], strict=True)],
+                          p["reached"].to_list()) for key, p in parts.items()}
+    first = next(iter(data))
+    fig = go.Figure(go.Funnel(y=data[first][0], x=data[first][1],
+                              textinfo="value+percent initial"))
+    buttons = [{"label": name, "method": "restyle", "args": [{"y": [labels], "x": [counts]}]}
+               for name, (labels, counts) in data.items()]
     fig.update_layout(updatemenus=[{"buttons": buttons, "x": 0, "xanchor": "left", "y": 1.12}],
                       template="plotly_white", height=420,
-                      margin={"l": 220, "r": 20, "t": 40, "b": 30}, showlegend=False)
+                      margin={"l": 20, "r": 20, "t": 40, "b": 30}, showlegend=False)
     return fig
 
 

@@ -67,9 +67,11 @@ def write_page(copy: BICopy, out: Path, dry_run_dir: Path | None) -> Page:
         summary = _optional(con, SUMMARY)
     as_of = copy.as_of
     emails = email_index(dry_run_dir, out.parent) if dry_run_dir is not None else []
+    others = len(list(dry_run_dir.glob("*.json"))) if dry_run_dir and dry_run_dir.is_dir() else 0
     text = _environment().get_template(TEMPLATE).render(
-        as_of=as_of, copy=copy.database, sections=sections, summary=summary, emails=emails,
-        dry_run_dir=dry_run_dir, plotly_js=plotly.offline.get_plotlyjs(),
+        as_of=as_of, copy=_shown(copy.database), sections=sections, summary=summary, emails=emails,
+        others=others, dry_run_dir=_shown(dry_run_dir) if dry_run_dir else None,
+        plotly_js=plotly.offline.get_plotlyjs(),
     )
     _write_private(out, text)
     return Page(out, as_of, [s.chart.key for s in sections if s.html],
@@ -84,6 +86,12 @@ def _section(chart: Chart, con: duckdb.DuckDBPyConnection) -> Section:
     html = figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{chart.key}",
                           config=PLOT_CONFIG, default_width="100%", default_height="auto")
     return Section(chart, html)
+
+
+def _shown(path: Path) -> str:
+    """A path as the reader typed it: relative to the working folder when inside it."""
+    relative = os.path.relpath(path.resolve(), Path.cwd())
+    return str(path) if relative.startswith("..") else relative
 
 
 def _optional(con: duckdb.DuckDBPyConnection, query: str) -> pl.DataFrame | None:
