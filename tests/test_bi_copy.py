@@ -13,6 +13,7 @@ import pytest
 from bi_project import LAST_TICK, built, cli, copy_of
 
 import cswf
+from cswf.reports.build import report_files
 from cswf.reports.publish import BI_TABLES, KEEP_PARQUET_VERSIONS, publish
 from cswf.settings import load_settings
 
@@ -34,7 +35,7 @@ def _header_version(path: Path) -> int:
 def test_a_run_publishes_reports_and_bi_tables_as_of_its_last_tick(project: Path) -> None:
     copy = cswf.open(project)
     manifest = copy.manifest()
-    reports = {p.stem for p in (load_settings(project).sql_path / "reports").glob("*.sql")}
+    reports = {p.stem for p in report_files(load_settings(project).sql_path)}
     assert set(copy.reports()) == reports
     assert {"enrollments", "transitions", "actions_outbox", "workflow_versions"} <= \
         set(copy.tables())
