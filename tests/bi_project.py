@@ -1,6 +1,6 @@
 """A small project for the BI tests, built once per session: the repo's specs, a small book, ten
-days of ticks (so reports are built and the BI copy published) and a dry-run delivery (would-be
-emails). Paths in its cswf.yaml are relative, so a copy of the folder is a project of its own."""
+days of ticks (so reports are built and the BI copy published), a dry-run delivery (would-be
+emails) and the copy published again with its deliveries. Paths in its cswf.yaml are relative, so a copy of the folder is a project of its own."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def built(factory: pytest.TempPathFactory) -> Path:
         generate_book(root / "landing", accounts=60, days=45, start=date(2026, 5, 1))
         cli("run", "--start", "2026-05-31", "--end", LAST_TICK, "--root", str(root))
         cli("deliver", "--now", LAST_TICK, "--root", str(root))
+        cli("report", "--publish", "--root", str(root))  # with the deliveries, as `make demo`
         _built.append(root)
     return _built[0]
 
