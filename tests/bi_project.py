@@ -1,6 +1,7 @@
 """A small project for the BI tests, built once per session: the repo's specs, a small book, ten
 days of ticks (so reports are built and the BI copy published), a dry-run delivery (would-be
-emails) and the copy published again with its deliveries. Paths in its cswf.yaml are relative, so a copy of the folder is a project of its own."""
+emails) and the copy published again with its deliveries. Paths in its cswf.yaml are relative,
+so a copy of the folder is a project of its own."""
 
 from __future__ import annotations
 
