@@ -189,9 +189,11 @@ def test_a_locked_database_says_who_holds_it(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     assert code == 1
-    assert line == (f"error: {database}: the database is in use by another process (PID "
-                    f"{holder.pid}) — wait until it finishes (a Dagster run, `dagster dev` or "
-                    "another cswf command) or stop it, then try again")
+    assert line.startswith(f"error: {database}: the database is in use by PID {holder.pid} "
+                           "(python3 -c import duckdb")
+    assert line.endswith("— wait until it finishes (a Dagster run, `dagster dev` or another cswf "
+                         "command) or stop it, then try again, or let cswf wait: `cswf --wait "
+                         "SECONDS <command>`; BI tools read the BI copy instead (docs/bi.md)")
 
 
 def test_a_broken_spec_stops_a_command_with_one_line(tmp_path: Path) -> None:
@@ -213,7 +215,7 @@ CONFIG_ERRORS = [
     ("landing_folder: data/landing\n",
      "{cfg}: landing_folder: unknown setting — did you mean 'landing_dir'?"),
     ("colour: blue\n",
-     "{cfg}: colour: unknown setting — known: categories, database, default_category, delivery, "
+     "{cfg}: colour: unknown setting — known: bi_dir, categories, database, default_category, delivery, "
      "groups_file, landing_dir, specs_dir, sql_dir, tick_cron, tick_start"),
     ("tick_cron: every hour\n",
      "{cfg}: tick_cron: 'every hour' is not a cron expression — write five cron fields (UTC), "

@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
+import duckdb
 import polars as pl
 import typer
 import yaml
@@ -27,13 +28,14 @@ from cswf.clitools.errors import CliError, OneLineErrors, did_you_mean
 from cswf.engine.tick import TickResult
 from cswf.facts.models import FACT_MODELS, fact_schema
 from cswf.ingest.checks import existing_tables
-from cswf.reports.build import build_reports
+from cswf.reports.reader import BICopy, NoCopy
 from cswf.scaffold import ProjectExists, init_project
 from cswf.settings import Settings
 from cswf.specs.conditions import GROUP_TAGS, Condition, leaves
 from cswf.specs.loader import LoadedWorkflow, check_leaf
 from cswf.specs.schema import write_json_schema
-from cswf.store.warehouse import WriteOutcome, connect, last_tick
+from cswf.store import warehouse
+from cswf.store.warehouse import WriteOutcome, last_tick
 
 app = typer.Typer(cls=OneLineErrors, help="cswf: customer-success workflows in your own warehouse.",
                   no_args_is_help=True, add_completion=False)
@@ -58,13 +60,33 @@ def _print_version(asked: bool) -> None:
         raise typer.Exit()
 
 
+class _Options:
+    """Options of `cswf` itself, before the command: `cswf --wait 60 tick ...`."""
+
+    wait: float = 0.0
+
+
 @app.callback()
 def main(
     show_version: Annotated[bool, typer.Option(
         "--version", callback=_print_version, is_eager=True,
         help="Print the version and exit.")] = False,
+    wait: Annotated[float, typer.Option(
+        "--wait", metavar="SECONDS", min=0, envvar="CSWF_WAIT",
+        help="If another process holds the working database, wait up to SECONDS for it "
+             "(default: fail at once, saying which process holds it).")] = 0.0,
 ) -> None:
     """cswf: customer-success workflows in your own warehouse."""
+    _Options.wait = wait
+
+
+def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """The working database, waiting for it as --wait says (held by another process: one line
+    naming it and what to do, from the error wrapper)."""
+    def waiting(message: str) -> None:
+        typer.echo(message, err=True)
+
+    return warehouse.connect(path, read_only=read_only, wait=_Options.wait, on_wait=waiting)
 
 
 def _settings(root: Path | None) -> Settings:
@@ -174,13 +196,14 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool) -> None:
 
             summary = project.run_ticks(con, settings, workflows, ticks, facts=facts,
                                          on_tick=advance)
-        build_reports(con, settings.sql_path)
+        refreshed = project.refresh_reports(con, settings)
         elapsed = time.perf_counter() - started
         console.print(
             f"{summary.ticks} ticks in {elapsed:.1f}s: {summary.written} written, "
             f"{summary.unchanged} unchanged, {summary.rewritten} rewritten; "
             f"{summary.actions} actions, {summary.transitions} transitions"
         )
+        console.print(refreshed.publication.summary(), soft_wrap=True)
         _print_summary(con)
 
 
@@ -312,11 +335,53 @@ def reports(root: Root = None) -> None:
     """Rebuild the report tables; print their row counts and the workflow summary."""
     settings = _settings(root)
     with connect(settings.database_path) as con:
-        counts = build_reports(con, settings.sql_path)
+        refreshed = project.refresh_reports(con, settings)
+        counts = refreshed.rows
         _print_frame(pl.DataFrame({"report": list(counts), "rows": list(counts.values())},
                                   schema={"report": pl.String, "rows": pl.Int64}),
                      title="reports rebuilt")
+        console.print(refreshed.publication.summary(), soft_wrap=True)
         _print_summary(con)
+
+
+@app.command()
+def report(
+    name: Annotated[str | None, typer.Argument(
+        help="A report (or published table) to print; none: list what the copy holds.")] = None,
+    html: Annotated[bool, typer.Option(
+        "--html", help="Write one self-contained HTML page: charts and the dry run's emails.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(
+        help="Where --html writes (default: report.html in the BI folder).")] = None,
+    publish: Annotated[bool, typer.Option(
+        "--publish", help="First publish the BI copy again from the working database.")] = False,
+    rows: Annotated[int, typer.Option(help="How many rows of a report to print.")] = 20,
+    root: Root = None,
+) -> None:
+    """Read the BI copy (never the working database): list it, print a report, or --html."""
+    settings = _settings(root)
+    if publish:
+        with connect(settings.database_path) as con:
+            console.print(project.publish_bi_copy(con, settings).summary(), soft_wrap=True)
+    copy = BICopy(settings.bi_path)
+    try:
+        if html:
+            from cswf.reports.html import write_page
+
+            target = out or settings.bi_path / "report.html"
+            page = write_page(copy, target, settings.delivery_config().dry_run_dir)
+            console.print(page.summary(), soft_wrap=True)
+        elif name:
+            frame = copy.table(name)
+            _print_frame(frame.head(rows), title=f"{name}: {frame.height} rows, as of "
+                         f"{copy.as_of:%Y-%m-%d %H:%M}")
+        else:
+            manifest = copy.manifest()
+            _print_frame(manifest, title=f"BI copy {copy.database}")
+            console.print(f"Parquet: {settings.bi_path / 'parquet' / 'current'}/<table>.parquet",
+                          soft_wrap=True)
+    except (NoCopy, KeyError) as exc:
+        raise _fail(str(exc.args[0])) from exc
 
 
 @app.command()

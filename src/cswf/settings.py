@@ -20,6 +20,7 @@ PACKAGE_SQL = Path(__file__).with_name("sql")  # the SQL models cswf ships
 PROJECT_SQL = Path("sql")  # a project's own models, when this folder exists
 ENV_OVERRIDES = {
     "CSWF_DATABASE": "database",
+    "CSWF_BI_DIR": "bi_dir",
     "CSWF_LANDING_DIR": "landing_dir",
     "CSWF_SPECS_DIR": "specs_dir",
     "CSWF_SQL_DIR": "sql_dir",
@@ -33,6 +34,11 @@ class Settings(BaseModel):
 
     root: Path = Field(default=Path("."), exclude=True)
     database: Path = Path("data/cswf.duckdb")
+    bi_dir: Path = Field(
+        default=Path("data/bi"),
+        description="The BI copy: reports and tables published after every reports build, for "
+        "readers (docs/bi.md); the working database stays the pipeline's alone.",
+    )
     landing_dir: Path = Path("data/landing")
     specs_dir: Path = Path("workflow_specs")
     sql_dir: Path | None = Field(
@@ -72,6 +78,10 @@ class Settings(BaseModel):
     @property
     def database_path(self) -> Path:
         return self.path(self.database)
+
+    @property
+    def bi_path(self) -> Path:
+        return self.path(self.bi_dir)
 
     @property
     def landing_path(self) -> Path:

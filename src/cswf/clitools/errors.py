@@ -25,6 +25,7 @@ from typer.core import TyperGroup
 from cswf.clitools.times import read_times_one_way
 from cswf.project import BlockedTick, SpecErrors
 from cswf.specs.groups import GroupsError
+from cswf.store.lock import WarehouseLocked
 
 TRACEBACK_ENV = "CSWF_TRACEBACK"
 _LOCK = re.compile(r'Could not set lock on file "(?P<file>[^"]+)"(?:.*?\(PID (?P<pid>\d+)\))?')
@@ -62,6 +63,12 @@ def explain(exc: BaseException) -> CliError:
         error = _typer_error(exc)
         error.exit_code = exc.exit_code
         return error
+    if isinstance(exc, WarehouseLocked):
+        after = f" after waiting {exc.waited:.0f}s" if exc.waited else ""
+        return CliError(str(exc.path), f"the database is in use by {exc.holder}{after}",
+                        "wait until it finishes (a Dagster run, `dagster dev` or another cswf "
+                        "command) or stop it, then try again, or let cswf wait: `cswf --wait "
+                        "SECONDS <command>`; BI tools read the BI copy instead (docs/bi.md)")
     if isinstance(exc, duckdb.IOException) and (lock := _LOCK.search(str(exc))):
         holder = f" (PID {lock['pid']})" if lock["pid"] else ""
         return CliError(lock["file"], f"the database is in use by another process{holder}",

@@ -15,6 +15,7 @@ from cswf.ingest.landing import EVENTS_FOLDER, LandingReport, ingest_all
 from cswf.project.deliver import deliver_outbox
 from cswf.project.deploy import deploy
 from cswf.project.preview import Preview, preview
+from cswf.project.reports import Reports, publish_bi_copy, refresh_reports
 from cswf.project.specs import check_specs, load_workflows, with_lifecycle, workflow_names
 from cswf.project.ticks import (
     BlockedTick,
@@ -42,6 +43,7 @@ __all__ = [
     "LandingReport",
     "OnTick",
     "Preview",
+    "Reports",
     "Respond",
     "RunSummary",
     "SpecErrors",
@@ -52,6 +54,8 @@ __all__ = [
     "load_workflows",
     "materialize_facts",
     "preview",
+    "publish_bi_copy",
+    "refresh_reports",
     "require_clean_snapshots",
     "run_ticks",
     "ticks_in",

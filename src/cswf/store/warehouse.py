@@ -21,16 +21,25 @@ from cswf.engine.assign import WORKLOAD_SCHEMA
 from cswf.engine.frames import ENROLLMENT_SCHEMA
 from cswf.engine.tick import TickResult
 from cswf.specs.loader import LoadedWorkflow
+from cswf.store.lock import OnWait, retry_while_locked
+from cswf.store.lock import WarehouseLocked as WarehouseLocked  # raised by connect
 from cswf.store.tables import HISTORY
 from cswf.store.transaction import transaction
 
 KEY = ("workflow", "participant_id")
 
 
-def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    if str(path) != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(str(path), read_only=read_only)
+def connect(
+    path: Path | str, *, read_only: bool = False, wait: float = 0.0, on_wait: OnWait | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open the working database. If another process holds it, wait up to `wait` seconds
+    (`on_wait` hears that we wait: a Dagster step passes its logger), then WarehouseLocked, whose
+    message names the holder and what to do."""
+    if str(path) == ":memory:":
+        return duckdb.connect(":memory:", read_only=read_only)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return retry_while_locked(Path(path), lambda: duckdb.connect(str(path), read_only=read_only),
+                              wait=wait, on_wait=on_wait)
 
 
 def load_state(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame:

@@ -1,0 +1,35 @@
+"""The reports stage as one call: build the report tables, then publish the BI copy.
+
+Every caller that builds reports (a tick, a run, `cswf reports`, the Dagster reports asset)
+publishes right after, so the copy readers use is never older than the reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from cswf.reports.build import build_reports, report_files
+from cswf.reports.publish import Publication, publish
+from cswf.settings import Settings
+
+
+@dataclass(frozen=True)
+class Reports:
+    rows: dict[str, int]  # each report table's rows, by name
+    publication: Publication
+
+
+def refresh_reports(con: duckdb.DuckDBPyConnection, settings: Settings) -> Reports:
+    """Build every report of `settings.sql_path`, then publish them and the BI tables."""
+    rows = build_reports(con, settings.sql_path)
+    return Reports(rows, publish_bi_copy(con, settings, rows))
+
+
+def publish_bi_copy(con: duckdb.DuckDBPyConnection, settings: Settings,
+                    reports: dict[str, int] | None = None) -> Publication:
+    """Publish the report tables built last (all of `sql/reports/` when not given)."""
+    names = list(reports) if reports is not None else \
+        [f.stem for f in report_files(settings.sql_path)]
+    return publish(con, settings.bi_path, names)

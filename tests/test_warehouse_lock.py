@@ -1,0 +1,117 @@
+"""A working database held by another process: one line naming it and what to do, and a bounded
+`--wait` that goes on once the holder lets go."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from cswf.cli import app
+from cswf.store.lock import Holder, holder_of, retry_while_locked
+from cswf.store.warehouse import WarehouseLocked, connect
+
+runner = CliRunner()
+HOLD = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+con.close()
+"""
+
+
+def _hold(path: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process (a BI reader, as the old README advised) holding `path` read-only."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds)],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline().strip() == "holding"
+    return process
+
+
+@pytest.fixture()
+def database(tmp_path: Path) -> Path:
+    path = tmp_path / "cswf.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE t AS SELECT 1 AS x")
+    return path
+
+
+def test_the_lock_error_names_the_holder() -> None:
+    error = duckdb.IOException(
+        'IO Error: Could not set lock on file "/x/cswf.duckdb": Conflicting lock is held in '
+        "/usr/bin/python3.11 (PID 4000000). See also https://duckdb.org/docs")
+    assert holder_of(error) == Holder(4_000_000, "python3.11")  # no such process: its program
+    assert holder_of(duckdb.IOException("IO Error: disk full")) is None
+
+
+def test_a_held_database_is_one_line_naming_the_process(database: Path) -> None:
+    holder = _hold(database, 30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(WarehouseLocked) as caught:
+            connect(database)
+        assert time.monotonic() - started < 1  # no silent retrying without --wait
+        assert caught.value.holder.pid == holder.pid
+        assert f"PID {holder.pid} (-c " in str(caught.value) or \
+            f"PID {holder.pid} (python" in str(caught.value)
+        (database.parent / "cswf.yaml").write_text(f"database: {database}\n")
+        result = runner.invoke(app, ["reports", "--root", str(database.parent)])
+        assert result.exit_code == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"error: {database}: the database is in use by PID "
+                                   f"{holder.pid}")
+        assert "`cswf --wait SECONDS <command>`" in lines[0]
+        assert "Traceback" not in result.output
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_wait_is_bounded_and_goes_on_when_the_holder_lets_go(database: Path) -> None:
+    holder = _hold(database, 1.0)
+    heard: list[str] = []
+    try:
+        started = time.monotonic()
+        con = connect(database, wait=20, on_wait=heard.append)
+        waited = time.monotonic() - started
+        con.close()
+    finally:
+        holder.wait()
+    assert 0.5 < waited < 10
+    assert heard[0].startswith(f"{database} is in use by PID {holder.pid}")
+    assert "waiting up to 20s" in heard[0] and "is free after" in heard[1]
+
+
+def test_wait_gives_up_after_its_time(database: Path) -> None:
+    holder = _hold(database, 30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(WarehouseLocked, match=r"is still in use by .* after waiting 1s"):
+            retry_while_locked(database, lambda: duckdb.connect(str(database)), wait=1.2)
+        assert 1.0 < time.monotonic() - started < 3
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_cli_waits_when_asked(database: Path) -> None:
+    (database.parent / "cswf.yaml").write_text(
+        f"database: {database}\nbi_dir: {database.parent / 'bi'}\n")
+    holder = _hold(database, 1.0)
+    try:
+        result = runner.invoke(app, ["--wait", "30", "report", "--publish", "--root",
+                                     str(database.parent)], env={"COLUMNS": "200"})
+    finally:
+        holder.wait()
+    assert result.exit_code == 0, result.output
+    assert f"is in use by PID {holder.pid}" in result.stderr
+    assert "BI copy before any tick: 0 tables" in result.stdout
+    assert oct(os.stat(database.parent / "bi").st_mode & 0o777) == "0o700"
