@@ -2,7 +2,7 @@
 `cswf.project` / `reports.build`, and reports what it did as metadata; no workflow
 logic lives here.
 
-Tick assets are partitioned by the tick calendar (`ticks.tick_partitions`) with a single-run
+Tick assets are partitioned by the tick calendar (`partitions.tick_partitions`) with a single-run
 backfill policy, so a range of partitions (a backfill, or `launch.run_tick_range`) is one run that
 computes all its facts in one SQL query and runs the ticks in order.
 """
