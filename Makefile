@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The Dagster instance is configured by ./dagster.yaml; its storage lives under data/dagster.
-export DAGSTER_HOME := $(CURDIR)
-export CSWF_DAGSTER_STORAGE := $(CURDIR)/data/dagster
+# The Dagster instance lives in data/dagster (runs, event logs, schedule state), configured by
+# a copy of ./dagster.yaml; `cswf demo`, `cswf tick` and `cswf run` record their runs there too.
+DAGSTER_HOME := $(CURDIR)/data/dagster
+INSTANCE := $(DAGSTER_HOME)/dagster.yaml
+demo ui: export DAGSTER_HOME := $(DAGSTER_HOME)
 UI_PORT ?= 3000
 
 .PHONY: setup demo ui test browser lint bench schema clean
@@ -20,14 +22,18 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-demo: $(STAMP)
-	@mkdir -p $(CSWF_DAGSTER_STORAGE)
+$(INSTANCE): dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(INSTANCE)
+
+demo: $(STAMP) $(INSTANCE)
 	$(BIN)/cswf demo
 	$(BIN)/cswf report --publish --html
 
-ui: $(STAMP)
-	@mkdir -p $(CSWF_DAGSTER_STORAGE)
-	$(BIN)/dagster dev -m cswf.defs -p $(UI_PORT)
+# The UI, the daemon (schedules, sensors, run queue) and the project's code server: `dg dev`
+# loads src/demo_project/definitions.py ([tool.dg] in pyproject.toml).
+ui: $(STAMP) $(INSTANCE)
+	$(BIN)/dg dev -p $(UI_PORT)
 
 test: $(STAMP) browser
 	$(BIN)/ruff check .

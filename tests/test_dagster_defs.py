@@ -1,7 +1,13 @@
-"""The Dagster layer: definitions load, tick partitions run in order, blocking checks stop a
-tick, the sensor and the schedule request the right runs. Uses a tiny demo book."""
+"""The Dagster layer: definitions load (also through the dg project), tick partitions run in
+order and end with the latest snapshot, checks pass on good data and fail (blocking where they
+must) on bad data, tables report DuckDB schemas and row counts, the sensor and the schedule
+request the right runs, a CLI tick is recorded like a Dagster one. Uses a tiny demo book."""
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -11,19 +17,29 @@ import polars as pl
 import pytest
 import yaml
 from engine_harness import ASSET_GROUPS
+from typer.testing import CliRunner
 
+from cswf.cli import app
 from cswf.defs import build_defs
-from cswf.defs.assets import ENGINE, markdown_table
+from cswf.defs.assets import ENGINE
 from cswf.defs.automation import LANDING_SENSOR, TICK_JOB, TICK_SCHEDULE
 from cswf.defs.checks import account_rows, duplicate_ids, rejected_files
 from cswf.defs.launch import run_tick_range
-from cswf.defs.partitions import tick_partitions
+from cswf.defs.partitions import latest_snapshot_day
 from cswf.defs.resources import project_resource
 from cswf.demo.generate import generate_book
-from cswf.settings import ENV_OVERRIDES, Settings, load_settings
+from cswf.settings import ENV_OVERRIDES, PACKAGE_SQL, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST, SECOND = "2026-05-31-00:00", "2026-05-31-03:00"
+LAST = "2026-06-09-21:00"  # the last tick of the book's last day (40 days from 2026-05-01)
+# Every check and whether it blocks what comes after it in its run.
+CHECKS = {
+    "unique_ids": True, "required_columns": True, "non_empty": True,
+    "one_row_per_participant_and_tick": True, "unique_action_ids": True,
+    "one_active_enrollment": True,
+    "summary_counts_add_up": False, "every_workflow_summarized": False,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -93,9 +109,6 @@ def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, object]
 
 
 def test_definitions_load(settings: Settings) -> None:
-    from cswf.defs import defs as module_defs
-
-    assert isinstance(module_defs, dg.Definitions)
     defs = build_defs(settings)
     graph = defs.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
@@ -105,9 +118,8 @@ def test_definitions_load(settings: Settings) -> None:
         assert graph.get(key).description, key
         partitioned = graph.get(key).partitions_def is not None
         assert partitioned == (groups[key.to_user_string()] in ("facts", "engine"))
-    checks = {key.name: key for key in graph.asset_check_keys}
-    assert set(checks) == {"unique_ids", "required_columns", "non_empty"}
-    assert all(graph.get_check_spec(k).blocking for k in checks.values())
+    checks = {key.name: graph.get_check_spec(key).blocking for key in graph.asset_check_keys}
+    assert checks == CHECKS
     enrollments = graph.get(dg.AssetKey("enrollments"))
     assert dg.AssetKey("enrollments") in enrollments.parent_keys  # its own previous tick
     assert defs.resolve_job_def(TICK_JOB).partitions_def is not None
@@ -125,16 +137,24 @@ def test_project_resource_reproduces_settings(settings: Settings) -> None:
     assert resource.settings() == changed
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside Dagster's schedule builder
-def test_schedule_runs_the_latest_tick(settings: Settings) -> None:
-    schedule = build_defs(settings).resolve_schedule_def(TICK_SCHEDULE)
+def test_schedule_runs_the_tick_due_until_the_snapshots_end(settings: Settings) -> None:
+    defs = build_defs(settings)
+    schedule = defs.resolve_schedule_def(TICK_SCHEDULE)
     assert schedule.cron_schedule == settings.tick_cron
     assert schedule.job_name == TICK_JOB
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
-    at = datetime(2026, 6, 1, 3, tzinfo=UTC)
-    with dg.build_schedule_context(scheduled_execution_time=at) as context:
-        data = schedule.evaluate_tick(context)
-    assert [r.partition_key for r in data.run_requests or []] == ["2026-06-01-03:00"]
+
+    def evaluate(at: datetime) -> dg.SensorResult:
+        with dg.build_schedule_context(
+            scheduled_execution_time=at, repository_def=defs.get_repository_def()
+        ) as context:
+            return schedule.evaluate_tick(context)
+
+    due = evaluate(datetime(2026, 6, 1, 3, tzinfo=UTC))
+    assert [r.partition_key for r in due.run_requests or []] == ["2026-06-01-03:00"]
+    after = evaluate(datetime(2026, 6, 10, 3, tzinfo=UTC))  # the book ends on 2026-06-09
+    assert not after.run_requests
+    assert f"after the last tick with a snapshot ({LAST})" in (after.skip_message or "")
 
 
 # -- running ticks ---------------------------------------------------------------------------
@@ -161,7 +181,8 @@ def test_consecutive_ticks_carry_state(settings: Settings, instance: dg.DagsterI
     assert metadata(second, "enrollments")["tick_status"] == "written"
     assert metadata(second, "enrollments")["active_enrollments"] > 0
     assert metadata(first, "account_facts")["participants"] > 0
-    assert "| participant_id |" in metadata(first, "account_facts")["preview"]
+    facts_preview = metadata(first, "account_facts")[f"preview (tick {FIRST})"]
+    assert facts_preview.records and "participant_id" in facts_preview.records[0].data
     assert metadata(first, "workflow_summary")["dagster/row_count"] > 0
 
     again = run_partition(defs, FIRST, instance)
@@ -181,7 +202,8 @@ def test_tick_range_is_one_run(settings: Settings, instance: dg.DagsterInstance)
     for asset in ("account_facts", *ENGINE):
         assert instance.get_materialized_partitions(dg.AssetKey(asset)) == expected, asset
     assert metadata(result, "transitions")["run_ticks"] == 8
-    assert "| workflow |" in metadata(result, "transitions")["preview"]
+    shown = metadata(result, "transitions")["preview (tick 2026-05-31-21:00)"]
+    assert [c.name for c in shown.schema.columns][:2] == ["tick", "workflow"]
     assert query(settings, "SELECT count(*) FROM tick_log")[0][0] == 8
     with pytest.raises(ValueError, match="no tick"):
         run_tick_range(settings, datetime(2026, 5, 31, 1), datetime(2026, 5, 31, 2), instance)
@@ -246,8 +268,7 @@ def test_landing_sensor_requests_runs_for_new_files(settings: Settings) -> None:
 
     first, cursor = evaluate(None)
     assert len(first) == 1 and cursor
-    latest = tick_partitions(settings.calendar).get_last_partition_key()
-    assert first[0].partition_key == latest
+    assert first[0].partition_key == LAST
     assert first[0].run_key
 
     nothing, same = evaluate(cursor)
@@ -271,15 +292,6 @@ def test_landing_sensor_requests_runs_for_new_files(settings: Settings) -> None:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def test_markdown_table() -> None:
-    frame = pl.DataFrame({"a": [1, 2, 3], "b": ["x|y", None, "z\nw"]})
-    text = markdown_table(frame, limit=2)
-    lines = text.splitlines()
-    assert lines[0] == "| a | b |" and lines[1] == "|---|---|"
-    assert lines[2] == "| 1 | x\\|y |" and lines[3] == "| 2 |  |"
-    assert "2 of 3 rows" in text
-
-
 def test_delivery_job_runs_after_a_tick_in_dry_run(
     settings: Settings, instance: dg.DagsterInstance
 ) -> None:
@@ -300,3 +312,260 @@ def test_delivery_job_runs_after_a_tick_in_dry_run(
     assert query(settings, "SELECT count(*) FROM action_insights")[0][0] > 0
     again = job.execute_in_process(instance=instance, run_config=config)
     assert str(metadata(again, "deliveries")["summary"]).startswith("nothing due")
+
+
+# -- table metadata --------------------------------------------------------------------------
+
+
+def test_tables_report_duckdb_types_row_counts_and_previews(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    result = run_tick_range(settings, datetime(2026, 5, 31), datetime(2026, 5, 31, 3), instance)
+    delivered = build_defs(settings).resolve_job_def("delivery_job").execute_in_process(
+        instance=instance, run_config={"ops": {name: {"config": {"now": "2026-06-01T10:00"}}
+                                               for name in ("deliveries", "action_insights")}})
+    events = [*result.get_asset_materialization_events(),
+              *delivered.get_asset_materialization_events()]
+    assert {e.asset_key.to_user_string() for e in events} == set(ASSET_GROUPS)
+    for event in events:  # every table asset, every tick of it
+        assert "dagster/row_count" in event.materialization.metadata, event.asset_key
+    for asset in ASSET_GROUPS:
+        found = metadata(delivered if asset in ("deliveries", "action_insights") else result,
+                         asset)
+        schema = found["dagster/column_schema"]
+        types = {c.name: c.type for c in schema.columns}
+        assert types, asset
+        assert not {"String", "Float64", "Int32", "Int64", "Boolean"} & set(types.values())
+        assert not any(t.startswith(("Datetime", "List")) for t in types.values()), types
+        previews = [v for k, v in found.items() if k.startswith("preview") and "folder" not in k]
+        assert all(isinstance(v, dg.TableMetadataValue) for v in previews), asset
+    facts = metadata(result, "account_facts")["dagster/column_schema"]
+    columns = {c.name: c for c in facts.columns}
+    assert (columns["as_of"].type, columns["participant_id"].type) == ("TIMESTAMP", "VARCHAR")
+    assert (columns["arr"].type, columns["seats_active"].type) == ("DOUBLE", "INTEGER")
+    assert columns["days_to_renewal"].description.startswith("renewal_date - D")
+    outbox = metadata(result, "actions_outbox")["dagster/column_schema"]
+    assert {c.name: c.type for c in outbox.columns}["due_at"] == "TIMESTAMP"
+    assert metadata(result, "actions_outbox")["dagster/table_name"] == "actions_outbox"
+    shown = metadata(result, "actions_outbox")["preview (tick 2026-05-31-03:00)"]
+    assert "body" not in {c.name for c in shown.schema.columns}
+
+
+def test_column_descriptions_come_from_a_models_yaml_when_there_is_one(tmp_path: Path) -> None:
+    from cswf.defs.metadata import column_docs, column_schema, model_description
+
+    sql = tmp_path / "sql"
+    (sql / "facts").mkdir(parents=True)
+    (sql / "facts" / "account_facts.sql").write_text("-- Facts per tick.\nSELECT 1 AS arr\n")
+    assert column_docs(sql, "account_facts") == {}  # no YAML yet: nothing, no error
+    assert model_description(sql, "account_facts") == "Facts per tick."
+    (sql / "facts" / "broken.yml").write_text("models: [unclosed\n")
+    assert column_docs(sql, "account_facts") == {}  # an unreadable YAML is skipped
+    (sql / "facts" / "account_facts.yml").write_text(yaml.safe_dump({
+        "version": 2,
+        "models": [{"name": "account_facts", "description": "One row per tick and account.",
+                    "columns": [{"name": "arr", "description": "ARR in the YAML"},
+                                {"name": "tier"}]}],
+    }))
+    assert column_docs(sql, "account_facts") == {"arr": "ARR in the YAML"}
+    assert model_description(sql, "account_facts") == "One row per tick and account."
+    con = duckdb.connect()
+    con.execute("CREATE TABLE account_facts (arr DOUBLE, health_score DOUBLE)")
+    described = {c.name: c.description for c in column_schema(con, "account_facts", sql).columns}
+    assert described["arr"] == "ARR in the YAML"  # the YAML wins over the docs
+    assert described["health_score"] == "From the snapshot (may be NULL)"  # the docs fill in
+
+
+# -- partitions ------------------------------------------------------------------------------
+
+
+def test_partitions_end_with_the_last_tick_of_the_latest_snapshot(settings: Settings) -> None:
+    def last_partition() -> str | None:
+        job = build_defs(settings).resolve_job_def(TICK_JOB)
+        return job.partitions_def.get_last_partition_key()
+
+    accounts = settings.landing_path / "accounts"
+    assert latest_snapshot_day(settings.landing_path) == date(2026, 6, 9)
+    assert last_partition() == LAST
+    with pytest.raises(ValueError, match="comes after the last tick with a landed account"):
+        run_tick_range(settings, datetime(2026, 6, 10), datetime(2026, 6, 10))
+
+    newest = sorted(accounts.iterdir())[-1]
+    shutil.copy(newest, accounts / "accounts_2026-06-12.parquet")
+    shutil.copy(newest, accounts / "accounts_backfill.parquet")  # no date in its name: ignored
+    (accounts / ".accounts_2026-07-01.parquet").write_bytes(b"")  # hidden: still being written
+    assert last_partition() == "2026-06-12-21:00"
+
+    shutil.rmtree(accounts)  # no snapshot yet: the partitions follow the clock
+    now = datetime.now(UTC).replace(tzinfo=None)
+    assert last_partition() == settings.calendar.latest(now).strftime("%Y-%m-%d-%H:%M")
+
+
+# -- checks ----------------------------------------------------------------------------------
+
+
+def evaluations(result: dg.ExecuteInProcessResult) -> dict[str, object]:
+    return {
+        e.asset_check_evaluation_data.asset_check_key.name: e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    }
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def deliver(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    config = {"ops": {name: {"config": {"now": "2026-06-02T10:00:00"}}
+                      for name in ("deliveries", "action_insights")}}
+    return defs.resolve_job_def("delivery_job").execute_in_process(
+        instance=instance, run_config=config, raise_on_error=False)
+
+
+def test_every_check_passes_on_good_data_for_the_ticks_of_the_run(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    result = run_tick_range(settings, datetime(2026, 5, 31), datetime(2026, 6, 1, 21), instance)
+    checks = evaluations(result)
+    assert set(checks) == set(CHECKS)
+    assert all(check.passed for check in checks.values()), checks
+    for name in ("one_row_per_participant_and_tick", "unique_action_ids",
+                 "one_active_enrollment"):
+        assert checks[name].metadata["ticks_checked"].value == 16, name
+        assert checks[name].metadata["first_tick"].value == FIRST
+    delivered = deliver(build_defs(settings), instance)
+    assert delivered.success
+    whole = evaluations(delivered)  # the delivery run has no ticks: the whole outbox
+    assert set(whole) == {"unique_action_ids", "one_active_enrollment"}
+    assert all(c.passed and c.metadata["scope"].value == "the whole table"
+               for c in whole.values())
+
+
+def test_duplicate_facts_fail_their_check_and_stop_the_engine(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    sql = settings.root / "sql"
+    shutil.copytree(PACKAGE_SQL, sql)
+    model = sql / "facts" / "account_facts.sql"
+    text = model.read_text().strip().rstrip(";")
+    model.write_text(f"SELECT * FROM ({text})\nUNION ALL\n(SELECT * FROM ({text}) LIMIT 1)\n")
+    bad = load_settings(settings.root, sql_dir=str(sql))
+
+    result = run_partition(build_defs(bad), FIRST, instance, raise_on_error=False)
+    assert not result.success
+    check = evaluations(result)["one_row_per_participant_and_tick"]
+    assert not check.passed and check.metadata["offending"].value == 1
+    assert "tick 2026-05-31 00:00:" in check.metadata["examples"].value
+    assert materialized(result) == {"landing_snapshots", "account_facts"}  # no engine
+    assert "tick_log" not in tables(settings) or \
+        query(settings, "SELECT count(*) FROM tick_log")[0][0] == 0
+
+
+def test_outbox_checks_block_delivery_on_hand_made_bad_data(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    run_tick_range(settings, datetime(2026, 5, 31), datetime(2026, 6, 1, 21), instance)
+    defs = build_defs(settings)
+    con = duckdb.connect(str(settings.database_path))
+    (action_id,) = con.execute("SELECT min(action_id) FROM actions_outbox").fetchone()
+    con.execute("INSERT INTO actions_outbox SELECT * FROM actions_outbox WHERE action_id = ?",
+                [action_id])
+    con.close()
+
+    blocked = deliver(defs, instance)
+    assert not blocked.success
+    check = evaluations(blocked)["unique_action_ids"]
+    assert not check.passed and f"{action_id} x2" in check.metadata["examples"].value
+    assert materialized(blocked) == set()  # nothing was delivered
+    assert "deliveries" not in tables(settings) or \
+        query(settings, "SELECT count(*) FROM deliveries")[0][0] == 0
+
+    con = duckdb.connect(str(settings.database_path))
+    con.execute("DELETE FROM actions_outbox WHERE action_id = ?", [action_id])
+    con.execute(  # a second active enrollment of a pair that has one
+        "INSERT INTO enrollment_history SELECT * REPLACE (enrollment_id || '-copy' AS "
+        "enrollment_id) FROM enrollment_history WHERE status = 'active' AND valid_to IS NULL "
+        "ORDER BY enrollment_id LIMIT 1"
+    )
+    (workflow, participant) = con.execute(
+        "SELECT workflow, participant_id FROM enrollment_history "
+        "WHERE enrollment_id LIKE '%-copy'").fetchone()
+    con.close()
+    blocked = deliver(defs, instance)
+    assert not blocked.success
+    check = evaluations(blocked)["one_active_enrollment"]
+    assert not check.passed
+    assert f"now: {workflow} / {participant} x2" in check.metadata["examples"].value
+    assert evaluations(blocked)["unique_action_ids"].passed
+    assert materialized(blocked) == set()
+
+
+def test_report_checks_fail_on_impossible_counts_and_missing_workflows(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    run_tick_range(settings, datetime(2026, 5, 31), datetime(2026, 5, 31, 21), instance)
+    con = duckdb.connect(str(settings.database_path))
+    first, second = [w for (w,) in con.execute(
+        "SELECT workflow FROM workflow_summary ORDER BY workflow LIMIT 2").fetchall()]
+    con.execute("UPDATE workflow_summary SET active = -1 WHERE workflow = ?", [first])
+    con.execute("DELETE FROM workflow_summary WHERE workflow = ?", [second])
+    con.close()
+    checks_only = dg.define_asset_job(
+        "report_checks", selection=dg.AssetSelection.checks_for_assets("workflow_summary"))
+    defs = dg.Definitions.merge(build_defs(settings), dg.Definitions(jobs=[checks_only]))
+    result = defs.resolve_job_def("report_checks").execute_in_process(instance=instance)
+    assert result.success  # not blocking: they report, nothing downstream waits on them
+    checks = evaluations(result)
+    assert not checks["summary_counts_add_up"].passed
+    assert checks["summary_counts_add_up"].metadata["examples"].value.startswith(
+        f"- {first}: deployed")
+    assert not checks["every_workflow_summarized"].passed
+    assert checks["every_workflow_summarized"].metadata["examples"].value == f"- {second}"
+
+
+# -- the CLI and the dg project --------------------------------------------------------------
+
+
+def test_a_cli_tick_is_a_materialized_partition_in_the_instance(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster_home" / "dagster.yaml")
+    ran = CliRunner().invoke(app, ["tick", "--as-of", "2026-05-31T03:00", "--root",
+                                   str(settings.root)], terminal_width=200)
+    assert ran.exit_code == 0, ran.output
+    assert "1 ticks" in ran.output and "1 written" in ran.output
+    assert "recorded in" in ran.output
+    assert " - DEBUG - " not in ran.output and "STEP_" not in ran.output  # in the event log only
+    with dg.DagsterInstance.get() as home:
+        assert home.get_materialized_partitions(dg.AssetKey("enrollments")) == {SECOND}
+        assert home.get_materialized_partitions(dg.AssetKey("account_facts")) == {SECOND}
+        (record,) = home.get_run_records()
+        assert record.dagster_run.job_name == TICK_JOB
+
+    accounts = settings.landing_path / "accounts"  # a blocking check fails: one clear line
+    first = sorted(accounts.iterdir())[0]
+    shutil.copy(first, accounts / f"zz_copy_of_{first.name}")
+    blocked = CliRunner().invoke(app, ["tick", "--as-of", "2026-05-31T06:00", "--root",
+                                       str(settings.root)], terminal_width=200)
+    assert blocked.exit_code == 1
+    assert "check unique_ids on landing_snapshots failed:" in blocked.stderr
+    assert "Traceback" not in blocked.output
+
+
+def test_the_dg_project_loads_through_its_entry_point(settings: Settings) -> None:
+    """`dg list defs` from the repository root: the scaffold's definitions.py, the defs folder,
+    cswf's build_defs (for the project that CSWF_ROOT names)."""
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env["CSWF_ROOT"] = str(settings.root)
+    listed = subprocess.run(
+        [str(Path(sys.executable).parent / "dg"), "list", "defs", "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    found = json.loads(listed.stdout)
+    assert {a["asset_key"]: a["group_name"] for a in found["assets"]} == ASSET_GROUPS
+    assert {c["name"] for c in found["asset_checks"]} == set(CHECKS)
+    assert {j["name"] for j in found["jobs"]} == {TICK_JOB, "delivery_job"}

@@ -7,8 +7,6 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
-
 import cswf
 
 PACKAGE = Path(cswf.__file__).parent
@@ -78,7 +76,6 @@ def test_production_code_imports_neither_the_demo_nor_the_tests() -> None:
     assert wrong == []
 
 
-@pytest.mark.xfail(strict=True, reason="defs/ still imports dagster._core (issue #8, in progress)")
 def test_nothing_imports_dagster_privates() -> None:
     wrong = [f"{module} imports {name}" for module, names in _imports().items()
              for name in names if name.startswith("dagster._") or ".dagster._" in name]

@@ -185,7 +185,10 @@ def test_a_field_update_is_a_fact_at_later_ticks_and_deploy_files_are_honoured(
 
 def test_a_field_update_that_does_not_fit_its_fact_is_logged_once(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    root = project(tmp_path, {"tagger.yaml": TAGGER.replace('value: "10"', 'value: "lots"')})
+    # promoters reads nps: a tick loads only the fact fields its workflows read, so only an
+    # update of such a field is overlaid (and a value that does not fit it reported).
+    root = project(tmp_path, {"tagger.yaml": TAGGER.replace('value: "10"', 'value: "lots"'),
+                              "promoters.yaml": PROMOTERS})
     generate_book(root / "landing", accounts=10, days=35, start=date(2026, 5, 1))
     with caplog.at_level("WARNING", logger="cswf.project"):
         code, out = cli(root, "run", "--start", "2026-05-31", "--end", "2026-05-31T09:00")

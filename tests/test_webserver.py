@@ -1,9 +1,11 @@
-"""The real Dagster webserver serves cswf's definitions: what `make ui` shows."""
+"""The real Dagster webserver serves the project's definitions through its `dg` entry point
+(src/demo_project/definitions.py): what `make ui` shows."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -45,12 +47,13 @@ def graphql(port: int, query: str) -> dict:
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory: pytest.TempPathFactory):
     port = free_port()
-    storage = tmp_path_factory.mktemp("dagster")
-    env = {**os.environ, "DAGSTER_HOME": str(REPO), "CSWF_DAGSTER_STORAGE": str(storage),
-           "CSWF_ROOT": str(REPO)}
+    home = tmp_path_factory.mktemp("dagster")
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # as `make ui` does
+    env = {**os.environ, "DAGSTER_HOME": str(home), "CSWF_ROOT": str(REPO)}
     binary = Path(sys.executable).parent / "dagster-webserver"
     process = subprocess.Popen(
-        [str(binary), "-m", "cswf.defs", "-h", "127.0.0.1", "-p", str(port)],
+        [str(binary), "-m", "demo_project.definitions", "-d", str(REPO / "src"),
+         "-h", "127.0.0.1", "-p", str(port)],
         env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 90

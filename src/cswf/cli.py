@@ -6,13 +6,16 @@ times one way, and whatever goes wrong is one line on stderr and a non-zero exit
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
+import dagster as dg
 import duckdb
 import polars as pl
 import typer
@@ -179,41 +182,100 @@ def ingest(root: Root = None) -> None:
 
 
 def _run(settings: Settings, ticks: list[datetime], *, progress: bool) -> None:
-    workflows = project.load_workflows(settings)
-    with connect(settings.database_path) as con:  # requests count as arriving by the last tick
-        project.ingest(con, settings, ticks[-1], [w.name for w in workflows])
-        started = time.perf_counter()
-        facts = project.materialize_facts(con, settings, ticks)
-        with Progress(
-            TextColumn("[bold]ticks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.description}"), console=console, disable=not progress,
-        ) as bar:
-            task = bar.add_task("", total=len(ticks))
+    """Run the ticks as one run of Dagster's tick job, in this process (what the schedule, the
+    sensor and `cswf demo` run): recorded in the DAGSTER_HOME instance when it is set, so the UI
+    shows these ticks as materialized partitions. Dagster's log lines stay in the run's event
+    log; the terminal gets a progress bar and a summary."""
+    from cswf.defs.launch import run_tick_range
 
-            def advance(outcome: WriteOutcome, result: TickResult) -> None:
-                bar.update(task, advance=1, description=f"{outcome.as_of:%Y-%m-%d %H:%M} "
-                           f"{result.actions.height} actions ({outcome.status})")
+    tally = RunTally()
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]ticks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"), console=console, disable=not progress,
+    ) as bar:
+        task = bar.add_task("", total=len(ticks))
 
-            summary = project.run_ticks(con, settings, workflows, ticks, facts=facts,
-                                         on_tick=advance)
-        refreshed = project.refresh_reports(con, settings)
-        elapsed = time.perf_counter() - started
-        console.print(
-            f"{summary.ticks} ticks in {elapsed:.1f}s: {summary.written} written, "
-            f"{summary.unchanged} unchanged, {summary.rewritten} rewritten; "
-            f"{summary.actions} actions, {summary.transitions} transitions"
-        )
-        console.print(refreshed.publication.summary(), soft_wrap=True)
+        def advance(outcome: WriteOutcome, result: TickResult) -> None:
+            tally.add(outcome, result)
+            bar.update(task, advance=1, description=f"{outcome.as_of:%Y-%m-%d %H:%M} "
+                       f"{result.actions.height} actions ({outcome.status})")
+
+        try:  # deploy requests without a time count as arriving by the last tick
+            run = run_tick_range(settings, ticks[0], ticks[-1], on_tick=advance,
+                                 ingest_now=ticks[-1], quiet=True, raise_on_error=False)
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
+    elapsed = time.perf_counter() - started
+    problems = run_problems(run)
+    if problems:  # one line each, never wrapped: scripts and CI read them
+        for problem in problems:
+            typer.echo(f"error: {problem}", err=True)
+        typer.echo(f"run {run.run_id} stopped; its event log is in Dagster", err=True)
+        raise typer.Exit(1)
+    console.print(
+        f"{tally.ticks} ticks in {elapsed:.1f}s: {tally.statuses['written']} written, "
+        f"{tally.statuses['unchanged']} unchanged, {tally.statuses['rewritten']} rewritten; "
+        f"{tally.actions} actions, {tally.transitions} transitions", soft_wrap=True
+    )
+    home = os.environ.get("DAGSTER_HOME")
+    console.print(f"Dagster run {run.run_id} " + (f"recorded in {home}" if home else
+                  "not recorded (set DAGSTER_HOME to keep it, as `make ui` does)"),
+                  soft_wrap=True, markup=False)
+    copy = BICopy(settings.bi_path)  # the run's reports step published it
+    if copy.database.exists():
+        when = f"as of {copy.as_of:%Y-%m-%d %H:%M}" if copy.as_of else "before any tick"
+        console.print(f"BI copy {when}: {len(copy.tables()) + len(copy.reports())} tables in "
+                      f"{copy.database}", soft_wrap=True, markup=False)
+    with connect(settings.database_path, read_only=True) as con:
         _print_summary(con)
+
+
+class RunTally:
+    """What the ticks of a run did, counted as they are stored (the summary line)."""
+
+    def __init__(self) -> None:
+        self.ticks = self.actions = self.transitions = 0
+        self.statuses: Counter[str] = Counter()
+
+    def add(self, outcome: WriteOutcome, result: TickResult) -> None:
+        self.ticks += 1
+        self.statuses[outcome.status] += 1
+        self.actions += result.actions.height
+        self.transitions += result.transitions.height
+
+
+def run_problems(run: dg.ExecuteInProcessResult) -> list[str]:
+    """Why a run failed, one line each: the blocking checks that failed, and the errors of
+    the steps that failed for another reason (the innermost cause, without its traceback)."""
+    problems = []
+    for event in run.all_events:
+        evaluation = event.asset_check_evaluation_data \
+            if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION else None
+        if evaluation is not None and not evaluation.passed:
+            key = evaluation.asset_check_key
+            problems.append(f"check {key.name} on {key.asset_key.to_user_string()} failed: "
+                            f"{evaluation.description}")
+    for event in run.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is None or error.cls_name == "DagsterAssetCheckFailedError":
+            continue  # explained by the check lines above
+        prefix, _, message = error.message.partition(": ")
+        problems.append((message if " " not in prefix else error.message).strip())
+    if not run.success and not problems:
+        problems.append("the run failed; see its event log in the Dagster UI")
+    return problems
 
 
 @app.command()
 def tick(as_of: AsOf, root: Root = None) -> None:
-    """Run one tick: ingest, facts, evaluate, advance, store, reports."""
+    """Run one tick through Dagster: ingest, facts, evaluate, advance, store, reports."""
     settings = _settings(root)
     if project.ticks_in(settings, as_of, as_of) != [as_of]:
         raise _fail(f"{as_of} is not a tick of the schedule '{settings.tick_cron}'")
-    _guarded(lambda: _run(settings, [as_of], progress=False))
+    _run(settings, [as_of], progress=False)
 
 
 @app.command()
@@ -222,12 +284,12 @@ def run(
     end: Annotated[datetime, typer.Option(formats=TIME_FORMATS, help="Last tick (UTC).")],
     root: Root = None,
 ) -> None:
-    """Run every tick from start to end, in order, with a progress bar."""
+    """Run every tick from start to end, in order, as one Dagster run with a progress bar."""
     settings = _settings(root)
     ticks = project.ticks_in(settings, start, end)
     if not ticks:
         raise _fail(f"no ticks of '{settings.tick_cron}' between {start} and {end}")
-    _guarded(lambda: _run(settings, ticks, progress=True))
+    _run(settings, ticks, progress=True)
 
 
 @app.command()

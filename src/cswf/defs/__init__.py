@@ -1,7 +1,8 @@
 """Dagster definitions for cswf: a thin layer over `cswf.project`.
 
-`defs` is built from the project's settings (cswf.yaml found from the working directory upwards,
-or CSWF_ROOT; CSWF_* variables override). Tests and tools build their own with `build_defs`.
+cswf is a library: a project's `defs/` folder calls `build_defs(settings)` (this repository's
+demo project does, in src/demo_project/defs/cswf_defs.py; see docs/dagster.md). Tests and tools
+build their own with the settings they want.
 """
 
 from __future__ import annotations
@@ -13,30 +14,33 @@ from pathlib import Path
 import dagster as dg
 
 from cswf.defs.assets import build_assets
-from cswf.defs.automation import (
-    build_landing_sensor,
-    build_tick_job,
-    build_tick_schedule,
+from cswf.defs.automation import build_landing_sensor, build_tick_job, build_tick_schedule
+from cswf.defs.checks import LANDING_CHECKS, TICK_CHECKS, build_report_checks
+from cswf.defs.delivery import DELIVERY_ASSETS, build_delivery_job, build_delivery_schedule
+from cswf.defs.partitions import latest_snapshot_day, tick_partitions
+from cswf.defs.resources import (
+    Audience,
+    ignore_tick,
+    project_resource,
+    warehouse_resource,
 )
-from cswf.defs.checks import LANDING_CHECKS
-from cswf.defs.delivery import (
-    DELIVERY_ASSETS,
-    build_delivery_job,
-    build_delivery_schedule,
-)
-from cswf.defs.partitions import tick_partitions
-from cswf.defs.resources import Audience, project_resource, warehouse_resource
-from cswf.settings import CONFIG_FILE, Settings, find_root, load_settings
+from cswf.project import OnTick
+from cswf.settings import Settings, find_root, load_settings
 
 
-def build_defs(settings: Settings, audience: Audience | None = None) -> dg.Definitions:
+def build_defs(
+    settings: Settings, audience: Audience | None = None, on_tick: OnTick | None = None
+) -> dg.Definitions:
     """Every asset, check, job, schedule and sensor of the project described by `settings`.
 
-    Runs use the in-process executor: DuckDB allows one writer process, and the steps of a tick
-    run are sequential anyway (each needs the previous one's tables), so separate step processes
-    would only add start-up time and lock contention.
+    `audience` answers actions between ticks (a simulation's customers); `on_tick` is told of
+    every tick a run stores (the CLI's progress bar). Runs use the in-process executor: DuckDB
+    allows one writer process, and the steps of a tick run are sequential anyway (each needs the
+    previous one's tables), so separate step processes would only add start-up time and lock
+    contention.
     """
-    partitions = tick_partitions(settings.calendar)
+    through = latest_snapshot_day(settings.landing_path)
+    partitions = tick_partitions(settings.calendar, through)
     tick_job = build_tick_job()
     delivery_job = build_delivery_job()
     with warnings.catch_warnings():
@@ -44,27 +48,25 @@ def build_defs(settings: Settings, audience: Audience | None = None) -> dg.Defin
         assets = build_assets(settings, partitions)
     return dg.Definitions(
         assets=[*assets, *DELIVERY_ASSETS],
-        asset_checks=LANDING_CHECKS,
+        asset_checks=[*LANDING_CHECKS, *TICK_CHECKS, *build_report_checks(settings)],
         jobs=[tick_job, delivery_job],
-        schedules=[build_tick_schedule(tick_job), build_delivery_schedule(delivery_job)],
-        sensors=[build_landing_sensor(tick_job, partitions)],
+        schedules=[
+            build_tick_schedule(tick_job, settings.calendar, partitions),
+            build_delivery_schedule(delivery_job),
+        ],
+        sensors=[build_landing_sensor(tick_job, partitions, through)],
         resources={
             "cswf": project_resource(settings),
             "warehouse": warehouse_resource(settings),
             "audience": audience or Audience(),
+            "tick_observer": on_tick or ignore_tick,
         },
         executor=dg.in_process_executor,
     )
 
 
-def _default_root() -> Path | None:
-    """CSWF_ROOT, else cswf.yaml from the working directory upwards, else this checkout."""
-    if os.environ.get("CSWF_ROOT"):
-        return None  # load_settings reads it
-    found = find_root()
-    if (found / CONFIG_FILE).exists():
-        return found
-    return Path(__file__).resolve().parents[2]
-
-
-defs = build_defs(load_settings(_default_root()))
+def project_settings(start: Path) -> Settings:
+    """The settings of the project whose cswf.yaml is found from `start` upwards; CSWF_ROOT
+    names another project folder, and CSWF_* variables override single settings."""
+    root = Path(os.environ["CSWF_ROOT"]) if os.environ.get("CSWF_ROOT") else find_root(start)
+    return load_settings(root)

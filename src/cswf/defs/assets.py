@@ -2,68 +2,36 @@
 `cswf.project` / `reports.build`, and reports what it did as metadata; no workflow
 logic lives here.
 
-Tick assets are partitioned by the tick calendar (`ticks.tick_partitions`) with a single-run
+Tick assets are partitioned by the tick calendar (`partitions.tick_partitions`) with a single-run
 backfill policy, so a range of partitions (a backfill, or `launch.run_tick_range`) is one run that
 computes all its facts in one SQL query and runs the ticks in order.
 """
 
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from cswf import project
 from cswf.calendar import as_of_of, key_of
-from cswf.defs.resources import Audience, CswfProject, open_warehouse
+from cswf.defs.metadata import model_description, preview, table_metadata
+from cswf.defs.resources import Audience, CswfProject, TickObserver, open_warehouse
 from cswf.engine.tick import TickResult
-from cswf.reports.build import build_reports, report_files
+from cswf.ingest.checks import existing_tables
+from cswf.ingest.contract import ACCOUNTS, OBJECTS
+from cswf.reports.build import report_files
 from cswf.settings import Settings
 from cswf.store.warehouse import WriteOutcome
 
 LANDING = "landing_snapshots"
 FACTS = "account_facts"
 ENGINE = ("enrollments", "transitions", "actions_outbox")
-PREVIEW_ROWS = 10
 INFO_EVERY = 50
-
-
-# -- metadata helpers ------------------------------------------------------------------------
-
-
-def _cell(value: Any, width: int) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        text = f"{value:.6g}" if abs(value) < 1e6 else f"{value:.0f}"
-    elif isinstance(value, datetime):
-        text = value.isoformat(sep=" ", timespec="minutes")
-    elif isinstance(value, date):
-        text = value.isoformat()
-    else:
-        text = str(value)
-    text = " ".join(text.split()).replace("|", "\\|")
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def markdown_table(frame: pl.DataFrame, limit: int = PREVIEW_ROWS, width: int = 40) -> str:
-    """A GitHub-flavoured markdown table of the first `limit` rows (no pandas needed)."""
-    if not frame.columns:
-        return "_no columns_"
-    head = frame.head(limit)
-    lines = [
-        "| " + " | ".join(_cell(c, width) for c in head.columns) + " |",
-        "|" + "---|" * len(head.columns),
-    ]
-    lines += ["| " + " | ".join(_cell(v, width) for v in row) + " |" for row in head.iter_rows()]
-    if frame.height > limit:
-        lines.append(f"\n_{limit} of {frame.height} rows_")
-    elif not frame.height:
-        lines.append("\n_no rows_")
-    return "\n".join(lines)
 
 
 def _bullets(items: list[str], limit: int = 20) -> dg.MetadataValue:
@@ -73,10 +41,8 @@ def _bullets(items: list[str], limit: int = 20) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(shown) or "none")
 
 
-def _column_schema(frame: pl.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
-    )
+def _rows(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
 
 def _ticks(context: dg.AssetExecutionContext) -> list[datetime]:
@@ -86,36 +52,62 @@ def _ticks(context: dg.AssetExecutionContext) -> list[datetime]:
 # -- ingest ----------------------------------------------------------------------------------
 
 
+class IngestConfig(dg.Config):
+    """When the ingest happens (ISO time, UTC); empty: the wall clock. Deploy requests without a
+    `requested_at` arrive at this time: `cswf tick` passes its tick, as it always has."""
+
+    now: str = ""
+
+
 @dg.asset(
     name=LANDING,
     group_name="ingest",
     kinds={"duckdb", "polars"},
     description=(
-        "Daily snapshot files from the landing folder, loaded into raw_accounts / raw_usage. "
-        "New and changed files load whole or are rejected with a reason (ingest_rejections); "
-        "unchanged files are skipped."
+        "Daily snapshot files from the landing folder, loaded into raw_accounts, raw_usage, "
+        "raw_contacts and raw_opportunities; action results and deploy requests too. New and "
+        "changed files load whole or are rejected with a reason (ingest_rejections); unchanged "
+        "files are skipped. Its table is raw_accounts (the account snapshots)."
     ),
 )
 def landing_snapshots(
-    context: dg.AssetExecutionContext, cswf: CswfProject, warehouse: DuckDBResource
+    context: dg.AssetExecutionContext, config: IngestConfig, cswf: CswfProject,
+    warehouse: DuckDBResource,
 ) -> dg.MaterializeResult:
     settings = cswf.settings()
     known = project.workflow_names(settings)
-    with open_warehouse(warehouse) as con:  # deploy requests without a time arrive now
-        report = project.ingest(con, settings, datetime.now(UTC).replace(tzinfo=None), known)
+    now = (datetime.fromisoformat(config.now) if config.now
+           else datetime.now(UTC)).replace(tzinfo=None)
+    with open_warehouse(warehouse) as con:
+        report = project.ingest(con, settings, now, known)
+        present = existing_tables(con)
+        raw = {obj.table: _rows(con, obj.table) for obj in OBJECTS.values()
+               if obj.table in present}
+        table = table_metadata(con, ACCOUNTS.table, settings.sql_path)
+        latest = preview(con, f"SELECT * FROM {ACCOUNTS.table} "
+                              "ORDER BY snapshot_date DESC, account_id")
     snapshots = report.snapshots
     rejected_files = sorted({name for name, _ in report.rejected})
     for line in report.lines():
         (context.log.warning if line.startswith("rejected") else context.log.info)(line)
     return dg.MaterializeResult(
         metadata={
+            **table,
+            "dagster/row_count": raw.get(ACCOUNTS.table, 0),
             "landing_dir": dg.MetadataValue.path(str(settings.landing_path)),
+            "ingested_at": now.isoformat(sep=" ", timespec="minutes"),
             "files_loaded": len(snapshots.files_loaded),
             "files_skipped": len(snapshots.files_skipped_unchanged),
             "files_rejected": len(rejected_files),
             "events_inserted": report.events.inserted,
             "deploy_requests_stored": report.deploys.requests_stored,
             **{f"rows_{name}": rows for name, rows in snapshots.rows_loaded.items()},
+            "raw_tables": dg.MetadataValue.table(
+                records=[dg.TableRecord({"table": t, "rows": n}) for t, n in raw.items()],
+                schema=dg.TableSchema(columns=[dg.TableColumn("table", "VARCHAR"),
+                                               dg.TableColumn("rows", "BIGINT")]),
+            ),
+            "latest_snapshot_rows": latest,
             "loaded": _bullets(snapshots.files_loaded),
             "rejections": _bullets([reason for _, reason in report.rejected]),
         }
@@ -144,7 +136,8 @@ def build_tick_assets(
         kinds={"duckdb", "sql", "polars"},
         description=(
             "One row per tick and account: the latest snapshot as of the tick plus the features "
-            "defined in sql/facts/. All ticks of a run are computed in one SQL query."
+            "defined in sql/facts/ (what workflow conditions read). All ticks of a run are "
+            "computed in one SQL query."
         ),
     )
     def account_facts(
@@ -152,8 +145,12 @@ def build_tick_assets(
     ) -> dg.MaterializeResult:
         settings = cswf.settings()
         ticks = _ticks(context)
+        last = key_of(ticks[-1])
         with open_warehouse(warehouse) as con:
             facts = project.materialize_facts(con, settings, ticks)
+            table = table_metadata(con, FACTS, settings.sql_path)
+            rows_at_last = preview(con, f"SELECT * FROM {FACTS} WHERE as_of = ? "
+                                        "ORDER BY participant_id", [ticks[-1]])
         context.log.info(f"facts: {facts.height} rows for {len(ticks)} tick(s)")
         per_tick = {
             as_of: (rows, participants)
@@ -167,17 +164,10 @@ def build_tick_assets(
                 {"dagster/row_count": rows, "participants": participants},
                 partition_key=key_of(as_of),
             )
-        latest = facts.filter(pl.col("as_of") == ticks[-1])
         context.add_asset_metadata(
-            {
-                "dagster/column_schema": _column_schema(facts),
-                "run_rows": facts.height,
-                **_run_span(ticks),
-                "preview": dg.MetadataValue.md(
-                    f"Tick {key_of(ticks[-1])}:\n\n{markdown_table(latest)}"
-                ),
-            },
-            partition_key=key_of(ticks[-1]),
+            {**table, "run_rows": facts.height, **_run_span(ticks),
+             f"preview (tick {last})": rows_at_last},
+            partition_key=last,
         )
         return dg.MaterializeResult()
 
@@ -211,15 +201,26 @@ def build_tick_assets(
     )
     def workflow_engine(
         context: dg.AssetExecutionContext, cswf: CswfProject, warehouse: DuckDBResource,
-        audience: Audience,
+        audience: Audience, tick_observer: TickObserver,
     ) -> Iterator[dg.MaterializeResult]:
         settings = cswf.settings()
         ticks = _ticks(context)
+        last_key = key_of(ticks[-1])
         workflows = project.load_workflows(settings)
-        tally = _TickTally(context, len(ticks))
+        tally = _TickTally(context, len(ticks), tick_observer)
         with open_warehouse(warehouse) as con:
             summary = project.run_ticks(con, settings, workflows, ticks, on_tick=tally,
                                          respond=audience.responder())
+            tables = {asset: table_metadata(con, asset, settings.sql_path) for asset in ENGINE}
+            previews = {
+                "enrollments": preview(con, "SELECT * FROM enrollments WHERE updated_at = ? "
+                                            "ORDER BY enrollment_id", [ticks[-1]]),
+                "transitions": preview(con, "SELECT * FROM transitions WHERE tick = ? "
+                                            "ORDER BY enrollment_id", [ticks[-1]]),
+                "actions_outbox": preview(con, "SELECT * FROM actions_outbox WHERE tick = ? "
+                                               "ORDER BY action_id", [ticks[-1]],
+                                          drop=("body", "payload")),
+            }
         for key, numbers in tally.per_tick.items():
             for asset in ENGINE:
                 context.add_asset_metadata(numbers[asset], asset_key=asset, partition_key=key)
@@ -244,22 +245,17 @@ def build_tick_assets(
             "transitions": {
                 "run_transitions": summary.transitions,
                 "run_by_type": dg.MetadataValue.json(dict(tally.transition_types)),
-                "preview": dg.MetadataValue.md(
-                    f"Tick {key_of(ticks[-1])}:\n\n{markdown_table(last.transitions)}"
-                ),
             },
             "actions_outbox": {
                 "run_actions": summary.actions,
                 "run_by_type": dg.MetadataValue.json(dict(tally.action_types)),
-                "preview": dg.MetadataValue.md(
-                    f"Tick {key_of(ticks[-1])}:\n\n"
-                    f"{markdown_table(last.actions.drop('body', 'payload', strict=False))}"
-                ),
             },
         }
         for asset in ENGINE:
             context.add_asset_metadata(
-                {**run, **extra[asset]}, asset_key=asset, partition_key=key_of(ticks[-1])
+                {**tables[asset], **run, **extra[asset],
+                 f"preview (tick {last_key})": previews[asset]},
+                asset_key=asset, partition_key=last_key,
             )
             yield dg.MaterializeResult(asset_key=asset)
 
@@ -272,10 +268,12 @@ def _run_span(ticks: list[datetime]) -> dict[str, Any]:
 
 class _TickTally:
     """The `on_tick` callback: logs each tick (debug; every 50th at info), keeps each tick's
-    numbers for its partition's metadata, and run totals."""
+    numbers for its partition's metadata and run totals, and tells the `tick_observer`."""
 
-    def __init__(self, context: dg.AssetExecutionContext, total: int) -> None:
-        self.context, self.total = context, total
+    def __init__(
+        self, context: dg.AssetExecutionContext, total: int, observer: TickObserver
+    ) -> None:
+        self.context, self.total, self.observer = context, total, observer
         self.changed = self.rewound = 0
         self.transition_types: Counter[str] = Counter()
         self.action_types: Counter[str] = Counter()
@@ -292,15 +290,16 @@ class _TickTally:
         self.action_types.update(result.actions["action_type"].to_list())
         self.last = result
         status = {"tick_status": outcome.status}
-        self.per_tick[key] = {
+        self.per_tick[key] = {  # dagster/row_count: the table's rows of this tick
             "enrollments": {
                 **status,
+                "dagster/row_count": result.state.height,
                 "participants": result.participants,
                 "active_enrollments": active,
                 "changed_enrollments": changed,
             },
-            "transitions": {**status, "transitions": result.transitions.height},
-            "actions_outbox": {**status, "actions_emitted": result.actions.height},
+            "transitions": {**status, "dagster/row_count": result.transitions.height},
+            "actions_outbox": {**status, "dagster/row_count": result.actions.height},
         }
         line = (
             f"tick {key} {outcome.status}: {result.participants} participants, "
@@ -311,6 +310,7 @@ class _TickTally:
         done = len(self.per_tick)
         if done % INFO_EVERY == 0 or done == self.total:
             self.context.log.info(f"{done}/{self.total} ticks: {line}")
+        self.observer(outcome, result)
 
 
 # -- reports ---------------------------------------------------------------------------------
@@ -318,8 +318,8 @@ class _TickTally:
 
 def build_report_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     """One asset per report file in sql/reports/ (workflow_summary, workflow_dashboard, ...)."""
-    names = [path.stem for path in report_files(settings.sql_path)]
-    if not names:
+    files = {path.stem: path for path in report_files(settings.sql_path)}
+    if not files:
         return []
 
     @dg.multi_asset(
@@ -330,9 +330,10 @@ def build_report_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 deps=list(ENGINE),
                 group_name="reports",
                 kinds={"duckdb", "sql"},
-                description=f"Report table built from sql/reports/{name}.sql, for BI tools.",
+                description=model_description(settings.sql_path, name)
+                or f"Report table built from sql/reports/{name}.sql, for BI tools.",
             )
-            for name in names
+            for name in files
         ],
         can_subset=False,
     )
@@ -341,23 +342,21 @@ def build_report_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     ) -> Iterator[dg.MaterializeResult]:
         settings = cswf.settings()
         with open_warehouse(warehouse) as con:
-            counts = build_reports(con, settings.sql_path)
-            previews = {
-                name: con.sql(f"SELECT * FROM {name} LIMIT {PREVIEW_ROWS}").pl()
-                for name in names
-                if name in counts
+            refreshed = project.refresh_reports(con, settings)  # built, then the BI copy
+            counts = refreshed.rows
+            missing = sorted(set(files) - set(counts))
+            if missing:
+                raise RuntimeError(f"reports {missing} were not built (sql/reports changed?)")
+            metadata = {
+                name: {**table_metadata(con, name, settings.sql_path),
+                       "dagster/row_count": counts[name],
+                       "preview": preview(con, f"SELECT * FROM {name}")}
+                for name in files
             }
         context.log.info(f"reports: {counts}")
-        for name in names:
-            if name not in counts:
-                raise RuntimeError(f"report {name} was not built (sql/reports changed?)")
-            yield dg.MaterializeResult(
-                asset_key=name,
-                metadata={
-                    "dagster/row_count": counts[name],
-                    "preview": dg.MetadataValue.md(markdown_table(previews[name])),
-                },
-            )
+        context.log.info(refreshed.publication.summary())
+        for name in files:
+            yield dg.MaterializeResult(asset_key=name, metadata=metadata[name])
 
     return [reports]
 

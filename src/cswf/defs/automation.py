@@ -1,9 +1,10 @@
 """The tick job, its schedule and the landing-folder sensor.
 
-`tick_job` selects every asset (ingest, facts, engine, reports) and is partitioned by the tick
-calendar; the unpartitioned ingest and report assets run once per run, whatever the partition or
-partition range. The schedule runs the latest tick at `tick_cron`; the sensor runs it as soon as
-landing files are new or changed.
+`tick_job` selects every asset (ingest, facts, engine, reports) and their checks, and is
+partitioned by the tick calendar; the unpartitioned ingest and report assets run once per run,
+whatever the partition or partition range. The schedule runs the tick due at `tick_cron`; the
+sensor runs the newest tick as soon as landing files are new or changed. Why schedules and a
+sensor rather than declarative automation: docs/dagster.md.
 
 Both start STOPPED, as every new schedule and sensor does. Turn them on in the Dagster UI under
 Automation (toggle `tick_schedule` / `landing_sensor`), or from a shell with
@@ -13,16 +14,14 @@ dagster-daemon running, e.g. under `dagster dev`).
 
 import hashlib
 import json
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.partitions.partitioned_schedule import (
-    UnresolvedPartitionedAssetScheduleDefinition,
-)
-from dagster._core.definitions.unresolved_asset_job_definition import (
-    UnresolvedAssetJobDefinition,
-)
 
+from cswf.calendar import TickCalendar, key_of, utc_naive
+from cswf.defs.delivery import AssetJob
+from cswf.defs.partitions import latest_snapshot_day
 from cswf.defs.resources import CswfProject
 from cswf.ingest.contract import FILE_SUFFIXES
 from cswf.ingest.deploy_requests import FOLDER as DEPLOY_FOLDER
@@ -35,26 +34,46 @@ LANDING_SENSOR = "landing_sensor"
 SENSOR_INTERVAL_SECONDS = 60
 
 
-def build_tick_job() -> UnresolvedAssetJobDefinition:
+def build_tick_job() -> AssetJob:
     return dg.define_asset_job(
         TICK_JOB,
         # Partitioned by the tick assets' partitions; delivery runs on its own schedule.
         selection=dg.AssetSelection.all() - dg.AssetSelection.groups("delivery"),
         description=(
             "Ingest landing files, build facts, run the workflow engine and rebuild the reports "
-            "for one tick or a range of ticks (one run for the whole range)."
+            "for one tick or a range of ticks (one run for the whole range), with their checks."
         ),
     )
 
 
 def build_tick_schedule(
-    job: UnresolvedAssetJobDefinition,
-) -> UnresolvedPartitionedAssetScheduleDefinition | dg.ScheduleDefinition:
-    return dg.build_schedule_from_partitioned_job(
-        job,
+    job: AssetJob, calendar: TickCalendar, partitions: dg.TimeWindowPartitionsDefinition
+) -> dg.ScheduleDefinition:
+    """At each tick of the calendar, run that tick, or skip with the reason when it comes after
+    the last tick with a snapshot (the partitions end there until the definitions reload)."""
+
+    @dg.schedule(
         name=TICK_SCHEDULE,
-        description="Runs the latest tick on the tick calendar (settings.tick_cron, UTC).",
+        job=job,
+        cron_schedule=calendar.cron,
+        execution_timezone="UTC",
+        description="Runs the tick due now (settings.tick_cron, UTC), up to the last tick of "
+        "the latest landed snapshot's day.",
     )
+    def tick_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        due = calendar.latest(utc_naive(context.scheduled_execution_time))
+        if due is None:
+            return dg.SkipReason(f"before the first tick ({key_of(calendar.first)})")
+        key = key_of(due)
+        if not partitions.has_partition_key(key):
+            return dg.SkipReason(
+                f"tick {key} comes after the last tick with a snapshot "
+                f"({partitions.get_last_partition_key()}): nothing new to evaluate. Once newer "
+                "snapshots land, reload the definitions to add their ticks."
+            )
+        return dg.RunRequest(run_key=key, partition_key=key)
+
+    return tick_schedule
 
 
 # Besides the snapshots, the folders whose files a tick reads: action results and deploy requests.
@@ -75,14 +94,16 @@ def file_state(landing_dir: Path) -> dict[str, list[int]]:
 
 
 def build_landing_sensor(
-    job: UnresolvedAssetJobDefinition, partitions: dg.TimeWindowPartitionsDefinition
+    job: AssetJob, partitions: dg.TimeWindowPartitionsDefinition, through: date | None
 ) -> dg.SensorDefinition:
+    """`through`: the latest snapshot day the partitions were built for (they end there)."""
+
     @dg.sensor(
         name=LANDING_SENSOR,
         job=job,
         minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
         description=(
-            "Runs the latest tick when landing files are new or changed (cursor: file name → "
+            "Runs the newest tick when landing files are new or changed (cursor: file name → "
             "size and mtime)."
         ),
     )
@@ -101,14 +122,20 @@ def build_landing_sensor(
                 context.update_cursor(cursor)
                 return dg.SkipReason(f"{len(removed)} landing file(s) removed, none new")
             return dg.SkipReason(f"no new or changed files in {landing}")
-        latest = partitions.get_last_partition_key()
-        if latest is None:  # before the first tick: keep the cursor, so the files count later
+        newest = partitions.get_last_partition_key()
+        if newest is None:  # before the first tick: keep the cursor, so the files count later
             return dg.SkipReason("no tick is due yet (before tick_start)")
         context.update_cursor(cursor)
-        context.log.info(f"{len(new)} new, {len(changed)} changed landing file(s): tick {latest}")
+        landed = latest_snapshot_day(landing)
+        if landed is not None and (through is None or landed > through):
+            context.log.warning(
+                f"account snapshots up to {landed} have landed, but the tick partitions end "
+                f"with {newest}: reload the definitions to add the newer ticks"
+            )
+        context.log.info(f"{len(new)} new, {len(changed)} changed landing file(s): tick {newest}")
         return dg.RunRequest(
             run_key="landing-" + hashlib.sha256(cursor.encode()).hexdigest()[:20],
-            partition_key=latest,
+            partition_key=newest,
             tags={"cswf/new_files": str(len(new)), "cswf/changed_files": str(len(changed))},
         )
 

@@ -1,32 +1,64 @@
-"""Blocking data-quality checks on the landed snapshots.
+"""Asset checks: on the landed snapshots, the facts, the outbox and the reports.
 
-Each check is a function of `facts/checks.py` (shared with the CLI's pipeline) returning how many
-problems it found and up to five examples; the Dagster checks below only report them. The checks
-are blocking: when one fails, nothing downstream of `landing_snapshots` runs in that run, so no
-tick is evaluated and no action is emitted from bad data.
+Each check runs a query (`ingest/checks.py` for the snapshots, `defs/quality.py` for the rest)
+and reports what it found. Blocking checks stop everything downstream in their run when they
+fail: the landing and facts checks stop the engine (no tick is evaluated from bad data), the
+outbox checks stop delivery (the delivery job runs them before it sends anything).
+
+Checks on the tick-partitioned assets are not partitioned themselves: partitioned checks are a
+preview in Dagster 1.13 and record no partition in a run over a range of ticks. They run once per
+run, after their asset, and check exactly the ticks of that run (`context.partition_keys`); in a
+run without ticks (the delivery job, or a check launched alone) they check the whole table.
 """
 
-from __future__ import annotations
+from datetime import datetime
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from cswf.defs.resources import open_warehouse
+from cswf import project
+from cswf.calendar import as_of_of, key_of
+from cswf.defs import quality
+from cswf.defs.resources import CswfProject, open_warehouse
 from cswf.ingest.checks import Finding, account_rows, duplicate_ids, rejected_files
+from cswf.reports.build import report_files
+from cswf.settings import Settings
 
 LANDING = dg.AssetKey("landing_snapshots")
+FACTS = dg.AssetKey("account_facts")
+OUTBOX = dg.AssetKey("actions_outbox")
+SUMMARY = dg.AssetKey("workflow_summary")
 
 
-def _result(finding: Finding, what: str) -> dg.AssetCheckResult:
+def _result(
+    finding: Finding, what: str, ticks: list[datetime] | None = None
+) -> dg.AssetCheckResult:
     listed = "\n".join(f"- {example}" for example in finding.examples)
+    scope = {}
+    if ticks is not None:
+        scope = {"ticks_checked": len(ticks), "first_tick": key_of(ticks[0]),
+                 "last_tick": key_of(ticks[-1])}
     return dg.AssetCheckResult(
         passed=finding.count == 0,
         description=f"{finding.count} {what}" if finding.count else f"no {what}",
         metadata={
             "offending": finding.count,
             "examples": dg.MetadataValue.md(listed or "none"),
+            "scope": "the run's ticks" if ticks is not None else "the whole table",
+            **scope,
         },
     )
+
+
+def ticks_of_run(context: dg.AssetCheckExecutionContext) -> list[datetime] | None:
+    """The ticks the run computed (one, or a range); None for a run without partitions."""
+    op = context.op_execution_context
+    if not (op.has_partition_key or op.has_partition_key_range):
+        return None
+    return sorted(as_of_of(key) for key in op.partition_keys)
+
+
+# -- landing ---------------------------------------------------------------------------------
 
 
 @dg.asset_check(
@@ -61,3 +93,89 @@ def non_empty(warehouse: DuckDBResource) -> dg.AssetCheckResult:
 
 
 LANDING_CHECKS = [unique_ids, required_columns, non_empty]
+
+
+# -- facts and outbox (tick-partitioned assets) ----------------------------------------------
+
+
+@dg.asset_check(
+    asset=FACTS,
+    blocking=True,
+    description="One row per participant and tick, for the ticks of the run: a second row would "
+    "make the engine evaluate a participant twice.",
+)
+def one_row_per_participant_and_tick(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
+    ticks = ticks_of_run(context)
+    with open_warehouse(warehouse) as con:
+        return _result(quality.duplicate_facts(con, ticks), "duplicate (tick, participant) rows",
+                       ticks)
+
+
+@dg.asset_check(
+    asset=OUTBOX,
+    blocking=True,
+    description="Every action_id the run emitted is in the outbox once: delivery sends each "
+    "action_id exactly once, so a duplicate hides an action. Blocks delivery.",
+)
+def unique_action_ids(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
+    ticks = ticks_of_run(context)
+    with open_warehouse(warehouse) as con:
+        return _result(quality.duplicate_action_ids(con, ticks), "duplicate action ids", ticks)
+
+
+@dg.asset_check(
+    asset=OUTBOX,
+    blocking=True,
+    description="At most one active enrollment per workflow and participant after each tick of "
+    "the run (now, when run without ticks): the outbox's actions come from a consistent state. "
+    "Blocks delivery.",
+)
+def one_active_enrollment(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
+    ticks = ticks_of_run(context)
+    with open_warehouse(warehouse) as con:
+        finding = quality.multiple_active_enrollments(con, ticks)
+    return _result(finding, "(workflow, participant) pairs with several active enrollments", ticks)
+
+
+TICK_CHECKS = [one_row_per_participant_and_tick, unique_action_ids, one_active_enrollment]
+OUTBOX_CHECKS = [unique_action_ids, one_active_enrollment]
+
+
+# -- reports ---------------------------------------------------------------------------------
+
+
+@dg.asset_check(
+    asset=SUMMARY,
+    description="Counts are not negative, the objective rate is within [0, 1], and active + "
+    "completed + exited = deployed.",
+)
+def summary_counts_add_up(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    with open_warehouse(warehouse) as con:
+        return _result(quality.bad_summary_counts(con), "workflow rows with impossible counts")
+
+
+@dg.asset_check(
+    asset=SUMMARY,
+    description="Every workflow with a spec has a summary row (a new spec gets one at its "
+    "first tick).",
+)
+def every_workflow_summarized(
+    cswf: CswfProject, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
+    names = project.workflow_names(cswf.settings())
+    with open_warehouse(warehouse) as con:
+        finding = quality.workflows_missing_from_summary(con, names)
+    return _result(finding, "workflows without a summary row")
+
+
+def build_report_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
+    """The report checks whose report exists in this project's sql/reports/."""
+    reports = {path.stem for path in report_files(settings.sql_path)}
+    return [summary_counts_add_up, every_workflow_summarized] if SUMMARY.path[-1] in reports \
+        else []

@@ -1,27 +1,31 @@
-"""Run a range of ticks through Dagster in this process, as ONE run.
+"""Run ticks and delivery through Dagster in this process: what `cswf demo`, `cswf tick` and
+`cswf run` call, so a tick run from the shell leaves the same trace in Dagster as one the
+schedule started (the run, its checks, a materialized partition per tick).
 
-This is what `cswf demo` calls: the run is recorded in the Dagster instance (DAGSTER_HOME), so the
-UI shows every tick of the range as a materialized partition of the tick assets.
+Runs are recorded in the DAGSTER_HOME instance when DAGSTER_HOME is set (the Makefile sets it
+for `make demo` and `make ui`); without it they run against a throwaway instance.
 """
 
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
+from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from cswf.calendar import key_of
 from cswf.defs import build_defs
 from cswf.defs.automation import TICK_JOB
 from cswf.defs.delivery import DELIVERY_JOB
 from cswf.defs.resources import Audience
-from cswf.project import ticks_in
+from cswf.project import OnTick, ticks_in
 from cswf.settings import Settings
+
+# A range of partitions in one run: the run tags a single-run backfill carries (Dagster has no
+# `partition_key_range` argument for in-process runs; its maintainers show these tags for it).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 # Dagster records a "planned" event per asset and partition when a run starts (2,880 for a
 # 720-tick range, about as slow to write as the materializations themselves). With this set it
@@ -38,11 +42,16 @@ def run_tick_range(
     *,
     raise_on_error: bool = True,
     audience: Audience | None = None,
+    on_tick: OnTick | None = None,
+    ingest_now: datetime | None = None,
+    quiet: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Execute `tick_job` for every tick with start <= as_of <= end in one run.
 
-    `instance` defaults to the DAGSTER_HOME instance when DAGSTER_HOME is set, else an ephemeral
-    one (nothing recorded). Raises ValueError when the range holds no tick.
+    `instance` defaults to `default_instance()`. `ingest_now` is when the landing files
+    count as arriving (default: the wall clock). `quiet` keeps Dagster's log lines off the
+    terminal (they stay in the run's event log). Raises ValueError when the range holds no tick
+    or goes past the tick partitions (the last tick of the latest snapshot's day, or now).
     """
     ticks = ticks_in(settings, start, end)
     if not ticks:
@@ -50,15 +59,24 @@ def run_tick_range(
             f"no tick between {start} and {end} (calendar '{settings.tick_cron}' from "
             f"{settings.tick_start})"
         )
-    job = build_defs(settings, audience).resolve_job_def(TICK_JOB)
-    tags = {
-        ASSET_PARTITION_RANGE_START_TAG: key_of(ticks[0]),
-        ASSET_PARTITION_RANGE_END_TAG: key_of(ticks[-1]),
-    }
+    job = build_defs(settings, audience, on_tick).resolve_job_def(TICK_JOB)
+    partitions = job.partitions_def
+    if partitions is None or not partitions.has_partition_key(key_of(ticks[-1])):
+        last = partitions.get_last_partition_key() if partitions is not None else None
+        raise ValueError(
+            f"tick {key_of(ticks[-1])} comes after the last tick with a landed account snapshot "
+            f"({last or 'none yet'}): nothing new to evaluate"
+        )
+    tags = {RANGE_START_TAG: key_of(ticks[0]), RANGE_END_TAG: key_of(ticks[-1])}
+    config: dict[str, Any] = _quiet() if quiet else {}
+    if ingest_now is not None:
+        config["ops"] = {"landing_snapshots": {"config": {"now": ingest_now.isoformat()}}}
     with ExitStack() as stack:
-        instance = instance or stack.enter_context(_default_instance())
+        instance = instance or stack.enter_context(default_instance())
         stack.enter_context(_default_environment(PLANNED_EVENTS_AS_RANGES, "true"))
-        return job.execute_in_process(instance=instance, tags=tags, raise_on_error=raise_on_error)
+        return job.execute_in_process(
+            run_config=config, instance=instance, tags=tags, raise_on_error=raise_on_error
+        )
 
 
 def run_delivery(
@@ -69,14 +87,25 @@ def run_delivery(
     config = {"ops": {name: {"config": {"now": now.isoformat()}}
                       for name in ("deliveries", "action_insights")}}
     with ExitStack() as stack:
-        instance = instance or stack.enter_context(_default_instance())
+        instance = instance or stack.enter_context(default_instance())
         return job.execute_in_process(instance=instance, run_config=config)
 
 
-def _default_instance() -> dg.DagsterInstance:
-    """The DAGSTER_HOME instance when DAGSTER_HOME is set, else a throwaway one."""
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") \
-        else dg.DagsterInstance.ephemeral()
+@contextmanager
+def default_instance() -> Iterator[dg.DagsterInstance]:
+    """The DAGSTER_HOME instance when DAGSTER_HOME is set (`make demo` sets it, as `make ui`
+    does), else a throwaway one: the run happens, nothing is recorded."""
+    if os.environ.get("DAGSTER_HOME"):
+        with dg.DagsterInstance.get() as instance:
+            yield instance
+    else:
+        with dg.DagsterInstance.ephemeral() as instance:
+            yield instance
+
+
+def _quiet() -> dict[str, Any]:
+    """Run config that keeps Dagster's console logger silent (the event log keeps every line)."""
+    return {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""Resources: the cswf project (its settings) and the DuckDB warehouse."""
+"""Resources: the cswf project (its settings), the DuckDB warehouse, who answers actions, and
+who watches ticks go by."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from cswf.project import Respond
+from cswf.engine.tick import TickResult
+from cswf.project import OnTick, Respond
 from cswf.settings import Settings, load_settings
+from cswf.store.warehouse import WriteOutcome
 
 
 class CswfProject(dg.ConfigurableResource):
@@ -36,8 +39,22 @@ class Audience(dg.ConfigurableResource):
     """Who answers the actions between ticks. In production nobody does here: results land as
     files (`action_events/`). A simulation (the demo) supplies its own subclass."""
 
+    # A resource needs at least one field: Dagster reads a field-less one through pydantic's
+    # deprecated `__fields__`, which warns on every instance.
+    label: str = Field(
+        default="",
+        description="Who answers, as shown in the UI; empty: nobody (results arrive as files).",
+    )
+
     def responder(self) -> Respond | None:
         return None
+
+
+def ignore_tick(outcome: WriteOutcome, result: TickResult) -> None:
+    """The `tick_observer` resource by default: nobody watches (the CLI's progress bar does)."""
+
+
+TickObserver = dg.ResourceParam[OnTick]
 
 
 def project_resource(settings: Settings) -> CswfProject:
