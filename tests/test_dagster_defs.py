@@ -349,6 +349,12 @@ def test_tables_report_duckdb_types_row_counts_and_previews(
     assert metadata(result, "actions_outbox")["dagster/table_name"] == "actions_outbox"
     shown = metadata(result, "actions_outbox")["preview (tick 2026-05-31-03:00)"]
     assert "body" not in {c.name for c in shown.schema.columns}
+    summary = metadata(result, "workflow_summary")  # numbers the Plots tab draws per run
+    entered = query(settings, "SELECT sum(deployed) FROM workflow_summary")[0][0]
+    assert summary["entered"] == int(entered) > 0
+    assert {"active", "completed", "exited"} <= set(summary)
+    assert {"actions", "failed_deliveries"} <= set(metadata(result, "workflow_daily"))
+    assert {"overdue", "on_time_or_ahead"} <= set(metadata(result, "milestone_history"))
 
 
 def test_column_descriptions_come_from_a_models_yaml_when_there_is_one(tmp_path: Path) -> None:

@@ -115,3 +115,22 @@ def test_the_cli_waits_when_asked(database: Path) -> None:
     assert f"is in use by PID {holder.pid}" in result.stderr
     assert "BI copy before any tick: 0 tables" in result.stdout
     assert oct(os.stat(database.parent / "bi").st_mode & 0o777) == "0o700"
+
+
+def test_a_dagster_step_that_waits_for_the_lock_says_so_in_its_log(
+    database: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dagster_duckdb import DuckDBResource
+
+    from cswf.defs.resources import open_warehouse
+
+    holder = _hold(database, 2)
+    try:
+        with caplog.at_level("WARNING"), \
+                open_warehouse(DuckDBResource(database=str(database))) as con:
+            assert con.execute("SELECT x FROM t").fetchall() == [(1,)]
+    finally:
+        holder.wait()
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said and said[0].startswith(f"{database} is in use by PID {holder.pid}")
+    assert "waiting up to 600s" in said[0]

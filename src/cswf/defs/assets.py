@@ -350,7 +350,8 @@ def build_report_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             metadata = {
                 name: {**table_metadata(con, name, settings.sql_path),
                        "dagster/row_count": counts[name],
-                       "preview": preview(con, f"SELECT * FROM {name}")}
+                       "preview": preview(con, f"SELECT * FROM {name}"),
+                       **trend_numbers(con, name)}
                 for name in files
             }
         context.log.info(f"reports: {counts}")
@@ -359,6 +360,26 @@ def build_report_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             yield dg.MaterializeResult(asset_key=name, metadata=metadata[name])
 
     return [reports]
+
+
+# Numbers per materialization (one per tick run) that the asset's Plots tab draws as trends.
+TRENDS = {
+    "workflow_summary": "SELECT sum(active) AS active, sum(deployed) AS entered, "
+                        "sum(completed) AS completed, sum(exited) AS exited FROM workflow_summary",
+    "workflow_daily": "SELECT sum(actions) AS actions, sum(failed_deliveries) AS failed_deliveries "
+                      "FROM workflow_daily",
+    "milestone_history": "SELECT count(*) FILTER (WHERE status = 'overdue') AS overdue, "
+                         "count(*) FILTER (WHERE status IN ('ahead', 'on_time')) "
+                         "AS on_time_or_ahead FROM milestone_history",
+}
+
+
+def trend_numbers(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, dg.MetadataValue]:
+    """A report's plottable totals (`dagster/row_count` aside), as of the run's last tick."""
+    if name not in TRENDS:
+        return {}
+    row = con.sql(TRENDS[name]).pl().row(0, named=True)
+    return {key: dg.MetadataValue.int(int(value or 0)) for key, value in row.items()}
 
 
 def build_assets(

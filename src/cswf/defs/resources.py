@@ -16,7 +16,10 @@ from pydantic import Field
 from cswf.engine.tick import TickResult
 from cswf.project import OnTick, Respond
 from cswf.settings import Settings, load_settings
-from cswf.store.warehouse import WriteOutcome
+from cswf.store.warehouse import WriteOutcome, connect
+
+# How long a step waits for the working database before it fails (and says why).
+LOCK_WAIT_SECONDS = 600.0
 
 
 class CswfProject(dg.ConfigurableResource):
@@ -72,11 +75,15 @@ def warehouse_resource(settings: Settings) -> DuckDBResource:
 
 @contextmanager
 def open_warehouse(duck: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection that is closed even when the body raises (one writer process at a time)."""
-    if duck.database != ":memory:":
-        Path(duck.database).parent.mkdir(parents=True, exist_ok=True)
-    with duck.get_connection() as con:
-        try:
-            yield con
-        finally:
-            con.close()
+    """A connection that is closed even when the body raises (one writer process at a time).
+
+    If another process holds the file (a CLI command, a notebook on the working database), the
+    step waits up to LOCK_WAIT_SECONDS and says so in the run's log, naming the holder; past
+    that it fails with the same one line the CLI prints.
+    """
+    log = dg.get_dagster_logger()
+    con = connect(duck.database, wait=LOCK_WAIT_SECONDS, on_wait=log.warning)
+    try:
+        yield con
+    finally:
+        con.close()
