@@ -434,7 +434,10 @@ def test_every_check_passes_on_good_data_for_the_ticks_of_the_run(
 ) -> None:
     result = run_tick_range(settings, datetime(2026, 5, 31), datetime(2026, 6, 1, 21), instance)
     checks = evaluations(result)
-    assert set(checks) == set(CHECKS)
+    assert set(CHECKS) <= set(checks)
+    declared = {name for name in checks if name not in CHECKS}  # the models' data tests
+    assert {"not_null_account_facts_participant_id", "not_null_raw_accounts_account_id",
+            "unique_workflow_summary_workflow"} <= declared
     assert all(check.passed for check in checks.values()), checks
     for name in ("one_row_per_participant_and_tick", "unique_action_ids",
                  "one_active_enrollment"):
@@ -528,6 +531,25 @@ def test_report_checks_fail_on_impossible_counts_and_missing_workflows(
         f"- {first}: deployed")
     assert not checks["every_workflow_summarized"].passed
     assert checks["every_workflow_summarized"].metadata["examples"].value == f"- {second}"
+
+
+def test_declared_data_tests_are_checks_that_fail_on_bad_rows(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    run_tick_range(settings, datetime(2026, 5, 31), datetime(2026, 5, 31, 21), instance)
+    con = duckdb.connect(str(settings.database_path))
+    con.execute("UPDATE workflow_summary SET workflow = NULL WHERE workflow = "
+                "(SELECT min(workflow) FROM workflow_summary)")
+    con.close()
+    checks_only = dg.define_asset_job(
+        "summary_checks", selection=dg.AssetSelection.checks_for_assets("workflow_summary"))
+    defs = dg.Definitions.merge(build_defs(settings), dg.Definitions(jobs=[checks_only]))
+    result = defs.resolve_job_def("summary_checks").execute_in_process(instance=instance)
+    checks = evaluations(result)
+    failed = checks["not_null_workflow_summary_workflow"]
+    assert not failed.passed and failed.metadata["failing"].value == 1
+    assert failed.severity == dg.AssetCheckSeverity.ERROR
+    assert checks["unique_workflow_summary_workflow"].passed  # NULLs are not duplicates
 
 
 # -- the CLI and the dg project --------------------------------------------------------------

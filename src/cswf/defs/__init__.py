@@ -16,6 +16,7 @@ import dagster as dg
 from cswf.defs.assets import build_assets
 from cswf.defs.automation import build_landing_sensor, build_tick_job, build_tick_schedule
 from cswf.defs.checks import LANDING_CHECKS, TICK_CHECKS, build_report_checks
+from cswf.defs.datatests import data_test_checks
 from cswf.defs.delivery import DELIVERY_ASSETS, build_delivery_job, build_delivery_schedule
 from cswf.defs.partitions import latest_snapshot_day, tick_partitions
 from cswf.defs.resources import (
@@ -48,7 +49,8 @@ def build_defs(
         assets = build_assets(settings, partitions)
     return dg.Definitions(
         assets=[*assets, *DELIVERY_ASSETS],
-        asset_checks=[*LANDING_CHECKS, *TICK_CHECKS, *build_report_checks(settings)],
+        asset_checks=[*LANDING_CHECKS, *TICK_CHECKS, *build_report_checks(settings),
+                      *data_test_checks(settings)],
         jobs=[tick_job, delivery_job],
         schedules=[
             build_tick_schedule(tick_job, settings.calendar, partitions),
