@@ -110,8 +110,9 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool) -> None:
         try:  # deploy requests without a time count as arriving by the last tick
             run = run_tick_range(settings, ticks[0], ticks[-1], on_tick=advance,
                                  ingest_now=ticks[-1], quiet=True, raise_on_error=False)
-        except ValueError as exc:
-            raise _fail(str(exc)) from exc
+        except ValueError as exc:  # no such tick: one line, never wrapped
+            err.print(f"error: {exc}", soft_wrap=True, markup=False, highlight=False)
+            raise typer.Exit(1) from exc
     elapsed = time.perf_counter() - started
     problems = run_problems(run)
     if problems:  # one line each, never wrapped: scripts and CI read them
@@ -264,8 +265,9 @@ def deploy(
         try:
             count, stored = project.deploy(con, settings, workflows[workflow], by, moment,
                                             chosen, condition)
-        except ValueError as exc:
-            raise _fail(str(exc)) from exc
+        except ValueError as exc:  # no such tick: one line, never wrapped
+            err.print(f"error: {exc}", soft_wrap=True, markup=False, highlight=False)
+            raise typer.Exit(1) from exc
     console.print(f"{stored} deploy request(s) for {count} participant(s) of {workflow}, "
                   f"made {moment:%Y-%m-%d %H:%M} by {by}; the next tick honours or refuses them "
                   "(see transitions: entered / deploy_refused).", soft_wrap=True)
