@@ -204,8 +204,9 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool) -> None:
         try:  # deploy requests without a time count as arriving by the last tick
             run = run_tick_range(settings, ticks[0], ticks[-1], on_tick=advance,
                                  ingest_now=ticks[-1], quiet=True, raise_on_error=False)
-        except ValueError as exc:
-            raise _fail(str(exc)) from exc
+        except ValueError as exc:  # no such tick: one line, never wrapped
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
     elapsed = time.perf_counter() - started
     problems = run_problems(run)
     if problems:  # one line each, never wrapped: scripts and CI read them

@@ -19,7 +19,7 @@ from dagster_duckdb import DuckDBResource
 
 from cswf import project
 from cswf.calendar import as_of_of, key_of
-from cswf.defs.metadata import model_description, preview, table_metadata
+from cswf.defs.metadata import counts_table, model_description, preview, table_metadata
 from cswf.defs.resources import Audience, CswfProject, TickObserver, open_warehouse
 from cswf.engine.tick import TickResult
 from cswf.ingest.checks import existing_tables
@@ -102,11 +102,7 @@ def landing_snapshots(
             "events_inserted": report.events.inserted,
             "deploy_requests_stored": report.deploys.requests_stored,
             **{f"rows_{name}": rows for name, rows in snapshots.rows_loaded.items()},
-            "raw_tables": dg.MetadataValue.table(
-                records=[dg.TableRecord({"table": t, "rows": n}) for t, n in raw.items()],
-                schema=dg.TableSchema(columns=[dg.TableColumn("table", "VARCHAR"),
-                                               dg.TableColumn("rows", "BIGINT")]),
-            ),
+            "raw_tables": counts_table(raw),
             "latest_snapshot_rows": latest,
             "loaded": _bullets(snapshots.files_loaded),
             "rejections": _bullets([reason for _, reason in report.rejected]),

@@ -72,12 +72,32 @@ def column_schema(
     the docs (`columns.COLUMN_DOCS`)."""
     docs = {**COLUMN_DOCS.get(table, {}), **column_docs(sql_dir, table)}
     described = con.execute(f"DESCRIBE {table}").fetchall()
+    return _schema([(name, str(kind), docs.get(name)) for name, kind, *_ in described])
+
+
+# Dagster builds a record class's constructor on its first use and keeps the calling frame's
+# local variables for good: the records below are therefore made in helpers that never hold a
+# DuckDB connection, or the first caller's connection would live as long as the process.
+
+
+def _schema(columns: Sequence[tuple[str, str, str | None]]) -> dg.TableSchema:
     return dg.TableSchema(
-        columns=[
-            dg.TableColumn(name, str(kind), description=docs.get(name))
-            for name, kind, *_ in described
-        ]
+        columns=[dg.TableColumn(name, kind, description=text) for name, kind, text in columns]
     )
+
+
+def _table(names: Sequence[str], types: Sequence[str], rows: Sequence[Sequence[Any]]
+           ) -> dg.MetadataValue:
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({n: _cell(v) for n, v in zip(names, row, strict=True)})
+                 for row in rows],
+        schema=_schema([(name, kind, None) for name, kind in zip(names, types, strict=True)]),
+    )
+
+
+def counts_table(counts: dict[str, int]) -> dg.MetadataValue:
+    """Rows per table, as a table."""
+    return _table(["table", "rows"], ["VARCHAR", "BIGINT"], list(counts.items()))
 
 
 def table_metadata(
@@ -104,15 +124,7 @@ def preview(
     kept = [c for c in relation.columns if c not in drop]
     relation = relation.select(*[duckdb.ColumnExpression(c) for c in kept]).limit(PREVIEW_ROWS)
     types = [str(kind) for kind in relation.types]
-    return dg.MetadataValue.table(
-        records=[
-            dg.TableRecord({name: _cell(v) for name, v in zip(kept, row, strict=True)})
-            for row in relation.fetchall()
-        ],
-        schema=dg.TableSchema(
-            columns=[dg.TableColumn(name, kind) for name, kind in zip(kept, types, strict=True)]
-        ),
-    )
+    return _table(kept, types, relation.fetchall())
 
 
 def _cell(value: Any) -> str | int | float | bool | None:
