@@ -595,5 +595,5 @@ def test_the_dg_project_loads_through_its_entry_point(settings: Settings) -> Non
     assert listed.returncode == 0, listed.stderr[-2000:]
     found = json.loads(listed.stdout)
     assert {a["asset_key"]: a["group_name"] for a in found["assets"]} == ASSET_GROUPS
-    assert {c["name"] for c in found["asset_checks"]} == set(CHECKS)
+    assert set(CHECKS) <= {c["name"] for c in found["asset_checks"]}
     assert {j["name"] for j in found["jobs"]} == {TICK_JOB, "delivery_job"}

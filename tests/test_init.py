@@ -24,6 +24,11 @@ FILES = [
     "cswf.yaml",
     "dagster.yaml",
     "data/landing/README.md",
+    "pyproject.toml",
+    "src/my_project/__init__.py",
+    "src/my_project/definitions.py",
+    "src/my_project/defs/__init__.py",
+    "src/my_project/defs/cswf_defs.py",
     "user_groups.yaml",
     "workflow-spec.schema.json",
     "workflow_specs/renewal_check_in.yaml",
@@ -45,7 +50,8 @@ def test_init_writes_a_project(tmp_path: Path) -> None:
     assert out.splitlines() == [
         *[f"wrote {folder / rel}" for rel in FILES],
         f"next: drop snapshot files in {folder / 'data/landing'} (its README.md says which), "
-        f"then `cd {folder} && cswf run --start DATE --end DATE`",
+        f"then `cd {folder} && cswf run --start DATE --end DATE`; for the Dagster UI: "
+        "`pip install --no-deps -e .` once, then `DAGSTER_HOME=$PWD dg dev`",
     ]
 
 
@@ -112,10 +118,14 @@ def test_the_landing_readme_is_the_contract() -> None:
 def test_dagster_instance_stays_under_data() -> None:
     config = yaml.safe_load(project_files(Path("p"))["dagster.yaml"])
     assert config["storage"]["sqlite"]["base_dir"] == "data/dagster"
-    assert config["local_artifact_storage"]["config"]["base_dir"] == "data/dagster"
-    assert config["compute_logs"]["config"]["base_dir"].startswith("data/")
-    # The hook for the Dagster entry files (definitions.py, the dg project) writes none yet.
-    assert dagster_files(Path("p")) == {}
+    assert "dagster._" not in project_files(Path("p"))["dagster.yaml"]  # documented keys only
+    # The dg project: `dg dev` loads src/<module>/definitions.py, which calls cswf's build_defs.
+    files = dagster_files(Path("my-project"))
+    assert sorted(files) == ["pyproject.toml", "src/my_project/__init__.py",
+                             "src/my_project/definitions.py", "src/my_project/defs/__init__.py",
+                             "src/my_project/defs/cswf_defs.py"]
+    assert 'root_module = "my_project"' in files["pyproject.toml"]
+    assert "build_defs(project_settings(" in files["src/my_project/defs/cswf_defs.py"]
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")

@@ -139,7 +139,8 @@ def init(
         note = " (replaced)" if rel in written.replaced else ""
         typer.echo(f"wrote {folder / rel}{note}")
     typer.echo(f"next: drop snapshot files in {folder / 'data/landing'} (its README.md says "
-               f"which), then `cd {folder} && cswf run --start DATE --end DATE`")
+               f"which), then `cd {folder} && cswf run --start DATE --end DATE`; for the "
+               "Dagster UI: `pip install --no-deps -e .` once, then `DAGSTER_HOME=$PWD dg dev`")
 
 
 @app.command()

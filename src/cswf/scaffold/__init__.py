@@ -7,6 +7,7 @@ folder's README from the data contract, and the JSON Schema editors use to check
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -53,10 +54,34 @@ def project_files(root: Path, today: datetime | None = None) -> dict[str, str]:
 
 
 def dagster_files(root: Path) -> dict[str, str]:
-    """HOOK: the project's Dagster entry files (`definitions.py`, the `[tool.dg]` project file),
-    by path relative to `root`. Empty until the Dagster entry point is a `dg` project; then
-    this returns them and `cswf init` writes them with the rest."""
-    return {}
+    """The project's `dg` entry files, by path relative to `root`: `dg dev` in the project folder
+    loads `src/<module>/definitions.py`, whose defs folder calls cswf's `build_defs` for the
+    project whose cswf.yaml is found from there upwards (docs/dagster.md)."""
+    module = re.sub(r"[^0-9a-z_]", "_", root.resolve().name.lower()).strip("_") or "project"
+    module = module if module[0].isalpha() else f"p_{module}"
+    return {
+        "pyproject.toml": (
+            f'[project]\nname = "{module.replace("_", "-")}"\nversion = "0.1.0"\n'
+            'requires-python = ">=3.11"\ndependencies = ["cswf"]\n\n'
+            '[tool.dg]\ndirectory_type = "project"\n\n'
+            f'[tool.dg.project]\nroot_module = "{module}"\ncode_location_name = "{module}"\n'
+        ),
+        f"src/{module}/__init__.py": "",
+        f"src/{module}/definitions.py": (
+            '"""Dagster\'s entry point, as `create-dagster project` scaffolds it."""\n\n'
+            "from pathlib import Path\n\nimport dagster as dg\n\n\n@dg.definitions\n"
+            "def defs() -> dg.Definitions:\n"
+            "    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)\n"
+        ),
+        f"src/{module}/defs/__init__.py": "",
+        f"src/{module}/defs/cswf_defs.py": (
+            '"""cswf\'s assets, checks, jobs, schedules and sensor for this project."""\n\n'
+            "from pathlib import Path\n\nimport dagster as dg\n\n"
+            "from cswf.defs import build_defs, project_settings\n\n\n@dg.definitions\n"
+            "def defs() -> dg.Definitions:\n"
+            "    return build_defs(project_settings(Path(__file__).parent))\n"
+        ),
+    }
 
 
 def init_project(root: Path, *, force: bool = False, today: datetime | None = None) -> Written:
