@@ -153,13 +153,11 @@ def build_tick_assets(
         settings = cswf.settings()
         ticks = _ticks(context)
         with open_warehouse(warehouse) as con:
-            facts = project.materialize_facts(con, settings, ticks)
-        context.log.info(f"facts: {facts.height} rows for {len(ticks)} tick(s)")
+            stored = project.store_facts(con, settings, ticks)
+        context.log.info(f"facts: {stored.rows} rows for {len(ticks)} tick(s)")
         per_tick = {
             as_of: (rows, participants)
-            for as_of, rows, participants in facts.group_by("as_of")
-            .agg(pl.len(), pl.col("participant_id").n_unique())
-            .iter_rows()
+            for as_of, rows, participants in stored.per_tick.iter_rows()
         }
         for as_of in ticks:
             rows, participants = per_tick.get(as_of, (0, 0))
@@ -167,11 +165,11 @@ def build_tick_assets(
                 {"dagster/row_count": rows, "participants": participants},
                 partition_key=key_of(as_of),
             )
-        latest = facts.filter(pl.col("as_of") == ticks[-1])
+        latest = stored.latest
         context.add_asset_metadata(
             {
-                "dagster/column_schema": _column_schema(facts),
-                "run_rows": facts.height,
+                "dagster/column_schema": _column_schema(latest),
+                "run_rows": stored.rows,
                 **_run_span(ticks),
                 "preview": dg.MetadataValue.md(
                     f"Tick {key_of(ticks[-1])}:\n\n{markdown_table(latest)}"

@@ -21,9 +21,11 @@ from cswf.project.ticks import (
     OnTick,
     Respond,
     RunSummary,
+    StoredFacts,
     materialize_facts,
     require_clean_snapshots,
     run_ticks,
+    store_facts,
     ticks_in,
 )
 from cswf.settings import Settings
@@ -45,6 +47,7 @@ __all__ = [
     "Respond",
     "RunSummary",
     "SpecErrors",
+    "StoredFacts",
     "check_specs",
     "deliver_outbox",
     "deploy",
@@ -54,6 +57,7 @@ __all__ = [
     "preview",
     "require_clean_snapshots",
     "run_ticks",
+    "store_facts",
     "ticks_in",
     "with_lifecycle",
     "workflow_names",
