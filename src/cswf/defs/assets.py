@@ -143,16 +143,14 @@ def build_tick_assets(
         ticks = _ticks(context)
         last = key_of(ticks[-1])
         with open_warehouse(warehouse) as con:
-            facts = project.materialize_facts(con, settings, ticks)
+            stored = project.store_facts(con, settings, ticks)
             table = table_metadata(con, FACTS, settings.sql_path)
             rows_at_last = preview(con, f"SELECT * FROM {FACTS} WHERE as_of = ? "
                                         "ORDER BY participant_id", [ticks[-1]])
-        context.log.info(f"facts: {facts.height} rows for {len(ticks)} tick(s)")
+        context.log.info(f"facts: {stored.rows} rows for {len(ticks)} tick(s)")
         per_tick = {
             as_of: (rows, participants)
-            for as_of, rows, participants in facts.group_by("as_of")
-            .agg(pl.len(), pl.col("participant_id").n_unique())
-            .iter_rows()
+            for as_of, rows, participants in stored.per_tick.iter_rows()
         }
         for as_of in ticks:
             rows, participants = per_tick.get(as_of, (0, 0))
@@ -161,7 +159,7 @@ def build_tick_assets(
                 partition_key=key_of(as_of),
             )
         context.add_asset_metadata(
-            {**table, "run_rows": facts.height, **_run_span(ticks),
+            {**table, "run_rows": stored.rows, **_run_span(ticks),
              f"preview (tick {last})": rows_at_last},
             partition_key=last,
         )

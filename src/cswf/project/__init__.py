@@ -22,9 +22,11 @@ from cswf.project.ticks import (
     OnTick,
     Respond,
     RunSummary,
+    StoredFacts,
     materialize_facts,
     require_clean_snapshots,
     run_ticks,
+    store_facts,
     ticks_in,
 )
 from cswf.settings import Settings
@@ -47,6 +49,7 @@ __all__ = [
     "Respond",
     "RunSummary",
     "SpecErrors",
+    "StoredFacts",
     "check_specs",
     "deliver_outbox",
     "deploy",
@@ -58,6 +61,7 @@ __all__ = [
     "refresh_reports",
     "require_clean_snapshots",
     "run_ticks",
+    "store_facts",
     "ticks_in",
     "with_lifecycle",
     "workflow_names",

@@ -1,7 +1,9 @@
 """Running ticks: facts for the run, then each tick in order through the pure engine, stored.
 
 State and facts flow from one tick to the next in memory; field updates the workflows made are
-facts at later ticks until a newer snapshot supersedes them.
+facts at later ticks until a newer snapshot supersedes them. Facts are built and held a chunk of
+days at a time (`CHUNK_DAYS`): a quarter's contact facts at once are 5M rows and gigabytes, a
+week's are a few hundred megabytes at most, and the fact SQL costs no more per tick in chunks.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from cswf.store.warehouse import (
 
 log = logging.getLogger(__name__)
 
+CHUNK_DAYS = 7  # facts are built and held for this many days of ticks at a time
+
 OnTick = Callable[[WriteOutcome, TickResult], None]
 # A simulated audience (the demo's): after a tick, the action events up to the next tick,
 # recorded; the next tick sees them. Production runs pass none.
@@ -62,13 +66,64 @@ def require_clean_snapshots(con: duckdb.DuckDBPyConnection) -> None:
         raise BlockedTick("snapshots failed their checks; no tick ran:\n- " + "\n- ".join(problems))
 
 
+def tick_chunks(ticks: Sequence[datetime], days: int | None = None) -> list[list[datetime]]:
+    """Consecutive ticks, `days` (default CHUNK_DAYS) calendar dates per chunk: the fact SQL
+    works per date, so a chunk never splits a date (its work would be done twice)."""
+    days = days or CHUNK_DAYS
+    chunks: list[list[datetime]] = []
+    dates: set[object] = set()
+    for tick in ticks:
+        if not chunks or (tick.date() not in dates and len(dates) == days):
+            chunks.append([])
+            dates = set()
+        dates.add(tick.date())
+        chunks[-1].append(tick)
+    return chunks
+
+
+@dataclass(frozen=True)
+class StoredFacts:
+    """What `store_facts` stored, without the facts themselves: rows and participants per tick
+    (as_of, rows, participants) and the last tick's facts (a preview; they carry the schema)."""
+
+    per_tick: pl.DataFrame
+    latest: pl.DataFrame
+
+    @property
+    def rows(self) -> int:
+        return int(self.per_tick["rows"].sum())
+
+
+def store_facts(
+    con: duckdb.DuckDBPyConnection, settings: Settings, ticks: Sequence[datetime]
+) -> StoredFacts:
+    """Facts for many ticks, stored by tick, a chunk of days at a time; only their counts and
+    the last tick's facts are kept (a quarter's facts held at once are a gigabyte of RSS)."""
+    counts, latest = [], None
+    for chunk in tick_chunks(ticks):
+        facts = build_facts(con, chunk, settings.facts_sql_path)
+        save_facts(con, facts)
+        counts.append(facts.group_by("as_of").agg(
+            pl.len().alias("rows"), pl.col("participant_id").n_unique().alias("participants")))
+        latest = facts.filter(pl.col("as_of") == chunk[-1])
+    if latest is None:
+        latest = build_facts(con, [], settings.facts_sql_path)
+    per_tick = pl.concat(counts) if counts else pl.DataFrame(
+        schema={"as_of": pl.Datetime("us"), "rows": pl.UInt32, "participants": pl.UInt32})
+    return StoredFacts(per_tick.sort("as_of"), latest)
+
+
 def materialize_facts(
     con: duckdb.DuckDBPyConnection, settings: Settings, ticks: Sequence[datetime]
 ) -> pl.DataFrame:
-    """Facts for many ticks in one SQL run, stored by tick."""
-    facts = build_facts(con, list(ticks), settings.facts_sql_path)
-    save_facts(con, facts)
-    return facts
+    """Facts for many ticks, stored by tick; returns them all (built a chunk of days at a time:
+    one SQL run over a quarter peaks at several times the size of its result)."""
+    parts = []
+    for chunk in tick_chunks(ticks):
+        facts = build_facts(con, chunk, settings.facts_sql_path)
+        save_facts(con, facts)
+        parts.append(facts)
+    return pl.concat(parts) if parts else build_facts(con, [], settings.facts_sql_path)
 
 
 @dataclass(frozen=True)
@@ -104,8 +159,7 @@ def run_ticks(
     lifecycle.require_valid()
     calendar = settings.calendar
     before = calendar.previous(ticks[0])
-    feeds = [_Feed.load(con, settings, participant, members, ticks, before,
-                        facts if participant == "account" else None)
+    feeds = [_Feed.of(settings, participant, members)
              for participant, members in _by_participant(workflows).items()]
     groups = load_groups(settings.groups_path)
     state = load_state(con, ticks[0])
@@ -117,15 +171,13 @@ def run_ticks(
     kept = state.filter(~pl.col("workflow").is_in(list(running)))
     # Field updates the workflows made are facts until a newer snapshot supersedes them.
     updates = load_field_updates(con, ticks[0])
-    if before is not None:
-        earlier = load_field_updates(con, before)
-        for feed in feeds:
-            if feed.prev is not None:
-                feed.prev = apply_field_updates(feed.prev, earlier, before).facts
     reported: set[str] = set()
     outcomes: list[WriteOutcome] = []
     actions = transitions = 0
+    chunks = {chunk[0]: chunk for chunk in tick_chunks(ticks)}
     for i, as_of in enumerate(ticks):
+        if as_of in chunks:  # the next chunk's facts replace the last one's
+            _load_chunk(con, settings, feeds, chunks[as_of], before if i == 0 else None, facts)
         window = pl.col("requested_at") <= as_of
         results = []
         for feed in feeds:
@@ -157,6 +209,8 @@ def run_ticks(
             answered = respond(con, result, until)
             events = answered if events is None else pl.concat([events, answered],
                                                                 how="vertical_relaxed")
+    for feed in feeds:
+        feed.release()
     statuses = [o.status for o in outcomes]
     return RunSummary(
         ticks=len(ticks),
@@ -166,6 +220,20 @@ def run_ticks(
         actions=actions,
         transitions=transitions,
     )
+
+
+def _load_chunk(con: duckdb.DuckDBPyConnection, settings: Settings, feeds: list[_Feed],
+                chunk: list[datetime], before: datetime | None,
+                facts: pl.DataFrame | None) -> None:
+    """Every feed's facts for `chunk`; with `before` (the run's first chunk) also the facts of
+    the tick before, with the field updates made by then."""
+    for feed in feeds:
+        feed.load(con, settings, chunk, before, facts if feed.participant == "account" else None)
+    if before is not None:
+        earlier = load_field_updates(con, before)
+        for feed in feeds:
+            if feed.prev is not None:
+                feed.prev = apply_field_updates(feed.prev, earlier, before).facts
 
 
 def _report_overlay_problems(problems: pl.DataFrame, reported: set[str]) -> None:
@@ -179,11 +247,17 @@ def _report_overlay_problems(problems: pl.DataFrame, reported: set[str]) -> None
 
 @dataclass
 class _Feed:
-    """One participant type's workflows and their facts for a run of ticks."""
+    """One participant type's workflows and their facts for the chunk of ticks being run.
 
+    `prev` (the facts the previous tick saw) flows from chunk to chunk; `by_tick` holds one
+    chunk's facts and is replaced by the next chunk's."""
+
+    participant: str
     workflows: list[LoadedWorkflow]
+    needed: list[str]  # the fields the workflows read at a tick
+    previous: list[str]  # the fields they read of the previous tick
     by_tick: dict[datetime, pl.DataFrame]
-    empty: pl.DataFrame
+    empty: pl.DataFrame | None
     prev: pl.DataFrame | None
 
     @property
@@ -191,32 +265,51 @@ class _Feed:
         return [w.name for w in self.workflows]
 
     def at(self, as_of: datetime) -> pl.DataFrame:
-        return self.by_tick.get(as_of, self.empty)
+        found = self.by_tick.get(as_of, self.empty)
+        if found is None:
+            raise LookupError(f"no facts loaded for {as_of}")
+        return found
 
     @classmethod
-    def load(cls, con: duckdb.DuckDBPyConnection, settings: Settings, participant: str,
-             workflows: list[LoadedWorkflow], ticks: Sequence[datetime],
-             before: datetime | None, given: pl.DataFrame | None) -> _Feed:
-        """Account facts come from the stored account_facts; contact and opportunity facts are
-        built for the run's ticks in one query (with only the fields their workflows read)."""
+    def of(cls, settings: Settings, participant: str, workflows: list[LoadedWorkflow]) -> _Feed:
+        """The fields to read: only those the workflows use (plus what the overlay needs)."""
         needed = set().union(*(w.fact_fields() for w in workflows))
         model = FACT_MODELS[participant]
         if any(isinstance(n.step, DelayStep) for w in workflows for n in w.flow) and \
                 TIME_ZONE in fact_schema(settings.facts_sql_path, model):
             needed.add(TIME_ZONE)  # day delays run on local time
-        needed = sorted(needed | {SNAPSHOT_DATE})  # the field-update overlay reads it
-        previous = sorted(set().union(*(w.previous_fields() for w in workflows))
-                          | {SNAPSHOT_DATE})
-        if participant == "account":
-            frame = given if given is not None else load_facts_range(con, ticks, needed)
-            prev = load_facts(con, before, previous) if before is not None else None
+        previous = set().union(*(w.previous_fields() for w in workflows))
+        return cls(participant, workflows, sorted(needed | {SNAPSHOT_DATE}),
+                   sorted(previous | {SNAPSHOT_DATE}), {}, None, None)
+
+    def load(self, con: duckdb.DuckDBPyConnection, settings: Settings,
+             ticks: Sequence[datetime], before: datetime | None,
+             given: pl.DataFrame | None) -> None:
+        """The facts of `ticks`, and with `before` (a run's first chunk) those of the tick
+        before. Account facts come from the stored account_facts (or `given`); contact and
+        opportunity facts are built for the chunk's ticks in one query."""
+        self.release()
+        if self.participant == "account":
+            if given is not None:
+                frame = given.filter(pl.col("as_of").is_in(list(ticks)))
+            else:
+                frame = load_facts_range(con, ticks, self.needed)
+            if before is not None:
+                self.prev = load_facts(con, before, self.previous)
         else:
             wanted = [before, *ticks] if before is not None else list(ticks)
-            built = build_facts(con, wanted, settings.facts_sql_path, model, needed)
+            built = build_facts(con, wanted, settings.facts_sql_path,
+                                FACT_MODELS[self.participant], self.needed)
             frame = built.filter(pl.col("as_of").is_in(list(ticks)))
-            prev = built.filter(pl.col("as_of") == before) if before is not None else None
-        by_tick = {key[0]: part for key, part in frame.partition_by("as_of", as_dict=True).items()}
-        return cls(workflows, by_tick, frame.clear(), prev)
+            if before is not None:
+                self.prev = built.filter(pl.col("as_of") == before)
+        self.by_tick = {key[0]: part
+                        for key, part in frame.partition_by("as_of", as_dict=True).items()}
+        self.empty = frame.clear()
+
+    def release(self) -> None:
+        """Drop the chunk's facts (the previous tick's stay in `prev`)."""
+        self.by_tick = {}
 
 
 def _by_participant(workflows: Sequence[LoadedWorkflow]) -> dict[str, list[LoadedWorkflow]]:
