@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -143,7 +144,12 @@ def test_a_first_run_enrolls_and_acts(tmp_path: Path) -> None:
     """The example spec takes in an account renewing within 60 days: a task and an email."""
     folder = tmp_path / "p"
     init(folder)
-    today = datetime.now(UTC).date()
+    # Yesterday: both of its first ticks are in the past whatever the hour (today's 03:00 tick
+    # is not yet runnable before 03:00), so the project starts a day back.
+    today = datetime.now(UTC).date() - timedelta(days=1)
+    config = folder / "cswf.yaml"
+    config.write_text(re.sub(r'tick_start: "[^"]*"', f'tick_start: "{today} 00:00"',
+                             config.read_text()))
     landing = folder / "data/landing/accounts"
     landing.mkdir()
     rows = [{"account_id": "soon", "stage": "mature",
@@ -168,3 +174,19 @@ def test_a_first_run_enrolls_and_acts(tmp_path: Path) -> None:
 def test_init_date_is_today(tmp_path: Path) -> None:
     text = project_files(tmp_path, datetime(2027, 1, 2, 15, 30, tzinfo=UTC))["cswf.yaml"]
     assert 'tick_start: "2027-01-02 00:00"' in text  # the day init runs
+
+
+def test_a_range_into_the_future_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    init(folder)
+    today = datetime.now(UTC).date()
+    landing = folder / "data/landing/accounts"
+    landing.mkdir()
+    (landing / f"accounts_{today}.csv").write_text(
+        snapshot_csv(contract_columns(ACCOUNTS), today, []))
+    tomorrow = today + timedelta(days=1)
+    result = runner.invoke(app, ["run", "--start", f"{today}", "--end", f"{tomorrow}T03:00",
+                                 "--root", str(folder)], terminal_width=200)
+    assert result.exit_code == 1
+    assert f"error: tick {tomorrow}-03:00 is in the future (it is now " in result.output
+    assert "end the range at a tick that has come" in result.output

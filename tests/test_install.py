@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -102,7 +103,11 @@ def test_the_built_wheel_installs_and_runs_a_new_project(
     # One day of accounts, written from the installed package's contract: one account renews
     # within 60 days (the example spec takes it in), one does not.
     columns = json.loads(run("python", "-c", CONTRACT))
-    today = datetime.now(UTC).date()
+    # Yesterday, with tick_start moved back to it: both ticks are past whatever the hour.
+    today = datetime.now(UTC).date() - timedelta(days=1)
+    config = project / "cswf.yaml"
+    config.write_text(re.sub(r'tick_start: "[^"]*"', f'tick_start: "{today} 00:00"',
+                             config.read_text()))
     rows = [{"account_id": "soon", "stage": "mature",
              "renewal_date": (today + timedelta(days=30)).isoformat()},
             {"account_id": "later", "stage": "mature",

@@ -9,7 +9,7 @@ for `make demo` and `make ui`); without it they run against a throwaway instance
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -63,6 +63,12 @@ def run_tick_range(
     partitions = job.partitions_def
     if partitions is None or not partitions.has_partition_key(key_of(ticks[-1])):
         last = partitions.get_last_partition_key() if partitions is not None else None
+        now = datetime.now(UTC).replace(tzinfo=None)
+        if ticks[-1] > now:  # the clock, not the data, is what stops it
+            raise ValueError(
+                f"tick {key_of(ticks[-1])} is in the future (it is now {now:%Y-%m-%d %H:%M} "
+                "UTC): end the range at a tick that has come"
+            )
         raise ValueError(
             f"tick {key_of(ticks[-1])} comes after the last tick with a landed account snapshot "
             f"({last or 'none yet'}): nothing new to evaluate"
