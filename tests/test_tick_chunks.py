@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cswf import project
+from cswf.demo.delivering import QuarterDelivery
 from cswf.demo.generate import generate_book
 from cswf.demo.responses import SimulatedAudience
 from cswf.project import ticks as ticks_module
@@ -43,8 +44,10 @@ def _quarter(root: Path, chunk_days: int, monkeypatch: pytest.MonkeyPatch) -> di
         # Two runs, so the second starts from a stored state in the middle of a chunk.
         for part in (ticks[:37], ticks[37:]):
             project.run_ticks(con, settings, project.load_workflows(settings), part,
-                              respond=SimulatedAudience())
-        return {t: con.sql(f"SELECT * EXCLUDE (recorded_at) FROM {t} ORDER BY {o}").fetchall()
+                              respond=SimulatedAudience(
+                                  QuarterDelivery(settings.delivery_config())))
+        return {t: con.sql(f"SELECT * EXCLUDE (recorded_at, detail) FROM {t} ORDER BY {o}")
+                .fetchall()
                 if t == "action_events" else con.sql(f"FROM {t} ORDER BY {o}").fetchall()
                 for t, o in TABLES.items()}
 

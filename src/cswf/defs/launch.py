@@ -5,9 +5,10 @@ UI shows every tick of the range as a materialized partition of the tick assets.
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
+from typing import Any
 
 import dagster as dg
 from dagster._core.storage.tags import (
@@ -28,6 +29,9 @@ from cswf.settings import Settings
 # records one per asset with the whole range instead; the catch, per Dagster, is that the
 # partitions of a run that fails are shown as missing rather than failed.
 PLANNED_EVENTS_AS_RANGES = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+# Run config for a run whose terminal shows something else (the demo's progress bar): the
+# default console logger prints warnings and errors only; the run's event log keeps everything.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def run_tick_range(
@@ -38,11 +42,13 @@ def run_tick_range(
     *,
     raise_on_error: bool = True,
     audience: Audience | None = None,
+    run_config: Mapping[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Execute `tick_job` for every tick with start <= as_of <= end in one run.
 
     `instance` defaults to the DAGSTER_HOME instance when DAGSTER_HOME is set, else an ephemeral
-    one (nothing recorded). Raises ValueError when the range holds no tick.
+    one (nothing recorded). `run_config` is the run's config, e.g. its loggers (QUIET_CONSOLE).
+    Raises ValueError when the range holds no tick.
     """
     ticks = ticks_in(settings, start, end)
     if not ticks:
@@ -58,15 +64,18 @@ def run_tick_range(
     with ExitStack() as stack:
         instance = instance or stack.enter_context(_default_instance())
         stack.enter_context(_default_environment(PLANNED_EVENTS_AS_RANGES, "true"))
-        return job.execute_in_process(instance=instance, tags=tags, raise_on_error=raise_on_error)
+        return job.execute_in_process(instance=instance, tags=tags, raise_on_error=raise_on_error,
+                                      run_config=dict(run_config or {}))
 
 
 def run_delivery(
-    settings: Settings, now: datetime, instance: dg.DagsterInstance | None = None
+    settings: Settings, now: datetime, instance: dg.DagsterInstance | None = None,
+    run_config: Mapping[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Execute `delivery_job` once, delivering as of `now` (a simulation's own time)."""
     job = build_defs(settings).resolve_job_def(DELIVERY_JOB)
-    config = {"ops": {name: {"config": {"now": now.isoformat()}}
+    config = {**(run_config or {}),
+              "ops": {name: {"config": {"now": now.isoformat()}}
                       for name in ("deliveries", "action_insights")}}
     with ExitStack() as stack:
         instance = instance or stack.enter_context(_default_instance())
