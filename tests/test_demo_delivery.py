@@ -38,8 +38,7 @@ def _result(as_of: datetime, rows: list[dict[str, object]]) -> TickResult:
 Quarter = tuple[duckdb.DuckDBPyConnection, dict[datetime, pl.DataFrame]]
 
 
-@pytest.fixture
-def quarter(tmp_path: Path) -> Quarter:
+def _day(tmp_path: Path, last_tick: datetime | None = None) -> Quarter:
     """Tick by tick through one day (UTC; quiet hours 20:00-08:00, 3 emails a day an address):
     an email at 03:00, five to one address at 12:00, a task at 12:00."""
     con = warehouse()
@@ -50,7 +49,7 @@ def quarter(tmp_path: Path) -> Quarter:
         TICKS[4]: [email_row(n, "busy@customer.example", participant="acc-2", tick=TICKS[4])
                    for n in range(5)] + [task_row(0, participant="acc-3", tick=TICKS[4])],
     }
-    audience = SimulatedAudience(QuarterDelivery(config))
+    audience = SimulatedAudience(QuarterDelivery(config), last_tick=last_tick)
     seen = {}
     for as_of, until in pairwise(TICKS):
         rows = emitted.get(as_of, [])
@@ -58,6 +57,22 @@ def quarter(tmp_path: Path) -> Quarter:
             add_actions(con, rows)  # what write_tick does before the audience is called
         seen[as_of] = audience(con, _result(as_of, rows), until)
     return con, seen
+
+
+@pytest.fixture
+def quarter(tmp_path: Path) -> Quarter:
+    return _day(tmp_path)
+
+
+def test_recording_results_only_before_deliveries_and_at_the_end_changes_nothing(
+        tmp_path: Path) -> None:
+    every_tick, _ = _day(tmp_path / "a")
+    lazily, _ = _day(tmp_path / "b", last_tick=TICKS[-2])
+    query = ("SELECT action_id, event_type, occurred_at, source FROM action_events "
+             "ORDER BY ALL")
+    assert every_tick.sql(query).fetchall() == lazily.sql(query).fetchall()
+    query = "SELECT action_id, status, sent_at FROM deliveries ORDER BY ALL"
+    assert every_tick.sql(query).fetchall() == lazily.sql(query).fetchall()
 
 
 def test_quiet_hours_hold_an_email_until_they_end_between_ticks(quarter: Quarter) -> None:

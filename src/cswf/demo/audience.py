@@ -3,6 +3,10 @@ this module; `cswf demo` hands it to the definitions it builds."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from pydantic import Field
+
 from cswf.defs.resources import Audience, CswfProject
 from cswf.demo.delivering import QuarterDelivery
 from cswf.demo.progress import current_progress
@@ -17,10 +21,14 @@ class SimulatedCustomers(Audience):
     Each tick is reported to the demo's progress bar, if one is showing."""
 
     project: CswfProject
+    last_tick: str | None = Field(
+        default=None, description="The run's last tick (ISO): results are recorded at it "
+                                  "and before each delivery rather than after every tick.")
 
     def responder(self) -> Respond | None:
         progress = current_progress()
         if progress is not None:
             progress.stage("engine: the first week's facts")
+        last = datetime.fromisoformat(self.last_tick) if self.last_tick else None
         return SimulatedAudience(QuarterDelivery(self.project.settings().delivery_config()),
-                                 progress)
+                                 progress, last)

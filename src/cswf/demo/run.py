@@ -25,13 +25,14 @@ BOOK_START = date(2026, 5, 1)
 BOOK_DAYS = 120  # 30 days of history, then the quarter of ticks
 
 
-def quarter(settings: Settings) -> tuple[datetime, datetime]:
+def quarter(settings: Settings, days: int = BOOK_DAYS) -> tuple[datetime, datetime]:
     """The demo's ticks: from the configured first tick to the last tick of the book's days."""
-    last_day = BOOK_START + timedelta(days=BOOK_DAYS - 1)
+    last_day = BOOK_START + timedelta(days=days - 1)
     return settings.tick_start, datetime.combine(last_day, clock(21, 0))
 
 
-def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console) -> None:
+def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console,
+             days: int = BOOK_DAYS) -> None:
     from cswf.defs.launch import QUIET_CONSOLE, run_delivery, run_tick_range
     from cswf.defs.resources import project_resource
     from cswf.demo.audience import SimulatedCustomers
@@ -42,10 +43,11 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
         shutil.rmtree(landing, ignore_errors=True)
         settings.database_path.unlink(missing_ok=True)
     if not any(landing.glob("*/*")):
-        book = generate_book(landing, accounts=accounts, days=BOOK_DAYS, start=BOOK_START)
+        with console.status(f"generating {accounts:,} accounts x {days} days of snapshots"):
+            book = generate_book(landing, accounts=accounts, days=days, start=BOOK_START)
         console.print(
             f"book of business: {book.accounts:,} accounts ({book.new_accounts:,} arrive during "
-            f"the period), {BOOK_DAYS} days of snapshots in {landing} "
+            f"the period), {days} days of snapshots in {landing} "
             f"({book.account_rows:,} account and {book.usage_rows:,} usage rows)"
         )
     checked = project.check_specs(settings)
@@ -53,24 +55,25 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
         console.print(str(error), markup=False)
     checked.require_valid()
 
-    start, end = quarter(settings)
+    start, end = quarter(settings, days)
     ticks = project.ticks_in(settings, start, end)
     closing = settings.calendar.next(end)  # the quarter ends where its last tick's span does
     home = os.environ.get("DAGSTER_HOME")
     console.print(
-        f"{len(checked.workflows)} workflows; {len(ticks)} ticks every 3 hours "
-        f"({start:%Y-%m-%d} .. {end:%Y-%m-%d %H:%M}) as one Dagster run"
+        f"{len(checked.workflows)} workflows; {len(ticks)} ticks from {start:%Y-%m-%d %H:%M} to "
+        f"{end:%Y-%m-%d %H:%M} (cron '{settings.tick_cron}') as one Dagster run"
         f"{f' recorded in {home}' if home else ''}.\n"
         "After each tick delivery runs at the tick and wherever a held email comes due before "
         "the next (every 15 minutes in production), then simulated customers answer what was "
         "sent."
     )
     progress = QuarterProgress(console, len(ticks))
-    audience = SimulatedCustomers(project=project_resource(settings))
+    audience = SimulatedCustomers(project=project_resource(settings), last_tick=end.isoformat())
     with progress.showing():
         run = run_tick_range(settings, start, end, audience=audience, run_config=QUIET_CONSOLE)
         progress.stage("delivery run at the quarter's end", f"as of {closing:%Y-%m-%d %H:%M}")
         delivery = run_delivery(settings, closing, run_config=QUIET_CONSOLE)
+        progress.stage("quarter done")
     console.print(
         f"Dagster run {run.run_id} {'succeeded' if run.success else 'FAILED'}, delivery run "
         f"{delivery.run_id} {'succeeded' if delivery.success else 'FAILED'}; "
