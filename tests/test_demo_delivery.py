@@ -20,6 +20,7 @@ from cswf.engine.tick import TickResult
 
 DAY = datetime(2026, 6, 2)
 TICKS = [DAY + timedelta(hours=3 * i) for i in range(9)]  # 00:00 .. 24:00 UTC
+BOUNCING = "gone@customer.example"  # onboarding/acc-51/1/s0.a0 draws a bounce
 
 
 def test_slots_are_quarter_hours_at_or_after() -> None:
@@ -40,14 +41,17 @@ Quarter = tuple[duckdb.DuckDBPyConnection, dict[datetime, pl.DataFrame]]
 
 def _day(tmp_path: Path, last_tick: datetime | None = None) -> Quarter:
     """Tick by tick through one day (UTC; quiet hours 20:00-08:00, 3 emails a day an address):
-    an email at 03:00, five to one address at 12:00, a task at 12:00."""
+    an email at 03:00, five to one address at 12:00, a task at 12:00; an email at 09:00 that
+    bounces (its id draws a bounce) and one to the same address at 15:00."""
     con = warehouse()
     config = make_config(tmp_path, dry_run=True, quiet_hours={"start": "20:00", "end": "08:00"},
                          cap_per_day=3)
     emitted = {
         TICKS[1]: [email_row(0, "early@customer.example", participant="acc-1", tick=TICKS[1])],
+        TICKS[3]: [email_row(0, BOUNCING, participant="acc-51", tick=TICKS[3])],
         TICKS[4]: [email_row(n, "busy@customer.example", participant="acc-2", tick=TICKS[4])
                    for n in range(5)] + [task_row(0, participant="acc-3", tick=TICKS[4])],
+        TICKS[5]: [email_row(1, BOUNCING, participant="acc-51", tick=TICKS[5])],
     }
     audience = SimulatedAudience(QuarterDelivery(config), last_tick=last_tick)
     seen = {}
@@ -73,6 +77,15 @@ def test_recording_results_only_before_deliveries_and_at_the_end_changes_nothing
     assert every_tick.sql(query).fetchall() == lazily.sql(query).fetchall()
     query = "SELECT action_id, status, sent_at FROM deliveries ORDER BY ALL"
     assert every_tick.sql(query).fetchall() == lazily.sql(query).fetchall()
+
+
+def test_a_bounce_suppresses_the_address_before_the_next_send(quarter: Quarter) -> None:
+    con, _ = quarter
+    bounced = con.sql("SELECT occurred_at FROM action_events WHERE event_type = 'bounced' AND "
+                      "action_id = 'onboarding/acc-51/1/s0.a0'").fetchall()
+    assert bounced and TICKS[3] < bounced[0][0] < TICKS[5]
+    assert con.sql("SELECT status FROM deliveries WHERE action_id = "
+                   "'onboarding/acc-51/1/s0.a1'").fetchall() == [("suppressed",)]
 
 
 def test_quiet_hours_hold_an_email_until_they_end_between_ticks(quarter: Quarter) -> None:

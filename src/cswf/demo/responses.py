@@ -27,7 +27,7 @@ from cswf.demo.progress import QuarterProgress
 from cswf.engine.tick import TickResult
 from cswf.ingest.action_events import record_events
 from cswf.project import EVENTS_FOLDER
-from cswf.store.tables import ensure_delivery_tables
+from cswf.store.tables import SUPPRESSING_EVENTS, ensure_delivery_tables
 
 FILE_NAME = "simulated_responses.csv"
 DETAIL = "simulated"
@@ -65,9 +65,10 @@ class SimulatedAudience:
     Delivery runs at the tick's slot and at every slot before the next tick where something
     held comes due (demo/delivering.py). Returns what the next tick must see: the customers'
     events up to it and delivery's own (sent, failed); the engine keeps them in memory. The
-    customers' events are recorded in `action_events` as results come in for real: before each
-    delivery (a bounce suppresses its address for the next send, as the ingest at the start of
-    a delivery run would have it), and at `last_tick`, the run's last (every tick when None).
+    customers' events are recorded in `action_events` as results come in for real: before a
+    delivery when a bounce is among them (it suppresses its address for the next send, as the
+    ingest at the start of a delivery run would have it), and at `last_tick`, the run's last
+    (every tick when None).
 
     An action's answers are drawn once, when it is emitted: a task's from its tick, an email's
     as offsets that become times when (if ever) delivery sends it. One query per tick with
@@ -99,7 +100,7 @@ class SimulatedAudience:
         delivered = slot is not None
         while slot is not None:
             answered.append(self._release(slot))
-            self._record(con, slot)  # results back in first
+            self._record(con, slot, only_if_suppressing=True)  # results back in first
             if self.delivery.at(con, slot).outcomes.get("sent"):
                 self._sent(con, slot, slot + SLOT, after=slot)
             slot = self.delivery.next_due(con, slot + SLOT, until)
@@ -151,13 +152,20 @@ class SimulatedAudience:
             self._unrecorded.append(released)
         return released
 
-    def _record(self, con: duckdb.DuckDBPyConnection, now: datetime) -> None:
-        """Record the events released so far, as an ingest at `now` would."""
-        if self._unrecorded:
-            events = pl.concat(self._unrecorded).sort("occurred_at", "action_id", "event_type")
-            record_events(con, events.with_columns(detail=pl.lit(DETAIL), source=pl.lit(DETAIL)),
-                          now)
-            self._unrecorded = []
+    def _record(self, con: duckdb.DuckDBPyConnection, now: datetime,
+                only_if_suppressing: bool = False) -> None:
+        """Record the events released so far, as an ingest at `now` would. Before a delivery
+        only a bounce can change what it does (it suppresses an address), so without one the
+        events wait for the next chance (the same rows in the end, fewer writes)."""
+        if not self._unrecorded:
+            return
+        events = pl.concat(self._unrecorded)
+        if only_if_suppressing and not events["event_type"].is_in(SUPPRESSING_EVENTS).any():
+            self._unrecorded = [events]
+            return
+        record_events(con, events.sort("occurred_at", "action_id", "event_type").with_columns(
+            detail=pl.lit(DETAIL), source=pl.lit(DETAIL)), now)
+        self._unrecorded = []
 
 
 def simulate_responses(con: duckdb.DuckDBPyConnection, until: datetime, landing_dir: Path
