@@ -42,7 +42,9 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
     if fresh:
         shutil.rmtree(landing, ignore_errors=True)
         settings.database_path.unlink(missing_ok=True)
-    if not any(landing.glob("*/*")):
+    if any(landing.glob("*/*")):
+        console.print(f"book of business: the files in {landing} (--fresh makes a new one)")
+    else:
         with console.status(f"generating {accounts:,} accounts x {days} days of snapshots"):
             book = generate_book(landing, accounts=accounts, days=days, start=BOOK_START)
         console.print(
