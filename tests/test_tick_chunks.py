@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from cswf import project
+from cswf.demo.delivering import QuarterDelivery
 from cswf.demo.generate import generate_book
 from cswf.demo.responses import SimulatedAudience
 from cswf.project import ticks as ticks_module
 from cswf.project.ticks import tick_chunks
-from cswf.settings import load_settings
+from cswf.settings import Settings, load_settings
 from cswf.store.warehouse import connect
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,9 +32,22 @@ def test_chunks_hold_whole_dates_in_order() -> None:
     assert tick_chunks([]) == []
 
 
-def _quarter(root: Path, chunk_days: int, monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
-    monkeypatch.setattr(ticks_module, "CHUNK_DAYS", chunk_days)
-    settings = load_settings(root)
+def _quarter(root: Path, chunk_days: int, asked: list[int]) -> dict[str, list]:
+    """Run ten days of ticks in two runs; `asked` gets the ticks of every fact read or build."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ticks_module, "CHUNK_DAYS", chunk_days)
+        for name in ("build_facts", "load_facts_range"):
+            real = getattr(ticks_module, name)
+
+            def counted(con: object, ticks: list, *args: object, _real=real, **kwargs: object
+                        ) -> object:
+                asked.append(len(ticks))
+                return _real(con, ticks, *args, **kwargs)
+            patch.setattr(ticks_module, name, counted)
+        return _run(load_settings(root))
+
+
+def _run(settings: Settings) -> dict[str, list]:
     ticks = project.ticks_in(settings, datetime(2026, 5, 31), datetime(2026, 6, 9, 21))
     with connect(settings.database_path) as con:
         project.ingest(con, settings, ticks[-1])
@@ -43,22 +57,25 @@ def _quarter(root: Path, chunk_days: int, monkeypatch: pytest.MonkeyPatch) -> di
         # Two runs, so the second starts from a stored state in the middle of a chunk.
         for part in (ticks[:37], ticks[37:]):
             project.run_ticks(con, settings, project.load_workflows(settings), part,
-                              respond=SimulatedAudience())
-        return {t: con.sql(f"SELECT * EXCLUDE (recorded_at) FROM {t} ORDER BY {o}").fetchall()
+                              respond=SimulatedAudience(
+                                  QuarterDelivery(settings.delivery_config())))
+        return {t: con.sql(f"SELECT * EXCLUDE (recorded_at, detail) FROM {t} ORDER BY {o}")
+                .fetchall()
                 if t == "action_events" else con.sql(f"FROM {t} ORDER BY {o}").fetchall()
                 for t, o in TABLES.items()}
 
 
-def test_a_run_in_chunks_of_one_day_equals_one_chunk(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    results = []
+def test_a_run_in_chunks_of_one_day_equals_one_chunk(tmp_path: Path) -> None:
+    results, asked = [], {1: [], 100: []}
     for chunk_days in (1, 100):
         root = tmp_path / f"chunks{chunk_days}"
         shutil.copytree(REPO / "workflow_specs", root / "workflow_specs")
         (root / "cswf.yaml").write_text(
             f"database: {root / 'cswf.duckdb'}\nlanding_dir: {tmp_path / 'land'}\n"
             "tick_start: '2026-05-31 00:00'\n")
-        results.append(_quarter(root, chunk_days, monkeypatch))
+        results.append(_quarter(root, chunk_days, asked[chunk_days]))
+    # The memory guard: one day of facts at a time (8 ticks, plus the tick before a run).
+    assert max(asked[1]) <= 9 < max(asked[100])
     assert results[0]["actions_outbox"], "the book should make the workflows act"
     for table in TABLES:
         assert results[0][table] == results[1][table], table

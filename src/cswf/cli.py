@@ -451,13 +451,17 @@ def report(
 @app.command()
 def demo(
     accounts: Annotated[int, typer.Option(help="Accounts in the simulated book.")] = 2000,
+    days: Annotated[int, typer.Option(
+        min=32, help="Days of snapshots from 2026-05-01; ticks run from tick_start (day 31) "
+                     "to the last day.")] = 120,
     fresh: Annotated[bool, typer.Option(help="Regenerate data and start over.")] = False,
     root: Root = None,
 ) -> None:
-    """Simulate a quarter: generate a book of business, run all its ticks through Dagster."""
+    """Simulate a quarter: generate a book of business, run all its ticks through Dagster,
+    delivering along the way; a progress bar, then the summary."""
     from cswf.demo.run import run_demo
 
-    run_demo(_settings(root), accounts=accounts, fresh=fresh, console=console)
+    run_demo(_settings(root), accounts=accounts, days=days, fresh=fresh, console=console)
 
 
 def _print_summary(con: object) -> None:

@@ -86,12 +86,16 @@ def run_tick_range(
 
 
 def run_delivery(
-    settings: Settings, now: datetime, instance: dg.DagsterInstance | None = None
+    settings: Settings, now: datetime, instance: dg.DagsterInstance | None = None,
+    *, quiet: bool = False,
 ) -> dg.ExecuteInProcessResult:
-    """Execute `delivery_job` once, delivering as of `now` (a simulation's own time)."""
+    """Execute `delivery_job` once, delivering as of `now` (a simulation's own time).
+
+    `quiet` keeps Dagster's log lines off the terminal, as for `run_tick_range`."""
     job = build_defs(settings).resolve_job_def(DELIVERY_JOB)
-    config = {"ops": {name: {"config": {"now": now.isoformat()}}
-                      for name in ("deliveries", "action_insights")}}
+    config: dict[str, Any] = _quiet() if quiet else {}
+    config["ops"] = {name: {"config": {"now": now.isoformat()}}
+                     for name in ("deliveries", "action_insights")}
     with ExitStack() as stack:
         instance = instance or stack.enter_context(default_instance())
         return job.execute_in_process(instance=instance, run_config=config)

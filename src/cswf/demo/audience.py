@@ -3,14 +3,32 @@ this module; `cswf demo` hands it to the definitions it builds."""
 
 from __future__ import annotations
 
-from cswf.defs.resources import Audience
+from datetime import datetime
+
+from pydantic import Field
+
+from cswf.defs.resources import Audience, CswfProject
+from cswf.demo.delivering import QuarterDelivery
+from cswf.demo.progress import current_progress
 from cswf.demo.responses import SimulatedAudience
 from cswf.project import Respond
 
 
 class SimulatedCustomers(Audience):
-    """After every tick, simulated customers open, click and reply to emails and complete tasks
-    (demo/responses.py), so waits, branches and milestones see results."""
+    """After every tick, delivery runs as its schedule would until the next tick, and simulated
+    customers open, click and reply to the emails it sent and complete tasks
+    (demo/responses.py), so waits, branches, caps and quiet hours see what real life would.
+    Each tick is reported to the demo's progress bar, if one is showing."""
+
+    project: CswfProject
+    last_tick: str | None = Field(
+        default=None, description="The run's last tick (ISO): results are recorded at it "
+                                  "and before each delivery rather than after every tick.")
 
     def responder(self) -> Respond | None:
-        return SimulatedAudience()
+        progress = current_progress()
+        if progress is not None:
+            progress.stage("engine: the first week's facts")
+        last = datetime.fromisoformat(self.last_tick) if self.last_tick else None
+        return SimulatedAudience(QuarterDelivery(self.project.settings().delivery_config()),
+                                 progress, last)

@@ -1,17 +1,14 @@
-"""A simulated audience for the demo: what came of the actions, as an action-events landing file.
+"""The demo's simulated customers at work: the run's `respond` hook, and a landing file.
 
-Outcomes are drawn from a hash of the action id (md5 in DuckDB), not from a random generator, so
-they are the same whatever ran before, in whatever order, and a call with a later `until` only
-adds events: of the emails, 97% are delivered and 2% bounce (the rest vanish); of the delivered,
-45% are opened 1 to 48 hours later, 10% clicked and 4% replied to after that; 70% of the tasks
-are completed before they are due (the rest go overdue). Every event is strictly after its
-action's tick and at most `until`.
+An email reaches its recipient when delivery sends it, which may be later than its tick (quiet
+hours) or never (capped, suppressed, failed): `SimulatedAudience` delivers along the quarter
+(demo/delivering.py) and its customers answer only what was sent, counted from the send. Tasks
+reach their owner at their tick. What each customer does is fixed by the action's id
+(demo/answers.py). `simulated_events` and `simulate_responses` answer the outbox as if
+everything went out at its tick (a landing file for tests and tools).
 
-Ticks see only events already ingested (waits and branches read `action_events` up to the tick),
-so the demo must write and ingest responses before the ticks that should see them: after tick T,
-call this with `until` = the next tick, then ingest, then run that tick. Every event that the
-next tick can see belongs to an action emitted at T or before, so nothing is missed; running a
-span of ticks in one go is exact only for events later than the span's end.
+Ticks see only events already known, so the demo answers before the ticks that should see
+them: after tick T, the events up to the next tick.
 """
 
 from __future__ import annotations
@@ -24,117 +21,151 @@ import duckdb
 import polars as pl
 
 from cswf.calendar import utc_naive
+from cswf.demo.answers import DEFAULT_DUE_DAYS, EMAIL_SPAN_DAYS, answers, draws
+from cswf.demo.delivering import SLOT, QuarterDelivery
+from cswf.demo.progress import QuarterProgress
 from cswf.engine.tick import TickResult
 from cswf.ingest.action_events import record_events
 from cswf.project import EVENTS_FOLDER
-from cswf.store.tables import ensure_delivery_tables
+from cswf.store.tables import SUPPRESSING_EVENTS, ensure_delivery_tables
 
 FILE_NAME = "simulated_responses.csv"
 DETAIL = "simulated"
-DELIVERED, BOUNCED = 0.97, 0.02  # of the emails
-OPENED, CLICKED, REPLIED = 0.45, 0.10, 0.04  # of the delivered emails (clicks, replies: opened)
-COMPLETED = 0.70  # of the tasks, before their due time
-DEFAULT_DUE_DAYS = 3  # a task without a due time
-EARLIEST, FAR = datetime(1970, 1, 1), datetime(9999, 1, 1)
-EMAIL_SPAN_DAYS = 4  # every event of an email falls within 3 days of its tick (see _EVENTS)
-
-
-def _draw(salt: str) -> str:
-    """SQL: a uniform number in [0, 1) fixed by the action id and `salt`."""
-    return f"(md5_number_lower(action_id || ':{salt}') / 18446744073709551616.0)"
-
-
-def _after(start: str, low_seconds: float, high_seconds: float | str, salt: str) -> str:
-    """SQL: `start` plus whole seconds drawn uniformly in [low, high) (`high` may be SQL)."""
-    span = f"(({high_seconds}) - {low_seconds})"
-    return (f"({start} + to_seconds(CAST(floor({low_seconds} + {span} * {_draw(salt)}) "
-            "AS BIGINT)))")
-
-
-_EVENTS_OF = f"""
-WITH actions AS (
-    SELECT action_id, action_type, tick,
-           coalesce(due_at, tick + INTERVAL {DEFAULT_DUE_DAYS} DAY) AS due_at
-    FROM {{source}}
-    WHERE tick <= $until AND status = 'pending'
-      AND ((action_type = 'task' AND greatest(coalesce(due_at, tick + INTERVAL
-                {DEFAULT_DUE_DAYS} DAY), tick + INTERVAL 1 HOUR) > $after)
-           OR (action_type = 'email' AND recipient IS NOT NULL
-               AND tick > $after - INTERVAL {EMAIL_SPAN_DAYS} DAY))
-),
-emails AS (
-    SELECT action_id, tick, {_draw('fate')} AS fate,
-           {_after('tick', 60, 600, 'arrival')} AS arrived_at,
-           {_draw('open')} < {OPENED} AS opened,
-           {_draw('click')} < {CLICKED / OPENED} AS clicked,
-           {_draw('reply')} < {REPLIED / OPENED} AS replied
-    FROM actions WHERE action_type = 'email'
-),
-delivered AS (
-    SELECT *, {_after('arrived_at', 3600, 48 * 3600, 'open_time')} AS opened_at
-    FROM emails WHERE fate < {DELIVERED}
-),
-events AS (
-    SELECT action_id, tick, 'delivered' AS event_type, arrived_at AS occurred_at FROM delivered
-    UNION ALL
-    SELECT action_id, tick, 'bounced', arrived_at FROM emails
-    WHERE fate >= {DELIVERED} AND fate < {DELIVERED + BOUNCED}
-    UNION ALL
-    SELECT action_id, tick, 'opened', opened_at FROM delivered WHERE opened
-    UNION ALL
-    SELECT action_id, tick, 'clicked', {_after('opened_at', 60, 1800, 'click_time')}
-    FROM delivered WHERE opened AND clicked
-    UNION ALL
-    SELECT action_id, tick, 'replied', {_after('opened_at', 600, 24 * 3600, 'reply_time')}
-    FROM delivered WHERE opened AND replied
-    UNION ALL
-    SELECT action_id, tick, 'completed',
-           {_after('tick', 60, 'greatest(epoch(due_at - tick), 3600)', 'done_time')}
-    FROM actions WHERE action_type = 'task' AND {_draw('done')} < {COMPLETED}
-)
-SELECT action_id, event_type, occurred_at, '{DETAIL}' AS detail FROM events
-WHERE occurred_at > tick AND occurred_at > $after AND occurred_at <= $until
-ORDER BY occurred_at, action_id, event_type
-"""
-_EVENTS = _EVENTS_OF.replace("{source}", "actions_outbox")
+EARLIEST = datetime(1970, 1, 1)
+_EVENT = {"action_id": pl.String, "event_type": pl.String, "occurred_at": pl.Datetime("us")}
+# Outbox actions that may still answer after $after: tasks not yet due, recent emails.
+_MAY_ANSWER = (f"tick <= $until AND ((action_type = 'task' AND greatest(coalesce(due_at, tick + "
+               f"INTERVAL {DEFAULT_DUE_DAYS} DAY), tick + INTERVAL 1 HOUR) > $after) OR "
+               f"(action_type = 'email' AND recipient IS NOT NULL "
+               f"AND tick > $after - INTERVAL {EMAIL_SPAN_DAYS} DAY))")
+_SENT_EMAILS = ("SELECT action_id, sent_at FROM deliveries WHERE action_type = 'email' "
+                "AND status = 'sent' AND sent_at >= $sent_from AND sent_at < $sent_before")
+# What delivery itself recorded (sent, failed, ...) in [from, until): the engine sees it too.
+_DELIVERY_EVENTS = ("SELECT action_id, event_type, occurred_at FROM action_events "
+                    f"WHERE source IS DISTINCT FROM '{DETAIL}' AND occurred_at >= $from "
+                    "AND occurred_at < $until")
 
 
 def simulated_events(con: duckdb.DuckDBPyConnection, until: datetime,
                      after: datetime = EARLIEST) -> pl.DataFrame:
     """The simulated events of the outbox's actions in (after, until] (action_id, event_type,
-    occurred_at, detail), in time order. Only actions that can still answer are read, so a
-    call per tick costs what that tick's window holds, not the whole outbox."""
-    return con.sql(_EVENTS, params={"until": utc_naive(until), "after": utc_naive(after)}).pl()
+    occurred_at, detail), in time order, as if every action went out at its tick. Only actions
+    that can still answer are read, so a call per tick costs what that tick's window holds."""
+    until, after = utc_naive(until), utc_naive(after)
+    drawn = answers(draws(con, "actions_outbox", _MAY_ANSWER, {"until": until, "after": after}))
+    at = pl.col("tick") + pl.col("offset")
+    return drawn.filter((at > after) & (at <= until)).select(
+        "action_id", "event_type", at.alias("occurred_at"), pl.lit(DETAIL).alias("detail"),
+    ).sort("occurred_at", "action_id", "event_type")
 
 
 class SimulatedAudience:
-    """run_ticks' `respond` hook: after each tick, the simulated events up to the next tick,
-    recorded in `action_events` like ingested ones, so that tick sees them.
+    """run_ticks' `respond` hook: after each tick, delivery and customers up to the next tick.
 
-    An action's events are fixed when it is emitted (they are drawn from its id), so each tick
-    computes them once for its new actions only and keeps the future ones until they are due;
-    the first call picks up the outbox's earlier actions that may still answer.
+    Delivery runs at the tick's slot and at every slot before the next tick where something
+    held comes due (demo/delivering.py). Returns what the next tick must see: the customers'
+    events up to it and delivery's own (sent, failed); the engine keeps them in memory. The
+    customers' events are recorded in `action_events` as results come in for real: before a
+    delivery when a bounce is among them (it suppresses its address for the next send, as the
+    ingest at the start of a delivery run would have it), and at `last_tick`, the run's last
+    (every tick when None).
+
+    An action's answers are drawn once, when it is emitted: a task's from its tick, an email's
+    as offsets that become times when (if ever) delivery sends it. One query per tick with
+    actions, none per delivery slot beyond looking up what it sent.
     """
 
-    def __init__(self) -> None:
-        self._pending: pl.DataFrame | None = None
+    def __init__(self, delivery: QuarterDelivery, progress: QuarterProgress | None = None,
+                 last_tick: datetime | None = None) -> None:
+        self.delivery = delivery
+        self.progress = progress
+        self.last_tick = last_tick
+        self._answers: pl.DataFrame | None = None  # emails not sent yet: their answers' offsets
+        self._pending = pl.DataFrame(schema=_EVENT)  # answers drawn, not yet happened
+        self._unrecorded: list[pl.DataFrame] = []  # happened, not yet in action_events
 
     def __call__(self, con: duckdb.DuckDBPyConnection, result: TickResult, until: datetime
                  ) -> pl.DataFrame:
-        window = {"until": FAR, "after": utc_naive(result.as_of)}
-        if self._pending is None:
+        as_of = utc_naive(result.as_of)
+        first = self._answers is None
+        if first:  # every action so far: this tick's and those of earlier runs
             ensure_delivery_tables(con)
-            self._pending = con.sql(_EVENTS, params=window).pl()
+            self._emitted(draws(con, "actions_outbox", "tick <= $t", {"t": as_of}), as_of)
+            self._sent(con, EARLIEST, as_of, after=as_of)
         elif not result.actions.is_empty():
-            emitted = result.actions  # noqa: F841 (read by DuckDB)
-            fresh = con.sql(_EVENTS_OF.replace("{source}", "emitted"), params=window).pl()
-            self._pending = pl.concat([self._pending, fresh])
-        due = pl.col("occurred_at") <= utc_naive(until)
-        released = self._pending.filter(due).sort("occurred_at", "action_id", "event_type")
+            self._emitted(draws(con, result.actions), as_of)
+        answered = []
+        slot = as_of if first or not result.actions.is_empty() else \
+            self.delivery.next_due(con, as_of, until)
+        delivered = slot is not None
+        while slot is not None:
+            answered.append(self._release(slot))
+            self._record(con, slot, only_if_suppressing=True)  # results back in first
+            if self.delivery.at(con, slot).outcomes.get("sent"):
+                self._sent(con, slot, slot + SLOT, after=slot)
+            slot = self.delivery.next_due(con, slot + SLOT, until)
+        answered.append(self._release(until))
+        if self.last_tick is None or as_of >= self.last_tick:
+            self._record(con, until)
+        if delivered:
+            answered.append(con.sql(_DELIVERY_EVENTS, params={"from": as_of, "until": until}).pl())
+        if self.progress is not None:
+            self.progress.tick(as_of, result.actions.height, self.delivery.outcomes,
+                               self.delivery.slots)
+        return pl.concat(answered, how="vertical_relaxed")
+
+    def _emitted(self, drawn: pl.DataFrame, as_of: datetime) -> None:
+        """Keep the answers of newly seen actions: a task's from its tick, an email's as
+        offsets until it is sent."""
+        answered = answers(drawn)
+        task = pl.col("action_type") == "task"
+        at = pl.col("tick") + pl.col("offset")
+        self._add(answered.filter(task & (at > as_of)).select(
+            "action_id", "event_type", at.alias("occurred_at")))
+        emails = answered.filter(~task).select("action_id", "event_type", "offset")
+        self._answers = emails if self._answers is None else pl.concat([self._answers, emails])
+
+    def _sent(self, con: duckdb.DuckDBPyConnection, sent_from: datetime,
+              sent_before: datetime, after: datetime) -> None:
+        """The emails delivery sent in [sent_from, sent_before): their answers after `after`
+        get times."""
+        assert self._answers is not None
+        sent = con.sql(_SENT_EMAILS, params={"sent_from": sent_from,
+                                             "sent_before": sent_before}).pl()
+        if sent.is_empty():
+            return
+        answers = self._answers.join(sent, on="action_id", how="inner").select(
+            "action_id", "event_type", (pl.col("sent_at") + pl.col("offset")).alias("occurred_at"))
+        self._add(answers.filter(pl.col("occurred_at") > after))
+        self._answers = self._answers.join(sent, on="action_id", how="anti")
+
+    def _add(self, drawn: pl.DataFrame) -> None:
+        if not drawn.is_empty():
+            self._pending = pl.concat([self._pending, drawn.select(list(_EVENT))])
+
+    def _release(self, now: datetime) -> pl.DataFrame:
+        """The events that have happened by `now` (for the engine; recorded later)."""
+        due = pl.col("occurred_at") <= utc_naive(now)
+        released = self._pending.filter(due)
         self._pending = self._pending.filter(~due)
         if not released.is_empty():
-            record_events(con, released.with_columns(source=pl.lit(DETAIL)), until)
-        return released.select("action_id", "event_type", "occurred_at")
+            self._unrecorded.append(released)
+        return released
+
+    def _record(self, con: duckdb.DuckDBPyConnection, now: datetime,
+                only_if_suppressing: bool = False) -> None:
+        """Record the events released so far, as an ingest at `now` would. Before a delivery
+        only a bounce can change what it does (it suppresses an address), so without one the
+        events wait for the next chance (the same rows in the end, fewer writes)."""
+        if not self._unrecorded:
+            return
+        events = pl.concat(self._unrecorded)
+        if only_if_suppressing and not events["event_type"].is_in(SUPPRESSING_EVENTS).any():
+            self._unrecorded = [events]
+            return
+        record_events(con, events.sort("occurred_at", "action_id", "event_type").with_columns(
+            detail=pl.lit(DETAIL), source=pl.lit(DETAIL)), now)
+        self._unrecorded = []
 
 
 def simulate_responses(con: duckdb.DuckDBPyConnection, until: datetime, landing_dir: Path

@@ -1,0 +1,78 @@
+"""The demo's closing summary: workflows, what delivery did along the quarter, what came of it,
+and where to look next."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Console
+from rich.table import Table
+
+from cswf.settings import Settings
+from cswf.store.warehouse import connect
+
+_SUMMARY_COLUMNS = ("workflow", "category", "deployed", "active", "completed", "exited",
+                    "avg days", "objective rate")
+# One row of totals: the emails' fate at delivery and what the customers did with them.
+_EMAILS = """
+SELECT count(*) FILTER (d.status = 'sent') AS sent,
+       count(*) FILTER (d.status = 'sent' AND d.sent_at > o.tick) AS waited,
+       count(*) FILTER (d.status = 'deferred') AS deferred,
+       count(*) FILTER (d.status = 'capped') AS capped,
+       count(*) FILTER (d.status = 'suppressed') AS suppressed,
+       count(*) FILTER (d.status IN ('failed', 'unknown')) AS failed
+FROM deliveries AS d JOIN actions_outbox AS o USING (action_id)
+WHERE d.action_type = 'email'
+"""
+_INSIGHTS = """
+SELECT sum(emails_delivered), sum(emails_opened), sum(emails_clicked), sum(emails_replied),
+       sum(emails_bounced), sum(tasks_created), sum(tasks_completed), sum(tasks_overdue)
+FROM action_insights
+"""
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{part / whole:.0%}" if whole else "-"
+
+
+def print_outcome(settings: Settings, closing: datetime, delivery_runs: int,
+                  console: Console) -> None:
+    with connect(settings.database_path, read_only=True) as con:
+        summary = con.sql(
+            "SELECT workflow, category, deployed, active, completed, exited, "
+            "avg_days_to_complete, objective_met_rate FROM workflow_summary"
+        ).fetchall()
+        actions = con.sql(
+            "SELECT action_type, count(*) FROM actions_outbox GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        sent, waited, deferred, capped, suppressed, failed = con.sql(_EMAILS).fetchall()[0]
+        delivered, opened, clicked, replied, bounced, tasks, completed, overdue = (
+            int(v or 0) for v in con.sql(_INSIGHTS).fetchall()[0])
+    table = Table(title="workflow_summary")
+    for column in _SUMMARY_COLUMNS:
+        table.add_column(column)
+    for row in summary:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+    console.print("actions emitted: " + ", ".join(f"{kind} {n:,}" for kind, n in actions))
+    delivery = settings.delivery_config()
+    mode = "dry run, nothing left the machine" if delivery.dry_run else "sent for real"
+    console.print(
+        f"delivery ({mode}; {delivery_runs:,} runs along the quarter, then one at "
+        f"{closing:%Y-%m-%d %H:%M}):\n"
+        f"  emails: {sent:,} sent ({waited:,} of them after waiting for quiet hours to end), "
+        f"{capped:,} capped at {delivery.cap_per_day} a day per address, {suppressed:,} "
+        f"suppressed, {failed:,} failed, {deferred:,} still waiting for quiet hours to end\n"
+        f"  customers: {delivered:,} delivered, {opened:,} opened ({_pct(opened, delivered)}), "
+        f"{clicked:,} clicked, {replied:,} replied, {bounced:,} bounced\n"
+        f"  tasks: {tasks:,} created, {completed:,} completed, {overdue:,} overdue"
+    )
+    if delivery.dry_run:
+        console.print(f"  would-be emails (.eml) and other actions (.json): "
+                      f"{delivery.dry_run_dir}")
+    console.print(
+        f"\nDuckDB: {settings.database_path} (workflow_summary, workflow_dashboard, "
+        "enrollments, transitions, actions_outbox, deliveries, action_insights, account_facts)\n"
+        "Dagster UI: `make ui`, then open http://localhost:3000 (Assets shows every tick of "
+        "the quarter as a materialized partition; Runs has the run's full event log)."
+    )
