@@ -15,7 +15,8 @@ import duckdb
 HISTORY = "enrollment_history"
 
 # Accepted values of the delivery tables' status and event columns.
-STATUSES = ("pending", "sending", "sent", "failed", "suppressed", "capped", "deferred", "unknown")
+STATUSES = ("pending", "sending", "sent", "previewed", "failed", "suppressed", "capped", "deferred",
+            "unknown", "expired")
 EVENT_TYPES = ("sent", "delivered", "opened", "clicked", "replied", "bounced", "dropped",
                "complained", "unsubscribed", "completed", "failed")
 SUPPRESSING_EVENTS = ("bounced", "complained", "unsubscribed")  # the address gets nothing more
@@ -57,6 +58,16 @@ ENGINE = (
     "action_index INTEGER, action_type VARCHAR, category VARCHAR, assignee VARCHAR, "
     "owner_group VARCHAR, recipient VARCHAR, due_at TIMESTAMP, subject VARCHAR, body VARCHAR, "
     "payload VARCHAR, status VARCHAR, on_error VARCHAR, error VARCHAR)",
+    # Actions delivery had handled that a rewritten history no longer holds as they were: kept,
+    # never deleted (store/history.py). fate: `withdrawn` (the new history lacks the action) or
+    # `changed` (it emits the same action id with other content, which is not delivered again).
+    "CREATE TABLE IF NOT EXISTS superseded_actions ("
+    "action_id VARCHAR, tick TIMESTAMP, workflow VARCHAR, version VARCHAR, "
+    "enrollment_id VARCHAR, participant_id VARCHAR, step INTEGER, step_name VARCHAR, "
+    "action_index INTEGER, action_type VARCHAR, category VARCHAR, assignee VARCHAR, "
+    "owner_group VARCHAR, recipient VARCHAR, due_at TIMESTAMP, subject VARCHAR, body VARCHAR, "
+    "payload VARCHAR, status VARCHAR, on_error VARCHAR, error VARCHAR, "
+    "superseded_at TIMESTAMP, reason VARCHAR, delivery_status VARCHAR, fate VARCHAR)",
     "CREATE TABLE IF NOT EXISTS tick_log (as_of TIMESTAMP PRIMARY KEY, participants INTEGER, "
     "workflows INTEGER, entered INTEGER, exited INTEGER, completed INTEGER, "
     "actions INTEGER, changed_enrollments INTEGER)",
