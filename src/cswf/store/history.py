@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import duckdb
+import polars as pl
 
 # A deliveries row delivery may still drop when its action goes (deliver._sync_outbox): never
 # handed to a sender and not final. Every other row is part of the record.
@@ -86,12 +87,12 @@ def supersede_delivered(con: duckdb.DuckDBPyConnection, from_tick: datetime) -> 
     ).fetchall()
 
 
-def reclaim(con: duckdb.DuckDBPyConnection, frame_name: str) -> None:
-    """Actions of a newly written tick (the DuckDB-visible frame `frame_name`) that were
-    superseded: the same content → the delivered action is back in the history; other
-    content → it stays superseded, fate `changed`."""
+def reclaim(con: duckdb.DuckDBPyConnection, actions: pl.DataFrame) -> None:
+    """Actions of a newly written tick that were superseded: the same content → the delivered
+    action is back in the history; other content → it stays superseded, fate `changed`."""
+    emitted = actions.select("action_id", *_CONTENT)  # noqa: F841 (read by DuckDB)
     same = " AND ".join(f"s.{c} IS NOT DISTINCT FROM n.{c}" for c in _CONTENT)
-    con.execute(f"DELETE FROM superseded_actions AS s USING {frame_name} AS n "
+    con.execute("DELETE FROM superseded_actions AS s USING emitted AS n "
                 f"WHERE s.action_id = n.action_id AND {same}").fetchall()
-    con.execute(f"UPDATE superseded_actions AS s SET fate = 'changed' FROM {frame_name} AS n "
+    con.execute("UPDATE superseded_actions AS s SET fate = 'changed' FROM emitted AS n "
                 "WHERE s.action_id = n.action_id").fetchall()

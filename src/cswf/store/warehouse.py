@@ -214,7 +214,7 @@ def write_tick(
         if not new_actions.is_empty():
             con.execute("INSERT INTO actions_outbox SELECT * FROM new_actions").fetchall()
             if rewrite is not None or _any_superseded(con):
-                reclaim(con, "new_actions")
+                reclaim(con, new_actions)
         count: dict[str, int] = {}
         if not new_transitions.is_empty():
             con.execute("INSERT INTO transitions SELECT * FROM new_transitions").fetchall()
