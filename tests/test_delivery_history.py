@@ -151,3 +151,14 @@ def test_a_dry_run_previews_and_a_real_run_sends_what_is_due_and_expires_what_is
                        ).fetchall() == [("not sent: emitted at 2026-05-30 06:00, more than 48 "
                                          "hours (delivery.max_age_hours) before this run",)]
     assert crm(con, "crm_tasks", "action_id") == [("onboarding/acc-1/1/s1.a0",)]
+
+
+def test_dry_run_sends_of_an_older_warehouse_become_previews(tmp_path: Path) -> None:
+    con = warehouse()
+    add_actions(con, [task_row(0)])
+    con.execute("INSERT INTO deliveries (action_id, action_type, channel, status, attempts, "
+                "sent_at) VALUES ('onboarding/acc-1/1/s1.a0', 'task', 'dry_run', 'sent', 1, "
+                "$t)", {"t": NOW}).fetchall()
+    report = deliver(con, {}, make_config(tmp_path), NOW + timedelta(hours=1))
+    assert report.outcomes == {"sent": 1}
+    assert crm(con, "crm_tasks", "action_id") == [("onboarding/acc-1/1/s1.a0",)]

@@ -92,6 +92,9 @@ DELIVERY = (
     "updated_at TIMESTAMP, recipients VARCHAR[])",
     # Added after the first release: a warehouse made before gets it (null in old rows).
     "ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS recipients VARCHAR[]",
+    # Dry runs once recorded `sent`: such rows of an older warehouse are previews, still due
+    # for a real run (none is written any more, so this finds nothing after the first time).
+    "UPDATE deliveries SET status = 'previewed' WHERE status = 'sent' AND channel = 'dry_run'",
     "CREATE TABLE IF NOT EXISTS action_events ("
     "action_id VARCHAR NOT NULL, event_type VARCHAR NOT NULL, occurred_at TIMESTAMP NOT NULL, "
     "detail VARCHAR, source VARCHAR, recorded_at TIMESTAMP, "
