@@ -311,7 +311,7 @@ def test_delivery_job_runs_after_a_tick_in_dry_run(
     assert result.success
     recorded = dict(query(settings, "SELECT status, count(*) FROM deliveries GROUP BY ALL"))
     assert sum(recorded.values()) == emitted
-    assert recorded.get("sent", 0) > 0 and "pending" not in recorded
+    assert recorded.get("previewed", 0) > 0 and "pending" not in recorded
     previews = list((settings.root / "data" / "outbox_preview").iterdir())
     assert any(p.suffix == ".eml" for p in previews)
     assert query(settings, "SELECT count(*) FROM action_insights")[0][0] > 0

@@ -45,6 +45,7 @@ def run_tick_range(
     on_tick: OnTick | None = None,
     ingest_now: datetime | None = None,
     quiet: bool = False,
+    rewrite_delivered: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Execute `tick_job` for every tick with start <= as_of <= end in one run.
 
@@ -53,7 +54,8 @@ def run_tick_range(
 
     `instance` defaults to `default_instance()`. `ingest_now` is when the landing files
     count as arriving (default: the wall clock). `quiet` keeps Dagster's log lines off the
-    terminal (they stay in the run's event log). Raises ValueError when the range holds no tick
+    terminal (they stay in the run's event log). `rewrite_delivered` lets a re-run rewrite ticks
+whose actions were delivered (store/history.py). Raises ValueError when the range holds no tick
     or goes past the tick partitions (the last tick of the latest snapshot's day, or now).
     """
     ticks = ticks_in(settings, start, end)
@@ -79,8 +81,13 @@ def run_tick_range(
         )
     tags = {RANGE_START_TAG: key_of(ticks[0]), RANGE_END_TAG: key_of(ticks[-1])}
     config: dict[str, Any] = _quiet() if quiet else {}
+    ops: dict[str, Any] = {}
     if ingest_now is not None:
-        config["ops"] = {"landing_snapshots": {"config": {"now": ingest_now.isoformat()}}}
+        ops["landing_snapshots"] = {"config": {"now": ingest_now.isoformat()}}
+    if rewrite_delivered:
+        ops["workflow_engine"] = {"config": {"rewrite_delivered": True}}
+    if ops:
+        config["ops"] = ops
     with ExitStack() as stack:
         instance = instance or stack.enter_context(default_instance())
         stack.enter_context(_default_environment(PLANNED_EVENTS_AS_RANGES, "true"))

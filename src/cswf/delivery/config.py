@@ -153,6 +153,11 @@ class DeliveryConfig(_Strict):
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
     unsubscribe: Unsubscribe = Field(default_factory=Unsubscribe)
+    max_age_hours: float | None = Field(
+        default=48, gt=0,
+        description="A real run does not send an action (pending, or previewed by a dry run) "
+        "whose tick is older than this: it is `expired`. null = no limit.",
+    )
     message_id_domain: str | None = Field(
         default=None, description="Right side of Message-IDs (default: the From domain)."
     )

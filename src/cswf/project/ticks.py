@@ -145,8 +145,13 @@ def run_ticks(
     facts: pl.DataFrame | None = None,
     on_tick: OnTick | None = None,
     respond: Respond | None = None,
+    rewrite_delivered: bool = False,
 ) -> RunSummary:
     """Run ticks in order; state and facts flow from one tick to the next in memory.
+
+    A tick whose re-run differs from what is stored rewinds it and the later ticks; if those
+    hold delivered actions it raises DeliveredHistory unless `rewrite_delivered` (then the
+    delivered actions are kept as superseded: store/history.py).
 
     `facts` are the facts of these ticks if the caller has them; else they are read from the
     account_facts table, where the facts stage stored them.
@@ -197,7 +202,8 @@ def run_ticks(
         if not made.is_empty():
             updates = pl.concat([updates, made])
         deploys = deploys.filter(~window)
-        outcome = write_tick(con, result)
+        outcome = write_tick(con, result, rewrite_delivered=rewrite_delivered,
+                             on_rewrite=lambda rewrite: log.warning(rewrite.line()))
         outcomes.append(outcome)
         actions += result.actions.height
         transitions += result.transitions.height
