@@ -38,6 +38,7 @@ from cswf.specs.conditions import GROUP_TAGS, Condition, leaves
 from cswf.specs.loader import LoadedWorkflow, check_leaf
 from cswf.specs.schema import write_json_schema
 from cswf.store import warehouse
+from cswf.store.private import private_umask
 from cswf.store.warehouse import WriteOutcome, last_tick
 
 app = typer.Typer(cls=OneLineErrors, help="cswf: customer-success workflows in your own warehouse.",
@@ -81,6 +82,7 @@ def main(
 ) -> None:
     """cswf: customer-success workflows in your own warehouse."""
     _Options.wait = wait
+    private_umask()  # what the pipeline writes is not world-readable (store/private.py)
 
 
 def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:

@@ -15,6 +15,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from cswf.store.private import private_file, private_folder
+
 TABLE_OF = {"task": "crm_tasks", "field_update": "crm_field_updates"}  # action type → table
 TABLES = tuple(TABLE_OF.values())
 
@@ -58,13 +60,14 @@ def export_actions(con: duckdb.DuckDBPyConnection, action_ids: pl.Series, now: d
 
 def write_parquet(con: duckdb.DuckDBPyConnection, folder: Path) -> list[Path]:
     """Each CRM table as one Parquet file, replaced atomically (a sync never reads half)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    private_folder(folder)  # customers' tasks: 0700, files 0600 (store/private.py)
     written = []
     for table in TABLES:
         frame = con.sql(f"SELECT * FROM {table} ORDER BY action_id").pl()
         path = folder / f"{table}.parquet"
         partial = path.with_name(path.name + ".partial")
         frame.write_parquet(partial)
+        private_file(partial)
         os.replace(partial, path)
         written.append(path)
     return written
