@@ -13,8 +13,9 @@ whole audience, the mail server's reputation and the CSMs' queues.
   trailing norm (the median sends per run over its last runs that sent) and more than `floor`,
   the run stops before sending anything, on every channel. The trip is a `delivery_breaks` row;
   `approve_spike` (`cswf deliver --approve-spike`) approves it, and the approval covers the runs
-  that drain that backlog (due at most the approved volume) until a run finds the channel back
-  within its norm. A bigger spike on top trips again.
+  that drain that backlog (due at most the approved volume, plus what would not trip the
+  breaker on its own) until a run finds the channel back within its norm. A new spike on top
+  trips again.
 
 They protect recipients, servers and queues, so they hold real runs; a dry run previews the
 whole volume unless `brakes_in_dry_run` is set (to rehearse them). Its previews count as sends
@@ -123,7 +124,9 @@ def check_breaker(con: duckdb.DuckDBPyConnection, due: pl.DataFrame, config: Del
                 con.execute("UPDATE delivery_breaks SET closed_at = $now WHERE channel = $c "
                             "AND status = 'approved' AND closed_at IS NULL",
                             {"now": now, "c": route}).fetchall()
-            if spike and not (covered is not None and n <= covered):
+            # An approval covers its backlog plus what would not be a spike on its own.
+            allowance = max(breaker.floor, breaker.factor * norm)
+            if spike and not (covered is not None and n <= covered + allowance):
                 spikes.append(Spike(route, int(n), norm))
         for spike in spikes:
             held = con.execute(
