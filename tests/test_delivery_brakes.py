@@ -167,8 +167,11 @@ def test_rate_limit_settings_merge_over_the_defaults_and_name_known_channels() -
                                   "webhook": RateLimit(per_minute=120, per_run=1000),
                                   "table": RateLimit(per_minute=None, per_run=2000)}
     assert (config.breaker.factor, config.breaker.floor) == (10.0, 50)
-    with pytest.raises(ValueError, match=r"rate_limits: no channel \['email'\] \(channels: "):
+    with pytest.raises(ValueError, match="no channel 'email' \\(action type 'email' goes by "
+                                         "channel 'smtp'\\)"):
         DeliveryConfig.from_mapping({"rate_limits": {"email": {"per_minute": 1}}})
+    with pytest.raises(ValueError, match="no channel 'fax' \\(channels: smtp, webhook, table"):
+        DeliveryConfig.from_mapping({"rate_limits": {"fax": {"per_minute": 1}}})
 
 
 def _project(root: Path) -> Path:

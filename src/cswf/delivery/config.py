@@ -216,12 +216,14 @@ class DeliveryConfig(_Strict):
     @field_validator("rate_limits")
     @classmethod
     def _known_channels(cls, value: dict[str, RateLimit | None]) -> dict[str, RateLimit | None]:
-        from cswf.delivery.channels import channel_names
+        from cswf.delivery.channels import channel_for, channel_names
 
-        unknown = sorted(set(value) - set(channel_names()))
-        if unknown:
-            raise ValueError(f"rate_limits: no channel {unknown} (channels: "
-                             f"{', '.join(channel_names())})")
+        names = [name for name in channel_names() if name != "dry_run"]  # previews: no limits
+        for name in sorted(set(value) - set(names)):
+            carrier = channel_for(name)
+            hint = (f"action type '{name}' goes by channel '{carrier.name}'" if carrier
+                    else f"channels: {', '.join(names)}")
+            raise ValueError(f"no channel '{name}' ({hint})")
         return value
 
     @field_validator("default_time_zone")
