@@ -39,6 +39,7 @@ from cswf.specs.loader import LoadedWorkflow, check_leaf
 from cswf.specs.schema import write_json_schema
 from cswf.store import warehouse
 from cswf.store.history import FLAG
+from cswf.store.private import private_umask
 from cswf.store.warehouse import WriteOutcome, last_tick
 
 app = typer.Typer(cls=OneLineErrors, help="cswf: customer-success workflows in your own warehouse.",
@@ -85,6 +86,7 @@ def main(
 ) -> None:
     """cswf: customer-success workflows in your own warehouse."""
     _Options.wait = wait
+    private_umask()  # what the pipeline writes is not world-readable (store/private.py)
 
 
 def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -331,13 +333,22 @@ def preview(
 def deliver(
     now: Annotated[datetime | None, typer.Option(
         formats=TIME_FORMATS, help="Deliver as of this time (UTC); default: now.")] = None,
+    approve_spike: Annotated[bool, typer.Option(
+        "--approve-spike", help="Approve the volume the breaker held (docs/delivery.md), "
+                                "then deliver it, within the rate limits.")] = False,
     root: Root = None,
 ) -> None:
     """Send what the outbox holds, once (dry run unless cswf.yaml's delivery section says so)."""
     settings = _settings(root)
     moment = now or datetime.now(UTC).replace(tzinfo=None)
     with connect(settings.database_path) as con:
+        if approve_spike:
+            approved = project.approve_delivery_spike(con, moment)
+            console.print(f"approved {approved} held delivery spike(s)" if approved else
+                          "no delivery spike was held: nothing to approve", soft_wrap=True)
         report = project.deliver_outbox(con, settings, moment)
+    if report.breaker is not None:
+        raise _fail(report.breaker)
     console.print(f"delivery as of {moment:%Y-%m-%d %H:%M}: {report.summary()}", soft_wrap=True)
 
 

@@ -33,6 +33,7 @@ from cswf.defs.resources import (
 )
 from cswf.project import OnTick
 from cswf.settings import Settings, find_root, load_settings
+from cswf.store.private import private_umask
 
 
 def build_defs(
@@ -46,6 +47,7 @@ def build_defs(
     previous one's tables), so separate step processes would only add start-up time and lock
     contention.
     """
+    private_umask()  # loading the definitions starts the pipeline's process (store/private.py)
     through = latest_snapshot_day(settings.landing_path)
     partitions = tick_partitions(settings.calendar, through)
     tick_job = build_tick_job()

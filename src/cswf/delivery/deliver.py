@@ -30,6 +30,7 @@ import duckdb
 import polars as pl
 
 from cswf.calendar import utc_naive
+from cswf.delivery.brakes import check_breaker, limit_rates
 from cswf.delivery.channel import Channel, DeliveryRun
 from cswf.delivery.channels import channel_for, channel_names, channels, is_idempotent
 from cswf.delivery.compensate import compensate
@@ -289,9 +290,17 @@ def deliver(con: duckdb.DuckDBPyConnection, senders: Mapping[str, Sender],
     due = due.with_columns(_routes(due).alias("route"),
                            pl.lit(None, dtype=pl.List(pl.String)).alias("recipients"))
     routed = pl.col("route").is_not_null()
+    braking = not config.dry_run or config.brakes_in_dry_run  # delivery/brakes.py
+    if braking:  # far above the norm: send nothing
+        report.breaker = check_breaker(con, due, config, now)
+    if report.breaker is not None:
+        log.warning("delivery at %s: %s", now.isoformat(), report.breaker)
+        return report
     fail_now(con, due.filter(~routed).with_columns(
         pl.format("no delivery channel for action type '{}'", pl.col("action_type"))
         .alias("error")), config, now, report)
+    if braking:
+        due = limit_rates(run, due, {c.name for c in channels() if c.name not in senders})
     for channel in channels():  # a channel with no sender here may deliver its rows itself
         rows = due.filter(pl.col("route") == channel.name)
         if (channel.name not in senders and rows.height
@@ -301,6 +310,8 @@ def deliver(con: duckdb.DuckDBPyConnection, senders: Mapping[str, Sender],
         rows = due.filter(pl.col("route") == channel.name)
         if channel.name in senders and rows.height:
             due = _screened(due, rows, channel.screen(run, rows, senders[channel.name]))
+    if braking:  # what the senders are about to get
+        due = limit_rates(run, due, set(senders))
     down: set[str] = set()
     try:
         if preview is not None and fault is None:

@@ -21,6 +21,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from cswf.store.private import private_file, private_folder
+
 TABLE_OF = {"task": "crm_tasks", "field_update": "crm_field_updates"}  # action type → table
 TABLES = tuple(TABLE_OF.values())
 
@@ -101,9 +103,10 @@ def write_parquet(con: duckdb.DuckDBPyConnection, folder: Path) -> list[Path]:
 
 
 def _write(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)  # customers' tasks: 0700, files 0600 (store/private.py)
     frame = con.sql(f"SELECT * FROM {table} ORDER BY action_id, exported_at, operation").pl()
     partial = path.with_name(path.name + ".partial")
     frame.write_parquet(partial)
+    private_file(partial)
     os.replace(partial, path)
     return path

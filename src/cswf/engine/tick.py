@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from cswf.engine.assign import WORKLOAD_SCHEMA, assign_tasks
+from cswf.engine.bounds import RenderBudget
 from cswf.engine.context import TickContext
 from cswf.engine.evaluate import ENTRY_BEFORE, PARTICIPANT, evaluate, verdict_column
 from cswf.engine.flow import advance_flow, arrival, needs_zone, with_zones
@@ -121,6 +122,7 @@ def run_tick(
     deploys: pl.DataFrame | None = None,
     groups: Mapping[str, UserGroup] | None = None,
     workload: pl.DataFrame | None = None,
+    render_budget: RenderBudget | None = None,
 ) -> TickResult:
     """Advance every workflow by one tick.
 
@@ -128,13 +130,16 @@ def run_tick(
     language's waits and result branches read them. `deploys` are the manual deploy requests
     made since the previous tick (workflow, participant_id, requested_by). A group's new tasks
     go to its members (`groups`), continuing from the group tasks of earlier ticks
-    (`workload`: action_id, owner_group, assignee).
+    (`workload`: action_id, owner_group, assignee). `render_budget`: the tick's limits on
+    template rendering, shared when one tick is run as several calls (default: the defaults,
+    for this call alone); a render past them fails its action (`render_failed`), not the tick.
     """
     _check_facts(facts, as_of)
     events = empty(EVENT_SCHEMA) if events is None else conform(events, EVENT_SCHEMA)
     deploys = empty(DEPLOY_SCHEMA) if deploys is None else conform(deploys, DEPLOY_SCHEMA)
     context = TickContext(facts, evaluate(facts, prev_facts, workflows), as_of, default_category,
-                          events, deploys)
+                          events, deploys, RenderBudget() if render_budget is None
+                          else render_budget)
     positions = facts.select(PARTICIPANT).with_row_index(ROW)
     state = conform(state, ENROLLMENT_SCHEMA).join(positions, on=PARTICIPANT, how="left")
     by_workflow = {

@@ -31,6 +31,7 @@ from cswf.store.history import (
 )
 from cswf.store.lock import OnWait, retry_while_locked
 from cswf.store.lock import WarehouseLocked as WarehouseLocked  # raised by connect
+from cswf.store.private import new_folders, private_file, private_umask
 from cswf.store.tables import HISTORY
 from cswf.store.transaction import transaction
 
@@ -47,9 +48,14 @@ def connect(
     message names the holder and what to do."""
     if str(path) == ":memory:":
         return duckdb.connect(":memory:", read_only=read_only)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return retry_while_locked(Path(path), lambda: duckdb.connect(str(path), read_only=read_only),
-                              wait=wait, on_wait=on_wait)
+    private_umask()  # DuckDB creates the file and its .wal itself (store/private.py)
+    new_folders(Path(path).parent)
+    con = retry_while_locked(Path(path), lambda: duckdb.connect(str(path), read_only=read_only),
+                             wait=wait, on_wait=on_wait)
+    for made in (Path(path), Path(f"{path}.wal")):  # also those an older version left readable
+        if made.exists() and not read_only:
+            private_file(made)
+    return con
 
 
 def load_state(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame:
