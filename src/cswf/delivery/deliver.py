@@ -134,11 +134,16 @@ def _recover(con: duckdb.DuckDBPyConnection, now: datetime, report: DeliveryRepo
         ).fetchall()
 
 
+# A held tick, and every tick after it, waits for a person's decision (docs/safety.md).
+_NOT_HELD = ("NOT EXISTS (SELECT 1 FROM tick_holds AS h WHERE h.status = 'held' "
+             "AND o.tick >= h.as_of)")
+
+
 def _due(con: duckdb.DuckDBPyConnection, now: datetime) -> pl.DataFrame:
     return con.sql(
         "SELECT o.* EXCLUDE (status, error), d.status AS delivery_status, d.attempts "
         f"FROM deliveries AS d JOIN actions_outbox AS o USING (action_id) "
-        f"WHERE {_due_condition()} "
+        f"WHERE ({_due_condition()}) AND {_NOT_HELD} "
         "ORDER BY o.tick, o.action_id",
         params={"now": now},
     ).pl()
