@@ -310,3 +310,47 @@ def test_spikes_trip_against_the_median_else_the_floor_and_never_at_launch() -> 
     assert tripped(_active(0), thirty, no_history, LIMITS, []).is_empty()  # its launch
     emails = _result([], [f"P{i:02d}" for i in range(24)])
     assert tripped(_active(0), emails, no_history, LIMITS, ["w"]).is_empty()  # under 25
+
+
+# -- through the CLI ------------------------------------------------------------------------
+
+
+def test_the_cli_says_a_tick_is_held_refuses_to_go_on_and_decides(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cswf.cli import app
+
+    settings = make_project(tmp_path, {"renewal_check_in": RENEWAL})
+    for n in range(6):
+        day = DAY1 + timedelta(days=n)
+        land(tmp_path, day, book(60, day, renewal_date=lambda i, n=n: DAY1 + timedelta(
+            days=(365 if n == 5 else 0) + 30 + i % 60)))
+    runner = CliRunner()
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(app, [*args, "--root", str(tmp_path)], terminal_width=400)
+        return result.exit_code, result.stdout, result.stderr
+
+    code, _, err = cli("run", "--start", "2026-06-01T12:00", "--end", "2026-06-06T12:00")
+    assert (code, err) == (1, "error: " + RENEWAL_HELD.format(
+        what="nothing of it is delivered and later ticks wait") + "\n")
+    code, _, err = cli("tick", "--as-of", "2026-06-06T12:00")
+    assert (code, err) == (1, "error: " + RENEWAL_HELD.format(
+        what="no later tick runs until it is decided") + "\n")
+    code, out, _ = cli("holds")
+    assert out.splitlines()[0] == (
+        "2026-06-06T12:00 held: exits guard, renewal_check_in: 60 exits of 60 active (100%; the "
+        "limit is 20% and at least 10)")
+    assert out.splitlines()[-1] == ("decide: `cswf approve 2026-06-06T12:00` releases it, `cswf "
+                                    "reject 2026-06-06T12:00` discards it and the ticks after it")
+    code, out, _ = cli("reject", "2026-06-06T12:00", "--reason", "renewal dates glitched")
+    assert (code, out) == (0, "tick 2026-06-06 12:00 rejected by cli: 1 tick(s) removed, nothing "
+                              "of them was sent; fix the snapshot, then `cswf tick --as-of "
+                              "2026-06-06T12:00` runs it again\n")
+    land(tmp_path, DAY1 + timedelta(days=5), book(60, DAY1 + timedelta(days=5)))
+    code, out, err = cli("tick", "--as-of", "2026-06-06T12:00")
+    assert (code, err) == (0, ""), out
+    code, out, _ = cli("approve", "2026-06-06T12:00")
+    assert (code, _) == (1, "error: tick 2026-06-06T12:00 is not held (no tick is held)\n")
+    with duckdb.connect(str(settings.database_path), read_only=True) as con:
+        assert hold_rows(con)[0][-1] == "rejected"
