@@ -354,3 +354,28 @@ def test_the_cli_says_a_tick_is_held_refuses_to_go_on_and_decides(tmp_path: Path
     assert (code, _) == (1, "error: tick 2026-06-06T12:00 is not held (no tick is held)\n")
     with duckdb.connect(str(settings.database_path), read_only=True) as con:
         assert hold_rows(con)[0][-1] == "rejected"
+
+
+def test_in_dagster_the_held_tick_fails_a_blocking_check_and_no_report_is_built(
+        tmp_path: Path) -> None:
+    import dagster as dg
+
+    from cswf.defs.launch import run_tick_range
+
+    settings = make_project(tmp_path, {"renewal_check_in": RENEWAL})
+    for n in range(6):
+        day = DAY1 + timedelta(days=n)
+        land(tmp_path, day, book(60, day, renewal_date=lambda i, n=n: DAY1 + timedelta(
+            days=(365 if n == 5 else 0) + 30 + i % 60)))
+    result = run_tick_range(settings, noon(DAY1), noon(DAY1 + timedelta(days=5)),
+                            raise_on_error=False, quiet=True)
+
+    checks = {e.asset_check_evaluation_data.asset_check_key.name: e.asset_check_evaluation_data
+              for e in result.all_events
+              if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+    assert not checks["tick_not_held"].passed
+    assert checks["tick_not_held"].description == RENEWAL_HELD.format(
+        what="nothing of it is delivered and later ticks wait")
+    assert checks["snapshots_complete"].passed and checks["snapshots_fresh"].passed
+    built = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "workflow_summary" not in built and "actions_outbox" in built
