@@ -18,7 +18,7 @@ import polars as pl
 
 from cswf.engine.assign import group_tasks
 from cswf.engine.flow import TIME_ZONE
-from cswf.engine.guard import tripped
+from cswf.engine.guard import TRIPPED_SCHEMA, tripped
 from cswf.engine.tick import TickResult, combine, run_tick
 from cswf.facts.models import FACT_MODELS, build_facts, fact_schema
 from cswf.facts.overlay import (
@@ -248,7 +248,7 @@ def _guarded(con: duckdb.DuckDBPyConnection, settings: Settings, before: pl.Data
              result: TickResult, limits: pl.DataFrame, started: set[str]) -> pl.DataFrame:
     """The guards this tick trips against the norms of the ticks before it."""
     if limits.is_empty():
-        return limits
+        return pl.DataFrame(schema=TRIPPED_SCHEMA)
     norms = trailing_norms(con, result.as_of, settings.guards.history_ticks)
     return tripped(before, result, norms, limits, sorted(started))
 
