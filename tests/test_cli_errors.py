@@ -216,7 +216,8 @@ CONFIG_ERRORS = [
      "{cfg}: landing_folder: unknown setting — did you mean 'landing_dir'?"),
     ("colour: blue\n",
      "{cfg}: colour: unknown setting — known: bi_dir, categories, database, default_category, "
-     "delivery, groups_file, landing_dir, specs_dir, sql_dir, templates, tick_cron, tick_start"),
+     "delivery, groups_file, guards, landing_dir, snapshots, specs_dir, sql_dir, templates, "
+     "tick_cron, tick_start"),
     ("tick_cron: every hour\n",
      "{cfg}: tick_cron: 'every hour' is not a cron expression — write five cron fields (UTC), "
      "e.g. \"0 */3 * * *\""),
@@ -278,7 +279,8 @@ def test_a_blocked_tick_is_one_line() -> None:
                           "duplicate keys\n- raw_accounts is empty")
     assert explain(blocked).line() == (
         "landing files: snapshots failed their checks; no tick ran: raw_accounts: 2 duplicate "
-        "keys; raw_accounts is empty — fix or remove the files named, then run again")
+        "keys; raw_accounts is empty — fix or remove the files named, then run again (a known "
+        "change: list its day under snapshots.accept in cswf.yaml)")
 
 
 def test_usage_errors_are_one_line() -> None:

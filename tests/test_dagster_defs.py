@@ -35,8 +35,9 @@ FIRST, SECOND = "2026-05-31-00:00", "2026-05-31-03:00"
 LAST = "2026-06-09-21:00"  # the last tick of the book's last day (40 days from 2026-05-01)
 # Every check and whether it blocks what comes after it in its run.
 CHECKS = {
-    "unique_ids": True, "required_columns": True, "non_empty": True,
-    "one_row_per_participant_and_tick": True, "unique_action_ids": True,
+    "unique_ids": True, "required_columns": True, "snapshots_complete": True,
+    "one_row_per_participant_and_tick": True, "snapshots_fresh": True, "tick_not_held": True,
+    "unique_action_ids": True,
     "one_active_enrollment": True,
     "summary_counts_add_up": False, "every_workflow_summarized": False,
 }
@@ -231,7 +232,7 @@ def test_failed_blocking_check_stops_the_tick(
     assert not checks["unique_ids"].passed
     assert checks["unique_ids"].metadata["offending"].value > 0
     assert first.name in checks["unique_ids"].metadata["examples"].value
-    assert checks["required_columns"].passed and checks["non_empty"].passed
+    assert checks["required_columns"].passed and checks["snapshots_complete"].passed
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert materialized == {"landing_snapshots"}
     present = tables(settings)

@@ -31,6 +31,7 @@ from cswf.clitools.errors import CliError, OneLineErrors, did_you_mean
 from cswf.engine.tick import TickResult
 from cswf.facts.models import FACT_MODELS, fact_schema
 from cswf.ingest.checks import existing_tables
+from cswf.project.guards import held_line, open_hold, reasons, tick_text
 from cswf.reports.reader import BICopy, NoCopy
 from cswf.scaffold import ProjectExists, init_project
 from cswf.settings import Settings
@@ -196,6 +197,7 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool,
     log; the terminal gets a progress bar and a summary."""
     from cswf.defs.launch import run_tick_range
 
+    _refuse_past_a_hold(settings)
     tally = RunTally()
     started = time.perf_counter()
     with Progress(
@@ -219,6 +221,7 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool,
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
     elapsed = time.perf_counter() - started
+    _stop_at_a_new_hold(settings, ticks)
     problems = run_problems(run)
     refused = [p for p in problems if p.startswith("tick ") and FLAG in p]
     if refused:  # a re-run that would rewrite delivered actions: that line says it all
@@ -245,6 +248,29 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool,
                       f"{copy.database}", soft_wrap=True, markup=False)
     with connect(settings.database_path, read_only=True) as con:
         _print_summary(con)
+
+
+def _hold(settings: Settings) -> tuple[datetime, pl.DataFrame] | None:
+    """The earliest undecided held tick of the project's database, if any."""
+    if not settings.database_path.exists():
+        return None
+    with connect(settings.database_path, read_only=True) as con:
+        return open_hold(con)
+
+
+def _refuse_past_a_hold(settings: Settings) -> None:
+    """No tick runs while a held tick waits for `cswf approve` or `cswf reject`."""
+    found = _hold(settings)
+    if found is not None:
+        raise _fail(held_line(*found, refused=True))
+
+
+def _stop_at_a_new_hold(settings: Settings, ticks: list[datetime]) -> None:
+    """The run stopped at a tick a guard held: say so in one line (the failed hold check and
+    the steps after it are that same news)."""
+    found = _hold(settings)
+    if found is not None and ticks[0] <= found[0] <= ticks[-1]:
+        raise _fail(held_line(*found))
 
 
 class RunTally:
@@ -486,6 +512,61 @@ def demo(
     from cswf.demo.run import run_demo
 
     run_demo(_settings(root), accounts=accounts, days=days, fresh=fresh, console=console)
+
+
+Tick = Annotated[datetime, typer.Argument(
+    formats=TIME_FORMATS, metavar="TICK", help="The held tick, e.g. 2026-06-10T03:00 (UTC).")]
+By = Annotated[str, typer.Option("--by", help="Who decides (recorded with the decision).")]
+Why = Annotated[str | None, typer.Option("--reason", help="Why (recorded with the decision).")]
+
+
+@app.command()
+def holds(root: Root = None) -> None:
+    """Ticks a guard held (docs/safety.md): each guard, what it saw against the norm, a sample,
+    and the decision taken."""
+    settings = _settings(root)
+    if not settings.database_path.exists():
+        console.print("no tick has run yet: nothing held", soft_wrap=True)
+        return
+    with connect(settings.database_path, read_only=True) as con:
+        found = project.holds(con) if "tick_holds" in existing_tables(con) else None
+    if found is None or found.is_empty():
+        console.print("no tick was ever held", soft_wrap=True)
+        return
+    for row, said in zip(found.iter_rows(named=True), reasons(found), strict=True):
+        decided = (f", {row['status']} by {row['decided_by']} at "
+                   f"{row['decided_at']:%Y-%m-%d %H:%M}" if row["decided_at"] else "")
+        why = f" ({row['reason']})" if row["reason"] else ""
+        console.print(f"{tick_text(row['as_of'])} {row['status']}: {row['guard']} guard, {said}"
+                      f"{decided}{why}", soft_wrap=True, markup=False)
+        console.print(f"  sample: {row['sample']}", soft_wrap=True, markup=False)
+    waiting = found.filter(pl.col("status") == "held")
+    if not waiting.is_empty():
+        tick = tick_text(waiting["as_of"][0])
+        console.print(f"decide: `cswf approve {tick}` releases it, `cswf reject {tick}` "
+                      "discards it and the ticks after it", soft_wrap=True, markup=False)
+
+
+@app.command()
+def approve(tick: Tick, by: By = "cli", reason: Why = None, root: Root = None) -> None:
+    """Release a held tick: delivery may send what it emitted, and later ticks run."""
+    settings = _settings(root)
+    with connect(settings.database_path) as con:
+        project.approve(con, tick, by, reason, datetime.now(UTC).replace(tzinfo=None))
+    console.print(f"tick {tick:%Y-%m-%d %H:%M} approved by {by}: delivery may send it, and "
+                  "later ticks run", soft_wrap=True, markup=False)
+
+
+@app.command()
+def reject(tick: Tick, by: By = "cli", reason: Why = None, root: Root = None) -> None:
+    """Discard a held tick and every later one (nothing of them was sent); the hold is kept as
+    rejected. Fix the snapshot, then run the tick again."""
+    settings = _settings(root)
+    with connect(settings.database_path) as con:
+        gone = project.reject(con, tick, by, reason, datetime.now(UTC).replace(tzinfo=None))
+    console.print(f"tick {tick:%Y-%m-%d %H:%M} rejected by {by}: {gone} tick(s) removed, "
+                  f"nothing of them was sent; fix the snapshot, then `cswf tick --as-of "
+                  f"{tick_text(tick)}` runs it again", soft_wrap=True, markup=False)
 
 
 def _print_summary(con: object) -> None:

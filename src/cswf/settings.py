@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,53 @@ class TemplateLimits(BaseModel):
                                        "counted as they are produced.")
 
 
+class ShareLimit(BaseModel):
+    """A tick is held when more than `share` of a workflow's active participants exit at once,
+    and at least `min` of them: a glitch in one field can empty a workflow in one tick."""
+
+    model_config = ConfigDict(extra="forbid")
+    share: float = Field(default=0.2, gt=0, le=1)
+    min: int = Field(default=10, ge=1)
+
+
+class SpikeLimit(BaseModel):
+    """A tick is held when a count is more than `ratio` times its trailing median and at least
+    `min`: the minimum keeps a small book's ordinary day from ever tripping it."""
+
+    model_config = ConfigDict(extra="forbid")
+    ratio: float = Field(default=5.0, gt=0)
+    min: int = Field(default=25, ge=1)
+
+
+class Guards(BaseModel):
+    """What holds a tick before anything leaves (docs/safety.md); a spec's `guards:` block
+    overrides these for its workflow."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    history_ticks: int = Field(
+        default=56, ge=1, description="Trailing window of the norms, in ticks (56: a week of "
+        "3-hour ticks); ticks where nothing of the kind happened are left out of the median.")
+    exits: ShareLimit = Field(default_factory=ShareLimit)
+    entries: SpikeLimit = Field(default_factory=SpikeLimit)
+    emails: SpikeLimit = Field(default_factory=SpikeLimit)
+    webhooks: SpikeLimit = Field(default_factory=SpikeLimit)
+
+
+class Snapshots(BaseModel):
+    """When the account snapshots are too incomplete or too old to tick from (docs/safety.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_drop: float = Field(
+        default=0.2, gt=0, le=1,
+        description="Largest share of account rows a day may lose against the day before.")
+    max_age_days: int = Field(
+        default=2, ge=0, description="Oldest the newest snapshot may be at a tick, in days.")
+    accept: list[date] = Field(
+        default_factory=list,
+        description="Days whose snapshot problems are a known change: ticks go on.")
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -81,6 +128,8 @@ class Settings(BaseModel):
     delivery: dict[str, Any] = Field(
         default_factory=dict, description="How actions leave: see docs/delivery.md."
     )
+    guards: Guards = Field(default_factory=Guards)
+    snapshots: Snapshots = Field(default_factory=Snapshots)
 
     @model_validator(mode="after")
     def _default_is_a_category(self) -> Settings:

@@ -23,7 +23,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from cswf.clitools.times import read_times_one_way
-from cswf.project import BlockedTick, SpecErrors
+from cswf.project import BlockedTick, SpecErrors, TickHeld
 from cswf.specs.groups import GroupsError
 from cswf.store.lock import WarehouseLocked
 
@@ -81,7 +81,10 @@ def explain(exc: BaseException) -> CliError:
                         "run `cswf validate` to see every problem, fix the spec, try again")
     if isinstance(exc, BlockedTick):
         return CliError("landing files", _one_line(str(exc)),
-                        "fix or remove the files named, then run again")
+                        "fix or remove the files named, then run again (a known change: list "
+                        "its day under snapshots.accept in cswf.yaml)")
+    if isinstance(exc, TickHeld):  # its message names the tick and the commands that decide it
+        return CliError(None, str(exc))
     if isinstance(exc, GroupsError):
         return CliError(None, _one_line(str(exc)), "fix the user groups file")
     if isinstance(exc, ValidationError):

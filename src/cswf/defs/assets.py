@@ -233,7 +233,11 @@ def build_tick_assets(
             "run_rewritten": summary.rewritten,
             "run_rewound_ticks": tally.rewound,
             "spec_versions": dg.MetadataValue.json({w.name: w.version for w in workflows}),
+            "held_tick": key_of(summary.held) if summary.held else "none",
         }
+        if summary.held:  # the check tick_not_held fails with the whole line
+            context.log.warning(f"tick {key_of(summary.held)} is held by a guard; the run "
+                                "stopped after it (docs/safety.md)")
         last = tally.last
         if last is None:  # run_ticks runs every tick of a non-empty range
             raise RuntimeError(f"no tick ran for partitions {context.partition_keys}")

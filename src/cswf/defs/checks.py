@@ -20,13 +20,22 @@ from cswf import project
 from cswf.calendar import as_of_of, key_of
 from cswf.defs import quality
 from cswf.defs.resources import CswfProject, open_warehouse
-from cswf.ingest.checks import Finding, account_rows, duplicate_ids, rejected_files
+from cswf.ingest.checks import (
+    Finding,
+    account_rows,
+    duplicate_ids,
+    incomplete_snapshots,
+    rejected_files,
+    stale_snapshots,
+)
+from cswf.project.guards import held_line, open_hold, reasons
 from cswf.reports.build import report_files
 from cswf.settings import Settings
 
 LANDING = dg.AssetKey("landing_snapshots")
 FACTS = dg.AssetKey("account_facts")
 OUTBOX = dg.AssetKey("actions_outbox")
+ENROLLMENTS = dg.AssetKey("enrollments")
 SUMMARY = dg.AssetKey("workflow_summary")
 
 
@@ -81,18 +90,33 @@ def required_columns(warehouse: DuckDBResource) -> dg.AssetCheckResult:
         return _result(rejected_files(con), "rejected landing files")
 
 
-@dg.asset_check(asset=LANDING, blocking=True, description="raw_accounts has rows.")
-def non_empty(warehouse: DuckDBResource) -> dg.AssetCheckResult:
-    with open_warehouse(warehouse) as con:
-        rows = account_rows(con)
+def _problems(problems: list[str], passed: str) -> dg.AssetCheckResult:
+    """A check of sentences: its description is them, one line (what the CLI prints)."""
     return dg.AssetCheckResult(
-        passed=rows > 0,
-        description=f"{rows} account snapshot rows" if rows else "raw_accounts is empty",
-        metadata={"rows": rows},
+        passed=not problems,
+        description="; ".join(problems) if problems else passed,
+        metadata={"problems": len(problems),
+                  "examples": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems)
+                                                  or "none")},
     )
 
 
-LANDING_CHECKS = [unique_ids, required_columns, non_empty]
+@dg.asset_check(
+    asset=LANDING,
+    blocking=True,
+    description="The account snapshots are whole: some rows, no header-only file, no day losing "
+    "more than snapshots.max_drop of the day before's rows, no day missing between the first and "
+    "the last (days in snapshots.accept pass).",
+)
+def snapshots_complete(cswf: CswfProject, warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    with open_warehouse(warehouse) as con:
+        rows = account_rows(con)
+        empty = [] if rows else ["raw_accounts is empty: no account snapshot has been ingested"]
+        problems = empty + incomplete_snapshots(con, cswf.settings().snapshots)
+    return _problems(problems, f"{rows} account snapshot rows, every day whole")
+
+
+LANDING_CHECKS = [unique_ids, required_columns, snapshots_complete]
 
 
 # -- facts and outbox (tick-partitioned assets) ----------------------------------------------
@@ -111,6 +135,46 @@ def one_row_per_participant_and_tick(
     with open_warehouse(warehouse) as con:
         return _result(quality.duplicate_facts(con, ticks), "duplicate (tick, participant) rows",
                        ticks)
+
+
+@dg.asset_check(
+    asset=FACTS,
+    blocking=True,
+    description="At each tick of the run, the newest account snapshot is at most "
+    "snapshots.max_age_days old (a tick's day in snapshots.accept passes).",
+)
+def snapshots_fresh(
+    context: dg.AssetCheckExecutionContext, cswf: CswfProject, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
+    ticks = ticks_of_run(context)
+    if ticks is None:
+        return dg.AssetCheckResult(passed=True, description="no ticks in this run to check")
+    with open_warehouse(warehouse) as con:
+        problems = stale_snapshots(con, ticks, cswf.settings().snapshots)
+    return _problems(problems, f"fresh at each of {len(ticks)} tick(s)")
+
+
+@dg.asset_check(
+    asset=ENROLLMENTS,
+    blocking=True,
+    description="No tick is held by a guard (docs/safety.md): the run's reports do not go on "
+    "from a held tick, and delivery sends nothing of it (nor of later ticks) until `cswf "
+    "approve`. On the tick's state rather than the outbox, so the delivery job still sends "
+    "what earlier ticks emitted.",
+)
+def tick_not_held(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    with open_warehouse(warehouse) as con:
+        found = open_hold(con)
+    if found is None:
+        return dg.AssetCheckResult(passed=True, description="no tick is held")
+    as_of, rows = found
+    return dg.AssetCheckResult(
+        passed=False, description=held_line(as_of, rows),
+        metadata={"tick": key_of(as_of), "holds": dg.MetadataValue.md(
+            "\n".join(f"- {line}" for line in reasons(rows))),
+            "samples": dg.MetadataValue.json({f"{w}/{g}": s for w, g, s in
+                                              rows.select("workflow", "guard", "sample").rows()})},
+    )
 
 
 @dg.asset_check(
@@ -143,7 +207,8 @@ def one_active_enrollment(
     return _result(finding, "(workflow, participant) pairs with several active enrollments", ticks)
 
 
-TICK_CHECKS = [one_row_per_participant_and_tick, unique_action_ids, one_active_enrollment]
+TICK_CHECKS = [one_row_per_participant_and_tick, snapshots_fresh, tick_not_held,
+               unique_action_ids, one_active_enrollment]
 OUTBOX_CHECKS = [unique_action_ids, one_active_enrollment]
 
 

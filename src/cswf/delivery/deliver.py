@@ -176,11 +176,16 @@ def _exports_upkeep(con: duckdb.DuckDBPyConnection, config: DeliveryConfig, now:
         report.export_files += sync_parquet(con, config.export_dir)
 
 
+# A held tick, and every tick after it, waits for a person's decision (docs/safety.md).
+_NOT_HELD = ("NOT EXISTS (SELECT 1 FROM tick_holds AS h WHERE h.status = 'held' "
+             "AND o.tick >= h.as_of)")
+
+
 def _due(con: duckdb.DuckDBPyConnection, now: datetime, real: bool) -> pl.DataFrame:
     return con.sql(
         "SELECT o.* EXCLUDE (status, error), d.status AS delivery_status, d.attempts "
         f"FROM deliveries AS d JOIN actions_outbox AS o USING (action_id) "
-        f"WHERE {_due_condition(real)} "
+        f"WHERE ({_due_condition(real)}) AND {_NOT_HELD} "
         "ORDER BY o.tick, o.action_id",
         params={"now": now},
     ).pl()

@@ -6,11 +6,14 @@ One implementation for both callers: the CLI's pipeline refuses to run a tick wh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 
 import duckdb
 
 from cswf.ingest.contract import ACCOUNTS, OBJECTS, LandingObject
+from cswf.settings import Snapshots
 
 MAX_EXAMPLES = 5
 
@@ -77,8 +80,97 @@ def account_rows(con: duckdb.DuckDBPyConnection) -> int:
     return int(con.execute(f"SELECT count(*) FROM {ACCOUNTS.table}").fetchall()[0][0])
 
 
-def snapshot_problems(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Every problem that must block a tick, as sentences; empty when the raw data is usable."""
+def _account_days(con: duckdb.DuckDBPyConnection) -> list[tuple[date, int, str]]:
+    """(day, accounts, files) of every landed account snapshot day (accounts, not rows: a
+    duplicated file is its own problem), header-only files included
+    (0 rows, their day read from the file name), oldest first."""
+    tables = existing_tables(con)
+    if ACCOUNTS.table not in tables or "ingested_files" not in tables:
+        return []
+    return con.execute(
+        rf"""
+        WITH landed AS (
+            SELECT snapshot_date AS day, count(DISTINCT account_id) AS n,
+                   string_agg(DISTINCT source_file, ', ' ORDER BY source_file) AS files
+            FROM {ACCOUNTS.table} GROUP BY ALL),
+        headers AS (
+            SELECT try_strptime(regexp_extract(source_file, '(\d{{4}}-\d{{2}}-\d{{2}})', 1),
+                                '%Y-%m-%d')::DATE AS day, 0 AS n,
+                   string_agg(source_file, ', ' ORDER BY source_file) AS files
+            FROM ingested_files WHERE object = '{ACCOUNTS.name}' AND row_count = 0
+            GROUP BY ALL)
+        SELECT * FROM landed
+        UNION ALL
+        SELECT * FROM headers WHERE day IS NOT NULL AND day NOT IN (SELECT day FROM landed)
+        ORDER BY day
+        """
+    ).fetchall()
+
+
+def incomplete_snapshots(con: duckdb.DuckDBPyConnection,
+                         rules: Snapshots | None = None) -> list[str]:
+    """Account snapshot days that cannot be trusted whole: a header-only file, a day that lost
+    more than `max_drop` of the rows of the day before, a day missing between the first and the
+    last. A day in `accept` is a known change and passes."""
+    rules = rules or Snapshots()
+    accepted = set(rules.accept)
+    days = _account_days(con)
+    problems = []
+    previous: tuple[date, int] | None = None
+    for day, rows, files in days:
+        if rows == 0 and day not in accepted:
+            problems.append(f"{files}: a header and no rows (the account snapshot of {day})")
+        if rows and previous is not None and day not in accepted and \
+                rows < previous[1] * (1 - rules.max_drop):
+            problems.append(
+                f"{files}: {rows} account rows on {day}, {1 - rows / previous[1]:.0%} fewer than "
+                f"the {previous[1]} on {previous[0]} (at most {rules.max_drop:.0%} fewer may "
+                "pass)")
+        if rows:
+            previous = (day, rows)
+    if days:
+        first, last = days[0][0], days[-1][0]
+        landed = {day for day, _, _ in days} | accepted
+        missing = [first.fromordinal(n) for n in range(first.toordinal(), last.toordinal())
+                   if first.fromordinal(n) not in landed]
+        if missing:
+            listed = ", ".join(str(d) for d in missing[:MAX_EXAMPLES])
+            more = f" and {len(missing) - MAX_EXAMPLES} more" if len(missing) > MAX_EXAMPLES else ""
+            problems.append(f"accounts: no snapshot for {listed}{more} (landed: {first} to "
+                            f"{last})")
+    return problems
+
+
+def stale_snapshots(con: duckdb.DuckDBPyConnection, ticks: Sequence[datetime],
+                    rules: Snapshots | None = None) -> list[str]:
+    """The first of `ticks` whose newest account snapshot (on or before its day) is more than
+    `max_age_days` old, as a sentence; none when every tick is fresh or its day is accepted."""
+    rules = rules or Snapshots()
+    landed = sorted(day for day, rows, _ in _account_days(con) if rows)
+    if not landed:
+        return []
+    stale = []
+    for tick in ticks:
+        day = tick.date()
+        if day in rules.accept:
+            continue
+        newest = max((d for d in landed if d <= day), default=None)
+        if newest is None:
+            stale.append((tick, f"no account snapshot on or before {day}"))
+        elif (day - newest).days > rules.max_age_days:
+            stale.append((tick, f"the newest account snapshot is {newest}, {(day - newest).days} "
+                                f"days old (at most {rules.max_age_days} may pass)"))
+    if not stale:
+        return []
+    tick, what = stale[0]
+    more = f" (and {len(stale) - 1} later tick(s))" if len(stale) > 1 else ""
+    return [f"accounts: at tick {tick:%Y-%m-%d %H:%M}, {what}{more}"]
+
+
+def snapshot_problems(con: duckdb.DuckDBPyConnection,
+                      rules: Snapshots | None = None) -> list[str]:
+    """Every problem that must block a tick, as sentences; empty when the raw data is usable.
+    (Staleness depends on the tick: `stale_snapshots`.)"""
     problems = []
     for obj in OBJECTS.values():
         found = duplicate_keys(con, obj)
@@ -92,4 +184,4 @@ def snapshot_problems(con: duckdb.DuckDBPyConnection) -> list[str]:
                         f"{'; '.join(rejected.examples)}")
     if not account_rows(con):
         problems.append(f"{ACCOUNTS.table} is empty: no account snapshot has been ingested")
-    return problems
+    return problems + incomplete_snapshots(con, rules)

@@ -14,6 +14,7 @@ import duckdb
 from cswf.ingest.landing import EVENTS_FOLDER, LandingReport, ingest_all
 from cswf.project.deliver import approve_delivery_spike, deliver_outbox
 from cswf.project.deploy import deploy
+from cswf.project.guards import TickHeld, approve, reject, require_no_hold
 from cswf.project.preview import Preview, preview
 from cswf.project.reports import Reports, publish_bi_copy, refresh_reports
 from cswf.project.specs import check_specs, load_workflows, with_lifecycle, workflow_names
@@ -31,6 +32,7 @@ from cswf.project.ticks import (
 )
 from cswf.settings import Settings
 from cswf.specs.loader import SpecErrors
+from cswf.store.holds import holds
 
 
 def ingest(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime | None = None,
@@ -50,17 +52,22 @@ __all__ = [
     "RunSummary",
     "SpecErrors",
     "StoredFacts",
+    "TickHeld",
+    "approve",
     "approve_delivery_spike",
     "check_specs",
     "deliver_outbox",
     "deploy",
+    "holds",
     "ingest",
     "load_workflows",
     "materialize_facts",
     "preview",
     "publish_bi_copy",
     "refresh_reports",
+    "reject",
     "require_clean_snapshots",
+    "require_no_hold",
     "run_ticks",
     "store_facts",
     "ticks_in",

@@ -19,6 +19,7 @@ import polars as pl
 from cswf.engine.assign import group_tasks
 from cswf.engine.bounds import RenderBudget
 from cswf.engine.flow import TIME_ZONE
+from cswf.engine.guard import TRIPPED_SCHEMA, tripped
 from cswf.engine.tick import TickResult, combine, run_tick
 from cswf.facts.models import FACT_MODELS, build_facts, fact_schema
 from cswf.facts.overlay import (
@@ -27,13 +28,15 @@ from cswf.facts.overlay import (
     field_updates_of,
     load_field_updates,
 )
-from cswf.ingest.checks import snapshot_problems
+from cswf.ingest.checks import snapshot_problems, stale_snapshots
 from cswf.ingest.deploys import load_deploys
+from cswf.project.guards import guard_limits, require_no_hold
 from cswf.project.specs import with_lifecycle
 from cswf.settings import Settings
 from cswf.specs.groups import load_groups
 from cswf.specs.loader import LoadedWorkflow, SpecSet
 from cswf.specs.workflow import DelayStep
+from cswf.store.holds import approved, launched, trailing_norms, write_holds
 from cswf.store.tables import ensure_engine_tables
 from cswf.store.warehouse import (
     WriteOutcome,
@@ -61,8 +64,11 @@ class BlockedTick(RuntimeError):
     """The snapshots failed a blocking check: nothing is evaluated or emitted."""
 
 
-def require_clean_snapshots(con: duckdb.DuckDBPyConnection) -> None:
-    problems = snapshot_problems(con)
+def require_clean_snapshots(con: duckdb.DuckDBPyConnection, settings: Settings | None = None,
+                            ticks: Sequence[datetime] = ()) -> None:
+    """BlockedTick when the snapshots are unusable, incomplete or (at one of `ticks`) stale."""
+    rules = settings.snapshots if settings is not None else None
+    problems = snapshot_problems(con, rules) + stale_snapshots(con, ticks, rules)
     if problems:
         raise BlockedTick("snapshots failed their checks; no tick ran:\n- " + "\n- ".join(problems))
 
@@ -135,6 +141,7 @@ class RunSummary:
     rewritten: int
     actions: int
     transitions: int
+    held: datetime | None = None  # the tick a guard held; the run stopped after it
 
 
 def run_ticks(
@@ -155,12 +162,17 @@ def run_ticks(
     delivered actions are kept as superseded: store/history.py).
 
     `facts` are the facts of these ticks if the caller has them; else they are read from the
-    account_facts table, where the facts stage stored them.
+    account_facts table, where the facts stage stored them. A tick a guard holds is stored,
+    and the run stops after it (`RunSummary.held`); a run never starts past a held tick.
     """
     ensure_engine_tables(con)
     if not ticks:
         return RunSummary(0, 0, 0, 0, 0, 0)
-    require_clean_snapshots(con)
+    require_clean_snapshots(con, settings, ticks)
+    require_no_hold(con)
+    limits = guard_limits(settings, workflows)
+    started = launched(con, ticks[0])
+    held = None
     lifecycle = with_lifecycle(SpecSet(list(workflows), []), con)
     lifecycle.require_valid()
     calendar = settings.calendar
@@ -186,10 +198,10 @@ def run_ticks(
             _load_chunk(con, settings, feeds, chunks[as_of], before if i == 0 else None, facts)
         window = pl.col("requested_at") <= as_of
         results = []
-        limits = settings.templates  # one render budget for the whole tick, every feed
-        budget = RenderBudget(seconds=limits.budget_seconds,
-                              per_render_seconds=limits.seconds_per_render,
-                              max_chars=limits.max_chars)
+        bounds = settings.templates  # one render budget for the whole tick, every feed
+        budget = RenderBudget(seconds=bounds.budget_seconds,
+                              per_render_seconds=bounds.seconds_per_render,
+                              max_chars=bounds.max_chars)
         for feed in feeds:
             seen, problems = apply_field_updates(feed.at(as_of), updates, as_of)
             _report_overlay_problems(problems, reported)
@@ -208,14 +220,23 @@ def run_ticks(
         if not made.is_empty():
             updates = pl.concat([updates, made])
         deploys = deploys.filter(~window)
+        found = _guarded(con, settings, state, result, limits, started)
         outcome = write_tick(con, result, rewrite_delivered=rewrite_delivered,
                              on_rewrite=lambda rewrite: log.warning(rewrite.line()))
+        # Held again unless a person approved this very result (a crash between the tick and
+        # its holds must not let it through unheld).
+        if not found.is_empty() and not (outcome.status == "unchanged" and approved(con, as_of)):
+            write_holds(con, as_of, found)
+            held = as_of
+        started.update(result.transitions.filter(pl.col("transition") == "entered")["workflow"])
         outcomes.append(outcome)
         actions += result.actions.height
         transitions += result.transitions.height
         if on_tick is not None:
             on_tick(outcome, result)
         state = result.state
+        if held is not None:
+            break
         if respond is not None:
             until = ticks[i + 1] if i + 1 < len(ticks) else calendar.next(as_of)
             answered = respond(con, result, until)
@@ -231,7 +252,17 @@ def run_ticks(
         rewritten=statuses.count("rewritten"),
         actions=actions,
         transitions=transitions,
+        held=held,
     )
+
+
+def _guarded(con: duckdb.DuckDBPyConnection, settings: Settings, before: pl.DataFrame,
+             result: TickResult, limits: pl.DataFrame, started: set[str]) -> pl.DataFrame:
+    """The guards this tick trips against the norms of the ticks before it."""
+    if limits.is_empty():
+        return pl.DataFrame(schema=TRIPPED_SCHEMA)
+    norms = trailing_norms(con, result.as_of, settings.guards.history_ticks)
+    return tripped(before, result, norms, limits, sorted(started))
 
 
 def _load_chunk(con: duckdb.DuckDBPyConnection, settings: Settings, feeds: list[_Feed],

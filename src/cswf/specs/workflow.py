@@ -27,6 +27,7 @@ from cswf.specs.action import ActionSpec
 from cswf.specs.actions import action_models, all_results, on_change
 from cswf.specs.common import NAME_PATTERN, Owner, Strict
 from cswf.specs.conditions import Condition, fields_used
+from cswf.specs.guards import WorkflowGuards
 
 MAX_ACTIONS_PER_STEP = 10
 MAX_STEPS_PER_BRANCH = 30  # Catalyst; actions in one step count as one
@@ -312,6 +313,8 @@ class Workflow(Strict):
         default=None, description="Exit overrides: remove a participant wherever it is."
     )
     steps: list[Step] = Field(min_length=1)
+    guards: WorkflowGuards | None = Field(
+        default=None, description="Overrides of cswf.yaml's guard limits for this workflow.")
 
     @model_validator(mode="after")
     def _enabled_needs_entry_and_action(self) -> Workflow:

@@ -82,6 +82,16 @@ ENGINE = (
     f"(PARTITION BY enrollment_id ORDER BY valid_from DESC) = 1",
 )
 
+# Ticks a guard held before anything left (docs/safety.md): one row per tripped guard, with
+# the decision a person took. Delivery reads it (nothing is sent from a held tick), so both
+# the engine's and delivery's tables include it.
+HOLDS = (
+    "CREATE TABLE IF NOT EXISTS tick_holds (as_of TIMESTAMP NOT NULL, workflow VARCHAR NOT NULL, "
+    "guard VARCHAR NOT NULL, observed BIGINT, norm DOUBLE, threshold DOUBLE, minimum BIGINT, "
+    "sample VARCHAR, status VARCHAR NOT NULL, decided_at TIMESTAMP, decided_by VARCHAR, "
+    "reason VARCHAR)",
+)
+
 # What happened to each action (keyed by action_id, so nothing is sent twice), results coming
 # back, addresses that receive nothing more, and the CRM export tables.
 DELIVERY = (
@@ -124,14 +134,15 @@ def create(con: duckdb.DuckDBPyConnection, statements: Iterable[str]) -> None:
 
 def ensure_engine_tables(con: duckdb.DuckDBPyConnection) -> None:
     """The engine's tables, and delivery's (empty until delivery runs): the reports read both."""
-    create(con, ENGINE)
+    create(con, (*ENGINE, *HOLDS))
     ensure_delivery_tables(con)
 
 
 def ensure_delivery_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Delivery's tables (the engine's `actions_outbox` must exist to deliver from)."""
+    """Delivery's tables (the engine's `actions_outbox` must exist to deliver from), and the
+    holds it reads."""
     _rekey_crm_tables(con)
-    create(con, DELIVERY)
+    create(con, (*HOLDS, *DELIVERY))
 
 
 def _rekey_crm_tables(con: duckdb.DuckDBPyConnection) -> None:

@@ -1,0 +1,130 @@
+"""Guards: compare what a tick would do with the book's norm, before anything leaves.
+
+A glitch in one snapshot (every renewal date a year later, every account back in onboarding)
+looks like a normal tick to the engine: it exits or enters hundreds of participants and emails
+them. These pure functions count, per workflow, what the tick did (exits against the active
+participants; entries, emails and webhooks against their trailing median per tick) and return
+the guards it tripped, with a sample of participants to look at. The store reads the norms; the
+caller holds the tick.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import polars as pl
+
+from cswf.engine.tick import TickResult
+
+EXITS, ENTRIES, EMAILS, WEBHOOKS = "exits", "entries", "emails", "webhooks"
+GUARDS = (EXITS, ENTRIES, EMAILS, WEBHOOKS)
+SPIKES = (ENTRIES, EMAILS, WEBHOOKS)  # compared with a trailing median
+SAMPLE = 5  # participants shown per tripped guard
+
+# Exits and entries a person asked for are not a glitch: disabling a workflow, a manual deploy.
+DELIBERATE = ("workflow disabled", "manual deploy")
+
+TRIPPED_SCHEMA: dict[str, pl.DataType] = {
+    "workflow": pl.String(),
+    "guard": pl.String(),
+    "observed": pl.Int64(),
+    "norm": pl.Float64(),  # exits: the active participants before the tick; else the median
+    "threshold": pl.Float64(),  # share × active, or ratio × median; null: no history
+    "minimum": pl.Int64(),
+    "sample": pl.String(),  # JSON: a few participants and the fact values that decided
+}
+LIMIT_SCHEMA: dict[str, pl.DataType] = {
+    "workflow": pl.String(), "guard": pl.String(), "factor": pl.Float64(), "minimum": pl.Int64()}
+NORM_SCHEMA: dict[str, pl.DataType] = {
+    "workflow": pl.String(), "guard": pl.String(), "norm": pl.Float64()}
+
+
+def _deliberate(reason: pl.Expr) -> pl.Expr:
+    return pl.any_horizontal([reason.str.starts_with(why) for why in DELIBERATE])
+
+
+def events(result: TickResult) -> pl.DataFrame:
+    """What the tick did, one row per thing a guard counts: workflow, guard, participant_id,
+    evidence (the deciding fact values, for the sample)."""
+    moves = result.transitions.filter(
+        pl.col("transition").is_in(["exited", "entered"]) & ~_deliberate(pl.col("reason")))
+    entered = result.transitions.filter(pl.col("transition") == "entered").select(
+        "enrollment_id", "evidence")
+    sent = result.actions.filter(pl.col("action_type").is_in(["email", "webhook"])).join(
+        entered, on="enrollment_id", how="left")
+    columns = ["workflow", "guard", "participant_id", "evidence"]
+    return pl.concat([
+        moves.with_columns(pl.when(pl.col("transition") == "exited").then(pl.lit(EXITS))
+                           .otherwise(pl.lit(ENTRIES)).alias("guard")).select(columns),
+        sent.with_columns((pl.col("action_type") + "s").alias("guard")).select(columns),
+    ])
+
+
+def tripped(
+    before: pl.DataFrame,
+    result: TickResult,
+    norms: pl.DataFrame,
+    limits: pl.DataFrame,
+    launched: Sequence[str],
+) -> pl.DataFrame:
+    """The guards a tick tripped (TRIPPED_SCHEMA), per workflow.
+
+    `before`: the state before the tick (exits are a share of its active participants);
+    `norms`: workflow, guard, norm (the trailing median per tick; missing: no history);
+    `limits`: workflow, guard, factor (share or ratio), minimum, for the guards that apply;
+    `launched`: the workflows someone entered before this tick. A launch's backlog is what
+    `cswf preview` showed before the workflow was enabled, so spikes are not compared at it.
+    """
+    happened = events(result)
+    counts = happened.group_by("workflow", "guard").agg(pl.len().cast(pl.Int64).alias("observed"))
+    active = before.filter(pl.col("status") == "active").group_by("workflow").agg(
+        pl.len().cast(pl.Float64).alias("active"))
+    found = (
+        counts.join(limits.cast(LIMIT_SCHEMA), on=["workflow", "guard"])  # type: ignore[arg-type]
+        .join(norms.cast(NORM_SCHEMA), on=["workflow", "guard"], how="left")  # type: ignore[arg-type]
+        .join(active, on="workflow", how="left")
+        .with_columns(pl.when(pl.col("guard") == EXITS).then(pl.col("active").fill_null(0.0))
+                      .otherwise(pl.col("norm")).alias("norm"))
+        .with_columns((pl.col("factor") * pl.col("norm")).alias("threshold"))
+        .filter(
+            (pl.col("observed") >= pl.col("minimum"))
+            & (pl.col("threshold").is_null() | (pl.col("observed") > pl.col("threshold")))
+            & ((pl.col("guard") == EXITS) | pl.col("workflow").is_in(list(launched)))
+        )
+        .sort("workflow", "guard")
+    )
+    samples = _samples(happened.join(found.select("workflow", "guard"),
+                                     on=["workflow", "guard"]))
+    return found.join(samples, on=["workflow", "guard"], how="left").select(
+        list(TRIPPED_SCHEMA)).cast(TRIPPED_SCHEMA)  # type: ignore[arg-type]
+
+
+def _samples(happened: pl.DataFrame) -> pl.DataFrame:
+    """A few participants per tripped guard, as JSON (at most SAMPLE rows each are read)."""
+    few = happened.sort("participant_id").group_by("workflow", "guard", maintain_order=True).head(
+        SAMPLE)
+    rows: dict[tuple[str, str], list[dict[str, object]]] = {}
+    for workflow, guard, participant, evidence in few.iter_rows():
+        rows.setdefault((workflow, guard), []).append(
+            {"participant_id": participant, "facts": json.loads(evidence) if evidence else None})
+    return pl.DataFrame(
+        [{"workflow": w, "guard": g, "sample": json.dumps(s)} for (w, g), s in rows.items()],
+        schema={"workflow": pl.String, "guard": pl.String, "sample": pl.String})
+
+
+def describe(workflow: str, guard: str, observed: int, norm: float | None,
+             threshold: float | None, minimum: int) -> str:
+    """One tripped guard in words: which workflow, what it did, against what."""
+    if guard == EXITS:
+        active = int(norm or 0)
+        share = f"{observed / active:.0%}" if active else "all"
+        limit = f"{threshold / active:.0%}" if active and threshold is not None else "?"
+        return (f"{workflow}: {observed} exits of {active} active ({share}; the limit is "
+                f"{limit} and at least {minimum})")
+    if norm is None or threshold is None:
+        return (f"{workflow}: {observed} {guard} with no {guard} in its recent ticks (the limit "
+                f"is at least {minimum})")
+    ratio = threshold / norm if norm else 0.0
+    return (f"{workflow}: {observed} {guard} against a trailing median of {norm:g} per tick "
+            f"(the limit is {ratio:g}x it and at least {minimum})")

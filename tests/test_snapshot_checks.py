@@ -1,0 +1,113 @@
+"""Snapshot completeness and freshness: a short, header-only, missing or stale account snapshot
+stops the tick with one sentence naming the file or day and the numbers; an accepted day
+passes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+from test_ingest import ACCOUNT_ROW, account_rows, write_csv, write_text
+
+from cswf.clitools.errors import explain
+from cswf.ingest import ingest_landing, snapshot_problems
+from cswf.ingest.checks import incomplete_snapshots, stale_snapshots
+from cswf.project import BlockedTick, require_clean_snapshots
+from cswf.settings import Settings, Snapshots
+
+HEADER = ",".join(ACCOUNT_ROW) + "\n"  # every column, no row
+
+
+@pytest.fixture()
+def con() -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(":memory:")
+
+
+def land(landing: Path, day: str, accounts: int) -> None:
+    rows = account_rows(*({"snapshot_date": day, "account_id": f"ACC-{i}"}
+                          for i in range(accounts)))
+    write_csv(landing, f"accounts/accounts_{day}.csv", rows)
+
+
+def test_a_day_forty_percent_short_is_blocked(con, tmp_path: Path) -> None:
+    land(tmp_path, "2026-05-01", 10)
+    land(tmp_path, "2026-05-02", 6)
+    land(tmp_path, "2026-05-03", 6)
+    ingest_landing(con, tmp_path)
+
+    assert snapshot_problems(con) == [
+        "accounts/accounts_2026-05-02.csv: 6 account rows on 2026-05-02, 40% fewer than the 10 "
+        "on 2026-05-01 (at most 20% fewer may pass)"]
+
+
+def test_a_day_twenty_percent_short_passes(con, tmp_path: Path) -> None:
+    land(tmp_path, "2026-05-01", 10)
+    land(tmp_path, "2026-05-02", 8)
+    ingest_landing(con, tmp_path)
+    assert snapshot_problems(con) == []
+
+
+def test_a_header_only_file_is_blocked(con, tmp_path: Path) -> None:
+    land(tmp_path, "2026-05-01", 3)
+    write_text(tmp_path, "accounts/accounts_2026-05-02.csv", HEADER)
+    land(tmp_path, "2026-05-03", 3)
+    ingest_landing(con, tmp_path)
+
+    assert snapshot_problems(con) == [
+        "accounts/accounts_2026-05-02.csv: a header and no rows (the account snapshot of "
+        "2026-05-02)"]
+
+
+def test_a_missing_day_is_blocked(con, tmp_path: Path) -> None:
+    for day in ("2026-05-01", "2026-05-02", "2026-05-04"):
+        land(tmp_path, day, 3)
+    ingest_landing(con, tmp_path)
+
+    assert snapshot_problems(con) == [
+        "accounts: no snapshot for 2026-05-03 (landed: 2026-05-01 to 2026-05-04)"]
+
+
+def test_a_stale_snapshot_is_blocked_at_the_tick(con, tmp_path: Path) -> None:
+    land(tmp_path, "2026-05-01", 3)
+    land(tmp_path, "2026-05-02", 3)
+    ingest_landing(con, tmp_path)
+    ticks = [datetime(2026, 5, 4, 21), datetime(2026, 5, 5, 3), datetime(2026, 5, 5, 6)]
+
+    assert stale_snapshots(con, ticks[:1]) == []  # two days old: still fine
+    assert stale_snapshots(con, ticks) == [
+        "accounts: at tick 2026-05-05 03:00, the newest account snapshot is 2026-05-02, 3 days "
+        "old (at most 2 may pass) (and 1 later tick(s))"]
+
+
+def test_accepted_days_pass(con, tmp_path: Path) -> None:
+    land(tmp_path, "2026-05-01", 10)
+    land(tmp_path, "2026-05-02", 6)  # a known clean-up: 4 accounts merged away
+    write_text(tmp_path, "accounts/accounts_2026-05-03.csv", HEADER)
+    land(tmp_path, "2026-05-05", 6)
+    ingest_landing(con, tmp_path)
+    rules = Snapshots(accept=[date(2026, 5, 2), date(2026, 5, 3), date(2026, 5, 4),
+                              date(2026, 5, 8)])
+
+    assert incomplete_snapshots(con, rules) == []
+    assert stale_snapshots(con, [datetime(2026, 5, 8, 3)], rules) == []
+    assert stale_snapshots(con, [datetime(2026, 5, 9, 3)], rules) == [
+        "accounts: at tick 2026-05-09 03:00, the newest account snapshot is 2026-05-05, 4 days "
+        "old (at most 2 may pass)"]
+
+
+def test_a_blocked_tick_says_which_file_in_one_line(con, tmp_path: Path) -> None:
+    land(tmp_path, "2026-05-01", 10)
+    land(tmp_path, "2026-05-02", 6)
+    ingest_landing(con, tmp_path)
+
+    with pytest.raises(BlockedTick) as blocked:
+        require_clean_snapshots(con, Settings(root=tmp_path), [datetime(2026, 5, 2, 3)])
+    assert explain(blocked.value).line() == (
+        "landing files: snapshots failed their checks; no tick ran: "
+        "accounts/accounts_2026-05-02.csv: 6 account rows on 2026-05-02, 40% fewer than the 10 "
+        "on 2026-05-01 (at most 20% fewer may pass) — fix or remove the files named, then run "
+        "again (a known change: list its day under snapshots.accept in cswf.yaml)")
+    accepting = Settings(root=tmp_path, snapshots={"accept": ["2026-05-02"]})
+    require_clean_snapshots(con, accepting, [datetime(2026, 5, 2, 3)])  # goes through
