@@ -177,7 +177,13 @@ def test_a_bad_where_is_one_line(ran: Path, where: str, expected: str) -> None:
     assert line == f"error: --where: {expected}{suffix}"
 
 
-def test_a_locked_database_says_who_holds_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", [
+    ["ingest"], ["tick", "--as-of", "2026-06-01"],
+    ["run", "--start", "2026-06-01", "--end", "2026-06-01T03:00"],
+    ["preview", "hello", "--as-of", "2026-06-01"], ["deploy", "hello", "--participants", "a1"],
+    ["deliver"], ["reports"],
+])
+def test_a_locked_database_says_who_holds_it(tmp_path: Path, args: list[str]) -> None:
     root = make_project(tmp_path)
     database = root / "data/cswf.duckdb"
     holder = subprocess.Popen(
@@ -186,7 +192,7 @@ def test_a_locked_database_says_who_holds_it(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
-        code, line = one_error(["ingest", "--root", str(root)])
+        code, line = one_error([*args, "--root", str(root)])
     finally:
         holder.kill()
         holder.wait()

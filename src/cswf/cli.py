@@ -192,6 +192,9 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool) -> None:
     log; the terminal gets a progress bar and a summary."""
     from cswf.defs.launch import run_tick_range
 
+    # The run's steps wait minutes for a database another process holds; a person at the
+    # terminal hears about it at once instead (or waits as --wait says).
+    connect(settings.database_path).close()
     tally = RunTally()
     started = time.perf_counter()
     with Progress(
