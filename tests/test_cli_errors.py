@@ -442,3 +442,11 @@ def test_a_workflow_that_fails_stops_the_tick_before_anything_is_written(
     with duckdb.connect(str(root / "data/cswf.duckdb"), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
         assert con.sql("SELECT count(*) FROM actions_outbox").fetchall() == [(0,)]
+
+
+def test_a_groups_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    (root / "user_groups.yaml").write_bytes(b"groups: {caf\xe9: {members: [a]}}\n")
+    _, line = one_error(["validate", "--root", str(root)])
+    assert line == (f"error: {root / 'user_groups.yaml'}: not UTF-8 text (byte 0xe9); save it as "
+                    "UTF-8 — fix the user groups file")
