@@ -224,7 +224,7 @@ CONFIG_ERRORS = [
      "{cfg}: landing_folder: unknown setting — did you mean 'landing_dir'?"),
     ("colour: blue\n",
      "{cfg}: colour: unknown setting — known: bi_dir, categories, database, default_category, "
-     "delivery, groups_file, landing_dir, specs_dir, sql_dir, tick_cron, tick_start"),
+     "delivery, groups_file, landing_dir, specs_dir, sql_dir, templates, tick_cron, tick_start"),
     ("tick_cron: every hour\n",
      "{cfg}: tick_cron: 'every hour' is not a cron expression — write five cron fields (UTC), "
      "e.g. \"0 */3 * * *\""),

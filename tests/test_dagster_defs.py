@@ -200,7 +200,9 @@ def test_consecutive_ticks_carry_state(settings: Settings, instance: dg.DagsterI
 def test_tick_range_is_one_run(settings: Settings, instance: dg.DagsterInstance) -> None:
     result = run_tick_range(settings, datetime(2026, 5, 31), datetime(2026, 5, 31, 21), instance)
     assert result.success
-    assert len(instance.get_run_records()) == 1
+    # One run for the range, then one for the data tests of the whole tables (not per tick).
+    runs = [r.dagster_run.job_name for r in instance.get_run_records()]
+    assert sorted(runs) == ["data_tests_job", "tick_range_job"]
     expected = {f"2026-05-31-{h:02d}:00" for h in range(0, 24, 3)}
     for asset in ("account_facts", *ENGINE):
         assert instance.get_materialized_partitions(dg.AssetKey(asset)) == expected, asset
@@ -309,7 +311,7 @@ def test_delivery_job_runs_after_a_tick_in_dry_run(
     assert result.success
     recorded = dict(query(settings, "SELECT status, count(*) FROM deliveries GROUP BY ALL"))
     assert sum(recorded.values()) == emitted
-    assert recorded.get("sent", 0) > 0 and "pending" not in recorded
+    assert recorded.get("previewed", 0) > 0 and "pending" not in recorded
     previews = list((settings.root / "data" / "outbox_preview").iterdir())
     assert any(p.suffix == ".eml" for p in previews)
     assert query(settings, "SELECT count(*) FROM action_insights")[0][0] > 0
@@ -437,6 +439,14 @@ def test_every_check_passes_on_good_data_for_the_ticks_of_the_run(
 ) -> None:
     result = run_tick_range(settings, datetime(2026, 5, 31), datetime(2026, 6, 1, 21), instance)
     checks = evaluations(result)
+    [tests] = instance.get_run_records(dg.RunsFilter(job_name="data_tests_job"))
+    checks |= {
+        e.dagster_event.asset_check_evaluation_data.asset_check_key.name:
+            e.dagster_event.asset_check_evaluation_data
+        for e in instance.all_logs(tests.dagster_run.run_id,
+                                   of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    }
+    assert "not_null_raw_accounts_account_id" not in evaluations(result)  # once, after the range
     assert set(CHECKS) <= set(checks)
     declared = {name for name in checks if name not in CHECKS}  # the models' data tests
     assert {"not_null_account_facts_participant_id", "not_null_raw_accounts_account_id",
@@ -599,4 +609,5 @@ def test_the_dg_project_loads_through_its_entry_point(settings: Settings) -> Non
     found = json.loads(listed.stdout)
     assert {a["asset_key"]: a["group_name"] for a in found["assets"]} == ASSET_GROUPS
     assert set(CHECKS) <= {c["name"] for c in found["asset_checks"]}
-    assert {j["name"] for j in found["jobs"]} == {TICK_JOB, "delivery_job"}
+    assert {j["name"] for j in found["jobs"]} == {TICK_JOB, "tick_range_job", "data_tests_job",
+                                                  "delivery_job"}

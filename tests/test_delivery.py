@@ -453,10 +453,10 @@ def test_dry_run_writes_files_and_nothing_reaches_the_servers(tmp_path: Path, bo
     assert b"List-Unsubscribe:" in eml and b"multipart/alternative" in eml
     rows = deliveries(con)
     assert {r["channel"] for r in rows.values()} == {"dry_run"}
-    assert statuses(con) == {"alerts/acc-1/1/s0.a0": "sent",
-                             "onboarding/acc-1/1/s0.a0": "sent",
+    assert statuses(con) == {"alerts/acc-1/1/s0.a0": "previewed",
+                             "onboarding/acc-1/1/s0.a0": "previewed",
                              "onboarding/acc-1/1/s0.a1": "failed",
-                             "onboarding/acc-1/1/s1.a0": "sent"}
+                             "onboarding/acc-1/1/s1.a0": "previewed"}
     assert con.execute("SELECT count(*) FROM crm_tasks").fetchall() == [(0,)]
     assert not (tmp_path / "exports").exists()
 

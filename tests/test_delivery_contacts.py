@@ -281,7 +281,7 @@ def test_dry_run_previews_the_message_to_all_contacts(tmp_path: Path) -> None:
     book(con)
     config = make_config(tmp_path, dry_run=True)
     add_actions(con, [to_contacts(0, "role=champion")])
-    assert run(con, config).outcomes == {"sent": 1}
+    assert run(con, config).outcomes == {"previewed": 1}
     (eml,) = (tmp_path / "preview").iterdir()
     message = message_from_bytes(eml.read_bytes(), policy=policy.default)
     assert message["To"] == "Zoe.Champ@Customer.test, al.champ@customer.test"

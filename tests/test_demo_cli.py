@@ -55,10 +55,10 @@ def test_the_numbers_on_the_terminal_are_the_tables(demo: tuple[Path, str]) -> N
     root, output = demo
     with duckdb.connect(str(root / "data" / "cswf.duckdb"), read_only=True) as con:
         sent = con.sql("SELECT count(*) FROM deliveries WHERE action_type = 'email' "
-                       "AND status = 'sent'").fetchall()[0][0]
+                       "AND status = 'previewed'").fetchall()[0][0]
         waited = con.sql("SELECT count(*) FROM deliveries JOIN actions_outbox USING (action_id) "
-                         "WHERE deliveries.action_type = 'email' AND deliveries.status = 'sent' "
-                         "AND sent_at > tick").fetchall()[0][0]
+                         "WHERE deliveries.action_type = 'email' AND deliveries.status = "
+                         "'previewed' AND sent_at > tick").fetchall()[0][0]
         insights = con.sql("SELECT count(*) FROM action_insights").fetchall()[0][0]
     assert sent > 0 and waited > 0 and insights > 0
-    assert f"emails: {sent:,} sent ({waited:,} of them after waiting" in output
+    assert f"emails: {sent:,} previewed ({waited:,} of them after waiting" in output

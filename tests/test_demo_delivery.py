@@ -93,7 +93,7 @@ def test_quiet_hours_hold_an_email_until_they_end_between_ticks(quarter: Quarter
     early = "onboarding/acc-1/1/s0.a0"
     status, sent_at = con.execute("SELECT status, sent_at FROM deliveries WHERE action_id = $id",
                                   {"id": early}).fetchall()[0]
-    assert (status, sent_at) == ("sent", DAY + timedelta(hours=8))  # the 08:00 slot, no tick
+    assert (status, sent_at) == ("previewed", DAY + timedelta(hours=8))  # the 08:00 slot, no tick
     answers = con.sql(f"SELECT event_type, occurred_at FROM action_events WHERE action_id = "
                       f"'{early}' AND source = 'simulated'").pl()
     assert not answers.is_empty() and (answers["occurred_at"] > sent_at).all()
@@ -108,16 +108,16 @@ def test_the_daily_cap_holds_the_rest_of_a_burst_and_capped_emails_get_no_answer
     con, _ = quarter
     busy = con.sql("SELECT d.action_id, d.status FROM deliveries AS d WHERE d.action_id LIKE "
                    "'onboarding/acc-2/%' ORDER BY d.action_id").fetchall()
-    assert [s for _, s in busy] == ["sent", "sent", "sent", "capped", "capped"]
+    assert [s for _, s in busy] == ["previewed", "previewed", "previewed", "capped", "capped"]
     capped = [a for a, s in busy if s == "capped"]
     answered = con.sql("SELECT DISTINCT action_id FROM action_events WHERE source = 'simulated'"
                        ).pl()["action_id"].to_list()
     assert not set(capped) & set(answered)
-    sent = con.sql("SELECT action_id FROM deliveries WHERE status = 'sent' AND action_type = "
-                   "'email'").pl()["action_id"].to_list()
+    sent = con.sql("SELECT action_id FROM deliveries WHERE status = 'previewed' AND "
+                   "action_type = 'email'").pl()["action_id"].to_list()
     delivered = con.sql("SELECT action_id FROM action_events WHERE event_type = 'delivered'"
                         ).pl()["action_id"].to_list()
     assert set(delivered) <= set(sent)
     # The task reached its owner at its tick (a dry run writes it as a file).
     assert con.sql("SELECT status, sent_at FROM deliveries WHERE action_type = 'task'"
-                   ).fetchall() == [("sent", TICKS[4])]
+                   ).fetchall() == [("previewed", TICKS[4])]

@@ -219,7 +219,7 @@ def test_default_senders_and_a_dry_run_know_the_new_channel(postcards: None,
     ensure_engine_tables(con)
     tick(con, load(), empty(ENROLLMENT_SCHEMA), DAY1)
     report = deliver(con, default_senders(config), config, DAY1 + timedelta(hours=1))
-    assert report.outcomes == {"sent": 1, "failed": 1}
+    assert report.outcomes == {"previewed": 1, "failed": 1}
     card = tmp_path / "preview" / "postcards%2FA%2F1%2Fs0.a0.txt"
     assert card.read_text() == "To: 1 Main St\n\nHello Ann!\n"
     assert {row[0] for row in con.sql("SELECT channel FROM deliveries").fetchall()} == {

@@ -40,6 +40,8 @@ from cswf.specs.conditions import GROUP_TAGS, Condition, leaves, nesting_problem
 from cswf.specs.loader import NESTING_TODO, LoadedWorkflow, check_leaf
 from cswf.specs.schema import write_json_schema
 from cswf.store import warehouse
+from cswf.store.history import FLAG
+from cswf.store.private import private_umask
 from cswf.store.warehouse import WriteOutcome, last_tick
 
 app = typer.Typer(cls=OneLineErrors, help="cswf: customer-success workflows in your own warehouse.",
@@ -53,6 +55,9 @@ TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d-%H:%M"
 AsOf = Annotated[datetime, typer.Option("--as-of", formats=TIME_FORMATS,
                                         help="The tick's logical time (UTC).")]
 Root = Annotated[Path | None, typer.Option("--root", help="Project folder (has cswf.yaml).")]
+RewriteDelivered = Annotated[bool, typer.Option(
+    "--rewrite-delivered", help="Let a re-run rewrite ticks whose actions were delivered; "
+    "those actions are kept as superseded, never deleted.")]
 WHERE_EXAMPLE = "'{field: tier, op: eq, value: enterprise}'"
 
 
@@ -83,6 +88,7 @@ def main(
 ) -> None:
     """cswf: customer-success workflows in your own warehouse."""
     _Options.wait = wait
+    private_umask()  # what the pipeline writes is not world-readable (store/private.py)
 
 
 def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -185,7 +191,8 @@ def ingest(root: Root = None) -> None:
         console.print(f"  {line}", markup=False, soft_wrap=True)
 
 
-def _run(settings: Settings, ticks: list[datetime], *, progress: bool) -> None:
+def _run(settings: Settings, ticks: list[datetime], *, progress: bool,
+         rewrite_delivered: bool = False) -> None:
     """Run the ticks as one run of Dagster's tick job, in this process (what the schedule, the
     sensor and `cswf demo` run): recorded in the DAGSTER_HOME instance when it is set, so the UI
     shows these ticks as materialized partitions. Dagster's log lines stay in the run's event
@@ -205,17 +212,24 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool) -> None:
 
         def advance(outcome: WriteOutcome, result: TickResult) -> None:
             tally.add(outcome, result)
+            if outcome.rewrite is not None:  # what --rewrite-delivered changed, said at once
+                bar.console.print(outcome.rewrite.line(), soft_wrap=True, markup=False)
             bar.update(task, advance=1, description=f"{outcome.as_of:%Y-%m-%d %H:%M} "
                        f"{result.actions.height} actions ({outcome.status})")
 
         try:  # deploy requests without a time count as arriving by the last tick
             run = run_tick_range(settings, ticks[0], ticks[-1], on_tick=advance,
-                                 ingest_now=ticks[-1], quiet=True, raise_on_error=False)
+                                 ingest_now=ticks[-1], quiet=True, raise_on_error=False,
+                                 rewrite_delivered=rewrite_delivered)
         except ValueError as exc:  # no such tick: one line, never wrapped
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
     elapsed = time.perf_counter() - started
     problems = run_problems(run)
+    refused = [p for p in problems if p.startswith("tick ") and FLAG in p]
+    if refused:  # a re-run that would rewrite delivered actions: that line says it all
+        typer.echo(f"error: {refused[0]}", err=True)
+        raise typer.Exit(1)
     if problems:  # one line each, never wrapped: scripts and CI read them
         for problem in problems:
             typer.echo(f"error: {problem} — run {run.run_id} stopped; its event log is in "
@@ -279,13 +293,13 @@ def run_problems(run: dg.ExecuteInProcessResult) -> list[str]:
 
 
 @app.command()
-def tick(as_of: AsOf, root: Root = None) -> None:
+def tick(as_of: AsOf, root: Root = None, rewrite_delivered: RewriteDelivered = False) -> None:
     """Run one tick through Dagster: ingest, facts, evaluate, advance, store, reports."""
     settings = _settings(root)
     require_landing(settings)
     if project.ticks_in(settings, as_of, as_of) != [as_of]:
         raise _fail(f"{as_of} is not a tick of the schedule '{settings.tick_cron}'")
-    _run(settings, [as_of], progress=False)
+    _run(settings, [as_of], progress=False, rewrite_delivered=rewrite_delivered)
 
 
 @app.command()
@@ -293,6 +307,7 @@ def run(
     start: Annotated[datetime, typer.Option(formats=TIME_FORMATS, help="First tick (UTC).")],
     end: Annotated[datetime, typer.Option(formats=TIME_FORMATS, help="Last tick (UTC).")],
     root: Root = None,
+    rewrite_delivered: RewriteDelivered = False,
 ) -> None:
     """Run every tick from start to end, in order, as one Dagster run with a progress bar."""
     settings = _settings(root)
@@ -300,7 +315,7 @@ def run(
     ticks = project.ticks_in(settings, start, end)
     if not ticks:
         raise _fail(f"no ticks of '{settings.tick_cron}' between {start} and {end}")
-    _run(settings, ticks, progress=True)
+    _run(settings, ticks, progress=True, rewrite_delivered=rewrite_delivered)
 
 
 @app.command()
@@ -328,13 +343,22 @@ def preview(
 def deliver(
     now: Annotated[datetime | None, typer.Option(
         formats=TIME_FORMATS, help="Deliver as of this time (UTC); default: now.")] = None,
+    approve_spike: Annotated[bool, typer.Option(
+        "--approve-spike", help="Approve the volume the breaker held (docs/delivery.md), "
+                                "then deliver it, within the rate limits.")] = False,
     root: Root = None,
 ) -> None:
     """Send what the outbox holds, once (dry run unless cswf.yaml's delivery section says so)."""
     settings = _settings(root)
     moment = now or datetime.now(UTC).replace(tzinfo=None)
     with connect(settings.database_path) as con:
+        if approve_spike:
+            approved = project.approve_delivery_spike(con, moment)
+            console.print(f"approved {approved} held delivery spike(s)" if approved else
+                          "no delivery spike was held: nothing to approve", soft_wrap=True)
         report = project.deliver_outbox(con, settings, moment)
+    if report.breaker is not None:
+        raise _fail(report.breaker)
     console.print(f"delivery as of {moment:%Y-%m-%d %H:%M}: {report.summary()}", soft_wrap=True)
 
 

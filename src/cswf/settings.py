@@ -29,6 +29,23 @@ ENV_OVERRIDES = {
 }
 
 
+class TemplateLimits(BaseModel):
+    """Bounds on rendering a workflow's Jinja2 templates (engine/bounds.py): a render past them
+    fails its action (`render_failed`, with the reason) and the tick goes on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget_seconds: float = Field(
+        default=30.0, gt=0, description="Seconds of Jinja2 rendering per tick, all workflows; "
+        "once spent, the tick's remaining renders fail (which one crosses it depends on the "
+        "machine's speed).")
+    seconds_per_render: float = Field(default=1.0, gt=0,
+                                      description="One render (one participant, one template).")
+    max_chars: int = Field(default=256 * 1024, ge=1,
+                           description="Characters one render may produce, macros and blocks "
+                                       "counted as they are produced.")
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -60,6 +77,7 @@ class Settings(BaseModel):
         default=Path("user_groups.yaml"),
         description="User groups: members and how their tasks are assigned (specs/groups.py).",
     )
+    templates: TemplateLimits = Field(default_factory=TemplateLimits)
     delivery: dict[str, Any] = Field(
         default_factory=dict, description="How actions leave: see docs/delivery.md."
     )

@@ -14,9 +14,15 @@ from pathlib import Path
 import dagster as dg
 
 from cswf.defs.assets import build_assets
-from cswf.defs.automation import build_landing_sensor, build_tick_job, build_tick_schedule
+from cswf.defs.automation import (
+    build_data_tests_job,
+    build_landing_sensor,
+    build_tick_job,
+    build_tick_range_job,
+    build_tick_schedule,
+)
 from cswf.defs.checks import LANDING_CHECKS, TICK_CHECKS, build_report_checks
-from cswf.defs.datatests import data_test_checks
+from cswf.defs.datatests import data_test_checks, per_run_tests
 from cswf.defs.delivery import DELIVERY_ASSETS, build_delivery_job, build_delivery_schedule
 from cswf.defs.partitions import latest_snapshot_day, tick_partitions
 from cswf.defs.resources import (
@@ -27,6 +33,7 @@ from cswf.defs.resources import (
 )
 from cswf.project import OnTick
 from cswf.settings import Settings, find_root, load_settings
+from cswf.store.private import private_umask
 
 
 def build_defs(
@@ -40,9 +47,12 @@ def build_defs(
     previous one's tables), so separate step processes would only add start-up time and lock
     contention.
     """
+    private_umask()  # loading the definitions starts the pipeline's process (store/private.py)
     through = latest_snapshot_day(settings.landing_path)
     partitions = tick_partitions(settings.calendar, through)
     tick_job = build_tick_job()
+    data_tests = data_test_checks(settings)
+    per_run = per_run_tests(data_tests)
     delivery_job = build_delivery_job()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # backfill_policy is beta in 1.13
@@ -50,8 +60,9 @@ def build_defs(
     return dg.Definitions(
         assets=[*assets, *DELIVERY_ASSETS],
         asset_checks=[*LANDING_CHECKS, *TICK_CHECKS, *build_report_checks(settings),
-                      *data_test_checks(settings)],
-        jobs=[tick_job, delivery_job],
+                      *data_tests],
+        jobs=[tick_job, build_tick_range_job(per_run), build_data_tests_job(per_run),
+              delivery_job],
         schedules=[
             build_tick_schedule(tick_job, settings.calendar, partitions),
             build_delivery_schedule(delivery_job),

@@ -49,6 +49,13 @@ def _ticks(context: dg.AssetExecutionContext) -> list[datetime]:
     return sorted(as_of_of(key) for key in context.partition_keys)
 
 
+class EngineConfig(dg.Config):
+    """`rewrite_delivered`: a re-run may rewrite ticks whose actions were delivered (they are
+    kept as superseded); without it such a re-run fails (`cswf tick/run --rewrite-delivered`)."""
+
+    rewrite_delivered: bool = False
+
+
 # -- ingest ----------------------------------------------------------------------------------
 
 
@@ -194,8 +201,8 @@ def build_tick_assets(
         can_subset=False,
     )
     def workflow_engine(
-        context: dg.AssetExecutionContext, cswf: CswfProject, warehouse: DuckDBResource,
-        audience: Audience, tick_observer: TickObserver,
+        context: dg.AssetExecutionContext, config: EngineConfig, cswf: CswfProject,
+        warehouse: DuckDBResource, audience: Audience, tick_observer: TickObserver,
     ) -> Iterator[dg.MaterializeResult]:
         settings = cswf.settings()
         ticks = _ticks(context)
@@ -204,7 +211,8 @@ def build_tick_assets(
         tally = _TickTally(context, len(ticks), tick_observer)
         with open_warehouse(warehouse) as con:
             summary = project.run_ticks(con, settings, workflows, ticks, on_tick=tally,
-                                         respond=audience.responder())
+                                         respond=audience.responder(),
+                                         rewrite_delivered=config.rewrite_delivered)
             tables = {asset: table_metadata(con, asset, settings.sql_path) for asset in ENGINE}
             previews = {
                 "enrollments": preview(con, "SELECT * FROM enrollments WHERE updated_at = ? "

@@ -183,7 +183,8 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "action_id": "the outbox action (actions_outbox.action_id)",
         "action_type": "email, webhook, notification, task, field_update (copied from the outbox)",
         "channel": "smtp, webhook, table, dry_run; null until first routed",
-        "status": "pending, sending, sent, failed, suppressed, capped, deferred, unknown",
+        "status": "pending, sending, sent, previewed (dry run), failed, suppressed, capped, "
+        "deferred, unknown, expired",
         "attempts": "sends tried (an HTTP attempt may hold several tries); 0 = never "
         "handed to a sender",
         "next_attempt_at": "when a failed (retry left) or deferred row is due again; "
@@ -192,7 +193,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "daily cap of 3 …, the server's answer); credentials never "
         "appear",
         "provider_id": "the email's Message-ID, HTTP <status>, the CRM table, or the preview file",
-        "sent_at": "when it was sent (now of that run)",
+        "sent_at": "when it was sent, or previewed by a dry run (now of that run)",
         "created_at": "when delivery first saw the action",
         "updated_at": "now of the run that last changed the row",
         "recipients": "emails: the addresses it was handed to the sender with — the "

@@ -9,7 +9,7 @@ the run's ticks only.
 """
 
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -31,6 +31,13 @@ def data_test_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
     models |= {path.stem: path.stem for path in report_files(settings.sql_path)}
     return [check for model, asset in models.items()
             if (check := _model_checks(settings, model, asset)) is not None]
+
+
+def per_run_tests(checks: Sequence[dg.AssetChecksDefinition]) -> list[dg.AssetChecksDefinition]:
+    """The data tests of the unpartitioned assets (landing tables, reports): they test whole
+    tables, so a range of ticks needs them once, not once per tick (defs/automation.py)."""
+    return [check for check in checks
+            if not any(key.asset_key.path[-1] in PER_TICK for key in check.check_keys)]
 
 
 def _model_checks(settings: Settings, model: str, asset: str) -> dg.AssetChecksDefinition | None:

@@ -5,7 +5,9 @@ what happened; `action_insights` is the per-step report of what came of it. `now
 clock unless the run config gives one (a simulation delivers as of its own time).
 
 The delivery job also runs the outbox's blocking checks (`checks.OUTBOX_CHECKS`) over the whole
-outbox first: when one fails, nothing is sent.
+outbox first: when one fails, nothing is sent. When delivery's breaker holds a run (a due volume
+far above the norm, delivery/brakes.py), `deliveries` fails with the breaker's one line, which
+names the command that releases it.
 """
 
 from datetime import UTC, datetime
@@ -62,6 +64,9 @@ def deliveries(
         rows = int(con.execute("SELECT count(*) FROM deliveries").fetchall()[0][0])
         statuses = preview(con, "SELECT status, count(*) AS actions FROM deliveries "
                                 "GROUP BY ALL ORDER BY ALL")
+    if report.breaker is not None:  # nothing was sent: a person approves the volume first
+        raise dg.Failure(description=report.breaker,
+                         metadata={"now": now.isoformat(sep=" "), "breaker": report.breaker})
     context.log.info(f"delivery as of {now:%Y-%m-%d %H:%M}: {report.summary()}")
     return dg.MaterializeResult(metadata={
         **table,

@@ -16,7 +16,7 @@ import dagster as dg
 
 from cswf.calendar import key_of
 from cswf.defs import build_defs
-from cswf.defs.automation import TICK_JOB
+from cswf.defs.automation import DATA_TESTS_JOB, TICK_JOB, TICK_RANGE_JOB
 from cswf.defs.delivery import DELIVERY_JOB
 from cswf.defs.resources import Audience
 from cswf.project import OnTick, ticks_in
@@ -45,12 +45,17 @@ def run_tick_range(
     on_tick: OnTick | None = None,
     ingest_now: datetime | None = None,
     quiet: bool = False,
+    rewrite_delivered: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Execute `tick_job` for every tick with start <= as_of <= end in one run.
 
+    A range of ticks runs `tick_range_job`, then the data tests of the landing and report
+    tables once, as a `data_tests_job` run (defs/automation.py says why).
+
     `instance` defaults to `default_instance()`. `ingest_now` is when the landing files
     count as arriving (default: the wall clock). `quiet` keeps Dagster's log lines off the
-    terminal (they stay in the run's event log). Raises ValueError when the range holds no tick
+    terminal (they stay in the run's event log). `rewrite_delivered` lets a re-run rewrite ticks
+whose actions were delivered (store/history.py). Raises ValueError when the range holds no tick
     or goes past the tick partitions (the last tick of the latest snapshot's day, or now).
     """
     ticks = ticks_in(settings, start, end)
@@ -59,7 +64,8 @@ def run_tick_range(
             f"no tick between {start} and {end} (calendar '{settings.tick_cron}' from "
             f"{settings.tick_start})"
         )
-    job = build_defs(settings, audience, on_tick).resolve_job_def(TICK_JOB)
+    defs = build_defs(settings, audience, on_tick)
+    job = defs.resolve_job_def(TICK_JOB if len(ticks) == 1 else TICK_RANGE_JOB)
     partitions = job.partitions_def
     if partitions is None or not partitions.has_partition_key(key_of(ticks[-1])):
         last = partitions.get_last_partition_key() if partitions is not None else None
@@ -75,14 +81,24 @@ def run_tick_range(
         )
     tags = {RANGE_START_TAG: key_of(ticks[0]), RANGE_END_TAG: key_of(ticks[-1])}
     config: dict[str, Any] = _quiet() if quiet else {}
+    ops: dict[str, Any] = {}
     if ingest_now is not None:
-        config["ops"] = {"landing_snapshots": {"config": {"now": ingest_now.isoformat()}}}
+        ops["landing_snapshots"] = {"config": {"now": ingest_now.isoformat()}}
+    if rewrite_delivered:
+        ops["workflow_engine"] = {"config": {"rewrite_delivered": True}}
+    if ops:
+        config["ops"] = ops
     with ExitStack() as stack:
         instance = instance or stack.enter_context(default_instance())
         stack.enter_context(_default_environment(PLANNED_EVENTS_AS_RANGES, "true"))
-        return job.execute_in_process(
+        result = job.execute_in_process(
             run_config=config, instance=instance, tags=tags, raise_on_error=raise_on_error
         )
+        if len(ticks) > 1 and result.success:  # the whole tables' data tests, once
+            defs.resolve_job_def(DATA_TESTS_JOB).execute_in_process(
+                run_config=_quiet() if quiet else None, instance=instance, raise_on_error=False
+            )
+        return result
 
 
 def run_delivery(

@@ -1,6 +1,7 @@
 """Delivery: the outbox's actions sent exactly once (SMTP, webhooks, CRM export tables), the
 safety rules a CS team needs, and results back in as action events. See docs/delivery.md."""
 
+from cswf.delivery.brakes import approve_spike
 from cswf.delivery.config import (
     DeliveryConfig,
     QuietHours,
@@ -43,6 +44,7 @@ __all__ = [
     "Unsubscribe",
     "WebhookConfig",
     "WebhookSender",
+    "approve_spike",
     "default_senders",
     "deliver",
     "ingest_action_events",

@@ -142,6 +142,37 @@ class RetryPolicy(_Strict):
         return self.backoff_seconds * self.backoff_factor ** max(attempts - 1, 0)
 
 
+class RateLimit(_Strict):
+    """How fast one channel may send, in delivery's own `now` timeline. A run is one instant:
+    it sends at most `per_minute` minus what the channel sent in the minute before `now`, and
+    at most `per_run`; the rest waits (`deferred`, `rate limit`) for a later run. null: no limit."""
+
+    per_minute: int | None = Field(default=None, ge=1)
+    per_run: int | None = Field(default=None, ge=1)
+
+
+# What a cautious team starts with, per channel (delivery/channels/): a mail server's and a
+# receiver's usual comfort, and CSMs' task queues.
+DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
+    "smtp": RateLimit(per_minute=60, per_run=500),
+    "webhook": RateLimit(per_minute=120, per_run=1000),
+    "table": RateLimit(per_minute=None, per_run=2000),
+}
+
+
+class Breaker(_Strict):
+    """Stops a run whose due volume on a channel is far above that channel's trailing norm
+    (the median sends per run of its last `history_runs` runs that sent, within
+    `history_days`): more than `factor` × the norm and more than `floor`. Nothing is sent
+    until someone approves it (`cswf deliver --approve-spike`). No history: a norm of 0."""
+
+    enabled: bool = True
+    factor: float = Field(default=10.0, ge=1.0)
+    floor: int = Field(default=50, ge=0, description="Never trips at or below this many due.")
+    history_runs: int = Field(default=20, ge=1)
+    history_days: int = Field(default=14, ge=1)
+
+
 class DeliveryConfig(_Strict):
     dry_run: bool = Field(default=True, description="Nothing leaves; would-be messages → files.")
     dry_run_dir: Path = Path("data/outbox_preview")
@@ -155,9 +186,52 @@ class DeliveryConfig(_Strict):
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
     unsubscribe: Unsubscribe = Field(default_factory=Unsubscribe)
+    max_age_hours: float | None = Field(
+        default=48, gt=0,
+        description="A real run does not send an action (pending, or previewed by a dry run) "
+        "whose tick is older than this: it is `expired`. null = no limit.",
+    )
     message_id_domain: str | None = Field(
         default=None, description="Right side of Message-IDs (default: the From domain)."
     )
+    rate_limits: dict[str, RateLimit | None] = Field(
+        default_factory=lambda: dict(DEFAULT_RATE_LIMITS),
+        description="Per channel (smtp, webhook, table, ...): per_minute and per_run; a "
+                    "channel given here replaces its defaults field by field; null: no limits.",
+    )
+    breaker: Breaker = Field(default_factory=Breaker)
+    brakes_in_dry_run: bool = Field(
+        default=False, description="Apply the rate limits and the breaker in dry run too (to "
+        "rehearse them); by default a dry run previews the whole volume.")
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _over_the_defaults(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        merged: dict[str, Any] = {name: limit.model_dump()
+                                  for name, limit in DEFAULT_RATE_LIMITS.items()}
+        for name, given in value.items():
+            if given is None or isinstance(given, RateLimit):
+                merged[name] = given
+            elif isinstance(given, Mapping):
+                merged[name] = {**merged.get(name, {}), **given}
+            else:
+                merged[name] = given  # pydantic says what is wrong
+        return merged
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _known_channels(cls, value: dict[str, RateLimit | None]) -> dict[str, RateLimit | None]:
+        from cswf.delivery.channels import channel_for, channel_names
+
+        names = [name for name in channel_names() if name != "dry_run"]  # previews: no limits
+        for name in sorted(set(value) - set(names)):
+            carrier = channel_for(name)
+            hint = (f"action type '{name}' goes by channel '{carrier.name}'" if carrier
+                    else f"channels: {', '.join(names)}")
+            raise ValueError(f"no channel '{name}' ({hint})")
+        return value
 
     @field_validator("default_time_zone")
     @classmethod

@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import duckdb
 import polars as pl
 
 from cswf.calendar import utc_naive
+from cswf.delivery.brakes import check_breaker, limit_rates
 from cswf.delivery.channel import Channel, DeliveryRun
 from cswf.delivery.channels import channel_for, channel_names, channels, is_idempotent
+from cswf.delivery.compensate import compensate
 from cswf.delivery.config import DeliveryConfig
 from cswf.delivery.dry_run import DryRunSender
+from cswf.delivery.exports import committed, sync_parquet
 from cswf.delivery.model import OutboundAction, Sender, SendResult
 from cswf.delivery.outcomes import Sent, fail_now, record_outcomes
 from cswf.delivery.report import DeliveryReport
@@ -57,13 +60,15 @@ def _unsafe() -> list[Channel]:
     return sorted((c for c in channels() if not c.idempotent), key=lambda c: c.name)
 
 
-def _due_condition() -> str:
+def _due_condition(real: bool) -> str:
     """Which deliveries rows are due at $now: pending, failed or deferred whose time has come,
-    and `sending` rows a crash left on a channel where sending again is harmless."""
+    `sending` rows a crash left on a channel where sending again is harmless, and in a real run
+    the rows a dry run previewed (a preview consumes nothing)."""
     unsafe = ", ".join(repr(channel.name) for channel in _unsafe())
     resend = f"coalesce(d.channel, '') NOT IN ({unsafe})" if unsafe else "true"
-    return ("d.status = 'pending' OR (d.status IN ('failed', 'deferred') AND d.next_attempt_at "
-            f"<= $now) OR (d.status = 'sending' AND {resend})")
+    waiting = "('pending', 'previewed')" if real else "('pending')"
+    return (f"d.status IN {waiting} OR (d.status IN ('failed', 'deferred') AND "
+            f"d.next_attempt_at <= $now) OR (d.status = 'sending' AND {resend})")
 
 
 def default_senders(config: DeliveryConfig) -> dict[str, Sender]:
@@ -134,11 +139,48 @@ def _recover(con: duckdb.DuckDBPyConnection, now: datetime, report: DeliveryRepo
         ).fetchall()
 
 
-def _due(con: duckdb.DuckDBPyConnection, now: datetime) -> pl.DataFrame:
+def _expire(con: duckdb.DuckDBPyConnection, config: DeliveryConfig, now: datetime,
+            report: DeliveryReport) -> None:
+    """A real run never sends what has waited too long (a dry run's previews, a backlog):
+    pending or previewed actions whose tick is more than `max_age_hours` before `now` are
+    `expired`, final, with the reason."""
+    if config.max_age_hours is None:
+        return
+    oldest = now - timedelta(hours=config.max_age_hours)
+    expired = con.execute(
+        "UPDATE deliveries AS d SET status = 'expired', next_attempt_at = NULL, "
+        "updated_at = $now, last_error = 'not sent: emitted at ' || "
+        "strftime(o.tick, '%Y-%m-%d %H:%M') || ', more than ' || $age || "
+        "' hours (delivery.max_age_hours) before this run' "
+        "FROM actions_outbox AS o WHERE o.action_id = d.action_id "
+        "AND d.status IN ('pending', 'previewed') AND o.tick < $oldest",
+        {"now": now, "oldest": oldest, "age": f"{config.max_age_hours:g}"},
+    ).fetchall()[0][0]
+    if expired:
+        report.outcomes["expired"] += int(expired)
+
+
+def _exports_upkeep(con: duckdb.DuckDBPyConnection, config: DeliveryConfig, now: datetime,
+                    report: DeliveryReport) -> None:
+    """The CRM Parquet files brought back in line with their tables (a crash between the
+    table commit and the file write is repaired here), and in a real run the compensating rows
+    (delivery/compensate.py) exported."""
+    report.export_files += sync_parquet(con, config.export_dir)
+    if config.dry_run:
+        return
+    with transaction(con):
+        compensated = compensate(con, now)
+    if compensated:
+        committed()
+        report.outcomes["compensated"] += compensated
+        report.export_files += sync_parquet(con, config.export_dir)
+
+
+def _due(con: duckdb.DuckDBPyConnection, now: datetime, real: bool) -> pl.DataFrame:
     return con.sql(
         "SELECT o.* EXCLUDE (status, error), d.status AS delivery_status, d.attempts "
         f"FROM deliveries AS d JOIN actions_outbox AS o USING (action_id) "
-        f"WHERE {_due_condition()} "
+        f"WHERE {_due_condition(real)} "
         "ORDER BY o.tick, o.action_id",
         params={"now": now},
     ).pl()
@@ -151,7 +193,7 @@ def _preview_all(con: duckdb.DuckDBPyConnection, sender: Sender, rows: pl.DataFr
     con.execute(
         f"UPDATE deliveries AS d SET status = 'sending', channel = $channel, updated_at = $now, "
         f"recipients = CASE WHEN len(b.recipients) > 0 THEN b.recipients END "
-        f"FROM batch AS b WHERE d.action_id = b.action_id AND ({_due_condition()})",
+        f"FROM batch AS b WHERE d.action_id = b.action_id AND ({_due_condition(False)})",
         {"channel": sender.channel, "now": now},
     ).fetchall()
     sent: list[Sent] = []
@@ -172,7 +214,7 @@ def _attempt(con: duckdb.DuckDBPyConnection, sender: Sender, row: dict[str, obje
     claimed = con.execute(
         f"UPDATE deliveries AS d SET status = 'sending', channel = $channel, updated_at = $now, "
         f"recipients = CAST($recipients AS VARCHAR[]) WHERE d.action_id = $id AND "
-        f"({_due_condition()})",
+        f"({_due_condition(not config.dry_run)})",
         {"channel": sender.channel, "now": now, "id": action.action_id,
          "recipients": list(action.recipients) or None},
     ).fetchall()[0][0]
@@ -241,13 +283,24 @@ def deliver(con: duckdb.DuckDBPyConnection, senders: Mapping[str, Sender],
     run = DeliveryRun(con, config, now, report, time_zones)
     _sync_outbox(con, now)
     _recover(con, now, report)
-    due = _due(con, now)
+    _exports_upkeep(con, config, now, report)
+    if not config.dry_run:
+        _expire(con, config, now, report)
+    due = _due(con, now, not config.dry_run)
     due = due.with_columns(_routes(due).alias("route"),
                            pl.lit(None, dtype=pl.List(pl.String)).alias("recipients"))
     routed = pl.col("route").is_not_null()
+    braking = not config.dry_run or config.brakes_in_dry_run  # delivery/brakes.py
+    if braking:  # far above the norm: send nothing
+        report.breaker = check_breaker(con, due, config, now)
+    if report.breaker is not None:
+        log.warning("delivery at %s: %s", now.isoformat(), report.breaker)
+        return report
     fail_now(con, due.filter(~routed).with_columns(
         pl.format("no delivery channel for action type '{}'", pl.col("action_type"))
         .alias("error")), config, now, report)
+    if braking:
+        due = limit_rates(run, due, {c.name for c in channels() if c.name not in senders})
     for channel in channels():  # a channel with no sender here may deliver its rows itself
         rows = due.filter(pl.col("route") == channel.name)
         if (channel.name not in senders and rows.height
@@ -257,6 +310,8 @@ def deliver(con: duckdb.DuckDBPyConnection, senders: Mapping[str, Sender],
         rows = due.filter(pl.col("route") == channel.name)
         if channel.name in senders and rows.height:
             due = _screened(due, rows, channel.screen(run, rows, senders[channel.name]))
+    if braking:  # what the senders are about to get
+        due = limit_rates(run, due, set(senders))
     down: set[str] = set()
     try:
         if preview is not None and fault is None:

@@ -8,7 +8,6 @@ same file, so re-runs are harmless.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -17,6 +16,7 @@ from cswf.delivery.channel import Channel, Unsendable
 from cswf.delivery.channels import channel_for
 from cswf.delivery.config import DeliveryConfig
 from cswf.delivery.model import OutboundAction, SendResult
+from cswf.store.private import private_folder, write_private
 
 _ANY = Channel()  # previews an action of no known channel as JSON
 
@@ -27,10 +27,10 @@ def preview_path(folder: Path, action_id: str, suffix: str) -> Path:
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    """0600 in a 0700 folder: a preview holds a customer's message (store/private.py)."""
+    if not path.parent.is_dir():
+        private_folder(path.parent)
+    write_private(path, data)
 
 
 class DryRunSender:
@@ -39,6 +39,8 @@ class DryRunSender:
     def __init__(self, config: DeliveryConfig) -> None:
         self._config = config
         self.folder = config.dry_run_dir
+        if self.folder.is_dir():
+            private_folder(self.folder)
 
     def __repr__(self) -> str:
         return f"DryRunSender({self.folder})"

@@ -17,6 +17,7 @@ from cswf.delivery.report import DeliveryReport
 from cswf.ingest.action_events import EVENT_SCHEMA, record_events
 from cswf.store.transaction import transaction
 
+DRY_RUN = "dry_run"  # the channel whose sends are previews
 Sent = tuple[OutboundAction, int, str, SendResult]  # action, attempts before, channel, result
 
 
@@ -31,8 +32,8 @@ def record_outcomes(con: duckdb.DuckDBPyConnection, sent: list[Sent], config: De
         final = (not result.retryable or tried >= config.retry.max_attempts
                  or action.on_error == "continue")
         next_at = None
-        if result.outcome == "sent":
-            status, count = "sent", "sent"
+        if result.outcome == "sent":  # a dry run's "sent" consumes nothing: previewed
+            status = count = "previewed" if channel == DRY_RUN else "sent"
         elif result.outcome == "unknown":
             status, count = "unknown", "unknown"
         else:
@@ -56,7 +57,8 @@ def record_outcomes(con: duckdb.DuckDBPyConnection, sent: list[Sent], config: De
             "UPDATE deliveries AS d SET status = o.status, attempts = o.tried, "
             "next_attempt_at = o.next_at, last_error = o.error, "
             "provider_id = coalesce(o.provider, d.provider_id), "
-            "sent_at = CASE WHEN o.status = 'sent' THEN $now END, updated_at = $now "
+            "sent_at = CASE WHEN o.status IN ('sent', 'previewed') THEN $now END, "
+            "updated_at = $now "
             "FROM outcomes AS o WHERE d.action_id = o.action_id",
             {"now": now},
         ).fetchall()

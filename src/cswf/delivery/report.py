@@ -19,11 +19,17 @@ class DeliveryReport:
     errors: list[str] = field(default_factory=list)  # "<action_id>: <error>"
     preview_dir: Path | None = None
     export_files: list[Path] = field(default_factory=list)
+    rate_limited: Counter[str] = field(default_factory=Counter)  # channel → deferred by its limit
+    breaker: str | None = None  # the one line when the breaker held the run (nothing sent)
 
     def summary(self) -> str:
+        if self.breaker is not None:
+            return self.breaker
         parts = [f"{n} {status}" for status, n in sorted(self.outcomes.items())]
         if self.recovered_unknown:
             parts.append(f"{len(self.recovered_unknown)} interrupted emails marked unknown")
+        for channel, n in sorted(self.rate_limited.items()):
+            parts.append(f"{n} held by the {channel} rate limit")
         if self.waiting:
             parts.append(f"{self.waiting} waiting for a sender")
         text = ", ".join(parts) or "nothing due"

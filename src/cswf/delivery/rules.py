@@ -3,7 +3,7 @@
 In order: a suppressed address gets nothing (final: `suppressed`); inside quiet hours in the
 recipient account's time zone the email waits for the next allowed window (`deferred`); past the
 daily cap for that address the rest are `capped` (final, the flow goes on). The cap counts every
-email that went, or may have gone, to the address since the local midnight: sent (also in dry
+email that went, or may have gone, to the address since the local midnight: sent (previewed in dry
 run), unknown, and those of this batch ahead of it (oldest tick first). An email to several
 contacts is checked address by address: suppressed and capped addresses are dropped, and the
 email is held only when none is left.
@@ -72,16 +72,19 @@ def _zones(emails: pl.DataFrame, targets: pl.DataFrame, time_zones: TimeZones | 
     )
 
 
-def _sent_today(con: duckdb.DuckDBPyConnection, candidates: pl.DataFrame) -> pl.DataFrame:
+def _sent_today(con: duckdb.DuckDBPyConnection, candidates: pl.DataFrame,
+                dry_run: bool) -> pl.DataFrame:
     """Per candidate (action_id, address): emails that went, or may have gone, to the address
-    in its local day so far (any workflow; to each address of an email to several)."""
+    in its local day so far (any workflow; to each address of an email to several). A dry run
+    counts its previews too, so it shows what a real run would do; a real run does not."""
+    gone = "'sent', 'unknown', 'sending'" + (", 'previewed'" if dry_run else "")
     return con.sql(
         "SELECT c.action_id, c.address, count(s.gone_at) AS already FROM candidates AS c "
         "LEFT JOIN (SELECT lower(trim(address)) AS address, gone_at FROM ("
         "SELECT unnest(coalesce(d.recipients, [o.recipient])) AS address, "
         "coalesce(d.sent_at, d.updated_at) AS gone_at FROM deliveries AS d "
         "JOIN actions_outbox AS o USING (action_id) WHERE d.action_type = 'email' "
-        "AND d.status IN ('sent', 'unknown', 'sending'))) AS s "
+        f"AND d.status IN ({gone}))) AS s "
         "ON s.address = c.address AND s.gone_at >= c.day_start AND s.gone_at < c.day_end "
         "GROUP BY c.action_id, c.address"
     ).pl()
@@ -120,7 +123,7 @@ def email_decisions(con: duckdb.DuckDBPyConnection, emails: pl.DataFrame,
     ).select("action_id", pl.col("folded").alias("address"), "day_start", "day_end", "tick")
     # The n-th email to the address today: those already gone, then this batch oldest first.
     ranked = candidates.sort("tick", "action_id").join(
-        _sent_today(con, candidates), on=["action_id", "address"], how="left",
+        _sent_today(con, candidates, config.dry_run), on=["action_id", "address"], how="left",
         maintain_order="left",
     ).select(
         "action_id", pl.col("address").alias("folded"),

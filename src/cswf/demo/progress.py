@@ -48,8 +48,8 @@ class QuarterProgress:
         """One more tick ran; `delivered`: delivery outcomes (status -> actions) so far."""
         self.done += 1
         self.delivery_runs = delivery_runs
-        shown = ", ".join(f"{delivered[k]:,} {k}" for k in ("sent", "deferred", "capped",
-                                                              "suppressed") if delivered.get(k))
+        shown = ", ".join(f"{delivered[k]:,} {k}" for k in (
+            "sent", "previewed", "deferred", "capped", "suppressed") if delivered.get(k))
         self._bar.update(self._task, advance=1, description=f"tick {as_of:%Y-%m-%d %H:%M}",
                          detail=f"{actions:,} actions" + (f"; delivered: {shown}" if shown
                                                           else ""))

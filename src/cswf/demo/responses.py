@@ -38,8 +38,10 @@ _MAY_ANSWER = (f"tick <= $until AND ((action_type = 'task' AND greatest(coalesce
                f"INTERVAL {DEFAULT_DUE_DAYS} DAY), tick + INTERVAL 1 HOUR) > $after) OR "
                f"(action_type = 'email' AND recipient IS NOT NULL "
                f"AND tick > $after - INTERVAL {EMAIL_SPAN_DAYS} DAY))")
+# A dry run's previews count: the demo's audience answers what a real run would have sent.
 _SENT_EMAILS = ("SELECT action_id, sent_at FROM deliveries WHERE action_type = 'email' "
-                "AND status = 'sent' AND sent_at >= $sent_from AND sent_at < $sent_before")
+                "AND status IN ('sent', 'previewed') AND sent_at >= $sent_from "
+                "AND sent_at < $sent_before")
 # What delivery itself recorded (sent, failed, ...) in [from, until): the engine sees it too.
 _DELIVERY_EVENTS = ("SELECT action_id, event_type, occurred_at FROM action_events "
                     f"WHERE source IS DISTINCT FROM '{DETAIL}' AND occurred_at >= $from "
@@ -101,7 +103,8 @@ class SimulatedAudience:
         while slot is not None:
             answered.append(self._release(slot))
             self._record(con, slot, only_if_suppressing=True)  # results back in first
-            if self.delivery.at(con, slot).outcomes.get("sent"):
+            outcomes = self.delivery.at(con, slot).outcomes
+            if outcomes.get("sent") or outcomes.get("previewed"):
                 self._sent(con, slot, slot + SLOT, after=slot)
             slot = self.delivery.next_due(con, slot + SLOT, until)
         answered.append(self._release(until))

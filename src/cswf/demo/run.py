@@ -20,6 +20,7 @@ from cswf.demo.generate import generate_book
 from cswf.demo.progress import QuarterProgress
 from cswf.demo.summary import print_outcome
 from cswf.settings import Settings
+from cswf.store.private import private_umask
 
 BOOK_START = date(2026, 5, 1)
 BOOK_DAYS = 120  # 30 days of history, then the quarter of ticks
@@ -37,6 +38,7 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
     from cswf.defs.resources import project_resource
     from cswf.demo.audience import SimulatedCustomers
 
+    private_umask()  # the book, the warehouse, the previews: not world-readable
     began = time.perf_counter()
     landing = settings.landing_path
     if fresh:

@@ -13,10 +13,11 @@ from cswf.store.warehouse import connect
 
 _SUMMARY_COLUMNS = ("workflow", "category", "deployed", "active", "completed", "exited",
                     "avg days", "objective rate")
-# One row of totals: the emails' fate at delivery and what the customers did with them.
+# One row of totals: the emails' fate at delivery and what the customers did with them. A dry
+# run's emails are `previewed` (they stay due for a real run): counted as sent, and named so.
 _EMAILS = """
-SELECT count(*) FILTER (d.status = 'sent') AS sent,
-       count(*) FILTER (d.status = 'sent' AND d.sent_at > o.tick) AS waited,
+SELECT count(*) FILTER (d.status IN ('sent', 'previewed')) AS sent,
+       count(*) FILTER (d.status IN ('sent', 'previewed') AND d.sent_at > o.tick) AS waited,
        count(*) FILTER (d.status = 'deferred') AS deferred,
        count(*) FILTER (d.status = 'capped') AS capped,
        count(*) FILTER (d.status = 'suppressed') AS suppressed,
@@ -60,7 +61,8 @@ def print_outcome(settings: Settings, closing: datetime, delivery_runs: int,
     console.print(
         f"delivery ({mode}; {delivery_runs:,} runs along the quarter, then one at "
         f"{closing:%Y-%m-%d %H:%M}):\n"
-        f"  emails: {sent:,} sent ({waited:,} of them after waiting for quiet hours to end), "
+        f"  emails: {sent:,} {'previewed' if delivery.dry_run else 'sent'} ({waited:,} of them "
+        f"after waiting for quiet hours to end), "
         f"{capped:,} capped at {delivery.cap_per_day} a day per address, {suppressed:,} "
         f"suppressed, {failed:,} failed, {deferred:,} still waiting for quiet hours to end\n"
         f"  customers: {delivered:,} delivered, {opened:,} opened ({_pct(opened, delivered)}), "

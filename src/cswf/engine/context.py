@@ -8,6 +8,7 @@ from datetime import datetime
 
 import polars as pl
 
+from cswf.engine.bounds import RenderBudget
 from cswf.engine.frames import ROW, moment
 from cswf.specs.conditions import Condition, fields_used
 
@@ -20,6 +21,8 @@ class TickContext:
     default_category: str
     events: pl.DataFrame  # action results: action_id, event_type, occurred_at
     deploys: pl.DataFrame  # manual deploy requests of this tick: workflow, participant_id, ...
+    # Rendering limits, shared by every workflow of the tick (engine/bounds.py).
+    render_budget: RenderBudget = field(default_factory=RenderBudget, compare=False)
     _seen: dict[str, pl.Series] = field(default_factory=dict, repr=False, compare=False)
 
     def seen(self, event_type: str) -> pl.Series:

@@ -44,7 +44,8 @@ def build_step_actions(
             fast = substitution(base, template, constants, autoescape=autoescape)
             if fast is not None:
                 return fast, pl.lit(None, dtype=pl.String)
-            out = render(base, template, constants, autoescape=autoescape)
+            out = render(base, template, constants, autoescape=autoescape,
+                         budget=context.render_budget)
             return out["rendered"], out["error"]
 
         category = action.category or spec.category or default_category

@@ -3,6 +3,9 @@
 Templates run in Jinja2's sandbox with StrictUndefined: a name that is missing is an error, never
 an empty string. A template that fails for one participant fails that action only.
 
+Every Jinja2 render is bounded (engine/bounds.py): a time limit per render, a budget of rendering
+time per tick and a cap on the text produced, checked while the template runs, in any thread.
+
 Most subjects and titles are plain substitutions ("Welcome, {{ account_name }}"); those become
 one Polars string expression, with the exact text Jinja2 would give. Anything else (filters,
 blocks, arithmetic) is rendered by Jinja2 once per distinct combination of the names it uses.
@@ -10,10 +13,6 @@ blocks, arithmetic) is rendered by Jinja2 once per distinct combination of the n
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -22,25 +21,45 @@ from jinja2 import StrictUndefined, Template, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
+from cswf.engine.bounds import (
+    LOOP_FILTER,
+    BoundedCodeGenerator,
+    RenderBudget,
+    bounded,
+    check_deadline,
+    checked_loop,
+    produced,
+)
 from cswf.specs.loader import RELATED, template_variables
 
 _ROW = "__row"
 
 
-RENDER_SECONDS = 1.0  # per participant and template; longer fails that action
 MAX_TEXT = 1_000_000  # characters a template may build by repetition
 
 
-class RenderTimeout(Exception):
-    pass
-
-
 class _Sandbox(SandboxedEnvironment):
-    """Jinja2's sandbox (no private attributes, range capped) with bounded arithmetic."""
+    """Jinja2's sandbox (no private attributes, range capped) with bounded arithmetic, and
+    loops, output, calls and lookups that check the render's deadline (engine/bounds.py)."""
 
     intercepted_binops = frozenset({"*", "**"})
+    code_generator_class = BoundedCodeGenerator
+    produced = staticmethod(produced)  # the generated code counts its output through this
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.filters[LOOP_FILTER] = checked_loop
+
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        check_deadline()
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        check_deadline()
+        return super().getattr(obj, attribute)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        check_deadline()
         if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
             raise SecurityError("exponent too large")
         if operator == "*":
@@ -49,25 +68,6 @@ class _Sandbox(SandboxedEnvironment):
                     and len(sized) * times > MAX_TEXT:
                 raise SecurityError("repetition too large")
         return super().call_binop(context, operator, left, right)
-
-
-@contextmanager
-def _deadline(seconds: float) -> Iterator[None]:
-    """Interrupt a render that runs too long (a huge loop); only the main thread has alarms."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(signum: int, frame: object) -> None:
-        raise RenderTimeout(f"rendering took longer than {seconds:g}s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @lru_cache(maxsize=2)
@@ -152,9 +152,12 @@ def substitution(
 
 
 def render(
-    frame: pl.DataFrame, text: str, constants: dict[str, object], *, autoescape: bool = False
+    frame: pl.DataFrame, text: str, constants: dict[str, object], *, autoescape: bool = False,
+    budget: RenderBudget | None = None,
 ) -> pl.DataFrame:
-    """Two columns aligned with `frame`: `rendered` (null on failure) and `error`."""
+    """Two columns aligned with `frame`: `rendered` (null on failure) and `error`. `budget`:
+    the tick's rendering limits (default: a fresh budget for this call alone)."""
+    budget = RenderBudget() if budget is None else budget
     fast = _vectorized(frame, text, constants, autoescape)
     if fast is not None:
         return fast
@@ -163,14 +166,14 @@ def render(
     present = [n for n in names if n in frame.columns]
     inputs = frame.select(present).with_row_index(_ROW) if present else None
     if inputs is None:
-        rendered, error = _render_one(template, constants)
+        rendered, error = _render_one(template, constants, budget)
         return pl.DataFrame(
             {"rendered": [rendered] * frame.height, "error": [error] * frame.height},
             schema={"rendered": pl.String, "error": pl.String},
         )
     distinct = inputs.select(present).unique(maintain_order=True)
     outcomes = [
-        _render_one(template, {**constants, **_nested(row)})
+        _render_one(template, {**constants, **_nested(row)}, budget)
         for row in distinct.iter_rows(named=True)
     ]
     distinct = distinct.with_columns(
@@ -191,9 +194,10 @@ def _nested(row: dict[str, object]) -> dict[str, object]:
     return {**flat, RELATED: related}
 
 
-def _render_one(template: Template, context: dict[str, object]) -> tuple[str | None, str | None]:
+def _render_one(template: Template, context: dict[str, object], budget: RenderBudget
+                ) -> tuple[str | None, str | None]:
     try:
-        with _deadline(RENDER_SECONDS):
+        with bounded(budget):
             return template.render(context), None
     except Exception as exc:  # a template error must not stop the tick
         return None, f"{type(exc).__name__}: {exc}"

@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from cswf.engine.assign import WORKLOAD_SCHEMA, assign_tasks
+from cswf.engine.bounds import RenderBudget
 from cswf.engine.context import TickContext
 from cswf.engine.evaluate import ENTRY_BEFORE, PARTICIPANT, evaluate, verdict_column
 from cswf.engine.failures import blame, evaluating, is_panic
@@ -129,6 +130,7 @@ def run_tick(
     deploys: pl.DataFrame | None = None,
     groups: Mapping[str, UserGroup] | None = None,
     workload: pl.DataFrame | None = None,
+    render_budget: RenderBudget | None = None,
 ) -> TickResult:
     """Advance every workflow by one tick.
 
@@ -136,7 +138,9 @@ def run_tick(
     language's waits and result branches read them. `deploys` are the manual deploy requests
     made since the previous tick (workflow, participant_id, requested_by). A group's new tasks
     go to its members (`groups`), continuing from the group tasks of earlier ticks
-    (`workload`: action_id, owner_group, assignee).
+    (`workload`: action_id, owner_group, assignee). `render_budget`: the tick's limits on
+    template rendering, shared when one tick is run as several calls (default: the defaults,
+    for this call alone); a render past them fails its action (`render_failed`), not the tick.
     """
     _check_facts(facts, as_of)
     events = empty(EVENT_SCHEMA) if events is None else conform(events, EVENT_SCHEMA)
@@ -147,7 +151,8 @@ def run_tick(
         if not (isinstance(exc, Exception) or is_panic(exc)):
             raise
         raise blame(facts, prev_facts, workflows, exc) from exc
-    context = TickContext(facts, verdicts, as_of, default_category, events, deploys)
+    context = TickContext(facts, verdicts, as_of, default_category, events, deploys,
+                          RenderBudget() if render_budget is None else render_budget)
     positions = facts.select(PARTICIPANT).with_row_index(ROW)
     state = conform(state, ENROLLMENT_SCHEMA).join(positions, on=PARTICIPANT, how="left")
     by_workflow = {

@@ -12,7 +12,7 @@ from datetime import datetime
 import duckdb
 
 from cswf.ingest.landing import EVENTS_FOLDER, LandingReport, ingest_all
-from cswf.project.deliver import deliver_outbox
+from cswf.project.deliver import approve_delivery_spike, deliver_outbox
 from cswf.project.deploy import deploy
 from cswf.project.preview import Preview, preview
 from cswf.project.reports import Reports, publish_bi_copy, refresh_reports
@@ -50,6 +50,7 @@ __all__ = [
     "RunSummary",
     "SpecErrors",
     "StoredFacts",
+    "approve_delivery_spike",
     "check_specs",
     "deliver_outbox",
     "deploy",

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import duckdb
 
-from cswf.delivery import DeliveryReport, default_senders, deliver
+from cswf.delivery import DeliveryReport, approve_spike, default_senders, deliver
 from cswf.delivery.zones import participant_time_zones
 from cswf.ingest.action_events import ingest_action_events
 from cswf.ingest.landing import EVENTS_FOLDER
@@ -23,3 +23,9 @@ def deliver_outbox(
         ingest_action_events(con, events, now)
     return deliver(con, default_senders(config), config, now,
                    time_zones=participant_time_zones(con, now))
+
+
+def approve_delivery_spike(con: duckdb.DuckDBPyConnection, now: datetime,
+                           by: str = "cli") -> int:
+    """A person's go-ahead for the volume the breaker held; the next delivery sends it."""
+    return approve_spike(con, now, by)

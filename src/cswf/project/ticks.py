@@ -17,6 +17,7 @@ import duckdb
 import polars as pl
 
 from cswf.engine.assign import group_tasks
+from cswf.engine.bounds import RenderBudget
 from cswf.engine.flow import TIME_ZONE
 from cswf.engine.tick import TickResult, combine, run_tick
 from cswf.facts.models import FACT_MODELS, build_facts, fact_schema
@@ -145,8 +146,13 @@ def run_ticks(
     facts: pl.DataFrame | None = None,
     on_tick: OnTick | None = None,
     respond: Respond | None = None,
+    rewrite_delivered: bool = False,
 ) -> RunSummary:
     """Run ticks in order; state and facts flow from one tick to the next in memory.
+
+    A tick whose re-run differs from what is stored rewinds it and the later ticks; if those
+    hold delivered actions it raises DeliveredHistory unless `rewrite_delivered` (then the
+    delivered actions are kept as superseded: store/history.py).
 
     `facts` are the facts of these ticks if the caller has them; else they are read from the
     account_facts table, where the facts stage stored them.
@@ -180,6 +186,10 @@ def run_ticks(
             _load_chunk(con, settings, feeds, chunks[as_of], before if i == 0 else None, facts)
         window = pl.col("requested_at") <= as_of
         results = []
+        limits = settings.templates  # one render budget for the whole tick, every feed
+        budget = RenderBudget(seconds=limits.budget_seconds,
+                              per_render_seconds=limits.seconds_per_render,
+                              max_chars=limits.max_chars)
         for feed in feeds:
             seen, problems = apply_field_updates(feed.at(as_of), updates, as_of)
             _report_overlay_problems(problems, reported)
@@ -187,6 +197,7 @@ def run_ticks(
                 state.filter(pl.col("workflow").is_in(feed.names)), seen, feed.prev,
                 events, feed.workflows, as_of, default_category=settings.default_category,
                 deploys=deploys.filter(window), groups=groups, workload=workload,
+                render_budget=budget,
             )
             if groups:
                 workload = pl.concat([workload, group_tasks(result.actions)])
@@ -197,7 +208,8 @@ def run_ticks(
         if not made.is_empty():
             updates = pl.concat([updates, made])
         deploys = deploys.filter(~window)
-        outcome = write_tick(con, result)
+        outcome = write_tick(con, result, rewrite_delivered=rewrite_delivered,
+                             on_rewrite=lambda rewrite: log.warning(rewrite.line()))
         outcomes.append(outcome)
         actions += result.actions.height
         transitions += result.transitions.height

@@ -15,7 +15,8 @@ import duckdb
 HISTORY = "enrollment_history"
 
 # Accepted values of the delivery tables' status and event columns.
-STATUSES = ("pending", "sending", "sent", "failed", "suppressed", "capped", "deferred", "unknown")
+STATUSES = ("pending", "sending", "sent", "previewed", "failed", "suppressed", "capped", "deferred",
+            "unknown", "expired")
 EVENT_TYPES = ("sent", "delivered", "opened", "clicked", "replied", "bounced", "dropped",
                "complained", "unsubscribed", "completed", "failed")
 SUPPRESSING_EVENTS = ("bounced", "complained", "unsubscribed")  # the address gets nothing more
@@ -57,6 +58,16 @@ ENGINE = (
     "action_index INTEGER, action_type VARCHAR, category VARCHAR, assignee VARCHAR, "
     "owner_group VARCHAR, recipient VARCHAR, due_at TIMESTAMP, subject VARCHAR, body VARCHAR, "
     "payload VARCHAR, status VARCHAR, on_error VARCHAR, error VARCHAR)",
+    # Actions delivery had handled that a rewritten history no longer holds as they were: kept,
+    # never deleted (store/history.py). fate: `withdrawn` (the new history lacks the action) or
+    # `changed` (it emits the same action id with other content, which is not delivered again).
+    "CREATE TABLE IF NOT EXISTS superseded_actions ("
+    "action_id VARCHAR, tick TIMESTAMP, workflow VARCHAR, version VARCHAR, "
+    "enrollment_id VARCHAR, participant_id VARCHAR, step INTEGER, step_name VARCHAR, "
+    "action_index INTEGER, action_type VARCHAR, category VARCHAR, assignee VARCHAR, "
+    "owner_group VARCHAR, recipient VARCHAR, due_at TIMESTAMP, subject VARCHAR, body VARCHAR, "
+    "payload VARCHAR, status VARCHAR, on_error VARCHAR, error VARCHAR, "
+    "superseded_at TIMESTAMP, reason VARCHAR, delivery_status VARCHAR, fate VARCHAR)",
     "CREATE TABLE IF NOT EXISTS tick_log (as_of TIMESTAMP PRIMARY KEY, participants INTEGER, "
     "workflows INTEGER, entered INTEGER, exited INTEGER, completed INTEGER, "
     "actions INTEGER, changed_enrollments INTEGER)",
@@ -81,21 +92,28 @@ DELIVERY = (
     "updated_at TIMESTAMP, recipients VARCHAR[])",
     # Added after the first release: a warehouse made before gets it (null in old rows).
     "ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS recipients VARCHAR[]",
+    # Dry runs once recorded `sent`: such rows of an older warehouse are previews, still due
+    # for a real run (none is written any more, so this finds nothing after the first time).
+    "UPDATE deliveries SET status = 'previewed' WHERE status = 'sent' AND channel = 'dry_run'",
     "CREATE TABLE IF NOT EXISTS action_events ("
     "action_id VARCHAR NOT NULL, event_type VARCHAR NOT NULL, occurred_at TIMESTAMP NOT NULL, "
     "detail VARCHAR, source VARCHAR, recorded_at TIMESTAMP, "
     "PRIMARY KEY (action_id, event_type, occurred_at))",
     "CREATE TABLE IF NOT EXISTS suppressions ("
     "address VARCHAR PRIMARY KEY, reason VARCHAR NOT NULL, since TIMESTAMP, action_id VARCHAR)",
+    # The CRM exports are append-only: `operation` create | cancel (tasks), set | restore |
+    # review (field updates); a compensation is a row of its own (delivery/compensate.py).
     "CREATE TABLE IF NOT EXISTS crm_tasks ("
-    "action_id VARCHAR PRIMARY KEY, workflow VARCHAR, step_name VARCHAR, "
+    "action_id VARCHAR, workflow VARCHAR, step_name VARCHAR, "
     "object_type VARCHAR, object_id VARCHAR, owner VARCHAR, title VARCHAR, description VARCHAR, "
     "category VARCHAR, priority VARCHAR, subtasks VARCHAR[], due_at TIMESTAMP, due_date DATE, "
-    "created_at TIMESTAMP, exported_at TIMESTAMP)",
+    "created_at TIMESTAMP, exported_at TIMESTAMP, operation VARCHAR NOT NULL DEFAULT 'create', "
+    "reason VARCHAR, PRIMARY KEY (action_id, operation))",
     "CREATE TABLE IF NOT EXISTS crm_field_updates ("
-    "action_id VARCHAR PRIMARY KEY, workflow VARCHAR, step_name VARCHAR, "
+    "action_id VARCHAR, workflow VARCHAR, step_name VARCHAR, "
     "object_type VARCHAR, object_id VARCHAR, field VARCHAR, value VARCHAR, "
-    "requested_at TIMESTAMP, exported_at TIMESTAMP)",
+    "requested_at TIMESTAMP, exported_at TIMESTAMP, operation VARCHAR NOT NULL DEFAULT 'set', "
+    "reason VARCHAR, PRIMARY KEY (action_id, operation))",
 )
 
 
@@ -106,12 +124,30 @@ def create(con: duckdb.DuckDBPyConnection, statements: Iterable[str]) -> None:
 
 def ensure_engine_tables(con: duckdb.DuckDBPyConnection) -> None:
     """The engine's tables, and delivery's (empty until delivery runs): the reports read both."""
-    create(con, (*ENGINE, *DELIVERY))
+    create(con, ENGINE)
+    ensure_delivery_tables(con)
 
 
 def ensure_delivery_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Delivery's tables (the engine's `actions_outbox` must exist to deliver from)."""
+    _rekey_crm_tables(con)
     create(con, DELIVERY)
+
+
+def _rekey_crm_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """CRM tables of a warehouse made before compensations were rows of their own (keyed by
+    action_id alone, no `operation`): rebuilt under the new key, every row kept."""
+    for table, first in (("crm_tasks", "create"), ("crm_field_updates", "set")):
+        columns = [name for (name,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = $t",
+            {"t": table}).fetchall()]
+        if not columns or "operation" in columns:
+            continue
+        con.execute(f"ALTER TABLE {table} RENAME TO {table}_before_rekey").fetchall()
+        create(con, [s for s in DELIVERY if f"EXISTS {table} (" in s])
+        con.execute(f"INSERT INTO {table} BY NAME SELECT *, '{first}' AS operation "
+                    f"FROM {table}_before_rekey").fetchall()
+        con.execute(f"DROP TABLE {table}_before_rekey").fetchall()
 
 
 def ensure_ingest_bookkeeping(con: duckdb.DuckDBPyConnection) -> None:

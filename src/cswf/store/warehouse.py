@@ -4,12 +4,13 @@ Enrollment state is kept as versions (`enrollment_history`, valid over [valid_fr
 so the state just before any tick can be read back, and a tick writes only the rows it changed.
 A tick that is run again with the same inputs produces the same rows and writes nothing; if its
 output differs (the facts or specs changed), that tick and every later one are rewound first,
-since they were computed from a history that no longer holds.
+since they were computed from a history that no longer holds. Actions already delivered are
+never deleted by that: see store/history.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,12 +22,22 @@ from cswf.engine.assign import WORKLOAD_SCHEMA
 from cswf.engine.frames import ENROLLMENT_SCHEMA
 from cswf.engine.tick import TickResult
 from cswf.specs.loader import LoadedWorkflow
+from cswf.store.history import (
+    DeliveredHistory,
+    Rewrite,
+    plan_rewrite,
+    reclaim,
+    supersede_delivered,
+)
 from cswf.store.lock import OnWait, retry_while_locked
 from cswf.store.lock import WarehouseLocked as WarehouseLocked  # raised by connect
+from cswf.store.private import new_folders, private_file, private_umask
 from cswf.store.tables import HISTORY
 from cswf.store.transaction import transaction
 
 KEY = ("workflow", "participant_id")
+
+__all__ = ["DeliveredHistory", "Rewrite"]  # re-exported: what a refused re-run raises
 
 
 def connect(
@@ -37,9 +48,14 @@ def connect(
     message names the holder and what to do."""
     if str(path) == ":memory:":
         return duckdb.connect(":memory:", read_only=read_only)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return retry_while_locked(Path(path), lambda: duckdb.connect(str(path), read_only=read_only),
-                              wait=wait, on_wait=on_wait)
+    private_umask()  # DuckDB creates the file and its .wal itself (store/private.py)
+    new_folders(Path(path).parent)
+    con = retry_while_locked(Path(path), lambda: duckdb.connect(str(path), read_only=read_only),
+                             wait=wait, on_wait=on_wait)
+    for made in (Path(path), Path(f"{path}.wal")):  # also those an older version left readable
+        if made.exists() and not read_only:
+            private_file(made)
+    return con
 
 
 def load_state(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame:
@@ -157,20 +173,37 @@ class WriteOutcome:
     as_of: datetime
     status: str  # written | unchanged | rewritten
     rewound_ticks: int = 0
+    rewrite: Rewrite | None = None  # the delivered actions a rewrite superseded
 
 
-def write_tick(con: duckdb.DuckDBPyConnection, result: TickResult) -> WriteOutcome:
-    """Store one tick's changed state, actions and transitions, replacing that tick."""
+OnRewrite = Callable[[Rewrite], None]
+
+
+def write_tick(
+    con: duckdb.DuckDBPyConnection, result: TickResult, *, rewrite_delivered: bool = False,
+    on_rewrite: OnRewrite | None = None,
+) -> WriteOutcome:
+    """Store one tick's changed state, actions and transitions, replacing that tick.
+
+    A tick stored before with other results is rewound with every later tick, in the same
+    transaction as the new rows. If those ticks hold delivered actions, that needs
+    `rewrite_delivered` (else DeliveredHistory); `on_rewrite` hears what will change first."""
     as_of = result.as_of
     changed = result.changed_state
-    rewound = 0
+    rewrite = None
     if _tick_exists(con, as_of):
         if _same_as_stored(con, result, changed):
             return WriteOutcome(as_of, "unchanged")
-        rewound = rewind(con, as_of)
+        rewrite = plan_rewrite(con, as_of)
+        if rewrite.actions and not rewrite_delivered:
+            raise DeliveredHistory(rewrite)
+        if rewrite.actions and on_rewrite is not None:
+            on_rewrite(rewrite)
     # Local frames are read by DuckDB by name; these names must not be table names.
     new_actions, new_transitions = result.actions, result.transitions
     with transaction(con):
+        if rewrite is not None:
+            _rewind_rows(con, as_of)
         # A statement costs about a millisecond even with nothing to write: skip those.
         if not changed.is_empty():
             con.execute(
@@ -186,6 +219,8 @@ def write_tick(con: duckdb.DuckDBPyConnection, result: TickResult) -> WriteOutco
             ).fetchall()
         if not new_actions.is_empty():
             con.execute("INSERT INTO actions_outbox SELECT * FROM new_actions").fetchall()
+            if rewrite is not None or _any_superseded(con):
+                reclaim(con, new_actions)
         count: dict[str, int] = {}
         if not new_transitions.is_empty():
             con.execute("INSERT INTO transitions SELECT * FROM new_transitions").fetchall()
@@ -204,7 +239,9 @@ def write_tick(con: duckdb.DuckDBPyConnection, result: TickResult) -> WriteOutco
                 "n": changed.height,
             },
         ).fetchall()
-    return WriteOutcome(as_of, "rewritten" if rewound else "written", rewound)
+    if rewrite is None:
+        return WriteOutcome(as_of, "written")
+    return WriteOutcome(as_of, "rewritten", rewrite.ticks, rewrite if rewrite.actions else None)
 
 
 def _tick_exists(con: duckdb.DuckDBPyConnection, as_of: datetime) -> bool:
@@ -238,16 +275,28 @@ def _same_as_stored(
 
 
 def rewind(con: duckdb.DuckDBPyConnection, from_tick: datetime) -> int:
-    """Forget the tick at `from_tick` and every later one; returns how many ticks went."""
+    """Forget the tick at `from_tick` and every later one, keeping their delivered actions as
+    superseded (store/history.py); returns how many ticks went."""
     t = {"t": from_tick}
     gone = con.execute("SELECT count(*) FROM tick_log WHERE as_of >= $t", t).fetchall()[0][0]
     with transaction(con):
-        con.execute(f"DELETE FROM {HISTORY} WHERE valid_from >= $t", t).fetchall()
-        con.execute(f"UPDATE {HISTORY} SET valid_to = NULL WHERE valid_to >= $t", t).fetchall()
-        con.execute("DELETE FROM actions_outbox WHERE tick >= $t", t).fetchall()
-        con.execute("DELETE FROM transitions WHERE tick >= $t", t).fetchall()
-        con.execute("DELETE FROM tick_log WHERE as_of >= $t", t).fetchall()
+        _rewind_rows(con, from_tick)
     return int(gone)
+
+
+def _rewind_rows(con: duckdb.DuckDBPyConnection, from_tick: datetime) -> None:
+    t = {"t": from_tick}
+    supersede_delivered(con, from_tick)
+    con.execute(f"DELETE FROM {HISTORY} WHERE valid_from >= $t", t).fetchall()
+    con.execute(f"UPDATE {HISTORY} SET valid_to = NULL WHERE valid_to >= $t", t).fetchall()
+    con.execute("DELETE FROM actions_outbox WHERE tick >= $t", t).fetchall()
+    con.execute("DELETE FROM transitions WHERE tick >= $t", t).fetchall()
+    con.execute("DELETE FROM tick_log WHERE as_of >= $t", t).fetchall()
+
+
+def _any_superseded(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether any action is superseded: later ticks of a rewriting run may emit it again."""
+    return bool(con.execute("SELECT EXISTS (FROM superseded_actions)").fetchall()[0][0])
 
 
 def last_tick(con: duckdb.DuckDBPyConnection) -> datetime | None:

@@ -8,7 +8,7 @@ import polars as pl
 
 from cswf.delivery.channel import Channel, DeliveryRun
 from cswf.delivery.channels import register
-from cswf.delivery.exports import TABLE_OF, export_actions, write_parquet
+from cswf.delivery.exports import TABLE_OF, committed, export_actions, sync_parquet
 from cswf.delivery.outcomes import fail_now
 from cswf.ingest.action_events import EVENT_SCHEMA, record_events
 from cswf.store.transaction import transaction
@@ -44,5 +44,6 @@ class Table(Channel):
             ).fetchall()
             record_events(con, events, now)
         run.report.outcomes["sent"] += ids.len()
-        run.report.export_files = write_parquet(con, run.config.export_dir)
+        committed()
+        run.report.export_files += sync_parquet(con, run.config.export_dir)
         return True

@@ -6,7 +6,8 @@
 WITH actions AS (
     SELECT o.action_id, o.workflow, o.step, o.step_name, o.action_type, o.due_at,
            d.status, d.channel, d.next_attempt_at,
-           d.sent_at IS NOT NULL AND d.sent_at <= $as_of AND d.status = 'sent' AS sent
+           d.sent_at IS NOT NULL AND d.sent_at <= $as_of AND d.status IN ('sent', 'previewed')
+               AS sent  -- a dry run's previews count as what it would have sent
     FROM {{ source('cswf', 'actions_outbox') }} AS o
     LEFT JOIN {{ source('cswf', 'deliveries') }} AS d USING (action_id)
     WHERE o.tick <= $as_of
@@ -33,8 +34,8 @@ joined AS (
 )
 SELECT workflow, step, step_name,
        count(*) FILTER (action_type = 'email') AS emails,
-       count(*) FILTER (action_type = 'email' AND sent AND channel <> 'dry_run') AS emails_sent,
-       count(*) FILTER (action_type = 'email' AND sent AND channel = 'dry_run') AS emails_dry_run,
+       count(*) FILTER (action_type = 'email' AND sent AND status = 'sent') AS emails_sent,
+       count(*) FILTER (action_type = 'email' AND sent AND status = 'previewed') AS emails_dry_run,
        count(*) FILTER (action_type = 'email' AND delivered) AS emails_delivered,
        count(*) FILTER (action_type = 'email' AND opened) AS emails_opened,
        count(*) FILTER (action_type = 'email' AND clicked) AS emails_clicked,

@@ -1,8 +1,8 @@
 -- How workflows execute, per period (day, ISO week from Monday, month; UTC) x workflow x action
 -- type, plus an '(all)' row per period and workflow that also counts the runs (enrollments)
 -- started, completed and exited in the period. Actions count in the period of the tick that
--- emitted them, with what became of them by the last tick: sent (delivery succeeded, dry runs
--- included), failed (delivery finally failed), still pending; and response times: email
+-- emitted them, with what became of them by the last tick: sent (delivery succeeded; a dry
+-- run's previews included), failed (delivery finally failed), still pending; and response times: email
 -- delivered -> opened (hours), task created (its tick) -> completed (days).
 WITH last_tick AS (
     SELECT max(as_of) AS as_of FROM {{ source('cswf', 'tick_log') }}
@@ -31,7 +31,7 @@ actions AS (
         o.workflow,
         o.action_type,
         o.tick                                                      AS happened_at,
-        coalesce(d.status = 'sent' AND d.sent_at <= t.as_of, false) AS sent,
+        coalesce(d.status IN ('sent', 'previewed') AND d.sent_at <= t.as_of, false) AS sent,
         e.failed_at IS NOT NULL                                     AS failed,
         CASE WHEN o.action_type = 'email' AND e.opened_at >= e.delivered_at
              THEN date_diff('second', e.delivered_at, e.opened_at) / 3600.0 END
