@@ -59,7 +59,8 @@ def test_an_unknown_field_lists_the_fields_that_exist(tmp_path: Path) -> None:
     code, lines = validate(project(tmp_path, {"typo.yaml": text}))
     assert code == 1
     assert lines[0].startswith(
-        "typo.yaml: entry.field: unknown field 'teir'; fields that exist: account_id, "
+        "typo.yaml: entry.field: unknown field 'teir' (did you mean 'tier'?); fields that "
+        "exist: account_id, "
         "account_name, active_users_7d_avg, arr, as_of,"
     )
     assert "seat_utilisation_pct" in lines[0] and "tier" in lines[0]

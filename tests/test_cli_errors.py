@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from datetime import date, datetime
@@ -11,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from landing_rows import contract_columns, snapshot_csv
+from panics import panic_class
 from typer.testing import CliRunner
 
 from cswf import cli
@@ -175,7 +177,13 @@ def test_a_bad_where_is_one_line(ran: Path, where: str, expected: str) -> None:
     assert line == f"error: --where: {expected}{suffix}"
 
 
-def test_a_locked_database_says_who_holds_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", [
+    ["ingest"], ["tick", "--as-of", "2026-06-01"],
+    ["run", "--start", "2026-06-01", "--end", "2026-06-01T03:00"],
+    ["preview", "hello", "--as-of", "2026-06-01"], ["deploy", "hello", "--participants", "a1"],
+    ["deliver"], ["reports"],
+])
+def test_a_locked_database_says_who_holds_it(tmp_path: Path, args: list[str]) -> None:
     root = make_project(tmp_path)
     database = root / "data/cswf.duckdb"
     holder = subprocess.Popen(
@@ -184,7 +192,7 @@ def test_a_locked_database_says_who_holds_it(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
-        code, line = one_error(["ingest", "--root", str(root)])
+        code, line = one_error([*args, "--root", str(root)])
     finally:
         holder.kill()
         holder.wait()
@@ -232,6 +240,26 @@ CONFIG_ERRORS = [
      "{cfg}: delivery.smtp.prot: unknown key — did you mean 'port'?"),
     ("delivery: {cap_per_day: 0}\n",
      "{cfg}: delivery.cap_per_day: Input should be greater than or equal to 1 — fix the value"),
+    ("delivery: {dry_run: maybe}\n",
+     "{cfg}: delivery.dry_run: Input should be a valid boolean, unable to interpret input "
+     "(got 'maybe') — write true or false"),
+    ("delivery: {default_time_zone: Europe/Pariss}\n",
+     "{cfg}: delivery.default_time_zone: unknown time zone 'Europe/Pariss' (did you mean "
+     "'Europe/Paris'?) — fix the value"),
+    ("delivery: {default_time_zone: Mars/Olympus_Mons}\n",
+     "{cfg}: delivery.default_time_zone: unknown time zone 'Mars/Olympus_Mons' (use an IANA "
+     "name such as 'Europe/Paris') — fix the value"),
+    ("delivery: {quiet_hours: {start: '25:00'}}\n",
+     "{cfg}: delivery.quiet_hours.start: Input should be in a valid time format, hour value is "
+     "outside expected range of 0-23 (got '25:00') — write a local time as HH:MM, e.g. "
+     "\"20:00\""),
+    ("tick_cron: '0 0 31 2 *'\n",
+     "{cfg}: tick_cron: '0 0 31 2 *' never fires (no such date) — write five cron fields "
+     "(UTC), e.g. \"0 */3 * * *\""),
+    ("tick_cron: '* * * * * *'\n",
+     "{cfg}: tick_cron: '* * * * * *' is not a cron expression — write five cron fields (UTC), "
+     "e.g. \"0 */3 * * *\""),
+    ("tick_crn: '0 * * * *'\n", "{cfg}: tick_crn: unknown setting — did you mean 'tick_cron'?"),
 ]
 
 
@@ -308,3 +336,119 @@ def test_an_unexpected_error_is_one_line_unless_asked(tmp_path: Path,
     monkeypatch.setenv("CSWF_TRACEBACK", "1")
     result = runner.invoke(app, ["validate", "--root", str(root)])
     assert isinstance(result.exception, RuntimeError)
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "cswf.yaml").write_bytes(b"tick_start: '2026-05-31 00:00'\n# caf\xe9\n")
+    _, line = one_error(["validate", "--root", str(tmp_path)])
+    assert line == (f"error: {tmp_path / 'cswf.yaml'}: line 2: not UTF-8 text (byte 0xe9) — "
+                    "save the file as UTF-8")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("groups: [a\n", "line 2: not valid YAML: while parsing a flow sequence expected ',' or "
+                     "']', but got '<stream end>' (column 1)"),
+    ("- a\n", "expected a mapping `groups:` holding one group per key, each with "
+              "`members: [...]`"),
+    ("groups: {team: {member: [a@example.com]}}\n",
+     "groups.team.members: Field required; groups.team.member: unknown key; did you mean "
+     "'members'?"),
+    ("group: {}\n", "group: unknown key; did you mean 'groups'?"),
+])
+def test_a_bad_groups_file_is_one_line(tmp_path: Path, text: str, expected: str) -> None:
+    root = make_project(tmp_path)
+    (root / "user_groups.yaml").write_text(text)
+    _, line = one_error(["validate", "--root", str(root)])
+    assert line == f"error: {root / 'user_groups.yaml'}: {expected} — fix the user groups file"
+
+
+LANDING_TODO = ("— create it (`mkdir -p {landing}/accounts`) and drop snapshot files such as "
+                "accounts/accounts_YYYY-MM-DD.csv in it (`cswf init DIR` writes its README.md "
+                "listing every file), or set landing_dir in cswf.yaml")
+
+
+@pytest.mark.parametrize("args", [["ingest"], ["tick", "--as-of", "2026-06-01"],
+                                  ["run", "--start", "2026-06-01", "--end", "2026-06-02"],
+                                  ["preview", "hello", "--as-of", "2026-06-01"]])
+def test_a_missing_landing_folder_is_one_line(tmp_path: Path, args: list[str]) -> None:
+    root = make_project(tmp_path)
+    shutil.rmtree(root / "data/landing")
+    _, line = one_error([*args, "--root", str(root)])
+    landing = root / "data/landing"
+    assert line == (f"error: {landing}: the landing folder does not exist "
+                    + LANDING_TODO.format(landing=landing))
+    assert not (root / "data/cswf.duckdb").exists()
+
+
+def test_broken_spec_files_are_reported_with_the_file(tmp_path: Path) -> None:
+    root = make_project(tmp_path, {
+        "hello.yaml": SPEC,
+        "latin1.yaml": "name: caf\xe9\n",
+        "long.yaml": SPEC.replace("name: hello", "name: long") + "  - name: pause\n"
+                     "    delay: {days: 100000000}\n  - name: bye\n"
+                     "    actions: [{type: task, title: Bye}]\n",
+        "deep.yaml": "name: deep\nowner: {field: csm_email}\nentry: " + "{not: " * 5000
+                     + "{field: tier, op: eq, value: x}" + "}" * 5000 + "\nsteps: []\n",
+    })
+    (root / "workflow_specs/latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    (root / "workflow_specs/x.yaml").mkdir()
+    code, out, err = cswf("validate", "--root", str(root))
+    assert code == 1 and "Traceback" not in out + err
+    nesting = ("conditions nest at most 50 levels of all / any / not; flatten the rule (one "
+               "`any` of many leaves, not a chain of nested groups)")
+    assert out.splitlines() == [
+        f"deep.yaml: (top): nests too deep to read: {nesting}",
+        "latin1.yaml: (top): not UTF-8 text: byte 0xe9 on line 1 — save the file as UTF-8",
+        "long.yaml: steps.1.delay.days: Input should be less than or equal to 3650 "
+        "(got 100000000)",
+        "x.yaml: (top): is a folder, not a spec file: rename it (a folder in the specs folder "
+        "must not end in .yaml or .yml) or move it elsewhere",
+    ]
+    assert err == f"4 problem(s) in {root / 'workflow_specs'}\n"
+    _, line = one_error(["preview", "hello", "--as-of", "2026-06-01", "--root", str(root)])
+    assert line == (f"error: deep.yaml: (top): nests too deep to read: {nesting} (and 3 more) — "
+                    "run `cswf validate` to see every problem, fix the spec, try again")
+
+
+@pytest.mark.parametrize(("levels", "expected"), [
+    (60, "conditions nest at most 50 levels of all / any / not; this one nests 60"),
+    (5000, "nests too deep to read"),
+])
+def test_a_where_nested_too_deep_is_one_line(ran: Path, levels: int, expected: str) -> None:
+    where = "{not: " * levels + "{field: tier, op: eq, value: smb}" + "}" * levels
+    _, line = one_error(["deploy", "hello", "--where", where, "--root", str(ran)])
+    assert line == (f"error: --where: {expected} — conditions nest at most 50 levels of all / "
+                    "any / not; flatten the rule (one `any` of many leaves, not a chain of "
+                    "nested groups)")
+
+
+def test_an_unknown_report_names_the_tables(ran: Path) -> None:
+    _, line = one_error(["report", "nope", "--root", str(ran)])
+    assert line.startswith(f"error: no table 'nope' in {ran / 'data/bi/cswf.duckdb'}; tables: ")
+    assert "workflow_summary" in line
+
+
+def test_a_workflow_that_fails_stops_the_tick_before_anything_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project(tmp_path)
+    panic = panic_class()
+
+    def overflow(frame: object) -> None:
+        raise panic("`NaiveDateTime + TimeDelta` overflowed")
+
+    monkeypatch.setattr("cswf.engine.tick.check_schedule", overflow)
+    _, line = one_error(["tick", "--as-of", "2026-06-01", "--root", str(root)])
+    assert line.startswith("error: workflow 'hello': evaluating steps.0 failed: "
+                           "`NaiveDateTime + TimeDelta` overflowed (a panic in Polars) — run ")
+    assert line.endswith(" stopped; its event log is in Dagster")
+    with duckdb.connect(str(root / "data/cswf.duckdb"), read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
+        assert con.sql("SELECT count(*) FROM actions_outbox").fetchall() == [(0,)]
+
+
+def test_a_groups_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    (root / "user_groups.yaml").write_bytes(b"groups: {caf\xe9: {members: [a]}}\n")
+    _, line = one_error(["validate", "--root", str(root)])
+    assert line == (f"error: {root / 'user_groups.yaml'}: not UTF-8 text (byte 0xe9); save it as "
+                    "UTF-8 — fix the user groups file")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 PARTITION_FORMAT = "%Y-%m-%d-%H:%M"  # a tick's key: its as_of (also the Dagster partition key)
 
@@ -22,6 +22,19 @@ def utc_naive(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
+def cron_problem(cron: str) -> str | None:
+    """Why `cron` cannot schedule ticks, else None: not five cron fields (croniter also takes
+    six, with seconds, which Dagster's schedules do not), or a date that never comes."""
+    fields = cron.split()
+    if not croniter.is_valid(cron) or (len(fields) != 5 and not cron.startswith("@")):
+        return f"'{cron}' is not a cron expression"
+    try:
+        croniter(cron, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterBadDateError:
+        return f"'{cron}' never fires (no such date)"
+    return None
+
+
 @dataclass(frozen=True)
 class TickCalendar:
     """Ticks at every `cron` time (UTC) from `start` on."""
@@ -30,9 +43,9 @@ class TickCalendar:
     start: datetime
 
     def __post_init__(self) -> None:
-        if not croniter.is_valid(self.cron):
-            raise ValueError(f"tick_cron '{self.cron}' is not a cron expression "
-                             "(five fields, e.g. '0 */3 * * *')")
+        problem = cron_problem(self.cron)
+        if problem is not None:
+            raise ValueError(f"tick_cron {problem} (five fields, e.g. '0 */3 * * *')")
         object.__setattr__(self, "start", utc_naive(self.start))
 
     @property

@@ -26,8 +26,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cswf import project
-from cswf.clitools.config import project_settings, shown
-from cswf.clitools.errors import CliError, OneLineErrors, did_you_mean
+from cswf.clitools.config import project_settings, require_landing, shown
+from cswf.clitools.errors import CliError, OneLineErrors, did_you_mean, one_line
+from cswf.engine.failures import EvaluationFailed
 from cswf.engine.tick import TickResult
 from cswf.facts.models import FACT_MODELS, fact_schema
 from cswf.ingest.checks import existing_tables
@@ -35,8 +36,9 @@ from cswf.project.guards import held_line, open_hold, reasons, tick_text
 from cswf.reports.reader import BICopy, NoCopy
 from cswf.scaffold import ProjectExists, init_project
 from cswf.settings import Settings
-from cswf.specs.conditions import GROUP_TAGS, Condition, leaves
-from cswf.specs.loader import LoadedWorkflow, check_leaf
+from cswf.specs.common import too_deep
+from cswf.specs.conditions import GROUP_TAGS, Condition, leaves, nesting_problem
+from cswf.specs.loader import NESTING_TODO, LoadedWorkflow, check_leaf
 from cswf.specs.schema import write_json_schema
 from cswf.store import warehouse
 from cswf.store.history import FLAG
@@ -181,6 +183,7 @@ def schema(
 def ingest(root: Root = None) -> None:
     """Load new or changed snapshot files from the landing folder."""
     settings = _settings(root)
+    require_landing(settings)
     known = project.workflow_names(settings)
     with connect(settings.database_path) as con:  # deploy requests arrive now
         report = project.ingest(con, settings, datetime.now(UTC).replace(tzinfo=None), known)
@@ -197,6 +200,9 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool,
     log; the terminal gets a progress bar and a summary."""
     from cswf.defs.launch import run_tick_range
 
+    # The run's steps wait minutes for a database another process holds; a person at the
+    # terminal hears about it at once instead (or waits as --wait says).
+    connect(settings.database_path).close()
     _refuse_past_a_hold(settings)
     tally = RunTally()
     started = time.perf_counter()
@@ -229,8 +235,8 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool,
         raise typer.Exit(1)
     if problems:  # one line each, never wrapped: scripts and CI read them
         for problem in problems:
-            typer.echo(f"error: {problem}", err=True)
-        typer.echo(f"run {run.run_id} stopped; its event log is in Dagster", err=True)
+            typer.echo(f"error: {problem} — run {run.run_id} stopped; its event log is in "
+                       "Dagster", err=True)
         raise typer.Exit(1)
     console.print(
         f"{tally.ticks} ticks in {elapsed:.1f}s: {tally.statuses['written']} written, "
@@ -300,12 +306,13 @@ def run_problems(run: dg.ExecuteInProcessResult) -> list[str]:
                             f"{evaluation.description}")
     for event in run.get_step_failure_events():
         error = event.step_failure_data.error
-        while error is not None and error.cause is not None:
+        while error is not None and error.cause is not None and \
+                error.cls_name != EvaluationFailed.__name__:  # it names the workflow: keep it
             error = error.cause
         if error is None or error.cls_name == "DagsterAssetCheckFailedError":
             continue  # explained by the check lines above
         prefix, _, message = error.message.partition(": ")
-        problems.append((message if " " not in prefix else error.message).strip())
+        problems.append(one_line(message if " " not in prefix else error.message))
     if not run.success and not problems:
         problems.append("the run failed; see its event log in the Dagster UI")
     return problems
@@ -315,6 +322,7 @@ def run_problems(run: dg.ExecuteInProcessResult) -> list[str]:
 def tick(as_of: AsOf, root: Root = None, rewrite_delivered: RewriteDelivered = False) -> None:
     """Run one tick through Dagster: ingest, facts, evaluate, advance, store, reports."""
     settings = _settings(root)
+    require_landing(settings)
     if project.ticks_in(settings, as_of, as_of) != [as_of]:
         raise _fail(f"{as_of} is not a tick of the schedule '{settings.tick_cron}'")
     _run(settings, [as_of], progress=False, rewrite_delivered=rewrite_delivered)
@@ -329,6 +337,7 @@ def run(
 ) -> None:
     """Run every tick from start to end, in order, as one Dagster run with a progress bar."""
     settings = _settings(root)
+    require_landing(settings)
     ticks = project.ticks_in(settings, start, end)
     if not ticks:
         raise _fail(f"no ticks of '{settings.tick_cron}' between {start} and {end}")
@@ -344,6 +353,7 @@ def preview(
 ) -> None:
     """How many participants meet the entry conditions at as_of, with a sample (any state)."""
     settings = _settings(root)
+    require_landing(settings)
     chosen = _workflow(settings, workflow)
     with connect(settings.database_path) as con:
         project.ingest(con, settings)
@@ -416,7 +426,11 @@ def _condition(where: str, settings: Settings, workflow: LoadedWorkflow) -> Cond
         if not isinstance(raw, dict):
             raise _fail("a condition is a YAML mapping", where="--where",
                         todo=f"write one such as {WHERE_EXAMPLE}")
+        if too_deep(raw) is not None:
+            raise RecursionError
         condition = TypeAdapter(Condition).validate_python(raw)
+    except RecursionError as exc:
+        raise _fail("nests too deep to read", where="--where", todo=NESTING_TODO) from exc
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise _fail(f"not valid YAML: {problem}", where="--where",
@@ -427,6 +441,9 @@ def _condition(where: str, settings: Settings, workflow: LoadedWorkflow) -> Cond
         message = first["msg"].removeprefix("Value error, ")
         raise _fail(f"{path}: {message}" if path else message, where="--where",
                     todo=f"write a condition such as {WHERE_EXAMPLE}") from exc
+    deep = nesting_problem(condition)
+    if deep is not None:
+        raise _fail(deep, where="--where", todo=NESTING_TODO)
     schema = fact_schema(settings.facts_sql_path, FACT_MODELS[workflow.spec.object])
     problems = [m for _, leaf in leaves(condition) for _, m in check_leaf(leaf, schema)]
     if problems:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cswf.calendar import TickCalendar
+from cswf.calendar import TickCalendar, cron_problem
 
 if TYPE_CHECKING:
     from cswf.delivery.config import DeliveryConfig
@@ -130,6 +130,14 @@ class Settings(BaseModel):
     )
     guards: Guards = Field(default_factory=Guards)
     snapshots: Snapshots = Field(default_factory=Snapshots)
+
+    @field_validator("tick_cron")
+    @classmethod
+    def _a_cron(cls, value: str) -> str:
+        problem = cron_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _default_is_a_category(self) -> Settings:

@@ -19,6 +19,15 @@ HINTS = {
     "tick_start": 'write a UTC time such as "2026-07-01 00:00"',
     "tick_cron": 'write five cron fields (UTC), e.g. "0 */3 * * *"',
 }
+# By pydantic error type, for keys without a hint of their own.
+TYPE_HINTS = {
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "time_parsing": 'write a local time as HH:MM, e.g. "20:00"',
+    "time_type": 'write a local time as HH:MM, e.g. "20:00"',
+    "int_parsing": "write a whole number",
+    "float_parsing": "write a number",
+}
 
 
 def project_settings(root: Path | None) -> Settings:
@@ -44,12 +53,23 @@ def project_settings(root: Path | None) -> Settings:
         settings.delivery_config()
     except ValidationError as exc:
         raise _bad_setting(config, exc) from exc
-    try:
-        settings.calendar  # noqa: B018 (checks the cron expression)
-    except ValueError as exc:
-        raise CliError(_source(config, "tick_cron"), f"'{settings.tick_cron}' is not a cron "
-                       "expression", HINTS["tick_cron"]) from exc
     return settings
+
+
+def require_landing(settings: Settings) -> Path:
+    """The landing folder, which must exist: without it a run would load nothing and report
+    nothing wrong (every tick then fails its checks on empty snapshots)."""
+    landing = settings.landing_path
+    if landing.is_dir():
+        return landing
+    if landing.exists():
+        raise CliError(shown(landing), "the landing folder is a file, not a folder",
+                       "move the file away, or set landing_dir in cswf.yaml to the folder of "
+                       "snapshot files")
+    raise CliError(shown(landing), "the landing folder does not exist",
+                   f"create it (`mkdir -p {shown(landing)}/accounts`) and drop snapshot files "
+                   "such as accounts/accounts_YYYY-MM-DD.csv in it (`cswf init DIR` writes its "
+                   "README.md listing every file), or set landing_dir in cswf.yaml")
 
 
 def shown(path: Path) -> str:
@@ -64,7 +84,14 @@ def _check_yaml(config: Path) -> None:
     """`config` must be YAML, a mapping (or empty), without the key `root` (the folder holding
     the file is the project's root; the settings model takes it from there)."""
     try:
-        raw = yaml.safe_load(config.read_text())
+        raw = yaml.safe_load(config.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise CliError(f"{shown(config)}: line {line}", f"not UTF-8 text (byte "
+                       f"0x{exc.object[exc.start]:02x})", "save the file as UTF-8") from exc
+    except RecursionError as exc:
+        raise CliError(shown(config), "nests too deep to read",
+                       f"see the {CONFIG_FILE} that `cswf init` writes") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{shown(config)}: line {mark.line + 1}" if mark is not None else shown(config)
@@ -100,7 +127,10 @@ def _bad_setting(config: Path, exc: ValidationError) -> CliError:
         what = "unknown setting" if model is Settings and len(loc) == 1 else "unknown key"
         return CliError(where, f"{what}{more}", hint)
     message = first["msg"].removeprefix("Value error, ")
-    return CliError(where, f"{message}{more}", HINTS.get(loc[0] if loc else "", "fix the value"))
+    if first["type"] in TYPE_HINTS:  # pydantic's message does not repeat the value
+        message += f" (got {first['input']!r})"
+    hint = HINTS.get(loc[0] if loc else "") or TYPE_HINTS.get(first["type"], "fix the value")
+    return CliError(where, f"{message}{more}", hint)
 
 
 def _model_at(model: type[BaseModel], path: list[str]) -> type[BaseModel] | None:

@@ -12,7 +12,6 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from difflib import get_close_matches
 from typing import Any
 
 import duckdb
@@ -23,7 +22,9 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from cswf.clitools.times import read_times_one_way
+from cswf.engine.failures import EvaluationFailed
 from cswf.project import BlockedTick, SpecErrors, TickHeld
+from cswf.specs.common import did_you_mean
 from cswf.specs.groups import GroupsError
 from cswf.store.lock import WarehouseLocked
 
@@ -49,10 +50,7 @@ class CliError(typer.TyperException):
         return self.line()
 
 
-def did_you_mean(word: str, choices: Sequence[str]) -> str | None:
-    """`did you mean 'x'?` for the closest of `choices`, else None."""
-    close = get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+__all__ = ["CliError", "OneLineErrors", "did_you_mean", "explain", "one_line", "report"]
 
 
 def explain(exc: BaseException) -> CliError:
@@ -77,16 +75,19 @@ def explain(exc: BaseException) -> CliError:
     if isinstance(exc, SpecErrors):
         first = exc.errors[0]
         more = f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""
-        return CliError(None, f"{_one_line(str(first))}{more}",
+        return CliError(None, f"{one_line(str(first))}{more}",
                         "run `cswf validate` to see every problem, fix the spec, try again")
     if isinstance(exc, BlockedTick):
-        return CliError("landing files", _one_line(str(exc)),
+        return CliError("landing files", one_line(str(exc)),
                         "fix or remove the files named, then run again (a known change: list "
                         "its day under snapshots.accept in cswf.yaml)")
     if isinstance(exc, TickHeld):  # its message names the tick and the commands that decide it
         return CliError(None, str(exc))
+    if isinstance(exc, EvaluationFailed):
+        return CliError(None, one_line(str(exc)), "fix the workflow's spec (`cswf validate` "
+                        "checks its bounds) or its facts; nothing of this tick was written")
     if isinstance(exc, GroupsError):
-        return CliError(None, _one_line(str(exc)), "fix the user groups file")
+        return CliError(None, one_line(str(exc)), "fix the user groups file")
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or None
@@ -94,8 +95,8 @@ def explain(exc: BaseException) -> CliError:
     if isinstance(exc, typer.Abort):
         return CliError(None, "interrupted")
     if isinstance(exc, LookupError | ValueError | OSError | duckdb.Error):
-        return CliError(None, _one_line(str(exc) or type(exc).__name__))
-    return CliError(None, f"unexpected {type(exc).__name__}: {_one_line(str(exc))}",
+        return CliError(None, one_line(str(exc) or type(exc).__name__))
+    return CliError(None, f"unexpected {type(exc).__name__}: {one_line(str(exc))}",
                     f"run again with {TRACEBACK_ENV}=1 to see where, and report it")
 
 
@@ -112,12 +113,12 @@ def _typer_error(exc: typer.TyperException) -> CliError:
         where = _param_name(param)
         if not exc.message:  # a missing one: typer words it "Missing option '--start'."
             return CliError(where, "missing", f"give it; {todo}")
-        return CliError(where, _one_line(exc.message.removeprefix("Value error, ")))
+        return CliError(where, one_line(exc.message.removeprefix("Value error, ")))
     if option is not None:
         close = getattr(exc, "possibilities", None) or []
         hint = f"did you mean {' or '.join(sorted(close))}? " if close else ""
         return CliError(option, "no such option", hint + todo)
-    message = _one_line(exc.format_message()).rstrip(".")
+    message = one_line(exc.format_message()).rstrip(".")
     return CliError(None, message[:1].lower() + message[1:], todo if ctx is not None else None)
 
 
@@ -128,7 +129,7 @@ def _param_name(param: Any) -> str:
     return str(param.name).upper()
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     """A multi-line message (a list of problems) as one line, its parts joined by `; `."""
     parts = [part.strip(" -") for part in text.splitlines() if part.strip(" -")]
     return "; ".join(parts).replace(":; ", ": ")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import time
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -237,7 +239,10 @@ class DeliveryConfig(_Strict):
         from cswf.delivery.windows import zone_or_none
 
         if zone_or_none(value) is None:
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name)")
+            close = get_close_matches(value, sorted(available_timezones()), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "use an IANA name such as " \
+                "'Europe/Paris'"
+            raise ValueError(f"unknown time zone {value!r} ({hint})")
         return value
 
     @classmethod

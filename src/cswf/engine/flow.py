@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from zoneinfo import available_timezones
 
 import numpy as np
@@ -21,6 +22,7 @@ import polars as pl
 from cswf.engine.context import TickContext
 from cswf.engine.emit import build_step_actions
 from cswf.engine.evaluate import verdict_column
+from cswf.engine.failures import evaluating
 from cswf.engine.frames import ROW, moment, pick
 from cswf.specs.action import asked_event
 from cswf.specs.flow import Flow, FlowNode
@@ -68,6 +70,26 @@ def arrival(flow: Flow, index: int, reached_at: pl.Expr, zones: Sequence[str] = 
     return reached_at
 
 
+def arrival_part(flow: Flow, index: int) -> str:
+    """The part of the spec `arrival` reads for node `index` (what an error there names)."""
+    step = flow[index].step if index < len(flow) else None
+    if isinstance(step, DelayStep):
+        return f"{flow[index].loc}.delay"
+    if isinstance(step, WaitStep):
+        return f"{flow[index].loc}.wait.max_days"
+    return flow[index].loc if index < len(flow) else "the end of the flow"
+
+
+LATEST = datetime.max.replace(microsecond=0)  # Python's datetimes (and their readers) end here
+
+
+def check_schedule(frame: pl.DataFrame) -> None:
+    """A `wait_until` past LATEST would be written, then fail whoever reads it (a panic in
+    Polars): fail now, inside the tick, where the step is named."""
+    if (frame["wait_until"] > LATEST).any():
+        raise ValueError(f"it would end after the year {LATEST.year}")
+
+
 def needs_zone(flow: Flow, index: int) -> bool:
     return index < len(flow) and isinstance(flow[index].step, DelayStep)
 
@@ -97,7 +119,7 @@ def advance_flow(
     Who is where is a boolean mask over `out.active` (a move rewrites rows in place and never
     reorders them), so a node nobody is due at costs a comparison, not a query.
     """
-    flow, as_of = workflow.flow, context.as_of
+    flow = workflow.flow
     out = FlowOutput(active, [], [])
     if active.is_empty():
         return out
@@ -108,33 +130,40 @@ def advance_flow(
         here = out.active["step"] == node.index
         if not here.any():
             continue
-        due = here & (out.active["wait_until"] <= as_of)  # (null counts as false throughout)
-        if isinstance(node.step, ActionStep):
-            if not due.any():
-                continue
-            out.actions.append(build_step_actions(out.active.filter(due), context, workflow,
-                                                  node.index, node.step))
-            _move(out, due, flow, node, node.next, pl.col("wait_until"), context,
-                  f"ran {len(node.step.actions)} action(s) of step '{node.name}'")
-        elif isinstance(node.step, DelayStep):
-            _move(out, due, flow, node, node.next, pl.col("wait_until"), context,
-                  f"delay '{node.name}' ({node.step.delay.describe()}) elapsed")
-        elif isinstance(node.step, WaitStep):
-            wait = node.step.wait
-            met = here & (_action_result(out.active, flow, wait.on_action, context)
-                          if wait.on_action
-                          else _verdict(out.active, context, wait_column(workflow.name,
-                                                                         node.index)))
-            what = (f"{wait.action} {wait.result}" if wait.on_action else "the condition")
-            timed_out = due & ~met  # both masks before the first move rewrites the rows
-            _move(out, met, flow, node, node.next, moment(as_of), context,
-                  f"wait '{node.name}' ended: {what}")
-            _move(out, timed_out, flow, node, node.next, pl.col("wait_until"),
-                  context, f"wait '{node.name}' ended: {wait.max_days} days passed without "
-                         f"{what}")
-        elif isinstance(node.step, BranchStep):
-            _branch(out, due, flow, node, context, workflow)
+        with evaluating(f"{node.loc} (step '{node.name}')"):
+            _run_node(out, here, node, context, workflow)
     return out
+
+
+def _run_node(out: FlowOutput, here: pl.Series, node: FlowNode, context: TickContext,
+              workflow: LoadedWorkflow) -> None:
+    """Run the participants at `node` that are due (see advance_flow)."""
+    flow, as_of = workflow.flow, context.as_of
+    due = here & (out.active["wait_until"] <= as_of)  # (null counts as false throughout)
+    if isinstance(node.step, ActionStep):
+        if not due.any():
+            return
+        out.actions.append(build_step_actions(out.active.filter(due), context, workflow,
+                                              node.index, node.step))
+        _move(out, due, flow, node, node.next, pl.col("wait_until"), context,
+              f"ran {len(node.step.actions)} action(s) of step '{node.name}'")
+    elif isinstance(node.step, DelayStep):
+        _move(out, due, flow, node, node.next, pl.col("wait_until"), context,
+              f"delay '{node.name}' ({node.step.delay.describe()}) elapsed")
+    elif isinstance(node.step, WaitStep):
+        wait = node.step.wait
+        met = here & (_action_result(out.active, flow, wait.on_action, context)
+                      if wait.on_action
+                      else _verdict(out.active, context, wait_column(workflow.name,
+                                                                     node.index)))
+        what = (f"{wait.action} {wait.result}" if wait.on_action else "the condition")
+        timed_out = due & ~met  # both masks before the first move rewrites the rows
+        _move(out, met, flow, node, node.next, moment(as_of), context,
+              f"wait '{node.name}' ended: {what}")
+        _move(out, timed_out, flow, node, node.next, pl.col("wait_until"),
+              context, f"wait '{node.name}' ended: {wait.max_days} days passed without {what}")
+    elif isinstance(node.step, BranchStep):
+        _branch(out, due, flow, node, context, workflow)
 
 
 def _branch(out: FlowOutput, ready: pl.Series, flow: Flow, node: FlowNode,
@@ -185,22 +214,24 @@ def _move(out: FlowOutput, mask: pl.Series, flow: Flow, node: FlowNode, target: 
         pl.lit(node.name).alias("step_name"),
         pl.lit(reason).alias("reason"),
     ))
-    frame, zones = out.active, []
-    if needs_zone(flow, target):
-        frame, zones = _zoned(frame, mask, context)
-    hit = pl.lit(mask)
-    # Arrival is computed for the moving rows only (null elsewhere): a local time that does
-    # not exist must not fail a row that stays where it is.
-    until = arrival(flow, target, pl.when(hit).then(reached_at), zones)
-    out.occupied.add(target)
-    moved = {
-        "step": pl.when(hit).then(pl.lit(target, dtype=pl.Int32)).otherwise("step"),
-        "step_name": pl.when(hit).then(pl.lit(flow.name_at(target))).otherwise("step_name"),
-        "wait_until": pl.when(hit).then(until).otherwise("wait_until"),
-        "updated_at": pl.when(hit).then(moment(context.as_of)).otherwise("updated_at"),
-    }
-    out.active = frame.select(moved[c].alias(c) if c in moved else pl.col(c)
-                              for c in out.active.columns)  # (drops `__tz`)
+    with evaluating(arrival_part(flow, target)):  # a delay too long for a datetime
+        frame, zones = out.active, []
+        if needs_zone(flow, target):
+            frame, zones = _zoned(frame, mask, context)
+        hit = pl.lit(mask)
+        # Arrival is computed for the moving rows only (null elsewhere): a local time that
+        # does not exist must not fail a row that stays where it is.
+        until = arrival(flow, target, pl.when(hit).then(reached_at), zones)
+        out.occupied.add(target)
+        moved = {
+            "step": pl.when(hit).then(pl.lit(target, dtype=pl.Int32)).otherwise("step"),
+            "step_name": pl.when(hit).then(pl.lit(flow.name_at(target))).otherwise("step_name"),
+            "wait_until": pl.when(hit).then(until).otherwise("wait_until"),
+            "updated_at": pl.when(hit).then(moment(context.as_of)).otherwise("updated_at"),
+        }
+        out.active = frame.select(moved[c].alias(c) if c in moved else pl.col(c)
+                                  for c in out.active.columns)  # (drops `__tz`)
+        check_schedule(out.active)
 
 
 def _zoned(frame: pl.DataFrame, mask: pl.Series, context: TickContext

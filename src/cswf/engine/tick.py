@@ -37,7 +37,15 @@ from cswf.engine.assign import WORKLOAD_SCHEMA, assign_tasks
 from cswf.engine.bounds import RenderBudget
 from cswf.engine.context import TickContext
 from cswf.engine.evaluate import ENTRY_BEFORE, PARTICIPANT, evaluate, verdict_column
-from cswf.engine.flow import advance_flow, arrival, needs_zone, with_zones
+from cswf.engine.failures import blame, evaluating, is_panic
+from cswf.engine.flow import (
+    advance_flow,
+    arrival,
+    arrival_part,
+    check_schedule,
+    needs_zone,
+    with_zones,
+)
 from cswf.engine.frames import (
     ACTION_SCHEMA,
     ENROLLMENT_SCHEMA,
@@ -137,9 +145,14 @@ def run_tick(
     _check_facts(facts, as_of)
     events = empty(EVENT_SCHEMA) if events is None else conform(events, EVENT_SCHEMA)
     deploys = empty(DEPLOY_SCHEMA) if deploys is None else conform(deploys, DEPLOY_SCHEMA)
-    context = TickContext(facts, evaluate(facts, prev_facts, workflows), as_of, default_category,
-                          events, deploys, RenderBudget() if render_budget is None
-                          else render_budget)
+    try:
+        verdicts = evaluate(facts, prev_facts, workflows)
+    except BaseException as exc:  # a panic in Polars too: see engine/failures.py
+        if not (isinstance(exc, Exception) or is_panic(exc)):
+            raise
+        raise blame(facts, prev_facts, workflows, exc) from exc
+    context = TickContext(facts, verdicts, as_of, default_category, events, deploys,
+                          RenderBudget() if render_budget is None else render_budget)
     positions = facts.select(PARTICIPANT).with_row_index(ROW)
     state = conform(state, ENROLLMENT_SCHEMA).join(positions, on=PARTICIPANT, how="left")
     by_workflow = {
@@ -161,7 +174,8 @@ def run_tick(
                       if n != workflow.name and rule.forbids(workflow.name)]
         barred = pl.concat(inside).filter(pl.col("workflow").is_in(forbidding)).select(ROW) \
             if inside and forbidding else None
-        out = _advance_workflow(rows, context, workflow, barred)
+        with evaluating("its steps", workflow=workflow.name):  # names the step that failed
+            out = _advance_workflow(rows, context, workflow, barred)
         if workflow.name in restricting:
             inside.append(out.entered.select(ROW, pl.lit(workflow.name).alias("workflow")))
         states.append(out.state)
@@ -494,11 +508,15 @@ def _enroll(chosen: pl.DataFrame, workflow: LoadedWorkflow, context: TickContext
         pl.lit(False).alias("requalify_armed"),
         now.alias("updated_at"),
     )
-    if needs_zone(workflow.flow, 0):  # a flow that starts with a delay: in local time
-        zoned, zones = with_zones(entered.collect(), context)
-        entered = zoned.lazy().with_columns(arrival(workflow.flow, 0, now, zones)
-                                            .alias("wait_until"))
-    return entered.select(conforming(entered.collect_schema().names(), WORKING_SCHEMA)).collect()
+    with evaluating(arrival_part(workflow.flow, 0)):
+        if needs_zone(workflow.flow, 0):  # a flow that starts with a delay: in local time
+            zoned, zones = with_zones(entered.collect(), context)
+            entered = zoned.lazy().with_columns(arrival(workflow.flow, 0, now, zones)
+                                                .alias("wait_until"))
+        entered = entered.select(conforming(entered.collect_schema().names(), WORKING_SCHEMA))
+        frame = entered.collect()
+        check_schedule(frame)
+        return frame
 
 
 def _deploy(

@@ -7,10 +7,17 @@ workflow model is built from the registered action types.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from difflib import get_close_matches
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+# Bounds on what a spec may say: a length beyond these is a typo, and it would overflow the
+# engine's datetimes (a 100-million-day delay passed validation, then panicked in every tick).
+MAX_DAYS = 3650  # 10 years: delays, waits, re-entry, milestones, stages, relative dates
+MAX_MONTHS = 120  # 10 years
+MAX_NUMBER = 1e15  # a number in a condition: far above any fact, well inside Int64 and Float64
+MAX_YAML_DEPTH = 200  # levels of YAML mappings and lists: checked before the model reads them
 
 
 class Strict(BaseModel):
@@ -32,6 +39,30 @@ class Owner(Strict):
         return self
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """`did you mean 'x'?` for the closest of `choices`, else None."""
+    close = get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
 def unknown_field(name: str, fact_fields: Iterable[str]) -> str:
     """The message for a spec naming a fact field that does not exist."""
-    return f"unknown field '{name}'; fields that exist: {', '.join(sorted(fact_fields))}"
+    known = sorted(fact_fields)
+    hint = did_you_mean(name, known)
+    return (f"unknown field '{name}'{f' ({hint})' if hint else ''}; fields that exist: "
+            f"{', '.join(known)}")
+
+
+def too_deep(raw: object, limit: int = MAX_YAML_DEPTH) -> list[str] | None:
+    """The path to the first place where `raw` (parsed YAML) nests more than `limit` mappings
+    and lists, else None. Iterative: the model's own validation would recurse (and fail) on it."""
+    stack: list[tuple[object, list[str]]] = [(raw, [])]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > limit:
+            return path
+        if isinstance(node, dict):
+            stack.extend((value, [*path, str(key)]) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((value, [*path, str(i)]) for i, value in enumerate(node))
+    return None

@@ -7,11 +7,16 @@ Polars expression (`cswf.engine.compile`); this module only describes and checks
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+from cswf.specs.common import MAX_DAYS, MAX_NUMBER
+
+MAX_NESTING = 50  # levels of all / any / not: deeper is no longer a rule a person can read
 
 
 class Op(StrEnum):
@@ -87,6 +92,9 @@ class Leaf(BaseModel):
         elif op in RELATIVE_DATE_OPS:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"operator '{op}' needs a whole number of days >= 0 as value")
+            if value > MAX_DAYS:
+                raise ValueError(f"operator '{op}' takes at most {MAX_DAYS} days (10 years); "
+                                 f"got {value}")
         elif op in CHANGE_OPS:
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"operator '{op}' needs a percentage > 0 as value, e.g. 25")
@@ -96,6 +104,10 @@ class Leaf(BaseModel):
             raise ValueError(f"operator '{op}' needs a text value")
         if self.compare_to is not None and op not in CHANGE_OPS:
             raise ValueError("compare_to is only used with fell_by_pct and rose_by_pct")
+        for number in value if isinstance(value, list) else [value]:
+            problem = number_problem(number)
+            if problem:
+                raise ValueError(problem)
         return self
 
     def describe(self) -> str:
@@ -127,6 +139,17 @@ class Not(BaseModel):
 
     def describe(self) -> str:
         return f"not {self.not_.describe()}"
+
+
+def number_problem(value: object) -> str | None:
+    """Why a number written in a spec is out of range (NaN, infinite, beyond ±MAX_NUMBER)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return "a value must be a number, not .nan"
+    if abs(value) > MAX_NUMBER:
+        return f"{value} is out of range: numbers in conditions lie within ±{MAX_NUMBER:.0e}"
+    return None
 
 
 # Tags name the branch of the union in pydantic's error locations; loader strips them.
@@ -191,3 +214,24 @@ def previous_tick_fields(node: Condition) -> set[str]:
         if leaf.op in TRANSITION_OPS or (leaf.op in CHANGE_OPS and leaf.compare_to is None):
             out.add(leaf.field)
     return out
+
+
+def nesting(node: Condition) -> int:
+    """How many levels of all / any / not a tree has (a lone leaf: 0)."""
+    deepest, stack = 0, [(node, 0)]
+    while stack:
+        here, level = stack.pop()
+        deepest = max(deepest, level)
+        children = here.all if isinstance(here, AllOf) else here.any if isinstance(
+            here, AnyOf) else [here.not_] if isinstance(here, Not) else []
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def nesting_problem(node: Condition) -> str | None:
+    """Why a tree nests too deep to be read (or evaluated), else None."""
+    levels = nesting(node)
+    if levels > MAX_NESTING:
+        return (f"conditions nest at most {MAX_NESTING} levels of all / any / not; this one "
+                f"nests {levels}")
+    return None

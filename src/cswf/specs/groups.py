@@ -11,11 +11,14 @@ A YAML file (`user_groups.yaml` by default, named by `groups_file` in cswf.yaml)
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cswf.specs.common import did_you_mean
 
 GROUP_NAME = r"^[A-Za-z][A-Za-z0-9_\-]*$"
 
@@ -52,18 +55,46 @@ def load_groups(path: Path) -> dict[str, UserGroup]:
     if not path.exists():
         return {}
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-        parsed = _GroupsFile.model_validate(raw)
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise GroupsError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save "
+                          "it as UTF-8") from exc
     except yaml.YAMLError as exc:
-        raise GroupsError(f"{path}: not valid YAML: {exc}") from exc
+        raise GroupsError(f"{path}: {yaml_problem(exc)}") from exc
+    except RecursionError as exc:
+        raise GroupsError(f"{path}: nests too deep to read") from exc
+    except OSError as exc:
+        raise GroupsError(f"{path}: cannot be read ({exc.strerror})") from exc
+    if not isinstance(raw, dict):
+        raise GroupsError(f"{path}: expected a mapping `groups:` holding one group per key, "
+                          "each with `members: [...]`")
+    try:
+        parsed = _GroupsFile.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            ".".join(str(p) for p in err["loc"]) + ": "
-            + str(err["msg"]).removeprefix("Value error, ")
-            for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise GroupsError(f"{path}: {problems}") from exc
     bad = [name for name in parsed.groups if re.fullmatch(GROUP_NAME, name) is None]
     if bad:
         raise GroupsError(f"{path}: groups.{bad[0]}: a group name is letters, digits, _ and -")
     return parsed.groups
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line: `line N: not valid YAML: what (column C)`."""
+    mark = getattr(exc, "problem_mark", None)
+    what = " ".join(filter(None, (getattr(exc, "context", None),
+                                  getattr(exc, "problem", None)))) or str(exc).splitlines()[0]
+    if mark is None:
+        return f"not valid YAML: {what}"
+    return f"line {mark.line + 1}: not valid YAML: {what} (column {mark.column + 1})"
+
+
+def _problem(err: Mapping[str, Any]) -> str:
+    """One pydantic error as `path: message`, with a did-you-mean for an unknown key."""
+    path = ".".join(str(p) for p in err["loc"])
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        known = list(UserGroup.model_fields) if len(err["loc"]) > 1 else ["groups"]
+        hint = did_you_mean(str(err["loc"][-1]), known)
+        message = f"unknown key; {hint or 'keys: ' + ', '.join(known)}"
+    return f"{path}: {message}"

@@ -8,31 +8,38 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterable, Iterator, Mapping
+import re
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any, get_args
 
 import polars as pl
 import yaml
 from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from cswf.specs.action import ActionProblem
-from cswf.specs.actions import action_type_names
-from cswf.specs.common import unknown_field
+from cswf.specs.actions import action_type, action_type_names
+from cswf.specs.common import MAX_YAML_DEPTH, did_you_mean, too_deep, unknown_field
 from cswf.specs.conditions import (
     GROUP_TAGS,
     LIST_OPS,
+    MAX_NESTING,
     NUMERIC_ONLY_OPS,
     ORDERED_OPS,
     RELATIVE_DATE_OPS,
     TEXT_OPS,
+    AllOf,
+    AnyOf,
     Condition,
     Leaf,
+    Not,
     fields_used,
     leaves,
+    nesting_problem,
     previous_tick_fields,
 )
 from cswf.specs.flow import Flow, action_key, flatten, flow_problems
@@ -41,7 +48,9 @@ from cswf.specs.workflow import (
     STAGE_FIELD,
     STAGE_FIELD_TYPES,
     STAGE_STARTED_FIELD,
+    ActionStep,
     BranchStep,
+    DelayStep,
     Owner,
     WaitStep,
     Workflow,
@@ -51,6 +60,8 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 # Names a template may use besides the fact fields.
 TEMPLATE_CONTEXT = ("workflow", "as_of", "step")
 _STEP_TAGS = {*GROUP_TAGS, "action-step", "delay-step", "wait-step", "branch-step"}
+NESTING_TODO = (f"conditions nest at most {MAX_NESTING} levels of all / any / not; flatten the "
+                "rule (one `any` of many leaves, not a chain of nested groups)")
 
 
 @dataclass(frozen=True)
@@ -172,7 +183,11 @@ def load_specs(
     seen: dict[str, str] = {}
     for file in sorted(p for p in specs_dir.iterdir() if p.suffix in SPEC_SUFFIXES):
         label = file.name
-        loaded, file_errors = _parse(file.read_text(), file, label, checks)
+        text, problem = read_spec_text(file)
+        if text is None:
+            errors.append(SpecError(label, "", problem))
+            continue
+        loaded, file_errors = _parse(text, file, label, checks)
         errors.extend(file_errors)
         if loaded is None:
             continue
@@ -189,6 +204,27 @@ def load_specs(
                                     f"no workflow named {unknown}; workflows: "
                                     f"{', '.join(sorted(seen))}"))
     return SpecSet(workflows, errors)
+
+
+def read_spec_text(file: Path) -> tuple[str, str] | tuple[None, str]:
+    """(text, "") of a spec file, or (None, why it cannot be read): a folder, unreadable, not
+    UTF-8."""
+    if file.is_dir():
+        return None, "is a folder, not a spec file: rename it (a folder in the specs folder " \
+                     "must not end in .yaml or .yml) or move it elsewhere"
+    try:
+        return file.read_bytes().decode("utf-8"), ""
+    except UnicodeDecodeError as exc:
+        return None, not_utf8(exc)
+    except OSError as exc:
+        return None, f"cannot be read: {exc.strerror or exc}"
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """The message for a file that is not UTF-8 text."""
+    line = exc.object[: exc.start].count(b"\n") + 1
+    return (f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} on line {line} — save the "
+            "file as UTF-8")
 
 
 def parse_spec(
@@ -228,6 +264,8 @@ def _parse(
 ) -> tuple[LoadedWorkflow | None, list[SpecError]]:
     try:
         raw = yaml.safe_load(text)
+    except RecursionError:
+        return None, [SpecError(label, "", f"nests too deep to read: {NESTING_TODO}")]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
@@ -237,6 +275,10 @@ def _parse(
         return None, [SpecError(label, where, f"not valid YAML: {what}{column}")]
     if not isinstance(raw, dict):
         return None, [SpecError(label, "", "a spec is a YAML mapping (name:, owner:, steps:, ...)")]
+    deep = too_deep(raw)
+    if deep is not None:
+        return None, [SpecError(label, ".".join(deep[:3]), f"nests more than {MAX_YAML_DEPTH} "
+                                                          f"levels deep: {NESTING_TODO}")]
     try:
         spec = Workflow.model_validate(raw)
     except ValidationError as exc:
@@ -244,6 +286,8 @@ def _parse(
 
     flow = flatten(spec.steps)
     errors: list[SpecError] = [SpecError(label, p, m) for p, m in flow_problems(spec.steps)]
+    errors.extend(SpecError(label, path, problem) for path, tree in conditions(spec, flow)
+                  if (problem := nesting_problem(tree)) is not None)
     if spec.name != file.stem:
         errors.append(SpecError(label, "name", f"'{spec.name}' must match the file name "
                                                f"'{file.stem}'"))
@@ -269,11 +313,61 @@ def _loc(loc: tuple[object, ...]) -> str:
     return ".".join(str(part) for part in loc if part not in tags)
 
 
-def _message(err: Mapping[str, object]) -> str:
+def _message(err: Mapping[str, Any]) -> str:
+    """Pydantic's message, with a did-you-mean for an unknown key or value and the value given
+    for one out of bounds."""
     message = str(err["msg"]).removeprefix("Value error, ")
-    if err.get("type") == "extra_forbidden":
-        return "unknown key (not part of the spec language)"
+    kind = err.get("type")
+    if kind == "extra_forbidden":
+        hint = did_you_mean(str(err["loc"][-1]), known_keys(err["loc"][:-1]))
+        return "unknown key (not part of the spec language)" + (f"; {hint}" if hint else "")
+    if kind in ("enum", "literal_error") and isinstance(err.get("input"), str):
+        expected = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        hint = did_you_mean(err["input"], expected)
+        return f"{message}; {hint}" if hint else message
+    if kind in _BOUNDS:
+        return f"{message} (got {err.get('input')!r})"
     return message
+
+
+_BOUNDS = ("less_than_equal", "less_than", "greater_than_equal", "greater_than")
+
+
+def known_keys(loc: Sequence[object]) -> list[str]:
+    """The keys the spec language allows at `loc` (a pydantic error location), following the
+    model's fields and the union tags pydantic puts in the path; none when it cannot tell."""
+    tags: dict[str, type[BaseModel]] = {
+        "all-of": AllOf, "any-of": AnyOf, "not-of": Not, "leaf": Leaf,
+        "action-step": ActionStep, "delay-step": DelayStep, "wait-step": WaitStep,
+        "branch-step": BranchStep,
+    }
+    tags |= {name: model for name in action_type_names()
+             if (model := action_type(name)) is not None}
+    model: type[BaseModel] | None = Workflow
+    for part in loc:
+        if isinstance(part, str) and part in tags:
+            model = tags[part]
+        elif model is not None and isinstance(part, str):
+            model = _field_model(model, part)
+    if model is None:
+        return []
+    return sorted({info.alias or name for name, info in model.model_fields.items()})
+
+
+def _field_model(model: type[BaseModel], key: str) -> type[BaseModel] | None:
+    """The one model a field of `model` holds (through lists and optionals); None for a union
+    (the next tag in the path says which) or a plain value."""
+    for name, info in model.model_fields.items():
+        if key in (name, info.alias):
+            found, todo = [], [info.annotation]
+            while todo:
+                kind = todo.pop()
+                if isinstance(kind, type) and issubclass(kind, BaseModel):
+                    found.append(kind)
+                else:
+                    todo.extend(get_args(kind))
+            return found[0] if len(found) == 1 else None
+    return None
 
 
 def spec_version(spec: Workflow, templates: Mapping[str, str]) -> str:
@@ -325,6 +419,9 @@ def _read_templates(flow: Flow, folder: Path) -> tuple[dict[str, str], list[tupl
             parts = action.templates(folder)
         except ActionProblem as problem:
             errors.append((f"{base}.{problem.key}", problem.message))
+            continue
+        except UnicodeDecodeError as exc:
+            errors.append((f"{base}.template", f"the template file is {not_utf8(exc)}"))
             continue
         for part, text in parts.items():
             try:

@@ -25,13 +25,14 @@ from pydantic_core import CoreSchema
 
 from cswf.specs.action import ActionSpec
 from cswf.specs.actions import action_models, all_results, on_change
-from cswf.specs.common import NAME_PATTERN, Owner, Strict
+from cswf.specs.common import MAX_DAYS, MAX_MONTHS, NAME_PATTERN, Owner, Strict
 from cswf.specs.conditions import Condition, fields_used
 from cswf.specs.guards import WorkflowGuards
 
 MAX_ACTIONS_PER_STEP = 10
 MAX_STEPS_PER_BRANCH = 30  # Catalyst; actions in one step count as one
 MAX_BRANCH_CHECKS = 11  # a branch and up to 10 additional checks
+MAX_PRIORITY = 1_000_000
 ACTION_REF = r"^[a-z][a-z0-9_]*\.([a-z][a-z0-9_]*|[0-9]+)$"  # <step>.<action name or position>
 
 
@@ -58,7 +59,8 @@ class Reentry(Strict):
             "since the last exit. unlimited: re-enter whenever qualifying."
         ),
     )
-    min_days_since_exit: int = Field(default=0, ge=0, description="Retrigger delay in days.")
+    min_days_since_exit: int = Field(default=0, ge=0, le=MAX_DAYS,
+                                     description="Retrigger delay in days.")
 
 
 class Eligibility(Strict):
@@ -126,8 +128,8 @@ Action = Annotated[ActionSpec, _FromRegistry(_action_union)]
 class Delay(Strict):
     """A fixed wait: calendar days, or calendar months (same day of month)."""
 
-    days: int | None = Field(default=None, ge=0)
-    months: int | None = Field(default=None, ge=1)
+    days: int | None = Field(default=None, ge=0, le=MAX_DAYS)
+    months: int | None = Field(default=None, ge=1, le=MAX_MONTHS)
 
     @model_validator(mode="after")
     def _one_unit(self) -> Delay:
@@ -192,7 +194,8 @@ class Wait(_Check):
     condition_key: ClassVar[str] = "until"
     what: ClassVar[str] = "a wait"
     until: Condition | None = None
-    max_days: int = Field(ge=1, description="After this many days the flow goes on anyway.")
+    max_days: int = Field(ge=1, le=MAX_DAYS,
+                          description="After this many days the flow goes on anyway.")
 
 
 class WaitStep(Strict):
@@ -243,8 +246,9 @@ class Milestone(Strict):
 
     name: str = Field(pattern=NAME_PATTERN)
     title: str | None = Field(default=None, description="Task title; default: the name.")
-    trigger_days: int = Field(ge=0, description="Days after entry when its task is created.")
-    due_days: int = Field(ge=0, description="Days after entry when it is due.")
+    trigger_days: int = Field(ge=0, le=MAX_DAYS,
+                              description="Days after entry when its task is created.")
+    due_days: int = Field(ge=0, le=MAX_DAYS, description="Days after entry when it is due.")
     owner: Owner | None = Field(default=None, description="Default: the workflow owner.")
     subtasks: list[str] = Field(default_factory=list)
 
@@ -270,7 +274,7 @@ class Stage(Strict):
     while the account is in another stage) and `stage_goal`."""
 
     name: str = Field(description="The stage, as the facts' `stage` field spells it.")
-    days: int = Field(ge=1, description="How long the stage should take.")
+    days: int = Field(ge=1, le=MAX_DAYS, description="How long the stage should take.")
     goal: str = Field(default="", description="What the stage should achieve.")
 
 
@@ -286,7 +290,8 @@ class Workflow(Strict):
     )
     category: str | None = Field(default=None, description="Default: the configured default.")
     owner: Owner = Field(description="Who owns the work this workflow creates.")
-    priority: int = Field(default=100, description="Lower runs first when workflows compete.")
+    priority: int = Field(default=100, ge=-MAX_PRIORITY, le=MAX_PRIORITY,
+                          description="Lower runs first when workflows compete.")
     state: WorkflowState = WorkflowState.draft
     entry: Condition | None = Field(default=None, description="Auto-deploy rule.")
     manual_entry: bool = Field(
