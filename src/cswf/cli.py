@@ -526,9 +526,17 @@ def demo(
 ) -> None:
     """Simulate a quarter: generate a book of business, run all its ticks through Dagster,
     delivering along the way; a progress bar, then the summary."""
-    from cswf.demo.run import run_demo
+    from cswf.demo.run import DemoRunFailed, run_demo
 
-    run_demo(_settings(root), accounts=accounts, days=days, fresh=fresh, console=console)
+    settings = _settings(root)
+    try:
+        run_demo(settings, accounts=accounts, days=days, fresh=fresh, console=console)
+    except DemoRunFailed as failed:
+        _stop_at_a_new_hold(settings, failed.ticks)
+        for problem in run_problems(failed.run):
+            typer.echo(f"error: {problem} — run {failed.run.run_id} stopped; its event log "
+                       "is in Dagster", err=True)
+        raise typer.Exit(1) from failed
 
 
 Tick = Annotated[datetime, typer.Argument(

@@ -12,6 +12,7 @@ import shutil
 import time
 from datetime import date, datetime, timedelta
 from datetime import time as clock
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -22,6 +23,9 @@ from cswf.demo.summary import print_outcome
 from cswf.settings import Settings
 from cswf.store.private import private_umask
 
+if TYPE_CHECKING:
+    import dagster as dg
+
 BOOK_START = date(2026, 5, 1)
 BOOK_DAYS = 120  # 30 days of history, then the quarter of ticks
 
@@ -30,6 +34,15 @@ def quarter(settings: Settings, days: int = BOOK_DAYS) -> tuple[datetime, dateti
     """The demo's ticks: from the configured first tick to the last tick of the book's days."""
     last_day = BOOK_START + timedelta(days=days - 1)
     return settings.tick_start, datetime.combine(last_day, clock(21, 0))
+
+
+class DemoRunFailed(RuntimeError):
+    """The quarter's run stopped (a held tick, a failed check or step): the CLI says why."""
+
+    def __init__(self, run: dg.ExecuteInProcessResult, ticks: list[datetime]) -> None:
+        super().__init__("the demo's run stopped")
+        self.run = run
+        self.ticks = ticks
 
 
 def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console,
@@ -74,7 +87,10 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
     progress = QuarterProgress(console, len(ticks))
     audience = SimulatedCustomers(project=project_resource(settings), last_tick=end.isoformat())
     with progress.showing():
-        run = run_tick_range(settings, start, end, audience=audience, quiet=True)
+        run = run_tick_range(settings, start, end, audience=audience, quiet=True,
+                             raise_on_error=False)
+        if not run.success:  # a guard held a tick, a check failed: the CLI says which
+            raise DemoRunFailed(run, ticks)
         progress.stage("delivery run at the quarter's end", f"as of {closing:%Y-%m-%d %H:%M}")
         delivery = run_delivery(settings, closing, quiet=True)
         progress.stage("quarter done")

@@ -44,6 +44,20 @@ def _deliberate(reason: pl.Expr) -> pl.Expr:
     return pl.any_horizontal([reason.str.starts_with(why) for why in DELIBERATE])
 
 
+def _decided(transitions: pl.DataFrame) -> pl.DataFrame:
+    """The enrollments whose moves this tick's facts decided: an entry, a branch, a wait whose
+    condition came true (engine/flow.py's reasons). A delay or a wait's time running out is
+    the calendar's doing: a cohort launched together reaches its day-3 email together, and
+    no snapshot glitch can cause that, so its emails are not counted as a spike."""
+    reason = pl.col("reason").fill_null("")
+    by_facts = (
+        (pl.col("transition") == "entered")
+        | reason.str.starts_with("branch '")
+        | (reason.str.starts_with("wait '") & ~reason.str.contains(" days passed without "))
+    )
+    return transitions.filter(by_facts).select("enrollment_id").unique()
+
+
 def events(result: TickResult) -> pl.DataFrame:
     """What the tick did, one row per thing a guard counts: workflow, guard, participant_id,
     evidence (the deciding fact values, for the sample)."""
@@ -51,8 +65,9 @@ def events(result: TickResult) -> pl.DataFrame:
         pl.col("transition").is_in(["exited", "entered"]) & ~_deliberate(pl.col("reason")))
     entered = result.transitions.filter(pl.col("transition") == "entered").select(
         "enrollment_id", "evidence")
-    sent = result.actions.filter(pl.col("action_type").is_in(["email", "webhook"])).join(
-        entered, on="enrollment_id", how="left")
+    sent = (result.actions.filter(pl.col("action_type").is_in(["email", "webhook"]))
+            .join(_decided(result.transitions), on="enrollment_id", how="semi")
+            .join(entered, on="enrollment_id", how="left"))
     columns = ["workflow", "guard", "participant_id", "evidence"]
     return pl.concat([
         moves.with_columns(pl.when(pl.col("transition") == "exited").then(pl.lit(EXITS))

@@ -43,10 +43,12 @@ def new_folders(folder: Path) -> None:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` whole (a partial file renamed over it), 0600 from the start."""
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    """Write `data` to `path`, 0600 from the start (an existing file is made 0600 first).
+
+    In place, not renamed over: a file per action is written thousands of times a run, a
+    rename costs a journal write each, and a half-written preview is rewritten whole by the
+    next run (previews are overwritten by action id)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)  # an existing file kept its old mode
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
-    os.chmod(partial, PRIVATE_FILE)  # an existing partial kept its old mode
-    os.replace(partial, path)
