@@ -158,7 +158,7 @@ def test_the_brakes_hold_a_dry_run_only_when_asked_and_can_be_switched_off(
     assert deliver(con, {}, off, NOW).summary() == "60 sent"
     con = warehouse()
     add_actions(con, [task_row(i) for i in range(60)])
-    assert deliver(con, {}, preview, NOW).summary().startswith("60 sent (dry run")
+    assert deliver(con, {}, preview, NOW).summary().startswith("60 previewed (dry run")
 
 
 def test_rate_limit_settings_merge_over_the_defaults_and_name_known_channels() -> None:

@@ -96,11 +96,12 @@ def run(con: duckdb.DuckDBPyConnection, settings: Settings, first: date,
 
 
 def delivered(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime) -> dict:
-    """Deliver (dry run) as of `now`; the emails sent so far by the tick that emitted them."""
+    """Deliver (dry run) as of `now`; the emails previewed so far, by the tick that emitted them."""
     deliver(con, {}, settings.delivery_config(), now)
     rows = con.execute(
         "SELECT o.tick, count(*) FROM deliveries AS d JOIN actions_outbox AS o USING (action_id) "
-        "WHERE d.status = 'sent' AND o.action_type = 'email' GROUP BY ALL ORDER BY 1").fetchall()
+        "WHERE d.status = 'previewed' AND o.action_type = 'email' GROUP BY ALL ORDER BY 1"
+    ).fetchall()
     return {tick.date(): n for tick, n in rows}
 
 

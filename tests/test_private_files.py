@@ -64,15 +64,15 @@ def test_previews_exports_and_the_bi_copy_are_private_with_a_loose_umask(
     ensure_engine_tables(con)
     add_actions(con, [email_row(0, "ann@customer.test"), webhook_row(1), task_row(2)])
     preview = make_config(tmp_path, dry_run=True)
-    assert deliver(con, {}, preview, NOW).outcomes["sent"] == 3
+    assert deliver(con, {}, preview, NOW).outcomes["previewed"] == 3
     assert sorted(p.suffix for p in (tmp_path / "preview").iterdir()) == [".eml", ".json",
                                                                            ".json"]
     con = duckdb.connect()
     ensure_engine_tables(con)
     add_actions(con, [task_row(0)])
     assert deliver(con, {}, make_config(tmp_path), NOW).outcomes["sent"] == 1
-    assert {p.name for p in (tmp_path / "exports").iterdir()} == {
-        "crm_tasks.parquet", "crm_field_updates.parquet"}
+    # A table with no rows gets no file (delivery/exports.py): only the tasks are exported.
+    assert {p.name for p in (tmp_path / "exports").iterdir()} == {"crm_tasks.parquet"}
     publish(con, tmp_path / "bi", ["crm_tasks"])
     assert len(modes(tmp_path / "bi")) > 4
     assert leaks(tmp_path) == {}, modes(tmp_path)
