@@ -275,3 +275,21 @@ def test_a_sigkill_after_the_smtp_250_before_marking_never_resends(
     with connect(root / "cswf.duckdb") as con:  # the server log shows it went out
         resolve_unknown(con, stuck, "sent", NOW + timedelta(hours=2))
     _assert_as_uninterrupted(root, recorder, reference)
+
+
+def test_re_running_the_whole_run_three_times_changes_and_sends_nothing(
+        tmp_path: Path, landing: Path, smtp: tuple[SmtpRecorder, int], reference) -> None:
+    """Scenario 5: every tick and the delivery run again three times over the same database
+    file: every tick is `unchanged`, the tables are the first run's, no email goes out again."""
+    recorder, port = smtp
+    root = make_project(tmp_path, landing, port)
+    rerun(root)
+    assert dump(root) == reference[0] and received(recorder) == reference[1]
+    log = query(root, "FROM tick_log ORDER BY ALL")
+    for again in range(1, 4):
+        rerun(root, NOW + timedelta(minutes=again))
+        assert dump(root) == reference[0], f"re-run {again}"
+        assert query(root, "FROM tick_log ORDER BY ALL") == log
+        assert received(recorder) == reference[1], f"re-run {again}"
+    assert query(root, "SELECT DISTINCT status, attempts FROM deliveries "
+                       "WHERE action_type = 'email'") == [("sent", 1)]
