@@ -4,7 +4,11 @@ environment variables, and credentials that never show up in logs, errors or tab
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
+import socket
+import ssl
+import threading
 from pathlib import Path
 
 import pytest
@@ -140,3 +144,94 @@ def test_scrub_hides_every_form_of_the_secret(tmp_path: Path) -> None:
     sender._credentials()
     encoded = base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()).decode()
     assert sender.scrub(f"535 echo {encoded} {PASSWORD} {USER}") == "535 echo *** *** ***"
+
+
+# -- scenario 20: no credentials over a connection that is not verified TLS ---------------------
+
+
+class Listener:
+    """A bare SMTP server that logs every line the client sends: it offers AUTH PLAIN LOGIN in
+    the clear and, with `tls`, STARTTLS with a certificate the client must not trust."""
+
+    def __init__(self, tls: ssl.SSLContext | None) -> None:
+        self.tls, self.lines = tls, []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(10)
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError, ssl.SSLError):
+                self._session(conn)
+
+    def _session(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        channel = conn.makefile("rwb")
+        channel.write(b"220 listener ESMTP\r\n")
+        channel.flush()
+        for raw in channel:
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            self.lines.append(line)
+            verb = line.split(" ")[0].upper()
+            if verb in ("EHLO", "HELO"):
+                offers = ["250-listener", "250-AUTH PLAIN LOGIN"]
+                if self.tls is not None:
+                    offers.append("250-STARTTLS")
+                channel.write(("\r\n".join([*offers, "250 8BITMIME"]) + "\r\n").encode())
+            elif verb == "STARTTLS" and self.tls is not None:
+                channel.write(b"220 go ahead\r\n")
+                channel.flush()
+                wrapped = self.tls.wrap_socket(conn, server_side=True)
+                self.lines.append("(TLS established)")
+                self._session_after_tls(wrapped)
+                return
+            elif verb == "QUIT":
+                channel.write(b"221 bye\r\n")
+                channel.flush()
+                return
+            else:
+                channel.write(b"250 ok\r\n")
+            channel.flush()
+
+    def _session_after_tls(self, conn: ssl.SSLSocket) -> None:
+        for raw in conn.makefile("rb"):
+            self.lines.append(raw.decode(errors="replace").rstrip("\r\n"))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("offer_starttls", [False, True])
+def test_auth_is_never_sent_without_starttls_or_to_a_self_signed_certificate(
+        tmp_path: Path, tls: TlsFiles, monkeypatch: pytest.MonkeyPatch,
+        offer_starttls: bool) -> None:
+    """The server offers AUTH in the clear; with STARTTLS offered, its certificate is signed by
+    a CA the client does not trust. Either way no AUTH line (nor the credentials) reaches it,
+    no message is sent, and the email waits for a retry rather than being lost."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    listener = Listener(tls.server_context() if offer_starttls else None)
+    con = warehouse()
+    add_actions(con, [email_row(0, "ann@customer.test")])
+    try:
+        config = tls_config(tmp_path, listener.port, None)  # no ca_file: the system's CAs
+        report = deliver(con, default_senders(config), config, NOW)
+    finally:
+        listener.close()
+    said = "\n".join(listener.lines)
+    assert listener.lines and listener.lines[0].upper().startswith("EHLO")
+    assert not any(line.upper().startswith("AUTH") for line in listener.lines), said
+    assert ("STARTTLS" in [line.upper() for line in listener.lines]) == offer_starttls
+    assert "(TLS established)" not in listener.lines
+    encoded = base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()).decode()
+    for secret in (USER, PASSWORD, encoded, base64.b64encode(USER.encode()).decode()):
+        assert secret not in said
+    assert not any(line.upper().startswith(("MAIL", "RCPT", "DATA")) for line in listener.lines)
+    assert report.outcomes == {"retrying": 1}
+    assert statuses(con) == {"onboarding/acc-1/1/s0.a0": "failed"}

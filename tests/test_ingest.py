@@ -448,3 +448,21 @@ def test_a_failed_batch_write_is_pinned_on_its_file(
         ("accounts/accounts_2026-05-01.csv",), ("accounts/accounts_2026-05-03.csv",),
     ]
     assert table(con, "SELECT source_file FROM ingest_rejections") == [(culprit,)]
+
+
+@pytest.mark.parametrize(("column", "value", "dtype"), [
+    ("seats_purchased", "1,000", "INTEGER"), ("arr", "120,000.50", "DOUBLE")])
+def test_a_thousands_separator_in_a_numeric_column_is_rejected_never_misread(
+        con: duckdb.DuckDBPyConnection, landing: Path, column: str, value: str, dtype: str
+) -> None:
+    """Scenario 12: "1,000" is neither read as 1 nor as 1000, nor dropped silently: the file is
+    rejected naming the row and the column, and the rows landed before stay."""
+    write_csv(landing, ACC_FILE, account_rows({"account_id": "ACC-1"}))
+    ingest_landing(con, landing)
+    before = table(con, "SELECT * FROM raw_accounts")
+    write_csv(landing, ACC_FILE, account_rows({"account_id": "ACC-1", column: value}))
+    report = ingest_landing(con, landing)
+    assert report.files_rejected == [(
+        ACC_FILE, f"accounts/accounts_2026-05-03.csv: row 1: column '{column}': "
+                  f"could not convert '{value}' to {dtype}")]
+    assert table(con, "SELECT * FROM raw_accounts") == before

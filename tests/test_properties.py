@@ -8,14 +8,19 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import tempfile
 import zlib
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import polars as pl
 from engine_harness import spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from pydantic import TypeAdapter
 from reference import holds
 
@@ -282,3 +287,95 @@ def test_a_rerun_with_changed_facts_rewinds_that_tick_and_the_later_ones() -> No
     outcome = write_tick(con, result)
     assert (outcome.status, outcome.rewound_ticks) == ("rewritten", 3)
     assert con.execute("SELECT count(*) FROM tick_log").fetchall() == [(2,)]
+
+
+# ---------------------------------------------------------------- a stateful run (scenario 16)
+
+
+class LiveRun(RuleBasedStateMachine):
+    """Random snapshots, spec edits, pauses and crashes against a DuckDB file, reopened every
+    tick as a new process would: the live tables always equal a replay in memory of the ticks
+    that were written, and re-running the last tick is a no-op."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp(prefix="cswf-stateful-"))
+        self.path = str(self.folder / "cswf.duckdb")
+        with duckdb.connect(self.path) as con:
+            ensure_engine_tables(con)
+        self.texts = {"nurture": FLOW, "alert": ALERT}
+        self.written: list[tuple[pl.DataFrame, list]] = []  # (facts, workflows) per tick
+
+    def workflows(self) -> list:
+        return [spec(text) for text in self.texts.values()]
+
+    def as_of(self, k: int) -> datetime:
+        return START + k * STEP
+
+    def evaluate(self, con: duckdb.DuckDBPyConnection, facts: pl.DataFrame,
+                 workflows: list) -> object:
+        k = len(self.written)
+        save_facts(con, facts)
+        prev = self.written[-1][0] if k else None
+        return run_tick(load_state(con, self.as_of(k)), facts, prev, None, workflows,
+                        self.as_of(k), groups=GROUPS, workload=load_workload(con, self.as_of(k)))
+
+    @rule(rows=tick_rows)
+    def tick(self, rows: list[dict]) -> None:
+        facts = facts_for([rows] * (len(self.written) + 1))[-1]
+        workflows = self.workflows()
+        with duckdb.connect(self.path) as con:
+            assert write_tick(con, self.evaluate(con, facts, workflows)).status == "written"
+        self.written.append((facts, workflows))
+
+    @rule(rows=tick_rows)
+    def crash_before_the_write(self, rows: list[dict]) -> None:
+        """Evaluated, then the process dies: nothing of the tick is kept."""
+        facts = facts_for([rows] * (len(self.written) + 1))[-1]
+        with duckdb.connect(self.path) as con:
+            self.evaluate(con, facts, self.workflows())
+
+    @rule(text=st.sampled_from(["Hi {{ name }}", "Hello {{ name }}", "Dear {{ name }}"]))
+    def edit_the_subject(self, text: str) -> None:
+        self.texts["nurture"] = re.sub(r'subject: "[^"]*"', f'subject: "{text}"',
+                                       self.texts["nurture"])
+
+    @rule(state=st.sampled_from(["enabled", "paused"]))
+    def pause_or_resume(self, state: str) -> None:
+        self.texts["alert"] = re.sub(r"state: \w+", f"state: {state}", self.texts["alert"])
+
+    @invariant()
+    def re_running_the_last_tick_changes_nothing(self) -> None:
+        if not self.written:
+            return
+        k = len(self.written) - 1
+        facts, workflows = self.written[k]
+        with duckdb.connect(self.path) as con:
+            before = dump(con)
+            prev = self.written[k - 1][0] if k else None
+            again = run_tick(load_state(con, self.as_of(k)), facts, prev, None, workflows,
+                             self.as_of(k), groups=GROUPS,
+                             workload=load_workload(con, self.as_of(k)))
+            assert write_tick(con, again).status == "unchanged"
+            assert dump(con) == before
+
+    def teardown(self) -> None:
+        try:
+            replay = duckdb.connect()
+            ensure_engine_tables(replay)
+            state, prev, workload = empty(ENROLLMENT_SCHEMA), None, empty(WORKLOAD_SCHEMA)
+            for k, (facts, workflows) in enumerate(self.written):
+                result = run_tick(state, facts, prev, None, workflows, self.as_of(k),
+                                  groups=GROUPS, workload=workload)
+                write_tick(replay, result)
+                state, prev = result.state, facts
+                workload = pl.concat([workload, group_tasks(result.actions)])
+            with duckdb.connect(self.path) as con:
+                assert dump(con) == dump(replay)
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+LiveRun.TestCase.settings = settings(max_examples=8, stateful_step_count=10, deadline=None,
+                                     suppress_health_check=[HealthCheck.too_slow])
+test_a_stateful_run_of_snapshots_edits_pauses_and_crashes = LiveRun.TestCase

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from engine_harness import Run, spec
+from engine_harness import START, Run, spec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from panics import panic_class
 
 from cswf.engine.failures import EvaluationFailed, evaluating
@@ -183,3 +185,91 @@ def test_a_panic_in_polars_becomes_an_evaluation_failure() -> None:
     assert isinstance(caught.value.__cause__, panic)
     with pytest.raises(KeyboardInterrupt), evaluating("the tick", workflow="w"):
         raise KeyboardInterrupt
+
+
+# -- scenario 21: spec injection and loader fuzzing ---------------------------------------------
+
+INJECTIONS = [
+    "!!python/object/apply:os.system ['touch {marker}']",
+    "!!python/object/new:subprocess.Popen [['touch', '{marker}']]",
+    "!!python/name:os.system",
+    "!!python/object:pathlib.Path {{}}",
+    "&a [*a, *a]",
+    "!<tag:yaml.org,2002:python/object/apply:os.system> ['touch {marker}']",
+]
+
+
+@pytest.mark.parametrize("value", INJECTIONS)
+def test_yaml_tags_that_would_run_code_are_refused_as_spec_errors(tmp_path: Path,
+                                                                  value: str) -> None:
+    marker = tmp_path / "pwned"
+    for where in ("value: enterprise", "title: Hello"):
+        text = BASE.replace(where, where.split(":")[0] + ": " + value.format(marker=marker))
+        with pytest.raises(SpecErrors) as caught:
+            parse_spec(text, Path("bounded.yaml"))
+        assert all(str(e).startswith("bounded.yaml: ") for e in caught.value.errors)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("template", [
+    "{{{{ ''.__class__.__mro__[1].__subclasses__() }}}}",
+    "{{{{ cycler.__init__.__globals__.os.system('touch {marker}') }}}}",
+    "{{{{ self._TemplateReference__context }}}}",
+    "{{% import os %}}{{{{ os.system('touch {marker}') }}}}",
+])
+def test_a_hostile_template_in_a_spec_never_runs_code(tmp_path: Path, template: str) -> None:
+    """Refused when the spec loads, or loaded and failing closed for the participant at the
+    tick (the action `render_failed`, nothing sent); never executed."""
+    marker = tmp_path / "pwned"
+    text = BASE.replace("title: Hello", f'title: "{template.format(marker=marker)}"')
+    try:
+        workflow = spec(text)
+    except SpecErrors as refused:
+        assert all(str(e).startswith("bounded.yaml: ") for e in refused.errors)
+    else:
+        run = Run([workflow])
+        run.tick(START, [{"participant_id": "A", "tier": "enterprise"}])
+        actions = run.actions()
+        assert actions["status"].to_list() == ["render_failed"]
+        assert actions["subject"].to_list() == [None]
+    assert not marker.exists()
+
+
+_TOKENS = st.sampled_from([
+    "name: ", "bounded", "owner: ", "{user: cs@example.com}", "state: ", "enabled", "entry: ",
+    "{field: tier, op: eq, value: x}", "steps:", "\n  - ", "name: hello", "actions: ",
+    "[{type: task, title: Hello}]", "{", "}", "[", "]", ":", ",", "- ", "\n", "  ", "\t", "'",
+    '"', "&a ", "*a", "<<: ", "---\n", "...\n", "%YAML 1.1\n", "!!python/object:os.system ",
+    "!!binary ", "!!float ", "!!int ", "? ", "|", ">", "#", "null", "~", "1e999", "-1",
+    "99999999999999999999", "{{ x }}", "{% for %}", "\x00", "\ufeff", "é", "\u2028",
+    "op: between", "value: [1]", "delay: {days: -5}", "reentry: {mode: multiple}",
+])
+yaml_ish = st.one_of(
+    st.lists(_TOKENS, max_size=40).map("".join),
+    st.text(max_size=200),
+    st.builds(lambda at, junk: BASE[:at] + junk + BASE[at:],
+              st.integers(0, len(BASE)), st.text(max_size=20)),
+    st.builds(lambda at, n: BASE[:at] + BASE[at + n:],
+              st.integers(0, len(BASE)), st.integers(1, 30)),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=yaml_ish)
+def test_the_loader_never_raises_anything_but_its_own_errors(text: str) -> None:
+    try:
+        parse_spec(text, Path("fuzzed.yaml"))
+    except SpecErrors as refused:
+        assert refused.errors
+        assert all(str(e).startswith("fuzzed.yaml: ") for e in refused.errors)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(st.binary(max_size=300), yaml_ish.map(str.encode)))
+def test_loading_a_folder_of_fuzzed_files_reports_errors_never_raises(
+        tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "fuzzed.yaml").write_bytes(content)
+    loaded = load_specs(tmp_path)
+    assert all(str(e).startswith("fuzzed.yaml: ") for e in loaded.errors)
+    assert len(loaded.errors) + len(loaded.workflows) >= 1

@@ -273,6 +273,11 @@ def _parse(
                                       getattr(exc, "problem", None)))) or str(exc)
         column = f" (column {mark.column + 1})" if mark is not None else ""
         return None, [SpecError(label, where, f"not valid YAML: {what}{column}")]
+    except (ValueError, TypeError, IndexError, OverflowError) as exc:
+        # PyYAML's own constructors raise these for explicit tags it cannot build
+        # (`!!float ` with no value, `!!int x`, `!!binary é`): the same kind of mistake.
+        return None, [SpecError(label, "", f"not valid YAML: a tagged value PyYAML cannot "
+                                           f"read ({type(exc).__name__}: {exc})")]
     if not isinstance(raw, dict):
         return None, [SpecError(label, "", "a spec is a YAML mapping (name:, owner:, steps:, ...)")]
     deep = too_deep(raw)
