@@ -312,7 +312,6 @@ class _TickTally:
             f"{active} active, {changed} enrollments changed, "
             f"{result.transitions.height} transitions, {result.actions.height} actions"
         )
-        self.context.log.debug(line)
         done = len(self.per_tick)
         if done % INFO_EVERY == 0 or done == self.total:
             self.context.log.info(f"{done}/{self.total} ticks: {line}")

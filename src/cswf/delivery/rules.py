@@ -84,7 +84,10 @@ def _sent_today(con: duckdb.DuckDBPyConnection, candidates: pl.DataFrame,
         "SELECT unnest(coalesce(d.recipients, [o.recipient])) AS address, "
         "coalesce(d.sent_at, d.updated_at) AS gone_at FROM deliveries AS d "
         "JOIN actions_outbox AS o USING (action_id) WHERE d.action_type = 'email' "
-        f"AND d.status IN ({gone}))) AS s "
+        f"AND d.status IN ({gone}) "
+        # Only the candidates' days: without this every run reads every email ever sent.
+        "AND coalesce(d.sent_at, d.updated_at) >= (SELECT min(day_start) FROM candidates) "
+        "AND coalesce(d.sent_at, d.updated_at) < (SELECT max(day_end) FROM candidates))) AS s "
         "ON s.address = c.address AND s.gone_at >= c.day_start AND s.gone_at < c.day_end "
         "GROUP BY c.action_id, c.address"
     ).pl()

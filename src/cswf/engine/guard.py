@@ -76,6 +76,16 @@ def events(result: TickResult) -> pl.DataFrame:
     ])
 
 
+def could_trip(result: TickResult, limits: pl.DataFrame) -> bool:
+    """Whether any count of the tick reaches its guard's minimum: a guard never trips below
+    it, so most ticks need no norms at all (reading them is a query per tick)."""
+    counts = events(result).group_by("workflow", "guard").agg(
+        pl.len().cast(pl.Int64).alias("observed"))
+    reached = counts.join(limits.cast(LIMIT_SCHEMA), on=["workflow", "guard"]).filter(  # type: ignore[arg-type]
+        pl.col("observed") >= pl.col("minimum"))
+    return not reached.is_empty()
+
+
 def tripped(
     before: pl.DataFrame,
     result: TickResult,

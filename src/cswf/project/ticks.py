@@ -19,7 +19,7 @@ import polars as pl
 from cswf.engine.assign import group_tasks
 from cswf.engine.bounds import RenderBudget
 from cswf.engine.flow import TIME_ZONE
-from cswf.engine.guard import TRIPPED_SCHEMA, tripped
+from cswf.engine.guard import TRIPPED_SCHEMA, could_trip, tripped
 from cswf.engine.tick import TickResult, combine, run_tick
 from cswf.facts.models import FACT_MODELS, build_facts, fact_schema
 from cswf.facts.overlay import (
@@ -259,7 +259,7 @@ def run_ticks(
 def _guarded(con: duckdb.DuckDBPyConnection, settings: Settings, before: pl.DataFrame,
              result: TickResult, limits: pl.DataFrame, started: set[str]) -> pl.DataFrame:
     """The guards this tick trips against the norms of the ticks before it."""
-    if limits.is_empty():
+    if limits.is_empty() or not could_trip(result, limits):
         return pl.DataFrame(schema=TRIPPED_SCHEMA)
     norms = trailing_norms(con, result.as_of, settings.guards.history_ticks)
     return tripped(before, result, norms, limits, sorted(started))

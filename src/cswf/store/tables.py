@@ -140,9 +140,27 @@ def ensure_engine_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 def ensure_delivery_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Delivery's tables (the engine's `actions_outbox` must exist to deliver from), and the
-    holds it reads."""
+    holds it reads. Every delivery run calls this: one query finds them current, and only a
+    new or older warehouse runs the statements (the demo's 300 runs spent 3 s on them)."""
+    if _delivery_tables_current(con):
+        return
     _rekey_crm_tables(con)
     create(con, (*HOLDS, *DELIVERY))
+
+
+# The tables ensure_delivery_tables makes, and a column of each added after the first release.
+_CURRENT = {"tick_holds": "reason", "deliveries": "recipients", "action_events": "recorded_at",
+            "suppressions": "action_id", "crm_tasks": "operation",
+            "crm_field_updates": "operation"}
+
+
+def _delivery_tables_current(con: duckdb.DuckDBPyConnection) -> bool:
+    found = con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND (table_name, column_name) IN (SELECT unnest($t), unnest($c))",
+        {"t": list(_CURRENT), "c": list(_CURRENT.values())},
+    ).fetchall()[0][0]
+    return found == len(_CURRENT)
 
 
 def _rekey_crm_tables(con: duckdb.DuckDBPyConnection) -> None:
