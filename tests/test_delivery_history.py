@@ -155,6 +155,14 @@ def test_a_dry_run_previews_and_a_real_run_sends_what_is_due_and_expires_what_is
 
 def test_dry_run_sends_of_an_older_warehouse_become_previews(tmp_path: Path) -> None:
     con = warehouse()
+    # A warehouse from before previews: its CRM tasks were keyed by action_id alone.
+    con.execute("DROP TABLE crm_tasks").fetchall()
+    con.execute(
+        "CREATE TABLE crm_tasks (action_id VARCHAR PRIMARY KEY, workflow VARCHAR, "
+        "step_name VARCHAR, object_type VARCHAR, object_id VARCHAR, owner VARCHAR, "
+        "title VARCHAR, description VARCHAR, category VARCHAR, priority VARCHAR, "
+        "subtasks VARCHAR[], due_at TIMESTAMP, due_date DATE, created_at TIMESTAMP, "
+        "exported_at TIMESTAMP)").fetchall()
     add_actions(con, [task_row(0)])
     con.execute("INSERT INTO deliveries (action_id, action_type, channel, status, attempts, "
                 "sent_at) VALUES ('onboarding/acc-1/1/s1.a0', 'task', 'dry_run', 'sent', 1, "
