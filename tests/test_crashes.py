@@ -8,7 +8,9 @@ The killed run is a child process running the project stages (ingest, facts, tic
 - `evaluated:N`: the N-th tick was evaluated and not yet written;
 - `written:N`: the N-th tick's state, transitions and outbox were committed (delivery not run);
 - `between:K`: K emails were sent and recorded, the next not yet claimed;
-- `accepted:K`: the SMTP server answered 250 to the K-th email, which is not yet marked sent.
+- `accepted:K`: the SMTP server answered 250 to the K-th email, which is not yet marked sent;
+- `hooked:K`: the webhook receiver applied the K-th webhook and answered 200, which is not yet
+  marked sent.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from test_cli import project
-from test_delivery_servers import SmtpRecorder, smtp_server
+from test_delivery_servers import SmtpRecorder, WebhookReceiver, smtp_server, webhook_server
 
 from cswf import project as stages
 from cswf.delivery import resolve_unknown
@@ -52,6 +54,17 @@ steps:
               {type: task, title: "Call {{ account_name }}"}]
 """
 
+ALERT = """
+name: alert
+owner: {field: csm_email}
+state: enabled
+entry: {field: tier, op: in, value: [enterprise, mid_market, smb]}
+reentry: {mode: none}
+steps:
+  - name: open_a_ticket
+    actions: [{type: webhook, text: "Onboard {{ account_name }}"}]
+"""
+
 # The child: the project's stages in order, killed where CSWF_TEST_KILL says.
 _CHILD = """
 import os, signal, sys
@@ -67,7 +80,7 @@ from cswf.store.warehouse import connect
 
 point, _, n = os.environ["CSWF_TEST_KILL"].partition(":")
 n = int(n)
-calls = {"ticks": 0, "attempts": 0, "sends": 0}
+calls = {"ticks": 0, "attempts": 0, "sends": 0, "hooks": 0}
 
 
 def die():
@@ -107,6 +120,17 @@ def default_senders(config):
             die()
         return result
     smtp.send = send
+    hook = senders.get("webhook")
+    if hook is not None:
+        real_post = hook.send
+        def post(action, now):
+            result = real_post(action, now)
+            calls["hooks"] += 1
+            if point == "hooked" and calls["hooks"] == n:
+                assert result.outcome == "sent", result
+                die()
+            return result
+        hook.send = post
     return senders
 project_deliver.default_senders = default_senders
 
@@ -140,14 +164,16 @@ def smtp() -> Iterator[tuple[SmtpRecorder, int]]:
         yield recorder, port
 
 
-def make_project(root: Path, landing: Path, port: int) -> Path:
-    project(root, {"hello.yaml": HELLO})
+def make_project(root: Path, landing: Path, port: int, hook_url: str | None = None) -> Path:
+    project(root, {"hello.yaml": HELLO, **({"alert.yaml": ALERT} if hook_url else {})})
     with (root / "cswf.yaml").open("a") as config:
         config.write(
             "delivery:\n  dry_run: false\n  quiet_hours: null\n  cap_per_day: null\n"
-            "  max_age_hours: null\n  rate_limits: {smtp: null}\n"
+            "  max_age_hours: null\n  rate_limits: {smtp: null, webhook: null}\n"
             f"  smtp: {{host: 127.0.0.1, port: {port}, security: none, "
             "from_address: 'CS <cs@vendor.test>'}\n")
+        if hook_url:
+            config.write(f"  webhook: {{url: '{hook_url}', backoff_seconds: 0.01}}\n")
     text = (root / "cswf.yaml").read_text().replace(str(root / "landing"), str(landing))
     (root / "cswf.yaml").write_text(text)
     return root
@@ -293,3 +319,36 @@ def test_re_running_the_whole_run_three_times_changes_and_sends_nothing(
         assert received(recorder) == reference[1], f"re-run {again}"
     assert query(root, "SELECT DISTINCT status, attempts FROM deliveries "
                        "WHERE action_type = 'email'") == [("sent", 1)]
+
+
+
+def test_a_sigkill_after_the_webhook_was_applied_before_marking_applies_it_once(
+        tmp_path: Path, landing: Path, smtp: tuple[SmtpRecorder, int]) -> None:
+    """The receiver applied the 2nd webhook and answered 200; the child died before recording
+    it: the row is left `sending`; the re-run retries it (webhooks are idempotent) with the same
+    Idempotency-Key and body, and the receiver applies it once. Every other webhook and email
+    goes out once."""
+    recorder, port = smtp
+    receiver = WebhookReceiver()
+    with webhook_server(receiver) as url:
+        root = make_project(tmp_path, landing, port, hook_url=url)
+        child = killed_run(root, "hooked:2")
+        assert child.returncode == -9, child.stderr
+        assert receiver.effects == 2 and len(receiver.requests) == 2
+        (stuck,), = query(root, "SELECT action_id FROM deliveries WHERE status = 'sending'")
+        assert receiver.keys()[-1] == stuck
+        rerun(root)
+        hooks = [a for a, in query(root, "SELECT action_id FROM actions_outbox "
+                                         "WHERE action_type = 'webhook' ORDER BY action_id")]
+        assert len(hooks) >= 5
+        assert sorted(receiver.applied) == hooks and receiver.effects == len(hooks)
+        assert receiver.keys().count(stuck) == 2  # retried once, with the same key ...
+        assert len({body for (headers, body) in receiver.requests
+                    if headers["Idempotency-Key"] == stuck}) == 1  # ... and the same body
+        assert len(receiver.requests) == len(hooks) + 1
+        emails = query(root, "SELECT count(*) FROM actions_outbox WHERE action_type = 'email'")
+        assert len(recorder.messages) == emails[0][0] == len(set(received(recorder)))
+        assert query(root, "SELECT DISTINCT status FROM deliveries") == [("sent",)]
+        requests, messages = len(receiver.requests), len(recorder.messages)
+        rerun(root, NOW + timedelta(hours=1))  # and once more: nothing goes out again
+        assert len(receiver.requests) == requests and len(recorder.messages) == messages

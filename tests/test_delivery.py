@@ -256,9 +256,10 @@ def test_crash_before_the_smtp_send_is_also_unknown(both: Both) -> None:
 
 
 @pytest.mark.parametrize("stage", ["before_send", "after_send"])
-def test_crash_mid_webhook_rerun_delivers_exactly_once(both: Both, stage: str) -> None:
+def test_crash_mid_webhook_rerun_delivers_exactly_once(
+        tmp_path: Path, both: Both, stage: str) -> None:
     _, receiver, config = both
-    con = warehouse()
+    con = warehouse(tmp_path / "cswf.duckdb")
     add_actions(con, [webhook_row(0), webhook_row(1)])
     with pytest.raises(Crash):
         run(con, config, fault=crash_at(stage, "alerts/acc-1/1/s0.a0"))
@@ -291,10 +292,11 @@ def test_webhook_posts_the_action_with_its_idempotency_key(both: Both) -> None:
     assert (row["status"], row["channel"], row["provider_id"]) == ("sent", "webhook", "HTTP 200")
 
 
-def test_a_500_after_the_receiver_applied_is_retried_and_applied_once(both: Both) -> None:
+def test_a_500_after_the_receiver_applied_is_retried_and_applied_once(
+        tmp_path: Path, both: Both) -> None:
     _, receiver, config = both
     receiver.plan = ["fail_after", "fail_before", "ok"]
-    con = warehouse()
+    con = warehouse(tmp_path / "cswf.duckdb")
     add_actions(con, [webhook_row(0)])
     report = run(con, config)
     assert report.outcomes == {"sent": 1}
@@ -303,19 +305,21 @@ def test_a_500_after_the_receiver_applied_is_retried_and_applied_once(both: Both
     assert receiver.effects == 1
 
 
-def test_a_stalled_receiver_times_out_and_the_retry_is_deduplicated(both: Both) -> None:
+def test_a_stalled_receiver_times_out_and_the_retry_is_deduplicated(
+        tmp_path: Path, both: Both) -> None:
     _, receiver, config = both
     receiver.plan = ["stall", "ok"]
-    con = warehouse()
+    con = warehouse(tmp_path / "cswf.duckdb")
     add_actions(con, [webhook_row(0)])
     assert run(con, config).outcomes == {"sent": 1}
     assert len(receiver.requests) == 2 and receiver.effects == 1
 
 
-def test_webhook_retries_are_bounded_then_backed_off_across_runs(both: Both) -> None:
+def test_webhook_retries_are_bounded_then_backed_off_across_runs(
+        tmp_path: Path, both: Both) -> None:
     _, receiver, config = both
     receiver.plan = [503] * 3
-    con = warehouse()
+    con = warehouse(tmp_path / "cswf.duckdb")
     add_actions(con, [webhook_row(0)])
     report = run(con, config)
     assert report.outcomes == {"retrying": 1} and len(receiver.requests) == 3
@@ -341,10 +345,10 @@ def test_a_4xx_fails_at_once_without_retry(both: Both) -> None:
     assert run(con, config, NOW + timedelta(days=1)).outcomes == {}
 
 
-def test_retries_exhaust_after_max_attempts(both: Both) -> None:
+def test_retries_exhaust_after_max_attempts(tmp_path: Path, both: Both) -> None:
     _, receiver, config = both
     receiver.plan = [500] * 9
-    con = warehouse()
+    con = warehouse(tmp_path / "cswf.duckdb")
     add_actions(con, [webhook_row(0)])
     outcomes = [run(con, config, NOW + timedelta(hours=h)).outcomes for h in range(4)]
     assert outcomes == [{"retrying": 1}, {"retrying": 1}, {"failed": 1}, {}]

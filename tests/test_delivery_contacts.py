@@ -167,7 +167,7 @@ def test_without_a_contacts_table_the_pick_fails_clearly(tmp_path: Path, smtp: S
 def test_suppressed_and_capped_addresses_are_dropped_the_rest_get_it(tmp_path: Path,
                                                                      smtp: Smtp) -> None:
     recorder, port = smtp
-    con = warehouse()
+    con = warehouse(tmp_path / "cswf.duckdb")
     book(con)
     config = make_config(tmp_path, smtp_port=port, cap_per_day=1)
     # Earlier today al.champ got an email addressed from a fact field.

@@ -71,7 +71,7 @@ def test_event_files_load_once_and_bad_rows_are_named(tmp_path: Path) -> None:
 
 
 def test_bounces_complaints_and_unsubscribes_feed_suppression(tmp_path: Path) -> None:
-    con = warehouse()
+    con = warehouse(tmp_path / "cswf.duckdb")
     add_actions(con, [email_row(0, "Ann@Customer.test"), email_row(1, "bob@customer.test"),
                       email_row(2, "cy@customer.test"), email_row(3, "dee@customer.test")])
     folder = tmp_path / "events"

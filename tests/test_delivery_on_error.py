@@ -101,10 +101,10 @@ def test_continue_on_a_webhook_is_one_attempt_too(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("on_error", ["retry", None])  # None: an outbox from before on_error
 def test_retry_retries_with_backoff_until_the_attempts_run_out(
-    greylisted: tuple[Greylisting, DeliveryConfig], on_error: str | None
+    tmp_path: Path, greylisted: tuple[Greylisting, DeliveryConfig], on_error: str | None
 ) -> None:
     recorder, config = greylisted
-    con = warehouse()
+    con = warehouse(tmp_path / "cswf.duckdb")
     add_actions(con, [{**email_row(0, "ann@customer.test"), "on_error": on_error}])
     assert run(con, config).outcomes == {"retrying": 1}
     row = deliveries(con)[ANN]

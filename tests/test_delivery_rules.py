@@ -57,7 +57,7 @@ def recipients(recorder: SmtpRecorder) -> list[str]:
 def test_an_unsubscribe_after_the_email_was_emitted_still_wins(tmp_path: Path, smtp: Smtp) -> None:
     recorder, port = smtp
     config = make_config(tmp_path, smtp_port=port)
-    con = warehouse()
+    con = warehouse(tmp_path / "cswf.duckdb")
     add_actions(con, [email_row(0, "ann@customer.test", tick=NOW - timedelta(days=3))])
     run(con, config, NOW - timedelta(days=3))  # an earlier email went out
     add_actions(con, [email_row(1, "Ann@Customer.TEST", step=1, tick=NOW - timedelta(hours=2)),
@@ -79,7 +79,7 @@ def test_an_unsubscribe_after_the_email_was_emitted_still_wins(tmp_path: Path, s
 def test_suppressed_addresses_match_case_insensitively(tmp_path: Path, smtp: Smtp) -> None:
     recorder, port = smtp
     config = make_config(tmp_path, smtp_port=port)
-    con = warehouse()
+    con = warehouse(tmp_path / "cswf.duckdb")
     assert suppress(con, ["  CAROL@Customer.test "], "crm opt-out", NOW) == 1
     add_actions(con, [email_row(0, "carol@CUSTOMER.test"), email_row(1, "dan@customer.test")])
     run(con, config, NOW)
@@ -92,7 +92,7 @@ def test_a_deferred_email_is_suppressed_if_an_unsubscribe_arrives_while_it_waits
 ) -> None:
     recorder, port = smtp
     config = make_config(tmp_path, smtp_port=port, quiet_hours={"start": "20:00", "end": "08:00"})
-    con = warehouse()
+    con = warehouse(tmp_path / "cswf.duckdb")
     add_actions(con, [email_row(0, "erin@customer.test", participant="acc-ny")])
     night = datetime(2026, 6, 3, 2, 0)  # 22:00 in New York
     assert run(con, config, night, time_zones=NEW_YORK).outcomes == {"deferred": 1}
@@ -108,7 +108,7 @@ def test_at_most_n_emails_per_recipient_per_local_day_across_workflows(tmp_path:
                                                                        smtp: Smtp) -> None:
     recorder, port = smtp
     config = make_config(tmp_path, smtp_port=port, cap_per_day=2)
-    con = warehouse()
+    con = warehouse(tmp_path / "cswf.duckdb")
     # Yesterday evening in New York (03:00 UTC today) one email went out: another local day.
     yesterday = datetime(2026, 6, 2, 3, 0)
     add_actions(con, [email_row(0, "fay@customer.test", participant="acc-ny", tick=yesterday)])
@@ -140,7 +140,7 @@ def test_at_most_n_emails_per_recipient_per_local_day_across_workflows(tmp_path:
 def test_no_cap_when_switched_off(tmp_path: Path, smtp: Smtp) -> None:
     _, port = smtp
     config = make_config(tmp_path, smtp_port=port, cap_per_day=None)
-    con = warehouse()
+    con = warehouse(tmp_path / "cswf.duckdb")
     add_actions(con, [email_row(i, "hal@customer.test") for i in range(4)])
     assert run(con, config, NOW).outcomes == {"sent": 4}
 
@@ -149,32 +149,49 @@ def test_no_cap_when_switched_off(tmp_path: Path, smtp: Smtp) -> None:
 
 
 @pytest.mark.parametrize(
-    ("now", "window_opens"),
+    ("zone", "now", "window_opens", "daytime"),
     [
         # Sat 2026-03-07 22:00 EST; clocks spring forward that night: 08:00 EDT = 12:00 UTC.
-        (datetime(2026, 3, 8, 3, 0), datetime(2026, 3, 8, 12, 0)),
+        ("America/New_York", datetime(2026, 3, 8, 3, 0), datetime(2026, 3, 8, 12, 0),
+         "Asia/Tokyo"),
         # Sat 2026-10-31 21:00 EDT; clocks fall back that night: 08:00 EST = 13:00 UTC.
-        (datetime(2026, 11, 1, 1, 0), datetime(2026, 11, 1, 13, 0)),
+        ("America/New_York", datetime(2026, 11, 1, 1, 0), datetime(2026, 11, 1, 13, 0),
+         "Asia/Tokyo"),
         # Sun 2026-03-08 06:30 EDT, just after the change: the same morning, 08:00 EDT.
-        (datetime(2026, 3, 8, 10, 30), datetime(2026, 3, 8, 12, 0)),
+        ("America/New_York", datetime(2026, 3, 8, 10, 30), datetime(2026, 3, 8, 12, 0),
+         "Asia/Tokyo"),
+        # London, last Sunday of March: Sat 22:00 GMT; 08:00 BST on Sunday = 07:00 UTC.
+        ("Europe/London", datetime(2026, 3, 28, 22, 0), datetime(2026, 3, 29, 7, 0),
+         "America/Los_Angeles"),
+        # London, last Sunday of October: Sat 21:00 BST; 08:00 GMT on Sunday = 08:00 UTC.
+        ("Europe/London", datetime(2026, 10, 24, 20, 0), datetime(2026, 10, 25, 8, 0),
+         "America/Los_Angeles"),
+        # Lord Howe, DST ends on the first Sunday of April (+11:00 -> +10:30): Sat 22:00;
+        # 08:00 on Sunday = 21:30 UTC.
+        ("Australia/Lord_Howe", datetime(2026, 4, 4, 11, 0), datetime(2026, 4, 4, 21, 30),
+         "Europe/Berlin"),
+        # Lord Howe, DST starts on the first Sunday of October (+10:30 -> +11:00): Sat 22:00;
+        # 08:00 on Sunday = 21:00 UTC.
+        ("Australia/Lord_Howe", datetime(2026, 10, 3, 11, 30), datetime(2026, 10, 3, 21, 0),
+         "Europe/Berlin"),
     ],
 )
 def test_quiet_hours_defer_to_8am_local_across_daylight_saving_changes(
-    tmp_path: Path, smtp: Smtp, now: datetime, window_opens: datetime
+    tmp_path: Path, smtp: Smtp, zone: str, now: datetime, window_opens: datetime, daytime: str
 ) -> None:
     recorder, port = smtp
     config = make_config(tmp_path, smtp_port=port, quiet_hours={"start": "20:00", "end": "08:00"},
                          default_time_zone="Europe/Berlin")
-    con = warehouse()
-    rows = [email_row(0, "ivy@customer.test", participant="acc-ny", tick=now),
+    con = warehouse(tmp_path / "cswf.duckdb")
+    rows = [email_row(0, "ivy@customer.test", participant="acc-z", tick=now),
             email_row(0, "jon@customer.test", participant="acc-x", workflow="other", tick=now)]
     add_actions(con, rows)
-    zones = {**NEW_YORK, "acc-x": "Asia/Tokyo"}
+    zones = {"acc-z": zone, "acc-x": daytime}
     run(con, config, now, time_zones=zones)
-    row = deliveries(con)["onboarding/acc-ny/1/s0.a0"]
+    row = deliveries(con)["onboarding/acc-z/1/s0.a0"]
     assert row["status"] == "deferred" and row["next_attempt_at"] == window_opens
-    assert "quiet hours in America/New_York" in row["last_error"]
-    assert recipients(recorder) == ["jon@customer.test"]  # daytime in Tokyo
+    assert f"quiet hours in {zone}" in row["last_error"]
+    assert recipients(recorder) == ["jon@customer.test"]  # daytime there
     run(con, config, window_opens - timedelta(minutes=1), time_zones=zones)
     assert len(recorder.messages) == 1
     report = run(con, config, window_opens, time_zones=zones)
@@ -185,7 +202,7 @@ def test_quiet_hours_defer_to_8am_local_across_daylight_saving_changes(
 def test_unknown_zones_fall_back_to_the_default(tmp_path: Path, smtp: Smtp) -> None:
     _, port = smtp
     config = make_config(tmp_path, smtp_port=port, quiet_hours={"start": "20:00", "end": "08:00"})
-    con = warehouse()
+    con = warehouse(tmp_path / "cswf.duckdb")
     add_actions(con, [email_row(0, "kim@customer.test", participant="acc-q")])
     midnight_utc = datetime(2026, 6, 3, 0, 0)
     run(con, config, midnight_utc, time_zones={"acc-q": "Mars/Olympus_Mons"})
@@ -196,7 +213,7 @@ def test_unknown_zones_fall_back_to_the_default(tmp_path: Path, smtp: Smtp) -> N
 def test_quiet_hours_hold_emails_only(tmp_path: Path, smtp: Smtp) -> None:
     _, port = smtp
     config = make_config(tmp_path, smtp_port=port, quiet_hours={"start": "12:00", "end": "18:00"})
-    con = warehouse()
+    con = warehouse(tmp_path / "cswf.duckdb")
     add_actions(con, [email_row(0, "lou@customer.test"), task_row(0)])
     assert run(con, config, NOW).outcomes == {"deferred": 1, "sent": 1}
     assert statuses(con)["onboarding/acc-1/1/s1.a0"] == "sent"

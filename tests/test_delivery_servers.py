@@ -46,8 +46,10 @@ NOW = datetime(2026, 6, 2, 14, 0)  # 14:00 UTC: outside quiet hours in UTC
 # -- the warehouse ------------------------------------------------------------------------------
 
 
-def warehouse() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+def warehouse(path: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """The engine's tables in a DuckDB file at `path` (a real database file, as in production),
+    or in memory when no path is given."""
+    con = duckdb.connect(str(path) if path is not None else ":memory:")
     ensure_engine_tables(con)
     return con
 

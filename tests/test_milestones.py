@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -258,20 +258,42 @@ steps:
 """
 
 
-def test_day_delays_land_at_the_same_local_time_across_a_dst_change() -> None:
-    from datetime import datetime
-
+@pytest.mark.parametrize(
+    ("zone", "start", "lands"),
+    [
+        # 09:00 EST on the Friday before DST starts (Sun 2026-03-08) -> Monday 09:00 EDT.
+        ("America/New_York", datetime(2026, 3, 6, 14), datetime(2026, 3, 9, 13)),
+        # London, last Sunday of March (2026-03-29): Friday 09:00 GMT -> Monday 09:00 BST.
+        ("Europe/London", datetime(2026, 3, 27, 9), datetime(2026, 3, 30, 8)),
+        # London, last Sunday of October (2026-10-25): Friday 09:00 BST -> Monday 09:00 GMT.
+        ("Europe/London", datetime(2026, 10, 23, 8), datetime(2026, 10, 26, 9)),
+        # Lord Howe, a 30-minute shift: DST ends on the first Sunday of April (2026-04-05),
+        # +11:00 -> +10:30: Friday 09:00 (22:00 UTC) -> Monday 09:00 (22:30 UTC).
+        ("Australia/Lord_Howe", datetime(2026, 4, 2, 22), datetime(2026, 4, 5, 22, 30)),
+        # and starts on the first Sunday of October (2026-10-04), +10:30 -> +11:00.
+        ("Australia/Lord_Howe", datetime(2026, 10, 1, 22, 30), datetime(2026, 10, 4, 22)),
+    ],
+)
+def test_day_delays_land_at_the_same_local_time_across_a_dst_change(
+    zone: str, start: datetime, lands: datetime
+) -> None:
+    """A 3-day delay started at 09:00 local on a Friday ends at 09:00 local on the Monday,
+    whichever way the clocks moved that weekend and by how much; UTC and no zone keep 72 h."""
     run = Run([spec(DELAYED)])
     rows = [{"participant_id": p, "seats_used_pct": 1, "time_zone": z} for p, z in
-            (("nyc", "America/New_York"), ("utc", "UTC"), ("nowhere", None))]
-    start = datetime(2026, 3, 6, 14)  # 09:00 in New York, the Friday before DST starts
+            (("local", zone), ("utc", "UTC"), ("nowhere", None))]
     run.tick(start, rows)
-    assert run.row("check_in_later", "nyc")["wait_until"] == datetime(2026, 3, 9, 13)  # 09:00 EDT
-    assert run.row("check_in_later", "utc")["wait_until"] == datetime(2026, 3, 9, 14)
-    assert run.row("check_in_later", "nowhere")["wait_until"] == datetime(2026, 3, 9, 14)
-    run.tick(datetime(2026, 3, 9, 13), rows)
-    assert sorted(run.actions().filter(pl.col("step_name") == "check_in")["participant_id"]) == [
-        "nyc"]
+    assert run.row("check_in_later", "local")["wait_until"] == lands
+    assert run.row("check_in_later", "utc")["wait_until"] == start + timedelta(days=3)
+    assert run.row("check_in_later", "nowhere")["wait_until"] == start + timedelta(days=3)
+
+    def checked_in() -> list[str]:
+        return sorted(run.actions().filter(pl.col("step_name") == "check_in")["participant_id"])
+
+    run.tick(lands - timedelta(minutes=30), rows)
+    assert "local" not in checked_in()
+    run.tick(lands, rows)
+    assert "local" in checked_in()
 
 
 def test_groups_with_different_assignment_rules_share_one_tick() -> None:

@@ -4,14 +4,19 @@ passes."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
+from test_crashes import received
+from test_delivery_servers import SmtpRecorder, smtp_server
 from test_ingest import ACCOUNT_ROW, account_rows, write_csv, write_text
+from test_run_ticks import dump, new_project, run_book
 
 from cswf.clitools.errors import explain
+from cswf.demo.generate import generate_book
 from cswf.ingest import ingest_landing, snapshot_problems
 from cswf.ingest.checks import incomplete_snapshots, stale_snapshots
 from cswf.project import BlockedTick, require_clean_snapshots
@@ -111,3 +116,46 @@ def test_a_blocked_tick_says_which_file_in_one_line(con, tmp_path: Path) -> None
         "again (a known change: list its day under snapshots.accept in cswf.yaml)")
     accepting = Settings(root=tmp_path, snapshots={"accept": ["2026-05-02"]})
     require_clean_snapshots(con, accepting, [datetime(2026, 5, 2, 3)])  # goes through
+
+
+# -- scenario 14: late and out-of-order days, end to end on a database file ---------------------
+
+
+def test_days_landed_out_of_order_block_until_the_late_day_arrives_then_equal_in_order(
+        tmp_path: Path) -> None:
+    """Issue #10, scenario 14. The book's later days land before 2026-05-30 (its files of every
+    object are late): the missing-day check blocks the run, nothing is ticked or sent. When the
+    late day lands, the same run goes through, and every table of the database file and every
+    email equal those of the run that had all the days landed in order."""
+    book = tmp_path / "book"
+    generate_book(book, accounts=12, days=35, start=date(2026, 5, 1), contacts=False)
+    late = sorted(book.rglob("*_2026-05-30.parquet"))
+    assert len(late) == 3  # accounts, opportunities, usage
+    recorder = SmtpRecorder()
+    with smtp_server(recorder) as port:
+        in_order = new_project(tmp_path / "in_order", book, port)
+        run_book(in_order)
+        expected, messages = dump(in_order), received(recorder)
+        assert len(expected["actions_outbox"]) >= 20 and len(messages) >= 10
+        recorder.messages.clear()
+
+        landing = tmp_path / "landing"
+        shutil.copytree(book, landing)
+        waiting = tmp_path / "not_yet_landed"
+        waiting.mkdir()
+        for path in late:
+            shutil.move(landing / path.relative_to(book), waiting / path.name)
+        root = new_project(tmp_path / "out_of_order", landing, port)
+        with pytest.raises(BlockedTick) as blocked:
+            run_book(root)
+        assert "accounts: no snapshot for 2026-05-30" in str(blocked.value)
+        with duckdb.connect(str(root / "cswf.duckdb"), read_only=True) as con:
+            assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
+            assert con.sql("SELECT count(*) FROM actions_outbox").fetchall() == [(0,)]
+        assert recorder.messages == []
+
+        for path in late:  # the late day arrives
+            shutil.move(waiting / path.name, landing / path.relative_to(book))
+        run_book(root)
+    assert dump(root) == expected
+    assert received(recorder) == messages

@@ -4,16 +4,24 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
+from test_crashes import SRC, received
+from test_delivery_servers import SmtpRecorder, smtp_server
+from test_run_ticks import new_project
 from typer.testing import CliRunner
 
+from cswf import project as stages
 from cswf.cli import app
+from cswf.demo.generate import generate_book
+from cswf.settings import load_settings
 from cswf.store.lock import Holder, holder_of, retry_while_locked
 from cswf.store.warehouse import WarehouseLocked, connect
 
@@ -27,9 +35,11 @@ con.close()
 """
 
 
-def _hold(path: Path, seconds: float) -> subprocess.Popen[str]:
-    """Another process (a BI reader, as the old README advised) holding `path` read-only."""
-    process = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds)],
+def _hold(path: Path, seconds: float, *, write: bool = False) -> subprocess.Popen[str]:
+    """Another process (a BI reader, as the old README advised) holding `path` read-only, or
+    (`write`) a run holding it to write."""
+    hold = HOLD.replace("read_only=True", "read_only=False") if write else HOLD
+    process = subprocess.Popen([sys.executable, "-c", hold, str(path), str(seconds)],
                                stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None and process.stdout.readline().strip() == "holding"
     return process
@@ -134,3 +144,57 @@ def test_a_dagster_step_that_waits_for_the_lock_says_so_in_its_log(
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert said and said[0].startswith(f"{database} is in use by PID {holder.pid}")
     assert "waiting up to 600s" in said[0]
+
+
+def test_specs_are_checked_without_the_lifecycle_while_a_run_holds_the_database(
+        database: Path) -> None:
+    """A run's spec check reads the lifecycle of running workflows from the database if it can;
+    held by another process it goes on (the tick checks again under its own lock) rather than
+    failing the run: the second of two runs started together used to stop here."""
+    (database.parent / "cswf.yaml").write_text(f"database: {database}\n")
+    (database.parent / "workflow_specs").mkdir()
+    holder = _hold(database, 30, write=True)
+    try:
+        assert stages.check_specs(load_settings(database.parent)).errors == []
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_two_runs_of_one_tick_at_once_write_it_once_and_deliver_each_email_once(
+        tmp_path: Path) -> None:
+    """Issue #10, scenario 9: two `cswf --wait 120 tick --as-of ...` processes started together on
+    one database file. One writes the tick; the other waits for the database, then finds the
+    tick `unchanged`. The outbox holds each action once, and delivery afterwards (twice) sends
+    each email once to a real SMTP server."""
+    landing = tmp_path / "book"
+    generate_book(landing, accounts=12, days=35, start=date(2026, 5, 1), contacts=False)
+    as_of = datetime(2026, 5, 31, 3)
+    recorder = SmtpRecorder()
+    with smtp_server(recorder) as port:
+        root = new_project(tmp_path / "project", landing, port)
+        command = [sys.executable, "-m", "cswf.cli", "--wait", "120", "tick", "--as-of",
+                   as_of.isoformat(), "--root", str(root)]
+        env = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "200"}
+        runs = [subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE) for _ in range(2)]
+        outputs = [run.communicate(timeout=300) for run in runs]
+        for run, (_, err) in zip(runs, outputs, strict=True):
+            assert run.returncode == 0, err
+        summaries = sorted(re.sub(r" in [0-9.]+s:", ":", line) for out, _ in outputs
+                           for line in out.splitlines() if " ticks in " in line)
+        assert summaries == [
+            "1 ticks: 0 written, 1 unchanged, 0 rewritten; 12 actions, 24 transitions",
+            "1 ticks: 1 written, 0 unchanged, 0 rewritten; 12 actions, 24 transitions"]
+        with duckdb.connect(str(root / "cswf.duckdb"), read_only=True) as con:
+            assert con.sql("SELECT as_of FROM tick_log").fetchall() == [(as_of,)]
+            assert con.sql("SELECT count(*), count(DISTINCT action_id) FROM actions_outbox"
+                           ).fetchall() == [(12, 12)]
+            (emails,), = con.sql("SELECT count(*) FROM actions_outbox "
+                                 "WHERE action_type = 'email'").fetchall()
+        assert emails > 0
+        settings = load_settings(root)
+        for hour in (7, 8):  # delivery afterwards, and once more
+            with connect(settings.database_path) as con:
+                stages.deliver_outbox(con, settings, datetime(2026, 5, 31, hour))
+    assert len(recorder.messages) == emails == len(set(received(recorder)))

@@ -10,6 +10,7 @@ from cswf.settings import Settings
 from cswf.specs.groups import load_groups
 from cswf.specs.lifecycle import RUNNING, refusal, structural_changes
 from cswf.specs.loader import LoadedWorkflow, SpecError, SpecSet, load_specs
+from cswf.store.lock import WarehouseLocked
 from cswf.store.warehouse import connect, running_versions
 
 
@@ -25,7 +26,7 @@ def check_specs(settings: Settings, con: duckdb.DuckDBPyConnection | None = None
         try:
             with connect(settings.database_path, read_only=True) as reader:
                 return with_lifecycle(checked, reader)
-        except duckdb.Error:  # the warehouse is busy (a run holds it): the tick checks again
+        except (duckdb.Error, WarehouseLocked):  # busy (a run holds it): the tick checks again
             return checked
     return with_lifecycle(checked, con) if con is not None else checked
 
