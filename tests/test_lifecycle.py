@@ -199,3 +199,21 @@ def test_a_field_update_that_does_not_fit_its_fact_is_logged_once(
     assert tagged and len(warnings) == len(tagged)  # once each, though visible at later ticks
     assert warnings[0].endswith("value 'lots' does not convert to Int32 for field 'nps'; the "
                                 "fact keeps its snapshot value")
+
+
+# The versions of the shipped specs since their first release. A new key of the spec language
+# left at its default must not change them: upgrading cswf is not an edit of every workflow.
+SHIPPED_VERSIONS = {
+    "adoption_seat_utilisation": "5528f045b540", "champion_win_back": "ab5352282b12",
+    "expansion_opportunity": "0759eaeaeafe", "health_score_alert": "da614ed2fbaa",
+    "nps_follow_up": "38b03e4e8889", "onboarding_plan": "9dc0a532169d",
+    "onboarding_welcome": "a539a33996f5", "renewal_preparation": "93cd85cabc78",
+}
+
+
+def test_upgrading_cswf_keeps_the_versions_of_unchanged_specs() -> None:
+    from cswf.project import load_workflows
+    from cswf.settings import load_settings
+
+    settings = load_settings(Path(__file__).resolve().parents[1])
+    assert {w.name: w.version for w in load_workflows(settings)} == SHIPPED_VERSIONS

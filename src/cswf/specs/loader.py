@@ -375,12 +375,18 @@ def _field_model(model: type[BaseModel], key: str) -> type[BaseModel] | None:
     return None
 
 
+# Keys the spec language gained after its first release, with their defaults: a spec that
+# leaves them at the default hashes as it did before (upgrading cswf is not an edit).
+_ADDED_LATER: dict[str, object] = {"guards": None}
+
+
 def spec_version(spec: Workflow, templates: Mapping[str, str]) -> str:
     """A content hash: the same spec text and templates give the same version."""
-    canonical = json.dumps(
-        {"spec": spec.model_dump(mode="json", by_alias=True), "templates": dict(templates)},
-        sort_keys=True,
-    )
+    dumped = spec.model_dump(mode="json", by_alias=True)
+    for key, default in _ADDED_LATER.items():
+        if key in dumped and dumped[key] == default:
+            del dumped[key]
+    canonical = json.dumps({"spec": dumped, "templates": dict(templates)}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
