@@ -37,7 +37,6 @@ $(INSTANCE): dagster.yaml
 
 demo: $(STAMP) $(INSTANCE)
 	$(BIN)/cswf demo
-	$(BIN)/cswf report --publish --html
 
 # The UI, the daemon (schedules, sensors, run queue) and the project's code server: `dg dev`
 # loads src/demo_project/definitions.py ([tool.dg] in pyproject.toml).

@@ -45,7 +45,11 @@ def test_the_terminal_shows_context_a_bar_and_the_summary(demo: tuple[Path, str]
     assert "emails:" in output and "after waiting for quiet hours" in output
     assert "customers:" in output and "tasks:" in output
     assert f"DuckDB: {root / 'data' / 'cswf.duckdb'}" in output
-    assert lines[-2].startswith("Dagster UI: `make ui`") or "`make ui`" in lines[-1]
+    assert any(line.startswith("Dagster UI: `make ui`") for line in lines)
+    # It ends with the BI copy and the report page drawn from it (what to open next).
+    assert lines[-2].startswith("BI copy as of 2026-06-02 21:00: ")
+    assert lines[-1].startswith(f"wrote {root / 'data' / 'bi' / 'report.html'}: ")
+    assert (root / "data" / "bi" / "report.html").stat().st_size > 0
     # Dagster's own events stay in the run's event log.
     assert "ASSET_MATERIALIZATION" not in output and "STEP_START" not in output
     assert len(lines) < 60

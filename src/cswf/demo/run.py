@@ -20,6 +20,8 @@ from cswf import project
 from cswf.demo.generate import generate_book
 from cswf.demo.progress import QuarterProgress
 from cswf.demo.summary import print_outcome
+from cswf.reports.html import write_page
+from cswf.reports.reader import BICopy
 from cswf.settings import Settings
 from cswf.store.private import private_umask
 
@@ -100,3 +102,10 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
         f"{time.perf_counter() - began:.0f}s in all"
     )
     print_outcome(settings, closing, progress.delivery_runs, console)
+    # The delivery run at the quarter's end published the BI copy; the page is drawn from it.
+    copy = BICopy(settings.bi_path)
+    console.print(f"BI copy as of {copy.as_of:%Y-%m-%d %H:%M}: {copy.database} and "
+                  f"{settings.bi_path / 'parquet' / 'current'}/", soft_wrap=True, markup=False)
+    page = write_page(copy, settings.bi_path / "report.html",
+                      settings.delivery_config().dry_run_dir)
+    console.print(page.summary(), soft_wrap=True, markup=False)
