@@ -13,9 +13,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import dagster as dg
 import duckdb
 import polars as pl
 import typer
@@ -44,6 +43,9 @@ from cswf.store import warehouse
 from cswf.store.history import FLAG
 from cswf.store.private import private_umask
 from cswf.store.warehouse import WriteOutcome, last_tick
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 app = typer.Typer(cls=OneLineErrors, help="cswf: customer-success workflows in your own warehouse.",
                   no_args_is_help=True, add_completion=False)
@@ -296,6 +298,8 @@ class RunTally:
 def run_problems(run: dg.ExecuteInProcessResult) -> list[str]:
     """Why a run failed, one line each: the blocking checks that failed, and the errors of
     the steps that failed for another reason (the innermost cause, without its traceback)."""
+    import dagster as dg  # here: most commands never start Dagster (0.6 s of import)
+
     problems = []
     for event in run.all_events:
         evaluation = event.asset_check_evaluation_data \
