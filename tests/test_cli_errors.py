@@ -197,8 +197,9 @@ def test_a_locked_database_says_who_holds_it(tmp_path: Path, args: list[str]) ->
         holder.kill()
         holder.wait()
     assert code == 1
+    python = Path(sys.executable).name  # python3 or python, as the venv's installer wrote it
     assert line.startswith(f"error: {database}: the database is in use by PID {holder.pid} "
-                           "(python3 -c import duckdb")
+                           f"({python} -c import duckdb")
     assert line.endswith("— wait until it finishes (a Dagster run, `dagster dev` or another cswf "
                          "command) or stop it, then try again, or let cswf wait: `cswf --wait "
                          "SECONDS <command>`; BI tools read the BI copy instead (docs/bi.md)")
