@@ -11,9 +11,11 @@ import polars as pl
 from cswf.engine.evaluate import evaluate, verdict_column
 from cswf.engine.tick import run_tick
 from cswf.facts.models import FACT_MODELS, build_facts
+from cswf.facts.overlay import apply_field_updates, load_field_updates
 from cswf.settings import Settings
 from cswf.specs.conditions import fields_used
 from cswf.specs.loader import LoadedWorkflow
+from cswf.specs.workflow import WorkflowState
 from cswf.store.tables import ensure_engine_tables
 from cswf.store.warehouse import load_state
 
@@ -40,9 +42,17 @@ def preview(
     before = settings.calendar.previous(as_of)
     wanted = [t for t in (before, as_of) if t is not None]
     facts = build_facts(con, wanted, settings.facts_sql_path, FACT_MODELS[workflow.spec.object])
-    now = facts.filter(pl.col("as_of") == as_of)
-    prev_facts = facts.filter(pl.col("as_of") == before) if before is not None else None
-    enabled = replace(workflow, spec=workflow.spec.model_copy(update={"state": "enabled"}))
+    # Field updates the workflows made are facts until a newer snapshot supersedes them, as
+    # at a tick (project/ticks.py).
+    now = apply_field_updates(facts.filter(pl.col("as_of") == as_of),
+                              load_field_updates(con, as_of), as_of).facts
+    prev_facts = None
+    if before is not None:
+        prev_facts = apply_field_updates(facts.filter(pl.col("as_of") == before),
+                                         load_field_updates(con, before), before).facts
+    # The enum, not the string "enabled": the engine compares with WorkflowState.enabled.
+    enabled = replace(workflow, spec=workflow.spec.model_copy(
+        update={"state": WorkflowState.enabled}))
     verdicts = evaluate(now, prev_facts, [enabled])
     matching = verdicts.filter(pl.col(verdict_column("entry", workflow.name)))
     state = load_state(con, as_of).filter(pl.col("workflow") == workflow.name)
