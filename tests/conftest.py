@@ -2,13 +2,24 @@
 records runs in the developer's Dagster instance (a test that wants one sets DAGSTER_HOME)."""
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from test_delivery_servers import SmtpRecorder, smtp_server
+
 
 @pytest.fixture(autouse=True)
 def _no_dagster_home(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[SmtpRecorder, int]]:
+    """A real SMTP server on localhost: (its recorder of received messages, its port)."""
+    recorder = SmtpRecorder()
+    with smtp_server(recorder) as port:
+        yield recorder, port

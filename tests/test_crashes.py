@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -155,13 +154,6 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("book") / "landing"
     generate_book(folder, accounts=12, days=35, start=date(2026, 5, 1), contacts=False)
     return folder
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[SmtpRecorder, int]]:
-    recorder = SmtpRecorder()
-    with smtp_server(recorder) as port:
-        yield recorder, port
 
 
 def make_project(root: Path, landing: Path, port: int, hook_url: str | None = None) -> Path:

@@ -52,13 +52,6 @@ def crash_at(stage: str, action_id: str | None = None) -> Fault:
 
 
 @pytest.fixture
-def smtp() -> Iterator[tuple[SmtpRecorder, int]]:
-    recorder = SmtpRecorder()
-    with smtp_server(recorder) as port:
-        yield recorder, port
-
-
-@pytest.fixture
 def hooks() -> Iterator[tuple[WebhookReceiver, str]]:
     receiver = WebhookReceiver()
     with webhook_server(receiver) as url:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from test_delivery_servers import (
     deliveries,
     email_row,
     make_config,
-    smtp_server,
     statuses,
     task_row,
     warehouse,
@@ -36,13 +34,6 @@ MINUTE = timedelta(minutes=1)
 HELD = ("delivery held by the breaker: smtp has 80 due against a norm of 5 per run (trips above "
         "10× the norm and 50); nothing was sent — check the outbox, then release it: "
         "cswf deliver --approve-spike")
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[SmtpRecorder, int]]:
-    recorder = SmtpRecorder()
-    with smtp_server(recorder) as port:
-        yield recorder, port
 
 
 def run(con: duckdb.DuckDBPyConnection, config: DeliveryConfig, now: datetime) -> DeliveryReport:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 
 import duckdb
 import polars as pl
-import pytest
 from test_delivery_servers import (
     NOW,
     SmtpRecorder,
@@ -36,13 +34,6 @@ from cswf.ingest import ensure_tables
 
 ACCOUNT = "A-0001"
 Smtp = tuple[SmtpRecorder, int]
-
-
-@pytest.fixture
-def smtp() -> Iterator[Smtp]:
-    recorder = SmtpRecorder()
-    with smtp_server(recorder) as port:
-        yield recorder, port
 
 
 def run(con: duckdb.DuckDBPyConnection, config: DeliveryConfig, now: datetime = NOW,

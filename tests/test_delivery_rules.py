@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from test_delivery_servers import (
     deliveries,
     email_row,
     make_config,
-    smtp_server,
     statuses,
     task_row,
     warehouse,
@@ -33,13 +31,6 @@ from cswf.delivery import (
 
 NEW_YORK = {"acc-ny": "America/New_York"}
 Smtp = tuple[SmtpRecorder, int]
-
-
-@pytest.fixture
-def smtp() -> Iterator[Smtp]:
-    recorder = SmtpRecorder()
-    with smtp_server(recorder) as port:
-        yield recorder, port
 
 
 def run(con: duckdb.DuckDBPyConnection, config: DeliveryConfig, now: datetime,

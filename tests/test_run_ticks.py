@@ -16,7 +16,6 @@ import random
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -66,13 +65,6 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("book") / "landing"
     generate_book(folder, accounts=20, days=35, start=date(2026, 5, 1), contacts=False)
     return folder
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[SmtpRecorder, int]]:
-    recorder = SmtpRecorder()
-    with smtp_server(recorder) as port:
-        yield recorder, port
 
 
 def new_project(root: Path, landing: Path, port: int) -> Path:
