@@ -1,4 +1,5 @@
-"""The one ingester: every landing folder (snapshots, action events, deploy requests) in one call.
+"""The one ingester: every landing folder (snapshots, action events, participant events, deploy
+requests) in one call.
 
 Action results go first, so a fresh unsubscribe or completion is known before anything reads
 them; deploy requests need the time they arrive (`now`), which a request without its own
@@ -16,6 +17,7 @@ import duckdb
 
 from cswf.ingest.action_events import EventIngestReport, ingest_action_events
 from cswf.ingest.deploy_requests import DeployFileReport, ingest_deploy_requests
+from cswf.ingest.participant_events import ParticipantEventReport, ingest_participant_events
 from cswf.ingest.snapshots import IngestReport, ingest_landing
 
 EVENTS_FOLDER = "action_events"  # landing sub-folder of action results (opened, completed, ...)
@@ -28,6 +30,7 @@ class LandingReport:
     snapshots: IngestReport
     events: EventIngestReport = field(default_factory=EventIngestReport)
     deploys: DeployFileReport = field(default_factory=DeployFileReport)
+    participant_events: ParticipantEventReport = field(default_factory=ParticipantEventReport)
 
     @property
     def rejected(self) -> list[tuple[str, str]]:
@@ -45,6 +48,8 @@ class LandingReport:
         if self.events.files:
             out.append(f"action events: {self.events.files} file(s), {self.events.inserted:,} new "
                        f"event(s), {len(self.events.rejected)} row(s) rejected")
+        if self.participant_events.files:
+            out.append(self.participant_events.line())
         deploys = self.deploys
         if deploys.files_loaded or deploys.files_rejected:
             out.append(f"deploy requests: {len(deploys.files_loaded)} file(s) loaded, "
@@ -52,6 +57,8 @@ class LandingReport:
                        f"{len({f for f, _ in deploys.files_rejected})} rejected")
         out += [f"rejected: {reason}" for _, reason in self.rejected]
         out += [f"rejected event row: {message}" for message in self.events.rejected[:20]]
+        out += [f"rejected event row: {message}"
+                for message in self.participant_events.rejected[:20]]
         return out
 
 
@@ -66,6 +73,7 @@ def ingest_all(
     events = landing_dir / EVENTS_FOLDER
     event_report = ingest_action_events(con, events) if events.is_dir() else EventIngestReport()
     snapshots = ingest_landing(con, landing_dir)
+    happened = ingest_participant_events(con, landing_dir)
     deploys = (ingest_deploy_requests(con, landing_dir, now, known_workflows)
                if now is not None else DeployFileReport())
-    return LandingReport(snapshots, event_report, deploys)
+    return LandingReport(snapshots, event_report, deploys, happened)

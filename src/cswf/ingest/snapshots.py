@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 
 from cswf.ingest.bookkeeping import record_loaded, record_rejections
-from cswf.ingest.contract import OBJECTS, LandingObject
+from cswf.ingest.contract import EVENTS, OBJECTS, LandingObject
 from cswf.ingest.files import Skipped, scan, visible_files
 from cswf.ingest.validate import (
     FILE,
@@ -70,7 +70,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     A warehouse made under an older contract gets the columns added since (NULL in old rows),
     so an optional contract column never needs a rebuild.
     """
-    for obj in OBJECTS.values():
+    for obj in (*OBJECTS.values(), EVENTS):
         con.execute(obj.ddl()).fetchall()
     ensure_ingest_bookkeeping(con)
     existing = set(
@@ -79,7 +79,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
             "WHERE schema_name = current_schema() AND database_name = current_database()"
         ).fetchall()
     )
-    for obj in OBJECTS.values():
+    for obj in (*OBJECTS.values(), EVENTS):
         for column in obj.columns:
             if (obj.table, column.name) not in existing:
                 con.execute(
