@@ -304,7 +304,8 @@ def test_cycle_and_unknown_ref_name_the_files(sql_copy: Path) -> None:
     with pytest.raises(FactModelError) as unknown:
         load_models(sql_copy)
     assert str(unknown.value).startswith(
-        f"{b}: ref('loop_c'): no fact model 'loop_c' (known: account_facts, account_latest, ")
+        f"{b}: ref('loop_c'): no fact model 'loop_c' (known: account_events, account_facts, "
+        "account_latest, ")
 
 
 def test_requires_raw_tables() -> None:

@@ -41,7 +41,8 @@ def preview(
     ensure_engine_tables(con)
     before = settings.calendar.previous(as_of)
     wanted = [t for t in (before, as_of) if t is not None]
-    facts = build_facts(con, wanted, settings.facts_sql_path, FACT_MODELS[workflow.spec.object])
+    facts = build_facts(con, wanted, settings.facts_sql_path, FACT_MODELS[workflow.spec.object],
+                        calendar=settings.calendar)
     # Field updates the workflows made are facts until a newer snapshot supersedes them, as
     # at a tick (project/ticks.py).
     now = apply_field_updates(facts.filter(pl.col("as_of") == as_of),
