@@ -25,6 +25,7 @@ from cswf.specs.action import ActionProblem
 from cswf.specs.actions import action_type, action_type_names
 from cswf.specs.common import MAX_YAML_DEPTH, did_you_mean, too_deep, unknown_field
 from cswf.specs.conditions import (
+    EVENTS_FIELD,
     GROUP_TAGS,
     LIST_OPS,
     MAX_NESTING,
@@ -37,6 +38,7 @@ from cswf.specs.conditions import (
     Condition,
     Leaf,
     Not,
+    event_leaves,
     fields_used,
     leaves,
     nesting_problem,
@@ -500,6 +502,10 @@ def check_fields(
                                              f"use a plain comparison"))
                 continue
             errors.extend((f"{path}.{key}", m) for key, m in check_leaf(leaf, readable))
+        for path, _ in event_leaves(tree, root):
+            if EVENTS_FIELD not in fact_fields:
+                errors.append((f"{path}.event", f"an event condition reads the fact field "
+                                                f"'{EVENTS_FIELD}', which the facts do not have"))
     for node, position, action in flow.actions():
         errors.extend((f"{node.loc}.actions.{position}.{key}", message)
                       for key, message in action.field_problems(spec.object, fact_fields))
