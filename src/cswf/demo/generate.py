@@ -874,11 +874,19 @@ def _account_ids(n: int) -> np.ndarray:
     return np.char.add("ACC-", np.char.zfill(np.arange(1, n + 1).astype(str), width))
 
 
+ANSWER_SCHEMA: dict[str, pl.DataType] = {
+    "event_type": pl.String(), "event_id": pl.String(), "participant_id": pl.String(),
+    "occurred_at": pl.Datetime("us"), "score": pl.Int32(), "account_id": pl.String(),
+}
+
+
 def nps_answers(contacts: pl.DataFrame) -> pl.DataFrame:
     """The NPS answers of the contacts' answer days, as participant events: one a contact and
     day, at a working hour drawn from the contact and the day (no random draw, so the other
     frames stay as they were), with the score and the account as properties."""
     answered = contacts.filter(pl.col(ANSWERED))
+    if answered.is_empty():
+        return pl.DataFrame(schema=ANSWER_SCHEMA)
     number = pl.col("contact_id").str.extract(r"(\d+)$").cast(pl.Int64)
     day = pl.col("snapshot_date").cast(pl.Int64)
     return answered.select(
@@ -890,7 +898,7 @@ def nps_answers(contacts: pl.DataFrame) -> pl.DataFrame:
          ).alias("occurred_at"),
         pl.col("nps").alias("score"),
         "account_id",
-    ).sort("occurred_at", "participant_id")
+    ).cast(ANSWER_SCHEMA).sort("occurred_at", "participant_id")
 
 
 def _write_answers(answers: pl.DataFrame, landing_dir: Path, fmt: str) -> list[Path]:
