@@ -189,6 +189,10 @@ def test_every_answered_survey_enrolls_in_nps_follow_up(tmp_path: Path) -> None:
     paths = query(root, "SELECT reason, count(*) FROM transitions WHERE reason LIKE "
                         "'branch%took path%' GROUP BY 1")
     assert sum(n for _, n in paths) == len(answers)  # each took the path of its score
+    calls = query(root, "SELECT o.body, json_extract_string(e.properties, '$.score') "
+                        "FROM actions_outbox AS o JOIN raw_events AS e USING (participant_id) "
+                        "WHERE o.step_name = 'recovery_call'")
+    assert calls and all(body.startswith(f"NPS {score}. Listen") for body, score in calls)
 
 
 def test_on_the_old_snapshot_spec_first_answers_never_enroll(tmp_path: Path) -> None:

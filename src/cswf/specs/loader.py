@@ -450,10 +450,21 @@ def _read_templates(flow: Flow, folder: Path) -> tuple[dict[str, str], list[tupl
 RELATED = "account"  # contact and opportunity facts carry their account's fields as account.<f>
 
 
+# Filters cswf adds to Jinja2's (engine/render.py): `last_event` reads recent_events.
+TEMPLATE_FILTERS = ("last_event",)
+
+
+def _names_environment() -> SandboxedEnvironment:
+    env = SandboxedEnvironment()
+    env.filters.update(dict.fromkeys(TEMPLATE_FILTERS, lambda value, *_: value))
+    return env
+
+
 def template_variables(text: str) -> set[str]:
     """The fact fields a template reads; `account.<field>` (attribute access on `account`)
     names the cross-object field of that name."""
-    tree = SandboxedEnvironment().parse(text)
+    env = _names_environment()
+    tree = env.parse(text)
     names = set(meta.find_undeclared_variables(tree))
     if RELATED not in names:
         return names
