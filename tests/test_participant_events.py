@@ -223,3 +223,11 @@ def test_the_demo_book_lands_each_contacts_answer_as_an_event(tmp_path: Path) ->
 @pytest.fixture(autouse=True)
 def _quiet_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("ERROR")
+
+
+def test_the_landing_sensor_watches_event_files(tmp_path: Path) -> None:
+    from cswf.defs.automation import file_state
+
+    before = file_state(tmp_path)
+    land(tmp_path, "nps_2026-06-01.csv", GOOD)
+    assert set(file_state(tmp_path)) - set(before) == {"events/nps_2026-06-01.csv"}
