@@ -53,19 +53,6 @@ class _Sandbox(SandboxedEnvironment):
         self.filters[LOOP_FILTER] = checked_loop
         self.filters["last_event"] = last_event
 
-
-def last_event(events: Sequence[Mapping[str, Any]] | None, event_type: str | None = None
-               ) -> dict[str, Any] | None:
-    """The latest of a participant's `recent_events` (of `event_type`), its properties as keys
-    beside its own (event_type, occurred_at, ...): `{{ (recent_events | last_event(
-    'nps_response')).score }}`. None when there is none (reading from it is an error)."""
-    found = [e for e in events or () if event_type is None or e["event_type"] == event_type]
-    if not found:
-        return None
-    event = dict(found[-1])  # recent_events is oldest first
-    properties = json.loads(event.pop("properties") or "{}")
-    return {**properties, **event} if isinstance(properties, dict) else event
-
     def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         check_deadline()
         return super().call(__context, __obj, *args, **kwargs)
@@ -84,6 +71,19 @@ def last_event(events: Sequence[Mapping[str, Any]] | None, event_type: str | Non
                     and len(sized) * times > MAX_TEXT:
                 raise SecurityError("repetition too large")
         return super().call_binop(context, operator, left, right)
+
+
+def last_event(events: Sequence[Mapping[str, Any]] | None, event_type: str | None = None
+               ) -> dict[str, Any] | None:
+    """The latest of a participant's `recent_events` (of `event_type`), its properties as keys
+    beside its own (event_type, occurred_at, ...): `{{ (recent_events | last_event(
+    'nps_response')).score }}`. None when there is none (reading from it is an error)."""
+    found = [e for e in events or () if event_type is None or e["event_type"] == event_type]
+    if not found:
+        return None
+    event = dict(found[-1])  # recent_events is oldest first
+    properties = json.loads(event.pop("properties") or "{}")
+    return {**properties, **event} if isinstance(properties, dict) else event
 
 
 @lru_cache(maxsize=2)
