@@ -16,6 +16,8 @@ from cswf.engine.tick import run_tick
 from cswf.specs.lifecycle import structural_changes
 from cswf.specs.loader import SpecErrors
 from cswf.specs.workflow import Holdout
+from cswf.store.tables import ENGINE, HISTORY, ensure_engine_tables
+from cswf.store.warehouse import load_state, write_tick
 
 ADOPTION = """
 name: adoption
@@ -138,3 +140,18 @@ def test_a_workflow_without_holdout_has_no_cohort() -> None:
     run.days([accounts()])
     assert run.state["cohort"].null_count() == len(PINNED)
     assert set(run.actions()["participant_id"].to_list()) == set(PINNED)
+
+
+def test_a_warehouse_made_before_holdouts_gets_the_cohort_column_and_keeps_its_rows() -> None:
+    con = duckdb.connect()
+    before = ENGINE[0].replace("cohort VARCHAR, ", "")  # enrollment_history as first released
+    con.execute(before)
+    con.execute(f"INSERT INTO {HISTORY} (workflow, participant_id, enrollment_id, status, "
+                "valid_from) VALUES ('old', 'ACC-9', 'old/ACC-9/1', 'completed', '2026-05-01')")
+    ensure_engine_tables(con)
+    run = Run([spec(ADOPTION)])
+    write_tick(con, run.tick(START, accounts()))
+    state = load_state(con, START + timedelta(hours=1))
+    assert state.height == 9
+    assert dict(state.select("participant_id", "cohort").rows())["ACC-7"] == "control"
+    assert dict(state.select("participant_id", "cohort").rows())["ACC-9"] is None
