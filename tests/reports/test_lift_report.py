@@ -3,7 +3,12 @@ judged within the holdout window, with Newcombe's interval checked against the p
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from report_book import Book
+
+from cswf.project.reports import refresh_reports
+from cswf.settings import Settings
 
 TRIAL = """
 name: lift_trial
@@ -68,3 +73,13 @@ def test_the_control_group_is_not_in_the_step_funnel(book: Book) -> None:
     lift_book(book)  # 72 treated and 1 manual deploy at the first step; 81 in control
     assert book.rows("SELECT step_name, reached, waiting_now FROM step_funnel "
                      "WHERE workflow = 'lift_trial' AND step = 0") == [("nudge", 73, 73)]
+
+
+def test_reports_of_a_warehouse_made_before_holdouts_build_before_its_next_tick(
+    book: Book, tmp_path: Path
+) -> None:
+    """`cswf reports` right after upgrading cswf: step_funnel reads `cohort`, which the next tick
+    would add; the reports build adds it first."""
+    book.con.execute("ALTER TABLE enrollment_history DROP COLUMN cohort")
+    built = refresh_reports(book.con, Settings(root=tmp_path, bi_dir=tmp_path / "bi"))
+    assert built.rows["step_funnel"] == 0

@@ -7,6 +7,7 @@
 -- The interval is Newcombe's hybrid score interval for a difference of two independent
 -- proportions (Newcombe 1998, method 10): each rate's Wilson score interval, combined. It stays
 -- inside [-1, 1] and behaves with small groups and rates near 0 or 1, where Wald's does not.
+{% from "macros/latest_spec.sql" import latest_spec %}
 WITH params AS (
     SELECT 1.959963984540054 AS z  -- the normal quantile of 97.5%: a two-sided 95% interval
 ),
@@ -14,10 +15,8 @@ holdout AS (  -- the workflow's latest spec version, when it has a holdout and a
     SELECT workflow, category,
            CAST(spec_json ->> '$.holdout.percent' AS DOUBLE)                  AS holdout_percent,
            coalesce(CAST(spec_json ->> '$.holdout.window_days' AS INTEGER), 30) AS window_days
-    FROM {{ source('cswf', 'workflow_versions') }}
-    QUALIFY row_number() OVER (PARTITION BY workflow
-                               ORDER BY first_seen_tick DESC, version DESC) = 1
-        AND has_objective AND (spec_json ->> '$.holdout.percent') IS NOT NULL
+    FROM ({{ latest_spec() }})
+    WHERE has_objective AND (spec_json ->> '$.holdout.percent') IS NOT NULL
 ),
 judged AS (
     SELECT

@@ -4,12 +4,11 @@
 -- there, by exit reason. As of the last tick. Every enrollment at a step is exactly one of
 -- waiting now, passed or exited there, so reached = waiting_now + passed + exited. A holdout's
 -- control group (enrollments.cohort = 'control') is not in the funnel: it runs no step.
+{% from "macros/latest_spec.sql" import latest_spec %}
 WITH latest_spec AS (
     SELECT workflow, category,
            list_filter(structure, lambda line: regexp_matches(line, '^\w+ step ''')) AS step_lines
-    FROM {{ source('cswf', 'workflow_versions') }}
-    QUALIFY row_number() OVER (PARTITION BY workflow
-                               ORDER BY first_seen_tick DESC, version DESC) = 1
+    FROM ({{ latest_spec() }})
 ),
 steps AS (  -- the flow's steps in order (their index is the enrollment's `step`), then the end
     SELECT workflow, category,
