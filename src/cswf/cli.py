@@ -6,6 +6,7 @@ times one way, and whatever goes wrong is one line on stderr and a non-zero exit
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -367,6 +368,62 @@ def preview(
                   f"conditions; {result.already_inside} already inside, "
                   f"{result.would_enter} would enter at this tick if enabled.", soft_wrap=True)
     _print_frame(result.sample, title="sample of matches")
+
+
+@app.command()
+def backtest(
+    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    start: Annotated[datetime, typer.Option("--from", formats=TIME_FORMATS,
+                                            help="The first tick (UTC).")],
+    end: Annotated[datetime, typer.Option("--to", formats=TIME_FORMATS,
+                                          help="The last tick (UTC).")],
+    sample: Annotated[int, typer.Option(help="How many entries to show.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+    root: Root = None,
+) -> None:
+    """Run a workflow as its spec file is now over past ticks, in a scratch copy: who would have
+    entered, what it would have sent, exits, the objective (nothing is stored or sent)."""
+    settings = _settings(root)
+    require_landing(settings)
+    chosen = _workflow(settings, workflow)
+    if end < start:
+        raise _fail(f"{end:%Y-%m-%d %H:%M} is before --from {start:%Y-%m-%d %H:%M}",
+                    where="--to", todo="give a --to at or after --from")
+    ticks = project.ticks_in(settings, start, end)
+    if not ticks:
+        raise _fail(f"no ticks of '{settings.tick_cron}' between {start} and {end}",
+                    where="--from/--to", todo="widen the range")
+    workflows = project.load_workflows(settings)
+    database = settings.database_path
+    with (connect(database, read_only=True) if database.exists()
+          else duckdb.connect(":memory:")) as con:
+        result = project.backtest(con, settings, workflows, chosen.name, ticks, sample)
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+        return
+    _print_backtest(result)
+
+
+def _print_backtest(result: project.Backtest) -> None:
+    console.print(f"[bold]{result.workflow}[/bold] backtest from {result.start:%Y-%m-%d %H:%M} "
+                  f"to {result.end:%Y-%m-%d %H:%M} ({len(result.ticks)} ticks), run in a scratch "
+                  "copy: nothing was stored or sent.", soft_wrap=True)
+    if result.held is not None:
+        console.print(f"a guard held the tick at {result.held:%Y-%m-%d %H:%M} (docs/safety.md): "
+                      "the backtest stopped after it.", soft_wrap=True)
+    per_tick = result.entered_per_tick
+    busy = per_tick.filter(pl.col("entered") > 0)
+    console.print(f"entered: {result.entered} (at {busy.height} of {per_tick.height} ticks); "
+                  f"completed: {result.completed}; exited: {int(result.exits['exits'].sum())}",
+                  soft_wrap=True)
+    if not busy.is_empty():
+        _print_frame(busy, title="entered per tick")
+        _print_frame(result.sample, title="sample of entries")
+    _print_frame(result.actions_by_step, title="actions by step")
+    _print_frame(result.exits, title="exits by reason")
+    if result.objective is not None:
+        _print_frame(result.objective,
+                     title=f"objective met rate ({result.objective_condition})")
 
 
 @app.command()

@@ -12,6 +12,7 @@ from datetime import datetime
 import duckdb
 
 from cswf.ingest.landing import EVENTS_FOLDER, LandingReport, ingest_all
+from cswf.project.backtest import Backtest, backtest
 from cswf.project.deliver import approve_delivery_spike, deliver_outbox
 from cswf.project.deploy import deploy
 from cswf.project.guards import TickHeld, approve, reject, require_no_hold
@@ -43,6 +44,7 @@ def ingest(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime | N
 
 __all__ = [
     "EVENTS_FOLDER",
+    "Backtest",
     "BlockedTick",
     "LandingReport",
     "OnTick",
@@ -55,6 +57,7 @@ __all__ = [
     "TickHeld",
     "approve",
     "approve_delivery_spike",
+    "backtest",
     "check_specs",
     "deliver_outbox",
     "deploy",
