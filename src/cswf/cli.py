@@ -427,6 +427,70 @@ def _print_backtest(result: project.Backtest) -> None:
 
 
 @app.command()
+def explain(
+    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    participant: Annotated[str, typer.Argument(help="Participant id (account, contact, ...).")],
+    at: Annotated[datetime | None, typer.Option(
+        "--at", formats=TIME_FORMATS, help="The tick (UTC); default: the last computed tick.")
+    ] = None,
+    root: Root = None,
+) -> None:
+    """Is a participant inside a workflow: at which step since when, what it received and why;
+    if not, what keeps it out, with the fact values."""
+    settings = _settings(root)
+    chosen = _workflow(settings, workflow)
+    database = settings.database_path
+    if not database.exists():
+        raise _fail("no working database yet", where=shown(database),
+                    todo="run ticks first (`cswf run --start ... --end ...`)")
+    with connect(database, read_only=True) as con:
+        last = last_tick(con) if "tick_log" in existing_tables(con) else None
+        if at is None and last is None:
+            raise _fail("no tick has run yet", where="--at",
+                        todo="run ticks first, or give the tick to judge with --at")
+        moment = at or last
+        assert moment is not None
+        try:
+            result = project.explain(con, settings, project.load_workflows(settings),
+                                     chosen.name, participant, moment)
+        except project.UnknownParticipant as exc:
+            raise _fail(f"no participant '{participant}' in {workflow}'s facts at "
+                        f"{moment:%Y-%m-%d %H:%M} nor in its history", where=participant,
+                        todo=exc.hint or "give an id from the snapshots") from exc
+    _print_explanation(result, last)
+
+
+def _print_explanation(result: project.Explanation, last: datetime | None) -> None:
+    at = f"{result.at:%Y-%m-%d %H:%M}"
+    head = f"[bold]{result.participant}[/bold] in [bold]{result.workflow}[/bold] ({result.state})"
+    if last is not None and result.at > last:
+        console.print(f"no tick ran after {last:%Y-%m-%d %H:%M}: the state is that tick's.",
+                      soft_wrap=True)
+    enrollment = result.enrollment
+    if result.inside:
+        assert enrollment is not None and result.since is not None
+        wait = f", waiting until {enrollment['wait_until']:%Y-%m-%d %H:%M}" \
+            if enrollment["wait_until"] else ""
+        console.print(f"{head} at {at}: inside (enrollment {enrollment['enrollment_id']}, "
+                      f"entered {enrollment['entered_at']:%Y-%m-%d %H:%M}), at step "
+                      f"{enrollment['step_name']} since {result.since:%Y-%m-%d %H:%M}{wait}.",
+                      soft_wrap=True)
+    else:
+        console.print(f"{head} at {at}: not inside.", soft_wrap=True)
+        for reason in result.reasons:
+            console.print(f"- {reason}", soft_wrap=True, markup=False)
+    if result.entry is not None:
+        shown_entry = result.entry.with_columns(
+            pl.concat_str(pl.lit("  ").repeat_by("depth").list.join(""), "condition")
+        ).select("condition", "value", "previous", "holds")
+        _print_frame(shown_entry, title=f"entry conditions at {at}")
+    if not result.actions.is_empty():
+        _print_frame(result.actions, title="what it received")
+    if not result.transitions.is_empty():
+        _print_frame(result.transitions, title="why (transitions, with the fact values)")
+
+
+@app.command()
 def deliver(
     now: Annotated[datetime | None, typer.Option(
         formats=TIME_FORMATS, help="Deliver as of this time (UTC); default: now.")] = None,
