@@ -76,10 +76,11 @@ class Backtest:
 
     @property
     def actions_by_step(self) -> pl.DataFrame:
+        """Actions by step and type; those of no step (milestone and workflow tasks) last."""
         return (
             self.actions.group_by("step", "step_name", "action_type")
             .agg(pl.len().cast(pl.Int64).alias("actions"))
-            .sort("step", "action_type")
+            .sort("step", "step_name", "action_type", nulls_last=True)
         )
 
     @property

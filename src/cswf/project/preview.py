@@ -57,7 +57,9 @@ def preview(
         matching=matching.height,
         already_inside=inside,
         would_enter=entered,
-        sample=rows.select(*shown, *(c for c in used if c not in shown)).head(sample),
+        # Journey-stage fields (days_left_in_stage, ...) are derived, not facts: not shown.
+        sample=rows.select(*shown, *(c for c in used if c not in shown and c in rows.columns))
+        .head(sample),
     )
 
 
