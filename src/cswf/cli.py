@@ -419,8 +419,10 @@ def _print_backtest(result: project.Backtest) -> None:
     if not busy.is_empty():
         _print_frame(busy, title="entered per tick")
         _print_frame(result.sample, title="sample of entries")
-    _print_frame(result.actions_by_step, title="actions by step")
-    _print_frame(result.exits, title="exits by reason")
+    if not result.actions.is_empty():
+        _print_frame(result.actions_by_step, title="actions by step")
+    if not result.exits.is_empty():
+        _print_frame(result.exits, title="exits by reason")
     if result.objective is not None:
         _print_frame(result.objective,
                      title=f"objective met rate ({result.objective_condition})")
