@@ -20,9 +20,11 @@ import polars as pl
 
 from cswf.engine.evaluate import evaluate, verdict_column
 from cswf.engine.tick import TickResult
+from cswf.facts.models import FACT_MODELS, build_facts
+from cswf.facts.overlay import apply_field_updates, load_field_updates
 from cswf.ingest.landing import ingest_all
 from cswf.project.preview import taken_as_enabled, tick_facts
-from cswf.project.ticks import run_ticks, store_facts
+from cswf.project.ticks import run_ticks, store_facts, tick_chunks
 from cswf.settings import Settings
 from cswf.specs.loader import LoadedWorkflow
 from cswf.store.tables import ensure_engine_tables
@@ -165,7 +167,8 @@ def _run(
     ticks: list[datetime],
     sample: int,
 ) -> Backtest:
-    ingest_all(scratch, settings.landing_path, None, [w.name for w in running])
+    # As `cswf run`: deploy requests without a time count as arriving by the last tick.
+    ingest_all(scratch, settings.landing_path, ticks[-1], [w.name for w in running])
     ensure_engine_tables(scratch)
     # A person's open hold on the working database is about live ticks, not this run.
     scratch.execute("DELETE FROM tick_holds WHERE status = 'held'")
@@ -217,13 +220,19 @@ def _objective_movement(
     objective = verdict_column("objective", workflow.name)
     qualified: set[str] = set()
     first = last = None
-    for as_of in ticks:  # a loop over ticks; each evaluates every participant at once
-        now, prev_facts = tick_facts(scratch, settings, workflow.spec.object, as_of)
-        verdicts = evaluate(now, prev_facts, [workflow])
-        qualified.update(verdicts.filter(pl.col(entry))[PARTICIPANT].to_list())
-        met = verdicts.select(PARTICIPANT, pl.col(objective).alias("met"))
-        first = met if first is None else first
-        last = met
+    model = FACT_MODELS[workflow.spec.object]
+    prev_facts = tick_facts(scratch, settings, workflow.spec.object, ticks[0])[1]
+    for chunk in tick_chunks(ticks):  # facts built a chunk of days at a time, as a run does
+        built = build_facts(scratch, chunk, settings.facts_sql_path, model)
+        for as_of in chunk:  # a loop over ticks; each evaluates every participant at once
+            now = apply_field_updates(
+                built.filter(pl.col("as_of") == as_of), load_field_updates(scratch, as_of), as_of
+            ).facts
+            verdicts = evaluate(now, prev_facts, [workflow])
+            qualified.update(verdicts.filter(pl.col(entry))[PARTICIPANT].to_list())
+            met = verdicts.select(PARTICIPANT, pl.col(objective).alias("met"))
+            first = met if first is None else first
+            last, prev_facts = met, now
     assert first is not None and last is not None
     entered = transitions.filter(pl.col("transition") == "entered")[PARTICIPANT]
     grouped = (
