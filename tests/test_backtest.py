@@ -223,3 +223,27 @@ def test_explain_inside_at_a_step_is_the_enrollments_table(
             assert f"at step {step} since" in first, first
         else:
             assert first.endswith("not inside."), first
+
+
+def test_an_edited_spec_is_run_as_its_file_is_now_quietly(
+        demo_book: tuple[Path, dict[str, int]]) -> None:
+    """Renewals 60 days out instead of 90: fewer enter than live. The copy's ticks, delivered
+    live (a dry run), are rewritten without announcing it: that is the copy, not the history."""
+    root, _ = demo_book
+    code, out, err = cswf("deliver", "--now", LAST, "--root", str(root))
+    assert code == 0, out + err
+    spec = root / "workflow_specs" / "renewal_preparation.yaml"
+    text = spec.read_text()
+    assert "within_next_days, value: 90}" in text
+    try:
+        spec.write_text(text.replace("within_next_days, value: 90}",
+                                     "within_next_days, value: 60}"))
+        code, out, err = cswf("backtest", "renewal_preparation", "--from", FIRST, "--to", LAST,
+                              "--json", "--root", str(root))
+    finally:
+        spec.write_text(text)
+    assert code == 0 and err == "", out + err
+    with duckdb.connect(str(root / "cswf.duckdb"), read_only=True) as con:
+        (live,), = con.sql("SELECT count(*) FROM transitions WHERE transition = 'entered' AND "
+                           "workflow = 'renewal_preparation'").fetchall()
+    assert 0 < json.loads(out)["entered"]["total"] < live

@@ -8,8 +8,10 @@ Nothing is delivered and the working database is only read; the copy is deleted 
 
 from __future__ import annotations
 
+import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -183,7 +185,9 @@ def _run(
         transitions.append(result.transitions.filter(mine))
         actions.append(result.actions.filter(mine))
 
-    summary = run_ticks(scratch, settings, running, ticks, on_tick=keep, rewrite_delivered=True)
+    # Rewriting the copy's stored ticks is how the backtest runs: not news to announce.
+    with _quiet_rewrites():
+        summary = run_ticks(scratch, settings, running, ticks, on_tick=keep, rewrite_delivered=True)
     moved = pl.concat(transitions)
     objective = None
     condition = chosen.spec.objective.condition if chosen.spec.objective else None
@@ -204,6 +208,20 @@ def _run(
         held=summary.held,
         sample_size=sample,
     )
+
+
+@contextmanager
+def _quiet_rewrites() -> Iterator[None]:
+    logger = logging.getLogger(run_ticks.__module__)
+
+    def announces_a_rewrite(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("rewriting from tick")
+
+    logger.addFilter(announces_a_rewrite)
+    try:
+        yield
+    finally:
+        logger.removeFilter(announces_a_rewrite)
 
 
 def _objective_movement(
