@@ -3,6 +3,7 @@ which condition keeps it out, leaf by leaf with the participant's values."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -94,6 +95,23 @@ def test_inside_says_the_step_since_when_what_it_received_and_why(book: Path) ->
     assert "│ 2026-06-01 00:00:00 │ hi │ task │ Hi account_name 0 │ pending │" in text
     assert "entry conditions met: tier eq 'enterprise'" in text
     assert '{"tier":"enterprise"}' in text
+
+
+def test_json_says_the_same_for_machines(book: Path) -> None:
+    code, out, err = cswf("explain", "hello", "a1", "--json", "--root", str(book))
+    assert code == 0, out + err
+    found = json.loads(out)
+    assert (found["at"], found["inside"], found["since"]) == (
+        "2026-06-01T03:00:00", True, "2026-06-01T00:00:00")
+    assert found["enrollment"]["step_name"] == "later"
+    assert [(a["step_name"], a["action_type"], a["delivery"]) for a in found["actions"]] == [
+        ("hi", "task", "not delivered yet")]
+    assert [t["transition"] for t in found["transitions"]] == ["entered", "advanced"]
+    code, out, err = cswf("explain", "hello", "a2", "--json", "--root", str(book))
+    found = json.loads(out)
+    assert found["reasons"] == ["entry conditions not met: tier eq 'enterprise'"]
+    assert [(n["condition"], n["value"], n["holds"]) for n in found["entry"]] == [
+        ("tier eq 'enterprise'", "smb", False)]
 
 
 def test_the_default_tick_is_the_last_computed_one(book: Path) -> None:

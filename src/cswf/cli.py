@@ -435,6 +435,7 @@ def explain(
     at: Annotated[datetime | None, typer.Option(
         "--at", formats=TIME_FORMATS, help="The tick (UTC); default: the last computed tick.")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
     root: Root = None,
 ) -> None:
     """Is a participant inside a workflow: at which step since when, what it received and why;
@@ -459,6 +460,9 @@ def explain(
             raise _fail(f"no participant '{participant}' in {workflow}'s facts at "
                         f"{moment:%Y-%m-%d %H:%M} nor in its history", where=participant,
                         todo=exc.hint or "give an id from the snapshots") from exc
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+        return
     _print_explanation(result, last)
 
 

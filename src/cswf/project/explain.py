@@ -53,6 +53,32 @@ class Explanation:
     def inside(self) -> bool:
         return self.enrollment is not None and self.enrollment["status"] == "active"
 
+    def to_json(self) -> dict[str, Any]:
+        """What `cswf explain --json` prints (times in ISO 8601)."""
+
+        def plain(value: Any) -> Any:
+            return value.isoformat() if isinstance(value, datetime) else value
+
+        def rows(frame: pl.DataFrame | None) -> list[dict[str, Any]] | None:
+            if frame is None:
+                return None
+            return [{k: plain(v) for k, v in row.items()} for row in frame.to_dicts()]
+
+        enrollment = self.enrollment or {}
+        return {
+            "workflow": self.workflow,
+            "participant": self.participant,
+            "at": self.at.isoformat(),
+            "state": self.state,
+            "inside": self.inside,
+            "enrollment": {k: plain(v) for k, v in enrollment.items()} or None,
+            "since": plain(self.since),
+            "actions": rows(self.actions),
+            "transitions": rows(self.transitions),
+            "entry": rows(self.entry),
+            "reasons": self.reasons,
+        }
+
 
 def explain(
     con: duckdb.DuckDBPyConnection,
