@@ -213,7 +213,7 @@ def write_tick(
                 {"t": as_of},
             ).fetchall()
             con.execute(
-                f"INSERT INTO {HISTORY} SELECT *, $t AS valid_from, NULL AS valid_to "
+                f"INSERT INTO {HISTORY} BY NAME SELECT *, $t AS valid_from, NULL AS valid_to "
                 "FROM changed",
                 {"t": as_of},
             ).fetchall()
