@@ -33,6 +33,8 @@ steps:
   - name: wait
     delay: {days: 7}
 """
+# The same with half held out: of a1 and a2, a1 falls in the control group (its hash bucket).
+HELD = RESCUE.replace("name: rescue", "name: held") + "holdout: {percent: 50}\n"
 # (tier, health, stage) on 2026-06-01, then on 2026-06-02.
 BOOK = {
     "a1": [("enterprise", 50, "mature"), ("enterprise", 75, "churned")],  # in, then out
@@ -47,6 +49,7 @@ TABLES = ("tick_log", "enrollment_history", "transitions", "actions_outbox", "wo
 def rescue_project(root: Path) -> Path:
     (root / "workflow_specs").mkdir(parents=True)
     (root / "workflow_specs" / "rescue.yaml").write_text(RESCUE)
+    (root / "workflow_specs" / "held.yaml").write_text(HELD)
     (root / "cswf.yaml").write_text("tick_start: '2026-05-31 00:00'\n")
     accounts = root / "data/landing/accounts"
     accounts.mkdir(parents=True)
@@ -105,6 +108,20 @@ def test_a_draft_is_run_over_past_ticks_and_the_numbers_read(rescue: Path) -> No
     with duckdb.connect(str(rescue / "data/cswf.duckdb"), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM transitions WHERE workflow = 'rescue'"
                        ).fetchall() == [(0,)]
+
+
+def test_a_holdout_control_group_is_counted_apart(rescue: Path) -> None:
+    code, out, err = cswf("backtest", "held", "--from", "2026-06-01", "--to", "2026-06-02",
+                          "--json", "--root", str(rescue))
+    assert code == 0, out + err
+    found = json.loads(out)
+    assert (found["entered"]["total"], found["entered"]["control"]) == (2, 1)
+    assert found["actions"] == [  # a2's task only: the control group receives nothing
+        {"step": 0, "step_name": "call", "action_type": "task", "actions": 1}]
+    groups = {g["group"]: (g["participants"], g["met_at_start"], g["met_at_end"])
+              for g in found["objective"]["groups"]}
+    assert groups["entered"] == (1, 0.0, 0.0)  # a2: 62 -> 55
+    assert groups["entered, held out (control)"] == (1, 0.0, 1.0)  # a1: 50 -> 75
 
 
 def test_the_table_shows_the_same_numbers(rescue: Path) -> None:

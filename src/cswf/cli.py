@@ -413,7 +413,9 @@ def _print_backtest(result: project.Backtest) -> None:
                       "the backtest stopped after it.", soft_wrap=True)
     per_tick = result.entered_per_tick
     busy = per_tick.filter(pl.col("entered") > 0)
-    console.print(f"entered: {result.entered} (at {busy.height} of {per_tick.height} ticks); "
+    held_out = f", {result.held_out} of them held out (control group)" if result.held_out else ""
+    console.print(f"entered: {result.entered}{held_out} (at {busy.height} of {per_tick.height} "
+                  "ticks); "
                   f"completed: {result.completed}; exited: {int(result.exits['exits'].sum())}",
                   soft_wrap=True)
     if not busy.is_empty():

@@ -21,6 +21,7 @@ import duckdb
 import polars as pl
 
 from cswf.engine.evaluate import evaluate, verdict_column
+from cswf.engine.holdout import COHORT, CONTROL
 from cswf.engine.tick import TickResult
 from cswf.facts.models import FACT_MODELS, build_facts
 from cswf.facts.overlay import apply_field_updates, load_field_updates
@@ -34,7 +35,13 @@ from cswf.store.warehouse import WriteOutcome, load_state
 
 PARTICIPANT = "participant_id"
 # The groups the objective is compared across, in the order shown.
-GROUPS = ("entered", "inside before", "qualified, did not enter", "did not qualify")
+GROUPS = (
+    "entered",
+    "entered, held out (control)",  # a holdout's control group: entered, received nothing
+    "inside before",
+    "qualified, did not enter",
+    "did not qualify",
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,14 @@ class Backtest:
     objective_condition: str | None = None
     held: datetime | None = None  # a guard held this tick: the backtest stopped after it
     sample_size: int = 10
+    control: frozenset[str] = frozenset()  # enrollments that entered a holdout's control group
+
+    @property
+    def held_out(self) -> int:
+        """How many of those who entered went to the control group (they receive nothing)."""
+        return self.transitions.filter(
+            (pl.col("transition") == "entered") & pl.col("enrollment_id").is_in(list(self.control))
+        ).height
 
     @property
     def entered(self) -> int:
@@ -117,6 +132,7 @@ class Backtest:
             "held": self.held.isoformat() if self.held else None,
             "entered": {
                 "total": self.entered,
+                "control": self.held_out,
                 "per_tick": rows(self.entered_per_tick),
                 "sample": rows(self.sample),
             },
@@ -179,11 +195,14 @@ def _run(
         (pl.col("workflow") == chosen.name) & (pl.col("status") == "active")
     )
     transitions, actions = [], []
+    control: set[str] = set()
 
     def keep(_: WriteOutcome, result: TickResult) -> None:
         mine = pl.col("workflow") == chosen.name
         transitions.append(result.transitions.filter(mine))
         actions.append(result.actions.filter(mine))
+        held_out = result.state.filter(mine & (pl.col(COHORT) == CONTROL))
+        control.update(held_out["enrollment_id"].to_list())
 
     # Rewriting the copy's stored ticks is how the backtest runs: not news to announce.
     with _quiet_rewrites():
@@ -194,7 +213,7 @@ def _run(
     if condition is not None:
         ran = ticks if summary.held is None else [t for t in ticks if t <= summary.held]
         objective = _objective_movement(
-            scratch, settings, taken_as_enabled(chosen), ran, moved, before[PARTICIPANT]
+            scratch, settings, taken_as_enabled(chosen), ran, moved, before[PARTICIPANT], control
         )
     return Backtest(
         workflow=chosen.name,
@@ -207,6 +226,7 @@ def _run(
         objective_condition=condition.describe() if condition else None,
         held=summary.held,
         sample_size=sample,
+        control=frozenset(control),
     )
 
 
@@ -231,6 +251,7 @@ def _objective_movement(
     ticks: list[datetime],
     transitions: pl.DataFrame,
     inside: pl.Series,
+    control: set[str],
 ) -> pl.DataFrame:
     """The objective's met rate at the first and the last tick, per group: who entered, who was
     inside already, who met the entry conditions at some tick but did not enter, the rest."""
@@ -252,20 +273,24 @@ def _objective_movement(
             first = met if first is None else first
             last, prev_facts = met, now
     assert first is not None and last is not None
-    entered = transitions.filter(pl.col("transition") == "entered")[PARTICIPANT]
+    entries = transitions.filter(pl.col("transition") == "entered")
+    held_out = entries.filter(pl.col("enrollment_id").is_in(list(control)))[PARTICIPANT]
+    entered = entries[PARTICIPANT]
     grouped = (
         last.rename({"met": "met_at_end"})
         .join(first.rename({"met": "met_at_start"}), on=PARTICIPANT, how="left")
         .with_columns(
-            pl.when(pl.col(PARTICIPANT).is_in(entered.implode()))
+            pl.when(pl.col(PARTICIPANT).is_in(held_out.implode()))
+            .then(pl.lit(GROUPS[1]))
+            .when(pl.col(PARTICIPANT).is_in(entered.implode()))
             .then(pl.lit(GROUPS[0]))
             .when(pl.col(PARTICIPANT).is_in(inside.implode()))
-            .then(pl.lit(GROUPS[1]))
+            .then(pl.lit(GROUPS[2]))
             .when(
                 pl.col(PARTICIPANT).is_in(pl.Series(sorted(qualified), dtype=pl.String).implode())
             )
-            .then(pl.lit(GROUPS[2]))
-            .otherwise(pl.lit(GROUPS[3]))
+            .then(pl.lit(GROUPS[3]))
+            .otherwise(pl.lit(GROUPS[4]))
             .alias("group"),
             pl.col("met_at_start").fill_null(False),
         )
