@@ -155,3 +155,13 @@ def test_a_warehouse_made_before_holdouts_gets_the_cohort_column_and_keeps_its_r
     assert state.height == 9
     assert dict(state.select("participant_id", "cohort").rows())["ACC-7"] == "control"
     assert dict(state.select("participant_id", "cohort").rows())["ACC-9"] is None
+
+
+def test_a_warehouse_made_before_holdouts_reads_with_a_null_cohort_before_its_next_tick() -> None:
+    """explain, preview and backtest open the warehouse read-only: they cannot add the column."""
+    con = duckdb.connect()
+    con.execute(ENGINE[0].replace("cohort VARCHAR, ", ""))
+    con.execute(f"INSERT INTO {HISTORY} (workflow, participant_id, enrollment_id, status, "
+                "valid_from) VALUES ('old', 'ACC-9', 'old/ACC-9/1', 'active', '2026-05-01')")
+    state = load_state(con, START)
+    assert state.select("participant_id", "cohort").rows() == [("ACC-9", None)]

@@ -59,13 +59,18 @@ def connect(
 
 
 def load_state(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame:
-    """The working state just before the tick at `before`."""
+    """The working state just before the tick at `before`. A column added to enrollments after
+    the warehouse was made (`cohort`) reads as null until the next tick adds it: readers that
+    open the warehouse read-only (explain, preview, backtest) cannot add it themselves."""
     frame = con.sql(
         f"SELECT * EXCLUDE (valid_from, valid_to) FROM {HISTORY} "
         "WHERE valid_from < $t AND (valid_to IS NULL OR valid_to >= $t)",
         params={"t": before},
     ).pl()
-    return frame.cast(ENROLLMENT_SCHEMA)  # type: ignore[arg-type]
+    added = [pl.lit(None, dtype).alias(name) for name, dtype in ENROLLMENT_SCHEMA.items()
+             if name not in frame.columns]
+    return frame.with_columns(added).select(list(ENROLLMENT_SCHEMA)).cast(
+        ENROLLMENT_SCHEMA)  # type: ignore[arg-type]
 
 
 def save_facts(con: duckdb.DuckDBPyConnection, facts: pl.DataFrame) -> None:
