@@ -16,7 +16,7 @@ HISTORY = "enrollment_history"
 
 # Accepted values of the delivery tables' status and event columns.
 STATUSES = ("pending", "sending", "sent", "previewed", "failed", "suppressed", "capped", "deferred",
-            "unknown", "expired")
+            "unknown", "expired", "awaiting_approval", "rejected", "not_actioned")
 EVENT_TYPES = ("sent", "delivered", "opened", "clicked", "replied", "bounced", "dropped",
                "complained", "unsubscribed", "completed", "failed")
 SUPPRESSING_EVENTS = ("bounced", "complained", "unsubscribed")  # the address gets nothing more
