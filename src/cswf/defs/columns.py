@@ -186,7 +186,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "action_type": "email, webhook, notification, task, field_update (copied from the outbox)",
         "channel": "smtp, webhook, table, dry_run; null until first routed",
         "status": "pending, sending, sent, previewed (dry run), failed, suppressed, capped, "
-        "deferred, unknown, expired",
+        "deferred, unknown, expired, awaiting_approval, rejected, not_actioned",
         "attempts": "sends tried (an HTTP attempt may hold several tries); 0 = never "
         "handed to a sender",
         "next_attempt_at": "when a failed (retry left) or deferred row is due again; "
