@@ -51,6 +51,7 @@ class OutboxContext:
     text: Render
     owner: Owner  # the workflow's owner
     now: pl.Expr  # the tick's as_of
+    references: list[dict[str, str]] = field(default_factory=list)  # the workflow's links
 
 
 @dataclass(frozen=True)
