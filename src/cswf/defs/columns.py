@@ -150,9 +150,10 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "subject": "rendered task title / email subject / set <field>",
         "body": "rendered description / email body / new value",
         "payload": "JSON of the settings without a column of their own: tasks "
-        '{"due_days", "priority", "subtasks"}, emails {"html", '
+        '{"due_days", "priority", "subtasks"} (+ "references"), emails {"html", '
         '"template", "to_field"} or {"html", "template", '
-        '"to_contacts"}, field updates {"field", "value"}',
+        '"to_contacts"} (+ "from", "reply_to", "approval_days"), field updates '
+        '{"field", "value"}',
         "status": "pending, or render_failed (then error says why)",
         "on_error": "what a failed delivery does: continue (one attempt, the flow "
         "goes on), retry (the delivery retry policy, the flow goes on "
