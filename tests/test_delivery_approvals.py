@@ -114,3 +114,16 @@ def test_an_approval_after_the_window_does_not_count_even_if_it_lands_first(
     answer(con, tmp_path / "ev", "late.csv", [f"{aid('eve')},approved,2026-06-03T07:00:00Z,"])
     assert dict(run(con, config, datetime(2026, 6, 3, 8)).outcomes) == {"not_actioned": 1}
     assert recorder.messages == []
+
+
+def test_a_replayed_tick_that_drops_the_approval_sends_the_email(tmp_path: Path,
+                                                                 smtp: Smtp) -> None:
+    recorder, port = smtp
+    con, config = warehouse(), make_config(tmp_path, smtp_port=port)
+    add_actions(con, [approval_email(0, "gus")])
+    assert dict(run(con, config, NOW).outcomes) == {}
+    # The tick is re-run after require_approval was taken out of the spec.
+    con.execute("DELETE FROM actions_outbox").fetchall()
+    add_actions(con, [email_row(0, "gus@customer.test", participant="gus")])
+    assert dict(run(con, config, NOW + timedelta(hours=1)).outcomes) == {"sent": 1}
+    assert [m.rcpt_tos for m in recorder.messages] == [["gus@customer.test"]]

@@ -84,12 +84,15 @@ def _sync_outbox(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
     params = {"now": now}
     with transaction(con):
         # Never handed to a sender (attempts = 0): forget it if its action was withdrawn by a
-        # rewound tick or changed its render status, so the insert below recreates it.
+        # rewound tick or changed its render status or its need of approval, so the insert
+        # below recreates it.
         dropped = con.execute(
             "DELETE FROM deliveries AS d WHERE d.attempts = 0 "
             f"AND d.status IN ('pending', 'deferred', 'failed', '{AWAITING}') AND NOT EXISTS ("
             "SELECT 1 FROM actions_outbox AS o WHERE o.action_id = d.action_id AND o.tick <= $now "
-            "AND (o.status = 'render_failed') = (d.status = 'failed')) RETURNING action_id, status",
+            "AND (o.status = 'render_failed') = (d.status = 'failed') "
+            # a replayed tick whose email no longer needs approval: no longer waiting for it
+            f"AND (d.status <> '{AWAITING}' OR {NEEDS_APPROVAL})) RETURNING action_id, status",
             params,
         ).fetchall()
         unrendered = [action_id for action_id, status in dropped if status == "failed"]
