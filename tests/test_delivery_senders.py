@@ -4,6 +4,7 @@ real SMTP server on 127.0.0.1 receives, and the fallback to the configured sende
 from __future__ import annotations
 
 import json
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,14 @@ def test_a_missing_or_bad_address_falls_back_to_the_configured_sender_and_says_s
     assert rows["onboarding/fay/1/s0.a1"]["last_error"] == (
         "from: no valid address ('ana@acme.example\\r\\nBcc: x@evil.test') for fay; sent from "
         "the configured sender; reply_to: no address for fay; no Reply-To")
+
+
+def test_a_dry_run_previews_the_email_as_the_csm(tmp_path: Path) -> None:
+    con, config = warehouse(), make_config(tmp_path, dry_run=True)
+    add_actions(con, [as_sender(0, "ann", **{"from": {"email": "ana@acme.example",
+                                                      "name": "Ana Ortiz"}})])
+    assert dict(deliver(con, {}, config, NOW).outcomes) == {"previewed": 1}
+    (eml,) = (tmp_path / "preview").rglob("*.eml")
+    message = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert (message["From"], message["Reply-To"]) == ("Ana Ortiz <ana@acme.example>",
+                                                      "Ana Ortiz <ana@acme.example>")

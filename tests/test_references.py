@@ -104,3 +104,16 @@ def test_a_milestones_bad_link_names_the_milestone() -> None:
     assert [str(e) for e in raised.value.errors] == [
         "onboarding_plan.yaml: milestones.0.references.0.url: 'kickoff.pdf' is not an http(s) "
         "address (like https://wiki.acme.example/playbooks/onboarding)"]
+
+
+def test_a_dry_run_previews_tasks_with_their_links(tmp_path: Path) -> None:
+    run = Run([spec(ONBOARDING)])
+    run.tick(START, [{"participant_id": "ann", "stage": "onboarding",
+                      "csm_email": "ana@acme.example", "email": "ann@customer.test"}])
+    kickoff = run.actions().filter(pl.col("step_name") == "milestone: kickoff").with_columns(
+        pl.lit(NOW - timedelta(hours=1)).alias("tick"))
+    con = warehouse()
+    add_actions(con, kickoff.select(list(ACTION_SCHEMA)).to_dicts())
+    deliver(con, {}, make_config(tmp_path, dry_run=True), NOW)
+    (preview,) = (tmp_path / "preview").glob("*.json")
+    assert json.loads(preview.read_text())["payload"]["references"] == [DECK, PLAYBOOK]
