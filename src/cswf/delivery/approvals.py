@@ -69,5 +69,4 @@ def settle_approvals(con: duckdb.DuckDBPyConnection, now: datetime,
         ).pl()
         if silent.height:
             record_events(con, silent, now)
-    for answer in decided["answer"].fill_null("not_actioned").to_list():
-        report.outcomes[answer] += 1
+    report.outcomes.update(decided["answer"].fill_null("not_actioned").to_list())
