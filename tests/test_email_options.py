@@ -84,6 +84,9 @@ def test_from_owner_is_the_workflows_owner_and_a_plain_email_has_no_options() ->
     payload = json.loads(run.actions()["payload"][0])
     assert payload["from"] == {"email": "lead@acme.example", "name": None}
     assert "approval_days" not in payload and "reply_to" not in payload
+    login = Run([spec(text.replace("lead@acme.example", "jlead"))])  # a login, no address
+    login.tick(START, people("ann"))
+    assert json.loads(login.actions()["payload"][0])["from"] == {"email": "jlead", "name": None}
     plain = Run([spec(APPROVAL.replace(", OPTIONS", ""))])
     plain.tick(START, people("ann"))
     assert set(json.loads(plain.actions()["payload"][0])) == {

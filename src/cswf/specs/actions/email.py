@@ -99,7 +99,6 @@ class Sender(Strict):
             return set(CSM_FIELDS)
         return {f for f in (self.field, self.name_field) if f is not None}
 
-
     def resolved(self, owner: Owner) -> Sender | None:
         """`csm` and `owner` as the fields or address they stand for; None: the workflow's
         owner is a group, which has no address (the configured sender is used)."""
@@ -108,7 +107,8 @@ class Sender(Strict):
         if self.pick == "owner":
             if owner.field is not None:
                 return Sender(field=owner.field)
-            return None if owner.user is None else Sender(email=owner.user)
+            # A login is no address: unchecked here, delivery falls back and says so.
+            return None if owner.user is None else Sender.model_construct(email=owner.user)
         return self
 
 
