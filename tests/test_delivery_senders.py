@@ -64,11 +64,14 @@ def test_a_missing_or_bad_address_falls_back_to_the_configured_sender_and_says_s
         as_sender(1, "fay", **{"from": {"email": "ana@acme.example\r\nBcc: x@evil.test",
                                         "name": None},
                                "reply_to": {"email": "", "name": None}}),
+        as_sender(2, "gil", **{"from": {"email": "ana@acme.example", "name": "Ana Ortiz"},
+                               "reply_to": {"email": None, "name": None}}),
     ])
     report = deliver(con, default_senders(config), config, NOW)
-    assert dict(report.outcomes) == {"sent": 2} and not report.errors
+    assert dict(report.outcomes) == {"sent": 3} and not report.errors
     assert [(m.message["From"], m.message["Reply-To"], m.message["Bcc"])
-            for m in recorder.messages] == [("CS Team <cs@vendor.test>", None, None)] * 2
+            for m in recorder.messages] == [("CS Team <cs@vendor.test>", None, None)] * 2 + [
+        ("Ana Ortiz <ana@acme.example>", "Ana Ortiz <ana@acme.example>", None)]
     rows = deliveries(con)
     assert rows["onboarding/eve/1/s0.a0"]["status"] == "sent"
     assert rows["onboarding/eve/1/s0.a0"]["last_error"] == (
@@ -76,6 +79,8 @@ def test_a_missing_or_bad_address_falls_back_to_the_configured_sender_and_says_s
     assert rows["onboarding/fay/1/s0.a1"]["last_error"] == (
         "from: no valid address ('ana@acme.example\\r\\nBcc: x@evil.test') for fay; sent from "
         "the configured sender; reply_to: no address for fay; no Reply-To")
+    assert rows["onboarding/gil/1/s0.a2"]["last_error"] == (
+        "reply_to: no address for gil; Reply-To is the From")
 
 
 def test_a_dry_run_previews_the_email_as_the_csm(tmp_path: Path) -> None:

@@ -178,7 +178,7 @@ def sender_headers(payload: Mapping[str, Any], config: DeliveryConfig,
             given = payload[key].get("email") if isinstance(payload[key], Mapping) else None
             what = "no address" if not given else f"no valid address ({given!r})"
             instead = ("sent from the configured sender" if key == "from"
-                       else "no Reply-To")
+                       else "no Reply-To" if sent_as is None else "Reply-To is the From")
             notes.append(f"{key}: {what} for {participant}; {instead}")
             continue
         header = formataddr((name, address)) if name else address
