@@ -208,7 +208,7 @@ steps:
         (("result: not_opened", "result: completed"),
          "check_in.yaml: steps.2.branch.1.result: 'completed' is not a result of an email; "
          "results: sent, delivered, opened, clicked, replied, bounced, dropped, not_delivered, "
-         "not_opened, not_clicked, not_replied"),
+         "not_opened, not_clicked, not_replied, approved, rejected, not_actioned"),
         (("  - name: opened_or_not\n", "  - name: pause\n    delay: {days: 1}\n"
                                         "  - name: opened_or_not\n"),
          "check_in.yaml: steps.2: delays cannot be stacked: step 'pause' directly follows "

@@ -150,9 +150,10 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "subject": "rendered task title / email subject / set <field>",
         "body": "rendered description / email body / new value",
         "payload": "JSON of the settings without a column of their own: tasks "
-        '{"due_days", "priority", "subtasks"}, emails {"html", '
+        '{"due_days", "priority", "subtasks"} (+ "references"), emails {"html", '
         '"template", "to_field"} or {"html", "template", '
-        '"to_contacts"}, field updates {"field", "value"}',
+        '"to_contacts"} (+ "from", "reply_to", "approval_days"), field updates '
+        '{"field", "value"}',
         "status": "pending, or render_failed (then error says why)",
         "on_error": "what a failed delivery does: continue (one attempt, the flow "
         "goes on), retry (the delivery retry policy, the flow goes on "
@@ -186,7 +187,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "action_type": "email, webhook, notification, task, field_update (copied from the outbox)",
         "channel": "smtp, webhook, table, dry_run; null until first routed",
         "status": "pending, sending, sent, previewed (dry run), failed, suppressed, capped, "
-        "deferred, unknown, expired",
+        "deferred, unknown, expired, awaiting_approval, rejected, not_actioned",
         "attempts": "sends tried (an HTTP attempt may hold several tries); 0 = never "
         "handed to a sender",
         "next_attempt_at": "when a failed (retry left) or deferred row is due again; "

@@ -378,11 +378,26 @@ def _field_model(model: type[BaseModel], key: str) -> type[BaseModel] | None:
 # Keys the spec language gained after its first release, with their defaults: a spec that
 # leaves them at the default hashes as it did before (upgrading cswf is not an edit).
 _ADDED_LATER: dict[str, object] = {"guards": None, "holdout": None}
+# The same for keys added inside the spec (an email's `from`, a milestone's `references`).
+_ADDED_LATER_INSIDE: dict[str, object] = {
+    "from": None, "reply_to": None, "require_approval": False, "approval_days": None,
+    "references": [],
+}
+
+
+def _without_later_defaults(node: object) -> object:
+    if isinstance(node, dict):
+        return {key: _without_later_defaults(value) for key, value in node.items()
+                if not (key in _ADDED_LATER_INSIDE and value == _ADDED_LATER_INSIDE[key])}
+    if isinstance(node, list):
+        return [_without_later_defaults(value) for value in node]
+    return node
 
 
 def spec_version(spec: Workflow, templates: Mapping[str, str]) -> str:
     """A content hash: the same spec text and templates give the same version."""
-    dumped = spec.model_dump(mode="json", by_alias=True)
+    dumped = _without_later_defaults(spec.model_dump(mode="json", by_alias=True))
+    assert isinstance(dumped, dict)
     for key, default in _ADDED_LATER.items():
         if key in dumped and dumped[key] == default:
             del dumped[key]

@@ -28,6 +28,7 @@ from cswf.specs.actions import action_models, all_results, on_change
 from cswf.specs.common import MAX_DAYS, MAX_MONTHS, NAME_PATTERN, Owner, Strict
 from cswf.specs.conditions import Condition, fields_used
 from cswf.specs.guards import WorkflowGuards
+from cswf.specs.references import MAX_REFERENCES, Reference
 
 MAX_ACTIONS_PER_STEP = 10
 MAX_STEPS_PER_BRANCH = 30  # Catalyst; actions in one step count as one
@@ -268,6 +269,9 @@ class Milestone(Strict):
     due_days: int = Field(ge=0, le=MAX_DAYS, description="Days after entry when it is due.")
     owner: Owner | None = Field(default=None, description="Default: the workflow owner.")
     subtasks: list[str] = Field(default_factory=list)
+    references: list[Reference] = Field(
+        default_factory=list, max_length=MAX_REFERENCES,
+        description="Reference documents (title + url) for its task, before the workflow's.")
 
     @model_validator(mode="after")
     def _due_after_trigger(self) -> Milestone:
@@ -337,6 +341,9 @@ class Workflow(Strict):
         default=None, description="Exit overrides: remove a participant wherever it is."
     )
     steps: list[Step] = Field(min_length=1)
+    references: list[Reference] = Field(
+        default_factory=list, max_length=MAX_REFERENCES,
+        description="Reference documents (title + url) carried into every task it creates.")
     guards: WorkflowGuards | None = Field(
         default=None, description="Overrides of cswf.yaml's guard limits for this workflow.")
 

@@ -16,7 +16,7 @@ HISTORY = "enrollment_history"
 
 # Accepted values of the delivery tables' status and event columns.
 STATUSES = ("pending", "sending", "sent", "previewed", "failed", "suppressed", "capped", "deferred",
-            "unknown", "expired")
+            "unknown", "expired", "awaiting_approval", "rejected", "not_actioned")
 EVENT_TYPES = ("sent", "delivered", "opened", "clicked", "replied", "bounced", "dropped",
                "complained", "unsubscribed", "completed", "failed")
 SUPPRESSING_EVENTS = ("bounced", "complained", "unsubscribed")  # the address gets nothing more
@@ -121,7 +121,11 @@ DELIVERY = (
     "object_type VARCHAR, object_id VARCHAR, owner VARCHAR, title VARCHAR, description VARCHAR, "
     "category VARCHAR, priority VARCHAR, subtasks VARCHAR[], due_at TIMESTAMP, due_date DATE, "
     "created_at TIMESTAMP, exported_at TIMESTAMP, operation VARCHAR NOT NULL DEFAULT 'create', "
-    "reason VARCHAR, PRIMARY KEY (action_id, operation))",
+    "reason VARCHAR, reference_links STRUCT(title VARCHAR, url VARCHAR)[], "
+    "PRIMARY KEY (action_id, operation))",
+    # Added later: the reference documents (title + url) of the workflow and milestone.
+    "ALTER TABLE crm_tasks ADD COLUMN IF NOT EXISTS reference_links "
+    "STRUCT(title VARCHAR, url VARCHAR)[]",
     "CREATE TABLE IF NOT EXISTS crm_field_updates ("
     "action_id VARCHAR, workflow VARCHAR, step_name VARCHAR, "
     "object_type VARCHAR, object_id VARCHAR, field VARCHAR, value VARCHAR, "
@@ -153,7 +157,7 @@ def ensure_delivery_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 # The tables ensure_delivery_tables makes, and a column of each added after the first release.
 _CURRENT = {"tick_holds": "reason", "deliveries": "recipients", "action_events": "recorded_at",
-            "suppressions": "action_id", "crm_tasks": "operation",
+            "suppressions": "action_id", "crm_tasks": "reference_links",
             "crm_field_updates": "operation"}
 
 
