@@ -383,3 +383,38 @@ steps:
         ("notification", "Detractor cat (NPS 3)", {"endpoint": "cs_channel"}, "retry"),
         ("webhook", "open a ticket for cat", {"endpoint": None}, "continue"),
     ]
+
+
+NUDGE = """
+name: nudge
+owner: {field: csm}
+state: enabled
+entry: {field: nps, op: not_null}
+reentry: {mode: none}
+steps:
+  - name: hello
+    actions: [{type: task, title: "Hello"}]
+  - name: six_hours
+    delay: {hours: 6}
+  - name: again
+    actions: [{type: task, title: "Again"}]
+"""
+
+
+@pytest.mark.parametrize(("every", "second_at"), [
+    (timedelta(hours=3), timedelta(hours=6)),  # hourly-ish ticks: exactly six hours later
+    (timedelta(days=1), timedelta(days=1)),  # daily ticks: at the first tick after six hours
+])
+def test_a_delay_in_hours_ends_at_the_first_tick_at_or_after_it(
+        every: timedelta, second_at: timedelta) -> None:
+    run = Run([spec(NUDGE)])
+    run.days([people(ann=5)] * 9, step=every)
+    sent = run.actions().select("step_name", "tick").rows()
+    assert sent == [("hello", START), ("again", START + second_at)]
+    reasons = [r for result in run.results for r in result.transitions["reason"].to_list()]
+    assert "delay 'six_hours' (6 hours) elapsed" in reasons
+
+
+def test_a_delay_names_one_unit() -> None:
+    with pytest.raises(SpecErrors, match="a delay needs exactly one of: hours, days, months"):
+        spec(NUDGE.replace("{hours: 6}", "{hours: 6, days: 1}"))

@@ -455,7 +455,7 @@ def _admit(
         allowed = first_time
     else:
         rested = (pl.col("closed_at") < moment(as_of)) & (
-            pl.col("closed_at") + pl.duration(days=rule.min_days_since_exit) <= moment(as_of)
+            pl.col("closed_at").dt.offset_by(rule.rest) <= moment(as_of)
         )
         if rule.mode is ReentryMode.multiple:
             rested = rested & pl.col("requalify_armed")
