@@ -358,6 +358,35 @@ def test_a_paused_workflow_refuses_manual_deploys() -> None:
                                                "paused: it admits no one new")]
 
 
+def test_with_auto_deploy_off_only_manual_deploys_enter() -> None:
+    text = competing("rescue", 1).replace("state: enabled", "state: enabled\nauto_deploy: false")
+    run = Run([spec(text)])
+    rows = [{"participant_id": "a", "score": 10}, {"participant_id": "b", "score": 10},
+            {"participant_id": "c", "score": 90}]
+    run.tick(START, rows)  # a and b meet the entry conditions: nobody enters by them
+    assert entered(run) == {}
+    outcome = deploy(run, START + timedelta(days=1), rows, ("rescue", "a", "ann"),
+                     ("rescue", "c", "ann"))
+    assert [row for row in outcome if row[1] != "advanced"] == [
+        ("a", "entered", "manual deploy by ann"),
+        ("c", "deploy_refused", "manual deploy by ann refused: entry conditions not met and "
+                                "the workflow does not allow manual entry"),
+    ]
+    run.tick(START + timedelta(days=2), rows)
+    assert entered(run) == {"a": ["rescue"]}
+
+
+def test_with_auto_deploy_off_entry_is_optional_and_every_deploy_may_enter() -> None:
+    text = competing("rescue", 1).replace("entry: {field: score, op: lt, value: 50}",
+                                          "auto_deploy: false")
+    run = Run([spec(text)])
+    outcome = deploy(run, START, [{"participant_id": "c", "score": 90}], ("rescue", "c", "ann"))
+    assert outcome[0] == ("c", "entered", "manual deploy by ann")
+    with pytest.raises(SpecErrors, match="an enabled workflow needs entry conditions \\(or "
+                                         "auto_deploy: false, for manual deploys only\\)"):
+        spec(competing("rescue", 1).replace("entry: {field: score, op: lt, value: 50}", ""))
+
+
 def test_webhook_and_notification_actions_render_their_text_and_name_the_endpoint() -> None:
     import json
 

@@ -166,7 +166,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "state": "from the latest spec version",
         "priority": "from the latest spec version",
         "current_version": "from the latest spec version",
-        "auto_deploy": "entry conditions set and workflow enabled",
+        "auto_deploy": "entry conditions set, workflow enabled and not manual deploys only",
         "deployed": "enrollments ever",
         "active": "enrollments by status now",
         "completed": "enrollments by status now",

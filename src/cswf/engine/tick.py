@@ -11,7 +11,8 @@ size of the book, and no workflow hash-joins the full facts.
 Order within a workflow at a tick:
 1. a disabled workflow exits everyone;
 2. manual deploys are honoured or refused; an enabled workflow admits participants that meet
-   the entry conditions (and not the exit conditions), if re-entry and the launch option allow;
+   the entry conditions (and not the exit conditions), if re-entry and the launch option allow,
+   unless it takes manual deploys only (`auto_deploy: false`);
    a workflow with milestones gives each new enrollment its workflow task;
 3. exit conditions remove participants wherever they are, even mid-delay, and so does an
    action that finally failed with `on_error: exit`;
@@ -265,7 +266,7 @@ def _advance_workflow(
                                             context, barred)
         transitions.extend(refusals)
         active = pl.concat([active, entered])
-    if spec.state is WorkflowState.enabled:
+    if spec.admits_new:  # enabled, and not manual deploys only (auto_deploy: false)
         admitted, closed = _admit(verdict, active, closed, workflow, context, barred)
         if not admitted.is_empty():
             assert spec.entry is not None
@@ -546,7 +547,7 @@ def _deploy(
         .when(pl.col("inside")).then(pl.lit("already inside this workflow"))
         .when(pl.col("barred")).then(pl.lit("another workflow's eligibility keeps it out"))
         .when(pl.col("exit")).then(pl.lit("it meets the exit conditions"))
-        .when(~pl.col("entry") & pl.lit(not spec.manual_entry))
+        .when(~pl.col("entry") & pl.lit(not spec.manual_entry and spec.entry is not None))
         .then(pl.lit("entry conditions not met and the workflow does not allow manual entry"))
     )
     asked = asked.with_columns(reason.alias("refusal"))

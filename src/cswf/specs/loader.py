@@ -378,7 +378,9 @@ def _field_model(model: type[BaseModel], key: str) -> type[BaseModel] | None:
 # Keys the spec language gained after its first release, with their defaults: a spec that
 # leaves them at the default hashes as it did before (upgrading cswf is not an edit). A dotted
 # key is one inside a part of the spec; `delay.hours` is in every delay step, however nested.
-_ADDED_LATER: dict[str, object] = {"guards": None, "reentry.min_months_since_exit": 0}
+_ADDED_LATER: dict[str, object] = {
+    "guards": None, "auto_deploy": True, "reentry.min_months_since_exit": 0,
+}
 _ADDED_TO_DELAYS: dict[str, object] = {"hours": None}
 
 

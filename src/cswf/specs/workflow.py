@@ -319,6 +319,12 @@ class Workflow(Strict):
     manual_entry: bool = Field(
         default=False, description="Manual deploys may enter even when entry conditions fail."
     )
+    auto_deploy: bool = Field(
+        default=True,
+        description="false: the entry conditions admit no one; participants enter only by "
+                    "manual deploys (Natero's Deploy Automatically off). Without `entry`, every "
+                    "deploy request may enter.",
+    )
     launch: Literal["everyone", "from_now_on"] = Field(
         default="everyone",
         description=(
@@ -346,8 +352,9 @@ class Workflow(Strict):
     @model_validator(mode="after")
     def _enabled_needs_entry_and_action(self) -> Workflow:
         if self.state is WorkflowState.enabled:
-            if self.entry is None:
-                raise ValueError("an enabled workflow needs entry conditions")
+            if self.entry is None and self.auto_deploy:
+                raise ValueError("an enabled workflow needs entry conditions (or auto_deploy: "
+                                 "false, for manual deploys only)")
             if not _has_action(self.steps):
                 raise ValueError("an enabled workflow needs at least one action")
         return self
@@ -366,7 +373,8 @@ class Workflow(Strict):
 
     @property
     def admits_new(self) -> bool:
-        return self.state is WorkflowState.enabled
+        """Whether the entry conditions admit participants at a tick."""
+        return self.state is WorkflowState.enabled and self.auto_deploy
 
 
 def _has_action(steps: list[Step]) -> bool:

@@ -182,7 +182,7 @@ def record_versions(
                 "state": w.spec.state.value,
                 "category": w.spec.category or default_category,
                 "priority": w.spec.priority,
-                "auto_deploy": w.spec.entry is not None and w.spec.state.value == "enabled",
+                "auto_deploy": w.spec.entry is not None and w.spec.admits_new,
                 "has_objective": w.spec.objective is not None,
                 "spec_json": w.spec.model_dump_json(by_alias=True),
                 "source_file": w.file.name,
