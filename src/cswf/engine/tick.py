@@ -74,6 +74,14 @@ DEPLOY_SCHEMA: dict[str, pl.DataType] = {
     "requested_by": pl.String(),
 }
 
+REMOVAL_SCHEMA: dict[str, pl.DataType] = {
+    "workflow": pl.String(),
+    "participant_id": pl.String(),
+    "requested_by": pl.String(),
+    "reason": pl.String(),
+    "requested_at": pl.Datetime("us"),
+}
+
 EVENT_SCHEMA: dict[str, pl.DataType] = {
     "action_id": pl.String(),
     "event_type": pl.String(),
@@ -132,6 +140,7 @@ def run_tick(
     groups: Mapping[str, UserGroup] | None = None,
     workload: pl.DataFrame | None = None,
     render_budget: RenderBudget | None = None,
+    removals: pl.DataFrame | None = None,
 ) -> TickResult:
     """Advance every workflow by one tick.
 
@@ -142,6 +151,8 @@ def run_tick(
     (`workload`: action_id, owner_group, assignee). `render_budget`: the tick's limits on
     template rendering, shared when one tick is run as several calls (default: the defaults,
     for this call alone); a render past them fails its action (`render_failed`), not the tick.
+    `removals` are the manual exits asked since the previous tick (`cswf remove`: workflow,
+    participant_id, requested_by, reason, requested_at).
     """
     _check_facts(facts, as_of)
     events = empty(EVENT_SCHEMA) if events is None else conform(events, EVENT_SCHEMA)
@@ -153,7 +164,9 @@ def run_tick(
             raise
         raise blame(facts, prev_facts, workflows, exc) from exc
     context = TickContext(facts, verdicts, as_of, default_category, events, deploys,
-                          RenderBudget() if render_budget is None else render_budget)
+                          RenderBudget() if render_budget is None else render_budget,
+                          None if removals is None or removals.is_empty()
+                          else conform(removals, REMOVAL_SCHEMA))
     positions = facts.select(PARTICIPANT).with_row_index(ROW)
     state = conform(state, ENROLLMENT_SCHEMA).join(positions, on=PARTICIPANT, how="left")
     by_workflow = {
@@ -211,7 +224,8 @@ def _check_facts(facts: pl.DataFrame, as_of: datetime) -> None:
 def _finish_transitions(frames: list[pl.DataFrame], as_of: datetime) -> pl.DataFrame:
     if not frames:
         return empty(TRANSITION_SCHEMA)
-    order = {"version_changed": -1, "deploy_refused": 0, "entered": 1, "objective_met": 2,
+    order = {"version_changed": -1, "deploy_refused": 0, "remove_refused": 0, "entered": 1,
+             "objective_met": 2,
              "exited": 3, "advanced": 4,
              "milestone_started": 5, "milestone_done": 6, "completed": 7}
     combined = pl.concat(frames, how="diagonal_relaxed")  # (some carry no evidence)
@@ -276,6 +290,12 @@ def _advance_workflow(
             ))
             active = pl.concat([active, admitted])
             entered = pl.concat([entered, admitted])
+    if context.removals is not None:
+        asked = context.removals.filter(pl.col("workflow") == workflow.name)
+        if not asked.is_empty():
+            active, gone, log = _remove(asked, active, workflow, as_of)
+            closed_now.append(gone)
+            transitions.extend(log)
     actions: list[pl.DataFrame] = []
     started = workflow_tasks(entered, context, workflow)
     if started is not None:
@@ -574,6 +594,39 @@ def _deploy(
         ))
     closed = closed.join(entered.select(ROW), on=ROW, how="anti")
     return entered, closed, transitions
+
+
+def _remove(asked: pl.DataFrame, active: pl.DataFrame, workflow: LoadedWorkflow,
+            as_of: datetime) -> tuple[pl.DataFrame, pl.DataFrame, list[pl.DataFrame]]:
+    """Manual exits (`cswf remove`): each participant asked for leaves wherever it is in the
+    flow, as an exit (its pending actions are not sent); one not inside is logged as refused.
+    Returns (still active, the closed rows, transitions)."""
+    asked = asked.unique(PARTICIPANT, keep="first", maintain_order=True).select(
+        PARTICIPANT,
+        ("removed by " + pl.col("requested_by").fill_null("someone") + " at "
+         + pl.col("requested_at").dt.strftime("%Y-%m-%d %H:%M") + ": " + pl.col("reason"))
+        .alias("__why"),
+    )
+    why = active.select(PARTICIPANT).join(asked, on=PARTICIPANT, how="left",
+                                          maintain_order="left")["__why"]
+    leaving = why.is_not_null()
+    gone = _close(active.filter(leaving), EXITED, "", as_of).with_columns(
+        close_reason=why.filter(leaving))
+    log = [_transition(gone, "exited", pl.col("close_reason"))]
+    outside = asked.join(active.select(PARTICIPANT), on=PARTICIPANT, how="anti")
+    if not outside.is_empty():
+        log.append(outside.select(
+            pl.lit(workflow.name).alias("workflow"),
+            pl.lit(workflow.version).alias("version"),
+            PARTICIPANT,
+            pl.lit(None, dtype=pl.String).alias("enrollment_id"),
+            pl.lit("remove_refused").alias("transition"),
+            pl.lit(None, dtype=pl.Int32).alias("step"),
+            pl.lit(None, dtype=pl.String).alias("step_name"),
+            (pl.col("__why").str.replace("^removed by ", "removal by ")
+             + " refused: not inside this workflow").alias("reason"),
+        ))
+    return active.filter(~leaving), gone, log
 
 
 def _close(frame: pl.DataFrame, status: str, reason: str, as_of: datetime) -> pl.DataFrame:

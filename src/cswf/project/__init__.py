@@ -13,7 +13,7 @@ import duckdb
 
 from cswf.ingest.landing import EVENTS_FOLDER, LandingReport, ingest_all
 from cswf.project.deliver import approve_delivery_spike, deliver_outbox
-from cswf.project.deploy import deploy
+from cswf.project.deploy import deploy, remove
 from cswf.project.guards import TickHeld, approve, reject, require_no_hold
 from cswf.project.preview import Preview, preview
 from cswf.project.reports import Reports, publish_bi_copy, refresh_reports
@@ -66,6 +66,7 @@ __all__ = [
     "publish_bi_copy",
     "refresh_reports",
     "reject",
+    "remove",
     "require_clean_snapshots",
     "require_no_hold",
     "run_ticks",
