@@ -105,7 +105,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "enrollment_id": "which enrollment, under which spec version",
         "transition": "entered, objective_met, exited, advanced (a step ran, a delay "
         "or wait ended, a branch chose), milestone_started, "
-        "milestone_done, completed, deploy_refused, version_changed "
+        "milestone_done, completed, deploy_refused, remove_refused, version_changed "
         "(the spec was edited while the enrollment ran)",
         "step": "the step it concerns",
         "step_name": "the step it concerns",
