@@ -552,6 +552,37 @@ def deploy(
                   "(see transitions: entered / deploy_refused).", soft_wrap=True)
 
 
+@app.command()
+def remove(
+    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    participants: Annotated[str, typer.Option(
+        help="Comma-separated participant ids.")] = "",
+    reason: Annotated[str, typer.Option(help="Why they leave (recorded).")] = "",
+    by: Annotated[str, typer.Option(help="Who asks (recorded with the request).")] = "cli",
+    as_of: Annotated[datetime | None, typer.Option(
+        "--as-of", formats=TIME_FORMATS,
+        help="When the request is made (UTC); default: now.")] = None,
+    root: Root = None,
+) -> None:
+    """Take participants out of a workflow by hand; the next tick exits each one, with the
+    reason, and their pending actions are not sent."""
+    settings = _settings(root)
+    chosen_workflow = _workflow(settings, workflow)
+    chosen = [p.strip() for p in participants.split(",") if p.strip()]
+    if not chosen:
+        raise _fail("no participants", where="--participants", todo="give --participants a,b")
+    if not reason.strip():
+        raise _fail("no reason", where="--reason",
+                    todo="say why they leave, e.g. --reason 'churned'")
+    moment = as_of or datetime.now(UTC).replace(tzinfo=None)
+    with connect(settings.database_path) as con:
+        _refuse_the_past(con, moment, "--as-of" if as_of else "--as-of (default: now)")
+        stored = project.remove(con, chosen_workflow, chosen, reason.strip(), by, moment)
+    console.print(f"{stored} removal request(s) for {len(set(chosen))} participant(s) of "
+                  f"{workflow}, made {moment:%Y-%m-%d %H:%M} by {by}; the next tick exits them "
+                  "(see transitions: exited / remove_refused).", soft_wrap=True)
+
+
 def _condition(where: str, settings: Settings, workflow: LoadedWorkflow) -> Condition:
     """`--where` as a condition on the workflow's fact fields, or the error saying what's wrong."""
     try:

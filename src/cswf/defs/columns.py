@@ -107,7 +107,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "enrollment_id": "which enrollment, under which spec version",
         "transition": "entered, objective_met, exited, advanced (a step ran, a delay "
         "or wait ended, a branch chose), milestone_started, "
-        "milestone_done, completed, deploy_refused, version_changed "
+        "milestone_done, completed, deploy_refused, remove_refused, version_changed "
         "(the spec was edited while the enrollment ran)",
         "step": "the step it concerns",
         "step_name": "the step it concerns",
@@ -169,7 +169,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "state": "from the latest spec version",
         "priority": "from the latest spec version",
         "current_version": "from the latest spec version",
-        "auto_deploy": "entry conditions set and workflow enabled",
+        "auto_deploy": "entry conditions set, workflow enabled and not manual deploys only",
         "deployed": "enrollments ever",
         "active": "enrollments by status now",
         "completed": "enrollments by status now",

@@ -14,7 +14,7 @@ import duckdb
 from cswf.ingest.landing import EVENTS_FOLDER, LandingReport, ingest_all
 from cswf.project.backtest import Backtest, backtest
 from cswf.project.deliver import approve_delivery_spike, deliver_outbox
-from cswf.project.deploy import deploy
+from cswf.project.deploy import deploy, remove
 from cswf.project.explain import Explanation, UnknownParticipant, explain
 from cswf.project.guards import TickHeld, approve, reject, require_no_hold
 from cswf.project.preview import Preview, preview
@@ -73,6 +73,7 @@ __all__ = [
     "publish_bi_copy",
     "refresh_reports",
     "reject",
+    "remove",
     "require_clean_snapshots",
     "require_no_hold",
     "run_ticks",

@@ -62,6 +62,16 @@ class Reentry(Strict):
     )
     min_days_since_exit: int = Field(default=0, ge=0, le=MAX_DAYS,
                                      description="Retrigger delay in days.")
+    min_months_since_exit: int = Field(
+        default=0, ge=0, le=MAX_MONTHS,
+        description="Retrigger delay in calendar months (same day of month, or the month's "
+                    "last day: Jan 31 + 1 month is Feb 28); added to the days.")
+
+    @property
+    def rest(self) -> str:
+        """The retrigger delay as a Polars offset (`3mo`, `10d`, `1mo5d`)."""
+        months = f"{self.min_months_since_exit}mo" if self.min_months_since_exit else ""
+        return f"{months}{self.min_days_since_exit}d"
 
 
 class Eligibility(Strict):
@@ -144,18 +154,30 @@ Action = Annotated[ActionSpec, _FromRegistry(_action_union)]
 
 
 class Delay(Strict):
-    """A fixed wait: calendar days, or calendar months (same day of month)."""
+    """A fixed wait: hours, calendar days, or calendar months (same day of month). A tick
+    moves a participant on once its delay has ended, so a delay shorter than the interval
+    between ticks ends at the next tick."""
 
+    hours: int | None = Field(default=None, ge=1, le=MAX_DAYS * 24)
     days: int | None = Field(default=None, ge=0, le=MAX_DAYS)
     months: int | None = Field(default=None, ge=1, le=MAX_MONTHS)
 
     @model_validator(mode="after")
     def _one_unit(self) -> Delay:
-        if (self.days is None) == (self.months is None):
-            raise ValueError("a delay needs exactly one of: days, months")
+        if sum(unit is not None for unit in (self.hours, self.days, self.months)) != 1:
+            raise ValueError("a delay needs exactly one of: hours, days, months")
         return self
 
+    @property
+    def offset(self) -> str:
+        """The delay as a Polars offset (`6h`, `3d`, `1mo`)."""
+        if self.hours is not None:
+            return f"{self.hours}h"
+        return f"{self.days}d" if self.days is not None else f"{self.months}mo"
+
     def describe(self) -> str:
+        if self.hours is not None:
+            return f"{self.hours} hours"
         return f"{self.days} days" if self.days is not None else f"{self.months} months"
 
 
@@ -318,6 +340,12 @@ class Workflow(Strict):
     manual_entry: bool = Field(
         default=False, description="Manual deploys may enter even when entry conditions fail."
     )
+    auto_deploy: bool = Field(
+        default=True,
+        description="false: the entry conditions admit no one; participants enter only by "
+                    "manual deploys (Natero's Deploy Automatically off). Without `entry`, every "
+                    "deploy request may enter.",
+    )
     launch: Literal["everyone", "from_now_on"] = Field(
         default="everyone",
         description=(
@@ -350,8 +378,9 @@ class Workflow(Strict):
     @model_validator(mode="after")
     def _enabled_needs_entry_and_action(self) -> Workflow:
         if self.state is WorkflowState.enabled:
-            if self.entry is None:
-                raise ValueError("an enabled workflow needs entry conditions")
+            if self.entry is None and self.auto_deploy:
+                raise ValueError("an enabled workflow needs entry conditions (or auto_deploy: "
+                                 "false, for manual deploys only)")
             if not _has_action(self.steps):
                 raise ValueError("an enabled workflow needs at least one action")
         return self
@@ -376,7 +405,8 @@ class Workflow(Strict):
 
     @property
     def admits_new(self) -> bool:
-        return self.state is WorkflowState.enabled
+        """Whether the entry conditions admit participants at a tick."""
+        return self.state is WorkflowState.enabled and self.auto_deploy
 
 
 def _has_action(steps: list[Step]) -> bool:

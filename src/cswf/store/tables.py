@@ -36,6 +36,13 @@ DEPLOY_REQUESTS = (
     "requested_at TIMESTAMP NOT NULL)",
 )
 
+# Manual exits (`cswf remove`), with their reason; the next tick exits each participant.
+REMOVAL_REQUESTS = (
+    "CREATE TABLE IF NOT EXISTS removal_requests (request_id VARCHAR PRIMARY KEY, "
+    "workflow VARCHAR NOT NULL, participant_id VARCHAR NOT NULL, requested_by VARCHAR, "
+    "reason VARCHAR NOT NULL, requested_at TIMESTAMP NOT NULL)",
+)
+
 # The engine's output: state as versions, what happened, what to do, one row per tick run.
 # The first three hold the engine's frames (engine/frames.py); tests/test_store.py checks that
 # they agree column for column.
@@ -192,3 +199,7 @@ def ensure_ingest_bookkeeping(con: duckdb.DuckDBPyConnection) -> None:
 
 def ensure_deploy_requests(con: duckdb.DuckDBPyConnection) -> None:
     create(con, DEPLOY_REQUESTS)
+
+
+def ensure_removal_requests(con: duckdb.DuckDBPyConnection) -> None:
+    create(con, REMOVAL_REQUESTS)
