@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -231,3 +231,60 @@ def test_deploy_to_every_match_of_a_filter(small_book: Path) -> None:
                               "{field: teir, op: eq, value: enterprise}", "--root",
                               str(small_book)], terminal_width=200)
     assert bad.exit_code == 1 and "unknown field 'teir'" in bad.stderr
+
+
+STEADY = """
+name: steady
+owner: {user: ops@example.com}
+state: enabled
+entry: {field: snapshot_age_days, op: ge, value: 0}
+reentry: {mode: none}
+steps:
+  - name: hello
+    actions: [{type: task, title: "Hello"}]
+  - name: later
+    delay: {hours: 6}
+  - name: follow_up
+    actions: [{type: task, title: "Follow up"}]
+"""
+
+
+def test_remove_exits_participants_at_the_next_tick_with_the_reason(tmp_path: Path) -> None:
+    root = project(tmp_path, {"steady.yaml": STEADY})
+    generate_book(root / "landing", accounts=5, days=35, start=date(2026, 5, 1))
+    cli = lambda *args: runner.invoke(app, [*args, "--root", str(root)],  # noqa: E731
+                                      terminal_width=400)
+    assert cli("tick", "--as-of", "2026-05-31T00:00").exit_code == 0
+    asked = cli("remove", "steady", "--participants", "ACC-00001,ACC-00001,NOBODY",
+                "--reason", "churned", "--by", "ann@example.com", "--as-of", "2026-05-31T01:30")
+    assert asked.exit_code == 0, asked.stdout
+    assert asked.stdout.startswith("2 removal request(s) for 2 participant(s) of steady, made "
+                                   "2026-05-31 01:30 by ann@example.com; the next tick exits "
+                                   "them (see transitions: exited / remove_refused).")
+    past = cli("remove", "steady", "--participants", "ACC-00002", "--reason", "x",
+               "--as-of", "2026-05-30T23:00")
+    assert past.exit_code == 1 and past.stderr.startswith(
+        "error: --as-of: 2026-05-30 23:00 is not after the last computed tick (2026-05-31 "
+        "00:00)"), past.stderr
+    no_reason = cli("remove", "steady", "--participants", "ACC-00002")
+    assert no_reason.exit_code == 1 and "no reason" in no_reason.stderr
+    for tick in ("2026-05-31T03:00", "2026-05-31T06:00", "2026-05-31T03:00"):  # then a replay
+        ticked = cli("tick", "--as-of", tick)
+        assert ticked.exit_code == 0, ticked.stdout
+    assert "1 unchanged" in ticked.stdout
+    with duckdb.connect(str(root / "cswf.duckdb"), read_only=True) as con:
+        logged = con.sql("SELECT participant_id, transition, reason, tick FROM transitions "
+                         "WHERE transition IN ('exited', 'remove_refused') ORDER BY 1").fetchall()
+        closed = con.sql("SELECT status, close_reason FROM enrollments "
+                         "WHERE participant_id = 'ACC-00001'").fetchall()
+        follow_ups = con.sql("SELECT DISTINCT participant_id FROM actions_outbox "
+                             "WHERE step_name = 'follow_up'").fetchall()
+    why = "removed by ann@example.com at 2026-05-31 01:30: churned"
+    assert [row[:3] for row in logged] == [
+        ("ACC-00001", "exited", why),
+        ("NOBODY", "remove_refused", "removal by ann@example.com at 2026-05-31 01:30: churned "
+                                     "refused: not inside this workflow"),
+    ]
+    assert {row[3] for row in logged} == {datetime(2026, 5, 31, 3)}
+    assert closed == [("exited", why)]
+    assert ("ACC-00001",) not in follow_ups and len(follow_ups) == 4

@@ -53,7 +53,7 @@ def test_event_files_load_once_and_bad_rows_are_named(tmp_path: Path) -> None:
         "broken.csv: column occurred_at: missing (need action_id, event_type, occurred_at)",
         "esp/day1.csv row 3: column event_type: 'openned' is not one of sent, delivered, "
         "opened, clicked, replied, bounced, dropped, complained, unsubscribed, completed, "
-        "failed",
+        "failed, approved, rejected",
         "esp/day1.csv row 4: column occurred_at: 'yesterday-ish' is not an ISO 8601 timestamp",
         "esp/day1.csv row 5: column action_id: 'nope/1/s0.a0' is not in actions_outbox",
     ]

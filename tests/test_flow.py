@@ -208,7 +208,7 @@ steps:
         (("result: not_opened", "result: completed"),
          "check_in.yaml: steps.2.branch.1.result: 'completed' is not a result of an email; "
          "results: sent, delivered, opened, clicked, replied, bounced, dropped, not_delivered, "
-         "not_opened, not_clicked, not_replied"),
+         "not_opened, not_clicked, not_replied, approved, rejected, not_actioned"),
         (("  - name: opened_or_not\n", "  - name: pause\n    delay: {days: 1}\n"
                                         "  - name: opened_or_not\n"),
          "check_in.yaml: steps.2: delays cannot be stacked: step 'pause' directly follows "
@@ -358,6 +358,35 @@ def test_a_paused_workflow_refuses_manual_deploys() -> None:
                                                "paused: it admits no one new")]
 
 
+def test_with_auto_deploy_off_only_manual_deploys_enter() -> None:
+    text = competing("rescue", 1).replace("state: enabled", "state: enabled\nauto_deploy: false")
+    run = Run([spec(text)])
+    rows = [{"participant_id": "a", "score": 10}, {"participant_id": "b", "score": 10},
+            {"participant_id": "c", "score": 90}]
+    run.tick(START, rows)  # a and b meet the entry conditions: nobody enters by them
+    assert entered(run) == {}
+    outcome = deploy(run, START + timedelta(days=1), rows, ("rescue", "a", "ann"),
+                     ("rescue", "c", "ann"))
+    assert [row for row in outcome if row[1] != "advanced"] == [
+        ("a", "entered", "manual deploy by ann"),
+        ("c", "deploy_refused", "manual deploy by ann refused: entry conditions not met and "
+                                "the workflow does not allow manual entry"),
+    ]
+    run.tick(START + timedelta(days=2), rows)
+    assert entered(run) == {"a": ["rescue"]}
+
+
+def test_with_auto_deploy_off_entry_is_optional_and_every_deploy_may_enter() -> None:
+    text = competing("rescue", 1).replace("entry: {field: score, op: lt, value: 50}",
+                                          "auto_deploy: false")
+    run = Run([spec(text)])
+    outcome = deploy(run, START, [{"participant_id": "c", "score": 90}], ("rescue", "c", "ann"))
+    assert outcome[0] == ("c", "entered", "manual deploy by ann")
+    with pytest.raises(SpecErrors, match="an enabled workflow needs entry conditions \\(or "
+                                         "auto_deploy: false, for manual deploys only\\)"):
+        spec(competing("rescue", 1).replace("entry: {field: score, op: lt, value: 50}", ""))
+
+
 def test_webhook_and_notification_actions_render_their_text_and_name_the_endpoint() -> None:
     import json
 
@@ -383,3 +412,38 @@ steps:
         ("notification", "Detractor cat (NPS 3)", {"endpoint": "cs_channel"}, "retry"),
         ("webhook", "open a ticket for cat", {"endpoint": None}, "continue"),
     ]
+
+
+NUDGE = """
+name: nudge
+owner: {field: csm}
+state: enabled
+entry: {field: nps, op: not_null}
+reentry: {mode: none}
+steps:
+  - name: hello
+    actions: [{type: task, title: "Hello"}]
+  - name: six_hours
+    delay: {hours: 6}
+  - name: again
+    actions: [{type: task, title: "Again"}]
+"""
+
+
+@pytest.mark.parametrize(("every", "second_at"), [
+    (timedelta(hours=3), timedelta(hours=6)),  # hourly-ish ticks: exactly six hours later
+    (timedelta(days=1), timedelta(days=1)),  # daily ticks: at the first tick after six hours
+])
+def test_a_delay_in_hours_ends_at_the_first_tick_at_or_after_it(
+        every: timedelta, second_at: timedelta) -> None:
+    run = Run([spec(NUDGE)])
+    run.days([people(ann=5)] * 9, step=every)
+    sent = run.actions().select("step_name", "tick").rows()
+    assert sent == [("hello", START), ("again", START + second_at)]
+    reasons = [r for result in run.results for r in result.transitions["reason"].to_list()]
+    assert "delay 'six_hours' (6 hours) elapsed" in reasons
+
+
+def test_a_delay_names_one_unit() -> None:
+    with pytest.raises(SpecErrors, match="a delay needs exactly one of: hours, days, months"):
+        spec(NUDGE.replace("{hours: 6}", "{hours: 6, days: 1}"))

@@ -299,6 +299,16 @@ def test_exits_trip_above_the_share_and_the_minimum() -> None:
     assert tripped(_active(10), nine, no_norms, LIMITS, ["w"]).is_empty()  # 90%, but only 9
 
 
+def test_a_manual_removal_is_deliberate_and_never_trips_the_exits_guard() -> None:
+    no_norms = pl.DataFrame(schema={"workflow": pl.String, "guard": pl.String,
+                                    "norm": pl.Float64})
+    eleven = _result([("w", f"P{i:02d}", "exited") for i in range(11)], [])
+    removed = TickResult(eleven.as_of, 0, 1, eleven.state, eleven.actions,
+                         eleven.transitions.with_columns(
+                             reason=pl.lit("removed by ann at 2026-06-02 10:00: churned")))
+    assert tripped(_active(50), removed, no_norms, LIMITS, ["w"]).is_empty()
+
+
 def test_spikes_trip_against_the_median_else_the_floor_and_never_at_launch() -> None:
     norms = pl.DataFrame({"workflow": ["w"], "guard": ["entries"], "norm": [4.0]})
     thirty = _result([("w", f"P{i:02d}", "entered") for i in range(30)], [])

@@ -218,3 +218,107 @@ def test_upgrading_cswf_keeps_the_versions_of_unchanged_specs() -> None:
 
     settings = load_settings(Path(__file__).resolve().parents[1])
     assert {w.name: w.version for w in load_workflows(settings)} == SHIPPED_VERSIONS
+
+
+ANYONE = """
+name: anyone
+owner: {user: ops@example.com}
+state: enabled
+entry: {field: snapshot_age_days, op: ge, value: 0}
+reentry: {mode: none}
+steps:
+  - name: look
+    branch:
+      - name: fresh
+        when: {field: snapshot_age_days, op: eq, value: 0}
+        steps:
+          - name: wait_a_week
+            delay: {days: 7}
+          - name: fresh_task
+            actions: [{type: task, title: "Fresh"}]
+  - name: hello
+    actions: [{type: task, title: "Hi"}]
+"""
+
+
+@pytest.fixture()
+def anyone(tmp_path: Path) -> Path:
+    root = project(tmp_path, {"anyone.yaml": ANYONE})
+    generate_book(root / "landing", accounts=10, days=35, start=date(2026, 5, 1))
+    assert cli(root, "run", "--start", "2026-05-31", "--end", "2026-05-31T03:00")[0] == 0
+    return root
+
+
+def edit(root: Path, old: str, new: str) -> None:
+    (root / "workflow_specs" / "anyone.yaml").write_text(ANYONE.replace(old, new))
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("state: enabled", "state: enabled\nobject: opportunity",
+     "anyone.yaml: object: object of enabled workflow 'anyone' is fixed: it was 'account', the "
+     "spec now says 'opportunity'. Copy the spec to a new workflow name for object "
+     "'opportunity' (and disable this one), or set object back to 'account'"),
+    ("state: enabled", "state: enabled\nlaunch: from_now_on",
+     "anyone.yaml: launch: launch of enabled workflow 'anyone' is fixed: it was 'everyone', the "
+     "spec now says 'from_now_on'. Copy the spec to a new workflow name for launch "
+     "'from_now_on' (and disable this one), or set launch back to 'everyone'"),
+    ("state: enabled", "state: draft",
+     "anyone.yaml: state: workflow 'anyone' has run, so it cannot return to draft. Use state: "
+     "disabled to stop it (everyone inside exits), or copy the spec to a new workflow name to "
+     "start a draft"),
+])
+def test_object_launch_and_draft_are_fixed_once_enabled(
+        anyone: Path, old: str, new: str, message: str) -> None:
+    edit(anyone, old, new)
+    code, lines = validate(anyone)
+    assert code == 1 and lines[0] == message, lines
+    code, out = cli(anyone, "tick", "--as-of", "2026-05-31T06:00")
+    assert code == 1 and message in " ".join(out.split()), out
+
+
+def test_a_disabled_workflow_may_change_its_launch_but_never_become_a_draft(
+        anyone: Path) -> None:
+    edit(anyone, "state: enabled", "state: disabled")
+    assert cli(anyone, "tick", "--as-of", "2026-05-31T06:00")[0] == 0
+    edit(anyone, "state: enabled", "state: enabled\nlaunch: from_now_on")
+    assert validate(anyone)[0] == 0
+    edit(anyone, "state: enabled", "state: draft")
+    assert validate(anyone)[0] == 1
+
+
+def test_renaming_a_branch_path_is_not_structural_and_moves_no_one(anyone: Path) -> None:
+    waiting = query(anyone, "SELECT participant_id, step, step_name FROM enrollments "
+                            "WHERE status = 'active' ORDER BY 1")
+    assert waiting and {s for _, _, s in waiting} == {"wait_a_week"}
+    edit(anyone, "name: fresh\n", "name: just_seen\n")
+    assert validate(anyone)[0] == 0
+    assert cli(anyone, "tick", "--as-of", "2026-05-31T06:00")[0] == 0
+    assert query(anyone, "SELECT participant_id, step, step_name FROM enrollments "
+                         "WHERE status = 'active' ORDER BY 1") == waiting
+    assert query(anyone, "SELECT DISTINCT transition FROM transitions WHERE tick = "
+                         "'2026-05-31 06:00'") == [("version_changed",)]
+
+
+def test_a_spec_deleted_while_participants_are_inside_is_reported_until_disabled(
+        anyone: Path) -> None:
+    (inside,) = query(anyone, "SELECT count(*) FROM enrollments WHERE status = 'active'")
+    spec = anyone / "workflow_specs" / "anyone.yaml"
+    spec.unlink()
+    (anyone / "workflow_specs" / "other.yaml").write_text(
+        ANYONE.replace("name: anyone", "name: other"))
+    message = (f"anyone.yaml: (top): the spec of enabled workflow 'anyone' is gone while "
+               f"{inside[0]} participant(s) are inside; ticks stop until it is back. Restore "
+               f"anyone.yaml and set state: disabled (everyone inside exits); after a tick has "
+               f"run it disabled, the file may be deleted and the name is free again")
+    code, lines = validate(anyone)
+    assert code == 1 and lines[0] == message, lines
+    code, out = cli(anyone, "tick", "--as-of", "2026-05-31T06:00")
+    assert code == 1 and message in " ".join(out.split()), out
+
+    edit(anyone, "state: enabled", "state: disabled")
+    assert cli(anyone, "tick", "--as-of", "2026-05-31T06:00")[0] == 0
+    spec.unlink()
+    assert validate(anyone)[0] == 0
+    # the name is free: a new workflow of another type may take it
+    edit(anyone, "state: enabled", "state: enabled\nobject: opportunity")
+    assert validate(anyone)[0] == 0

@@ -57,6 +57,15 @@ def test_multiple_reentry_counts_the_minimum_days_from_the_exit() -> None:
     assert run.entered_days("A") == ["06-01", "07-01"]
 
 
+def test_reentry_in_calendar_months_counts_from_the_exit_to_the_same_day_or_the_months_end(
+) -> None:
+    # Enters Jan 21, completes Jan 31 (after the 10-day delay); a month after Jan 31 is Feb 28.
+    run = renewal("{mode: unlimited, min_months_since_exit: 1}")
+    run.days([[account(60)]] * 40, start=datetime(2026, 1, 21))
+    assert run.entered_days("A") == ["01-21", "02-28"]
+    assert ("01-31", "completed", "(end of flow)") in run.transitions("A")
+
+
 def test_none_never_reenters() -> None:
     run = renewal("{mode: none}")
     run.days([[row] for row in RENEWAL_STORY])

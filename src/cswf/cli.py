@@ -6,6 +6,7 @@ times one way, and whatever goes wrong is one line on stderr and a non-zero exit
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -370,6 +371,134 @@ def preview(
 
 
 @app.command()
+def backtest(
+    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    start: Annotated[datetime, typer.Option("--from", formats=TIME_FORMATS,
+                                            help="The first tick (UTC).")],
+    end: Annotated[datetime, typer.Option("--to", formats=TIME_FORMATS,
+                                          help="The last tick (UTC).")],
+    sample: Annotated[int, typer.Option(help="How many entries to show.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+    root: Root = None,
+) -> None:
+    """Run a workflow as its spec file is now over past ticks, in a scratch copy: who would have
+    entered, what it would have sent, exits, the objective (nothing is stored or sent)."""
+    settings = _settings(root)
+    require_landing(settings)
+    chosen = _workflow(settings, workflow)
+    if end < start:
+        raise _fail(f"{end:%Y-%m-%d %H:%M} is before --from {start:%Y-%m-%d %H:%M}",
+                    where="--to", todo="give a --to at or after --from")
+    ticks = project.ticks_in(settings, start, end)
+    if not ticks:
+        raise _fail(f"no ticks of '{settings.tick_cron}' between {start} and {end}",
+                    where="--from/--to", todo="widen the range")
+    workflows = project.load_workflows(settings)
+    database = settings.database_path
+    with (connect(database, read_only=True) if database.exists()
+          else duckdb.connect(":memory:")) as con:
+        result = project.backtest(con, settings, workflows, chosen.name, ticks, sample)
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+        return
+    _print_backtest(result)
+
+
+def _print_backtest(result: project.Backtest) -> None:
+    console.print(f"[bold]{result.workflow}[/bold] backtest from {result.start:%Y-%m-%d %H:%M} "
+                  f"to {result.end:%Y-%m-%d %H:%M} ({len(result.ticks)} ticks), run in a scratch "
+                  "copy: nothing was stored or sent.", soft_wrap=True)
+    if result.held is not None:
+        console.print(f"a guard held the tick at {result.held:%Y-%m-%d %H:%M} (docs/safety.md): "
+                      "the backtest stopped after it.", soft_wrap=True)
+    per_tick = result.entered_per_tick
+    busy = per_tick.filter(pl.col("entered") > 0)
+    held_out = f", {result.held_out} of them held out (control group)" if result.held_out else ""
+    console.print(f"entered: {result.entered}{held_out} (at {busy.height} of {per_tick.height} "
+                  "ticks); "
+                  f"completed: {result.completed}; exited: {int(result.exits['exits'].sum())}",
+                  soft_wrap=True)
+    if not busy.is_empty():
+        _print_frame(busy, title="entered per tick")
+        _print_frame(result.sample, title="sample of entries")
+    if not result.actions.is_empty():
+        _print_frame(result.actions_by_step, title="actions by step")
+    if not result.exits.is_empty():
+        _print_frame(result.exits, title="exits by reason")
+    if result.objective is not None:
+        _print_frame(result.objective,
+                     title=f"objective met rate ({result.objective_condition})")
+
+
+@app.command()
+def explain(
+    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    participant: Annotated[str, typer.Argument(help="Participant id (account, contact, ...).")],
+    at: Annotated[datetime | None, typer.Option(
+        "--at", formats=TIME_FORMATS, help="The tick (UTC); default: the last computed tick.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+    root: Root = None,
+) -> None:
+    """Is a participant inside a workflow: at which step since when, what it received and why;
+    if not, what keeps it out, with the fact values."""
+    settings = _settings(root)
+    chosen = _workflow(settings, workflow)
+    database = settings.database_path
+    if not database.exists():
+        raise _fail("no working database yet", where=shown(database),
+                    todo="run ticks first (`cswf run --start ... --end ...`)")
+    with connect(database, read_only=True) as con:
+        last = last_tick(con) if "tick_log" in existing_tables(con) else None
+        if at is None and last is None:
+            raise _fail("no tick has run yet", where="--at",
+                        todo="run ticks first, or give the tick to judge with --at")
+        moment = at or last
+        assert moment is not None
+        try:
+            result = project.explain(con, settings, project.load_workflows(settings),
+                                     chosen.name, participant, moment)
+        except project.UnknownParticipant as exc:
+            raise _fail(f"no participant '{participant}' in {workflow}'s facts at "
+                        f"{moment:%Y-%m-%d %H:%M} nor in its history", where=participant,
+                        todo=exc.hint or "give an id from the snapshots") from exc
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+        return
+    _print_explanation(result, last)
+
+
+def _print_explanation(result: project.Explanation, last: datetime | None) -> None:
+    at = f"{result.at:%Y-%m-%d %H:%M}"
+    head = f"[bold]{result.participant}[/bold] in [bold]{result.workflow}[/bold] ({result.state})"
+    if last is not None and result.at > last:
+        console.print(f"no tick ran after {last:%Y-%m-%d %H:%M}: the state is that tick's.",
+                      soft_wrap=True)
+    enrollment = result.enrollment
+    if result.inside:
+        assert enrollment is not None and result.since is not None
+        wait = f", waiting until {enrollment['wait_until']:%Y-%m-%d %H:%M}" \
+            if enrollment["wait_until"] else ""
+        console.print(f"{head} at {at}: inside (enrollment {enrollment['enrollment_id']}, "
+                      f"entered {enrollment['entered_at']:%Y-%m-%d %H:%M}), at step "
+                      f"{enrollment['step_name']} since {result.since:%Y-%m-%d %H:%M}{wait}.",
+                      soft_wrap=True)
+    else:
+        console.print(f"{head} at {at}: not inside.", soft_wrap=True)
+        for reason in result.reasons:
+            console.print(f"- {reason}", soft_wrap=True, markup=False)
+    if result.entry is not None:
+        shown_entry = result.entry.with_columns(
+            pl.concat_str(pl.lit("  ").repeat_by("depth").list.join(""), "condition")
+        ).select("condition", "value", "previous", "holds")
+        _print_frame(shown_entry, title=f"entry conditions at {at}")
+    if not result.actions.is_empty():
+        _print_frame(result.actions, title="what it received")
+    if not result.transitions.is_empty():
+        _print_frame(result.transitions, title="why (transitions, with the fact values)")
+
+
+@app.command()
 def deliver(
     now: Annotated[datetime | None, typer.Option(
         formats=TIME_FORMATS, help="Deliver as of this time (UTC); default: now.")] = None,
@@ -421,6 +550,37 @@ def deploy(
     console.print(f"{stored} deploy request(s) for {count} participant(s) of {workflow}, "
                   f"made {moment:%Y-%m-%d %H:%M} by {by}; the next tick honours or refuses them "
                   "(see transitions: entered / deploy_refused).", soft_wrap=True)
+
+
+@app.command()
+def remove(
+    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    participants: Annotated[str, typer.Option(
+        help="Comma-separated participant ids.")] = "",
+    reason: Annotated[str, typer.Option(help="Why they leave (recorded).")] = "",
+    by: Annotated[str, typer.Option(help="Who asks (recorded with the request).")] = "cli",
+    as_of: Annotated[datetime | None, typer.Option(
+        "--as-of", formats=TIME_FORMATS,
+        help="When the request is made (UTC); default: now.")] = None,
+    root: Root = None,
+) -> None:
+    """Take participants out of a workflow by hand; the next tick exits each one, with the
+    reason, and their pending actions are not sent."""
+    settings = _settings(root)
+    chosen_workflow = _workflow(settings, workflow)
+    chosen = [p.strip() for p in participants.split(",") if p.strip()]
+    if not chosen:
+        raise _fail("no participants", where="--participants", todo="give --participants a,b")
+    if not reason.strip():
+        raise _fail("no reason", where="--reason",
+                    todo="say why they leave, e.g. --reason 'churned'")
+    moment = as_of or datetime.now(UTC).replace(tzinfo=None)
+    with connect(settings.database_path) as con:
+        _refuse_the_past(con, moment, "--as-of" if as_of else "--as-of (default: now)")
+        stored = project.remove(con, chosen_workflow, chosen, reason.strip(), by, moment)
+    console.print(f"{stored} removal request(s) for {len(set(chosen))} participant(s) of "
+                  f"{workflow}, made {moment:%Y-%m-%d %H:%M} by {by}; the next tick exits them "
+                  "(see transitions: exited / remove_refused).", soft_wrap=True)
 
 
 def _condition(where: str, settings: Settings, workflow: LoadedWorkflow) -> Condition:

@@ -96,6 +96,8 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "milestone_due_at": "when the current milestone is due; overdue days = a "
         "report's as-of minus this",
         "updated_at": "tick that last changed the row",
+        "cohort": "in a workflow with a holdout: control (held out, receives nothing) or "
+        "treatment; null otherwise and for manual deploys",
     },
     "transitions": {
         "tick": "the tick",
@@ -105,7 +107,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "enrollment_id": "which enrollment, under which spec version",
         "transition": "entered, objective_met, exited, advanced (a step ran, a delay "
         "or wait ended, a branch chose), milestone_started, "
-        "milestone_done, completed, deploy_refused, version_changed "
+        "milestone_done, completed, deploy_refused, remove_refused, version_changed "
         "(the spec was edited while the enrollment ran)",
         "step": "the step it concerns",
         "step_name": "the step it concerns",
@@ -148,9 +150,10 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "subject": "rendered task title / email subject / set <field>",
         "body": "rendered description / email body / new value",
         "payload": "JSON of the settings without a column of their own: tasks "
-        '{"due_days", "priority", "subtasks"}, emails {"html", '
+        '{"due_days", "priority", "subtasks"} (+ "references"), emails {"html", '
         '"template", "to_field"} or {"html", "template", '
-        '"to_contacts"}, field updates {"field", "value"}',
+        '"to_contacts"} (+ "from", "reply_to", "approval_days"), field updates '
+        '{"field", "value"}',
         "status": "pending, or render_failed (then error says why)",
         "on_error": "what a failed delivery does: continue (one attempt, the flow "
         "goes on), retry (the delivery retry policy, the flow goes on "
@@ -166,7 +169,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "state": "from the latest spec version",
         "priority": "from the latest spec version",
         "current_version": "from the latest spec version",
-        "auto_deploy": "entry conditions set and workflow enabled",
+        "auto_deploy": "entry conditions set, workflow enabled and not manual deploys only",
         "deployed": "enrollments ever",
         "active": "enrollments by status now",
         "completed": "enrollments by status now",
@@ -184,7 +187,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "action_type": "email, webhook, notification, task, field_update (copied from the outbox)",
         "channel": "smtp, webhook, table, dry_run; null until first routed",
         "status": "pending, sending, sent, previewed (dry run), failed, suppressed, capped, "
-        "deferred, unknown, expired",
+        "deferred, unknown, expired, awaiting_approval, rejected, not_actioned",
         "attempts": "sends tried (an HTTP attempt may hold several tries); 0 = never "
         "handed to a sender",
         "next_attempt_at": "when a failed (retry left) or deferred row is due again; "

@@ -30,6 +30,7 @@ import duckdb
 import polars as pl
 
 from cswf.calendar import utc_naive
+from cswf.delivery.approvals import AWAITING, NEEDS_APPROVAL, settle_approvals
 from cswf.delivery.brakes import check_breaker, limit_rates
 from cswf.delivery.channel import Channel, DeliveryRun
 from cswf.delivery.channels import channel_for, channel_names, channels, is_idempotent
@@ -83,12 +84,15 @@ def _sync_outbox(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
     params = {"now": now}
     with transaction(con):
         # Never handed to a sender (attempts = 0): forget it if its action was withdrawn by a
-        # rewound tick or changed its render status, so the insert below recreates it.
+        # rewound tick or changed its render status or its need of approval, so the insert
+        # below recreates it.
         dropped = con.execute(
             "DELETE FROM deliveries AS d WHERE d.attempts = 0 "
-            "AND d.status IN ('pending', 'deferred', 'failed') AND NOT EXISTS ("
+            f"AND d.status IN ('pending', 'deferred', 'failed', '{AWAITING}') AND NOT EXISTS ("
             "SELECT 1 FROM actions_outbox AS o WHERE o.action_id = d.action_id AND o.tick <= $now "
-            "AND (o.status = 'render_failed') = (d.status = 'failed')) RETURNING action_id, status",
+            "AND (o.status = 'render_failed') = (d.status = 'failed') "
+            # a replayed tick whose email no longer needs approval: no longer waiting for it
+            f"AND (d.status <> '{AWAITING}' OR {NEEDS_APPROVAL})) RETURNING action_id, status",
             params,
         ).fetchall()
         unrendered = [action_id for action_id, status in dropped if status == "failed"]
@@ -101,10 +105,11 @@ def _sync_outbox(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
             "INSERT INTO deliveries (action_id, action_type, status, attempts, last_error, "
             "created_at, updated_at) "
             "SELECT action_id, action_type, "
-            "CASE WHEN status = 'render_failed' THEN 'failed' ELSE 'pending' END, 0, "
+            "CASE WHEN status = 'render_failed' THEN 'failed' "
+            f"WHEN {NEEDS_APPROVAL} THEN '{AWAITING}' ELSE 'pending' END, 0, "
             "CASE WHEN status = 'render_failed' THEN 'template did not render: ' || "
             "coalesce(error, '?') END, $now, $now "
-            "FROM actions_outbox WHERE tick <= $now ON CONFLICT DO NOTHING",
+            "FROM actions_outbox AS o WHERE tick <= $now ON CONFLICT DO NOTHING",
             params,
         ).fetchall()
         failed = con.sql(
@@ -153,7 +158,10 @@ def _expire(con: duckdb.DuckDBPyConnection, config: DeliveryConfig, now: datetim
         "strftime(o.tick, '%Y-%m-%d %H:%M') || ', more than ' || $age || "
         "' hours (delivery.max_age_hours) before this run' "
         "FROM actions_outbox AS o WHERE o.action_id = d.action_id "
-        "AND d.status IN ('pending', 'previewed') AND o.tick < $oldest",
+        "AND d.status IN ('pending', 'previewed') AND o.tick < $oldest "
+        # an approved email's age counts from its approval
+        "AND NOT EXISTS (SELECT 1 FROM action_events AS e WHERE e.action_id = d.action_id "
+        "AND e.event_type = 'approved' AND e.occurred_at >= $oldest)",
         {"now": now, "oldest": oldest, "age": f"{config.max_age_hours:g}"},
     ).fetchall()[0][0]
     if expired:
@@ -287,6 +295,7 @@ def deliver(con: duckdb.DuckDBPyConnection, senders: Mapping[str, Sender],
         report.preview_dir = config.dry_run_dir
     run = DeliveryRun(con, config, now, report, time_zones)
     _sync_outbox(con, now)
+    settle_approvals(con, now, report)
     _recover(con, now, report)
     _exports_upkeep(con, config, now, report)
     if not config.dry_run:

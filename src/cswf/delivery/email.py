@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 from html import unescape
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import quote
 
 from cswf.delivery.config import DeliveryConfig
@@ -134,11 +136,65 @@ def recipient_addresses(recipients: str | Sequence[str | None] | None) -> list[s
     return [address_of(value, "recipient") for value in listed]
 
 
+@dataclass(frozen=True)
+class SenderHeaders:
+    """From and Reply-To of one email, and why the configured sender stood in, if it did."""
+
+    from_address: str
+    reply_to: str | None = None
+    note: str | None = None
+
+
+def _person(value: object) -> tuple[str | None, str | None]:
+    """(name, address) of a payload sender object {"email", "name"}; address None when it is
+    missing or not one clean address."""
+    if not isinstance(value, Mapping):
+        return None, None
+    name, email = value.get("name"), value.get("email")
+    name = name.strip() if isinstance(name, str) and name.strip() else None
+    if not isinstance(email, str):
+        return name, None
+    try:
+        address = address_of(email.strip(), "sender")
+    except InvalidEmail:
+        return name, None
+    if name is not None and _LINE_BREAKS.search(name):
+        name = None
+    return name, address
+
+
+def sender_headers(payload: Mapping[str, Any], config: DeliveryConfig,
+                   participant: str | None) -> SenderHeaders:
+    """From and Reply-To as the spec asked (`from:` sets both, `reply_to:` only Reply-To);
+    a sender with no usable address for this participant falls back to the configured
+    `from_address` (From) or to none (Reply-To), and the note says so."""
+    configured, notes = config.smtp.from_address, []
+    sent_as = reply_to = None
+    for key in ("from", "reply_to"):
+        if key not in payload:
+            continue
+        name, address = _person(payload[key])
+        if address is None:
+            given = payload[key].get("email") if isinstance(payload[key], Mapping) else None
+            what = "no address" if not given else f"no valid address ({given!r})"
+            instead = ("sent from the configured sender" if key == "from"
+                       else "no Reply-To" if sent_as is None else "Reply-To is the From")
+            notes.append(f"{key}: {what} for {participant}; {instead}")
+            continue
+        header = formataddr((name, address)) if name else address
+        if key == "from":
+            sent_as = reply_to = header
+        else:
+            reply_to = header
+    return SenderHeaders(sent_as or configured, reply_to, "; ".join(notes) or None)
+
+
 def compose_email(action_id: str, recipients: str | Sequence[str | None] | None,
                   subject: str | None, body: str | None, html: bool, config: DeliveryConfig,
-                  now: datetime) -> EmailMessage:
-    """The message for one email action, to one address or several (all in To:); raises
-    InvalidEmail when it cannot be made safe."""
+                  now: datetime, senders: SenderHeaders | None = None) -> EmailMessage:
+    """The message for one email action, to one address or several (all in To:), from the
+    configured sender unless `senders` say otherwise; raises InvalidEmail when it cannot be
+    made safe."""
     _no_line_breaks("action_id", action_id)
     tos = recipient_addresses(recipients)
     if subject is None:
@@ -146,11 +202,13 @@ def compose_email(action_id: str, recipients: str | Sequence[str | None] | None,
     if body is None:
         raise InvalidEmail("the email has no body (its template did not render)")
     _no_line_breaks("subject", subject)
-    from_address = config.smtp.from_address
+    from_address = senders.from_address if senders else config.smtp.from_address
     address_of(from_address, "from_address")
     message = EmailMessage()
     try:
         message["From"] = from_address
+        if senders is not None and senders.reply_to is not None:
+            message["Reply-To"] = senders.reply_to
         message["To"] = tuple(Address(addr_spec=to) for to in tos)
         message["Subject"] = subject
         message["Date"] = format_datetime(now.replace(tzinfo=UTC))

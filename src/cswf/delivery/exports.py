@@ -39,7 +39,9 @@ SELECT o.action_id, o.workflow, o.step_name,
        coalesce(from_json(json_extract(o.payload, '$.subtasks'), '["VARCHAR"]'), [])
            AS subtasks,
        o.due_at, CAST(o.due_at AS DATE) AS due_date, o.tick AS created_at, $now AS exported_at,
-       'create' AS operation
+       'create' AS operation,
+       coalesce(from_json(json_extract(o.payload, '$.references'),
+                          '[{"title": "VARCHAR", "url": "VARCHAR"}]'), []) AS reference_links
 FROM export_ids JOIN actions_outbox AS o USING (action_id)
 LEFT JOIN workflow_versions AS v USING (workflow, version)
 WHERE o.action_type = 'task'

@@ -78,6 +78,7 @@ class SendResult:
     retryable: bool = False
     sender_down: bool = False
     events: tuple[tuple[str, str | None], ...] = ()  # (event_type, detail)
+    note: str | None = None  # kept in last_error of a sent row (the From fell back, ...)
 
     @classmethod
     def sent(cls, provider_id: str | None, detail: str | None = None) -> SendResult:

@@ -44,7 +44,8 @@ def record_outcomes(con: duckdb.DuckDBPyConnection, sent: list[Sent], config: De
         if status == "failed" and final and all(kind != "failed" for kind, _ in kinds):
             kinds.append(("failed", result.error))  # what on_error: exit waits for
         events += [(action.action_id, kind, now, detail, channel) for kind, detail in kinds]
-        rows.append((action.action_id, status, tried, next_at, result.error, result.provider_id))
+        rows.append((action.action_id, status, tried, next_at, result.error or result.note,
+                     result.provider_id))
         counted.append(count)
     outcomes = pl.DataFrame(  # noqa: F841 (read by DuckDB)
         rows, orient="row",

@@ -28,6 +28,7 @@ from cswf.delivery.email import (
     address_of,
     compose_email,
     recipient_addresses,
+    sender_headers,
 )
 from cswf.delivery.model import OutboundAction, SendResult
 
@@ -139,9 +140,10 @@ class SmtpSender:
 
     def send(self, action: OutboundAction, now: datetime) -> SendResult:
         try:
+            senders = sender_headers(action.payload, self._config, action.participant_id)
             message = compose_email(action.action_id, action.addresses, action.subject,
                                     action.body, bool(action.payload.get("html")),
-                                    self._config, now)
+                                    self._config, now, senders)
             envelope_from = address_of(self._smtp.envelope_from or self._smtp.from_address,
                                        "envelope_from")
             recipients = recipient_addresses(action.addresses)
@@ -200,7 +202,7 @@ class SmtpSender:
             )
         reply = self.scrub(_reply(code, text))
         if code == 250:
-            return SendResult("sent", provider_id=message_id,
+            return SendResult("sent", provider_id=message_id, note=senders.note,
                               events=(("sent", reply), *bounced))
         self._reset()
         if 500 <= code < 600:

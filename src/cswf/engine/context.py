@@ -23,6 +23,8 @@ class TickContext:
     deploys: pl.DataFrame  # manual deploy requests of this tick: workflow, participant_id, ...
     # Rendering limits, shared by every workflow of the tick (engine/bounds.py).
     render_budget: RenderBudget = field(default_factory=RenderBudget, compare=False)
+    # Manual exits of this tick: workflow, participant_id, requested_by, reason, requested_at.
+    removals: pl.DataFrame | None = None
     _seen: dict[str, pl.Series] = field(default_factory=dict, repr=False, compare=False)
 
     def seen(self, event_type: str) -> pl.Series:

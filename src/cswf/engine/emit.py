@@ -13,6 +13,7 @@ from cswf.engine.frames import ACTION_SCHEMA, ROW, conforming, moment
 from cswf.engine.render import render, substitution
 from cswf.specs.action import OUTBOX_COLUMNS, OutboxContext, Text, owner_columns
 from cswf.specs.loader import LoadedWorkflow, action_key
+from cswf.specs.references import as_payload
 from cswf.specs.workflow import ActionStep
 
 __all__ = ["build_step_actions", "owner_columns"]  # owner_columns: also milestones' tasks
@@ -49,7 +50,8 @@ def build_step_actions(
             return out["rendered"], out["error"]
 
         category = action.category or spec.category or default_category
-        outbox = action.outbox(OutboxContext(text, spec.owner, moment(as_of)))
+        outbox = action.outbox(OutboxContext(text, spec.owner, moment(as_of),
+                                             as_payload(spec.references)))
         columns, errors = outbox.columns, outbox.errors
         strange = set(columns) - OUTBOX_COLUMNS
         if strange:

@@ -100,11 +100,12 @@ def _compiled_entry(workflow: LoadedWorkflow, schema: tuple[tuple[str, pl.DataTy
     entry = workflow.spec.entry
     if entry is None:
         return pl.lit(False)
-    return compile_condition(entry, {**dict(schema), **_derived_types(workflow)},
+    return compile_condition(entry, {**dict(schema), **derived_types(workflow)},
                              stage_fields(workflow.spec.stage))
 
 
-def _derived_types(workflow: LoadedWorkflow) -> dict[str, pl.DataType]:
+def derived_types(workflow: LoadedWorkflow) -> dict[str, pl.DataType]:
+    """The types of a workflow's journey-stage fields (derived from the facts)."""
     if workflow.spec.stage is None:
         return {}
     return {name: getattr(pl, dtype)() for name, dtype in STAGE_FIELD_TYPES.items()}
@@ -116,7 +117,7 @@ def _compiled(
 ) -> tuple[list[pl.Expr], set[str]]:
     """A workflow's expressions depend on its spec and the facts' types only: compile once."""
     exprs, fields = [], set()
-    typed = {**dict(schema), **_derived_types(workflow)}
+    typed = {**dict(schema), **derived_types(workflow)}
     derived = stage_fields(workflow.spec.stage)
     for kind, tree in conditions_of(workflow).items():
         name = verdict_column(kind, workflow.name)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import polars as pl
 
 from cswf.engine.compile import compile_condition
-from cswf.engine.evaluate import _derived_types, evaluate, with_previous
+from cswf.engine.evaluate import derived_types, evaluate, with_previous
 from cswf.engine.stage import stage_fields
 from cswf.specs.conditions import previous_tick_fields
 from cswf.specs.loader import LoadedWorkflow, conditions
@@ -75,7 +75,7 @@ def blame(facts: pl.DataFrame, prev_facts: pl.DataFrame | None,
 def _condition(facts: pl.DataFrame, prev_facts: pl.DataFrame | None,
                workflow: LoadedWorkflow) -> str | None:
     """The path of the first condition of `workflow` that fails alone."""
-    typed = {**dict(facts.schema), **_derived_types(workflow)}
+    typed = {**dict(facts.schema), **derived_types(workflow)}
     derived = stage_fields(workflow.spec.stage)
     for path, tree in conditions(workflow.spec, workflow.flow):
         try:

@@ -51,14 +51,13 @@ class FlowOutput:
 def arrival(flow: Flow, index: int, reached_at: pl.Expr, zones: Sequence[str] = ()) -> pl.Expr:
     """`wait_until` for a participant reaching node `index` at `reached_at`.
 
-    Delays are calendar days or months in the participant's time zone (`zones`: the distinct
-    values of the frame's `__tz` column), so "3 days" lands at the same local time across a
-    daylight-saving change; without a zone, in UTC.
+    Delays are hours, or calendar days or months in the participant's time zone (`zones`: the
+    distinct values of the frame's `__tz` column), so "3 days" lands at the same local time
+    across a daylight-saving change; without a zone, in UTC.
     """
     step = flow[index].step if index < len(flow) else None
     if isinstance(step, DelayStep):
-        shift = (f"{step.delay.days}d" if step.delay.days is not None
-                 else f"{step.delay.months}mo")
+        shift = step.delay.offset
         landed = reached_at.dt.offset_by(shift)
         for zone in zones:  # a handful of zones, never a loop over participants
             local = (reached_at.dt.replace_time_zone("UTC").dt.convert_time_zone(zone)

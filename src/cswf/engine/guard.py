@@ -23,7 +23,7 @@ SPIKES = (ENTRIES, EMAILS, WEBHOOKS)  # compared with a trailing median
 SAMPLE = 5  # participants shown per tripped guard
 
 # Exits and entries a person asked for are not a glitch: disabling a workflow, a manual deploy.
-DELIBERATE = ("workflow disabled", "manual deploy")
+DELIBERATE = ("workflow disabled", "manual deploy", "removed by ")  # a person's doing
 
 TRIPPED_SCHEMA: dict[str, pl.DataType] = {
     "workflow": pl.String(),

@@ -20,6 +20,7 @@ from cswf.engine.context import TickContext
 from cswf.engine.emit import owner_columns
 from cswf.engine.frames import ACTION_SCHEMA, conform
 from cswf.specs.loader import LoadedWorkflow
+from cswf.specs.references import Reference, as_payload
 from cswf.specs.workflow import Milestone, Owner
 
 WORKFLOW_TASK = "workflow"
@@ -43,7 +44,8 @@ def workflow_tasks(entered: pl.DataFrame, context: TickContext, workflow: Loaded
         entered, context, workflow, key=WORKFLOW_TASK, step_name="(workflow task)", index=None,
         title=f"{spec.description or spec.name}", owner=spec.owner, due_days=last_due,
         body=f"Milestones: {', '.join(names)}.",
-        payload={"kind": "workflow", "milestones": names, "subscribers": subscribers},
+        payload={"kind": "workflow", "milestones": names, "subscribers": subscribers,
+                 **_links(spec.references)},
     )
 
 
@@ -73,7 +75,8 @@ def advance_milestones(active: pl.DataFrame, context: TickContext, workflow: Loa
                  f"{milestone.due_days} after entry.",
             payload={"kind": "milestone", "milestone": milestone.name,
                      "subtasks": milestone.subtasks, "trigger_days": milestone.trigger_days,
-                     "due_days": milestone.due_days},
+                     "due_days": milestone.due_days,
+                     **_links(milestone.references, workflow.spec.references)},
         ))
         transitions.append(_log(rows, "milestone_started", milestone,
                                 f"milestone '{milestone.name}' started (day "
@@ -130,6 +133,12 @@ def _set_current(active: pl.DataFrame, order: list[Milestone], as_of: object) ->
         due.alias("milestone_due_at"),
         pl.when(changed).then(pl.lit(as_of)).otherwise("updated_at").alias("updated_at"),
     )
+
+
+def _links(*groups: list[Reference]) -> dict[str, object]:
+    """The payload's `references` (none without any: payloads stay as they were)."""
+    links = as_payload(*groups)
+    return {"references": links} if links else {}
 
 
 def _tasks(rows: pl.DataFrame, context: TickContext, workflow: LoadedWorkflow, *, key: str,

@@ -11,12 +11,15 @@ size of the book, and no workflow hash-joins the full facts.
 Order within a workflow at a tick:
 1. a disabled workflow exits everyone;
 2. manual deploys are honoured or refused; an enabled workflow admits participants that meet
-   the entry conditions (and not the exit conditions), if re-entry and the launch option allow;
-   a workflow with milestones gives each new enrollment its workflow task;
+   the entry conditions (and not the exit conditions), if re-entry and the launch option allow,
+   unless it takes manual deploys only (`auto_deploy: false`); a workflow with milestones gives
+   each new enrollment its workflow task; a workflow with a holdout puts a hashed share of those
+   it admits in its control group (engine/holdout.py); manual removals exit those inside;
 3. exit conditions remove participants wherever they are, even mid-delay, and so does an
    action that finally failed with `on_error: exit`;
 4. an objective newly met is recorded, and exits the participant if the spec says so;
-5. due steps run (actions are emitted, delays scheduled);
+5. due steps run (actions are emitted, delays scheduled), except for the control group, whose
+   enrollments complete when their holdout window ends;
 6. milestones that are due start (their task is emitted), completed ones are recorded;
 7. participants past the last step, with every milestone done, complete;
 8. closed participants that no longer qualify are marked as having stopped qualifying
@@ -57,12 +60,13 @@ from cswf.engine.frames import (
     empty,
     moment,
 )
+from cswf.engine.holdout import CONTROL, assign_cohorts, held_out, window_ended
 from cswf.engine.milestones import advance_milestones, all_done, workflow_tasks
 from cswf.engine.stage import stage_fields
 from cswf.specs.flow import FlowNode, action_key
 from cswf.specs.groups import UserGroup
 from cswf.specs.loader import LoadedWorkflow
-from cswf.specs.workflow import ReentryMode, WorkflowState
+from cswf.specs.workflow import ReentryMode, Workflow, WorkflowState
 
 ACTIVE, COMPLETED, EXITED = "active", "completed", "exited"
 VERDICTS = ("entry", "exit", "objective")
@@ -71,6 +75,14 @@ DEPLOY_SCHEMA: dict[str, pl.DataType] = {
     "workflow": pl.String(),
     "participant_id": pl.String(),
     "requested_by": pl.String(),
+}
+
+REMOVAL_SCHEMA: dict[str, pl.DataType] = {
+    "workflow": pl.String(),
+    "participant_id": pl.String(),
+    "requested_by": pl.String(),
+    "reason": pl.String(),
+    "requested_at": pl.Datetime("us"),
 }
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {
@@ -131,6 +143,7 @@ def run_tick(
     groups: Mapping[str, UserGroup] | None = None,
     workload: pl.DataFrame | None = None,
     render_budget: RenderBudget | None = None,
+    removals: pl.DataFrame | None = None,
 ) -> TickResult:
     """Advance every workflow by one tick.
 
@@ -141,6 +154,8 @@ def run_tick(
     (`workload`: action_id, owner_group, assignee). `render_budget`: the tick's limits on
     template rendering, shared when one tick is run as several calls (default: the defaults,
     for this call alone); a render past them fails its action (`render_failed`), not the tick.
+    `removals` are the manual exits asked since the previous tick (`cswf remove`: workflow,
+    participant_id, requested_by, reason, requested_at).
     """
     _check_facts(facts, as_of)
     events = empty(EVENT_SCHEMA) if events is None else conform(events, EVENT_SCHEMA)
@@ -152,7 +167,9 @@ def run_tick(
             raise
         raise blame(facts, prev_facts, workflows, exc) from exc
     context = TickContext(facts, verdicts, as_of, default_category, events, deploys,
-                          RenderBudget() if render_budget is None else render_budget)
+                          RenderBudget() if render_budget is None else render_budget,
+                          None if removals is None or removals.is_empty()
+                          else conform(removals, REMOVAL_SCHEMA))
     positions = facts.select(PARTICIPANT).with_row_index(ROW)
     state = conform(state, ENROLLMENT_SCHEMA).join(positions, on=PARTICIPANT, how="left")
     by_workflow = {
@@ -210,7 +227,8 @@ def _check_facts(facts: pl.DataFrame, as_of: datetime) -> None:
 def _finish_transitions(frames: list[pl.DataFrame], as_of: datetime) -> pl.DataFrame:
     if not frames:
         return empty(TRANSITION_SCHEMA)
-    order = {"version_changed": -1, "deploy_refused": 0, "entered": 1, "objective_met": 2,
+    order = {"version_changed": -1, "deploy_refused": 0, "remove_refused": 0, "entered": 1,
+             "objective_met": 2,
              "exited": 3, "advanced": 4,
              "milestone_started": 5, "milestone_done": 6, "completed": 7}
     combined = pl.concat(frames, how="diagonal_relaxed")  # (some carry no evidence)
@@ -265,18 +283,26 @@ def _advance_workflow(
                                             context, barred)
         transitions.extend(refusals)
         active = pl.concat([active, entered])
-    if spec.state is WorkflowState.enabled:
+    if spec.admits_new:  # enabled, and not manual deploys only (auto_deploy: false)
         admitted, closed = _admit(verdict, active, closed, workflow, context, barred)
         if not admitted.is_empty():
             assert spec.entry is not None
+            admitted = assign_cohorts(admitted, workflow.name, spec.holdout)
             transitions.append(_transition(
-                admitted, "entered", f"entry conditions met: {spec.entry.describe()}",
+                admitted, "entered", _entry_reason(spec),
                 context.evidence(admitted, spec.entry, stage_fields(spec.stage)),
             ))
             active = pl.concat([active, admitted])
             entered = pl.concat([entered, admitted])
+    if context.removals is not None:
+        asked = context.removals.filter(pl.col("workflow") == workflow.name)
+        if not asked.is_empty():
+            active, gone, log = _remove(asked, active, workflow, as_of)
+            closed_now.append(gone)
+            transitions.extend(log)
     actions: list[pl.DataFrame] = []
-    started = workflow_tasks(entered, context, workflow)
+    started = workflow_tasks(entered.filter(~held_out(entered)) if spec.holdout else entered,
+                             context, workflow)
     if started is not None:
         actions.append(started)
     if active.is_empty():  # nobody inside: only the closed rows may change
@@ -318,6 +344,10 @@ def _advance_workflow(
                 transitions.append(_transition(gone, "exited", reason, evidence))
                 active = active.filter(~newly)
 
+    control = active.clear()
+    if spec.holdout is not None and not active.is_empty():  # the control group runs no step
+        aside = held_out(active)
+        control, active = active.filter(aside), active.filter(~aside)
     flow = advance_flow(active, context, workflow)
     transitions.extend(flow.transitions)
     actions.extend(flow.actions)
@@ -332,10 +362,30 @@ def _advance_workflow(
         closed_now.append(gone)
         transitions.append(_transition(gone, "completed", reason))
         still = still.filter(~finished)
+    if not control.is_empty():
+        ended = window_ended(control, spec.holdout, as_of)
+        if ended.any():
+            reason = "control group: the holdout window ended"
+            gone = _close(control.filter(ended), COMPLETED, reason, as_of)
+            closed_now.append(gone)
+            transitions.append(_transition(gone, "completed", reason))
+        still = pl.concat([conform(still, WORKING_SCHEMA),
+                           conform(control.filter(~ended), WORKING_SCHEMA)])
 
     closed = _arm_requalification(_closed_rows(closed, closed_now), verdict["entry"], as_of)
     state = pl.concat([conform(still, WORKING_SCHEMA), closed])
     return _Out(state, actions, transitions, entered)
+
+
+def _entry_reason(spec: Workflow) -> str | pl.Expr:
+    """Why a participant entered; in a workflow with a holdout, also which group."""
+    assert spec.entry is not None
+    reason = f"entry conditions met: {spec.entry.describe()}"
+    if spec.holdout is None:
+        return reason
+    return (pl.lit(reason) + pl.when(pl.col("cohort") == CONTROL).then(pl.lit(
+        f"; held out in the control group ({spec.holdout.percent:g}% holdout): it receives "
+        "nothing")).otherwise(pl.lit("; treatment group")))
 
 
 def _split(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -455,7 +505,7 @@ def _admit(
         allowed = first_time
     else:
         rested = (pl.col("closed_at") < moment(as_of)) & (
-            pl.col("closed_at") + pl.duration(days=rule.min_days_since_exit) <= moment(as_of)
+            pl.col("closed_at").dt.offset_by(rule.rest) <= moment(as_of)
         )
         if rule.mode is ReentryMode.multiple:
             rested = rested & pl.col("requalify_armed")
@@ -546,7 +596,7 @@ def _deploy(
         .when(pl.col("inside")).then(pl.lit("already inside this workflow"))
         .when(pl.col("barred")).then(pl.lit("another workflow's eligibility keeps it out"))
         .when(pl.col("exit")).then(pl.lit("it meets the exit conditions"))
-        .when(~pl.col("entry") & pl.lit(not spec.manual_entry))
+        .when(~pl.col("entry") & pl.lit(not spec.manual_entry and spec.entry is not None))
         .then(pl.lit("entry conditions not met and the workflow does not allow manual entry"))
     )
     asked = asked.with_columns(reason.alias("refusal"))
@@ -573,6 +623,39 @@ def _deploy(
         ))
     closed = closed.join(entered.select(ROW), on=ROW, how="anti")
     return entered, closed, transitions
+
+
+def _remove(asked: pl.DataFrame, active: pl.DataFrame, workflow: LoadedWorkflow,
+            as_of: datetime) -> tuple[pl.DataFrame, pl.DataFrame, list[pl.DataFrame]]:
+    """Manual exits (`cswf remove`): each participant asked for leaves wherever it is in the
+    flow, as an exit (its pending actions are not sent); one not inside is logged as refused.
+    Returns (still active, the closed rows, transitions)."""
+    asked = asked.unique(PARTICIPANT, keep="first", maintain_order=True).select(
+        PARTICIPANT,
+        ("removed by " + pl.col("requested_by").fill_null("someone") + " at "
+         + pl.col("requested_at").dt.strftime("%Y-%m-%d %H:%M") + ": " + pl.col("reason"))
+        .alias("__why"),
+    )
+    why = active.select(PARTICIPANT).join(asked, on=PARTICIPANT, how="left",
+                                          maintain_order="left")["__why"]
+    leaving = why.is_not_null()
+    gone = _close(active.filter(leaving), EXITED, "", as_of).with_columns(
+        close_reason=why.filter(leaving))
+    log = [_transition(gone, "exited", pl.col("close_reason"))]
+    outside = asked.join(active.select(PARTICIPANT), on=PARTICIPANT, how="anti")
+    if not outside.is_empty():
+        log.append(outside.select(
+            pl.lit(workflow.name).alias("workflow"),
+            pl.lit(workflow.version).alias("version"),
+            PARTICIPANT,
+            pl.lit(None, dtype=pl.String).alias("enrollment_id"),
+            pl.lit("remove_refused").alias("transition"),
+            pl.lit(None, dtype=pl.Int32).alias("step"),
+            pl.lit(None, dtype=pl.String).alias("step_name"),
+            (pl.col("__why").str.replace("^removed by ", "removal by ")
+             + " refused: not inside this workflow").alias("reason"),
+        ))
+    return active.filter(~leaving), gone, log
 
 
 def _close(frame: pl.DataFrame, status: str, reason: str, as_of: datetime) -> pl.DataFrame:

@@ -18,6 +18,7 @@ import duckdb
 import polars as pl
 
 from cswf.calendar import utc_naive
+from cswf.specs.action import OWN_EVENTS
 from cswf.specs.actions import result_events
 from cswf.store.tables import EVENT_TYPES, SUPPRESSING_EVENTS, ensure_delivery_tables
 from cswf.store.transaction import transaction
@@ -67,8 +68,10 @@ ON CONFLICT DO NOTHING
 
 def event_types() -> tuple[str, ...]:
     """The accepted event types: delivery's own, and what the results of every registered
-    action type are made of (a new type's results can arrive as events too)."""
-    return tuple(dict.fromkeys((*EVENT_TYPES, *result_events())))
+    action type are made of (a new type's results can arrive as events too), except those
+    delivery alone records (`not_actioned`: the approval window closed)."""
+    return tuple(e for e in dict.fromkeys((*EVENT_TYPES, *result_events()))
+                 if e not in OWN_EVENTS)
 
 
 def record_events(con: duckdb.DuckDBPyConnection, events: pl.DataFrame,

@@ -12,8 +12,10 @@ from datetime import datetime
 import duckdb
 
 from cswf.ingest.landing import EVENTS_FOLDER, LandingReport, ingest_all
+from cswf.project.backtest import Backtest, backtest
 from cswf.project.deliver import approve_delivery_spike, deliver_outbox
-from cswf.project.deploy import deploy
+from cswf.project.deploy import deploy, remove
+from cswf.project.explain import Explanation, UnknownParticipant, explain
 from cswf.project.guards import TickHeld, approve, reject, require_no_hold
 from cswf.project.preview import Preview, preview
 from cswf.project.reports import Reports, publish_bi_copy, refresh_reports
@@ -43,7 +45,9 @@ def ingest(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime | N
 
 __all__ = [
     "EVENTS_FOLDER",
+    "Backtest",
     "BlockedTick",
+    "Explanation",
     "LandingReport",
     "OnTick",
     "Preview",
@@ -53,11 +57,14 @@ __all__ = [
     "SpecErrors",
     "StoredFacts",
     "TickHeld",
+    "UnknownParticipant",
     "approve",
     "approve_delivery_spike",
+    "backtest",
     "check_specs",
     "deliver_outbox",
     "deploy",
+    "explain",
     "holds",
     "ingest",
     "load_workflows",
@@ -66,6 +73,7 @@ __all__ = [
     "publish_bi_copy",
     "refresh_reports",
     "reject",
+    "remove",
     "require_clean_snapshots",
     "require_no_hold",
     "run_ticks",

@@ -1,4 +1,4 @@
-"""Manual deploys: to chosen participants or to every match of a filter."""
+"""Manual deploys: to chosen participants or to every match of a filter; and manual exits."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import duckdb
 from cswf.engine.compile import compile_condition
 from cswf.facts.models import FACT_MODELS, build_facts, fact_schema
 from cswf.ingest.deploys import request_deploys
+from cswf.ingest.removals import request_removals
 from cswf.settings import Settings
 from cswf.specs.conditions import Condition, leaves
 from cswf.specs.loader import LoadedWorkflow, check_leaf
@@ -43,3 +44,17 @@ def deploy(
         chosen += hits["participant_id"].to_list()
     stored = request_deploys(con, workflow.name, chosen, requested_by, requested_at)
     return len(set(chosen)), stored
+
+
+def remove(
+    con: duckdb.DuckDBPyConnection,
+    workflow: LoadedWorkflow,
+    participants: Sequence[str],
+    reason: str,
+    requested_by: str,
+    requested_at: datetime,
+) -> int:
+    """Request manual exits; the next tick exits each participant inside (the transition says
+    who, when and why) or logs that it was not inside. Returns the requests stored."""
+    return request_removals(con, workflow.name, participants, reason, requested_by,
+                            requested_at)

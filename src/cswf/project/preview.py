@@ -39,21 +39,8 @@ def preview(
     """Runs the real tick on the stored state with the workflow taken as enabled, and stores
     nothing, so "would enter" honours re-entry rules exactly as a live tick would."""
     ensure_engine_tables(con)
-    before = settings.calendar.previous(as_of)
-    wanted = [t for t in (before, as_of) if t is not None]
-    facts = build_facts(con, wanted, settings.facts_sql_path, FACT_MODELS[workflow.spec.object],
-                        calendar=settings.calendar)
-    # Field updates the workflows made are facts until a newer snapshot supersedes them, as
-    # at a tick (project/ticks.py).
-    now = apply_field_updates(facts.filter(pl.col("as_of") == as_of),
-                              load_field_updates(con, as_of), as_of).facts
-    prev_facts = None
-    if before is not None:
-        prev_facts = apply_field_updates(facts.filter(pl.col("as_of") == before),
-                                         load_field_updates(con, before), before).facts
-    # The enum, not the string "enabled": the engine compares with WorkflowState.enabled.
-    enabled = replace(workflow, spec=workflow.spec.model_copy(
-        update={"state": WorkflowState.enabled}))
+    now, prev_facts = tick_facts(con, settings, workflow.spec.object, as_of)
+    enabled = taken_as_enabled(workflow)
     verdicts = evaluate(now, prev_facts, [enabled])
     matching = verdicts.filter(pl.col(verdict_column("entry", workflow.name)))
     state = load_state(con, as_of).filter(pl.col("workflow") == workflow.name)
@@ -70,5 +57,31 @@ def preview(
         matching=matching.height,
         already_inside=inside,
         would_enter=entered,
-        sample=rows.select(*shown, *(c for c in used if c not in shown)).head(sample),
+        # Journey-stage fields (days_left_in_stage, ...) are derived, not facts: not shown.
+        sample=rows.select(*shown, *(c for c in used if c not in shown and c in rows.columns))
+        .head(sample),
     )
+
+
+def taken_as_enabled(workflow: LoadedWorkflow) -> LoadedWorkflow:
+    """The workflow as if enabled, with the enum, not the string "enabled": the engine compares
+    with WorkflowState.enabled."""
+    return replace(workflow, spec=workflow.spec.model_copy(
+        update={"state": WorkflowState.enabled}))
+
+
+def tick_facts(con: duckdb.DuckDBPyConnection, settings: Settings, participant: str,
+               as_of: datetime) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The facts a tick at `as_of` sees and those of the tick before, with the field updates
+    the workflows made applied as at a tick (project/ticks.py)."""
+    before = settings.calendar.previous(as_of)
+    wanted = [t for t in (before, as_of) if t is not None]
+    facts = build_facts(con, wanted, settings.facts_sql_path, FACT_MODELS[participant],
+                        calendar=settings.calendar)
+    now = apply_field_updates(facts.filter(pl.col("as_of") == as_of),
+                              load_field_updates(con, as_of), as_of).facts
+    prev_facts = None
+    if before is not None:
+        prev_facts = apply_field_updates(facts.filter(pl.col("as_of") == before),
+                                         load_field_updates(con, before), before).facts
+    return now, prev_facts

@@ -3,15 +3,24 @@ the warehouse can be read) against the lifecycle rule for running workflows."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 
 from cswf.facts.models import FACT_MODELS, fact_schema
 from cswf.settings import Settings
 from cswf.specs.groups import load_groups
-from cswf.specs.lifecycle import RUNNING, refusal, structural_changes
+from cswf.specs.lifecycle import (
+    RUNNING,
+    back_to_draft,
+    fixed_setting,
+    refusal,
+    spec_gone,
+    structural_changes,
+)
 from cswf.specs.loader import LoadedWorkflow, SpecError, SpecSet, load_specs
 from cswf.store.lock import WarehouseLocked
-from cswf.store.warehouse import connect, running_versions
+from cswf.store.warehouse import StoredWorkflow, connect, inside_by_workflow, stored_workflows
 
 
 def check_specs(settings: Settings, con: duckdb.DuckDBPyConnection | None = None) -> SpecSet:
@@ -32,25 +41,43 @@ def check_specs(settings: Settings, con: duckdb.DuckDBPyConnection | None = None
 
 
 def with_lifecycle(checked: SpecSet, con: duckdb.DuckDBPyConnection) -> SpecSet:
-    """Refuse structural edits to workflows whose last run version was enabled or paused."""
+    """Refuse edits the lifecycle forbids (specs/lifecycle.py), and report the running workflows
+    whose spec is gone while participants are inside."""
     exists = con.execute("SELECT count(*) FROM information_schema.tables "
                          "WHERE table_name = 'workflow_versions'").fetchall()[0][0]
     if not exists:
         return checked
-    running = running_versions(con)
+    stored = stored_workflows(con)
     errors = list(checked.errors)
     for workflow in checked.workflows:
-        stored = running.get(workflow.name)
-        if stored is None or stored[0] == workflow.version:
-            continue
-        _, state, before = stored
-        if state in RUNNING and workflow.spec.state.value != "disabled":  # draft keeps them
-            changes = structural_changes(before, workflow.structure())
-            if changes:
-                errors.append(SpecError(workflow.file.name, "steps",
-                                        refusal(workflow.name, state, changes)))
+        before = stored.get(workflow.name)
+        if before is not None and before.version != workflow.version:
+            errors.extend(SpecError(workflow.file.name, key, message)
+                          for key, message in _refusals(workflow, before))
+    present = {w.name for w in checked.workflows} | {Path(e.file).stem for e in checked.errors}
+    for name, inside in sorted(inside_by_workflow(con).items()):
+        if name not in present and name in stored and stored[name].state in RUNNING:
+            errors.append(SpecError(f"{name}.yaml", "", spec_gone(name, inside,
+                                                                   stored[name].state)))
     refused = {e.file for e in errors}
     return SpecSet([w for w in checked.workflows if w.file.name not in refused], errors)
+
+
+def _refusals(workflow: LoadedWorkflow, before: StoredWorkflow) -> list[tuple[str, str]]:
+    """(key, message) for each lifecycle rule an edit breaks."""
+    spec, state = workflow.spec, before.state
+    if spec.state.value == "draft":
+        return [("state", back_to_draft(workflow.name))] if before.ever_running else []
+    if state not in RUNNING:
+        return []
+    found = [(key, fixed_setting(workflow.name, state, key, old, new))
+             for key, old, new in (("object", before.object, spec.object),
+                                   ("launch", before.launch, spec.launch)) if old != new]
+    if spec.state.value != "disabled":
+        changes = structural_changes(before.structure, workflow.structure())
+        if changes:
+            found.append(("steps", refusal(workflow.name, state, changes)))
+    return found
 
 
 def workflow_names(settings: Settings) -> list[str]:

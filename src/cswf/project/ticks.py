@@ -30,6 +30,7 @@ from cswf.facts.overlay import (
 )
 from cswf.ingest.checks import snapshot_problems, stale_snapshots
 from cswf.ingest.deploys import load_deploys
+from cswf.ingest.removals import load_removals
 from cswf.project.guards import guard_limits, require_no_hold
 from cswf.project.specs import with_lifecycle
 from cswf.settings import Settings
@@ -183,6 +184,7 @@ def run_ticks(
     state = load_state(con, ticks[0])
     events = load_events(con, ticks[-1])
     deploys = load_deploys(con, before, ticks[-1])
+    removals = load_removals(con, before, ticks[-1])
     workload = load_workload(con, ticks[0]) if groups else None
     record_versions(con, list(workflows), ticks[0], settings.default_category)
     running = {w.name for w in workflows}
@@ -209,7 +211,7 @@ def run_ticks(
                 state.filter(pl.col("workflow").is_in(feed.names)), seen, feed.prev,
                 events, feed.workflows, as_of, default_category=settings.default_category,
                 deploys=deploys.filter(window), groups=groups, workload=workload,
-                render_budget=budget,
+                render_budget=budget, removals=removals.filter(window),
             )
             if groups:
                 workload = pl.concat([workload, group_tasks(result.actions)])
@@ -220,6 +222,7 @@ def run_ticks(
         if not made.is_empty():
             updates = pl.concat([updates, made])
         deploys = deploys.filter(~window)
+        removals = removals.filter(~window)
         found = _guarded(con, settings, state, result, limits, started)
         outcome = write_tick(con, result, rewrite_delivered=rewrite_delivered,
                              on_rewrite=lambda rewrite: log.warning(rewrite.line()))

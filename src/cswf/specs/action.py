@@ -51,6 +51,7 @@ class OutboxContext:
     text: Render
     owner: Owner  # the workflow's owner
     now: pl.Expr  # the tick's as_of
+    references: list[dict[str, str]] = field(default_factory=list)  # the workflow's links
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,17 @@ class ActionSpec(Strict):
         raise NotImplementedError(f"action type {self.type!r} does not fill the outbox")
 
 
+# Results that are events of their own despite the `not_` (delivery records `not_actioned`
+# when an email's approval window closed without an answer).
+OWN_EVENTS = frozenset({"not_actioned"})
+
+
 def asked_event(result: str) -> tuple[str, bool]:
     """The event a result asks about, and whether it asks for its absence: `not_<x>` holds
     while there is no `x` event, `incomplete` while there is no `completed` event, any other
-    result once its own event happened."""
+    result (and those of OWN_EVENTS) once its own event happened."""
+    if result in OWN_EVENTS:
+        return result, False
     if result == "incomplete":
         return "completed", True
     if result.startswith("not_"):

@@ -378,18 +378,59 @@ def _field_model(model: type[BaseModel], key: str) -> type[BaseModel] | None:
 
 
 # Keys the spec language gained after its first release, with their defaults: a spec that
-# leaves them at the default hashes as it did before (upgrading cswf is not an edit).
-_ADDED_LATER: dict[str, object] = {"guards": None}
+# leaves them at the default hashes as it did before (upgrading cswf is not an edit). A dotted
+# key is one inside a part of the spec; `delay.hours` is in every delay step, however nested.
+_ADDED_LATER: dict[str, object] = {
+    "guards": None, "holdout": None, "auto_deploy": True, "reentry.min_months_since_exit": 0,
+}
+_ADDED_TO_DELAYS: dict[str, object] = {"hours": None}
+# The same for keys added anywhere inside the spec (an email's `from`, a milestone's
+# `references`).
+_ADDED_LATER_INSIDE: dict[str, object] = {
+    "from": None, "reply_to": None, "require_approval": False, "approval_days": None,
+    "references": [],
+}
+
+
+def _without_later_defaults(node: object) -> object:
+    if isinstance(node, dict):
+        return {key: _without_later_defaults(value) for key, value in node.items()
+                if not (key in _ADDED_LATER_INSIDE and value == _ADDED_LATER_INSIDE[key])}
+    if isinstance(node, list):
+        return [_without_later_defaults(value) for value in node]
+    return node
 
 
 def spec_version(spec: Workflow, templates: Mapping[str, str]) -> str:
     """A content hash: the same spec text and templates give the same version."""
-    dumped = spec.model_dump(mode="json", by_alias=True)
-    for key, default in _ADDED_LATER.items():
-        if key in dumped and dumped[key] == default:
-            del dumped[key]
+    dumped = _without_later_defaults(spec.model_dump(mode="json", by_alias=True))
+    assert isinstance(dumped, dict)
+    dumped = _without_added_later(dumped)
     canonical = json.dumps({"spec": dumped, "templates": dict(templates)}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _without_added_later(dumped: dict[str, Any]) -> dict[str, Any]:
+    for key, default in _ADDED_LATER.items():
+        *parents, last = key.split(".")
+        part: Any = dumped
+        for parent in parents:
+            part = part.get(parent) if isinstance(part, dict) else None
+        if isinstance(part, dict) and last in part and part[last] == default:
+            del part[last]
+    todo: list[Any] = [dumped.get("steps")]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, list):
+            todo.extend(item)
+        elif isinstance(item, dict):
+            delay = item.get("delay")
+            if isinstance(delay, dict):
+                for key, default in _ADDED_TO_DELAYS.items():
+                    if key in delay and delay[key] == default:
+                        del delay[key]
+            todo.extend(p.get("steps") for p in item.get("branch") or [] if isinstance(p, dict))
+    return dumped
 
 
 def _check_categories(

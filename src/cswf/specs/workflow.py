@@ -28,6 +28,7 @@ from cswf.specs.actions import action_models, all_results, on_change
 from cswf.specs.common import MAX_DAYS, MAX_MONTHS, NAME_PATTERN, Owner, Strict
 from cswf.specs.conditions import Condition, fields_used
 from cswf.specs.guards import WorkflowGuards
+from cswf.specs.references import MAX_REFERENCES, Reference
 
 MAX_ACTIONS_PER_STEP = 10
 MAX_STEPS_PER_BRANCH = 30  # Catalyst; actions in one step count as one
@@ -61,6 +62,16 @@ class Reentry(Strict):
     )
     min_days_since_exit: int = Field(default=0, ge=0, le=MAX_DAYS,
                                      description="Retrigger delay in days.")
+    min_months_since_exit: int = Field(
+        default=0, ge=0, le=MAX_MONTHS,
+        description="Retrigger delay in calendar months (same day of month, or the month's "
+                    "last day: Jan 31 + 1 month is Feb 28); added to the days.")
+
+    @property
+    def rest(self) -> str:
+        """The retrigger delay as a Polars offset (`3mo`, `10d`, `1mo5d`)."""
+        months = f"{self.min_months_since_exit}mo" if self.min_months_since_exit else ""
+        return f"{months}{self.min_days_since_exit}d"
 
 
 class Eligibility(Strict):
@@ -100,6 +111,23 @@ class Objective(Strict):
         return self
 
 
+MAX_HOLDOUT_PERCENT = 50
+MAX_HOLDOUT_WINDOW_DAYS = 30  # objective_after_exit watches 30 days after leaving
+
+
+class Holdout(Strict):
+    """A control group: a fixed, hashed share of those who qualify enter it and receive nothing,
+    so the objective's lift can be measured (engine/holdout.py, report objective_lift)."""
+
+    percent: float = Field(gt=0, le=MAX_HOLDOUT_PERCENT,
+                           description="Share of qualifying participants held out, in percent "
+                                       "(to 0.01).")
+    window_days: int = Field(
+        default=MAX_HOLDOUT_WINDOW_DAYS, ge=1, le=MAX_HOLDOUT_WINDOW_DAYS,
+        description="Both groups are judged on the objective within this many days of entry; "
+                    "a control enrollment completes when its window ends.")
+
+
 class _FromRegistry:
     """An annotation whose schema is built from the action types registered when the model
     holding it is built (see _rebuild)."""
@@ -126,18 +154,30 @@ Action = Annotated[ActionSpec, _FromRegistry(_action_union)]
 
 
 class Delay(Strict):
-    """A fixed wait: calendar days, or calendar months (same day of month)."""
+    """A fixed wait: hours, calendar days, or calendar months (same day of month). A tick
+    moves a participant on once its delay has ended, so a delay shorter than the interval
+    between ticks ends at the next tick."""
 
+    hours: int | None = Field(default=None, ge=1, le=MAX_DAYS * 24)
     days: int | None = Field(default=None, ge=0, le=MAX_DAYS)
     months: int | None = Field(default=None, ge=1, le=MAX_MONTHS)
 
     @model_validator(mode="after")
     def _one_unit(self) -> Delay:
-        if (self.days is None) == (self.months is None):
-            raise ValueError("a delay needs exactly one of: days, months")
+        if sum(unit is not None for unit in (self.hours, self.days, self.months)) != 1:
+            raise ValueError("a delay needs exactly one of: hours, days, months")
         return self
 
+    @property
+    def offset(self) -> str:
+        """The delay as a Polars offset (`6h`, `3d`, `1mo`)."""
+        if self.hours is not None:
+            return f"{self.hours}h"
+        return f"{self.days}d" if self.days is not None else f"{self.months}mo"
+
     def describe(self) -> str:
+        if self.hours is not None:
+            return f"{self.hours} hours"
         return f"{self.days} days" if self.days is not None else f"{self.months} months"
 
 
@@ -251,6 +291,9 @@ class Milestone(Strict):
     due_days: int = Field(ge=0, le=MAX_DAYS, description="Days after entry when it is due.")
     owner: Owner | None = Field(default=None, description="Default: the workflow owner.")
     subtasks: list[str] = Field(default_factory=list)
+    references: list[Reference] = Field(
+        default_factory=list, max_length=MAX_REFERENCES,
+        description="Reference documents (title + url) for its task, before the workflow's.")
 
     @model_validator(mode="after")
     def _due_after_trigger(self) -> Milestone:
@@ -297,6 +340,12 @@ class Workflow(Strict):
     manual_entry: bool = Field(
         default=False, description="Manual deploys may enter even when entry conditions fail."
     )
+    auto_deploy: bool = Field(
+        default=True,
+        description="false: the entry conditions admit no one; participants enter only by "
+                    "manual deploys (Natero's Deploy Automatically off). Without `entry`, every "
+                    "deploy request may enter.",
+    )
     launch: Literal["everyone", "from_now_on"] = Field(
         default="everyone",
         description=(
@@ -314,20 +363,32 @@ class Workflow(Strict):
     )
     eligibility: Eligibility = Field(default_factory=Eligibility)
     objective: Objective | None = None
+    holdout: Holdout | None = Field(
+        default=None, description="Hold out a share of those who qualify as a control group.")
     exit: Condition | None = Field(
         default=None, description="Exit overrides: remove a participant wherever it is."
     )
     steps: list[Step] = Field(min_length=1)
+    references: list[Reference] = Field(
+        default_factory=list, max_length=MAX_REFERENCES,
+        description="Reference documents (title + url) carried into every task it creates.")
     guards: WorkflowGuards | None = Field(
         default=None, description="Overrides of cswf.yaml's guard limits for this workflow.")
 
     @model_validator(mode="after")
     def _enabled_needs_entry_and_action(self) -> Workflow:
         if self.state is WorkflowState.enabled:
-            if self.entry is None:
-                raise ValueError("an enabled workflow needs entry conditions")
+            if self.entry is None and self.auto_deploy:
+                raise ValueError("an enabled workflow needs entry conditions (or auto_deploy: "
+                                 "false, for manual deploys only)")
             if not _has_action(self.steps):
                 raise ValueError("an enabled workflow needs at least one action")
+        return self
+
+    @model_validator(mode="after")
+    def _holdout_needs_objective(self) -> Workflow:
+        if self.holdout is not None and self.objective is None:
+            raise ValueError("a holdout measures the objective: give the workflow an objective")
         return self
 
     @model_validator(mode="after")
@@ -344,7 +405,8 @@ class Workflow(Strict):
 
     @property
     def admits_new(self) -> bool:
-        return self.state is WorkflowState.enabled
+        """Whether the entry conditions admit participants at a tick."""
+        return self.state is WorkflowState.enabled and self.auto_deploy
 
 
 def _has_action(steps: list[Step]) -> bool:

@@ -24,7 +24,8 @@ import polars as pl
 
 # A deliveries row delivery may still drop when its action goes (deliver._sync_outbox): never
 # handed to a sender and not final. Every other row is part of the record.
-DELIVERED = "NOT (d.attempts = 0 AND d.status IN ('pending', 'deferred', 'failed'))"
+DELIVERED = ("NOT (d.attempts = 0 AND d.status IN ('pending', 'deferred', 'failed', "
+             "'awaiting_approval'))")
 FLAG = "--rewrite-delivered"
 # What makes two versions of an action the same action, beyond its id.
 _CONTENT = ("action_type", "recipient", "assignee", "owner_group", "due_at", "subject", "body",

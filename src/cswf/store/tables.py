@@ -16,7 +16,7 @@ HISTORY = "enrollment_history"
 
 # Accepted values of the delivery tables' status and event columns.
 STATUSES = ("pending", "sending", "sent", "previewed", "failed", "suppressed", "capped", "deferred",
-            "unknown", "expired")
+            "unknown", "expired", "awaiting_approval", "rejected", "not_actioned")
 EVENT_TYPES = ("sent", "delivered", "opened", "clicked", "replied", "bounced", "dropped",
                "complained", "unsubscribed", "completed", "failed")
 SUPPRESSING_EVENTS = ("bounced", "complained", "unsubscribed")  # the address gets nothing more
@@ -36,6 +36,13 @@ DEPLOY_REQUESTS = (
     "requested_at TIMESTAMP NOT NULL)",
 )
 
+# Manual exits (`cswf remove`), with their reason; the next tick exits each participant.
+REMOVAL_REQUESTS = (
+    "CREATE TABLE IF NOT EXISTS removal_requests (request_id VARCHAR PRIMARY KEY, "
+    "workflow VARCHAR NOT NULL, participant_id VARCHAR NOT NULL, requested_by VARCHAR, "
+    "reason VARCHAR NOT NULL, requested_at TIMESTAMP NOT NULL)",
+)
+
 # The engine's output: state as versions, what happened, what to do, one row per tick run.
 # The first three hold the engine's frames (engine/frames.py); tests/test_store.py checks that
 # they agree column for column.
@@ -46,8 +53,11 @@ ENGINE = (
     "step INTEGER, step_name VARCHAR, wait_until TIMESTAMP, objective_met_at TIMESTAMP, "
     "closed_at TIMESTAMP, close_reason VARCHAR, requalify_armed BOOLEAN, "
     "milestones_started INTEGER, milestones_done VARCHAR[], current_milestone VARCHAR, "
-    "milestone_due_at TIMESTAMP, updated_at TIMESTAMP, "
+    "milestone_due_at TIMESTAMP, updated_at TIMESTAMP, cohort VARCHAR, "
     "valid_from TIMESTAMP NOT NULL, valid_to TIMESTAMP)",
+    # Added after the first release (holdouts): an older warehouse gets it at the end; rows are
+    # written by name, so the order does not matter.
+    f"ALTER TABLE {HISTORY} ADD COLUMN IF NOT EXISTS cohort VARCHAR",
     "CREATE TABLE IF NOT EXISTS transitions ("
     "tick TIMESTAMP, workflow VARCHAR, version VARCHAR, participant_id VARCHAR, "
     "enrollment_id VARCHAR, transition VARCHAR, step INTEGER, step_name VARCHAR, "
@@ -118,7 +128,11 @@ DELIVERY = (
     "object_type VARCHAR, object_id VARCHAR, owner VARCHAR, title VARCHAR, description VARCHAR, "
     "category VARCHAR, priority VARCHAR, subtasks VARCHAR[], due_at TIMESTAMP, due_date DATE, "
     "created_at TIMESTAMP, exported_at TIMESTAMP, operation VARCHAR NOT NULL DEFAULT 'create', "
-    "reason VARCHAR, PRIMARY KEY (action_id, operation))",
+    "reason VARCHAR, reference_links STRUCT(title VARCHAR, url VARCHAR)[], "
+    "PRIMARY KEY (action_id, operation))",
+    # Added later: the reference documents (title + url) of the workflow and milestone.
+    "ALTER TABLE crm_tasks ADD COLUMN IF NOT EXISTS reference_links "
+    "STRUCT(title VARCHAR, url VARCHAR)[]",
     "CREATE TABLE IF NOT EXISTS crm_field_updates ("
     "action_id VARCHAR, workflow VARCHAR, step_name VARCHAR, "
     "object_type VARCHAR, object_id VARCHAR, field VARCHAR, value VARCHAR, "
@@ -150,7 +164,7 @@ def ensure_delivery_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 # The tables ensure_delivery_tables makes, and a column of each added after the first release.
 _CURRENT = {"tick_holds": "reason", "deliveries": "recipients", "action_events": "recorded_at",
-            "suppressions": "action_id", "crm_tasks": "operation",
+            "suppressions": "action_id", "crm_tasks": "reference_links",
             "crm_field_updates": "operation"}
 
 
@@ -185,3 +199,7 @@ def ensure_ingest_bookkeeping(con: duckdb.DuckDBPyConnection) -> None:
 
 def ensure_deploy_requests(con: duckdb.DuckDBPyConnection) -> None:
     create(con, DEPLOY_REQUESTS)
+
+
+def ensure_removal_requests(con: duckdb.DuckDBPyConnection) -> None:
+    create(con, REMOVAL_REQUESTS)

@@ -59,13 +59,18 @@ def connect(
 
 
 def load_state(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame:
-    """The working state just before the tick at `before`."""
+    """The working state just before the tick at `before`. A column added to enrollments after
+    the warehouse was made (`cohort`) reads as null until the next tick adds it: readers that
+    open the warehouse read-only (explain, preview, backtest) cannot add it themselves."""
     frame = con.sql(
         f"SELECT * EXCLUDE (valid_from, valid_to) FROM {HISTORY} "
         "WHERE valid_from < $t AND (valid_to IS NULL OR valid_to >= $t)",
         params={"t": before},
     ).pl()
-    return frame.cast(ENROLLMENT_SCHEMA)  # type: ignore[arg-type]
+    added = [pl.lit(None, dtype).alias(name) for name, dtype in ENROLLMENT_SCHEMA.items()
+             if name not in frame.columns]
+    return frame.with_columns(added).select(list(ENROLLMENT_SCHEMA)).cast(
+        ENROLLMENT_SCHEMA)  # type: ignore[arg-type]
 
 
 def save_facts(con: duckdb.DuckDBPyConnection, facts: pl.DataFrame) -> None:
@@ -130,6 +135,44 @@ def running_versions(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str
     return {w: (v, state, list(parts or [])) for w, v, state, parts in rows}
 
 
+@dataclass(frozen=True)
+class StoredWorkflow:
+    """What the lifecycle rules compare an edit with: the latest version run, and whether any
+    version ever ran enabled or paused."""
+
+    version: str
+    state: str
+    structure: list[str]
+    object: str
+    launch: str
+    ever_running: bool
+
+
+def stored_workflows(con: duckdb.DuckDBPyConnection) -> dict[str, StoredWorkflow]:
+    """Each workflow's latest stored version, with its participant type and launch option."""
+    rows = con.execute(
+        "SELECT workflow, version, state, structure, "
+        "coalesce(json_extract_string(spec_json, '$.object'), 'account'), "
+        "coalesce(json_extract_string(spec_json, '$.launch'), 'everyone'), "
+        "bool_or(state IN ('enabled', 'paused')) OVER (PARTITION BY workflow) "
+        "FROM workflow_versions QUALIFY row_number() OVER (PARTITION BY workflow "
+        "ORDER BY first_seen_tick DESC, version) = 1"
+    ).fetchall()
+    return {w: StoredWorkflow(v, state, list(parts or []), obj, launch, bool(ever))
+            for w, v, state, parts, obj, launch, ever in rows}
+
+
+def inside_by_workflow(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """How many participants are inside (active) each workflow, by the stored state."""
+    exists = con.execute("SELECT count(*) FROM information_schema.tables "
+                         "WHERE table_name = 'enrollments'").fetchall()[0][0]
+    if not exists:
+        return {}
+    rows = con.execute("SELECT workflow, count(*) FROM enrollments WHERE status = 'active' "
+                       "GROUP BY workflow").fetchall()
+    return dict(rows)
+
+
 def record_versions(
     con: duckdb.DuckDBPyConnection, workflows: list[LoadedWorkflow], as_of: datetime,
     default_category: str | None = None,
@@ -144,7 +187,7 @@ def record_versions(
                 "state": w.spec.state.value,
                 "category": w.spec.category or default_category,
                 "priority": w.spec.priority,
-                "auto_deploy": w.spec.entry is not None and w.spec.state.value == "enabled",
+                "auto_deploy": w.spec.entry is not None and w.spec.admits_new,
                 "has_objective": w.spec.objective is not None,
                 "spec_json": w.spec.model_dump_json(by_alias=True),
                 "source_file": w.file.name,
@@ -213,7 +256,7 @@ def write_tick(
                 {"t": as_of},
             ).fetchall()
             con.execute(
-                f"INSERT INTO {HISTORY} SELECT *, $t AS valid_from, NULL AS valid_to "
+                f"INSERT INTO {HISTORY} BY NAME SELECT *, $t AS valid_from, NULL AS valid_to "
                 "FROM changed",
                 {"t": as_of},
             ).fetchall()

@@ -14,7 +14,7 @@ from cswf.delivery.channel import Channel, DeliveryRun, Preview, Unsendable
 from cswf.delivery.channels import register
 from cswf.delivery.config import DeliveryConfig
 from cswf.delivery.contacts import resolve_recipients
-from cswf.delivery.email import InvalidEmail, compose_email
+from cswf.delivery.email import InvalidEmail, compose_email, sender_headers
 from cswf.delivery.model import OutboundAction, Sender
 from cswf.delivery.outcomes import fail_now
 from cswf.delivery.rules import SEND, email_decisions
@@ -59,7 +59,8 @@ class Smtp(Channel):
         """The exact .eml SMTP would carry, after the same checks."""
         try:
             message = compose_email(action.action_id, action.addresses, action.subject,
-                                    action.body, bool(action.payload.get("html")), config, now)
+                                    action.body, bool(action.payload.get("html")), config, now,
+                                    sender_headers(action.payload, config, action.participant_id))
         except InvalidEmail as exc:
             raise Unsendable(str(exc)) from exc
         return Preview("eml", message.as_bytes(policy=email.policy.SMTP),

@@ -44,7 +44,9 @@ class TaskAction(ActionSpec):
                 "subject": title[0],
                 "body": description[0],
                 "payload": settings_json(priority=self.priority, subtasks=self.subtasks,
-                                         due_days=self.due_days),
+                                         due_days=self.due_days,
+                                         **({"references": context.references}
+                                            if context.references else {})),
             },
             errors=[title[1], description[1]],
         )
