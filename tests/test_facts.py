@@ -317,17 +317,22 @@ def test_each_model_runs_only_what_it_reads(con: duckdb.DuckDBPyConnection) -> N
     """Account facts do not need the contact tables (a warehouse from before them still builds);
     contact facts do, and read the account chain."""
     assert [m.name for m in load_models(SQL_DIR)] == [
+        "recent_events",
         "account_latest",
         "usage_windows",
+        "account_events",
         "account_facts",
     ]
     contact_chain = [m.name for m in load_models(SQL_DIR, "contact_facts")]
     assert contact_chain[-1] == "contact_facts"
     assert set(contact_chain) == {
+        "recent_events",
         "account_latest",
         "usage_windows",
+        "account_events",
         "account_facts",
         "contact_latest",
+        "contact_events",
         "contact_facts",
     }
     assert contact_chain.index("account_facts") < contact_chain.index("contact_facts")
