@@ -448,7 +448,8 @@ def _condition(where: str, settings: Settings, workflow: LoadedWorkflow) -> Cond
     deep = nesting_problem(condition)
     if deep is not None:
         raise _fail(deep, where="--where", todo=NESTING_TODO)
-    schema = fact_schema(settings.facts_sql_path, FACT_MODELS[workflow.spec.object])
+    schema = fact_schema(settings.facts_sql_path, FACT_MODELS[workflow.spec.object],
+                         settings.landing_objects())
     problems = [m for _, leaf in leaves(condition) for _, m in check_leaf(leaf, schema)]
     if problems:
         raise _fail("; ".join(problems), where="--where")

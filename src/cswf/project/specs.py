@@ -17,7 +17,7 @@ from cswf.store.warehouse import connect, running_versions
 def check_specs(settings: Settings, con: duckdb.DuckDBPyConnection | None = None) -> SpecSet:
     """Every spec against the fact fields of its participant type, the categories, the user
     groups and, when the warehouse can be read, the lifecycle rule for running workflows."""
-    objects = {name: fact_schema(settings.facts_sql_path, model)
+    objects = {name: fact_schema(settings.facts_sql_path, model, settings.landing_objects())
                for name, model in FACT_MODELS.items()}
     groups = load_groups(settings.groups_path)
     checked = load_specs(settings.specs_path, categories=settings.categories, objects=objects,

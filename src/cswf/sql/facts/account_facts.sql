@@ -45,6 +45,8 @@ SELECT
     CAST(CAST(a.as_of AS DATE) - a.stage_entered_on AS INTEGER) AS days_in_stage,
     CAST(CAST(a.as_of AS DATE) - a.contract_start AS INTEGER) AS days_since_contract_start,
     CAST(CAST(a.as_of AS DATE) - a.nps_responded_on AS INTEGER) AS days_since_nps_response,
-    CAST(CAST(a.as_of AS DATE) - a.snapshot_date AS INTEGER) AS snapshot_age_days
+    CAST(CAST(a.as_of AS DATE) - a.snapshot_date AS INTEGER) AS snapshot_age_days,
+    -- the project's extra fields (cswf.yaml `fields: {accounts: ...}`), typed as declared
+    a.* EXCLUDE (as_of, {{ contract_columns('accounts') }})
 FROM {{ ref('account_latest') }} AS a
 LEFT JOIN {{ ref('usage_windows') }} AS u ON u.as_of = a.as_of AND u.account_id = a.account_id
