@@ -304,7 +304,8 @@ def run_problems(run: dg.ExecuteInProcessResult) -> list[str]:
     for event in run.all_events:
         evaluation = event.asset_check_evaluation_data \
             if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION else None
-        if evaluation is not None and not evaluation.passed:
+        if evaluation is not None and not evaluation.passed and \
+                evaluation.severity != dg.AssetCheckSeverity.WARN:  # a warning stops nothing
             key = evaluation.asset_check_key
             problems.append(f"check {key.name} on {key.asset_key.to_user_string()} failed: "
                             f"{evaluation.description}")

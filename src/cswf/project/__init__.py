@@ -38,7 +38,8 @@ from cswf.store.holds import holds
 def ingest(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime | None = None,
            known_workflows: Sequence[str] | None = None) -> LandingReport:
     """Every landing file of the project (see `ingest.landing.ingest_all`)."""
-    return ingest_all(con, settings.landing_path, now, known_workflows)
+    return ingest_all(con, settings.landing_path, now, known_workflows,
+                      settings.landing_objects())
 
 
 __all__ = [

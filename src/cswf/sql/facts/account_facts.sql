@@ -33,6 +33,8 @@ SELECT
     a.region,
     a.industry,
     a.time_zone,
+    -- the project's extra fields (cswf.yaml `fields: {accounts: ...}`), typed as declared
+    a.* EXCLUDE (as_of, {{ contract_columns('accounts') }}),
     coalesce(u.usage_events_7d, 0) AS usage_events_7d,
     coalesce(u.usage_events_prev_7d, 0) AS usage_events_prev_7d,
     coalesce(u.usage_events_30d, 0) AS usage_events_30d,
@@ -45,8 +47,6 @@ SELECT
     CAST(CAST(a.as_of AS DATE) - a.stage_entered_on AS INTEGER) AS days_in_stage,
     CAST(CAST(a.as_of AS DATE) - a.contract_start AS INTEGER) AS days_since_contract_start,
     CAST(CAST(a.as_of AS DATE) - a.nps_responded_on AS INTEGER) AS days_since_nps_response,
-    CAST(CAST(a.as_of AS DATE) - a.snapshot_date AS INTEGER) AS snapshot_age_days,
-    -- the project's extra fields (cswf.yaml `fields: {accounts: ...}`), typed as declared
-    a.* EXCLUDE (as_of, {{ contract_columns('accounts') }})
+    CAST(CAST(a.as_of AS DATE) - a.snapshot_date AS INTEGER) AS snapshot_age_days
 FROM {{ ref('account_latest') }} AS a
 LEFT JOIN {{ ref('usage_windows') }} AS u ON u.as_of = a.as_of AND u.account_id = a.account_id
