@@ -21,7 +21,8 @@ def check_specs(settings: Settings, con: duckdb.DuckDBPyConnection | None = None
                for name, model in FACT_MODELS.items()}
     groups = load_groups(settings.groups_path)
     checked = load_specs(settings.specs_path, categories=settings.categories, objects=objects,
-                         groups=list(groups) if settings.groups_path.exists() else None)
+                         groups=list(groups) if settings.groups_path.exists() else None,
+                         segments_dir=settings.segments_path)
     if con is None and settings.database_path.exists():
         try:
             with connect(settings.database_path, read_only=True) as reader:
@@ -50,13 +51,15 @@ def with_lifecycle(checked: SpecSet, con: duckdb.DuckDBPyConnection) -> SpecSet:
                 errors.append(SpecError(workflow.file.name, "steps",
                                         refusal(workflow.name, state, changes)))
     refused = {e.file for e in errors}
-    return SpecSet([w for w in checked.workflows if w.file.name not in refused], errors)
+    return SpecSet([w for w in checked.workflows if w.file.name not in refused], errors,
+                   checked.segments)
 
 
 def workflow_names(settings: Settings) -> list[str]:
     """The workflows a deploy request may name: every spec that parses (no fact or warehouse
     checks needed for that)."""
-    return [w.name for w in load_specs(settings.specs_path).workflows]
+    return [w.name for w in load_specs(settings.specs_path,
+                                       segments_dir=settings.segments_path).workflows]
 
 
 def load_workflows(settings: Settings) -> list[LoadedWorkflow]:
