@@ -15,7 +15,7 @@ from cswf.ingest.landing import EVENTS_FOLDER, LandingReport, ingest_all
 from cswf.project.deliver import approve_delivery_spike, deliver_outbox
 from cswf.project.deploy import deploy
 from cswf.project.guards import TickHeld, approve, reject, require_no_hold
-from cswf.project.preview import Preview, preview
+from cswf.project.preview import Preview, SegmentPreview, preview, preview_segment
 from cswf.project.reports import Reports, publish_bi_copy, refresh_reports
 from cswf.project.specs import check_specs, load_workflows, with_lifecycle, workflow_names
 from cswf.project.ticks import (
@@ -51,6 +51,7 @@ __all__ = [
     "Reports",
     "Respond",
     "RunSummary",
+    "SegmentPreview",
     "SpecErrors",
     "StoredFacts",
     "TickHeld",
@@ -64,6 +65,7 @@ __all__ = [
     "load_workflows",
     "materialize_facts",
     "preview",
+    "preview_segment",
     "publish_bi_copy",
     "refresh_reports",
     "reject",

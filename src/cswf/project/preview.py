@@ -8,13 +8,15 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
-from cswf.engine.evaluate import evaluate, verdict_column
+from cswf.engine.compile import compile_condition
+from cswf.engine.evaluate import evaluate, verdict_column, with_previous
 from cswf.engine.tick import run_tick
 from cswf.facts.models import FACT_MODELS, build_facts
 from cswf.facts.overlay import apply_field_updates, load_field_updates
 from cswf.settings import Settings
-from cswf.specs.conditions import fields_used
+from cswf.specs.conditions import fields_used, previous_tick_fields
 from cswf.specs.loader import LoadedWorkflow
+from cswf.specs.segments import LoadedSegment
 from cswf.specs.workflow import WorkflowState
 from cswf.store.tables import ensure_engine_tables
 from cswf.store.warehouse import load_state
@@ -39,17 +41,7 @@ def preview(
     """Runs the real tick on the stored state with the workflow taken as enabled, and stores
     nothing, so "would enter" honours re-entry rules exactly as a live tick would."""
     ensure_engine_tables(con)
-    before = settings.calendar.previous(as_of)
-    wanted = [t for t in (before, as_of) if t is not None]
-    facts = build_facts(con, wanted, settings.facts_sql_path, FACT_MODELS[workflow.spec.object])
-    # Field updates the workflows made are facts until a newer snapshot supersedes them, as
-    # at a tick (project/ticks.py).
-    now = apply_field_updates(facts.filter(pl.col("as_of") == as_of),
-                              load_field_updates(con, as_of), as_of).facts
-    prev_facts = None
-    if before is not None:
-        prev_facts = apply_field_updates(facts.filter(pl.col("as_of") == before),
-                                         load_field_updates(con, before), before).facts
+    now, prev_facts = _facts(con, settings, workflow.spec.object, as_of)
     # The enum, not the string "enabled": the engine compares with WorkflowState.enabled.
     enabled = replace(workflow, spec=workflow.spec.model_copy(
         update={"state": WorkflowState.enabled}))
@@ -69,5 +61,52 @@ def preview(
         matching=matching.height,
         already_inside=inside,
         would_enter=entered,
+        sample=rows.select(*shown, *(c for c in used if c not in shown)).head(sample),
+    )
+
+
+def _facts(
+    con: duckdb.DuckDBPyConnection, settings: Settings, participant: str, as_of: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The facts at as_of and at the tick before, with the field updates workflows made
+    applied: they are facts until a newer snapshot supersedes them, as at a tick
+    (project/ticks.py)."""
+    before = settings.calendar.previous(as_of)
+    wanted = [t for t in (before, as_of) if t is not None]
+    facts = build_facts(con, wanted, settings.facts_sql_path, FACT_MODELS[participant])
+    now = apply_field_updates(facts.filter(pl.col("as_of") == as_of),
+                              load_field_updates(con, as_of), as_of).facts
+    prev_facts = None
+    if before is not None:
+        prev_facts = apply_field_updates(facts.filter(pl.col("as_of") == before),
+                                         load_field_updates(con, before), before).facts
+    return now, prev_facts
+
+
+@dataclass(frozen=True)
+class SegmentPreview:
+    participants: int
+    matching: int
+    sample: pl.DataFrame
+
+
+def preview_segment(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    segment: LoadedSegment,
+    as_of: datetime,
+    sample: int = 10,
+) -> SegmentPreview:
+    """Who is in a segment at as_of: its condition over the facts a tick would read."""
+    ensure_engine_tables(con)
+    now, prev_facts = _facts(con, settings, segment.object, as_of)
+    schema = dict(now.schema)
+    frame = with_previous(now, prev_facts, previous_tick_fields(segment.condition))
+    rows = frame.filter(compile_condition(segment.condition, schema)).collect()
+    shown = ["participant_id", *(c for c in ("account_name", "csm_name") if c in now.columns)]
+    used = sorted(fields_used(segment.condition))
+    return SegmentPreview(
+        participants=now.height,
+        matching=rows.height,
         sample=rows.select(*shown, *(c for c in used if c not in shown)).head(sample),
     )
