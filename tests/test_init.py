@@ -26,6 +26,7 @@ FILES = [
     "dagster.yaml",
     "data/landing/README.md",
     "pyproject.toml",
+    "segments/renewing_soon.yaml",
     "src/my_project/__init__.py",
     "src/my_project/definitions.py",
     "src/my_project/defs/__init__.py",
