@@ -169,6 +169,9 @@ def validate(root: Root = None) -> None:
         spec = workflow.spec
         typer.echo(f"ok  {workflow.file.name}: {spec.name} ({spec.state}, "
                    f"{len(spec.steps)} steps, version {workflow.version})")
+    for segment in result.segments.values():
+        typer.echo(f"ok  {segment.file.parent.name}/{segment.file.name}: segment "
+                   f"{segment.name} ({segment.object})")
 
 
 @app.command()
