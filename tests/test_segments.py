@@ -188,3 +188,21 @@ def test_preview_of_a_segment(tmp_path: Path) -> None:
                           "--root", str(root))
     assert code != 0
     assert "unknown segment 'bigg' (did you mean 'big'?); segments: big" in err
+
+
+def test_deploy_where_names_a_segment(tmp_path: Path) -> None:
+    root = make_project(tmp_path, {"hello.yaml": PLAIN.replace("name: plain", "name: hello")
+                                   .replace("entry: {field: tier, op: eq, value: smb}\n", "")
+                                   + "manual_entry: true\n"})
+    (root / "segments").mkdir()
+    (root / "segments/big.yaml").write_text(
+        "name: big\ncondition: {field: tier, op: eq, value: enterprise}\n")
+    assert cswf("ingest", "--root", str(root))[0] == 0
+    code, out, err = cswf("deploy", "hello", "--where", "{segment: big}", "--at",
+                          "2026-06-01T01:00", "--root", str(root))
+    assert code == 0, out + err
+    assert "for 1 participant(s) of hello" in out
+    code, out, err = cswf("deploy", "hello", "--where", "{segment: bgi}", "--at",
+                          "2026-06-01T01:00", "--root", str(root))
+    assert code == 1
+    assert "unknown segment 'bgi' (did you mean 'big'?); segments: big" in err
