@@ -10,6 +10,7 @@ import polars as pl
 
 from cswf.engine.bounds import RenderBudget
 from cswf.engine.frames import ROW, moment
+from cswf.engine.phases import phase
 from cswf.specs.conditions import Condition, fields_used
 
 
@@ -46,6 +47,11 @@ class TickContext:
         (journey stage) are computed from the facts like the condition did."""
         if tree is None:
             return None
+        with phase("evidence"):
+            return self._evidence(frame, tree, derived)
+
+    def _evidence(self, frame: pl.DataFrame, tree: Condition,
+                  derived: Mapping[str, pl.Expr] | None) -> pl.Series:
         fields = sorted(fields_used(tree))
         derived = {k: v for k, v in (derived or {}).items() if k in fields}
         gathered = self.facts_of(frame)

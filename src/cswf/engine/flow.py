@@ -24,6 +24,7 @@ from cswf.engine.emit import build_step_actions
 from cswf.engine.evaluate import verdict_column
 from cswf.engine.failures import evaluating
 from cswf.engine.frames import ROW, moment, pick
+from cswf.engine.phases import phase
 from cswf.specs.action import asked_event
 from cswf.specs.flow import Flow, FlowNode
 from cswf.specs.loader import LoadedWorkflow
@@ -143,8 +144,9 @@ def _run_node(out: FlowOutput, here: pl.Series, node: FlowNode, context: TickCon
     if isinstance(node.step, ActionStep):
         if not due.any():
             return
-        out.actions.append(build_step_actions(out.active.filter(due), context, workflow,
-                                              node.index, node.step))
+        with phase("emit"):
+            out.actions.append(build_step_actions(out.active.filter(due), context, workflow,
+                                                  node.index, node.step))
         _move(out, due, flow, node, node.next, pl.col("wait_until"), context,
               f"ran {len(node.step.actions)} action(s) of step '{node.name}'")
     elif isinstance(node.step, DelayStep):
@@ -208,12 +210,13 @@ def _move(out: FlowOutput, mask: pl.Series, flow: Flow, node: FlowNode, target: 
     `reached_at`, and log the transition."""
     if not mask.any():
         return
-    out.transitions.append(pick(out.active, mask, _LOGGED).with_columns(
-        pl.lit("advanced").alias("transition"),
-        pl.lit(node.index, dtype=pl.Int32).alias("step"),
-        pl.lit(node.name).alias("step_name"),
-        pl.lit(reason).alias("reason"),
-    ))
+    with phase("frames"):
+        out.transitions.append(pick(out.active, mask, _LOGGED).with_columns(
+            pl.lit("advanced").alias("transition"),
+            pl.lit(node.index, dtype=pl.Int32).alias("step"),
+            pl.lit(node.name).alias("step_name"),
+            pl.lit(reason).alias("reason"),
+        ))
     with evaluating(arrival_part(flow, target)):  # a delay too long for a datetime
         frame, zones = out.active, []
         if needs_zone(flow, target):

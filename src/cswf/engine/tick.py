@@ -25,8 +25,8 @@ Order within a workflow at a tick:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 
@@ -58,6 +58,7 @@ from cswf.engine.frames import (
     moment,
 )
 from cswf.engine.milestones import advance_milestones, all_done, workflow_tasks
+from cswf.engine.phases import Phases, collecting, phase
 from cswf.engine.stage import stage_fields
 from cswf.specs.flow import FlowNode, action_key
 from cswf.specs.groups import UserGroup
@@ -88,6 +89,8 @@ class TickResult:
     state: pl.DataFrame
     actions: pl.DataFrame
     transitions: pl.DataFrame
+    # Seconds per phase (engine/phases.py): timing only, not part of the result.
+    phases: Phases = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def changed_state(self) -> pl.DataFrame:
@@ -115,7 +118,16 @@ def combine(results: Sequence[TickResult], as_of: datetime, kept: pl.DataFrame |
         else empty(ACTION_SCHEMA),
         transitions=pl.concat([r.transitions for r in results]).sort(
             "workflow", PARTICIPANT, maintain_order=True) if results else empty(TRANSITION_SCHEMA),
+        phases=_summed(r.phases for r in results),
     )
+
+
+def _summed(parts: Iterable[Phases]) -> Phases:
+    total: Phases = {}
+    for part in parts:
+        for name, seconds in part.items():
+            total[name] = total.get(name, 0.0) + seconds
+    return total
 
 
 def run_tick(
@@ -142,11 +154,33 @@ def run_tick(
     template rendering, shared when one tick is run as several calls (default: the defaults,
     for this call alone); a render past them fails its action (`render_failed`), not the tick.
     """
+    phases: Phases = {}
+    with collecting(phases), phase("other"):
+        result = _run_tick(state, facts, prev_facts, events, workflows, as_of,
+                           default_category, deploys, groups, workload, render_budget)
+    return TickResult(result.as_of, result.participants, result.workflows, result.state,
+                      result.actions, result.transitions, phases)
+
+
+def _run_tick(
+    state: pl.DataFrame,
+    facts: pl.DataFrame,
+    prev_facts: pl.DataFrame | None,
+    events: pl.DataFrame | None,
+    workflows: Sequence[LoadedWorkflow],
+    as_of: datetime,
+    default_category: str,
+    deploys: pl.DataFrame | None,
+    groups: Mapping[str, UserGroup] | None,
+    workload: pl.DataFrame | None,
+    render_budget: RenderBudget | None,
+) -> TickResult:
     _check_facts(facts, as_of)
     events = empty(EVENT_SCHEMA) if events is None else conform(events, EVENT_SCHEMA)
     deploys = empty(DEPLOY_SCHEMA) if deploys is None else conform(deploys, DEPLOY_SCHEMA)
     try:
-        verdicts = evaluate(facts, prev_facts, workflows)
+        with phase("evaluate"):
+            verdicts = evaluate(facts, prev_facts, workflows)
     except BaseException as exc:  # a panic in Polars too: see engine/failures.py
         if not (isinstance(exc, Exception) or is_panic(exc)):
             raise
@@ -182,18 +216,24 @@ def run_tick(
         actions.extend(out.actions)
         transitions.extend(out.transitions)
     states.extend(by_workflow.values())  # workflows whose spec is gone stay as they were
-    all_actions = pl.concat(actions).sort("action_id") if actions else empty(ACTION_SCHEMA)
+    with phase("frames"):
+        all_actions = pl.concat(actions).sort("action_id") if actions else empty(ACTION_SCHEMA)
     if groups:
-        all_actions = assign_tasks(all_actions, groups, empty(WORKLOAD_SCHEMA) if workload is None
-                                   else workload, events, as_of)
+        with phase("assign"):
+            all_actions = assign_tasks(all_actions, groups, empty(WORKLOAD_SCHEMA)
+                                       if workload is None else workload, events, as_of)
+    with phase("frames"):
+        all_state = pl.concat([conform(s, WORKING_SCHEMA) for s in states]
+                              or [empty(WORKING_SCHEMA)]).lazy().drop(ROW).sort(
+            "workflow", PARTICIPANT).collect()
+        all_transitions = _finish_transitions(transitions, as_of)
     return TickResult(
         as_of=as_of,
         participants=facts.height,
         workflows=len(workflows),
-        state=pl.concat([conform(s, WORKING_SCHEMA) for s in states] or [empty(WORKING_SCHEMA)])
-        .lazy().drop(ROW).sort("workflow", PARTICIPANT).collect(),
+        state=all_state,
         actions=all_actions,
-        transitions=_finish_transitions(transitions, as_of),
+        transitions=all_transitions,
     )
 
 
@@ -266,7 +306,8 @@ def _advance_workflow(
         transitions.extend(refusals)
         active = pl.concat([active, entered])
     if spec.state is WorkflowState.enabled:
-        admitted, closed = _admit(verdict, active, closed, workflow, context, barred)
+        with phase("admit"):
+            admitted, closed = _admit(verdict, active, closed, workflow, context, barred)
         if not admitted.is_empty():
             assert spec.entry is not None
             transitions.append(_transition(
@@ -276,7 +317,8 @@ def _advance_workflow(
             active = pl.concat([active, admitted])
             entered = pl.concat([entered, admitted])
     actions: list[pl.DataFrame] = []
-    started = workflow_tasks(entered, context, workflow)
+    with phase("milestones"):
+        started = workflow_tasks(entered, context, workflow)
     if started is not None:
         actions.append(started)
     if active.is_empty():  # nobody inside: only the closed rows may change
@@ -318,10 +360,13 @@ def _advance_workflow(
                 transitions.append(_transition(gone, "exited", reason, evidence))
                 active = active.filter(~newly)
 
-    flow = advance_flow(active, context, workflow)
+    with phase("flow"):
+        flow = advance_flow(active, context, workflow)
     transitions.extend(flow.transitions)
     actions.extend(flow.actions)
-    still, milestone_actions, milestone_log = advance_milestones(flow.active, context, workflow)
+    with phase("milestones"):
+        still, milestone_actions, milestone_log = advance_milestones(flow.active, context,
+                                                                     workflow)
     actions.extend(milestone_actions)
     transitions.extend(milestone_log)
     finished = _finished(still, workflow)
@@ -333,8 +378,9 @@ def _advance_workflow(
         transitions.append(_transition(gone, "completed", reason))
         still = still.filter(~finished)
 
-    closed = _arm_requalification(_closed_rows(closed, closed_now), verdict["entry"], as_of)
-    state = pl.concat([conform(still, WORKING_SCHEMA), closed])
+    with phase("close"):
+        closed = _arm_requalification(_closed_rows(closed, closed_now), verdict["entry"], as_of)
+        state = pl.concat([conform(still, WORKING_SCHEMA), closed])
     return _Out(state, actions, transitions, entered)
 
 
@@ -604,6 +650,13 @@ def _arm_requalification(
 
 def _transition(
     frame: pl.DataFrame, kind: str, reason: str | pl.Expr, evidence: pl.Series | None = None
+) -> pl.DataFrame:
+    with phase("frames"):
+        return _transition_rows(frame, kind, reason, evidence)
+
+
+def _transition_rows(
+    frame: pl.DataFrame, kind: str, reason: str | pl.Expr, evidence: pl.Series | None
 ) -> pl.DataFrame:
     out = frame.select(
         "workflow", "version", PARTICIPANT, "enrollment_id",
