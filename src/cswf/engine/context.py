@@ -25,6 +25,8 @@ class TickContext:
     # Rendering limits, shared by every workflow of the tick (engine/bounds.py).
     render_budget: RenderBudget = field(default_factory=RenderBudget, compare=False)
     _seen: dict[str, pl.Series] = field(default_factory=dict, repr=False, compare=False)
+    _seen_by: dict[str, dict[tuple[str, str], pl.Series]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     def seen(self, event_type: str) -> pl.Series:
         """The ids of the actions with an `event_type` event by `as_of`; every workflow of a
@@ -35,6 +37,27 @@ class TickContext:
                 (pl.col("event_type") == event_type) & (pl.col("occurred_at") <= moment(self.as_of))
             )["action_id"]
         return found
+
+    def seen_enrollments(self, event_type: str, workflow: str, key: str) -> pl.Series:
+        """The enrollments of `workflow` whose action `key` has an `event_type` event by
+        `as_of` (action ids are `<enrollment id>/<key>`, enrollment ids `<workflow>/...`).
+
+        Split once per event type, so each workflow looks its own few ids up rather than
+        hashing every workflow's."""
+        split = self._seen_by.get(event_type)
+        if split is None:
+            ids = pl.DataFrame({"action_id": self.seen(event_type)})
+            parts = ids.select(
+                pl.col("action_id").str.extract(r"^([^/]*)/", 1).alias("workflow"),
+                pl.col("action_id").str.extract(r"/([^/]*)$", 1).alias("key"),
+                pl.col("action_id").str.extract(r"^(.*)/[^/]*$", 1).alias("enrollment_id"),
+            ).drop_nulls()
+            split = self._seen_by[event_type] = {
+                (w, k): frame["enrollment_id"]
+                for (w, k), frame in parts.partition_by("workflow", "key", as_dict=True).items()
+            }
+        found = split.get((workflow, key))
+        return pl.Series("enrollment_id", [], dtype=pl.String) if found is None else found
 
     def facts_of(self, frame: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
         """The facts of `frame`'s participants, row for row (gathered by position)."""

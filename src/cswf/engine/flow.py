@@ -154,10 +154,9 @@ def _run_node(out: FlowOutput, here: pl.Series, node: FlowNode, context: TickCon
               f"delay '{node.name}' ({node.step.delay.describe()}) elapsed")
     elif isinstance(node.step, WaitStep):
         wait = node.step.wait
-        met = here & (_action_result(out.active, flow, wait.on_action, context)
-                      if wait.on_action
-                      else _verdict(out.active, context, wait_column(workflow.name,
-                                                                     node.index)))
+        met = (_action_result(out.active, here, workflow, wait.on_action, context)
+               if wait.on_action
+               else _verdict(out.active, here, context, wait_column(workflow.name, node.index)))
         what = (f"{wait.action} {wait.result}" if wait.on_action else "the condition")
         timed_out = due & ~met  # both masks before the first move rewrites the rows
         _move(out, met, flow, node, node.next, moment(as_of), context,
@@ -176,8 +175,10 @@ def _branch(out: FlowOutput, ready: pl.Series, flow: Flow, node: FlowNode,
     for k, (path, target) in enumerate(zip(node.step.branch, node.targets, strict=True)):
         if not undecided.any():
             return
-        holds = (_action_result(out.active, flow, path.on_action, context) if path.on_action
-                 else _verdict(out.active, context, check_column(workflow.name, node.index, k)))
+        holds = (_action_result(out.active, undecided, workflow, path.on_action, context)
+                 if path.on_action
+                 else _verdict(out.active, undecided, context,
+                               check_column(workflow.name, node.index, k)))
         taking = undecided & holds
         undecided = undecided & ~holds
         _move(out, taking, flow, node, target, pl.col("wait_until"),
@@ -186,19 +187,32 @@ def _branch(out: FlowOutput, ready: pl.Series, flow: Flow, node: FlowNode,
           f"branch '{node.name}': no check held, the flow goes on")
 
 
-def _verdict(rows: pl.DataFrame, context: TickContext, column: str) -> pl.Series:
-    return context.verdicts[column].gather(rows[ROW]).fill_null(False)
+def _verdict(rows: pl.DataFrame, within: pl.Series, context: TickContext, column: str
+             ) -> pl.Series:
+    """The verdict for the rows under `within` (false elsewhere)."""
+    where = np.flatnonzero(within.fill_null(False).to_numpy())
+    found = context.verdicts[column].gather(rows[ROW].gather(where)).fill_null(False)
+    return _scatter(rows.height, where, found)
 
 
-def _action_result(rows: pl.DataFrame, flow: Flow, ref: ActionResult | None,
-                   context: TickContext) -> pl.Series:
-    """Whether each enrollment's earlier action has the result, from the action events."""
+def _action_result(rows: pl.DataFrame, within: pl.Series, workflow: LoadedWorkflow,
+                   ref: ActionResult | None, context: TickContext) -> pl.Series:
+    """Whether each enrollment under `within` has the result for its earlier action, from the
+    action events (false elsewhere): only those rows' ids are built and looked up."""
     assert ref is not None
-    address = flow.address(ref)
+    address = workflow.flow.address(ref)
     happened, negated = asked_event(ref.result)
-    ids = rows["enrollment_id"] + f"/{address.key}"
-    hit = ids.is_in(context.seen(happened).implode())
-    return ~hit if negated else hit
+    where = np.flatnonzero(within.fill_null(False).to_numpy())
+    seen = context.seen_enrollments(happened, workflow.name, address.key)
+    hit = rows["enrollment_id"].gather(where).is_in(seen.implode())
+    return _scatter(rows.height, where, ~hit if negated else hit)
+
+
+def _scatter(height: int, where: np.ndarray, values: pl.Series) -> pl.Series:
+    """A mask of `height` rows holding `values` at `where`, false elsewhere."""
+    mask = np.zeros(height, dtype=bool)
+    mask[where] = values.to_numpy()
+    return pl.Series(mask)
 
 
 _LOGGED = ("workflow", "version", "participant_id", "enrollment_id")

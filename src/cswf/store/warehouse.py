@@ -37,6 +37,7 @@ from cswf.store.tables import HISTORY
 from cswf.store.transaction import transaction
 
 KEY = ("workflow", "participant_id")
+CHANGED = "cswf_changed_enrollments"  # the tick's changed rows, registered while written
 
 __all__ = ["DeliveredHistory", "Rewrite"]  # re-exported: what a refused re-run raises
 
@@ -252,17 +253,22 @@ def _write_tick(
 
 def _write_history(con: duckdb.DuckDBPyConnection, changed: pl.DataFrame, as_of: datetime
                    ) -> None:
-    """Close the changed enrollments' current versions and add the new ones."""
-    con.execute(
-        f"UPDATE {HISTORY} AS h SET valid_to = $t FROM changed AS c "
-        "WHERE h.workflow = c.workflow AND h.participant_id = c.participant_id "
-        "AND h.valid_to IS NULL",
-        {"t": as_of},
-    ).fetchall()
-    con.execute(
-        f"INSERT INTO {HISTORY} SELECT *, $t AS valid_from, NULL AS valid_to FROM changed",
-        {"t": as_of},
-    ).fetchall()
+    """Close the changed enrollments' current versions and add the new ones; the rows go to
+    DuckDB as Arrow once (a Polars frame would be converted for each statement)."""
+    con.register(CHANGED, changed.to_arrow())
+    try:
+        con.execute(
+            f"UPDATE {HISTORY} AS h SET valid_to = $t FROM {CHANGED} AS c "
+            "WHERE h.workflow = c.workflow AND h.participant_id = c.participant_id "
+            "AND h.valid_to IS NULL",
+            {"t": as_of},
+        ).fetchall()
+        con.execute(
+            f"INSERT INTO {HISTORY} SELECT *, $t AS valid_from, NULL AS valid_to FROM {CHANGED}",
+            {"t": as_of},
+        ).fetchall()
+    finally:
+        con.unregister(CHANGED)
 
 
 def _tick_exists(con: duckdb.DuckDBPyConnection, as_of: datetime) -> bool:
