@@ -77,6 +77,10 @@ class TickContext:
                   derived: Mapping[str, pl.Expr] | None) -> pl.Series:
         fields = sorted(fields_used(tree))
         derived = {k: v for k, v in (derived or {}).items() if k in fields}
-        gathered = self.facts_of(frame)
+        # Only the columns the condition reads (a derived field's own inputs included).
+        needed = {f for f in fields if f not in derived}.union(
+            *(expr.meta.root_names() for expr in derived.values()))
+        columns = [c for c in self.facts.columns if c in needed] or self.facts.columns[:1]
+        gathered = self.facts_of(frame, columns)  # (one column at least: it sets the height)
         values = gathered.select(derived.get(f, pl.col(f)).alias(f) for f in fields)
         return values.select(pl.struct(fields).struct.json_encode().alias("evidence")).to_series()
