@@ -1,13 +1,16 @@
 """cswf benchmark: `make bench` (or `.venv/bin/python bench/bench.py --help`).
 
 Measures, on this machine, in one run:
-1. a full steady-state tick for N accounts x W workflows (each with entry, exit and objective
-   conditions): load state and facts from DuckDB, evaluate, advance, write state and actions
-   back; run in a fresh process so its peak memory is its own;
-2. the first tick of the same book (everyone who qualifies enters at once), for scale;
-3. the same conditions through the row-at-a-time interpreter on a sample, as a ratio against the
-   vectorized evaluation (the baseline measured in the same run);
-4. the demo's 720-tick quarter through `cswf run`.
+1. three ticks of N accounts x W workflows (each with entry, exit and objective conditions),
+   each loaded from DuckDB, evaluated and advanced, and written back, in a fresh process (so
+   its peak memory is its own), `--runs` times on a fresh copy of the database (medians):
+   the steady tick (`--open-rate` of the first tick's emails opened), the busy tick
+   (`--busy-rate` opened: a campaign's or a quarter's start) and the first tick of the book
+   (everyone who qualifies enters at once); each with its phase breakdown (engine/phases.py);
+2. the same conditions through the row-at-a-time interpreter on a sample, as a ratio against the
+   vectorized evaluation: that evaluation is the baseline every figure is also given against,
+   so figures compare across machines;
+3. the demo's 720-tick quarter through `cswf run`.
 Figures go to stdout and to bench/results.json.
 """
 
