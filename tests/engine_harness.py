@@ -31,6 +31,7 @@ ASSET_GROUPS = {
     "objective_after_exit": "reports",
     "objective_outcomes": "reports",
     "objective_performance": "reports",
+    "objective_lift": "reports",
     "objective_trend": "reports",
     "step_funnel": "reports",
     "workflow_daily": "reports",

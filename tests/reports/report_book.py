@@ -66,17 +66,17 @@ class Book:
                    closed: str | None = None, reason: str | None = None, step: int = 0,
                    step_name: str = "", objective_met: str | None = None, n: int = 1,
                    milestones_done: Iterable[str] = (), current_milestone: str | None = None,
-                   milestone_due: str | None = None) -> str:
+                   milestone_due: str | None = None, cohort: str | None = None) -> str:
         enrollment_id = f"{workflow}/{participant}/{n}"
         self.con.execute(
             "INSERT INTO enrollment_history (workflow, participant_id, enrollment_id, "
             "enrollment_number, version, status, entered_at, step, step_name, objective_met_at, "
             "closed_at, close_reason, milestones_done, current_milestone, milestone_due_at, "
-            "valid_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "cohort, valid_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [workflow, participant, enrollment_id, n, self.version(workflow), status,
              at(entered), step, step_name, objective_met and at(objective_met),
              closed and at(closed), reason, list(milestones_done), current_milestone,
-             milestone_due and at(milestone_due), at(entered)])
+             milestone_due and at(milestone_due), cohort, at(entered)])
         return enrollment_id
 
     def transition(self, enrollment_id: str, kind: str, tick: str, step: int | None = None,

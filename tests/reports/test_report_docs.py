@@ -9,6 +9,7 @@ import yaml
 from report_book import REPORTS, Book, new_book
 from test_execution_and_dashboard import accounts_book, emails_book
 from test_flow_reports import nurture_book
+from test_lift_report import lift_book
 from test_milestone_reports import month_end_book
 from test_objective_reports import adoption_book
 
@@ -20,7 +21,8 @@ MODELS = sorted(path.stem for path in REPORTS.glob("*.sql") if path.stem != "act
 @pytest.fixture(scope="module")
 def everything() -> Book:
     book = new_book()
-    for scenario in (adoption_book, nurture_book, month_end_book, emails_book, accounts_book):
+    for scenario in (adoption_book, nurture_book, month_end_book, emails_book, accounts_book,
+                     lift_book):
         scenario(book)
     return book
 

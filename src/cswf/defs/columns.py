@@ -96,6 +96,8 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "milestone_due_at": "when the current milestone is due; overdue days = a "
         "report's as-of minus this",
         "updated_at": "tick that last changed the row",
+        "cohort": "in a workflow with a holdout: control (held out, receives nothing) or "
+        "treatment; null otherwise and for manual deploys",
     },
     "transitions": {
         "tick": "the tick",

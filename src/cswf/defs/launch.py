@@ -7,6 +7,7 @@ for `make demo` and `make ui`); without it they run against a throwaway instance
 """
 
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from cswf.calendar import key_of
 from cswf.defs import build_defs
 from cswf.defs.automation import DATA_TESTS_JOB, TICK_JOB, TICK_RANGE_JOB
 from cswf.defs.delivery import DELIVERY_JOB
+from cswf.defs.eventlog import event_log_kept_open
 from cswf.defs.resources import Audience
 from cswf.project import OnTick, ticks_in
 from cswf.settings import Settings
@@ -64,6 +66,21 @@ whose actions were delivered (store/history.py). Raises ValueError when the rang
             f"no tick between {start} and {end} (calendar '{settings.tick_cron}' from "
             f"{settings.tick_start})"
         )
+    run_id = str(uuid.uuid4())
+    with ExitStack() as stack:
+        instance = instance or stack.enter_context(default_instance())
+        keeper = stack.enter_context(event_log_kept_open(instance, run_id))
+        return _run_ticks_job(settings, ticks, instance, run_id, keeper.on_tick(on_tick),
+                              audience=audience, raise_on_error=raise_on_error,
+                              ingest_now=ingest_now, quiet=quiet,
+                              rewrite_delivered=rewrite_delivered)
+
+
+def _run_ticks_job(
+    settings: Settings, ticks: list[datetime], instance: dg.DagsterInstance, run_id: str,
+    on_tick: OnTick, *, audience: Audience | None, raise_on_error: bool,
+    ingest_now: datetime | None, quiet: bool, rewrite_delivered: bool,
+) -> dg.ExecuteInProcessResult:
     defs = build_defs(settings, audience, on_tick)
     job = defs.resolve_job_def(TICK_JOB if len(ticks) == 1 else TICK_RANGE_JOB)
     partitions = job.partitions_def
@@ -88,11 +105,10 @@ whose actions were delivered (store/history.py). Raises ValueError when the rang
         ops["workflow_engine"] = {"config": {"rewrite_delivered": True}}
     if ops:
         config["ops"] = ops
-    with ExitStack() as stack:
-        instance = instance or stack.enter_context(default_instance())
-        stack.enter_context(_default_environment(PLANNED_EVENTS_AS_RANGES, "true"))
+    with _default_environment(PLANNED_EVENTS_AS_RANGES, "true"):
         result = job.execute_in_process(
-            run_config=config, instance=instance, tags=tags, raise_on_error=raise_on_error
+            run_config=config, instance=instance, tags=tags, raise_on_error=raise_on_error,
+            run_id=run_id,
         )
         if len(ticks) > 1 and result.success:  # the whole tables' data tests, once
             defs.resolve_job_def(DATA_TESTS_JOB).execute_in_process(

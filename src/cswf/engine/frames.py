@@ -35,6 +35,7 @@ ENROLLMENT_SCHEMA: dict[str, pl.DataType] = {
     "current_milestone": pl.String(),  # the first started milestone not yet done
     "milestone_due_at": TS,  # when the current milestone is due
     "updated_at": TS,  # the tick that last changed this row
+    "cohort": pl.String(),  # control | treatment in a workflow with a holdout (engine/holdout.py)
 }
 
 # Inside a tick, rows also carry the participant's position in the facts (null: not in them).

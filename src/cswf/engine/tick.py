@@ -12,11 +12,13 @@ Order within a workflow at a tick:
 1. a disabled workflow exits everyone;
 2. manual deploys are honoured or refused; an enabled workflow admits participants that meet
    the entry conditions (and not the exit conditions), if re-entry and the launch option allow;
-   a workflow with milestones gives each new enrollment its workflow task;
+   a workflow with milestones gives each new enrollment its workflow task; a workflow with a
+   holdout puts a hashed share of those it admits in its control group (engine/holdout.py);
 3. exit conditions remove participants wherever they are, even mid-delay, and so does an
    action that finally failed with `on_error: exit`;
 4. an objective newly met is recorded, and exits the participant if the spec says so;
-5. due steps run (actions are emitted, delays scheduled);
+5. due steps run (actions are emitted, delays scheduled), except for the control group, whose
+   enrollments complete when their holdout window ends;
 6. milestones that are due start (their task is emitted), completed ones are recorded;
 7. participants past the last step, with every milestone done, complete;
 8. closed participants that no longer qualify are marked as having stopped qualifying
@@ -57,13 +59,14 @@ from cswf.engine.frames import (
     empty,
     moment,
 )
+from cswf.engine.holdout import CONTROL, assign_cohorts, held_out, window_ended
 from cswf.engine.milestones import advance_milestones, all_done, workflow_tasks
 from cswf.engine.phases import Phases, collecting, phase
 from cswf.engine.stage import stage_fields
 from cswf.specs.flow import FlowNode, action_key
 from cswf.specs.groups import UserGroup
 from cswf.specs.loader import LoadedWorkflow
-from cswf.specs.workflow import ReentryMode, WorkflowState
+from cswf.specs.workflow import ReentryMode, Workflow, WorkflowState
 
 ACTIVE, COMPLETED, EXITED = "active", "completed", "exited"
 VERDICTS = ("entry", "exit", "objective")
@@ -310,15 +313,17 @@ def _advance_workflow(
             admitted, closed = _admit(verdict, active, closed, workflow, context, barred)
         if not admitted.is_empty():
             assert spec.entry is not None
+            admitted = assign_cohorts(admitted, workflow.name, spec.holdout)
             transitions.append(_transition(
-                admitted, "entered", f"entry conditions met: {spec.entry.describe()}",
+                admitted, "entered", _entry_reason(spec),
                 context.evidence(admitted, spec.entry, stage_fields(spec.stage)),
             ))
             active = pl.concat([active, admitted])
             entered = pl.concat([entered, admitted])
     actions: list[pl.DataFrame] = []
     with phase("milestones"):
-        started = workflow_tasks(entered, context, workflow)
+        started = workflow_tasks(entered.filter(~held_out(entered)) if spec.holdout
+                                 else entered, context, workflow)
     if started is not None:
         actions.append(started)
     if active.is_empty():  # nobody inside: only the closed rows may change
@@ -360,6 +365,10 @@ def _advance_workflow(
                 transitions.append(_transition(gone, "exited", reason, evidence))
                 active = active.filter(~newly)
 
+    control = active.clear()
+    if spec.holdout is not None and not active.is_empty():  # the control group runs no step
+        aside = held_out(active)
+        control, active = active.filter(aside), active.filter(~aside)
     with phase("flow"):
         flow = advance_flow(active, context, workflow)
     transitions.extend(flow.transitions)
@@ -377,11 +386,31 @@ def _advance_workflow(
         closed_now.append(gone)
         transitions.append(_transition(gone, "completed", reason))
         still = still.filter(~finished)
+    if not control.is_empty():
+        ended = window_ended(control, spec.holdout, as_of)
+        if ended.any():
+            reason = "control group: the holdout window ended"
+            gone = _close(control.filter(ended), COMPLETED, reason, as_of)
+            closed_now.append(gone)
+            transitions.append(_transition(gone, "completed", reason))
+        still = pl.concat([conform(still, WORKING_SCHEMA),
+                           conform(control.filter(~ended), WORKING_SCHEMA)])
 
     with phase("close"):
         closed = _arm_requalification(_closed_rows(closed, closed_now), verdict["entry"], as_of)
         state = pl.concat([conform(still, WORKING_SCHEMA), closed])
     return _Out(state, actions, transitions, entered)
+
+
+def _entry_reason(spec: Workflow) -> str | pl.Expr:
+    """Why a participant entered; in a workflow with a holdout, also which group."""
+    assert spec.entry is not None
+    reason = f"entry conditions met: {spec.entry.describe()}"
+    if spec.holdout is None:
+        return reason
+    return (pl.lit(reason) + pl.when(pl.col("cohort") == CONTROL).then(pl.lit(
+        f"; held out in the control group ({spec.holdout.percent:g}% holdout): it receives "
+        "nothing")).otherwise(pl.lit("; treatment group")))
 
 
 def _split(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -13,6 +13,7 @@ import duckdb
 from cswf.reports.build import build_reports, report_files
 from cswf.reports.publish import Publication, publish
 from cswf.settings import Settings
+from cswf.store.tables import ensure_engine_tables
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,10 @@ class Reports:
 
 
 def refresh_reports(con: duckdb.DuckDBPyConnection, settings: Settings) -> Reports:
-    """Build every report of `settings.sql_path`, then publish them and the BI tables."""
+    """Build every report of `settings.sql_path`, then publish them and the BI tables. The
+    tables they read are brought up to date first (a warehouse from an older cswf may lack a
+    column a report reads until its next tick)."""
+    ensure_engine_tables(con)
     rows = build_reports(con, settings.sql_path)
     return Reports(rows, publish_bi_copy(con, settings, rows))
 

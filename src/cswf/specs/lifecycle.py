@@ -1,7 +1,8 @@
 """Catalyst's lifecycle rule: a running (enabled or paused) workflow takes non-structural edits
 (conditions, templates, delay lengths, branch criteria); structural ones (adding, removing or
-moving a step, action, branch path or milestone) wait until it is disabled, because enrollments
-in flight are positions in the flow's structure."""
+moving a step, action, branch path or milestone; adding, removing or changing a holdout, which
+would move participants between the groups) wait until it is disabled, because enrollments in
+flight are positions in the flow's structure."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def structure(spec: Workflow, flow: Flow) -> list[str]:
         if isinstance(node.step, BranchStep):
             lines += [f"path '{p.name}' of branch '{node.name}'" for p in node.step.branch]
     lines += [f"milestone '{m.name}'" for m in spec.milestones]
+    if spec.holdout is not None:  # who is held out must not change mid-flight
+        lines.append(f"holdout of {spec.holdout.percent:g}% over {spec.holdout.window_days} days")
     return lines
 
 

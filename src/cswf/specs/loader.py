@@ -377,7 +377,7 @@ def _field_model(model: type[BaseModel], key: str) -> type[BaseModel] | None:
 
 # Keys the spec language gained after its first release, with their defaults: a spec that
 # leaves them at the default hashes as it did before (upgrading cswf is not an edit).
-_ADDED_LATER: dict[str, object] = {"guards": None}
+_ADDED_LATER: dict[str, object] = {"guards": None, "holdout": None}
 
 
 def spec_version(spec: Workflow, templates: Mapping[str, str]) -> str:

@@ -100,6 +100,23 @@ class Objective(Strict):
         return self
 
 
+MAX_HOLDOUT_PERCENT = 50
+MAX_HOLDOUT_WINDOW_DAYS = 30  # objective_after_exit watches 30 days after leaving
+
+
+class Holdout(Strict):
+    """A control group: a fixed, hashed share of those who qualify enter it and receive nothing,
+    so the objective's lift can be measured (engine/holdout.py, report objective_lift)."""
+
+    percent: float = Field(gt=0, le=MAX_HOLDOUT_PERCENT,
+                           description="Share of qualifying participants held out, in percent "
+                                       "(to 0.01).")
+    window_days: int = Field(
+        default=MAX_HOLDOUT_WINDOW_DAYS, ge=1, le=MAX_HOLDOUT_WINDOW_DAYS,
+        description="Both groups are judged on the objective within this many days of entry; "
+                    "a control enrollment completes when its window ends.")
+
+
 class _FromRegistry:
     """An annotation whose schema is built from the action types registered when the model
     holding it is built (see _rebuild)."""
@@ -314,6 +331,8 @@ class Workflow(Strict):
     )
     eligibility: Eligibility = Field(default_factory=Eligibility)
     objective: Objective | None = None
+    holdout: Holdout | None = Field(
+        default=None, description="Hold out a share of those who qualify as a control group.")
     exit: Condition | None = Field(
         default=None, description="Exit overrides: remove a participant wherever it is."
     )
@@ -328,6 +347,12 @@ class Workflow(Strict):
                 raise ValueError("an enabled workflow needs entry conditions")
             if not _has_action(self.steps):
                 raise ValueError("an enabled workflow needs at least one action")
+        return self
+
+    @model_validator(mode="after")
+    def _holdout_needs_objective(self) -> Workflow:
+        if self.holdout is not None and self.objective is None:
+            raise ValueError("a holdout measures the objective: give the workflow an objective")
         return self
 
     @model_validator(mode="after")

@@ -46,8 +46,11 @@ ENGINE = (
     "step INTEGER, step_name VARCHAR, wait_until TIMESTAMP, objective_met_at TIMESTAMP, "
     "closed_at TIMESTAMP, close_reason VARCHAR, requalify_armed BOOLEAN, "
     "milestones_started INTEGER, milestones_done VARCHAR[], current_milestone VARCHAR, "
-    "milestone_due_at TIMESTAMP, updated_at TIMESTAMP, "
+    "milestone_due_at TIMESTAMP, updated_at TIMESTAMP, cohort VARCHAR, "
     "valid_from TIMESTAMP NOT NULL, valid_to TIMESTAMP)",
+    # Added after the first release (holdouts): an older warehouse gets it at the end; rows are
+    # written by name, so the order does not matter.
+    f"ALTER TABLE {HISTORY} ADD COLUMN IF NOT EXISTS cohort VARCHAR",
     "CREATE TABLE IF NOT EXISTS transitions ("
     "tick TIMESTAMP, workflow VARCHAR, version VARCHAR, participant_id VARCHAR, "
     "enrollment_id VARCHAR, transition VARCHAR, step INTEGER, step_name VARCHAR, "

@@ -264,7 +264,8 @@ def _write_history(con: duckdb.DuckDBPyConnection, changed: pl.DataFrame, as_of:
             {"t": as_of},
         ).fetchall()
         con.execute(
-            f"INSERT INTO {HISTORY} SELECT *, $t AS valid_from, NULL AS valid_to FROM {CHANGED}",
+            f"INSERT INTO {HISTORY} BY NAME SELECT *, $t AS valid_from, NULL AS valid_to "
+            f"FROM {CHANGED}",
             {"t": as_of},
         ).fetchall()
     finally:

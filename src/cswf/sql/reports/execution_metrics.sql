@@ -4,14 +4,12 @@
 -- emitted them, with what became of them by the last tick: sent (delivery succeeded; a dry
 -- run's previews included), failed (delivery finally failed), still pending; and response times: email
 -- delivered -> opened (hours), task created (its tick) -> completed (days).
+{% from "macros/latest_spec.sql" import latest_spec %}
 WITH last_tick AS (
     SELECT max(as_of) AS as_of FROM {{ source('cswf', 'tick_log') }}
 ),
 workflow_category AS (  -- a workflow's category is its latest spec version's
-    SELECT workflow, category
-    FROM {{ source('cswf', 'workflow_versions') }}
-    QUALIFY row_number() OVER (PARTITION BY workflow
-                               ORDER BY first_seen_tick DESC, version DESC) = 1
+    SELECT workflow, category FROM ({{ latest_spec() }})
 ),
 periods AS (
     SELECT * FROM (VALUES ('day'), ('week'), ('month')) AS p(period_type)

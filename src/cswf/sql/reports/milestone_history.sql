@@ -2,14 +2,12 @@
 -- when its task was created (started), when it is due, when it was done (the tick that saw its
 -- task completed), who owns it, and how many days early (negative) or late (positive) it was
 -- done. A milestone still open past its due time is overdue by the days since it was due.
+{% from "macros/latest_spec.sql" import latest_spec %}
 WITH last_tick AS (
     SELECT max(as_of) AS as_of FROM {{ source('cswf', 'tick_log') }}
 ),
 workflow_category AS (  -- a workflow's category is its latest spec version's
-    SELECT workflow, category
-    FROM {{ source('cswf', 'workflow_versions') }}
-    QUALIFY row_number() OVER (PARTITION BY workflow
-                               ORDER BY first_seen_tick DESC, version DESC) = 1
+    SELECT workflow, category FROM ({{ latest_spec() }})
 ),
 milestone_lists AS (  -- each spec version's milestones, as written
     SELECT workflow, version,

@@ -9,14 +9,12 @@
 -- objective cannot be judged here: a condition over several leaves, an operator that compares
 -- with the previous tick or with today's date, or a field computed by the facts models of
 -- contacts and opportunities (e.g. is_open).
+{% from "macros/latest_spec.sql" import latest_spec %}
 WITH last_tick AS (
     SELECT max(as_of) AS as_of FROM {{ source('cswf', 'tick_log') }}
 ),
 workflow_category AS (  -- a workflow's category is its latest spec version's
-    SELECT workflow, category
-    FROM {{ source('cswf', 'workflow_versions') }}
-    QUALIFY row_number() OVER (PARTITION BY workflow
-                               ORDER BY first_seen_tick DESC, version DESC) = 1
+    SELECT workflow, category FROM ({{ latest_spec() }})
 ),
 objectives AS (  -- each spec version's objective, when it is one test of one field
     SELECT

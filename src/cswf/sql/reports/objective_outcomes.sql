@@ -1,14 +1,12 @@
 -- Did each enrollment of a workflow with an objective meet it, and when: while inside (the
 -- engine's objective_met_at), or within 30 days after it left (the first day of
 -- objective_after_exit on which the objective held). As of the last tick.
+{% from "macros/latest_spec.sql" import latest_spec %}
 WITH last_tick AS (
     SELECT max(as_of) AS as_of FROM {{ source('cswf', 'tick_log') }}
 ),
 workflow_category AS (  -- a workflow's category is its latest spec version's
-    SELECT workflow, category
-    FROM {{ source('cswf', 'workflow_versions') }}
-    QUALIFY row_number() OVER (PARTITION BY workflow
-                               ORDER BY first_seen_tick DESC, version DESC) = 1
+    SELECT workflow, category FROM ({{ latest_spec() }})
 ),
 with_objective AS (
     SELECT workflow, version FROM {{ source('cswf', 'workflow_versions') }} WHERE has_objective

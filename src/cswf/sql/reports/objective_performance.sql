@@ -1,13 +1,12 @@
 -- Per workflow with an objective: how many enrollments met it while inside, how many within 30
 -- days after they left, the met rate and the median days from entry to meeting it; and the
 -- breakdown of enrollments into met, not met and still inside. Read from {{ ref('objective_outcomes') }}.
+{% from "macros/latest_spec.sql" import latest_spec %}
 WITH objective AS (  -- the workflow's latest spec version, when it has an objective
     SELECT workflow, category,
            coalesce(spec_json ->> '$.objective.condition.field', '(several fields)') AS field
-    FROM {{ source('cswf', 'workflow_versions') }}
-    QUALIFY row_number() OVER (PARTITION BY workflow
-                               ORDER BY first_seen_tick DESC, version DESC) = 1
-        AND has_objective
+    FROM ({{ latest_spec() }})
+    WHERE has_objective
 ),
 counted AS (
     SELECT

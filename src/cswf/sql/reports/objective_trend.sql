@@ -1,11 +1,9 @@
 -- The objective's field after people leave, per workflow and day after exit (0 = the tick they
 -- left, up to 30): how many left enrollments were observed that day, the field's average and
 -- median (numeric fields), and how many met the objective then. Read from {{ ref('objective_after_exit') }}.
+{% from "macros/latest_spec.sql" import latest_spec %}
 WITH workflow_category AS (  -- a workflow's category is its latest spec version's
-    SELECT workflow, category
-    FROM {{ source('cswf', 'workflow_versions') }}
-    QUALIFY row_number() OVER (PARTITION BY workflow
-                               ORDER BY first_seen_tick DESC, version DESC) = 1
+    SELECT workflow, category FROM ({{ latest_spec() }})
 )
 SELECT
     a.workflow,

@@ -2,13 +2,13 @@
 -- of the flow): how many enrollments reached the step, how many wait there now (in a delay or a
 -- wait; at the end of the flow: for their milestones), how many passed it and how many exited
 -- there, by exit reason. As of the last tick. Every enrollment at a step is exactly one of
--- waiting now, passed or exited there, so reached = waiting_now + passed + exited.
+-- waiting now, passed or exited there, so reached = waiting_now + passed + exited. A holdout's
+-- control group (enrollments.cohort = 'control') is not in the funnel: it runs no step.
+{% from "macros/latest_spec.sql" import latest_spec %}
 WITH latest_spec AS (
     SELECT workflow, category,
            list_filter(structure, lambda line: regexp_matches(line, '^\w+ step ''')) AS step_lines
-    FROM {{ source('cswf', 'workflow_versions') }}
-    QUALIFY row_number() OVER (PARTITION BY workflow
-                               ORDER BY first_seen_tick DESC, version DESC) = 1
+    FROM ({{ latest_spec() }})
 ),
 steps AS (  -- the flow's steps in order (their index is the enrollment's `step`), then the end
     SELECT workflow, category,
@@ -33,7 +33,7 @@ passed AS (  -- moved on from the step (the end of the flow is passed by complet
     UNION ALL
     SELECT workflow, step, count(*)
     FROM {{ source('cswf', 'enrollments') }}
-    WHERE status = 'completed'
+    WHERE status = 'completed' AND cohort IS DISTINCT FROM 'control'
     GROUP BY ALL
 ),
 still_there AS (  -- where active and exited enrollments are now
@@ -52,6 +52,7 @@ still_there AS (  -- where active and exited enrollments are now
                          AND close_reason LIKE 'action % failed to deliver%')
                                                                            AS exited_failed_delivery
     FROM {{ source('cswf', 'enrollments') }}
+    WHERE cohort IS DISTINCT FROM 'control'  -- a holdout's control group runs no step
     GROUP BY ALL
 )
 SELECT

@@ -3,14 +3,12 @@
 -- type, and the deliveries that finally failed that day. What trends are drawn from. A full
 -- recomputation from the timestamps the engine and delivery keep, so any past day reads as it
 -- was (failures: events up to the last tick).
+{% from "macros/latest_spec.sql" import latest_spec %}
 WITH last_tick AS (
     SELECT max(as_of) AS as_of FROM {{ source('cswf', 'tick_log') }}
 ),
 workflow_category AS (  -- a workflow's category is its latest spec version's
-    SELECT workflow, category
-    FROM {{ source('cswf', 'workflow_versions') }}
-    QUALIFY row_number() OVER (PARTITION BY workflow
-                               ORDER BY first_seen_tick DESC, version DESC) = 1
+    SELECT workflow, category FROM ({{ latest_spec() }})
 ),
 days AS (  -- each day with a tick, and its last tick
     SELECT CAST(as_of AS DATE) AS day, max(as_of) AS day_last_tick

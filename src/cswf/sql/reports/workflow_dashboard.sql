@@ -3,14 +3,12 @@
 -- dates, the step it is at now and when that step is due, the objective's outcome, and for
 -- workflows with milestones the current milestone and how late the milestones are, all as of
 -- the last tick (milestone_history, objective_outcomes).
+{% from "macros/latest_spec.sql" import latest_spec %}
 WITH last_tick AS (
     SELECT max(as_of) AS as_of FROM {{ source('cswf', 'tick_log') }}
 ),
 workflow_category AS (  -- a workflow's category is its latest spec version's
-    SELECT workflow, category
-    FROM {{ source('cswf', 'workflow_versions') }}
-    QUALIFY row_number() OVER (PARTITION BY workflow
-                               ORDER BY first_seen_tick DESC, version DESC) = 1
+    SELECT workflow, category FROM ({{ latest_spec() }})
 ),
 latest_facts AS (
     SELECT participant_id AS account_id, account_name, csm_name, tier

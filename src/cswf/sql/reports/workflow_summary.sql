@@ -1,10 +1,9 @@
 -- Per workflow (Natero's summary page, Catalyst's settings tab): how many enrollments it has had,
 -- where they are now, how long completion takes, and how often the objective is met (while
 -- inside, or within 30 days after leaving: objective_outcomes). As of the last tick.
+{% from "macros/latest_spec.sql" import latest_spec %}
 WITH latest_spec AS (
-    SELECT * FROM {{ source('cswf', 'workflow_versions') }}
-    QUALIFY row_number() OVER (PARTITION BY workflow
-                               ORDER BY first_seen_tick DESC, version DESC) = 1
+    {{ latest_spec() }}
 ),
 per_workflow AS (
     SELECT
