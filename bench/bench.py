@@ -1,13 +1,16 @@
 """cswf benchmark: `make bench` (or `.venv/bin/python bench/bench.py --help`).
 
 Measures, on this machine, in one run:
-1. a full steady-state tick for N accounts x W workflows (each with entry, exit and objective
-   conditions): load state and facts from DuckDB, evaluate, advance, write state and actions
-   back; run in a fresh process so its peak memory is its own;
-2. the first tick of the same book (everyone who qualifies enters at once), for scale;
-3. the same conditions through the row-at-a-time interpreter on a sample, as a ratio against the
-   vectorized evaluation (the baseline measured in the same run);
-4. the demo's 720-tick quarter through `cswf run`.
+1. three ticks of N accounts x W workflows (each with entry, exit and objective conditions),
+   each loaded from DuckDB, evaluated and advanced, and written back, in a fresh process (so
+   its peak memory is its own), `--runs` times on a fresh copy of the database (medians):
+   the steady tick (`--open-rate` of the first tick's emails opened), the busy tick
+   (`--busy-rate` opened: a campaign's or a quarter's start) and the first tick of the book
+   (everyone who qualifies enters at once); each with its phase breakdown (engine/phases.py);
+2. the same conditions through the row-at-a-time interpreter on a sample, as a ratio against the
+   vectorized evaluation: that evaluation is the baseline every figure is also given against,
+   so figures compare across machines;
+3. the demo's 720-tick quarter through `cswf run`.
 Figures go to stdout and to bench/results.json.
 """
 
@@ -17,6 +20,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +32,7 @@ import duckdb
 import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the row-at-a-time interpreter: tests/reference.py
 
 from reference import holds  # noqa: E402
 
@@ -136,7 +140,8 @@ steps:
     actions:
       - {type: task, title: "Follow up with {{ account_name }}", due_days: 5}
 """
-OPEN_RATE = 0.05  # share of first-tick emails opened before the measured tick (--open-rate)
+OPEN_RATE = 0.05  # share of first-tick emails opened before the steady tick (--open-rate)
+BUSY_RATE = 0.4  # ... before the busy tick (--busy-rate): a campaign's or a quarter's start
 INDUSTRIES = ["Soft", "Health", "Retail", "Fin", "Manu", "Edu", "Media", "Log", "Ener", "Gov"]
 
 
@@ -236,7 +241,30 @@ def measure_tick(database: str, workflows: int) -> None:
         "changed_enrollments": result.changed_state.height,
         "events": 0 if events is None else events.height,
         "peak_rss_after_load_gib": rss_loaded, "peak_rss_after_tick_gib": rss_ticked,
-        "peak_rss_gib": peak,
+        "peak_rss_gib": peak, "phases": {**result.phases, **outcome.phases},
+    }))
+
+
+def measure_first(database: str, workflows: int) -> None:
+    """Child process: the first tick of the book (everyone who qualifies enters), as JSON."""
+    specs = make_workflows(workflows)
+    con = duckdb.connect(database)
+    clock = time.perf_counter()
+    state = load_state(con, T0)
+    facts = load_facts(con, T0, set().union(*(w.fact_fields() for w in specs)))
+    loaded = time.perf_counter()
+    result = run_tick(state, facts, None, None, specs, T0)
+    evaluated = time.perf_counter()
+    outcome = write_tick(con, result)
+    written = time.perf_counter()
+    print(json.dumps({
+        "load_s": loaded - clock, "tick_s": evaluated - loaded, "write_s": written - evaluated,
+        "total_s": written - clock, "status": outcome.status,
+        "entered": result.transitions.filter(pl.col("transition") == "entered").height,
+        "actions": result.actions.height, "transitions": result.transitions.height,
+        "changed_enrollments": result.changed_state.height,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "phases": {**result.phases, **outcome.phases},
     }))
 
 
@@ -299,43 +327,110 @@ def demo_quarter(accounts: int) -> dict:
                 "actions": int(actions), "cswf_run_s": run_s, "s_per_tick": run_s / ticks}
 
 
-def setup(database: str, accounts: int, workflows: int, sample: int, open_rate: float) -> None:
-    """Child process: the book, its facts, the first tick, the interpreter ratio; as JSON."""
+def open_emails(database: str, rate: float) -> None:
+    """Record an `opened` event for a share `rate` of the first tick's emails (the same
+    emails at any rate: a busier book opens a superset)."""
     con = duckdb.connect(database)
+    ensure_delivery_tables(con)
+    con.execute(
+        "INSERT INTO action_events BY NAME SELECT action_id, 'opened' AS event_type, "
+        "$at AS occurred_at, 'bench' AS source FROM actions_outbox "
+        "WHERE action_type = 'email' AND hash(action_id) % 1000 < $r * 1000",
+        {"at": T0 + timedelta(hours=1), "r": rate},
+    ).fetchall()
+    con.close()
+
+
+def setup(folder: str, accounts: int, workflows: int, sample: int) -> None:
+    """Child process: the book and its facts (`book.duckdb`), then its first tick
+    (`ticked.duckdb`), and the interpreter ratio; as JSON."""
+    book, ticked = str(Path(folder) / "book.duckdb"), str(Path(folder) / "ticked.duckdb")
+    con = duckdb.connect(book)
     figures: dict[str, object] = {}
     _, figures["make_book_s"] = timed(make_book, con, accounts)
     facts, figures["facts_sql_two_ticks_s"] = timed(build_facts, con, [T0, T1], FACTS_SQL)
     save_facts(con, facts)
     ensure_engine_tables(con)
+    con.close()
+    shutil.copyfile(book, ticked)
+    con = duckdb.connect(ticked)
     specs = make_workflows(workflows)
     now = facts.filter(pl.col("as_of") == T1)
     before = facts.filter(pl.col("as_of") == T0)
-    first, first_s = timed(run_tick, load_state(con, T0), before, None, None, specs, T0)
-    _, first_write_s = timed(write_tick, con, first)
-    ensure_delivery_tables(con)
-    sampled = pl.col("action_id").hash(7) % 1000 < open_rate * 1000
-    opened = first.actions.filter(  # noqa: F841 (read by DuckDB)
-        (pl.col("action_type") == "email") & sampled
-    ).select("action_id", pl.lit("opened").alias("event_type"),
-             pl.lit(T0 + timedelta(hours=1)).alias("occurred_at"))
-    con.execute(
-        "INSERT INTO action_events BY NAME SELECT *, 'bench' AS source FROM opened"
-    ).fetchall()
-    figures["first_tick"] = {
-        "tick_s": first_s, "write_s": first_write_s,
-        "entered": first.transitions.filter(pl.col("transition") == "entered").height,
-        "actions": first.actions.height,
-    }
+    first = run_tick(load_state(con, T0), before, None, None, specs, T0)
+    write_tick(con, first)
+    con.close()
     figures["interpreter"] = interpreter_ratio(now, before, specs, sample)
     print(json.dumps(figures))
 
 
 def child(*args: str) -> dict:
     """Run this script in a fresh process (so its peak memory is its own); its last line."""
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                              [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])})
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+PHASES = ("evaluate", "admit", "flow", "emit", "evidence", "milestones", "assign", "frames",
+          "close", "other", "write enrollment_history", "write actions_outbox",
+          "write transitions", "write other")
+CASES = ("steady", "busy", "first")
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def measure_case(scratch: Path, case: str, runs: int, workflows: int, open_rate: float,
+                 busy_rate: float) -> dict:
+    """`runs` measurements of one case, each on a fresh copy of its database; their medians."""
+    source = scratch / ("book.duckdb" if case == "first" else "ticked.duckdb")
+    figures = []
+    for _ in range(runs):
+        copy = scratch / "measured.duckdb"
+        shutil.copyfile(source, copy)
+        if case != "first":
+            open_emails(str(copy), open_rate if case == "steady" else busy_rate)
+        verb = "--measure-first" if case == "first" else "--measure-tick"
+        figures.append(child(verb, str(copy), "--workflows", str(workflows)))
+        copy.unlink()
+    out = dict(figures[-1])
+    for key in ("load_s", "tick_s", "write_s", "total_s", "peak_rss_gib"):
+        out[key] = median([f[key] for f in figures])
+    out["phases"] = {name: median([f["phases"].get(name, 0.0) for f in figures])
+                     for name in sorted({n for f in figures for n in f["phases"]})}
+    out["runs"] = [{k: f[k] for k in ("load_s", "tick_s", "write_s", "total_s",
+                                      "peak_rss_gib")} for f in figures]
+    return out
+
+
+def print_table(results: dict, baseline: float, accounts: int) -> None:
+    """The cases' medians side by side, each with its ratio to the same run's baseline."""
+    cases = [c for c in CASES if c in results]
+    millions = accounts / 1e6
+
+    def row(label: str, values: list[float], unit: str = "s") -> None:
+        cells = "".join(f"{v:9.2f} {unit} {v / baseline:6.1f}x" if unit == "s"
+                        else f"{v:9.2f} {unit:<10}" for v in values)
+        print(f"{label:<26}{cells}")
+
+    print(f"\nbaseline: vectorized evaluation of the same conditions, {baseline:.2f} s "
+          f"(ratio = figure / baseline); medians of {len(results[cases[0]]['runs'])} run(s)")
+    print(f"{'':<26}" + "".join(f"{c:>20}" for c in cases))
+    for name in PHASES:
+        row(f"  {name}", [results[c]["phases"].get(name, 0.0) for c in cases])
+    row("load", [results[c]["load_s"] for c in cases])
+    row("evaluate+advance", [results[c]["tick_s"] for c in cases])
+    row("write", [results[c]["write_s"] for c in cases])
+    row("total", [results[c]["total_s"] for c in cases])
+    row("total per million", [results[c]["total_s"] / millions for c in cases], "s/M")
+    row("peak memory", [results[c]["peak_rss_gib"] for c in cases], "GiB")
+    row("peak per million", [results[c]["peak_rss_gib"] / millions for c in cases], "GiB/M")
 
 
 def main() -> None:
@@ -346,27 +441,35 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=20_000, help="interpreter sample rows")
     parser.add_argument("--demo-accounts", type=int, default=2000)
     parser.add_argument("--open-rate", type=float, default=OPEN_RATE,
-                        help="share of emails opened before the measured tick")
+                        help="share of emails opened before the steady tick")
+    parser.add_argument("--busy-rate", type=float, default=BUSY_RATE,
+                        help="share of emails opened before the busy tick")
+    parser.add_argument("--runs", type=int, default=3, help="runs per case (medians reported)")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help="which of steady, busy, first to measure (comma-separated)")
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--measure-tick", metavar="DATABASE", help=argparse.SUPPRESS)
-    parser.add_argument("--setup", metavar="DATABASE", help=argparse.SUPPRESS)
+    parser.add_argument("--measure-first", metavar="DATABASE", help=argparse.SUPPRESS)
+    parser.add_argument("--setup", metavar="FOLDER", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_tick:
         measure_tick(args.measure_tick, args.workflows)
         return
+    if args.measure_first:
+        measure_first(args.measure_first, args.workflows)
+        return
     if args.setup:
-        setup(args.setup, args.accounts, args.workflows, args.sample, args.open_rate)
+        setup(args.setup, args.accounts, args.workflows, args.sample)
         return
 
     results: dict[str, object] = {"machine": {"cpus": os.cpu_count()}}
     with tempfile.TemporaryDirectory() as scratch:
-        database = str(Path(scratch) / "bench.duckdb")
-        results |= child("--setup", database, "--accounts", str(args.accounts),
-                         "--workflows", str(args.workflows), "--sample", str(args.sample),
-                         "--open-rate", str(args.open_rate))
-        results["open_rate"] = args.open_rate
-        results["steady_tick"] = child("--measure-tick", database,
-                                       "--workflows", str(args.workflows))
+        results |= child("--setup", scratch, "--accounts", str(args.accounts),
+                         "--workflows", str(args.workflows), "--sample", str(args.sample))
+        results["open_rate"], results["busy_rate"] = args.open_rate, args.busy_rate
+        for case in args.cases.split(","):
+            results[case] = measure_case(Path(scratch), case, args.runs, args.workflows,
+                                         args.open_rate, args.busy_rate)
     results["accounts"], results["workflows"] = args.accounts, args.workflows
     if not args.skip_demo:
         results["demo_quarter"] = demo_quarter(args.demo_accounts)
@@ -374,12 +477,11 @@ def main() -> None:
     out = ROOT / "bench" / "results.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
-    tick = results["steady_tick"]
     interp = results["interpreter"]
-    print(f"\nsteady tick, {args.accounts:,} accounts x {args.workflows} workflows: "
-          f"{tick['total_s']:.2f} s (load {tick['load_s']:.2f}, evaluate+advance "
-          f"{tick['tick_s']:.2f}, write {tick['write_s']:.2f}), "
-          f"peak {tick['peak_rss_gib']:.2f} GiB")
+    baseline = interp["vectorized_full_s"]
+    print(f"\n{args.accounts:,} accounts x {args.workflows} workflows; steady: "
+          f"{args.open_rate:.0%} of emails opened, busy: {args.busy_rate:.0%}")
+    print_table(results, baseline, args.accounts)
     print(f"row-at-a-time interpreter of the same {interp['conditions']} conditions: "
           f"{interp['ratio_full']:.0f}x slower than the vectorized evaluation")
     if "demo_quarter" in results:

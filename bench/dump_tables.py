@@ -22,11 +22,15 @@ VOLATILE = {"deliveries": ("created_at", "updated_at", "sent_at"),  # wall-clock
 
 def dump(database: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    project = database.resolve().parent.parent  # data/cswf.duckdb in the project's folder
     with duckdb.connect(str(database), read_only=True) as con:
         names = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         for table in TABLES:
             if table in names:
                 frame = con.sql(f"FROM {table}").pl().drop(VOLATILE.get(table, ()), strict=False)
+                if "detail" in frame.columns:  # dry-run previews name the project's folder
+                    frame = frame.with_columns(pl.col("detail").str.replace_all(
+                        f"{project}/", "<project>/", literal=True))
                 frame.write_parquet(out / f"{table}.parquet")
                 print(f"{table}: {frame.height} rows")
 

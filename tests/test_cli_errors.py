@@ -224,9 +224,16 @@ CONFIG_ERRORS = [
     ("landing_folder: data/landing\n",
      "{cfg}: landing_folder: unknown setting — did you mean 'landing_dir'?"),
     ("colour: blue\n",
-     "{cfg}: colour: unknown setting — known: bi_dir, categories, database, default_category, "
-     "delivery, groups_file, guards, landing_dir, snapshots, specs_dir, sql_dir, templates, "
-     "tick_cron, tick_start"),
+     "{cfg}: colour: unknown setting — known: allowed_values, bi_dir, categories, database, "
+     "default_category, delivery, fields, groups_file, guards, landing_dir, segments_dir, "
+     "snapshots, specs_dir, sql_dir, templates, tick_cron, tick_start"),
+    ("fields: {accounts: {arr: float}}\n",
+     "{cfg}: fields.accounts.arr: 'arr' is already a contract column of accounts "
+     "(docs/data-contract.md); remove it from fields — fix the value"),
+    ("allowed_values: {accounts: {tiers: [a]}}\n",
+     "{cfg}: allowed_values.accounts.tiers: accounts has no text column 'tiers'; text columns: "
+     "account_id, account_name, csm_email, csm_name, industry, primary_contact_email, "
+     "primary_contact_name, region, stage, tier, time_zone — fix the value"),
     ("tick_cron: every hour\n",
      "{cfg}: tick_cron: 'every hour' is not a cron expression — write five cron fields (UTC), "
      "e.g. \"0 */3 * * *\""),

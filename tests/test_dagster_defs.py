@@ -36,6 +36,7 @@ LAST = "2026-06-09-21:00"  # the last tick of the book's last day (40 days from 
 # Every check and whether it blocks what comes after it in its run.
 CHECKS = {
     "unique_ids": True, "required_columns": True, "snapshots_complete": True,
+    "no_flagged_rows": False,
     "one_row_per_participant_and_tick": True, "snapshots_fresh": True, "tick_not_held": True,
     "unique_action_ids": True,
     "one_active_enrollment": True,

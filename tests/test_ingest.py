@@ -10,6 +10,11 @@ import polars as pl
 import pytest
 
 from cswf.ingest import ACCOUNTS, OBJECTS, ingest_landing, landing_files, snapshot_problems
+from cswf.ingest.checks import flagged_rows
+from cswf.ingest.contract import landing_objects
+from cswf.settings import Settings
+
+FLAG = "; the row is loaded and flagged (a legal value? add it to allowed_values in cswf.yaml)"
 
 ACCOUNT_ROW = {
     "snapshot_date": "2026-05-03",
@@ -177,17 +182,72 @@ def test_bad_value_names_row_and_column(con: duckdb.DuckDBPyConnection, landing:
     assert table(con, "SELECT count(*) FROM raw_accounts") == [(0,)]
 
 
-def test_bad_date_null_key_and_unknown_tier(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
+def test_bad_date_and_null_key_reject_the_file(
+    con: duckdb.DuckDBPyConnection, landing: Path
+) -> None:
     rows = account_rows({"renewal_date": "next year"}, {"account_id": None}, {"tier": "gold"})
     write_csv(landing, ACC_FILE, rows)
 
-    reasons = [reason for _, reason in ingest_landing(con, landing).files_rejected]
+    report = ingest_landing(con, landing)
 
-    assert reasons == [
+    assert [reason for _, reason in report.files_rejected] == [
         f"{ACC_FILE}: row 2: column 'account_id': required key value is NULL",
-        f"{ACC_FILE}: row 3: column 'tier': 'gold' is not one of enterprise, mid_market, smb",
         f"{ACC_FILE}: row 1: column 'renewal_date': could not convert 'next year' to DATE",
     ]
+    assert report.rows_flagged == []  # a rejected file flags nothing: none of it loaded
+
+
+def test_unknown_tier_flags_its_row_and_loads_the_file(
+    con: duckdb.DuckDBPyConnection, landing: Path
+) -> None:
+    rows = account_rows({}, {"account_id": "ACC-2", "tier": "strategic"},
+                        {"account_id": "ACC-3", "stage": "dormant"})
+    write_csv(landing, ACC_FILE, rows)
+
+    report = ingest_landing(con, landing)
+
+    assert report.files_loaded == [ACC_FILE]
+    assert report.rows_flagged == [
+        f"{ACC_FILE}: row 2: column 'tier': 'strategic' is not one of enterprise, mid_market, "
+        f"smb{FLAG}",
+        f"{ACC_FILE}: row 3: column 'stage': 'dormant' is not one of onboarding, adoption, "
+        f"mature, renewal, churned{FLAG}",
+    ]
+    assert table(con, "SELECT account_id, tier, stage FROM raw_accounts ORDER BY 1") == [
+        ("ACC-1", "enterprise", "adoption"),
+        ("ACC-2", "strategic", "adoption"),  # kept as written: the flag says to look
+        ("ACC-3", "enterprise", "dormant"),
+    ]
+    assert table(con, "SELECT object, row_number, column_name, value FROM ingest_row_flags "
+                      "ORDER BY 2") == [("accounts", 2, "tier", "strategic"),
+                                        ("accounts", 3, "stage", "dormant")]
+    assert snapshot_problems(con) == []  # flagged rows never block a tick
+    assert flagged_rows(con).count == 2
+
+    write_csv(landing, ACC_FILE, account_rows({}, {"account_id": "ACC-2"}))  # fixed upstream
+    assert ingest_landing(con, landing).rows_flagged == []
+    assert table(con, "SELECT count(*) FROM ingest_row_flags") == [(0,)]
+
+
+def test_tier_values_are_settings(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
+    objects = landing_objects(allowed={"accounts": {"tier": ["enterprise", "strategic"]}})
+    rows = account_rows({}, {"account_id": "ACC-2", "tier": "strategic"},
+                        {"account_id": "ACC-3", "tier": "smb"})
+    write_csv(landing, ACC_FILE, rows)
+
+    report = ingest_landing(con, landing, objects)
+
+    assert report.rows_flagged == [
+        f"{ACC_FILE}: row 3: column 'tier': 'smb' is not one of enterprise, strategic{FLAG}"]
+
+
+def test_settings_value_sets_and_fields_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError) as err:
+        Settings(root=tmp_path, allowed_values={"accounts": {"tiers": ["a"]}},
+                 fields={"accounts": {"arr": "float"}})
+    text = str(err.value)
+    assert "fields.accounts.arr: 'arr' is already a contract column of accounts" in text
+    assert "allowed_values.accounts.tiers: accounts has no text column 'tiers'" in text
 
 
 def test_optional_columns_absent_are_null_and_extras_ignored(

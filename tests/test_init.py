@@ -26,6 +26,7 @@ FILES = [
     "dagster.yaml",
     "data/landing/README.md",
     "pyproject.toml",
+    "segments/renewing_soon.yaml",
     "src/my_project/__init__.py",
     "src/my_project/definitions.py",
     "src/my_project/defs/__init__.py",
@@ -94,6 +95,8 @@ def test_the_new_project_is_valid(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("ok  renewal_check_in.yaml: renewal_check_in (enabled, "
                                     "3 steps, version ")
+    assert result.stdout.endswith("ok  segments/renewing_soon.yaml: segment renewing_soon "
+                                  "(account)\n")
     settings = project_settings(folder)
     assert settings.tick_start == datetime.now(UTC).replace(
         hour=0, minute=0, second=0, microsecond=0, tzinfo=None)

@@ -42,15 +42,18 @@ def test_opportunities_ingest_and_enumerations(tmp_path: Path) -> None:
 
     report = ingest_landing(con, landing)
 
-    assert report.files_loaded == [OPP_FILE]
-    assert report.rows_loaded == {"accounts": 0, "usage": 0, "contacts": 0, "opportunities": 2}
-    assert [reason for _, reason in report.files_rejected] == [
+    assert report.files_loaded == [OPP_FILE, "opportunities/opportunities_2026-05-04.csv"]
+    assert report.rows_loaded == {"accounts": 0, "usage": 0, "contacts": 0, "opportunities": 4}
+    flagged = "; the row is loaded and flagged (a legal value? add it to allowed_values in " \
+              "cswf.yaml)"
+    assert report.rows_flagged == [
         "opportunities/opportunities_2026-05-04.csv: row 1: column 'type': 'expansion' is not one "
-        "of new_business, renewal, upsell",
+        f"of new_business, renewal, upsell{flagged}",
         "opportunities/opportunities_2026-05-04.csv: row 2: column 'stage': 'won' is not one of "
-        "prospecting, qualification, proposal, negotiation, closed_won, closed_lost",
+        f"prospecting, qualification, proposal, negotiation, closed_won, closed_lost{flagged}",
     ]
-    assert table(con, "SELECT opportunity_id, amount, stage_entered_on FROM raw_opportunities") == [
+    assert table(con, "SELECT opportunity_id, amount, stage_entered_on FROM raw_opportunities "
+                      f"WHERE source_file = '{OPP_FILE}'") == [
         ("OPP-1", 120000.0, date(2026, 4, 20)),
         ("OPP-2", 120000.0, None),
     ]

@@ -37,9 +37,10 @@ from cswf.reports.reader import BICopy, NoCopy
 from cswf.scaffold import ProjectExists, init_project
 from cswf.settings import Settings
 from cswf.specs.common import too_deep
-from cswf.specs.conditions import GROUP_TAGS, Condition, leaves, nesting_problem
-from cswf.specs.loader import NESTING_TODO, LoadedWorkflow, check_leaf
+from cswf.specs.conditions import GROUP_TAGS, Condition, leaves, nesting_problem, segment_refs
+from cswf.specs.loader import NESTING_TODO, LoadedWorkflow, SpecSet, check_leaf
 from cswf.specs.schema import write_json_schema
+from cswf.specs.segments import expand, unknown_segment, wrong_object
 from cswf.store import warehouse
 from cswf.store.history import FLAG
 from cswf.store.private import private_umask
@@ -169,6 +170,9 @@ def validate(root: Root = None) -> None:
         spec = workflow.spec
         typer.echo(f"ok  {workflow.file.name}: {spec.name} ({spec.state}, "
                    f"{len(spec.steps)} steps, version {workflow.version})")
+    for segment in result.segments.values():
+        typer.echo(f"ok  {segment.file.parent.name}/{segment.file.name}: segment "
+                   f"{segment.name} ({segment.object})")
 
 
 @app.command()
@@ -305,7 +309,8 @@ def run_problems(run: dg.ExecuteInProcessResult) -> list[str]:
     for event in run.all_events:
         evaluation = event.asset_check_evaluation_data \
             if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION else None
-        if evaluation is not None and not evaluation.passed:
+        if evaluation is not None and not evaluation.passed and \
+                evaluation.severity != dg.AssetCheckSeverity.WARN:  # a warning stops nothing
             key = evaluation.asset_check_key
             problems.append(f"check {key.name} on {key.asset_key.to_user_string()} failed: "
                             f"{evaluation.description}")
@@ -351,15 +356,27 @@ def run(
 
 @app.command()
 def preview(
-    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
     as_of: AsOf,
+    workflow: Annotated[str | None, typer.Argument(
+        help="Workflow name (or a segment's, when no workflow has it).")] = None,
+    segment: Annotated[str | None, typer.Option(
+        help="Preview this segment (segments/NAME.yaml): who matches now.")] = None,
     sample: Annotated[int, typer.Option(help="How many matches to show.")] = 10,
     root: Root = None,
 ) -> None:
-    """How many participants meet the entry conditions at as_of, with a sample (any state)."""
+    """How many participants meet a workflow's entry conditions (or a segment) at as_of, with
+    a sample (any state)."""
     settings = _settings(root)
     require_landing(settings)
-    chosen = _workflow(settings, workflow)
+    if segment is None and workflow is None:
+        raise _fail("name a workflow or a segment", where="cswf preview",
+                    todo="cswf preview WORKFLOW --as-of T, or cswf preview --segment NAME")
+    checked = project.check_specs(settings)
+    if segment is not None or (workflow not in {w.name for w in checked.workflows}
+                               and workflow in checked.segments):
+        _preview_segment(settings, checked, segment or workflow or "", as_of, sample)
+        return
+    chosen = _workflow(settings, workflow or "")
     with connect(settings.database_path) as con:
         project.ingest(con, settings)
         result = project.preview(con, settings, chosen, as_of, sample)
@@ -367,6 +384,27 @@ def preview(
                   f"{result.matching} of {result.participants} participants meet the entry "
                   f"conditions; {result.already_inside} already inside, "
                   f"{result.would_enter} would enter at this tick if enabled.", soft_wrap=True)
+    _print_frame(result.sample, title="sample of matches")
+
+
+def _preview_segment(settings: Settings, checked: SpecSet, name: str, as_of: datetime,
+                     sample: int) -> None:
+    """`cswf preview --segment NAME`: who matches the segment at as_of."""
+    if name not in checked.segments:
+        where = shown(settings.segments_path)
+        errors = [e for e in checked.errors if e.file.endswith(f"/{name}.yaml")]
+        if errors:
+            raise _fail(str(errors[0]), where=where, todo="fix the segment, then preview it")
+        raise _fail(unknown_segment(name, checked.segments), where=where,
+                    todo=f"write {shown(settings.segments_path)}/{name}.yaml")
+    chosen = checked.segments[name]
+    with connect(settings.database_path) as con:
+        project.ingest(con, settings)
+        result = project.preview_segment(con, settings, chosen, as_of, sample)
+    about = f" ({chosen.segment.description})" if chosen.segment.description else ""
+    console.print(f"[bold]segment {name}[/bold] as of {as_of:%Y-%m-%d %H:%M}: "
+                  f"{result.matching} of {result.participants} {chosen.object}s match{about}.",
+                  soft_wrap=True)
     _print_frame(result.sample, title="sample of matches")
 
 
@@ -608,7 +646,18 @@ def _condition(where: str, settings: Settings, workflow: LoadedWorkflow) -> Cond
     deep = nesting_problem(condition)
     if deep is not None:
         raise _fail(deep, where="--where", todo=NESTING_TODO)
-    schema = fact_schema(settings.facts_sql_path, FACT_MODELS[workflow.spec.object])
+    if any(True for _ in segment_refs(condition)):  # {segment: name}: its condition, in place
+        segments = project.check_specs(settings).segments
+        for _, ref in segment_refs(condition):
+            used = segments.get(ref.segment)
+            if used is None:
+                raise _fail(unknown_segment(ref.segment, segments), where="--where")
+            if used.object != workflow.spec.object:
+                raise _fail(wrong_object(ref.segment, used.object, workflow.spec.object,
+                                         "this workflow"), where="--where")
+        condition = expand(condition, {n: s.condition for n, s in segments.items()})
+    schema = fact_schema(settings.facts_sql_path, FACT_MODELS[workflow.spec.object],
+                         settings.landing_objects())
     problems = [m for _, leaf in leaves(condition) for _, m in check_leaf(leaf, schema)]
     if problems:
         raise _fail("; ".join(problems), where="--where")

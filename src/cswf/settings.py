@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -23,6 +24,7 @@ ENV_OVERRIDES = {
     "CSWF_BI_DIR": "bi_dir",
     "CSWF_LANDING_DIR": "landing_dir",
     "CSWF_SPECS_DIR": "specs_dir",
+    "CSWF_SEGMENTS_DIR": "segments_dir",
     "CSWF_SQL_DIR": "sql_dir",
     "CSWF_TICK_CRON": "tick_cron",
     "CSWF_TICK_START": "tick_start",
@@ -93,6 +95,12 @@ class Snapshots(BaseModel):
         description="Days whose snapshot problems are a known change: ticks go on.")
 
 
+# Landing objects whose files may carry extra columns, and the types those columns may declare.
+Extensible = Literal["accounts", "contacts", "opportunities"]
+FieldType = Literal["string", "integer", "float", "date", "boolean"]
+_FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -130,6 +138,37 @@ class Settings(BaseModel):
     )
     guards: Guards = Field(default_factory=Guards)
     snapshots: Snapshots = Field(default_factory=Snapshots)
+    fields: dict[Extensible, dict[str, FieldType]] = Field(
+        default_factory=dict,
+        description="Extra landing columns kept as typed fact fields, per object, e.g. "
+        "{accounts: {seats: integer, churn_risk: float}} (docs/data-contract.md).")
+    allowed_values: dict[Extensible, dict[str, list[str]]] = Field(
+        default_factory=dict,
+        description="Value sets replacing the contract's, per object and column, e.g. "
+        "{accounts: {tier: [enterprise, mid_market, smb, strategic]}}; a row with another "
+        "value is loaded and flagged.")
+    segments_dir: Path = Field(
+        default=Path("segments"),
+        description="Named conditions (segments/*.yaml) workflows use as {segment: name}.")
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for obj, columns in value.items():
+            for name in columns:
+                if not _FIELD_NAME.match(name):
+                    raise ValueError(f"fields.{obj}.{name}: a field name is lower-case letters, "
+                                     "digits and _ (as the landing file's header, lower-cased)")
+        return value
+
+    @model_validator(mode="after")
+    def _contract_fits(self) -> Settings:
+        from cswf.ingest.contract import contract_problems  # the contract: no cswf imports
+
+        problems = contract_problems(self.fields, self.allowed_values)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("tick_cron")
     @classmethod
@@ -167,6 +206,10 @@ class Settings(BaseModel):
         return self.path(self.specs_dir)
 
     @property
+    def segments_path(self) -> Path:
+        return self.path(self.segments_dir)
+
+    @property
     def groups_path(self) -> Path:
         return self.path(self.groups_file)
 
@@ -192,6 +235,13 @@ class Settings(BaseModel):
         from cswf.delivery.config import DeliveryConfig
 
         return DeliveryConfig.from_mapping(self.delivery, root=self.root)
+
+    def landing_objects(self) -> dict[str, Any]:
+        """The landing contract with this project's extra fields and value sets
+        (`ingest.contract.landing_objects`)."""
+        from cswf.ingest.contract import landing_objects
+
+        return landing_objects(self.fields, self.allowed_values)
 
     @property
     def facts_sql_path(self) -> Path:

@@ -11,6 +11,7 @@ import pytest
 from test_facts import insert, snapshot
 
 from cswf.ingest import ensure_tables
+from cswf.ingest.contract import landing_objects
 from cswf.quality import declared_tests, run_data_tests
 from cswf.sqlmodels import ModelError
 
@@ -167,6 +168,16 @@ def test_landing_tests_find_bad_rows() -> None:
         {"value": "gold", "n_records": 1},)
     assert failed["not_null_raw_accounts_csm_email"].samples == (
         {"snapshot_date": day, "account_id": "B", "csm_email": None},)
+
+
+def test_landing_value_tests_follow_the_settings() -> None:
+    con = duckdb.connect(":memory:")
+    ensure_tables(con)
+    insert(con, "raw_accounts", [snapshot(date(2026, 5, 1), "A", tier="strategic")])
+    objects = landing_objects(allowed={"accounts": {"tier": ["enterprise", "strategic"]}})
+    only = ["accepted_values_raw_accounts_tier"]
+    assert not run_data_tests(con, "raw_accounts", only=only)[0].passed
+    assert run_data_tests(con, "raw_accounts", only=only, objects=objects)[0].passed
 
 
 def test_shipped_fact_tests_pass_on_facts(tmp_path: Path) -> None:

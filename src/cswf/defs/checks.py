@@ -24,6 +24,7 @@ from cswf.ingest.checks import (
     Finding,
     account_rows,
     duplicate_ids,
+    flagged_rows,
     incomplete_snapshots,
     rejected_files,
     stale_snapshots,
@@ -90,6 +91,20 @@ def required_columns(warehouse: DuckDBResource) -> dg.AssetCheckResult:
         return _result(rejected_files(con), "rejected landing files")
 
 
+@dg.asset_check(
+    asset=LANDING,
+    blocking=False,
+    description="No landing row was flagged (a value outside its column's allowed values, an "
+                "extra field that does not convert); flagged rows are loaded, ticks go on.",
+)
+def no_flagged_rows(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    with open_warehouse(warehouse) as con:
+        found = flagged_rows(con)
+    result = _result(found, "flagged landing rows")
+    return dg.AssetCheckResult(passed=result.passed, description=result.description,
+                               metadata=result.metadata, severity=dg.AssetCheckSeverity.WARN)
+
+
 def _problems(problems: list[str], passed: str) -> dg.AssetCheckResult:
     """A check of sentences: its description is them, one line (what the CLI prints)."""
     return dg.AssetCheckResult(
@@ -116,7 +131,7 @@ def snapshots_complete(cswf: CswfProject, warehouse: DuckDBResource) -> dg.Asset
     return _problems(problems, f"{rows} account snapshot rows, every day whole")
 
 
-LANDING_CHECKS = [unique_ids, required_columns, snapshots_complete]
+LANDING_CHECKS = [unique_ids, required_columns, snapshots_complete, no_flagged_rows]
 
 
 # -- facts and outbox (tick-partitioned assets) ----------------------------------------------

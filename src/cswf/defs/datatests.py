@@ -41,7 +41,7 @@ def per_run_tests(checks: Sequence[dg.AssetChecksDefinition]) -> list[dg.AssetCh
 
 
 def _model_checks(settings: Settings, model: str, asset: str) -> dg.AssetChecksDefinition | None:
-    tests = declared_tests(model, settings.sql_path)
+    tests = declared_tests(model, settings.sql_path, settings.landing_objects())
     if not tests:
         return None
     specs = [dg.AssetCheckSpec(test.name, asset=asset, description=test.description)
@@ -54,9 +54,10 @@ def _model_checks(settings: Settings, model: str, asset: str) -> dg.AssetChecksD
         where = "as_of IN (SELECT unnest($ticks))" if ticks else None
         wanted = {key.name for key in context.selected_asset_check_keys}
         with open_warehouse(warehouse) as con:
-            results = run_data_tests(con, model, sql_dir=cswf.settings().sql_path, where=where,
+            project = cswf.settings()
+            results = run_data_tests(con, model, sql_dir=project.sql_path, where=where,
                                      params={"ticks": ticks} if ticks else None,
-                                     only=sorted(wanted))
+                                     only=sorted(wanted), objects=project.landing_objects())
         for result in results:
             yield _result(asset, result)
 

@@ -10,6 +10,7 @@ import polars as pl
 
 from cswf.engine.bounds import RenderBudget
 from cswf.engine.frames import ROW, moment
+from cswf.engine.phases import phase
 from cswf.specs.conditions import Condition, fields_used
 
 
@@ -26,6 +27,8 @@ class TickContext:
     # Manual exits of this tick: workflow, participant_id, requested_by, reason, requested_at.
     removals: pl.DataFrame | None = None
     _seen: dict[str, pl.Series] = field(default_factory=dict, repr=False, compare=False)
+    _seen_by: dict[str, dict[tuple[str, str], pl.Series]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     def seen(self, event_type: str) -> pl.Series:
         """The ids of the actions with an `event_type` event by `as_of`; every workflow of a
@@ -36,6 +39,27 @@ class TickContext:
                 (pl.col("event_type") == event_type) & (pl.col("occurred_at") <= moment(self.as_of))
             )["action_id"]
         return found
+
+    def seen_enrollments(self, event_type: str, workflow: str, key: str) -> pl.Series:
+        """The enrollments of `workflow` whose action `key` has an `event_type` event by
+        `as_of` (action ids are `<enrollment id>/<key>`, enrollment ids `<workflow>/...`).
+
+        Split once per event type, so each workflow looks its own few ids up rather than
+        hashing every workflow's."""
+        split = self._seen_by.get(event_type)
+        if split is None:
+            ids = pl.DataFrame({"action_id": self.seen(event_type)})
+            parts = ids.select(
+                pl.col("action_id").str.extract(r"^([^/]*)/", 1).alias("workflow"),
+                pl.col("action_id").str.extract(r"/([^/]*)$", 1).alias("key"),
+                pl.col("action_id").str.extract(r"^(.*)/[^/]*$", 1).alias("enrollment_id"),
+            ).drop_nulls()
+            split = self._seen_by[event_type] = {
+                (w, k): frame["enrollment_id"]
+                for (w, k), frame in parts.partition_by("workflow", "key", as_dict=True).items()
+            }
+        found = split.get((workflow, key))
+        return pl.Series("enrollment_id", [], dtype=pl.String) if found is None else found
 
     def facts_of(self, frame: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
         """The facts of `frame`'s participants, row for row (gathered by position)."""
@@ -48,8 +72,17 @@ class TickContext:
         (journey stage) are computed from the facts like the condition did."""
         if tree is None:
             return None
+        with phase("evidence"):
+            return self._evidence(frame, tree, derived)
+
+    def _evidence(self, frame: pl.DataFrame, tree: Condition,
+                  derived: Mapping[str, pl.Expr] | None) -> pl.Series:
         fields = sorted(fields_used(tree))
         derived = {k: v for k, v in (derived or {}).items() if k in fields}
-        gathered = self.facts_of(frame)
+        # Only the columns the condition reads (a derived field's own inputs included).
+        needed = {f for f in fields if f not in derived}.union(
+            *(expr.meta.root_names() for expr in derived.values()))
+        columns = [c for c in self.facts.columns if c in needed] or self.facts.columns[:1]
+        gathered = self.facts_of(frame, columns)  # (one column at least: it sets the height)
         values = gathered.select(derived.get(f, pl.col(f)).alias(f) for f in fields)
         return values.select(pl.struct(fields).struct.json_encode().alias("evidence")).to_series()

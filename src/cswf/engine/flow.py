@@ -24,6 +24,7 @@ from cswf.engine.emit import build_step_actions
 from cswf.engine.evaluate import verdict_column
 from cswf.engine.failures import evaluating
 from cswf.engine.frames import ROW, moment, pick
+from cswf.engine.phases import phase
 from cswf.specs.action import asked_event
 from cswf.specs.flow import Flow, FlowNode
 from cswf.specs.loader import LoadedWorkflow
@@ -142,8 +143,9 @@ def _run_node(out: FlowOutput, here: pl.Series, node: FlowNode, context: TickCon
     if isinstance(node.step, ActionStep):
         if not due.any():
             return
-        out.actions.append(build_step_actions(out.active.filter(due), context, workflow,
-                                              node.index, node.step))
+        with phase("emit"):
+            out.actions.append(build_step_actions(out.active.filter(due), context, workflow,
+                                                  node.index, node.step))
         _move(out, due, flow, node, node.next, pl.col("wait_until"), context,
               f"ran {len(node.step.actions)} action(s) of step '{node.name}'")
     elif isinstance(node.step, DelayStep):
@@ -151,10 +153,9 @@ def _run_node(out: FlowOutput, here: pl.Series, node: FlowNode, context: TickCon
               f"delay '{node.name}' ({node.step.delay.describe()}) elapsed")
     elif isinstance(node.step, WaitStep):
         wait = node.step.wait
-        met = here & (_action_result(out.active, flow, wait.on_action, context)
-                      if wait.on_action
-                      else _verdict(out.active, context, wait_column(workflow.name,
-                                                                     node.index)))
+        met = (_action_result(out.active, here, workflow, wait.on_action, context)
+               if wait.on_action
+               else _verdict(out.active, here, context, wait_column(workflow.name, node.index)))
         what = (f"{wait.action} {wait.result}" if wait.on_action else "the condition")
         timed_out = due & ~met  # both masks before the first move rewrites the rows
         _move(out, met, flow, node, node.next, moment(as_of), context,
@@ -173,8 +174,10 @@ def _branch(out: FlowOutput, ready: pl.Series, flow: Flow, node: FlowNode,
     for k, (path, target) in enumerate(zip(node.step.branch, node.targets, strict=True)):
         if not undecided.any():
             return
-        holds = (_action_result(out.active, flow, path.on_action, context) if path.on_action
-                 else _verdict(out.active, context, check_column(workflow.name, node.index, k)))
+        holds = (_action_result(out.active, undecided, workflow, path.on_action, context)
+                 if path.on_action
+                 else _verdict(out.active, undecided, context,
+                               check_column(workflow.name, node.index, k)))
         taking = undecided & holds
         undecided = undecided & ~holds
         _move(out, taking, flow, node, target, pl.col("wait_until"),
@@ -183,19 +186,32 @@ def _branch(out: FlowOutput, ready: pl.Series, flow: Flow, node: FlowNode,
           f"branch '{node.name}': no check held, the flow goes on")
 
 
-def _verdict(rows: pl.DataFrame, context: TickContext, column: str) -> pl.Series:
-    return context.verdicts[column].gather(rows[ROW]).fill_null(False)
+def _verdict(rows: pl.DataFrame, within: pl.Series, context: TickContext, column: str
+             ) -> pl.Series:
+    """The verdict for the rows under `within` (false elsewhere)."""
+    where = np.flatnonzero(within.fill_null(False).to_numpy())
+    found = context.verdicts[column].gather(rows[ROW].gather(where)).fill_null(False)
+    return _scatter(rows.height, where, found)
 
 
-def _action_result(rows: pl.DataFrame, flow: Flow, ref: ActionResult | None,
-                   context: TickContext) -> pl.Series:
-    """Whether each enrollment's earlier action has the result, from the action events."""
+def _action_result(rows: pl.DataFrame, within: pl.Series, workflow: LoadedWorkflow,
+                   ref: ActionResult | None, context: TickContext) -> pl.Series:
+    """Whether each enrollment under `within` has the result for its earlier action, from the
+    action events (false elsewhere): only those rows' ids are built and looked up."""
     assert ref is not None
-    address = flow.address(ref)
+    address = workflow.flow.address(ref)
     happened, negated = asked_event(ref.result)
-    ids = rows["enrollment_id"] + f"/{address.key}"
-    hit = ids.is_in(context.seen(happened).implode())
-    return ~hit if negated else hit
+    where = np.flatnonzero(within.fill_null(False).to_numpy())
+    seen = context.seen_enrollments(happened, workflow.name, address.key)
+    hit = rows["enrollment_id"].gather(where).is_in(seen.implode())
+    return _scatter(rows.height, where, ~hit if negated else hit)
+
+
+def _scatter(height: int, where: np.ndarray, values: pl.Series) -> pl.Series:
+    """A mask of `height` rows holding `values` at `where`, false elsewhere."""
+    mask = np.zeros(height, dtype=bool)
+    mask[where] = values.to_numpy()
+    return pl.Series(mask)
 
 
 _LOGGED = ("workflow", "version", "participant_id", "enrollment_id")
@@ -207,12 +223,13 @@ def _move(out: FlowOutput, mask: pl.Series, flow: Flow, node: FlowNode, target: 
     `reached_at`, and log the transition."""
     if not mask.any():
         return
-    out.transitions.append(pick(out.active, mask, _LOGGED).with_columns(
-        pl.lit("advanced").alias("transition"),
-        pl.lit(node.index, dtype=pl.Int32).alias("step"),
-        pl.lit(node.name).alias("step_name"),
-        pl.lit(reason).alias("reason"),
-    ))
+    with phase("frames"):
+        out.transitions.append(pick(out.active, mask, _LOGGED).with_columns(
+            pl.lit("advanced").alias("transition"),
+            pl.lit(node.index, dtype=pl.Int32).alias("step"),
+            pl.lit(node.name).alias("step_name"),
+            pl.lit(reason).alias("reason"),
+        ))
     with evaluating(arrival_part(flow, target)):  # a delay too long for a datetime
         frame, zones = out.active, []
         if needs_zone(flow, target):

@@ -28,8 +28,8 @@ Order within a workflow at a tick:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 
@@ -62,6 +62,7 @@ from cswf.engine.frames import (
 )
 from cswf.engine.holdout import CONTROL, assign_cohorts, held_out, window_ended
 from cswf.engine.milestones import advance_milestones, all_done, workflow_tasks
+from cswf.engine.phases import Phases, collecting, phase
 from cswf.engine.stage import stage_fields
 from cswf.specs.flow import FlowNode, action_key
 from cswf.specs.groups import UserGroup
@@ -100,6 +101,8 @@ class TickResult:
     state: pl.DataFrame
     actions: pl.DataFrame
     transitions: pl.DataFrame
+    # Seconds per phase (engine/phases.py): timing only, not part of the result.
+    phases: Phases = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def changed_state(self) -> pl.DataFrame:
@@ -127,7 +130,16 @@ def combine(results: Sequence[TickResult], as_of: datetime, kept: pl.DataFrame |
         else empty(ACTION_SCHEMA),
         transitions=pl.concat([r.transitions for r in results]).sort(
             "workflow", PARTICIPANT, maintain_order=True) if results else empty(TRANSITION_SCHEMA),
+        phases=_summed(r.phases for r in results),
     )
+
+
+def _summed(parts: Iterable[Phases]) -> Phases:
+    total: Phases = {}
+    for part in parts:
+        for name, seconds in part.items():
+            total[name] = total.get(name, 0.0) + seconds
+    return total
 
 
 def run_tick(
@@ -157,11 +169,34 @@ def run_tick(
     `removals` are the manual exits asked since the previous tick (`cswf remove`: workflow,
     participant_id, requested_by, reason, requested_at).
     """
+    phases: Phases = {}
+    with collecting(phases), phase("other"):
+        result = _run_tick(state, facts, prev_facts, events, workflows, as_of,
+                           default_category, deploys, groups, workload, render_budget, removals)
+    return TickResult(result.as_of, result.participants, result.workflows, result.state,
+                      result.actions, result.transitions, phases)
+
+
+def _run_tick(
+    state: pl.DataFrame,
+    facts: pl.DataFrame,
+    prev_facts: pl.DataFrame | None,
+    events: pl.DataFrame | None,
+    workflows: Sequence[LoadedWorkflow],
+    as_of: datetime,
+    default_category: str,
+    deploys: pl.DataFrame | None,
+    groups: Mapping[str, UserGroup] | None,
+    workload: pl.DataFrame | None,
+    render_budget: RenderBudget | None,
+    removals: pl.DataFrame | None,
+) -> TickResult:
     _check_facts(facts, as_of)
     events = empty(EVENT_SCHEMA) if events is None else conform(events, EVENT_SCHEMA)
     deploys = empty(DEPLOY_SCHEMA) if deploys is None else conform(deploys, DEPLOY_SCHEMA)
     try:
-        verdicts = evaluate(facts, prev_facts, workflows)
+        with phase("evaluate"):
+            verdicts = evaluate(facts, prev_facts, workflows)
     except BaseException as exc:  # a panic in Polars too: see engine/failures.py
         if not (isinstance(exc, Exception) or is_panic(exc)):
             raise
@@ -199,18 +234,24 @@ def run_tick(
         actions.extend(out.actions)
         transitions.extend(out.transitions)
     states.extend(by_workflow.values())  # workflows whose spec is gone stay as they were
-    all_actions = pl.concat(actions).sort("action_id") if actions else empty(ACTION_SCHEMA)
+    with phase("frames"):
+        all_actions = pl.concat(actions).sort("action_id") if actions else empty(ACTION_SCHEMA)
     if groups:
-        all_actions = assign_tasks(all_actions, groups, empty(WORKLOAD_SCHEMA) if workload is None
-                                   else workload, events, as_of)
+        with phase("assign"):
+            all_actions = assign_tasks(all_actions, groups, empty(WORKLOAD_SCHEMA)
+                                       if workload is None else workload, events, as_of)
+    with phase("frames"):
+        all_state = pl.concat([conform(s, WORKING_SCHEMA) for s in states]
+                              or [empty(WORKING_SCHEMA)]).lazy().drop(ROW).sort(
+            "workflow", PARTICIPANT).collect()
+        all_transitions = _finish_transitions(transitions, as_of)
     return TickResult(
         as_of=as_of,
         participants=facts.height,
         workflows=len(workflows),
-        state=pl.concat([conform(s, WORKING_SCHEMA) for s in states] or [empty(WORKING_SCHEMA)])
-        .lazy().drop(ROW).sort("workflow", PARTICIPANT).collect(),
+        state=all_state,
         actions=all_actions,
-        transitions=_finish_transitions(transitions, as_of),
+        transitions=all_transitions,
     )
 
 
@@ -284,7 +325,8 @@ def _advance_workflow(
         transitions.extend(refusals)
         active = pl.concat([active, entered])
     if spec.admits_new:  # enabled, and not manual deploys only (auto_deploy: false)
-        admitted, closed = _admit(verdict, active, closed, workflow, context, barred)
+        with phase("admit"):
+            admitted, closed = _admit(verdict, active, closed, workflow, context, barred)
         if not admitted.is_empty():
             assert spec.entry is not None
             admitted = assign_cohorts(admitted, workflow.name, spec.holdout)
@@ -301,8 +343,9 @@ def _advance_workflow(
             closed_now.append(gone)
             transitions.extend(log)
     actions: list[pl.DataFrame] = []
-    started = workflow_tasks(entered.filter(~held_out(entered)) if spec.holdout else entered,
-                             context, workflow)
+    with phase("milestones"):
+        started = workflow_tasks(entered.filter(~held_out(entered)) if spec.holdout
+                                 else entered, context, workflow)
     if started is not None:
         actions.append(started)
     if active.is_empty():  # nobody inside: only the closed rows may change
@@ -348,10 +391,13 @@ def _advance_workflow(
     if spec.holdout is not None and not active.is_empty():  # the control group runs no step
         aside = held_out(active)
         control, active = active.filter(aside), active.filter(~aside)
-    flow = advance_flow(active, context, workflow)
+    with phase("flow"):
+        flow = advance_flow(active, context, workflow)
     transitions.extend(flow.transitions)
     actions.extend(flow.actions)
-    still, milestone_actions, milestone_log = advance_milestones(flow.active, context, workflow)
+    with phase("milestones"):
+        still, milestone_actions, milestone_log = advance_milestones(flow.active, context,
+                                                                     workflow)
     actions.extend(milestone_actions)
     transitions.extend(milestone_log)
     finished = _finished(still, workflow)
@@ -372,8 +418,9 @@ def _advance_workflow(
         still = pl.concat([conform(still, WORKING_SCHEMA),
                            conform(control.filter(~ended), WORKING_SCHEMA)])
 
-    closed = _arm_requalification(_closed_rows(closed, closed_now), verdict["entry"], as_of)
-    state = pl.concat([conform(still, WORKING_SCHEMA), closed])
+    with phase("close"):
+        closed = _arm_requalification(_closed_rows(closed, closed_now), verdict["entry"], as_of)
+        state = pl.concat([conform(still, WORKING_SCHEMA), closed])
     return _Out(state, actions, transitions, entered)
 
 
@@ -687,6 +734,13 @@ def _arm_requalification(
 
 def _transition(
     frame: pl.DataFrame, kind: str, reason: str | pl.Expr, evidence: pl.Series | None = None
+) -> pl.DataFrame:
+    with phase("frames"):
+        return _transition_rows(frame, kind, reason, evidence)
+
+
+def _transition_rows(
+    frame: pl.DataFrame, kind: str, reason: str | pl.Expr, evidence: pl.Series | None
 ) -> pl.DataFrame:
     out = frame.select(
         "workflow", "version", PARTICIPANT, "enrollment_id",

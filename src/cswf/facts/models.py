@@ -12,7 +12,7 @@ facts are wanted, and vice versa.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -21,6 +21,7 @@ import duckdb
 import polars as pl
 
 from cswf.calendar import TickCalendar
+from cswf.ingest.contract import OBJECTS, LandingObject
 from cswf.ingest.snapshots import ensure_tables
 from cswf.sqlmodels.catalog import TICKS_TABLE, Catalog, Model, load_catalog
 from cswf.sqlmodels.errors import ModelError
@@ -134,11 +135,15 @@ def _projection(
     return ", ".join('"' + name.replace('"', '""') + '"' for name in wanted)
 
 
-def fact_schema(sql_dir: Path | None, model: str = FINAL_MODEL) -> dict[str, pl.DataType]:
-    """Columns and Polars types of `model`'s facts, found by building it on empty tables."""
+def fact_schema(
+    sql_dir: Path | None, model: str = FINAL_MODEL,
+    objects: Mapping[str, LandingObject] = OBJECTS,
+) -> dict[str, pl.DataType]:
+    """Columns and Polars types of `model`'s facts, found by building it on empty tables
+    (made from `objects`: with a project's extra fields, `Settings.landing_objects()`)."""
     con = duckdb.connect(":memory:")
     try:
-        ensure_tables(con)
+        ensure_tables(con, objects)
         frame = build_facts(con, [], sql_dir, model)
     finally:
         con.close()

@@ -14,6 +14,8 @@ import polars as pl
 
 _LOADED = "_cswf_loaded_files"
 _REJECTED = "_cswf_rejected_files"
+_FLAGS = "_cswf_row_flags"
+Flag = tuple[str, int, str, str | None, str]  # (source_file, row, column, value, message)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,31 @@ def record_loaded(
         ).fetchall()
     finally:
         con.unregister(_LOADED)
+
+
+def record_flags(
+    con: duckdb.DuckDBPyConnection, obj: str, files: list[str], flags: list[Flag]
+) -> None:
+    """Replace the row flags of `files` (just loaded) with `flags`, in the caller's
+    transaction."""
+    if files:
+        con.execute(
+            "DELETE FROM ingest_row_flags WHERE list_contains(?, source_file)", [files]
+        ).fetchall()
+    if not flags:
+        return
+    frame = pl.DataFrame(
+        flags, orient="row", schema={"source_file": pl.String, "row_number": pl.Int64,
+                                     "column_name": pl.String, "value": pl.String,
+                                     "reason": pl.String})
+    con.register(_FLAGS, frame)
+    try:
+        con.execute(
+            f"INSERT INTO ingest_row_flags SELECT source_file, ?, row_number, column_name, "
+            f"value, reason FROM {_FLAGS}", [obj]
+        ).fetchall()
+    finally:
+        con.unregister(_FLAGS)
 
 
 def record_rejections(

@@ -73,6 +73,24 @@ def rejected_files(con: duckdb.DuckDBPyConnection) -> Finding:
     return Finding(rows[0][1] if rows else 0, [reason for reason, _ in rows])
 
 
+def flagged_rows(con: duckdb.DuckDBPyConnection) -> Finding:
+    """Rows loaded with a value the contract flags (an unknown tier, an extra field that does
+    not convert): they do not block a tick, but someone should look."""
+    if "ingest_row_flags" not in existing_tables(con):
+        return Finding(0)
+    rows = con.execute(
+        f"""
+        SELECT source_file, row_number, column_name, reason, count(*) OVER ()
+        FROM ingest_row_flags
+        ORDER BY source_file, row_number, column_name
+        LIMIT {MAX_EXAMPLES}
+        """
+    ).fetchall()
+    examples = [f"{rel}: row {row}: column '{column}': {reason}"
+                for rel, row, column, reason, _ in rows]
+    return Finding(rows[0][4] if rows else 0, examples)
+
+
 def account_rows(con: duckdb.DuckDBPyConnection) -> int:
     """Rows in raw_accounts (0 when the table does not exist yet)."""
     if ACCOUNTS.table not in existing_tables(con):

@@ -6,7 +6,8 @@ three never disagree about what a valid landing file is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Column:
     description: str
     key: bool = False
     allowed: tuple[str, ...] | None = None
+    extra: bool = False  # declared in the project's settings (`fields:`), not by cswf
 
 
 @dataclass(frozen=True)
@@ -166,3 +168,53 @@ EVENTS = LandingObject(
 
 FILE_SUFFIXES = (".csv", ".parquet")
 
+
+# Extra columns (settings `fields:`): the type a project declares → the DuckDB type it loads as.
+FIELD_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "float": "DOUBLE", "date": "DATE",
+               "boolean": "BOOLEAN"}
+EXTENSIBLE = ("accounts", "contacts", "opportunities")
+
+Fields = Mapping[str, Mapping[str, str]]  # object → column → type name (FIELD_TYPES)
+Allowed = Mapping[str, Mapping[str, Sequence[str]]]  # object → column → legal values
+
+
+def contract_problems(fields: Fields, allowed: Allowed) -> list[str]:
+    """Why the settings' extra fields or value sets do not fit the contract, as sentences."""
+    problems = []
+    for obj, columns in fields.items():
+        taken = {c.name for c in OBJECTS[obj].columns}
+        problems += [f"fields.{obj}.{name}: '{name}' is already a contract column of {obj} "
+                     "(docs/data-contract.md); remove it from fields"
+                     for name in columns if name in taken]
+    for obj, columns in allowed.items():
+        text = {c.name for c in OBJECTS[obj].columns if c.dtype == "VARCHAR"}
+        text |= {n for n, kind in fields.get(obj, {}).items() if kind == "string"}
+        for name, values in columns.items():
+            if name not in text:
+                problems.append(f"allowed_values.{obj}.{name}: {obj} has no text column "
+                                f"'{name}'; text columns: {', '.join(sorted(text))}")
+            elif not values:
+                problems.append(f"allowed_values.{obj}.{name}: list at least one value")
+    return problems
+
+
+def landing_objects(fields: Fields | None = None,
+                    allowed: Allowed | None = None) -> dict[str, LandingObject]:
+    """The contract as a project sees it: its extra columns added, its value sets in place."""
+    out = {}
+    for name, obj in OBJECTS.items():
+        values = dict((allowed or {}).get(name, {}))
+        columns = [replace(c, allowed=tuple(values[c.name])) if c.name in values else c
+                   for c in obj.columns]
+        columns += [Column(column, FIELD_TYPES[kind], False, f"Extra field ({kind}), declared "
+                           "in cswf.yaml", allowed=tuple(values[column]) if column in values
+                           else None, extra=True)
+                    for column, kind in (fields or {}).get(name, {}).items()]
+        out[name] = replace(obj, columns=tuple(columns))
+    return out
+
+
+def contract_columns(name: str) -> str:
+    """The columns cswf's contract defines for a landing object, quoted and comma-separated:
+    fact models select `r.* EXCLUDE (...)` of them to carry a project's extra columns."""
+    return ", ".join(f'"{c.name}"' for c in OBJECTS[name].columns)

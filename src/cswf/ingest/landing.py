@@ -8,7 +8,7 @@ them; deploy requests need the time they arrive (`now`), which a request without
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,10 +16,12 @@ from pathlib import Path
 import duckdb
 
 from cswf.ingest.action_events import EventIngestReport, ingest_action_events
+from cswf.ingest.contract import OBJECTS, LandingObject
 from cswf.ingest.deploy_requests import DeployFileReport, ingest_deploy_requests
 from cswf.ingest.participant_events import ParticipantEventReport, ingest_participant_events
 from cswf.ingest.snapshots import IngestReport, ingest_landing
 
+MAX_FLAGGED_LINES = 20  # flagged rows listed by name; the rest are counted
 EVENTS_FOLDER = "action_events"  # landing sub-folder of action results (opened, completed, ...)
 
 
@@ -56,6 +58,11 @@ class LandingReport:
                        f"{deploys.requests_stored} new request(s), "
                        f"{len({f for f, _ in deploys.files_rejected})} rejected")
         out += [f"rejected: {reason}" for _, reason in self.rejected]
+        flagged = snap.rows_flagged
+        out += [f"flagged row: {line}" for line in flagged[:MAX_FLAGGED_LINES]]
+        if len(flagged) > MAX_FLAGGED_LINES:
+            out.append(f"flagged rows: {len(flagged) - MAX_FLAGGED_LINES} more (table "
+                       "ingest_row_flags)")
         out += [f"rejected event row: {message}" for message in self.events.rejected[:20]]
         out += [f"rejected event row: {message}"
                 for message in self.participant_events.rejected[:20]]
@@ -67,12 +74,14 @@ def ingest_all(
     landing_dir: Path,
     now: datetime | None = None,
     known_workflows: Sequence[str] | None = None,
+    objects: Mapping[str, LandingObject] = OBJECTS,
 ) -> LandingReport:
     """Load every new or changed landing file; unchanged files are skipped, bad ones rejected
-    with a reason. Deploy requests are read only when `now` is given."""
+    with a reason. Deploy requests are read only when `now` is given. `objects`: the contract
+    with the project's extra fields and value sets (`Settings.landing_objects()`)."""
     events = landing_dir / EVENTS_FOLDER
     event_report = ingest_action_events(con, events) if events.is_dir() else EventIngestReport()
-    snapshots = ingest_landing(con, landing_dir)
+    snapshots = ingest_landing(con, landing_dir, objects)
     happened = ingest_participant_events(con, landing_dir)
     deploys = (ingest_deploy_requests(con, landing_dir, now, known_workflows)
                if now is not None else DeployFileReport())

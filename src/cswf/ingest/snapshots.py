@@ -13,18 +13,20 @@ one by one, so the error is pinned on the file that caused it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from cswf.ingest.bookkeeping import record_loaded, record_rejections
+from cswf.ingest.bookkeeping import Flag, record_flags, record_loaded, record_rejections
 from cswf.ingest.contract import EVENTS, OBJECTS, LandingObject
 from cswf.ingest.files import Skipped, scan, visible_files
 from cswf.ingest.validate import (
     FILE,
     column_rules,
+    flagged_rows,
     one_line,
     read_landing,
     tagged,
@@ -47,6 +49,9 @@ class IngestReport:
     files_skipped_unchanged: list[str] = field(default_factory=list)
     files_rejected: list[tuple[str, str]] = field(default_factory=list)
     rows_loaded: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OBJECTS, 0))
+    # Rows loaded but flagged (an unknown tier, an extra field that does not convert), one
+    # line each: file, row, column and what to do.
+    rows_flagged: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -64,13 +69,16 @@ class _Landed:
         return 0 if self.frame is None else self.frame.height
 
 
-def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the raw and bookkeeping tables if missing (the schema comes from the contract).
+def ensure_tables(
+    con: duckdb.DuckDBPyConnection, objects: Mapping[str, LandingObject] = OBJECTS
+) -> None:
+    """Create the raw and bookkeeping tables if missing (the schema comes from the contract,
+    `objects`: with a project's extra columns, `Settings.landing_objects()`).
 
     A warehouse made under an older contract gets the columns added since (NULL in old rows),
-    so an optional contract column never needs a rebuild.
+    so an optional contract column or a newly declared extra field never needs a rebuild.
     """
-    for obj in (*OBJECTS.values(), EVENTS):
+    for obj in (*objects.values(), EVENTS):
         con.execute(obj.ddl()).fetchall()
     ensure_ingest_bookkeeping(con)
     existing = set(
@@ -79,7 +87,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
             "WHERE schema_name = current_schema() AND database_name = current_database()"
         ).fetchall()
     )
-    for obj in (*OBJECTS.values(), EVENTS):
+    for obj in (*objects.values(), EVENTS):
         for column in obj.columns:
             if (obj.table, column.name) not in existing:
                 con.execute(
@@ -92,19 +100,24 @@ def landing_files(landing_dir: Path) -> list[Path]:
     return sorted(path for name in OBJECTS for path in visible_files(landing_dir / name))
 
 
-def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestReport:
-    """Load new and changed landing files; unchanged files are skipped, bad ones rejected."""
-    ensure_tables(con)
+def ingest_landing(
+    con: duckdb.DuckDBPyConnection, landing_dir: Path,
+    objects: Mapping[str, LandingObject] = OBJECTS,
+) -> IngestReport:
+    """Load new and changed landing files; unchanged files are skipped, bad ones rejected,
+    rows with a flagged value loaded and noted (`ingest_row_flags`)."""
+    ensure_tables(con, objects)
     report = IngestReport()
+    flags: list[Flag] = []
     files = landing_files(landing_dir)
     outcomes: dict[str, Outcome] = {}
     batch: list[_Landed] = []
     batch_obj: LandingObject | None = None
     batch_rows = 0
-    for found in scan(con, landing_dir, files, OBJECTS):
-        obj = OBJECTS[found.rel.split("/")[0]]
+    for found in scan(con, landing_dir, files, objects):
+        obj = objects[found.rel.split("/")[0]]
         if batch and (obj is not batch_obj or batch_rows >= BATCH_ROWS):
-            outcomes.update(_load_batch(con, batch_obj, batch))
+            outcomes.update(_load_batch(con, batch_obj, batch, flags))
             batch, batch_rows = [], 0
         batch_obj = obj
         if isinstance(found, Skipped):
@@ -117,7 +130,7 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestR
                            found.path.suffix.lower()))
         batch_rows += batch[-1].height
     if batch:
-        outcomes.update(_load_batch(con, batch_obj, batch))
+        outcomes.update(_load_batch(con, batch_obj, batch, flags))
     for path in files:  # report in file order, whatever the batches
         rel = path.relative_to(landing_dir).as_posix()
         if rel not in outcomes:
@@ -128,6 +141,8 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestR
         else:
             report.files_loaded.append(rel)
             report.rows_loaded[path.parent.name] += rows
+    report.rows_flagged = [f"{rel}: row {row}: column '{column}': {message}"
+                           for rel, row, column, _, message in flags]
     return report
 
 
@@ -139,9 +154,10 @@ def _read(rel: str, sha: str, fresh: bool, data: bytes, suffix: str) -> _Landed:
 
 
 def _load_batch(
-    con: duckdb.DuckDBPyConnection, obj: LandingObject, batch: list[_Landed]
+    con: duckdb.DuckDBPyConnection, obj: LandingObject, batch: list[_Landed], flags: list[Flag]
 ) -> dict[str, Outcome]:
-    """Validate then load the files of one object; record the rejected ones."""
+    """Validate then load the files of one object; record the rejected ones (and add the
+    flagged rows of the loaded ones to `flags`)."""
     outcomes: dict[str, Outcome] = {}
     readable = []
     for item in batch:
@@ -156,11 +172,11 @@ def _load_batch(
         else:
             readable.append(item)
     try:
-        outcomes.update(_check_and_write(con, obj, readable))
+        outcomes.update(_check_and_write(con, obj, readable, flags))
     except duckdb.Error:
         for item in readable:  # pin the error on its file
             try:
-                outcomes.update(_check_and_write(con, obj, [item]))
+                outcomes.update(_check_and_write(con, obj, [item], flags))
             except duckdb.Error as err:
                 outcomes[item.rel] = ([f"{item.rel}: {one_line(err)}"], 0)
     shas = {item.rel: item.sha for item in batch}
@@ -170,7 +186,7 @@ def _load_batch(
 
 
 def _check_and_write(
-    con: duckdb.DuckDBPyConnection, obj: LandingObject, items: list[_Landed]
+    con: duckdb.DuckDBPyConnection, obj: LandingObject, items: list[_Landed], flags: list[Flag]
 ) -> dict[str, Outcome]:
     """Check the files' values, then write the good ones in one transaction.
 
@@ -186,6 +202,7 @@ def _check_and_write(
         groups.setdefault(key, []).append(item)
     relations: list[tuple[list[str], str]] = []
     problems: dict[str, list[str]] = {}
+    found: list[Flag] = []
     try:
         for i, (key, members) in enumerate(groups.items()):
             names, relation = [name for name, _ in key], f"{_FRAME}_{i}"
@@ -193,9 +210,12 @@ def _check_and_write(
             con.register(relation, frame.to_arrow())
             relations.append((names, relation))
             rules = [rule for c in obj.columns if c.name in names for rule in column_rules(c)]
-            problems.update(value_problems(con, relation, rules))
+            here = value_problems(con, relation, [rule for rule in rules if not rule.flag])
+            problems.update(here)
+            found += flagged_rows(con, relation, rules, sorted(here))
         good = [item for item in items if item.rel not in problems]
-        _write(con, obj, good, relations, sorted(problems))
+        _write(con, obj, good, relations, sorted(problems), found)
+        flags += found
     finally:
         for _, relation in relations:
             con.unregister(relation)
@@ -211,8 +231,10 @@ def _write(
     good: list[_Landed],
     relations: list[tuple[list[str], str]],
     skip: list[str],
+    flags: list[Flag],
 ) -> None:
-    """Replace the good files' earlier rows and note them as loaded, in one transaction."""
+    """Replace the good files' earlier rows (and row flags) and note them as loaded, in one
+    transaction."""
     con.begin()
     try:
         stale = [item.rel for item in good if not item.fresh]
@@ -223,6 +245,7 @@ def _write(
         for names, relation in relations:
             _insert(con, obj, names, relation, skip)
         record_loaded(con, obj.name, [(i.rel, i.sha, i.height) for i in good], stale)
+        record_flags(con, obj.name, stale, flags)
         con.commit()
     except BaseException:
         con.rollback()

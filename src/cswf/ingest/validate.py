@@ -24,11 +24,14 @@ FALSE_WORDS = ("false", "0", "no")
 
 @dataclass(frozen=True)
 class Rule:
-    """A bad row of `column` is one where `bad` (SQL) holds; `message` may use {value}."""
+    """A bad row of `column` is one where `bad` (SQL) holds; `message` may use {value}.
+
+    A `flag` rule does not reject the file: the row loads and is recorded as flagged."""
 
     column: str
     bad: str
     message: str
+    flag: bool = False
 
 
 def read_landing(data: bytes, suffix: str) -> pl.DataFrame:
@@ -82,15 +85,38 @@ def column_rules(column: Column) -> list[Rule]:
         message = f"could not convert '{{value}}' to BOOLEAN (use one of {words}, any case)"
         rules.append(Rule(column.name, f"{raw} IS NOT NULL AND {value} IS NULL", message))
     elif column.dtype != "VARCHAR":
+        loaded = "; the row is loaded with the field empty" if column.extra else ""
         rules.append(Rule(column.name, f"{raw} IS NOT NULL AND {value} IS NULL",
-                          f"could not convert '{{value}}' to {column.dtype}"))
+                          f"could not convert '{{value}}' to {column.dtype}{loaded}",
+                          flag=column.extra))
     if column.key:
         rules.append(Rule(column.name, f"{raw} IS NULL", "required key value is NULL"))
     if column.allowed:
         rules.append(Rule(column.name,
                           f"{value} IS NOT NULL AND {value} NOT IN {sql_list(column.allowed)}",
-                          f"'{{value}}' is not one of {', '.join(column.allowed)}"))
+                          f"'{{value}}' is not one of {', '.join(column.allowed)}; the row is "
+                          "loaded and flagged (a legal value? add it to allowed_values in "
+                          "cswf.yaml)", flag=True))
     return rules
+
+
+def flagged_rows(
+    con: duckdb.DuckDBPyConnection, relation: str, rules: list[Rule], skip: list[str]
+) -> list[tuple[str, int, str, str | None, str]]:
+    """(file, row, column, value, message) of every row a `flag` rule holds for, in one scan,
+    files in `skip` (rejected whole) left out; sorted by file and row."""
+    flags = [rule for rule in rules if rule.flag]
+    if not flags:
+        return []
+    parts = [
+        f"SELECT {FILE}, {ROW}, '{rule.column}', CAST(\"{rule.column}\" AS VARCHAR), "
+        f"replace('{rule.message.replace(chr(39), chr(39) * 2)}', '{{value}}', "
+        f"coalesce(CAST(\"{rule.column}\" AS VARCHAR), '')) "
+        f"FROM {relation} WHERE ({rule.bad}) AND NOT list_contains(?, {FILE})"
+        for rule in flags
+    ]
+    query = " UNION ALL ".join(parts) + " ORDER BY 1, 2, 3"
+    return [tuple(row) for row in con.execute(query, [skip] * len(flags)).fetchall()]
 
 
 def value_problems(

@@ -17,7 +17,7 @@ from cswf.project.deliver import approve_delivery_spike, deliver_outbox
 from cswf.project.deploy import deploy, remove
 from cswf.project.explain import Explanation, UnknownParticipant, explain
 from cswf.project.guards import TickHeld, approve, reject, require_no_hold
-from cswf.project.preview import Preview, preview
+from cswf.project.preview import Preview, SegmentPreview, preview, preview_segment
 from cswf.project.reports import Reports, publish_bi_copy, refresh_reports
 from cswf.project.specs import check_specs, load_workflows, with_lifecycle, workflow_names
 from cswf.project.ticks import (
@@ -40,7 +40,8 @@ from cswf.store.holds import holds
 def ingest(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime | None = None,
            known_workflows: Sequence[str] | None = None) -> LandingReport:
     """Every landing file of the project (see `ingest.landing.ingest_all`)."""
-    return ingest_all(con, settings.landing_path, now, known_workflows)
+    return ingest_all(con, settings.landing_path, now, known_workflows,
+                      settings.landing_objects())
 
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "Reports",
     "Respond",
     "RunSummary",
+    "SegmentPreview",
     "SpecErrors",
     "StoredFacts",
     "TickHeld",
@@ -70,6 +72,7 @@ __all__ = [
     "load_workflows",
     "materialize_facts",
     "preview",
+    "preview_segment",
     "publish_bi_copy",
     "refresh_reports",
     "reject",

@@ -31,7 +31,7 @@ def deploy(
     chosen = list(participants)
     model = FACT_MODELS[workflow.spec.object]
     if where is not None:
-        schema = fact_schema(settings.facts_sql_path, model)
+        schema = fact_schema(settings.facts_sql_path, model, settings.landing_objects())
         problems = [m for _, leaf in leaves(where) for _, m in check_leaf(leaf, schema)]
         if problems:
             raise ValueError("; ".join(problems))

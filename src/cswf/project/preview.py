@@ -8,13 +8,15 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
-from cswf.engine.evaluate import evaluate, verdict_column
+from cswf.engine.compile import compile_condition
+from cswf.engine.evaluate import evaluate, verdict_column, with_previous
 from cswf.engine.tick import run_tick
 from cswf.facts.models import FACT_MODELS, build_facts
 from cswf.facts.overlay import apply_field_updates, load_field_updates
 from cswf.settings import Settings
-from cswf.specs.conditions import fields_used
+from cswf.specs.conditions import fields_used, previous_tick_fields
 from cswf.specs.loader import LoadedWorkflow
+from cswf.specs.segments import LoadedSegment
 from cswf.specs.workflow import WorkflowState
 from cswf.store.tables import ensure_engine_tables
 from cswf.store.warehouse import load_state
@@ -85,3 +87,32 @@ def tick_facts(con: duckdb.DuckDBPyConnection, settings: Settings, participant: 
         prev_facts = apply_field_updates(facts.filter(pl.col("as_of") == before),
                                          load_field_updates(con, before), before).facts
     return now, prev_facts
+
+
+@dataclass(frozen=True)
+class SegmentPreview:
+    participants: int
+    matching: int
+    sample: pl.DataFrame
+
+
+def preview_segment(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    segment: LoadedSegment,
+    as_of: datetime,
+    sample: int = 10,
+) -> SegmentPreview:
+    """Who is in a segment at as_of: its condition over the facts a tick would read."""
+    ensure_engine_tables(con)
+    now, prev_facts = tick_facts(con, settings, segment.object, as_of)
+    schema = dict(now.schema)
+    frame = with_previous(now, prev_facts, previous_tick_fields(segment.condition))
+    rows = frame.filter(compile_condition(segment.condition, schema)).collect()
+    shown = ["participant_id", *(c for c in ("account_name", "csm_name") if c in now.columns)]
+    used = sorted(fields_used(segment.condition))
+    return SegmentPreview(
+        participants=now.height,
+        matching=rows.height,
+        sample=rows.select(*shown, *(c for c in used if c not in shown)).head(sample),
+    )

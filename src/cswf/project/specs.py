@@ -26,11 +26,12 @@ from cswf.store.warehouse import StoredWorkflow, connect, inside_by_workflow, st
 def check_specs(settings: Settings, con: duckdb.DuckDBPyConnection | None = None) -> SpecSet:
     """Every spec against the fact fields of its participant type, the categories, the user
     groups and, when the warehouse can be read, the lifecycle rule for running workflows."""
-    objects = {name: fact_schema(settings.facts_sql_path, model)
+    objects = {name: fact_schema(settings.facts_sql_path, model, settings.landing_objects())
                for name, model in FACT_MODELS.items()}
     groups = load_groups(settings.groups_path)
     checked = load_specs(settings.specs_path, categories=settings.categories, objects=objects,
-                         groups=list(groups) if settings.groups_path.exists() else None)
+                         groups=list(groups) if settings.groups_path.exists() else None,
+                         segments_dir=settings.segments_path)
     if con is None and settings.database_path.exists():
         try:
             with connect(settings.database_path, read_only=True) as reader:
@@ -60,7 +61,8 @@ def with_lifecycle(checked: SpecSet, con: duckdb.DuckDBPyConnection) -> SpecSet:
             errors.append(SpecError(f"{name}.yaml", "", spec_gone(name, inside,
                                                                    stored[name].state)))
     refused = {e.file for e in errors}
-    return SpecSet([w for w in checked.workflows if w.file.name not in refused], errors)
+    return SpecSet([w for w in checked.workflows if w.file.name not in refused], errors,
+                   checked.segments)
 
 
 def _refusals(workflow: LoadedWorkflow, before: StoredWorkflow) -> list[tuple[str, str]]:
@@ -83,7 +85,8 @@ def _refusals(workflow: LoadedWorkflow, before: StoredWorkflow) -> list[tuple[st
 def workflow_names(settings: Settings) -> list[str]:
     """The workflows a deploy request may name: every spec that parses (no fact or warehouse
     checks needed for that)."""
-    return [w.name for w in load_specs(settings.specs_path).workflows]
+    return [w.name for w in load_specs(settings.specs_path,
+                                       segments_dir=settings.segments_path).workflows]
 
 
 def load_workflows(settings: Settings) -> list[LoadedWorkflow]:

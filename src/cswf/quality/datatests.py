@@ -68,9 +68,11 @@ class DataTestResult:
         return self.test.column
 
 
-def declared_tests(name: str, sql_dir: Path | None = None) -> list[DataTest]:
-    """The tests of a fact model, report or landing table, in declaration order."""
-    landing = {obj.table: obj for obj in (*OBJECTS.values(), EVENTS)}
+def declared_tests(name: str, sql_dir: Path | None = None,
+                   objects: Mapping[str, LandingObject] | None = None) -> list[DataTest]:
+    """The tests of a fact model, report or landing table, in declaration order; a landing
+    table's from `objects` (a project's value sets: `Settings.landing_objects()`)."""
+    landing = {obj.table: obj for obj in (*(objects or OBJECTS).values(), EVENTS)}
     if name in landing:
         return _named(name, _landing_tests(landing[name]))
     for catalog in catalogs(sql_dir):
@@ -94,10 +96,11 @@ def run_data_tests(
     relation: str | None = None,
     only: Sequence[str] | None = None,
     samples: int = SAMPLE_ROWS,
+    objects: Mapping[str, LandingObject] | None = None,
 ) -> list[DataTestResult]:
     """Run `name`'s declared tests (or `only` those, by test name) on the relation `name` (or
     `relation`), each restricted by `where` (SQL, `$name` placeholders from `params`)."""
-    tests = declared_tests(name, sql_dir)
+    tests = declared_tests(name, sql_dir, objects)
     if only is not None:
         unknown = sorted(set(only) - {t.name for t in tests})
         if unknown:

@@ -188,6 +188,17 @@ class Not(BaseModel):
         return f"not {self.not_.describe()}"
 
 
+class SegmentRef(BaseModel):
+    """A named condition kept in `segments/<name>.yaml`, used as a leaf. The loader puts the
+    segment's condition in its place (`specs/segments.py`), so nothing downstream sees one."""
+
+    model_config = ConfigDict(extra="forbid")
+    segment: str = Field(description="The name of a segment (segments/<name>.yaml).")
+
+    def describe(self) -> str:
+        return f"segment '{self.segment}'"
+
+
 def number_problem(value: object) -> str | None:
     """Why a number written in a spec is out of range (NaN, infinite, beyond ±MAX_NUMBER)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -200,16 +211,18 @@ def number_problem(value: object) -> str | None:
 
 
 # Tags name the branch of the union in pydantic's error locations; loader strips them.
-GROUP_TAGS = ("all-of", "any-of", "not-of", "leaf", "event-leaf")
+GROUP_TAGS = ("all-of", "any-of", "not-of", "leaf", "segment", "event-leaf")
 
 
 def _kind(raw: Any) -> str:
     if isinstance(raw, dict):
         for key, tag in (("all", "all-of"), ("any", "any-of"), ("not", "not-of"),
-                         ("event", "event-leaf")):
+                         ("segment", "segment"), ("event", "event-leaf")):
             if key in raw:
                 return tag
         return "leaf"
+    if isinstance(raw, SegmentRef):
+        return "segment"
     if isinstance(raw, EventLeaf):
         return "event-leaf"
     if isinstance(raw, AllOf):
@@ -226,6 +239,7 @@ Condition = Annotated[
     | Annotated[AnyOf, Tag("any-of")]
     | Annotated[Not, Tag("not-of")]
     | Annotated[Leaf, Tag("leaf")]
+    | Annotated[SegmentRef, Tag("segment")]
     | Annotated[EventLeaf, Tag("event-leaf")],
     Discriminator(_kind),
 ]
@@ -239,6 +253,8 @@ def leaves(node: Condition, path: str = "") -> Iterator[tuple[str, Leaf]]:
     """Every leaf of a tree with its dotted path (for error messages)."""
     if isinstance(node, Leaf):
         yield path, node
+    elif isinstance(node, SegmentRef):
+        return  # expanded by the loader before anything reads leaves
     elif isinstance(node, EventLeaf):
         return  # its `where` tests read the event's properties, not fact fields
     elif isinstance(node, AllOf):
@@ -249,6 +265,18 @@ def leaves(node: Condition, path: str = "") -> Iterator[tuple[str, Leaf]]:
             yield from leaves(child, f"{path}.any.{i}")
     else:
         yield from leaves(node.not_, f"{path}.not")
+
+
+def segment_refs(node: Condition, path: str = "") -> Iterator[tuple[str, SegmentRef]]:
+    """Every `{segment: name}` leaf of a tree with its dotted path."""
+    if isinstance(node, SegmentRef):
+        yield path, node
+    elif isinstance(node, AllOf | AnyOf):
+        key, children = ("all", node.all) if isinstance(node, AllOf) else ("any", node.any)
+        for i, child in enumerate(children):
+            yield from segment_refs(child, f"{path}.{key}.{i}")
+    elif isinstance(node, Not):
+        yield from segment_refs(node.not_, f"{path}.not")
 
 
 def event_leaves(node: Condition, path: str = "") -> Iterator[tuple[str, EventLeaf]]:

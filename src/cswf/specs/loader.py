@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, get_args
@@ -36,16 +36,28 @@ from cswf.specs.conditions import (
     AllOf,
     AnyOf,
     Condition,
+    EventLeaf,
     Leaf,
     Not,
+    SegmentRef,
     event_leaves,
     fields_used,
     leaves,
     nesting_problem,
     previous_tick_fields,
+    segment_refs,
 )
 from cswf.specs.flow import Flow, action_key, flatten, flow_problems
 from cswf.specs.lifecycle import structure
+from cswf.specs.segments import (
+    SEGMENTS_FOLDER,
+    LoadedSegment,
+    Segment,
+    expand_model,
+    resolve,
+    unknown_segment,
+    wrong_object,
+)
 from cswf.specs.workflow import (
     STAGE_FIELD,
     STAGE_FIELD_TYPES,
@@ -159,6 +171,7 @@ class SpecErrors(Exception):
 class SpecSet:
     workflows: list[LoadedWorkflow]
     errors: list[SpecError]
+    segments: dict[str, LoadedSegment] = field(default_factory=dict)
 
     def require_valid(self) -> list[LoadedWorkflow]:
         if self.errors:
@@ -173,13 +186,18 @@ def load_specs(
     *,
     objects: Mapping[str, Mapping[str, pl.DataType]] | None = None,
     groups: Collection[str] | None = None,
+    segments_dir: Path | None = None,
 ) -> SpecSet:
     """Parse every spec file; with `fact_fields` (account facts) or `objects` (the fact fields
     of each participant type), also check fields, types and templates; with `groups`, check
-    that every owner group exists."""
+    that every owner group exists. Segments come from `segments_dir` (default: `segments/`
+    next to the specs folder)."""
     checks = _Checks(fact_fields, categories, objects, groups)
+    segments, errors = load_segments(segments_dir or specs_dir.parent / SEGMENTS_FOLDER, checks)
+    checks = replace(checks, segments=segments,
+                     broken=frozenset({e.file.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+                                       for e in errors}))
     workflows: list[LoadedWorkflow] = []
-    errors: list[SpecError] = []
     if not specs_dir.is_dir():
         return SpecSet([], [SpecError(str(specs_dir), "", "the specs folder does not exist")])
     seen: dict[str, str] = {}
@@ -205,7 +223,97 @@ def load_specs(
             errors.append(SpecError(seen[loaded.name], "eligibility.except",
                                     f"no workflow named {unknown}; workflows: "
                                     f"{', '.join(sorted(seen))}"))
-    return SpecSet(workflows, errors)
+    return SpecSet(workflows, errors, segments)
+
+
+def load_segments(
+    folder: Path, checks: _Checks
+) -> tuple[dict[str, LoadedSegment], list[SpecError]]:
+    """Every segment of `folder` (none when it does not exist), checked like a spec's
+    conditions: names, segments it uses (no circle, same object), fields and types."""
+    if not folder.is_dir():
+        return {}, []
+    parsed: dict[str, tuple[Segment, Path]] = {}
+    errors: list[SpecError] = []
+    for file in sorted(p for p in folder.iterdir() if p.suffix in SPEC_SUFFIXES):
+        label = f"{folder.name}/{file.name}"
+        text, problem = read_spec_text(file)
+        raw, problems = (None, [("", problem)]) if text is None else _yaml(text)
+        if raw is not None:
+            try:
+                segment = Segment.model_validate(raw)
+            except ValidationError as exc:
+                problems = [(_loc(err["loc"]), _message(err, Segment))
+                            for err in exc.errors()]
+            else:
+                if segment.name != file.stem:
+                    problems = [("name", f"'{segment.name}' must match the file name "
+                                         f"'{file.stem}'")]
+                elif (deep := nesting_problem(segment.condition)) is not None:
+                    problems = [("condition", deep)]
+                else:
+                    parsed[segment.name] = (segment, file)
+        errors += [SpecError(label, path, message) for path, message in problems]
+    resolved, unresolved = resolve({name: seg for name, (seg, _) in parsed.items()})
+    for name, problems in unresolved.items():
+        errors += [SpecError(f"{folder.name}/{parsed[name][1].name}", path, message)
+                   for path, message in problems]
+    loaded = {}
+    for name, condition in resolved.items():
+        segment, file = parsed[name]
+        fields = checks.fields_of(segment.object)
+        problems = [] if fields is None else [
+            (f"{path}.{key}", message) for path, leaf in leaves(condition, "condition")
+            for key, message in check_leaf(leaf, fields)]
+        errors += [SpecError(f"{folder.name}/{file.name}", path, message)
+                   for path, message in problems]
+        if not problems:
+            loaded[name] = LoadedSegment(segment, condition, file)
+    return loaded, errors
+
+
+def _yaml(text: str) -> tuple[Any, list[tuple[str, str]]]:
+    """A segment file's YAML mapping, or why it is not one."""
+    try:
+        raw = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
+        return None, [("", f"not valid YAML: {one_line_error(exc)}")]
+    if not isinstance(raw, dict):
+        return None, [("", "a segment is a YAML mapping (name:, object:, description:, "
+                           "condition:)")]
+    deep = too_deep(raw)
+    if deep is not None:
+        return None, [(".".join(deep[:3]), f"nests more than {MAX_YAML_DEPTH} levels deep: "
+                                           f"{NESTING_TODO}")]
+    return raw, []
+
+
+def one_line_error(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _use_segments(
+    spec: Workflow, flow: Flow, checks: _Checks
+) -> tuple[Workflow, list[tuple[str, str]]]:
+    """The spec with the segments its conditions name put in place, or why it cannot be."""
+    refs = [(path, ref) for root, tree in conditions(spec, flow)
+            for path, ref in segment_refs(tree, root)]
+    if not refs:
+        return spec, []
+    problems = []
+    for path, ref in refs:
+        used = checks.segments.get(ref.segment)
+        if ref.segment in checks.broken:
+            problems.append((f"{path}.segment", f"segment '{ref.segment}' has errors: see "
+                                                f"{SEGMENTS_FOLDER}/{ref.segment}.yaml"))
+        elif used is None:
+            problems.append((f"{path}.segment", unknown_segment(ref.segment, checks.segments)))
+        elif used.object != spec.object:
+            problems.append((f"{path}.segment", wrong_object(ref.segment, used.object,
+                                                             spec.object, "this workflow")))
+    if problems:
+        return spec, problems
+    return expand_model(spec, {n: s.condition for n, s in checks.segments.items()}), []
 
 
 def read_spec_text(file: Path) -> tuple[str, str] | tuple[None, str]:
@@ -237,10 +345,11 @@ def parse_spec(
     *,
     objects: Mapping[str, Mapping[str, pl.DataType]] | None = None,
     groups: Collection[str] | None = None,
+    segments: Mapping[str, LoadedSegment] | None = None,
 ) -> LoadedWorkflow:
     """One spec from its text (templates resolve next to `file`); raises SpecErrors."""
     loaded, errors = _parse(text, file, file.name,
-                            _Checks(fact_fields, categories, objects, groups))
+                            _Checks(fact_fields, categories, objects, groups, segments or {}))
     if loaded is None:
         raise SpecErrors(errors)
     return loaded
@@ -254,6 +363,8 @@ class _Checks:
     categories: Iterable[str] | None
     objects: Mapping[str, Mapping[str, pl.DataType]] | None
     groups: Collection[str] | None
+    segments: Mapping[str, LoadedSegment] = field(default_factory=dict)
+    broken: frozenset[str] = frozenset()  # segments with errors: a workflow using one waits
 
     def fields_of(self, participant: str) -> Mapping[str, pl.DataType] | None:
         if self.objects is not None:
@@ -292,6 +403,10 @@ def _parse(
         return None, [SpecError(label, _loc(err["loc"]), _message(err)) for err in exc.errors()]
 
     flow = flatten(spec.steps)
+    spec, segment_problems = _use_segments(spec, flow, checks)
+    if segment_problems:
+        return None, [SpecError(label, p, m) for p, m in segment_problems]
+    flow = flatten(spec.steps)
     errors: list[SpecError] = [SpecError(label, p, m) for p, m in flow_problems(spec.steps)]
     errors.extend(SpecError(label, path, problem) for path, tree in conditions(spec, flow)
                   if (problem := nesting_problem(tree)) is not None)
@@ -320,13 +435,13 @@ def _loc(loc: tuple[object, ...]) -> str:
     return ".".join(str(part) for part in loc if part not in tags)
 
 
-def _message(err: Mapping[str, Any]) -> str:
+def _message(err: Mapping[str, Any], root: type[BaseModel] = Workflow) -> str:
     """Pydantic's message, with a did-you-mean for an unknown key or value and the value given
     for one out of bounds."""
     message = str(err["msg"]).removeprefix("Value error, ")
     kind = err.get("type")
     if kind == "extra_forbidden":
-        hint = did_you_mean(str(err["loc"][-1]), known_keys(err["loc"][:-1]))
+        hint = did_you_mean(str(err["loc"][-1]), known_keys(err["loc"][:-1], root))
         return "unknown key (not part of the spec language)" + (f"; {hint}" if hint else "")
     if kind in ("enum", "literal_error") and isinstance(err.get("input"), str):
         expected = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
@@ -340,17 +455,18 @@ def _message(err: Mapping[str, Any]) -> str:
 _BOUNDS = ("less_than_equal", "less_than", "greater_than_equal", "greater_than")
 
 
-def known_keys(loc: Sequence[object]) -> list[str]:
+def known_keys(loc: Sequence[object], root: type[BaseModel] = Workflow) -> list[str]:
     """The keys the spec language allows at `loc` (a pydantic error location), following the
     model's fields and the union tags pydantic puts in the path; none when it cannot tell."""
     tags: dict[str, type[BaseModel]] = {
-        "all-of": AllOf, "any-of": AnyOf, "not-of": Not, "leaf": Leaf,
+        "all-of": AllOf, "any-of": AnyOf, "not-of": Not, "leaf": Leaf, "segment": SegmentRef,
+        "event-leaf": EventLeaf,
         "action-step": ActionStep, "delay-step": DelayStep, "wait-step": WaitStep,
         "branch-step": BranchStep,
     }
     tags |= {name: model for name in action_type_names()
              if (model := action_type(name)) is not None}
-    model: type[BaseModel] | None = Workflow
+    model: type[BaseModel] | None = root
     for part in loc:
         if isinstance(part, str) and part in tags:
             model = tags[part]

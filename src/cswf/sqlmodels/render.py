@@ -11,6 +11,7 @@ from pathlib import Path
 from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from cswf.ingest.contract import contract_columns
 from cswf.sqlmodels.errors import ModelError
 
 
@@ -48,7 +49,10 @@ class Renderer:
         loader = ChoiceLoader([FileSystemLoader(str(f)) for f in reversed(list(folders))])
         self._env = SandboxedEnvironment(loader=loader, undefined=StrictUndefined,
                                          keep_trailing_newline=True, autoescape=False)
-        self._env.globals.update(ref=self._ref, source=self._source)
+        # contract_columns('accounts'): the contract's own columns, so `r.* EXCLUDE (...)` of
+        # them carries a project's extra fields (settings `fields:`) into its facts.
+        self._env.globals.update(ref=self._ref, source=self._source,
+                                 contract_columns=contract_columns)
 
     def render(self, path: Path) -> Rendered:
         self._reads = _Reads()

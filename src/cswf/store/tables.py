@@ -27,6 +27,10 @@ INGEST_BOOKKEEPING = (
     "sha256 VARCHAR, row_count BIGINT)",
     "CREATE TABLE IF NOT EXISTS ingest_rejections (source_file VARCHAR, object VARCHAR, "
     "sha256 VARCHAR, reason VARCHAR)",
+    # Rows loaded with a value the contract flags (an unknown tier, an extra field that does
+    # not convert): the file loads, each such row is noted here with the value as written.
+    "CREATE TABLE IF NOT EXISTS ingest_row_flags (source_file VARCHAR, object VARCHAR, "
+    "row_number BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR)",
 )
 
 # Manual deploys, from the CLI or landing files; a tick honours or refuses each.

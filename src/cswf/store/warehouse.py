@@ -11,7 +11,7 @@ never deleted by that: see store/history.py.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import polars as pl
 
 from cswf.engine.assign import WORKLOAD_SCHEMA
 from cswf.engine.frames import ENROLLMENT_SCHEMA
+from cswf.engine.phases import Phases, collecting, phase
 from cswf.engine.tick import TickResult
 from cswf.specs.loader import LoadedWorkflow
 from cswf.store.history import (
@@ -36,6 +37,7 @@ from cswf.store.tables import HISTORY
 from cswf.store.transaction import transaction
 
 KEY = ("workflow", "participant_id")
+CHANGED = "cswf_changed_enrollments"  # the tick's changed rows, registered while written
 
 __all__ = ["DeliveredHistory", "Rewrite"]  # re-exported: what a refused re-run raises
 
@@ -217,6 +219,7 @@ class WriteOutcome:
     status: str  # written | unchanged | rewritten
     rewound_ticks: int = 0
     rewrite: Rewrite | None = None  # the delivered actions a rewrite superseded
+    phases: Phases = field(default_factory=dict, compare=False)  # seconds per table written
 
 
 OnRewrite = Callable[[Rewrite], None]
@@ -231,6 +234,17 @@ def write_tick(
     A tick stored before with other results is rewound with every later tick, in the same
     transaction as the new rows. If those ticks hold delivered actions, that needs
     `rewrite_delivered` (else DeliveredHistory); `on_rewrite` hears what will change first."""
+    phases: Phases = {}
+    with collecting(phases), phase("write other"):
+        outcome = _write_tick(con, result, rewrite_delivered, on_rewrite)
+    return WriteOutcome(outcome.as_of, outcome.status, outcome.rewound_ticks, outcome.rewrite,
+                        phases)
+
+
+def _write_tick(
+    con: duckdb.DuckDBPyConnection, result: TickResult, rewrite_delivered: bool,
+    on_rewrite: OnRewrite | None,
+) -> WriteOutcome:
     as_of = result.as_of
     changed = result.changed_state
     rewrite = None
@@ -249,24 +263,17 @@ def write_tick(
             _rewind_rows(con, as_of)
         # A statement costs about a millisecond even with nothing to write: skip those.
         if not changed.is_empty():
-            con.execute(
-                f"UPDATE {HISTORY} AS h SET valid_to = $t FROM changed AS c "
-                "WHERE h.workflow = c.workflow AND h.participant_id = c.participant_id "
-                "AND h.valid_to IS NULL",
-                {"t": as_of},
-            ).fetchall()
-            con.execute(
-                f"INSERT INTO {HISTORY} BY NAME SELECT *, $t AS valid_from, NULL AS valid_to "
-                "FROM changed",
-                {"t": as_of},
-            ).fetchall()
+            with phase("write enrollment_history"):
+                _write_history(con, changed, as_of)
         if not new_actions.is_empty():
-            con.execute("INSERT INTO actions_outbox SELECT * FROM new_actions").fetchall()
-            if rewrite is not None or _any_superseded(con):
-                reclaim(con, new_actions)
+            with phase("write actions_outbox"):
+                con.execute("INSERT INTO actions_outbox SELECT * FROM new_actions").fetchall()
+                if rewrite is not None or _any_superseded(con):
+                    reclaim(con, new_actions)
         count: dict[str, int] = {}
         if not new_transitions.is_empty():
-            con.execute("INSERT INTO transitions SELECT * FROM new_transitions").fetchall()
+            with phase("write transitions"):
+                con.execute("INSERT INTO transitions SELECT * FROM new_transitions").fetchall()
             counts = new_transitions.group_by("transition").len()
             count = dict(zip(counts["transition"], counts["len"], strict=True))
         con.execute(
@@ -285,6 +292,27 @@ def write_tick(
     if rewrite is None:
         return WriteOutcome(as_of, "written")
     return WriteOutcome(as_of, "rewritten", rewrite.ticks, rewrite if rewrite.actions else None)
+
+
+def _write_history(con: duckdb.DuckDBPyConnection, changed: pl.DataFrame, as_of: datetime
+                   ) -> None:
+    """Close the changed enrollments' current versions and add the new ones; the rows go to
+    DuckDB as Arrow once (a Polars frame would be converted for each statement)."""
+    con.register(CHANGED, changed.to_arrow())
+    try:
+        con.execute(
+            f"UPDATE {HISTORY} AS h SET valid_to = $t FROM {CHANGED} AS c "
+            "WHERE h.workflow = c.workflow AND h.participant_id = c.participant_id "
+            "AND h.valid_to IS NULL",
+            {"t": as_of},
+        ).fetchall()
+        con.execute(
+            f"INSERT INTO {HISTORY} BY NAME SELECT *, $t AS valid_from, NULL AS valid_to "
+            f"FROM {CHANGED}",
+            {"t": as_of},
+        ).fetchall()
+    finally:
+        con.unregister(CHANGED)
 
 
 def _tick_exists(con: duckdb.DuckDBPyConnection, as_of: datetime) -> bool:

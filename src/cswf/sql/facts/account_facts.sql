@@ -33,6 +33,8 @@ SELECT
     a.region,
     a.industry,
     a.time_zone,
+    -- the project's extra fields (cswf.yaml `fields: {accounts: ...}`), typed as declared
+    a.* EXCLUDE (as_of, {{ contract_columns('accounts') }}),
     coalesce(u.usage_events_7d, 0) AS usage_events_7d,
     coalesce(u.usage_events_prev_7d, 0) AS usage_events_prev_7d,
     coalesce(u.usage_events_30d, 0) AS usage_events_30d,

@@ -25,6 +25,8 @@ SELECT
     c.time_zone,
     CAST(CAST(c.as_of AS DATE) - c.last_login_on AS INTEGER) AS days_since_login,
     CAST(CAST(c.as_of AS DATE) - c.snapshot_date AS INTEGER) AS snapshot_age_days,
+    -- the project's extra fields (cswf.yaml `fields: {contacts: ...}`), typed as declared
+    c.* EXCLUDE (as_of, {{ contract_columns('contacts') }}),
     COLUMNS(f.* EXCLUDE (as_of, participant_id)) AS "account.\0"
 FROM {{ ref('contact_latest') }} AS c
 LEFT JOIN {{ ref('account_facts') }} AS f ON f.as_of = c.as_of AND f.account_id = c.account_id

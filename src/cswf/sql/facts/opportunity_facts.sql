@@ -20,6 +20,8 @@ SELECT
     CAST(o.close_date - CAST(o.as_of AS DATE) AS INTEGER) AS days_to_close,
     CAST(CAST(o.as_of AS DATE) - o.stage_entered_on AS INTEGER) AS days_in_stage,
     CAST(CAST(o.as_of AS DATE) - o.snapshot_date AS INTEGER) AS snapshot_age_days,
+    -- the project's extra fields (cswf.yaml `fields: {opportunities: ...}`), typed as declared
+    o.* EXCLUDE (as_of, {{ contract_columns('opportunities') }}),
     COLUMNS(f.* EXCLUDE (as_of, participant_id)) AS "account.\0"
 FROM {{ ref('opportunity_latest') }} AS o
 LEFT JOIN {{ ref('account_facts') }} AS f ON f.as_of = o.as_of AND f.account_id = o.account_id
