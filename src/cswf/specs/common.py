@@ -40,9 +40,27 @@ class Owner(Strict):
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    """`did you mean 'x'?` for the closest of `choices`, else None."""
-    close = get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+    """`did you mean 'x'?` for the closest of `choices`, else None. A near match by difflib's
+    ratio must also be a typo: a few edits away (a swap counts once), so `bgi` suggests `big`
+    but `colour` does not suggest `holdout`."""
+    for close in get_close_matches(word, list(choices), n=3, cutoff=0.6):
+        if _edits(word, close) <= max(1, len(word) // 3):
+            return f"did you mean '{close}'?"
+    return None
+
+
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions, adjacent swaps."""
+    rows = [list(range(len(b) + 1))]
+    for i, x in enumerate(a, 1):
+        row = [i]
+        for j, y in enumerate(b, 1):
+            cost = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (x != y))
+            if i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                cost = min(cost, rows[-2][j - 2] + 1)
+            row.append(cost)
+        rows.append(row)
+    return rows[-1][-1]
 
 
 def unknown_field(name: str, fact_fields: Iterable[str]) -> str:
