@@ -304,7 +304,8 @@ def test_cycle_and_unknown_ref_name_the_files(sql_copy: Path) -> None:
     with pytest.raises(FactModelError) as unknown:
         load_models(sql_copy)
     assert str(unknown.value).startswith(
-        f"{b}: ref('loop_c'): no fact model 'loop_c' (known: account_facts, account_latest, ")
+        f"{b}: ref('loop_c'): no fact model 'loop_c' (known: account_events, account_facts, "
+        "account_latest, ")
 
 
 def test_requires_raw_tables() -> None:
@@ -316,17 +317,22 @@ def test_each_model_runs_only_what_it_reads(con: duckdb.DuckDBPyConnection) -> N
     """Account facts do not need the contact tables (a warehouse from before them still builds);
     contact facts do, and read the account chain."""
     assert [m.name for m in load_models(SQL_DIR)] == [
+        "recent_events",
         "account_latest",
         "usage_windows",
+        "account_events",
         "account_facts",
     ]
     contact_chain = [m.name for m in load_models(SQL_DIR, "contact_facts")]
     assert contact_chain[-1] == "contact_facts"
     assert set(contact_chain) == {
+        "recent_events",
         "account_latest",
         "usage_windows",
+        "account_events",
         "account_facts",
         "contact_latest",
+        "contact_events",
         "contact_facts",
     }
     assert contact_chain.index("account_facts") < contact_chain.index("contact_facts")

@@ -89,3 +89,19 @@ def test_related_account_fields_read_as_attributes_of_account() -> None:
     assert render(frame, text, {})["rendered"].to_list() == ["Ann at Acme", "Bo at Zed"]
     shouted = render(frame, "{{ account.account_name | upper }}", {})
     assert shouted["rendered"].to_list() == ["ACME", "ZED"]
+
+
+def test_last_event_reads_an_events_properties_in_a_template() -> None:
+    def answer(score: int, at: int) -> dict:
+        return {"event_type": "nps_response", "occurred_at": date(2026, 6, at),
+                "properties": f'{{"score": {score}, "comment": "at {at}"}}'}
+
+    ticket = {"event_type": "ticket_opened", "occurred_at": date(2026, 6, 9),
+              "properties": None}
+    frame = pl.DataFrame({"recent_events": [[answer(9, 1), answer(4, 8), ticket], [ticket]]})
+    text = ("NPS {{ (recent_events | last_event('nps_response')).score }} on "
+            "{{ (recent_events | last_event('nps_response')).occurred_at }}, then "
+            "{{ (recent_events | last_event).event_type }}")
+    out = render(frame, text, {})
+    assert out["rendered"].to_list()[0] == "NPS 4 on 2026-06-08, then ticket_opened"
+    assert out["rendered"][1] is None and "UndefinedError" in out["error"][1]

@@ -23,8 +23,10 @@ def project(tmp_path: Path) -> Path:
 
 def test_refs_and_sources_are_the_dependencies() -> None:
     catalog = load_catalog("facts")
-    assert catalog.models["account_facts"].depends_on == {"account_latest", "usage_windows"}
-    assert catalog.models["contact_facts"].depends_on == {"contact_latest", "account_facts"}
+    assert catalog.models["account_facts"].depends_on == {"account_latest", "usage_windows",
+                                                          "account_events"}
+    assert catalog.models["contact_facts"].depends_on == {"contact_latest", "account_facts",
+                                                          "contact_events"}
     assert catalog.models["usage_windows"].sources == {("landing", "raw_usage")}
     assert catalog.models["account_latest"].reads == {"raw_accounts"}
     assert '"account_latest"' in catalog.models["account_facts"].sql  # ref() renders the name
@@ -37,7 +39,8 @@ def test_refs_and_sources_are_the_dependencies() -> None:
 
 
 def test_building_one_model_runs_only_its_chain() -> None:
-    assert [m.name for m in load_models(None)] == ["account_latest", "usage_windows",
+    assert [m.name for m in load_models(None)] == ["recent_events", "account_latest",
+                                                     "usage_windows", "account_events",
                                                      "account_facts"]
     opportunity = [m.name for m in load_models(None, "opportunity_facts")]
     assert "contact_latest" not in opportunity and opportunity[-1] == "opportunity_facts"
@@ -50,7 +53,8 @@ def test_unknown_ref_is_one_line_naming_the_file(project: Path) -> None:
         load_models(project / "facts")
     known = ", ".join(sorted(["account_facts", "account_latest", "churn_risk", "contact_facts",
                               "contact_latest", "opportunity_facts", "opportunity_latest",
-                              "usage_windows"]))
+                              "usage_windows", "recent_events", "account_events",
+                              "contact_events", "opportunity_events"]))
     assert str(err.value) == (f"{path}: ref('acount_latest'): no fact model 'acount_latest' "
                               f"(known: {known})")
 

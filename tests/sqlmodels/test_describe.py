@@ -27,8 +27,9 @@ def test_every_model_and_landing_table_is_listed() -> None:
         "opportunity_latest", "opportunity_facts", "workflow_summary", "workflow_dashboard",
         "action_insights", "milestone_history", "team_performance", "objective_after_exit",
         "objective_outcomes", "objective_performance", "objective_trend", "step_funnel",
-        "workflow_daily", "execution_metrics", "objective_lift",
-        "raw_accounts", "raw_usage", "raw_contacts", "raw_opportunities"}
+        "workflow_daily", "execution_metrics", "objective_lift", "recent_events",
+        "account_events", "contact_events", "opportunity_events",
+        "raw_accounts", "raw_usage", "raw_contacts", "raw_opportunities", "raw_events"}
 
 
 @pytest.mark.parametrize("name", relation_names())

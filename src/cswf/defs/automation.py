@@ -26,6 +26,7 @@ from cswf.defs.partitions import latest_snapshot_day
 from cswf.defs.resources import CswfProject
 from cswf.ingest.contract import FILE_SUFFIXES
 from cswf.ingest.deploy_requests import FOLDER as DEPLOY_FOLDER
+from cswf.ingest.participant_events import FOLDER as PARTICIPANT_EVENTS_FOLDER
 from cswf.ingest.snapshots import landing_files
 from cswf.project import EVENTS_FOLDER
 
@@ -105,8 +106,9 @@ def build_tick_schedule(
     return tick_schedule
 
 
-# Besides the snapshots, the folders whose files a tick reads: action results and deploy requests.
-WATCHED_FOLDERS = (EVENTS_FOLDER, DEPLOY_FOLDER)
+# Besides the snapshots, the folders whose files a tick reads: action results, participant
+# events and deploy requests.
+WATCHED_FOLDERS = (EVENTS_FOLDER, PARTICIPANT_EVENTS_FOLDER, DEPLOY_FOLDER)
 
 
 def file_state(landing_dir: Path) -> dict[str, list[int]]:

@@ -1,4 +1,5 @@
-"""A deterministic demo book of business: daily account, usage, contact and opportunity files.
+"""A deterministic demo book of business: daily account, usage, contact and opportunity files,
+and the contacts' NPS answers as participant event files (events/nps_responses_<day>).
 
 The simulation runs one vectorized step per day over all accounts, so that workflows have
 something to react to: onboarding arrivals, stage progression, renewals and churn, usage drops,
@@ -24,6 +25,7 @@ from cswf.ingest.contract import (
     ACCOUNTS,
     CONTACT_ROLES,
     CONTACTS,
+    EVENTS,
     OPPORTUNITIES,
     OPPORTUNITY_STAGES,
     STAGES,
@@ -117,6 +119,7 @@ TIER_SHARES = (0.15, 0.35, 0.50)
 # per tier: median seats, lognormal sigma, min, max
 SEATS = ((500.0, 0.6, 150, 5000), (100.0, 0.5, 25, 600), (15.0, 0.5, 3, 60))
 PRICE_PER_SEAT = np.array([420.0, 480.0, 600.0])
+ANSWERED = "_answered_nps"  # a contact's snapshot row of a day it answered the NPS survey
 TICKET_RATE = np.array([0.35, 0.15, 0.06])  # new tickets per account-day, by tier
 
 
@@ -138,7 +141,9 @@ class BookSummary:
     contact_rows: int = 0
     opportunities: int = 0
     opportunity_rows: int = 0
+    nps_answers: int = 0
     files_written: list[Path] = field(default_factory=list)
+    event_files_written: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -188,14 +193,18 @@ def generate_book(
         raise ValueError(f"fmt must be 'parquet' or 'csv', not {fmt!r}")
     snapshots, usage, stats = simulate_book(accounts=accounts, days=days, start=start, seed=seed)
     if contacts or opportunities:
-        people, deals = simulate_related(snapshots, usage, start=start, days=days, seed=seed)
+        people, deals = _related(snapshots, usage, start=start, days=days, seed=seed)
     else:
-        people = pl.DataFrame(schema={"snapshot_date": pl.Date, "contact_id": pl.String})
+        people = pl.DataFrame(schema={"snapshot_date": pl.Date, "contact_id": pl.String,
+                                      ANSWERED: pl.Boolean})
         deals = pl.DataFrame(schema={"snapshot_date": pl.Date, "opportunity_id": pl.String})
     written = _write_daily(snapshots, landing_dir, ACCOUNTS, fmt)
     written += _write_daily(usage, landing_dir, USAGE, fmt)
     people = people if contacts else people.clear()
     deals = deals if opportunities else deals.clear()
+    answers = nps_answers(people)
+    events = _write_answers(answers, landing_dir, fmt)
+    people = people.drop(ANSWERED)
     written += _write_daily(people, landing_dir, CONTACTS, fmt)
     written += _write_daily(deals, landing_dir, OPPORTUNITIES, fmt)
     return BookSummary(
@@ -213,7 +222,9 @@ def generate_book(
         contact_rows=people.height,
         opportunities=deals["opportunity_id"].n_unique(),
         opportunity_rows=deals.height,
+        nps_answers=answers.height,
         files_written=written,
+        event_files_written=events,
     )
 
 
@@ -249,6 +260,14 @@ def simulate_related(
     Drawn from a random stream of their own, so the same seed gives the same frames and the
     accounts never depend on whether these are generated.
     """
+    contacts, deals = _related(snapshots, usage, start=start, days=days, seed=seed)
+    return contacts.drop(ANSWERED), deals
+
+
+def _related(
+    snapshots: pl.DataFrame, usage: pl.DataFrame, *, start: date, days: int, seed: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`simulate_related`, the contacts with the ANSWERED flag (the days they answered)."""
     rng = np.random.default_rng([seed, 1])
     end = start + timedelta(days=days - 1)
     accounts = (
@@ -311,7 +330,8 @@ def _contact_frame(
         .over("number")
         .fill_null(pl.col("nps_before"))
         .alias("nps"),
-    ).select(c.name for c in CONTACTS.columns)
+        (pl.col("snapshot_date") == pl.col("nps_day")).fill_null(False).alias(ANSWERED),
+    ).select(*(c.name for c in CONTACTS.columns), ANSWERED)
 
 
 def _contact_people(rng: np.random.Generator, accounts: pl.DataFrame, end: date) -> pl.DataFrame:
@@ -852,6 +872,57 @@ def _email_local(column: str) -> pl.Expr:
 def _account_ids(n: int) -> np.ndarray:
     width = max(5, len(str(n)))
     return np.char.add("ACC-", np.char.zfill(np.arange(1, n + 1).astype(str), width))
+
+
+ANSWER_SCHEMA: dict[str, pl.DataType] = {
+    "event_type": pl.String(), "event_id": pl.String(), "participant_id": pl.String(),
+    "occurred_at": pl.Datetime("us"), "score": pl.Int32(), "account_id": pl.String(),
+}
+
+
+def nps_answers(contacts: pl.DataFrame) -> pl.DataFrame:
+    """The NPS answers of the contacts' answer days, as participant events: one a contact and
+    day, at a working hour drawn from the contact and the day (no random draw, so the other
+    frames stay as they were), with the score and the account as properties."""
+    answered = contacts.filter(pl.col(ANSWERED))
+    if answered.is_empty():
+        return pl.DataFrame(schema=ANSWER_SCHEMA)
+    number = pl.col("contact_id").str.extract(r"(\d+)$").cast(pl.Int64)
+    day = pl.col("snapshot_date").cast(pl.Int64)
+    return answered.select(
+        pl.lit("nps_response").alias("event_type"),
+        pl.format("nps-{}-{}", "contact_id", "snapshot_date").alias("event_id"),
+        pl.col("contact_id").alias("participant_id"),
+        (pl.col("snapshot_date").cast(pl.Datetime("us"))
+         + pl.duration(hours=8 + (number * 7 + day) % 10, minutes=(number * 13 + day) % 60)
+         ).alias("occurred_at"),
+        pl.col("nps").alias("score"),
+        "account_id",
+    ).cast(ANSWER_SCHEMA).sort("occurred_at", "participant_id")
+
+
+def _write_answers(answers: pl.DataFrame, landing_dir: Path, fmt: str) -> list[Path]:
+    """One events file per answer day, events/nps_responses_<day>.<fmt>; stale ones go."""
+    folder = landing_dir / EVENTS.name
+    pattern = re.compile(r"^nps_responses_\d{4}-\d{2}-\d{2}\.(csv|parquet)$")
+    if answers.is_empty() and not folder.is_dir():
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    by_day = answers.with_columns(pl.col("occurred_at").dt.date().alias("_day"))
+    for (day,), part in sorted(by_day.partition_by("_day", as_dict=True).items()):
+        path = folder / f"nps_responses_{day.isoformat()}.{fmt}"
+        part = part.drop("_day")
+        if fmt == "csv":
+            part.write_csv(path)
+        else:
+            part.write_parquet(path)
+        written.append(path)
+    keep = set(written)
+    for stale in folder.iterdir():
+        if pattern.match(stale.name) and stale not in keep:
+            stale.unlink()
+    return written
 
 
 def _dates(start: date, offsets: np.ndarray) -> np.ndarray:

@@ -5,7 +5,10 @@ then `all` / `any` / `not` combine plain booleans. So `not: {health_score lt 60}
 account with no health score; add `not_null` to exclude those. Text matches ignore case.
 
 Relative dates read the `as_of` column of the facts, so one compiled expression serves every tick.
-Transitions read `<field>__prev`, the field's value at the previous tick.
+Transitions read `<field>__prev`, the field's value at the previous tick. Event leaves read the
+participant's `recent_events` (a list, one element per event) and hold when one event of the type,
+in the window, passes every property test; a property is read from the event's JSON properties
+as a number, true/false or text, as the test's value is.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from datetime import date, datetime
 
 import polars as pl
 
-from cswf.specs.conditions import AllOf, AnyOf, Condition, Leaf, Not, Op
+from cswf.specs.conditions import EVENTS_FIELD, AllOf, AnyOf, Condition, EventLeaf, Leaf, Not, Op
 
 PREV_SUFFIX = "__prev"
 AS_OF = "as_of"
@@ -39,7 +42,37 @@ def compile_condition(
         return pl.any_horizontal([compile_condition(c, schema, derived) for c in node.any])
     if isinstance(node, Not):
         return ~compile_condition(node.not_, schema, derived)
+    if isinstance(node, EventLeaf):
+        return _event(node).fill_null(False)
     return _leaf(node, schema, derived).fill_null(False)
+
+
+def _event(node: EventLeaf) -> pl.Expr:
+    """Whether one of the participant's recent events is of the type, in the window, and
+    passes every property test (all on the same event)."""
+    event = pl.element()
+    window = event.struct.field("since_previous_tick") if node.happened is not None \
+        else event.struct.field("days_ago") < node.within_days
+    tests = [(event.struct.field("event_type") == node.event) & window]
+    for test in node.where:
+        kind, read = _property(test)
+        tests.append(_leaf(test, {test.field: kind}, {test.field: read}).fill_null(False))
+    return pl.col(EVENTS_FIELD).list.eval(pl.all_horizontal(tests)).list.any()
+
+
+def _property(test: Leaf) -> tuple[pl.DataType, pl.Expr]:
+    """The property a test reads, typed as its value is (text when it has none)."""
+    path = "$['" + test.field.replace("\\", "\\\\").replace("'", "\\'") + "']"
+    text = pl.element().struct.field("properties").str.json_path_match(path)
+    operands = test.value if isinstance(test.value, list) else [test.value]
+    if operands and all(isinstance(v, bool) for v in operands):
+        words = {"true": True, "1": True, "false": False, "0": False}
+        return pl.Boolean(), text.str.to_lowercase().replace_strict(words, default=None,
+                                                                    return_dtype=pl.Boolean)
+    if operands and all(isinstance(v, int | float) and not isinstance(v, bool)
+                        for v in operands):
+        return pl.Float64(), text.cast(pl.Float64, strict=False)
+    return pl.String(), text
 
 
 def _literal(value: object, dtype: pl.DataType | None) -> object:

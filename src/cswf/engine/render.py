@@ -13,6 +13,8 @@ blocks, arithmetic) is rendered by Jinja2 once per distinct combination of the n
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -49,6 +51,7 @@ class _Sandbox(SandboxedEnvironment):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.filters[LOOP_FILTER] = checked_loop
+        self.filters["last_event"] = last_event
 
     def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         check_deadline()
@@ -68,6 +71,19 @@ class _Sandbox(SandboxedEnvironment):
                     and len(sized) * times > MAX_TEXT:
                 raise SecurityError("repetition too large")
         return super().call_binop(context, operator, left, right)
+
+
+def last_event(events: Sequence[Mapping[str, Any]] | None, event_type: str | None = None
+               ) -> dict[str, Any] | None:
+    """The latest of a participant's `recent_events` (of `event_type`), its properties as keys
+    beside its own (event_type, occurred_at, ...): `{{ (recent_events | last_event(
+    'nps_response')).score }}`. None when there is none (reading from it is an error)."""
+    found = [e for e in events or () if event_type is None or e["event_type"] == event_type]
+    if not found:
+        return None
+    event = dict(found[-1])  # recent_events is oldest first
+    properties = json.loads(event.pop("properties") or "{}")
+    return {**properties, **event} if isinstance(properties, dict) else event
 
 
 @lru_cache(maxsize=2)

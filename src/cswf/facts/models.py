@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from cswf.calendar import TickCalendar
 from cswf.ingest.contract import OBJECTS, LandingObject
 from cswf.ingest.snapshots import ensure_tables
 from cswf.sqlmodels.catalog import TICKS_TABLE, Catalog, Model, load_catalog
@@ -73,8 +74,12 @@ def build_facts(
     sql_dir: Path | None,
     model: str = FINAL_MODEL,
     columns: Sequence[str] | None = None,
+    calendar: TickCalendar | None = None,
 ) -> pl.DataFrame:
     """Facts of `model` for every (tick, participant), sorted by as_of then participant_id.
+
+    `calendar` says which tick came before each (the ticks table's `previous_as_of`, which
+    windows such as "since the previous tick" read); without it, the tick before in `ticks`.
 
     Each model it reads becomes a temp view, so DuckDB plans the whole chain as one query (it
     measured faster than materializing each model); the views and the ticks table are dropped
@@ -83,7 +88,7 @@ def build_facts(
     fields over many ticks. `sql_dir` is a project's `sql/facts` (None: the shipped models).
     """
     models = load_models(sql_dir, model)
-    with _views(con, ticks, models) as (inputs, final):
+    with _views(con, ticks, models, calendar) as (inputs, final):
         query = f"SELECT {_projection(con, final, columns)} FROM (\n{final.sql}\n)"
         try:
             frame = con.sql(query).pl()
@@ -96,11 +101,12 @@ def build_facts(
 
 @contextmanager
 def _views(
-    con: duckdb.DuckDBPyConnection, ticks: Sequence[datetime], models: list[FactModel]
+    con: duckdb.DuckDBPyConnection, ticks: Sequence[datetime], models: list[FactModel],
+    calendar: TickCalendar | None = None,
 ) -> Iterator[tuple[list[FactModel], FactModel]]:
     """The ticks table and a temp view per input model, dropped on the way out."""
     _require_raw_tables(con, models)
-    _load_ticks(con, ticks)
+    _load_ticks(con, ticks, calendar)
     *inputs, final = models
     try:
         for view in inputs:
@@ -179,15 +185,22 @@ def _naive_utc(tick: datetime | date) -> datetime:
     return tick
 
 
-def _load_ticks(con: duckdb.DuckDBPyConnection, ticks: Sequence[datetime]) -> None:
+def _load_ticks(con: duckdb.DuckDBPyConnection, ticks: Sequence[datetime],
+                calendar: TickCalendar | None = None) -> None:
+    """The ticks table: each tick and the tick before it (NULL: none known)."""
+    as_of = sorted({_naive_utc(t) for t in ticks})
+    before = [calendar.previous(t) for t in as_of] if calendar is not None \
+        else [None, *as_of][:len(as_of)]
     frame = pl.DataFrame(
-        {"as_of": [_naive_utc(t) for t in ticks]}, schema={"as_of": pl.Datetime("us")}
+        {"as_of": as_of, "previous_as_of": before},
+        schema={"as_of": pl.Datetime("us"), "previous_as_of": pl.Datetime("us")},
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {TICKS_TABLE} (as_of TIMESTAMP)").fetchall()
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {TICKS_TABLE} "
+                "(as_of TIMESTAMP, previous_as_of TIMESTAMP)").fetchall()
     con.register(_TICKS_FRAME, frame)
     try:
         con.execute(
-            f"INSERT INTO {TICKS_TABLE} SELECT DISTINCT as_of FROM {_TICKS_FRAME}"
+            f"INSERT INTO {TICKS_TABLE} SELECT as_of, previous_as_of FROM {_TICKS_FRAME}"
         ).fetchall()
     finally:
         con.unregister(_TICKS_FRAME)

@@ -144,6 +144,28 @@ OPPORTUNITIES = LandingObject(
 
 OBJECTS: dict[str, LandingObject] = {o.name: o for o in (ACCOUNTS, USAGE, CONTACTS, OPPORTUNITIES)}
 
+# Participant events (survey answers, tickets, product events, ...): what happened to whom, when.
+# Unlike snapshots they are appended, never replaced: a row is kept once per (event_type,
+# event_id). Columns a file has beyond these become the event's `properties` (JSON text).
+# `counted_at` is set by the ingest, never by the file (ingest/participant_events.py).
+EVENTS = LandingObject(
+    name="events",
+    table="raw_events",
+    date_column="occurred_at",
+    columns=(
+        Column("event_type", "VARCHAR", True, "What happened, e.g. nps_response", key=True),
+        Column("event_id", "VARCHAR", False,
+               "The event's id in its source; default: a hash of the row", key=True),
+        Column("participant_id", "VARCHAR", True,
+               "Whom it happened to: an account_id, contact_id or opportunity_id"),
+        Column("occurred_at", "TIMESTAMP", True, "When it happened (ISO 8601; UTC if no zone)"),
+        Column("properties", "VARCHAR", False, "The file's other columns, as a JSON object"),
+        Column("counted_at", "TIMESTAMP", False,
+               "When conditions count it: occurred_at, or just after the latest tick run if it "
+               "landed late"),
+    ),
+)
+
 FILE_SUFFIXES = (".csv", ".parquet")
 
 

@@ -1,4 +1,5 @@
-"""The one ingester: every landing folder (snapshots, action events, deploy requests) in one call.
+"""The one ingester: every landing folder (snapshots, action events, participant events, deploy
+requests) in one call.
 
 Action results go first, so a fresh unsubscribe or completion is known before anything reads
 them; deploy requests need the time they arrive (`now`), which a request without its own
@@ -17,6 +18,7 @@ import duckdb
 from cswf.ingest.action_events import EventIngestReport, ingest_action_events
 from cswf.ingest.contract import OBJECTS, LandingObject
 from cswf.ingest.deploy_requests import DeployFileReport, ingest_deploy_requests
+from cswf.ingest.participant_events import ParticipantEventReport, ingest_participant_events
 from cswf.ingest.snapshots import IngestReport, ingest_landing
 
 MAX_FLAGGED_LINES = 20  # flagged rows listed by name; the rest are counted
@@ -30,6 +32,7 @@ class LandingReport:
     snapshots: IngestReport
     events: EventIngestReport = field(default_factory=EventIngestReport)
     deploys: DeployFileReport = field(default_factory=DeployFileReport)
+    participant_events: ParticipantEventReport = field(default_factory=ParticipantEventReport)
 
     @property
     def rejected(self) -> list[tuple[str, str]]:
@@ -47,6 +50,8 @@ class LandingReport:
         if self.events.files:
             out.append(f"action events: {self.events.files} file(s), {self.events.inserted:,} new "
                        f"event(s), {len(self.events.rejected)} row(s) rejected")
+        if self.participant_events.files:
+            out.append(self.participant_events.line())
         deploys = self.deploys
         if deploys.files_loaded or deploys.files_rejected:
             out.append(f"deploy requests: {len(deploys.files_loaded)} file(s) loaded, "
@@ -59,6 +64,8 @@ class LandingReport:
             out.append(f"flagged rows: {len(flagged) - MAX_FLAGGED_LINES} more (table "
                        "ingest_row_flags)")
         out += [f"rejected event row: {message}" for message in self.events.rejected[:20]]
+        out += [f"rejected event row: {message}"
+                for message in self.participant_events.rejected[:20]]
         return out
 
 
@@ -75,6 +82,7 @@ def ingest_all(
     events = landing_dir / EVENTS_FOLDER
     event_report = ingest_action_events(con, events) if events.is_dir() else EventIngestReport()
     snapshots = ingest_landing(con, landing_dir, objects)
+    happened = ingest_participant_events(con, landing_dir)
     deploys = (ingest_deploy_requests(con, landing_dir, now, known_workflows)
                if now is not None else DeployFileReport())
-    return LandingReport(snapshots, event_report, deploys)
+    return LandingReport(snapshots, event_report, deploys, happened)

@@ -21,7 +21,7 @@ import duckdb
 import polars as pl
 
 from cswf.ingest.bookkeeping import Flag, record_flags, record_loaded, record_rejections
-from cswf.ingest.contract import OBJECTS, LandingObject
+from cswf.ingest.contract import EVENTS, OBJECTS, LandingObject
 from cswf.ingest.files import Skipped, scan, visible_files
 from cswf.ingest.validate import (
     FILE,
@@ -78,7 +78,7 @@ def ensure_tables(
     A warehouse made under an older contract gets the columns added since (NULL in old rows),
     so an optional contract column or a newly declared extra field never needs a rebuild.
     """
-    for obj in objects.values():
+    for obj in (*objects.values(), EVENTS):
         con.execute(obj.ddl()).fetchall()
     ensure_ingest_bookkeeping(con)
     existing = set(
@@ -87,7 +87,7 @@ def ensure_tables(
             "WHERE schema_name = current_schema() AND database_name = current_database()"
         ).fetchall()
     )
-    for obj in objects.values():
+    for obj in (*objects.values(), EVENTS):
         for column in obj.columns:
             if (obj.table, column.name) not in existing:
                 con.execute(

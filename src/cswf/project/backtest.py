@@ -262,7 +262,8 @@ def _objective_movement(
     model = FACT_MODELS[workflow.spec.object]
     prev_facts = tick_facts(scratch, settings, workflow.spec.object, ticks[0])[1]
     for chunk in tick_chunks(ticks):  # facts built a chunk of days at a time, as a run does
-        built = build_facts(scratch, chunk, settings.facts_sql_path, model)
+        built = build_facts(scratch, chunk, settings.facts_sql_path, model,
+                            calendar=settings.calendar)
         for as_of in chunk:  # a loop over ticks; each evaluates every participant at once
             now = apply_field_updates(
                 built.filter(pl.col("as_of") == as_of), load_field_updates(scratch, as_of), as_of

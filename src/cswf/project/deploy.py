@@ -38,7 +38,8 @@ def deploy(
         last = settings.calendar.latest(requested_at)
         if last is None:
             raise ValueError(f"no tick at or before {requested_at}")
-        facts = build_facts(con, [last], settings.facts_sql_path, model)
+        facts = build_facts(con, [last], settings.facts_sql_path, model,
+                            calendar=settings.calendar)
         hits = facts.filter(compile_condition(where, dict(facts.schema)))
         chosen += hits["participant_id"].to_list()
     stored = request_deploys(con, workflow.name, chosen, requested_by, requested_at)

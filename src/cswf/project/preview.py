@@ -78,7 +78,8 @@ def tick_facts(con: duckdb.DuckDBPyConnection, settings: Settings, participant: 
     the workflows made applied as at a tick (project/ticks.py)."""
     before = settings.calendar.previous(as_of)
     wanted = [t for t in (before, as_of) if t is not None]
-    facts = build_facts(con, wanted, settings.facts_sql_path, FACT_MODELS[participant])
+    facts = build_facts(con, wanted, settings.facts_sql_path, FACT_MODELS[participant],
+                        calendar=settings.calendar)
     now = apply_field_updates(facts.filter(pl.col("as_of") == as_of),
                               load_field_updates(con, as_of), as_of).facts
     prev_facts = None

@@ -109,7 +109,7 @@ def store_facts(
     the last tick's facts are kept (a quarter's facts held at once are a gigabyte of RSS)."""
     counts, latest = [], None
     for chunk in tick_chunks(ticks):
-        facts = build_facts(con, chunk, settings.facts_sql_path)
+        facts = build_facts(con, chunk, settings.facts_sql_path, calendar=settings.calendar)
         save_facts(con, facts)
         counts.append(facts.group_by("as_of").agg(
             pl.len().alias("rows"), pl.col("participant_id").n_unique().alias("participants")))
@@ -128,7 +128,7 @@ def materialize_facts(
     one SQL run over a quarter peaks at several times the size of its result)."""
     parts = []
     for chunk in tick_chunks(ticks):
-        facts = build_facts(con, chunk, settings.facts_sql_path)
+        facts = build_facts(con, chunk, settings.facts_sql_path, calendar=settings.calendar)
         save_facts(con, facts)
         parts.append(facts)
     return pl.concat(parts) if parts else build_facts(con, [], settings.facts_sql_path)
@@ -345,7 +345,8 @@ class _Feed:
         else:
             wanted = [before, *ticks] if before is not None else list(ticks)
             built = build_facts(con, wanted, settings.facts_sql_path,
-                                FACT_MODELS[self.participant], self.needed)
+                                FACT_MODELS[self.participant], self.needed,
+                                calendar=settings.calendar)
             frame = built.filter(pl.col("as_of").is_in(list(ticks)))
             if before is not None:
                 self.prev = built.filter(pl.col("as_of") == before)

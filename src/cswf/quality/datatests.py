@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from cswf.ingest.contract import OBJECTS, LandingObject
+from cswf.ingest.contract import EVENTS, OBJECTS, LandingObject
 from cswf.quality.describe import CONTRACT_FILE, catalogs
 from cswf.sqlmodels.catalog import KEY
 from cswf.sqlmodels.errors import ModelError
@@ -72,7 +72,7 @@ def declared_tests(name: str, sql_dir: Path | None = None,
                    objects: Mapping[str, LandingObject] | None = None) -> list[DataTest]:
     """The tests of a fact model, report or landing table, in declaration order; a landing
     table's from `objects` (a project's value sets: `Settings.landing_objects()`)."""
-    landing = {obj.table: obj for obj in (objects or OBJECTS).values()}
+    landing = {obj.table: obj for obj in (*(objects or OBJECTS).values(), EVENTS)}
     if name in landing:
         return _named(name, _landing_tests(landing[name]))
     for catalog in catalogs(sql_dir):

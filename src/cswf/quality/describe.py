@@ -63,7 +63,7 @@ def catalogs(sql_dir: Path | None) -> tuple[Catalog, Catalog]:
 def relation_names(sql_dir: Path | None = None) -> list[str]:
     """Every model and landing table that can be described and tested."""
     facts, reports = catalogs(sql_dir)
-    landing = [obj.table for obj in contract.OBJECTS.values()]
+    landing = [obj.table for obj in (*contract.OBJECTS.values(), contract.EVENTS)]
     return [*facts.order, *reports.order, *landing]
 
 

@@ -4,7 +4,7 @@ the two file-drop folders' own constants), so a project's copy never disagrees w
 from __future__ import annotations
 
 from cswf.ingest import action_events, deploy_requests
-from cswf.ingest.contract import ACCOUNTS, FILE_SUFFIXES, OBJECTS, Column, LandingObject
+from cswf.ingest.contract import ACCOUNTS, EVENTS, FILE_SUFFIXES, OBJECTS, Column, LandingObject
 from cswf.ingest.landing import EVENTS_FOLDER
 from cswf.store.tables import EVENT_TYPES, SUPPRESSING_EVENTS
 
@@ -25,6 +25,7 @@ def landing_readme() -> str:
         *[f"{o.name}/{o.name}_YYYY-MM-DD{FILE_SUFFIXES[0]}" for o in OBJECTS.values()],
         f"{deploy_requests.FOLDER}/<any name>{FILE_SUFFIXES[0]}",
         f"{EVENTS_FOLDER}/<any name>{FILE_SUFFIXES[0]}",
+        f"{EVENTS.name}/<any name>{FILE_SUFFIXES[0]}",
         "```",
         "",
         f"- One sub-folder per object; files are {SUFFIXES} (CSV: comma-separated, UTF-8, one",
@@ -49,6 +50,7 @@ def landing_readme() -> str:
         *[line for obj in OBJECTS.values() for line in _object(obj)],
         *_deploy_requests(),
         *_action_events(),
+        *_participant_events(),
     ])
 
 
@@ -112,5 +114,27 @@ def _action_events() -> list[str]:
         f"`event_type` is one of {', '.join(f'`{e}`' for e in EVENT_TYPES)}; "
         f"{', '.join(f'`{e}`' for e in SUPPRESSING_EVENTS)} also stop all mail to the "
         "address.",
+        "",
+    ]
+
+
+def _participant_events() -> list[str]:
+    file_columns = [c for c in EVENTS.columns if c.name not in ("properties", "counted_at")]
+    return [
+        f"## {EVENTS.name}",
+        "",
+        "What happened to a participant (an NPS answer, a ticket opened, a product event), one",
+        "event a row, appended: a row lands once per (`event_type`, `event_id`), so landing a",
+        "file again adds nothing. Any other column is a property of the event (conditions test",
+        "it with `where:`). A bad row is reported with its file, row and column and does not",
+        "load; the file's other rows do.",
+        "",
+        "| column | type | required | meaning |",
+        "| --- | --- | --- | --- |",
+        *[f"| {c.name} | {c.dtype} | {'yes' if c.required else 'optional'} | {c.description} |"
+          for c in file_columns],
+        "",
+        "An event that lands after a tick later than its `occurred_at` has run counts at the",
+        "next tick.",
         "",
     ]

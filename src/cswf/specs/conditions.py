@@ -1,7 +1,9 @@
 """The condition language: filter trees (all / any / not) over fact fields.
 
 A condition is a YAML mapping. Groups are `{all: [...]}`, `{any: [...]}` and `{not: {...}}`; a leaf
-is `{field: <fact field>, op: <operator>, value: <operand>}`. The engine compiles a tree into one
+is `{field: <fact field>, op: <operator>, value: <operand>}`, or an event leaf,
+`{event: <event type>, happened: since_previous_tick}` / `{event: ..., within_days: N}` with
+optional `where: [<leaf over the event's properties>, ...]`. The engine compiles a tree into one
 Polars expression (`cswf.engine.compile`); this module only describes and checks it.
 """
 
@@ -117,6 +119,51 @@ class Leaf(BaseModel):
         return f"{self.field} {self.op} {self.value!r}{suffix}"
 
 
+EVENTS_FIELD = "recent_events"  # the fact field event leaves read (sql/facts/recent_events.sql)
+EVENT_LOOKBACK_DAYS = 90  # how far back recent_events reaches: the longest within_days
+PROPERTY_OPS = COMPARISON_OPS | LIST_OPS | NULL_OPS | TEXT_OPS | {Op.between}
+
+
+class Happened(StrEnum):
+    since_previous_tick = "since_previous_tick"
+
+
+class EventLeaf(BaseModel):
+    """Something happened to the participant: an event of one type (a survey answer, a ticket,
+    a product event) counted since the previous tick, or within the last days, whose
+    properties pass every `where` test."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: str = Field(pattern=r"^[a-z][a-z0-9_]*$",
+                       description="The event type, as the event files name it.")
+    happened: Happened | None = Field(
+        default=None, description="since_previous_tick: counted in (previous tick, this tick].")
+    within_days: int | None = Field(
+        default=None, ge=1, le=EVENT_LOOKBACK_DAYS,
+        description=f"Counted in the last N days (1 to {EVENT_LOOKBACK_DAYS}), up to the tick.")
+    where: list[Leaf] = Field(
+        default_factory=list,
+        description="Tests on the event's properties (`field` names a property); all must "
+                    "hold for the same event.")
+
+    @model_validator(mode="after")
+    def _one_window(self) -> EventLeaf:
+        if (self.happened is None) == (self.within_days is None):
+            raise ValueError("an event condition needs either `happened: since_previous_tick` "
+                             "or `within_days: N`")
+        for test in self.where:
+            if test.op not in PROPERTY_OPS:
+                raise ValueError(f"operator '{test.op}' does not apply to an event property "
+                                 f"(use one of {', '.join(sorted(PROPERTY_OPS))})")
+        return self
+
+    def describe(self) -> str:
+        when = "since the previous tick" if self.happened else f"within {self.within_days} days"
+        where = " and ".join(t.describe() for t in self.where)
+        return f"{self.event} happened {when}" + (f" where {where}" if where else "")
+
+
 class AllOf(BaseModel):
     model_config = ConfigDict(extra="forbid")
     all: list[Condition] = Field(min_length=1, description="Every condition holds.")
@@ -164,18 +211,20 @@ def number_problem(value: object) -> str | None:
 
 
 # Tags name the branch of the union in pydantic's error locations; loader strips them.
-GROUP_TAGS = ("all-of", "any-of", "not-of", "leaf", "segment")
+GROUP_TAGS = ("all-of", "any-of", "not-of", "leaf", "segment", "event-leaf")
 
 
 def _kind(raw: Any) -> str:
     if isinstance(raw, dict):
         for key, tag in (("all", "all-of"), ("any", "any-of"), ("not", "not-of"),
-                         ("segment", "segment")):
+                         ("segment", "segment"), ("event", "event-leaf")):
             if key in raw:
                 return tag
         return "leaf"
     if isinstance(raw, SegmentRef):
         return "segment"
+    if isinstance(raw, EventLeaf):
+        return "event-leaf"
     if isinstance(raw, AllOf):
         return "all-of"
     if isinstance(raw, AnyOf):
@@ -190,7 +239,8 @@ Condition = Annotated[
     | Annotated[AnyOf, Tag("any-of")]
     | Annotated[Not, Tag("not-of")]
     | Annotated[Leaf, Tag("leaf")]
-    | Annotated[SegmentRef, Tag("segment")],
+    | Annotated[SegmentRef, Tag("segment")]
+    | Annotated[EventLeaf, Tag("event-leaf")],
     Discriminator(_kind),
 ]
 
@@ -205,6 +255,8 @@ def leaves(node: Condition, path: str = "") -> Iterator[tuple[str, Leaf]]:
         yield path, node
     elif isinstance(node, SegmentRef):
         return  # expanded by the loader before anything reads leaves
+    elif isinstance(node, EventLeaf):
+        return  # its `where` tests read the event's properties, not fact fields
     elif isinstance(node, AllOf):
         for i, child in enumerate(node.all):
             yield from leaves(child, f"{path}.all.{i}")
@@ -227,8 +279,20 @@ def segment_refs(node: Condition, path: str = "") -> Iterator[tuple[str, Segment
         yield from segment_refs(node.not_, f"{path}.not")
 
 
+def event_leaves(node: Condition, path: str = "") -> Iterator[tuple[str, EventLeaf]]:
+    """Every event leaf of a tree with its dotted path."""
+    if isinstance(node, EventLeaf):
+        yield path, node
+    elif isinstance(node, AllOf | AnyOf):
+        kind, children = ("all", node.all) if isinstance(node, AllOf) else ("any", node.any)
+        for i, child in enumerate(children):
+            yield from event_leaves(child, f"{path}.{kind}.{i}")
+    elif isinstance(node, Not):
+        yield from event_leaves(node.not_, f"{path}.not")
+
+
 def fields_used(node: Condition) -> set[str]:
-    out: set[str] = set()
+    out: set[str] = {EVENTS_FIELD} if next(event_leaves(node), None) is not None else set()
     for _, leaf in leaves(node):
         out.add(leaf.field)
         if leaf.compare_to:

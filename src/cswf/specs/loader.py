@@ -25,6 +25,7 @@ from cswf.specs.action import ActionProblem
 from cswf.specs.actions import action_type, action_type_names
 from cswf.specs.common import MAX_YAML_DEPTH, did_you_mean, too_deep, unknown_field
 from cswf.specs.conditions import (
+    EVENTS_FIELD,
     GROUP_TAGS,
     LIST_OPS,
     MAX_NESTING,
@@ -35,9 +36,11 @@ from cswf.specs.conditions import (
     AllOf,
     AnyOf,
     Condition,
+    EventLeaf,
     Leaf,
     Not,
     SegmentRef,
+    event_leaves,
     fields_used,
     leaves,
     nesting_problem,
@@ -457,6 +460,7 @@ def known_keys(loc: Sequence[object], root: type[BaseModel] = Workflow) -> list[
     model's fields and the union tags pydantic puts in the path; none when it cannot tell."""
     tags: dict[str, type[BaseModel]] = {
         "all-of": AllOf, "any-of": AnyOf, "not-of": Not, "leaf": Leaf, "segment": SegmentRef,
+        "event-leaf": EventLeaf,
         "action-step": ActionStep, "delay-step": DelayStep, "wait-step": WaitStep,
         "branch-step": BranchStep,
     }
@@ -603,10 +607,21 @@ def _read_templates(flow: Flow, folder: Path) -> tuple[dict[str, str], list[tupl
 RELATED = "account"  # contact and opportunity facts carry their account's fields as account.<f>
 
 
+# Filters cswf adds to Jinja2's (engine/render.py): `last_event` reads recent_events.
+TEMPLATE_FILTERS = ("last_event",)
+
+
+def _names_environment() -> SandboxedEnvironment:
+    env = SandboxedEnvironment()
+    env.filters.update(dict.fromkeys(TEMPLATE_FILTERS, lambda value, *_: value))
+    return env
+
+
 def template_variables(text: str) -> set[str]:
     """The fact fields a template reads; `account.<field>` (attribute access on `account`)
     names the cross-object field of that name."""
-    tree = SandboxedEnvironment().parse(text)
+    env = _names_environment()
+    tree = env.parse(text)
     names = set(meta.find_undeclared_variables(tree))
     if RELATED not in names:
         return names
@@ -655,6 +670,10 @@ def check_fields(
                                              f"use a plain comparison"))
                 continue
             errors.extend((f"{path}.{key}", m) for key, m in check_leaf(leaf, readable))
+        for path, _ in event_leaves(tree, root):
+            if EVENTS_FIELD not in fact_fields:
+                errors.append((f"{path}.event", f"an event condition reads the fact field "
+                                                f"'{EVENTS_FIELD}', which the facts do not have"))
     for node, position, action in flow.actions():
         errors.extend((f"{node.loc}.actions.{position}.{key}", message)
                       for key, message in action.field_problems(spec.object, fact_fields))

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cswf.ingest.contract import OBJECTS, LandingObject
+from cswf.ingest.contract import EVENTS, OBJECTS, LandingObject
 from cswf.sqlmodels.errors import ModelError
 from cswf.sqlmodels.layers import root_folders
 from cswf.sqlmodels.properties import ModelDecl, parse_model, read_yaml
@@ -38,7 +38,7 @@ def landing_tables() -> dict[tuple[str, str], SourceTable]:
         (LANDING, obj.table): SourceTable(
             LANDING, obj.table, f"Landing {obj.name} files, typed by the data contract: "
             f"one row per ({', '.join(obj.key)}), plus the file each row came from.", obj)
-        for obj in OBJECTS.values()
+        for obj in (*OBJECTS.values(), EVENTS)
     }
 
 
