@@ -206,3 +206,20 @@ def test_deploy_where_names_a_segment(tmp_path: Path) -> None:
                           "2026-06-01T01:00", "--root", str(root))
     assert code == 1
     assert "unknown segment 'bgi' (did you mean 'big'?); segments: big" in err
+
+
+def test_an_objective_may_be_a_segment_of_one_field(tmp_path: Path) -> None:
+    healthy = "name: healthy\ncondition: {field: health_score, op: ge, value: 70}\n"
+    spec = PLAIN.replace("steps:", "objective: {condition: {segment: healthy}}\nsteps:")
+    found = project(tmp_path, {"healthy.yaml": healthy, "at_risk.yaml": AT_RISK},
+                    {"plain.yaml": spec})
+    assert errors(found) == []
+    (workflow,) = found.workflows
+    assert workflow.spec.objective is not None
+    assert workflow.spec.objective.condition == Leaf(field="health_score", op="ge", value=70)
+    (tmp_path / "workflow_specs" / "plain.yaml").write_text(spec.replace(
+        "{segment: healthy}", "{all: [{segment: healthy}, {field: tier, op: eq, value: smb}]}"))
+    found = load_specs(tmp_path / "workflow_specs",
+                       objects={"account": fact_schema(None, "account_facts")})
+    assert errors(found) == ["plain.yaml: objective: an objective reads exactly one field; "
+                             "this one reads ['health_score', 'tier']"]

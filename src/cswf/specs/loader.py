@@ -68,6 +68,7 @@ from cswf.specs.workflow import (
     Owner,
     WaitStep,
     Workflow,
+    objective_problem,
 )
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -313,7 +314,10 @@ def _use_segments(
                                                              spec.object, "this workflow")))
     if problems:
         return spec, problems
-    return expand_model(spec, {n: s.condition for n, s in checks.segments.items()}), []
+    expanded = expand_model(spec, {n: s.condition for n, s in checks.segments.items()})
+    if expanded.objective is not None and (problem := objective_problem(expanded.objective)):
+        return spec, [("objective", problem)]
+    return expanded, []
 
 
 def read_spec_text(file: Path) -> tuple[str, str] | tuple[None, str]:

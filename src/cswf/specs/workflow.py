@@ -26,7 +26,7 @@ from pydantic_core import CoreSchema
 from cswf.specs.action import ActionSpec
 from cswf.specs.actions import action_models, all_results, on_change
 from cswf.specs.common import MAX_DAYS, MAX_MONTHS, NAME_PATTERN, Owner, Strict
-from cswf.specs.conditions import Condition, fields_used
+from cswf.specs.conditions import Condition, fields_used, segment_refs
 from cswf.specs.guards import WorkflowGuards
 from cswf.specs.references import MAX_REFERENCES, Reference
 
@@ -103,12 +103,18 @@ class Objective(Strict):
 
     @model_validator(mode="after")
     def _one_field(self) -> Objective:
-        used = fields_used(self.condition)
-        if len(used) != 1:
-            raise ValueError(
-                f"an objective reads exactly one field; this one reads {sorted(used)}"
-            )
+        # A segment's fields are known once the loader has put it in place (it checks then).
+        if not any(segment_refs(self.condition)) and (problem := objective_problem(self)):
+            raise ValueError(problem)
         return self
+
+
+def objective_problem(objective: Objective) -> str | None:
+    """Why an objective cannot be tracked: the reports follow exactly one field."""
+    used = fields_used(objective.condition)
+    if len(used) != 1:
+        return f"an objective reads exactly one field; this one reads {sorted(used)}"
+    return None
 
 
 MAX_HOLDOUT_PERCENT = 50
