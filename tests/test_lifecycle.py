@@ -206,7 +206,7 @@ def test_a_field_update_that_does_not_fit_its_fact_is_logged_once(
 SHIPPED_VERSIONS = {
     "adoption_seat_utilisation": "5528f045b540", "champion_win_back": "ab5352282b12",
     "expansion_opportunity": "0759eaeaeafe", "health_score_alert": "da614ed2fbaa",
-    "nps_follow_up": "6b57bd5832df",  # edited: enters on the nps_response event
+    "nps_follow_up": "16b1f5705f6c",  # edited: enters on the nps_response event; plain-text bodies
     "onboarding_plan": "9dc0a532169d",
     "onboarding_welcome": "a539a33996f5", "renewal_preparation": "93cd85cabc78",
 }
