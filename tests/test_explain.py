@@ -26,6 +26,10 @@ SPECS = {
                                                                     "state: draft"),
     "rested.yaml": SPEC.replace("name: hello", "name: rested").replace(
         "steps:", "reentry: {mode: unlimited, min_days_since_exit: 3}\nsteps:"),
+    "again.yaml": SPEC.replace("name: hello", "name: again").replace(
+        "steps:", "reentry: {mode: unlimited}\nsteps:"),  # a1 completes and re-enters each tick
+    "monthly.yaml": SPEC.replace("name: hello", "name: monthly").replace(
+        "steps:", "reentry: {mode: unlimited, min_months_since_exit: 3}\nsteps:"),
 }
 AT = datetime(2026, 6, 1)
 
@@ -67,6 +71,40 @@ def test_judge_gives_every_node_its_verdict_and_every_leaf_its_value() -> None:
         ("stage eq 'churned'", "mature", False),
     ]
     assert a2.select("field", "op", "operand").row(1) == ("tier", "eq", "enterprise")
+
+
+def test_an_event_leaf_is_judged_with_how_many_of_its_events_pass() -> None:
+    """nps_follow_up's entry: an answer since the previous tick, scored 6 or less."""
+    tree = condition({"all": [
+        {"field": "tier", "op": "eq", "value": "enterprise"},
+        {"event": "nps_response", "happened": "since_previous_tick",
+         "where": [{"field": "score", "op": "le", "value": 6}]},
+    ]})
+
+    def answer(score: int, since: bool) -> dict:
+        return {"event_type": "nps_response", "event_id": f"e{score}", "occurred_at": AT,
+                "counted_at": AT, "since_previous_tick": since, "days_ago": 0.1,
+                "properties": f'{{"score": {score}}}'}
+
+    facts = pl.DataFrame({
+        "participant_id": ["a1", "a2", "a3"], "as_of": [AT] * 3,
+        "tier": ["enterprise"] * 3,
+        "recent_events": [[answer(4, True), answer(9, True), answer(2, False)],
+                          [answer(9, True)], None],
+    })
+    judged = judge(tree, facts, None, dict(facts.schema))
+    leaf = "nps_response happened since the previous tick where score le 6"
+    assert judged.filter(pl.col("node") == 2).select(
+        "participant_id", "condition", "field", "value", "holds").rows() == [
+        ("a1", leaf, "recent_events", "1 of 2 nps_response event(s)", True),
+        ("a2", leaf, "recent_events", "0 of 1 nps_response event(s)", False),
+        ("a3", leaf, "recent_events", "0 of 0 nps_response event(s)", False),
+    ]
+    # the tree's verdict is the tick's: the same compiled expression
+    assert judged.filter(pl.col("node") == 0)["holds"].to_list() == [True, False, False]
+    bare = condition({"event": "nps_response", "within_days": 7})
+    assert judge(bare, facts, None, dict(facts.schema))["value"].to_list() == [
+        "3 nps_response event(s)", "1 nps_response event(s)", "0 nps_response event(s)"]
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +185,27 @@ def test_a_reentry_rest_is_named_with_its_end(book: Path) -> None:
     lines = explain(book, "rested", "a1", "--at", "2026-06-01T03:00")
     assert lines[1] == ("- completed at 2026-06-01 00:00 (reached the end of the flow); re-entry "
                         "rest of 3 days until 2026-06-04 00:00")
+
+
+def test_a_reentry_rest_in_months_is_the_ticks_calendar_rest(book: Path) -> None:
+    """The tick enters nobody before the months are over; explain says so, with its end."""
+    lines = explain(book, "monthly", "a1", "--at", "2026-06-01T03:00")
+    assert lines[:2] == [
+        "a1 in monthly (enabled) at 2026-06-01 03:00: not inside.",
+        "- completed at 2026-06-01 00:00 (reached the end of the flow); re-entry rest of "
+        "3 months until 2026-09-01 00:00"]
+
+
+def test_what_it_received_names_the_enrollment_when_there_are_several(book: Path) -> None:
+    """Re-entry unlimited: a1 completes at 00:00 and enters again at 03:00."""
+    lines = explain(book, "again", "a1", "--at", "2026-06-01T03:00")
+    text = "\n".join(lines)
+    assert "┃ tick ┃ enrollment ┃ step_name ┃ action_type ┃ subject ┃ status ┃ delivery ┃" in lines
+    assert "│ 2026-06-01 00:00:00 │ again/a1/1 │ hi │ task │ Hi account_name 0 │ pending │" in text
+    assert "│ 2026-06-01 03:00:00 │ again/a1/2 │ hi │ task │ Hi account_name 0 │ pending │" in text
+    assert "│ 2026-06-01 03:00:00 │ again/a1/2 │ entered │ hi │" in text  # and the transitions
+    one = explain(book, "hello", "a1", "--at", "2026-06-01T03:00")  # one enrollment: no column
+    assert not any("enrollment │" in line for line in one)
 
 
 def test_unknown_names_are_one_line(book: Path) -> None:

@@ -50,14 +50,20 @@ def compile_condition(
 def _event(node: EventLeaf) -> pl.Expr:
     """Whether one of the participant's recent events is of the type, in the window, and
     passes every property test (all on the same event)."""
+    return event_matches(node).list.any()
+
+
+def event_matches(node: EventLeaf, where: bool = True) -> pl.Expr:
+    """Per participant, one boolean per recent event: of the type, in the window and, with
+    `where`, passing every property test (`cswf explain` counts them)."""
     event = pl.element()
     window = event.struct.field("since_previous_tick") if node.happened is not None \
         else event.struct.field("days_ago") < node.within_days
     tests = [(event.struct.field("event_type") == node.event) & window]
-    for test in node.where:
+    for test in node.where if where else []:
         kind, read = _property(test)
         tests.append(_leaf(test, {test.field: kind}, {test.field: read}).fill_null(False))
-    return pl.col(EVENTS_FIELD).list.eval(pl.all_horizontal(tests)).list.any()
+    return pl.col(EVENTS_FIELD).list.eval(pl.all_horizontal(tests))
 
 
 def _property(test: Leaf) -> tuple[pl.DataType, pl.Expr]:

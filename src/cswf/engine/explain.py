@@ -11,10 +11,19 @@ from collections.abc import Iterator, Mapping
 
 import polars as pl
 
-from cswf.engine.compile import compile_condition, prev
+from cswf.engine.compile import compile_condition, event_matches, prev
 from cswf.engine.evaluate import PARTICIPANT, derived_types, with_previous
 from cswf.engine.stage import stage_fields
-from cswf.specs.conditions import AllOf, AnyOf, Condition, Leaf, Not, previous_tick_fields
+from cswf.specs.conditions import (
+    EVENTS_FIELD,
+    AllOf,
+    AnyOf,
+    Condition,
+    EventLeaf,
+    Leaf,
+    Not,
+    previous_tick_fields,
+)
 from cswf.specs.loader import LoadedWorkflow
 
 NODE_SCHEMA: dict[str, pl.DataType] = {
@@ -25,7 +34,8 @@ NODE_SCHEMA: dict[str, pl.DataType] = {
     "field": pl.String(),
     "op": pl.String(),
     "operand": pl.String(),
-    "value": pl.String(),  # the participant's value of the field (leaves only)
+    "value": pl.String(),  # the participant's value of the field (leaves only); for an event
+    # leaf, how many of its events pass (and, with `where` tests, how many are in the window)
     "previous": pl.String(),  # its value at the previous tick (transition leaves only)
     "holds": pl.Boolean(),
 }
@@ -52,8 +62,20 @@ def _label(node: Condition) -> str:
         return "any of"
     if isinstance(node, Not):
         return "not"
-    assert isinstance(node, Leaf)
-    return node.describe()
+    return node.describe()  # a leaf, an event leaf (a segment is expanded by the loader)
+
+
+def _event_value(leaf: EventLeaf) -> pl.Expr:
+    """`2 events`, or with `where` tests `1 of 3 events` (passing of those in the window), from
+    the expression the tick reads (engine/compile.py)."""
+
+    def count(where: bool) -> pl.Expr:
+        return event_matches(leaf, where).list.sum().fill_null(0).cast(pl.String)
+
+    noun = pl.concat_str(pl.lit(" "), pl.lit(leaf.event), pl.lit(" event(s)"))
+    if not leaf.where:
+        return pl.concat_str(count(True), noun)
+    return pl.concat_str(count(True), pl.lit(" of "), count(False), noun)
 
 
 def _operand(leaf: Leaf) -> str | None:
@@ -87,21 +109,26 @@ def judge(
                 else pl.lit(None)
             )
             exprs.append(before.cast(pl.String, strict=False).alias(f"previous{i}"))
+        elif isinstance(node, EventLeaf):
+            exprs.append(_event_value(node).alias(f"value{i}"))
+            exprs.append(pl.lit(None, dtype=pl.String).alias(f"previous{i}"))
     judged = frame.select(exprs).collect()
     parts = []
     for i, (depth, node) in enumerate(listed):  # a loop over the tree's nodes, not over rows
         leaf = node if isinstance(node, Leaf) else None
+        event = node if isinstance(node, EventLeaf) else None
+        field = leaf.field if leaf else EVENTS_FIELD if event else None
         parts.append(
             judged.select(
                 PARTICIPANT,
                 pl.lit(i, dtype=pl.Int32).alias("node"),
                 pl.lit(depth, dtype=pl.Int32).alias("depth"),
                 pl.lit(_label(node)).alias("condition"),
-                pl.lit(leaf.field if leaf else None, dtype=pl.String).alias("field"),
+                pl.lit(field, dtype=pl.String).alias("field"),
                 pl.lit(str(leaf.op) if leaf else None, dtype=pl.String).alias("op"),
                 pl.lit(_operand(leaf) if leaf else None, dtype=pl.String).alias("operand"),
-                (pl.col(f"value{i}") if leaf else pl.lit(None, dtype=pl.String)).alias("value"),
-                (pl.col(f"previous{i}") if leaf else pl.lit(None, dtype=pl.String)).alias(
+                (pl.col(f"value{i}") if field else pl.lit(None, dtype=pl.String)).alias("value"),
+                (pl.col(f"previous{i}") if field else pl.lit(None, dtype=pl.String)).alias(
                     "previous"
                 ),
                 pl.col(f"holds{i}").alias("holds"),

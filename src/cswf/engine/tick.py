@@ -67,7 +67,7 @@ from cswf.engine.stage import stage_fields
 from cswf.specs.flow import FlowNode, action_key
 from cswf.specs.groups import UserGroup
 from cswf.specs.loader import LoadedWorkflow
-from cswf.specs.workflow import ReentryMode, Workflow, WorkflowState
+from cswf.specs.workflow import Reentry, ReentryMode, Workflow, WorkflowState
 
 ACTIVE, COMPLETED, EXITED = "active", "completed", "exited"
 VERDICTS = ("entry", "exit", "objective")
@@ -529,6 +529,12 @@ def _lookup(verdict: pl.Series) -> pl.Expr:
     return pl.lit(verdict).gather(pl.col(ROW)).fill_null(False)
 
 
+def rest_end(rule: Reentry, closed_at: pl.Expr | None = None) -> pl.Expr:
+    """When the re-entry rest after an exit at `closed_at` ends: calendar months, then days
+    (`cswf explain` names the same end)."""
+    return (pl.col("closed_at") if closed_at is None else closed_at).dt.offset_by(rule.rest)
+
+
 def _admit(
     verdict: dict[str, pl.Series],
     active: pl.DataFrame,
@@ -551,9 +557,7 @@ def _admit(
     if rule.mode is ReentryMode.none:
         allowed = first_time
     else:
-        rested = (pl.col("closed_at") < moment(as_of)) & (
-            pl.col("closed_at").dt.offset_by(rule.rest) <= moment(as_of)
-        )
+        rested = (pl.col("closed_at") < moment(as_of)) & (rest_end(rule) <= moment(as_of))
         if rule.mode is ReentryMode.multiple:
             rested = rested & pl.col("requalify_armed")
         allowed = first_time | rested.fill_null(False)

@@ -17,12 +17,13 @@ import polars as pl
 
 from cswf.engine.evaluate import ENTRY_BEFORE, PARTICIPANT, evaluate, verdict_column
 from cswf.engine.explain import judge_workflow_condition
+from cswf.engine.tick import rest_end
 from cswf.ingest.checks import existing_tables
 from cswf.project.preview import taken_as_enabled, tick_facts
 from cswf.settings import Settings
 from cswf.specs.common import did_you_mean
 from cswf.specs.loader import LoadedWorkflow
-from cswf.specs.workflow import ReentryMode, WorkflowState
+from cswf.specs.workflow import Reentry, ReentryMode, WorkflowState
 from cswf.store.warehouse import load_state
 
 AFTER = timedelta(microseconds=1)  # the state after a tick is the state before the next instant
@@ -44,8 +45,8 @@ class Explanation:
     state: str  # the spec's state: draft | enabled | disabled
     enrollment: dict[str, Any] | None  # its latest enrollment after the tick at `at`
     since: datetime | None  # when it reached its current step
-    actions: pl.DataFrame  # tick, step_name, action_type, subject, status, delivery
-    transitions: pl.DataFrame  # tick, transition, step_name, reason, evidence
+    actions: pl.DataFrame  # tick, [enrollment,] step_name, action_type, subject, status, delivery
+    transitions: pl.DataFrame  # tick, [enrollment,] transition, step_name, reason, evidence
     entry: pl.DataFrame | None  # the entry condition judged node by node (engine/explain.py)
     reasons: list[str]  # what keeps it out; empty when inside
 
@@ -127,8 +128,8 @@ def explain(
         state=str(workflow.spec.state),
         enrollment=enrollment,
         since=since,  # type: ignore[arg-type]
-        actions=_actions(con, tables, name, participant, at),
-        transitions=transitions.drop("enrollment_id"),
+        actions=_by_enrollment(_actions(con, tables, name, participant, at)),
+        transitions=_by_enrollment(transitions),
         entry=entry,
         reasons=reasons,
     )
@@ -206,16 +207,31 @@ def _reentry(workflow: LoadedWorkflow, enrollment: dict[str, Any], at: datetime)
     if rule.mode is ReentryMode.none:
         return [f"already {done}; re-entry: none"]
     found = []
-    until = closed + timedelta(days=rule.min_days_since_exit)
+    until = pl.select(rest_end(rule, pl.lit(closed))).item()  # the tick's own rest
     if closed >= at or until > at:
-        found.append(
-            f"{done}; re-entry rest of {rule.min_days_since_exit} days until {until:%Y-%m-%d %H:%M}"
-        )
+        found.append(f"{done}; re-entry rest of {_rest_words(rule)} until {until:%Y-%m-%d %H:%M}")
     if rule.mode is ReentryMode.multiple and not enrollment["requalify_armed"]:
         found.append(
             f"{done}; re-entry: multiple needs it to stop qualifying before it may enter again"
         )
     return found
+
+
+def _by_enrollment(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows of several enrollments say whose they are (an `enrollment` column after the tick);
+    of one, that column would only repeat the header's enrollment."""
+    if frame["enrollment_id"].n_unique() < 2:
+        return frame.drop("enrollment_id")
+    rest = [c for c in frame.columns if c not in ("tick", "enrollment_id")]
+    return frame.rename({"enrollment_id": "enrollment"}).select("tick", "enrollment", *rest)
+
+
+def _rest_words(rule: Reentry) -> str:
+    months, days = rule.min_months_since_exit, rule.min_days_since_exit
+    parts = [f"{months} month{'s' if months != 1 else ''}"] if months else []
+    if days or not months:
+        parts.append(f"{days} day{'s' if days != 1 else ''}")
+    return " and ".join(parts)
 
 
 def _history(
@@ -257,13 +273,15 @@ def _actions(
                 "subject": pl.String,
                 "status": pl.String,
                 "delivery": pl.String,
+                "enrollment_id": pl.String,
             }
         )
     delivered = "d.status" if "deliveries" in tables else "NULL"
     joined = "LEFT JOIN deliveries d USING (action_id)" if "deliveries" in tables else ""
     return con.sql(
         f"SELECT o.tick, o.step_name, o.action_type, o.subject, o.status, "
-        f"coalesce({delivered}, 'not delivered yet') AS delivery FROM actions_outbox o {joined} "
+        f"coalesce({delivered}, 'not delivered yet') AS delivery, o.enrollment_id "
+        f"FROM actions_outbox o {joined} "
         "WHERE o.workflow = $w AND o.participant_id = $p AND o.tick <= $t "
         "ORDER BY o.tick, o.step, o.action_index",
         params={"w": workflow, "p": participant, "t": at},
