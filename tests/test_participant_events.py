@@ -57,7 +57,7 @@ def test_good_rows_load_with_their_properties_and_relanding_adds_nothing(tmp_pat
     land(tmp_path, "nps_2026-06-01.csv", GOOD)
     report = ingest_all(con, tmp_path)
     assert report.participant_events.inserted == 2 and report.participant_events.rejected == []
-    assert "participant events: 1 file(s), 2 new event(s), 0 row(s) rejected" in report.lines()
+    assert "participant events: 1 file(s) read, 2 new event(s), 0 row(s) rejected" in report.lines()
     at4, at530 = datetime(2026, 6, 1, 4), datetime(2026, 6, 1, 5, 30)
     assert stored(con) == [
         ("CON-1", "nps_response", at4, at4, '{"score":"4","comment":"too slow"}'),
@@ -90,6 +90,16 @@ def test_bad_rows_are_one_line_each_and_the_good_rows_still_load(tmp_path: Path)
     ]
     assert [row[0] for row in stored(con)] == ["CON-6"]
     assert f"rejected event row: {report.participant_events.rejected[0]}" in report.lines()
+    assert ("participant events: 2 file(s) read, 1 new event(s), 4 row(s) rejected, "
+            "1 file(s) rejected") in report.lines()
+
+
+def test_a_file_that_is_no_table_is_one_line(tmp_path: Path) -> None:
+    con = duckdb.connect()
+    (tmp_path / "events").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "events" / "garbage.csv").write_bytes(bytes(range(256)) * 4)
+    (problem,) = ingest_all(con, tmp_path).participant_events.rejected
+    assert problem.startswith("events/garbage.csv: ")
 
 
 def test_a_late_event_counts_at_the_next_tick(tmp_path: Path) -> None:

@@ -62,7 +62,8 @@ FROM {_FRESH}
 class ParticipantEventReport:
     """What one ingest did with the event files."""
 
-    files: int = 0
+    files: int = 0  # read: every file of the folder, each time (rows already stored are skipped)
+    files_rejected: int = 0  # unreadable, or without a required column
     rows: int = 0
     inserted: int = 0  # good rows that were new; the rest were stored before
     late: int = 0  # new rows that landed after their tick ran (they count at the next tick)
@@ -70,9 +71,11 @@ class ParticipantEventReport:
 
     def line(self) -> str:
         late = f" ({self.late} late: counted at the next tick)" if self.late else ""
+        rows = len(self.rejected) - self.files_rejected
+        files = f", {self.files_rejected} file(s) rejected" if self.files_rejected else ""
         return (
-            f"participant events: {self.files} file(s), {self.inserted:,} new event(s)"
-            f"{late}, {len(self.rejected)} row(s) rejected"
+            f"participant events: {self.files} file(s) read, {self.inserted:,} new event(s)"
+            f"{late}, {rows} row(s) rejected{files}"
         )
 
 
@@ -91,6 +94,7 @@ def ingest_participant_events(
         rel = path.relative_to(landing_dir).as_posix()
         good, problems, rows = _check_file(path, rel)
         report.files += 1
+        report.files_rejected += good is _EMPTY and bool(problems)
         report.rows += rows
         report.rejected += problems
         frames.append(good)
@@ -139,9 +143,9 @@ def _check_file(path: Path, rel: str) -> tuple[pl.DataFrame, list[str], int]:
         return (
             _EMPTY,
             [
-                f"{rel}: missing required column '{name}' (an event file needs "
-                "event_type, participant_id and occurred_at)"
-                for name in missing
+                f"{rel}: missing required column{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(repr(n) for n in missing)} (an event file needs event_type, "
+                "participant_id and occurred_at)"
             ],
             raw.height,
         )
