@@ -191,5 +191,5 @@ def test_a_range_into_the_future_says_so(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", "--start", f"{today}", "--end", f"{tomorrow}T03:00",
                                  "--root", str(folder)], terminal_width=200)
     assert result.exit_code == 1
-    assert f"error: tick {tomorrow}-03:00 is in the future (it is now " in result.output
+    assert f"error: tick {tomorrow} 03:00 is in the future (it is now " in result.output
     assert "end the range at a tick that has come" in result.output

@@ -15,7 +15,7 @@ from typing import Any
 
 import dagster as dg
 
-from cswf.calendar import key_of
+from cswf.calendar import as_of_of, key_of
 from cswf.defs import build_defs
 from cswf.defs.automation import DATA_TESTS_JOB, TICK_JOB, TICK_RANGE_JOB
 from cswf.defs.delivery import DELIVERY_JOB
@@ -86,15 +86,17 @@ def _run_ticks_job(
     partitions = job.partitions_def
     if partitions is None or not partitions.has_partition_key(key_of(ticks[-1])):
         last = partitions.get_last_partition_key() if partitions is not None else None
+        last_tick = last and f"{as_of_of(last):%Y-%m-%d %H:%M}"
         now = datetime.now(UTC).replace(tzinfo=None)
         if ticks[-1] > now:  # the clock, not the data, is what stops it
             raise ValueError(
-                f"tick {key_of(ticks[-1])} is in the future (it is now {now:%Y-%m-%d %H:%M} "
+                f"tick {ticks[-1]:%Y-%m-%d %H:%M} is in the future (it is now {now:%Y-%m-%d %H:%M} "
                 "UTC): end the range at a tick that has come"
             )
         raise ValueError(
-            f"tick {key_of(ticks[-1])} comes after the last tick with a landed account snapshot "
-            f"({last or 'none yet'}): nothing new to evaluate"
+            f"tick {ticks[-1]:%Y-%m-%d %H:%M} comes after the last tick with a landed account "
+            f"snapshot ({last_tick or 'none yet'}): nothing new to evaluate — land that day's "
+            "snapshot files first (docs/data-contract.md)"
         )
     tags = {RANGE_START_TAG: key_of(ticks[0]), RANGE_END_TAG: key_of(ticks[-1])}
     config: dict[str, Any] = _quiet() if quiet else {}
