@@ -33,13 +33,17 @@ def extra_project(tmp_path: Path, spec: str = RISKY) -> Path:
     """Two accounts whose files carry four extra columns; a1's churn_risk is not a number."""
     root = make_project(tmp_path, {"risky.yaml": spec})
     (root / "cswf.yaml").write_text("tick_start: '2026-05-31 00:00'\n" + FIELDS)
+    add_extra_columns(root)
+    return root
+
+
+def add_extra_columns(root: Path) -> None:
     path = root / f"data/landing/accounts/accounts_{DAY}.csv"
     frame = pl.read_csv(path, infer_schema=False).with_columns(
         seats=pl.Series(["40", "12"]), churn_risk=pl.Series(["high", "0.8"]),
         signed_on=pl.Series(["2025-01-02", "2025-03-04"]),
         segment_name=pl.Series(["Core", "Growth"]))
     frame.write_csv(path)
-    return root
 
 
 def test_extra_fields_are_typed_facts(tmp_path: Path) -> None:
@@ -82,3 +86,27 @@ def test_an_undeclared_field_is_unknown(tmp_path: Path) -> None:
     assert ("risky.yaml: entry.field: unknown field 'churn_risks' (did you mean "
             "'churn_risk'?)") in out + err
     assert ACCOUNTS.columns[-1].name == "time_zone"  # the shipped contract is unchanged
+
+
+def test_declaring_a_field_on_an_existing_warehouse_keeps_ticks_running(tmp_path: Path) -> None:
+    """account_facts is stored by the first tick: a field declared later adds its column to
+    it; a field removed again stays a column of the raw table, so the facts keep carrying it
+    (validate calls it unknown again)."""
+    root = make_project(tmp_path)
+    for as_of, text in [("2026-06-01T00:00", None), ("2026-06-01T03:00", FIELDS),
+                        ("2026-06-01T06:00", "")]:
+        if text is not None:  # the user declares the fields (and sends them), then removes them
+            (root / "cswf.yaml").write_text("tick_start: '2026-05-31 00:00'\n" + text)
+            add_extra_columns(root)
+        code, out, err = cswf("tick", "--as-of", as_of, "--root", str(root))
+        assert code == 0, out + err
+    with duckdb.connect(str(root / "data/cswf.duckdb")) as con:
+        rows = con.sql("SELECT hour(as_of), participant_id, churn_risk, signed_on "
+                       "FROM account_facts ORDER BY ALL").fetchall()
+        kinds = dict(con.sql("SELECT column_name, data_type FROM information_schema.columns "
+                             "WHERE table_name = 'account_facts'").fetchall())
+    assert rows == [(0, "a1", None, None), (0, "a2", None, None),
+                    (3, "a1", None, date(2025, 1, 2)), (3, "a2", 0.8, date(2025, 3, 4)),
+                    (6, "a1", None, date(2025, 1, 2)), (6, "a2", 0.8, date(2025, 3, 4))]
+    assert (kinds["churn_risk"], kinds["signed_on"], kinds["seats"]) == (
+        "DOUBLE", "DATE", "BIGINT")

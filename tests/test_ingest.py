@@ -526,3 +526,39 @@ def test_a_thousands_separator_in_a_numeric_column_is_rejected_never_misread(
         ACC_FILE, f"accounts/accounts_2026-05-03.csv: row 1: column '{column}': "
                   f"could not convert '{value}' to {dtype}")]
     assert table(con, "SELECT * FROM raw_accounts") == before
+
+
+def test_a_flagged_tier_never_stops_a_tick(tmp_path: Path) -> None:
+    """An unknown tier flags its row at ingest; the data tests on tier (landing and facts) then
+    warn, never block, and follow the project's value set once it lists the value."""
+    from test_cli_errors import DAY, cswf, make_project
+
+    root = make_project(tmp_path)
+    path = root / f"data/landing/accounts/accounts_{DAY}.csv"
+    path.write_text(path.read_text().replace(",smb,", ",strategic,"))
+    code, out, err = cswf("tick", "--as-of", "2026-06-01T00:00", "--root", str(root))
+    assert code == 0, out + err
+    with duckdb.connect(str(root / "data/cswf.duckdb")) as con:
+        assert table(con, "SELECT column_name, value FROM ingest_row_flags") == [
+            ("tier", "strategic")]
+    (root / "cswf.yaml").write_text(
+        "tick_start: '2026-05-31 00:00'\n"
+        "allowed_values: {accounts: {tier: [enterprise, mid_market, smb, strategic]}}\n")
+    code, out, err = cswf("tick", "--as-of", "2026-06-01T03:00", "--root", str(root))
+    assert code == 0, out + err
+
+
+def test_tier_tests_follow_the_value_sets_and_warn() -> None:
+    from cswf.quality import declared_tests
+
+    objects = landing_objects(allowed={"accounts": {"tier": ["enterprise", "strategic"]}})
+    for model in ("raw_accounts", "account_facts"):
+        tier = next(t for t in declared_tests(model, None, objects)
+                    if t.kind == "accepted_values" and t.column == "tier")
+        assert (tier.values, tier.severity) == (("enterprise", "strategic"), "warn"), model
+    nps = next(t for t in declared_tests("account_facts", None, objects)
+               if t.column == "nps_category" and t.kind == "accepted_values")
+    assert nps.severity == "error"  # not a setting: as declared
+    role = next(t for t in declared_tests("contact_facts", None, objects)
+                if t.column == "role" and t.kind == "accepted_values")
+    assert role.severity == "warn"

@@ -32,3 +32,22 @@ def test_a_transaction_that_raises_leaves_nothing() -> None:
     with transaction(con):
         con.execute("INSERT INTO t VALUES (2)")
     assert con.execute("SELECT list(x) FROM t").fetchall() == [([2],)]
+
+
+def test_stored_facts_gain_and_lose_fields() -> None:
+    """A field the facts gain becomes a column of account_facts (its type kept); one they lose
+    stays, NULL in the ticks without it."""
+    from datetime import datetime
+
+    from cswf.store.warehouse import save_facts
+
+    con = duckdb.connect(":memory:")
+    first, second, third = (datetime(2026, 6, 1, h) for h in (0, 3, 6))
+    save_facts(con, pl.DataFrame({"as_of": [first], "participant_id": ["a1"]}))
+    save_facts(con, pl.DataFrame({"as_of": [second], "participant_id": ["a1"],
+                                  "churn_risk": [0.8], "seats": [40]}))
+    save_facts(con, pl.DataFrame({"as_of": [third], "participant_id": ["a1"], "seats": [12]}))
+    assert con.sql("SELECT hour(as_of), churn_risk, seats FROM account_facts "
+                   "ORDER BY 1").fetchall() == [(0, None, None), (3, 0.8, 40), (6, None, 12)]
+    assert con.sql("SELECT data_type FROM information_schema.columns WHERE table_name = "
+                   "'account_facts' AND column_name = 'seats'").fetchall() == [("BIGINT",)]

@@ -5,7 +5,9 @@ sentence each: what an asset check shows); `run_data_tests` runs them on the rel
 name in a connection (or another, e.g. a registered frame), optionally filtered (a fact test runs
 per tick: `where="as_of = $as_of"`). Landing tables get their tests from the data contract:
 not_null on key columns (error) and on required ones (warn: the contract lets a required value
-be empty), one row per key, accepted values of enumerated columns.
+be empty), one row per key, accepted values of enumerated columns (warn: the project's value
+sets; the ingest flags and keeps a row outside them, and flagged rows never block). A model's
+accepted_values test on such a column follows the same value set, as a warning.
 
 The failing count is dbt's: the rows of the test's failure query (NULL rows for not_null,
 duplicated values or combinations for unique, distinct bad values for accepted_values).
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -82,7 +84,7 @@ def declared_tests(name: str, sql_dir: Path | None = None,
             for extension in model.extensions:  # their columns are this model's now
                 decls += [t for t in _model_tests(catalog.models[extension].decl)
                           if not set(t.columns) <= set(KEY)]
-            return _named(name, decls)
+            return _named(name, _follow_value_sets(decls, objects or OBJECTS))
     raise ModelError(f"{sql_dir or 'cswf/sql'}: '{name}' is no model or landing table")
 
 
@@ -184,9 +186,30 @@ def _landing_tests(obj: LandingObject) -> list[TestDecl]:
         if c.key or c.required:
             tests.append(TestDecl("not_null", (c.name,), severity="error" if c.key else "warn",
                                   declared_in=where))
-        if c.allowed:
-            tests.append(TestDecl("accepted_values", (c.name,), c.allowed, declared_in=where))
+        if c.allowed:  # a row outside the set was flagged at ingest: warn, never block
+            tests.append(TestDecl("accepted_values", (c.name,), c.allowed, severity="warn",
+                                  declared_in=where))
     return tests
+
+
+def _follow_value_sets(decls: list[TestDecl],
+                       objects: Mapping[str, LandingObject]) -> list[TestDecl]:
+    """A model's accepted_values test that lists a contract column's values exactly (the
+    shipped `tier: [enterprise, mid_market, smb]`) tests that column's value set instead, the
+    project's `allowed_values` included, as a warning: a row outside it was flagged at ingest
+    and kept, and flagged rows never block a tick."""
+    sets = {(c.name, frozenset(c.allowed)): (obj, c.name)
+            for obj in OBJECTS.values() for c in obj.columns if c.allowed}
+    project = {(obj, c.name): c.allowed for obj in OBJECTS.values()
+               for c in objects.get(obj.name, obj).columns if c.allowed}
+    out = []
+    for decl in decls:
+        found = sets.get((decl.columns[0], frozenset(decl.values))) \
+            if decl.kind == "accepted_values" else None
+        if found is not None:
+            decl = replace(decl, values=project.get(found, decl.values), severity="warn")
+        out.append(decl)
+    return out
 
 
 def _named(model: str, decls: list[TestDecl]) -> list[DataTest]:

@@ -77,15 +77,29 @@ def load_state(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame
 
 def save_facts(con: duckdb.DuckDBPyConnection, facts: pl.DataFrame) -> None:
     """Replace the facts of the ticks in `facts` (table account_facts, one row per tick and
-    participant)."""
+    participant). A field the facts gain (an extra field declared later) adds its column; a
+    field they lose stays a column, NULL in the ticks without it."""
     if not _has_facts(con):
         con.execute("CREATE TABLE account_facts AS SELECT * FROM facts LIMIT 0").fetchall()
     fact_ticks = facts.select(pl.col("as_of").unique())  # noqa: F841 (read by DuckDB)
     with transaction(con):
+        _add_new_columns(con, "account_facts", facts)
         con.execute(
             "DELETE FROM account_facts WHERE as_of IN (SELECT as_of FROM fact_ticks)"
         ).fetchall()
         con.execute("INSERT INTO account_facts BY NAME SELECT * FROM facts").fetchall()
+
+
+def _add_new_columns(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    """Add to `table` the columns of `frame` it lacks, with the types DuckDB reads them as."""
+    stored = {row[0] for row in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = $t",
+        {"t": table}).fetchall()}
+    relation = con.from_arrow(frame.head(0).to_arrow())
+    for name, kind in zip(relation.columns, relation.types, strict=True):
+        if name not in stored:
+            column = '"' + name.replace('"', '""') + '"'
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}").fetchall()
 
 
 def _has_facts(con: duckdb.DuckDBPyConnection) -> bool:
