@@ -60,7 +60,9 @@ def test_an_email_waits_for_approval_and_is_sent_once_approved(tmp_path: Path,
     con, config, events = warehouse(), make_config(tmp_path, smtp_port=port), tmp_path / "ev"
     add_actions(con, [approval_email(0, "ann"), approval_email(0, "bob"),
                       approval_email(0, "cat"), email_row(1, "dan@customer.test")])
-    assert dict(run(con, config, NOW).outcomes) == {"sent": 1}
+    first = run(con, config, NOW)
+    assert dict(first.outcomes) == {"sent": 1}
+    assert first.summary().startswith("1 sent, 3 awaiting approval")
     assert [m.rcpt_tos for m in recorder.messages] == [["dan@customer.test"]]
     assert statuses(con)[aid("ann")] == "awaiting_approval"
     # Ann's CSM approves 51 hours after the tick (past max_age_hours: 48, counted from the
@@ -69,6 +71,7 @@ def test_an_email_waits_for_approval_and_is_sent_once_approved(tmp_path: Path,
                                      f"{aid('bob')},rejected,2026-06-03T10:00:00Z,wrong tone"])
     report = run(con, config, datetime(2026, 6, 4, 10))
     assert dict(report.outcomes) == {"approved": 1, "rejected": 1, "sent": 1}
+    assert report.awaiting_approval == 1  # cat's
     assert [m.rcpt_tos for m in recorder.messages][1:] == [["ann@customer.test"]]
     rows = deliveries(con)
     assert rows[aid("bob")]["last_error"] == "not sent: rejected at 2026-06-03 10:00 (wrong tone)"

@@ -42,7 +42,7 @@ def test_an_enabled_workflow_counts_who_is_inside(tmp_path: Path) -> None:
     assert code == 0, out + err
     assert preview_line(root, "hello", "2026-06-01T03:00") == (
         "hello as of 2026-06-01 03:00: 1 of 2 participants meet the entry conditions; "
-        "1 already inside, 0 would enter at this tick if enabled.")
+        "1 already inside, 0 would enter at this tick.")
 
 
 def test_preview_sees_the_field_updates_workflows_made(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ from cswf.specs.conditions import GROUP_TAGS, Condition, leaves, nesting_problem
 from cswf.specs.loader import NESTING_TODO, LoadedWorkflow, SpecSet, check_leaf
 from cswf.specs.schema import write_json_schema
 from cswf.specs.segments import expand, unknown_segment, wrong_object
+from cswf.specs.workflow import WorkflowState
 from cswf.store import warehouse
 from cswf.store.history import FLAG
 from cswf.store.private import private_umask
@@ -383,7 +384,9 @@ def preview(
     console.print(f"[bold]{workflow}[/bold] as of {as_of:%Y-%m-%d %H:%M}: "
                   f"{result.matching} of {result.participants} participants meet the entry "
                   f"conditions; {result.already_inside} already inside, "
-                  f"{result.would_enter} would enter at this tick if enabled.", soft_wrap=True)
+                  f"{result.would_enter} would enter at this tick"
+                  f"{'' if chosen.spec.state is WorkflowState.enabled else ' if enabled'}.",
+                  soft_wrap=True)
     _print_frame(result.sample, title="sample of matches")
 
 

@@ -48,6 +48,9 @@ def settle_approvals(con: duckdb.DuckDBPyConnection, now: datetime,
     transaction); count each in the report as approved, rejected or not_actioned."""
     with transaction(con):
         decided = con.sql(_DECISIONS, params={"now": now}).pl()
+        report.awaiting_approval = con.execute(
+            f"SELECT count(*) FROM deliveries WHERE status = '{AWAITING}'").fetchall()[0][0] \
+            - decided.height
         if decided.is_empty():
             return
         con.execute(

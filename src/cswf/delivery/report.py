@@ -21,6 +21,7 @@ class DeliveryReport:
     export_files: list[Path] = field(default_factory=list)
     rate_limited: Counter[str] = field(default_factory=Counter)  # channel → deferred by its limit
     breaker: str | None = None  # the one line when the breaker held the run (nothing sent)
+    awaiting_approval: int = 0  # emails waiting for the owner's approval after this run
 
     def summary(self) -> str:
         if self.breaker is not None:
@@ -32,6 +33,8 @@ class DeliveryReport:
             parts.append(f"{n} held by the {channel} rate limit")
         if self.waiting:
             parts.append(f"{self.waiting} waiting for a sender")
+        if self.awaiting_approval:
+            parts.append(f"{self.awaiting_approval} awaiting approval")
         text = ", ".join(parts) or "nothing due"
         if self.preview_dir is not None:
             text += f" (dry run: would-be messages in {self.preview_dir})"
