@@ -28,6 +28,7 @@ from cswf.delivery import (
     deliver,
     ingest_action_events,
 )
+from cswf.reports.insights import action_insights
 
 Smtp = tuple[SmtpRecorder, int]
 HEADER = "action_id,event_type,occurred_at,detail\n"
@@ -72,6 +73,9 @@ def test_an_email_waits_for_approval_and_is_sent_once_approved(tmp_path: Path,
     report = run(con, config, datetime(2026, 6, 4, 10))
     assert dict(report.outcomes) == {"approved": 1, "rejected": 1, "sent": 1}
     assert report.awaiting_approval == 1  # cat's
+    (insights,) = action_insights(con, datetime(2026, 6, 4, 10)).select(
+        "emails_awaiting_approval", "emails_rejected", "emails_not_actioned").rows()
+    assert insights == (1, 1, 0)
     assert [m.rcpt_tos for m in recorder.messages][1:] == [["ann@customer.test"]]
     rows = deliveries(con)
     assert rows[aid("bob")]["last_error"] == "not sent: rejected at 2026-06-03 10:00 (wrong tone)"

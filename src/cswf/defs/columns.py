@@ -217,6 +217,9 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "emails_suppressed": "held by the safety rules",
         "emails_capped": "held by the safety rules",
         "emails_failed": "failed or unknown now",
+        "emails_awaiting_approval": "waiting for the owner's approval now",
+        "emails_rejected": "rejected by the owner (never sent)",
+        "emails_not_actioned": "not approved within approval_days (never sent)",
         "actions_failed": "actions of any type that finally failed by as_of (a "
         "failed event: retries exhausted or on_error: continue, "
         "permanent error, no recipient or contact, template not "

@@ -45,6 +45,10 @@ SELECT workflow, step, step_name,
        count(*) FILTER (action_type = 'email' AND status = 'capped') AS emails_capped,
        count(*) FILTER (action_type = 'email' AND status IN ('failed', 'unknown'))
            AS emails_failed,
+       count(*) FILTER (action_type = 'email' AND status = 'awaiting_approval')
+           AS emails_awaiting_approval,
+       count(*) FILTER (action_type = 'email' AND status = 'rejected') AS emails_rejected,
+       count(*) FILTER (action_type = 'email' AND status = 'not_actioned') AS emails_not_actioned,
        count(*) FILTER (action_type = 'task' AND sent) AS tasks_created,
        count(*) FILTER (action_type = 'task' AND completed) AS tasks_completed,
        count(*) FILTER (action_type = 'task' AND sent AND NOT completed AND due_at < $as_of)
