@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -903,26 +904,9 @@ def nps_answers(contacts: pl.DataFrame) -> pl.DataFrame:
 
 def _write_answers(answers: pl.DataFrame, landing_dir: Path, fmt: str) -> list[Path]:
     """One events file per answer day, events/nps_responses_<day>.<fmt>; stale ones go."""
-    folder = landing_dir / EVENTS.name
-    pattern = re.compile(r"^nps_responses_\d{4}-\d{2}-\d{2}\.(csv|parquet)$")
-    if answers.is_empty() and not folder.is_dir():
-        return []
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
     by_day = answers.with_columns(pl.col("occurred_at").dt.date().alias("_day"))
-    for (day,), part in sorted(by_day.partition_by("_day", as_dict=True).items()):
-        path = folder / f"nps_responses_{day.isoformat()}.{fmt}"
-        part = part.drop("_day")
-        if fmt == "csv":
-            part.write_csv(path)
-        else:
-            part.write_parquet(path)
-        written.append(path)
-    keep = set(written)
-    for stale in folder.iterdir():
-        if pattern.match(stale.name) and stale not in keep:
-            stale.unlink()
-    return written
+    return _write_days(by_day, "_day", landing_dir / EVENTS.name, "nps_responses", fmt,
+                       lambda part: part.drop("_day"))
 
 
 def _dates(start: date, offsets: np.ndarray) -> np.ndarray:
@@ -933,16 +917,23 @@ def _write_daily(
     frame: pl.DataFrame, landing_dir: Path, obj: LandingObject, fmt: str
 ) -> list[Path]:
     """One file per day, named <object>_<date>.<fmt>, rows in key order; stale demo files go."""
-    folder = landing_dir / obj.name
     date_column, id_column = obj.key
-    pattern = re.compile(rf"^{obj.name}_\d{{4}}-\d{{2}}-\d{{2}}\.(csv|parquet)$")
+    return _write_days(frame, date_column, landing_dir / obj.name, obj.name, fmt,
+                       lambda part: part.sort(id_column))
+
+
+def _write_days(frame: pl.DataFrame, day_column: str, folder: Path, prefix: str, fmt: str,
+                shape: Callable[[pl.DataFrame], pl.DataFrame]) -> list[Path]:
+    """`folder/<prefix>_<day>.<fmt>`, one file per day of `day_column` (each part shaped by
+    `shape`); the folder's older files of that name from an earlier demo go."""
+    pattern = re.compile(rf"^{prefix}_\d{{4}}-\d{{2}}-\d{{2}}\.(csv|parquet)$")
     if frame.is_empty() and not folder.is_dir():
         return []
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for (day,), part in sorted(frame.partition_by(date_column, as_dict=True).items()):
-        path = folder / f"{obj.name}_{day.isoformat()}.{fmt}"
-        part = part.sort(id_column)
+    for (day,), part in sorted(frame.partition_by(day_column, as_dict=True).items()):
+        path = folder / f"{prefix}_{day.isoformat()}.{fmt}"
+        part = shape(part)
         if fmt == "csv":
             part.write_csv(path)
         else:

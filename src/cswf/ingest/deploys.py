@@ -21,8 +21,17 @@ REQUEST_SCHEMA = {
     "requested_by": pl.String,
     "requested_at": pl.Datetime("us"),
 }
-_REQUESTS = "_cswf_deploy_requests"
+_REQUESTS = "_cswf_new_requests"  # the rows being inserted, as DuckDB reads them
 
+
+_AT = pl.col("requested_at")
+# `workflow/participant@requested_at`, the time exactly as datetime.isoformat() writes it: the
+# same request made twice, from anywhere, gets one id.
+REQUEST_ID = (
+    pl.col("workflow") + "/" + pl.col("participant_id") + "@"
+    + _AT.dt.strftime("%Y-%m-%dT%H:%M:%S")
+    + pl.when(_AT.dt.microsecond() != 0).then(_AT.dt.strftime("%.6f")).otherwise(pl.lit(""))
+).alias("request_id")
 
 def request_deploys(
     con: duckdb.DuckDBPyConnection,
@@ -50,20 +59,22 @@ def store_requests(con: duckdb.DuckDBPyConnection, requests: pl.DataFrame) -> in
     from anywhere, is stored once. Runs inside the caller's transaction if there is one.
     """
     ensure_deploy_requests(con)
-    at = pl.col("requested_at")
-    iso = at.dt.strftime("%Y-%m-%dT%H:%M:%S") + pl.when(at.dt.microsecond() != 0).then(
-        at.dt.strftime("%.6f")).otherwise(pl.lit(""))  # exactly datetime.isoformat()
     rows = requests.select(
-        (pl.col("workflow") + "/" + pl.col("participant_id") + "@" + iso).alias("request_id"),
+        REQUEST_ID,
         *(pl.col(name).cast(dtype) for name, dtype in REQUEST_SCHEMA.items()),
     ).unique("request_id", keep="first", maintain_order=True)
-    before = con.execute("SELECT count(*) FROM deploy_requests").fetchall()[0][0]
+    return insert_new(con, "deploy_requests", rows)
+
+
+def insert_new(con: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame) -> int:
+    """Insert `rows` into a request table keyed by request_id; returns how many were new."""
+    before = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     con.register(_REQUESTS, rows)
     try:
-        con.execute(f"INSERT OR IGNORE INTO deploy_requests SELECT * FROM {_REQUESTS}").fetchall()
+        con.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM {_REQUESTS}").fetchall()
     finally:
         con.unregister(_REQUESTS)
-    return con.execute("SELECT count(*) FROM deploy_requests").fetchall()[0][0] - before
+    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] - before
 
 
 def load_deploys(

@@ -13,9 +13,8 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
+from cswf.ingest.deploys import REQUEST_ID, insert_new
 from cswf.store.tables import ensure_removal_requests
-
-_REQUESTS = "_cswf_removal_requests"
 
 
 def request_removals(
@@ -33,21 +32,13 @@ def request_removals(
         {"participant_id": list(dict.fromkeys(participants))},
         schema={"participant_id": pl.String},
     ).select(
-        (f"{workflow}/" + pl.col("participant_id") + f"@{requested_at.isoformat()}")
-        .alias("request_id"),
         pl.lit(workflow, dtype=pl.String).alias("workflow"),
         "participant_id",
         pl.lit(requested_by, dtype=pl.String).alias("requested_by"),
         pl.lit(reason, dtype=pl.String).alias("reason"),
         pl.lit(requested_at, dtype=pl.Datetime("us")).alias("requested_at"),
-    )
-    before = con.execute("SELECT count(*) FROM removal_requests").fetchall()[0][0]
-    con.register(_REQUESTS, rows)
-    try:
-        con.execute(f"INSERT OR IGNORE INTO removal_requests SELECT * FROM {_REQUESTS}")
-    finally:
-        con.unregister(_REQUESTS)
-    return con.execute("SELECT count(*) FROM removal_requests").fetchall()[0][0] - before
+    ).select(REQUEST_ID, pl.all())
+    return insert_new(con, "removal_requests", rows)
 
 
 def load_removals(

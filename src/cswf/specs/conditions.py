@@ -249,46 +249,33 @@ AnyOf.model_rebuild()
 Not.model_rebuild()
 
 
-def leaves(node: Condition, path: str = "") -> Iterator[tuple[str, Leaf]]:
-    """Every leaf of a tree with its dotted path (for error messages)."""
-    if isinstance(node, Leaf):
-        yield path, node
-    elif isinstance(node, SegmentRef):
-        return  # expanded by the loader before anything reads leaves
-    elif isinstance(node, EventLeaf):
-        return  # its `where` tests read the event's properties, not fact fields
-    elif isinstance(node, AllOf):
-        for i, child in enumerate(node.all):
-            yield from leaves(child, f"{path}.all.{i}")
-    elif isinstance(node, AnyOf):
-        for i, child in enumerate(node.any):
-            yield from leaves(child, f"{path}.any.{i}")
+def tips(node: Condition, path: str = "") -> Iterator[tuple[str, Condition]]:
+    """Every node of a tree that is not all/any/not (a field leaf, an event leaf, a segment),
+    with its dotted path."""
+    if isinstance(node, AllOf | AnyOf):
+        key, children = ("all", node.all) if isinstance(node, AllOf) else ("any", node.any)
+        for i, child in enumerate(children):
+            yield from tips(child, f"{path}.{key}.{i}")
+    elif isinstance(node, Not):
+        yield from tips(node.not_, f"{path}.not")
     else:
-        yield from leaves(node.not_, f"{path}.not")
+        yield path, node
+
+
+def leaves(node: Condition, path: str = "") -> Iterator[tuple[str, Leaf]]:
+    """Every fact-field leaf with its dotted path. Segments are expanded by the loader before
+    anything reads leaves; an event leaf's `where` tests read the event's properties."""
+    return ((at, tip) for at, tip in tips(node, path) if isinstance(tip, Leaf))
 
 
 def segment_refs(node: Condition, path: str = "") -> Iterator[tuple[str, SegmentRef]]:
     """Every `{segment: name}` leaf of a tree with its dotted path."""
-    if isinstance(node, SegmentRef):
-        yield path, node
-    elif isinstance(node, AllOf | AnyOf):
-        key, children = ("all", node.all) if isinstance(node, AllOf) else ("any", node.any)
-        for i, child in enumerate(children):
-            yield from segment_refs(child, f"{path}.{key}.{i}")
-    elif isinstance(node, Not):
-        yield from segment_refs(node.not_, f"{path}.not")
+    return ((at, tip) for at, tip in tips(node, path) if isinstance(tip, SegmentRef))
 
 
 def event_leaves(node: Condition, path: str = "") -> Iterator[tuple[str, EventLeaf]]:
     """Every event leaf of a tree with its dotted path."""
-    if isinstance(node, EventLeaf):
-        yield path, node
-    elif isinstance(node, AllOf | AnyOf):
-        kind, children = ("all", node.all) if isinstance(node, AllOf) else ("any", node.any)
-        for i, child in enumerate(children):
-            yield from event_leaves(child, f"{path}.{kind}.{i}")
-    elif isinstance(node, Not):
-        yield from event_leaves(node.not_, f"{path}.not")
+    return ((at, tip) for at, tip in tips(node, path) if isinstance(tip, EventLeaf))
 
 
 def fields_used(node: Condition) -> set[str]:
