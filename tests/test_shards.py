@@ -1,0 +1,166 @@
+"""Participant shards (engine/shards.py): the bucket function is the documented SHA-256 one, and a
+tick run in any number of shards equals the tick run in one, assignees included."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import duckdb
+import polars as pl
+import pytest
+from engine_harness import spec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+from test_properties import ALERT, CHECK_IN, FLOW, STEP, event_frame, respond
+
+from cswf.engine.assign import WORKLOAD_SCHEMA, group_tasks
+from cswf.engine.frames import ENROLLMENT_SCHEMA, empty
+from cswf.engine.holdout import sha256_buckets
+from cswf.engine.shards import Buckets, participant_shards, run_sharded_tick
+from cswf.engine.tick import TickResult, run_tick
+from cswf.specs.groups import UserGroup
+
+START = datetime(2026, 6, 1)
+
+# A second group workflow, round robin, with eligibility and a holdout: everything a shard must
+# not change.
+ROTA = """
+name: rota
+owner: {group: rota}
+state: enabled
+priority: 1
+eligibility: {others: all_but, except: [check_in]}
+entry: {field: score, op: ge, value: 60}
+reentry: {mode: unlimited, min_days_since_exit: 1}
+objective: {condition: {field: stage, op: eq, value: mature}}
+holdout: {percent: 20, window_days: 1}
+steps:
+  - name: call
+    actions: [{type: task, title: "Call {{ name }}"}]
+  - name: pause
+    delay: {days: 1}
+  - name: again
+    actions: [{type: task, title: "Again {{ name }}"}]
+"""
+GROUPS = {"leads": UserGroup(members=("lee", "lou", "lin"), assignment="least_loaded"),
+          "rota": UserGroup(members=("ria", "rob"), assignment="round_robin")}
+
+
+def test_buckets_are_the_documented_sha256_prefix_and_pinned() -> None:
+    ids = ["ACC-1", "ACC-2", "0001", "é"]
+    by_hand = [int.from_bytes(hashlib.sha256(i.encode()).digest()[:8], "big") % 10_000
+               for i in ids]
+    assert sha256_buckets(ids).tolist() == by_hand == [3254, 4837, 9187, 2051]
+    in_sql = duckdb.sql("SELECT ('0x' || sha256(id)[1:16])::UBIGINT % 10000 FROM "
+                        "unnest(['ACC-1', 'ACC-2', '0001', 'é']) AS t(id) ORDER BY "
+                        "array_position(['ACC-1', 'ACC-2', '0001', 'é'], id)").fetchall()
+    assert [b for b, in in_sql] == by_hand
+    assert Buckets().of(pl.Series(ids)).to_list() == by_hand
+
+
+def test_shards_are_ranges_of_buckets_and_contacts_follow_their_account() -> None:
+    facts = pl.DataFrame({"participant_id": ["c1", "c2", "c3"],
+                          "account_id": ["ACC-1", "ACC-1", "ACC-2"]})
+    # ACC-1 is bucket 3254, ACC-2 4837; a state row of a contact no longer in the facts
+    # (c9) falls back to its own id's bucket.
+    c9 = int(sha256_buckets(["c9"])[0])
+    for shards, expected in ((1, [0, 0, 0]), (2, [0, 0, 0]), (3, [0, 0, 1]), (10, [3, 3, 4])):
+        found = participant_shards(facts, None, [pl.Series(["c9", "c1"])], shards)
+        assert found["participant_id"].to_list() == ["c1", "c2", "c3", "c9"]
+        assert found["__shard"].to_list() == [*expected, c9 * shards // 10_000]
+
+
+FACTS = {"participant_id": pl.String, "account_id": pl.String, "as_of": pl.Datetime("us"),
+         "name": pl.String, "csm": pl.String, "email": pl.String, "score": pl.Float64,
+         "stage": pl.String}
+
+
+def book(rows: list[list[dict | None]], k: int) -> pl.DataFrame:
+    """Tick k's facts: participant i belongs to account i // 3 (absent when its row is None)."""
+    return pl.DataFrame([
+        {"participant_id": f"c{i}", "account_id": f"ACC-{i // 3}", "as_of": START + k * STEP,
+         "name": f"Contact {i}", "csm": "csm@example.com", "email": f"c{i}@example.org", **row}
+        for i, row in enumerate(rows[k]) if row is not None
+    ], schema=FACTS)
+
+
+Ask = tuple[int, str, str, str]  # (tick, deploy | remove, workflow, participant)
+ASKED = {"workflow": pl.String, "participant_id": pl.String, "requested_by": pl.String}
+
+
+def replay(rows: list[list[dict | None]], shards: int, seed: int, asks: list[Ask] = ()
+           ) -> list[TickResult]:
+    """Every tick of the book in `shards` shards, state, events and workload flowing on."""
+    workflows = [spec(FLOW), spec(ALERT), spec(CHECK_IN), spec(ROTA)]
+    state, prev, events = empty(ENROLLMENT_SCHEMA), None, []
+    workload = empty(WORKLOAD_SCHEMA)
+    results = []
+    for k in range(len(rows)):
+        facts = book(rows, k)
+        as_of = START + k * STEP
+
+        def asked(kind: str, _k: int = k) -> pl.DataFrame:
+            return pl.DataFrame([{"workflow": w, "participant_id": p, "requested_by": "ops"}
+                                 for t, what, w, p in asks if (t, what) == (_k, kind)],
+                                schema=ASKED)
+        result = run_sharded_tick(
+            state, facts, prev, event_frame(events), workflows, as_of, shards=shards,
+            deploys=asked("deploy"), groups=GROUPS, workload=workload,
+            removals=asked("remove").with_columns(reason=pl.lit("asked"),
+                                                  requested_at=pl.lit(as_of)))
+        state, prev = result.state, facts
+        workload = pl.concat([workload, group_tasks(result.actions)])
+        events += respond(result.actions, seed)
+        results.append(result)
+    return results
+
+
+score_rows = st.one_of(st.none(), st.fixed_dictionaries({
+    "score": st.integers(0, 100).map(float),
+    "stage": st.sampled_from(["adoption", "mature", "churned"])}))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), people=st.integers(1, 14), ticks=st.integers(3, 5),
+       shards=st.integers(1, 8), seed=st.integers(0, 1000))
+def test_a_tick_in_any_number_of_shards_equals_one(data, people, ticks, shards, seed) -> None:
+    rows = data.draw(st.lists(st.lists(score_rows, min_size=people, max_size=people),
+                              min_size=ticks, max_size=ticks))
+    asks = data.draw(st.lists(st.tuples(
+        st.integers(0, ticks - 1), st.sampled_from(["deploy", "remove"]),
+        st.sampled_from(["nurture", "rota", "check_in"]),
+        st.sampled_from([f"c{i}" for i in range(people + 2)])), max_size=4))
+    one = replay(rows, 1, seed, asks)
+    many = replay(rows, shards, seed, asks)
+    for a, b in zip(one, many, strict=True):
+        assert (a.participants, a.workflows) == (b.participants, b.workflows)
+        assert_frame_equal(a.state, b.state)
+        assert_frame_equal(a.actions, b.actions)
+        assert_frame_equal(a.transitions, b.transitions)
+
+
+def test_the_round_robin_continues_across_shards_as_in_one_process() -> None:
+    """Six accounts entering the round robin at once: one process hands the tasks out in
+    action-id order, ria, rob, ria, ...; each shard alone would start again at ria."""
+    rows = [[{"score": 80.0, "stage": "adoption"}] * 18]
+    one, four = replay(rows, 1, 0), replay(rows, 4, 0)
+    tasks = one[0].actions.filter(pl.col("owner_group") == "rota")
+    assert tasks["assignee"].to_list() == ["ria", "rob"] * (tasks.height // 2)
+    assert_frame_equal(four[0].actions, one[0].actions)
+    in_parts = [run_tick(empty(ENROLLMENT_SCHEMA), book(rows, 0).filter(
+        pl.col("account_id") == f"ACC-{a}"), None, None, [spec(ROTA)], START, groups=GROUPS)
+        for a in range(6)]
+    assert {tuple(r.actions["assignee"].to_list()[:1]) for r in in_parts
+            if not r.actions.is_empty()} == {("ria",)}  # what a naive split would do
+
+
+@pytest.mark.parametrize("shards", [0, 10_001])
+def test_the_shard_count_is_checked(shards: int) -> None:
+    from pydantic import ValidationError
+
+    from cswf.settings import Settings
+
+    with pytest.raises(ValidationError, match="shards"):
+        Settings(shards=shards)
