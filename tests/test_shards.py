@@ -4,7 +4,9 @@ tick run in any number of shards equals the tick run in one, assignees included.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+import shutil
+from datetime import date, datetime
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -14,12 +16,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from test_properties import ALERT, CHECK_IN, FLOW, STEP, event_frame, respond
+from test_tick_chunks import REPO, TABLES
+from test_tick_chunks import _run as run_quarter
 
+from cswf.demo.generate import generate_book
 from cswf.engine.assign import WORKLOAD_SCHEMA, group_tasks
 from cswf.engine.frames import ENROLLMENT_SCHEMA, empty
 from cswf.engine.holdout import sha256_buckets
 from cswf.engine.shards import Buckets, participant_shards, run_sharded_tick
 from cswf.engine.tick import TickResult, run_tick
+from cswf.settings import load_settings
 from cswf.specs.groups import UserGroup
 
 START = datetime(2026, 6, 1)
@@ -164,3 +170,26 @@ def test_the_shard_count_is_checked(shards: int) -> None:
 
     with pytest.raises(ValidationError, match="shards"):
         Settings(shards=shards)
+
+
+def test_ten_days_of_the_demo_specs_in_four_shards_equal_one(tmp_path: Path) -> None:
+    """The shipped specs (accounts, contacts, opportunities, a least-loaded and a round-robin
+    group) over a generated book with simulated responses: every table is the same."""
+    generate_book(tmp_path / "land", accounts=80, days=45, start=date(2026, 5, 1))
+    results = {}
+    for shards in (1, 4):
+        root = tmp_path / f"shards{shards}"
+        shutil.copytree(REPO / "workflow_specs", root / "workflow_specs")
+        shutil.copy(REPO / "user_groups.yaml", root / "user_groups.yaml")
+        (root / "cswf.yaml").write_text(
+            f"database: {root / 'cswf.duckdb'}\nlanding_dir: {tmp_path / 'land'}\n"
+            f"tick_start: '2026-05-31 00:00'\nshards: {shards}\n")
+        settings = load_settings(root)
+        assert settings.shards == shards
+        results[shards] = run_quarter(settings)
+    with duckdb.connect(str(tmp_path / "shards4" / "cswf.duckdb"), read_only=True) as con:
+        assert con.sql("SELECT count(DISTINCT owner_group) FROM actions_outbox "
+                       "WHERE assignee IS NOT NULL").fetchall() == [(2,)]
+    for table in TABLES:
+        assert results[1][table], table
+        assert results[4][table] == results[1][table], table
