@@ -76,6 +76,14 @@ def test_shards_are_ranges_of_buckets_and_contacts_follow_their_account() -> Non
         found = participant_shards(facts, None, [pl.Series(["c9", "c1"])], shards)
         assert found["participant_id"].to_list() == ["c1", "c2", "c3", "c9"]
         assert found["__shard"].to_list() == [*expected, c9 * shards // 10_000]
+    # The SQL of docs/scaling.md names the same shards.
+    ids = [f"ACC-{i}" for i in range(200)]
+    mine = participant_shards(pl.DataFrame({"participant_id": ids}), None, [], 7)
+    in_sql = duckdb.sql("SELECT ('0x' || sha256(id)[1:16])::UBIGINT % 10000 * 7 // 10000 "
+                        "FROM unnest($ids) WITH ORDINALITY AS t(id, n) ORDER BY n",
+                        params={"ids": ids}).fetchall()
+    assert mine["__shard"].to_list() == [s for s, in in_sql]
+    assert set(mine["__shard"]) == set(range(7))
 
 
 FACTS = {"participant_id": pl.String, "account_id": pl.String, "as_of": pl.Datetime("us"),
