@@ -115,7 +115,7 @@ def run_sharded_tick(
                                                    removals[PARTICIPANT]], shards, buckets)
     # An event belongs to the shard of the enrollment whose action it answers.
     enrollment_shard = state.join(owner, on=PARTICIPANT).select("enrollment_id", SHARD)
-    events = events.with_columns(pl.col("action_id").str.extract(r"^(.*)/[^/]*$", 1)
+    events = events.with_columns(pl.col("action_id").str.replace(r"/[^/]*$", "")
                                  .alias("enrollment_id")).join(
         enrollment_shard, on="enrollment_id", how="left", maintain_order="left")
     budget = RenderBudget() if render_budget is None else render_budget  # one for all shards
