@@ -19,13 +19,14 @@ from test_properties import ALERT, CHECK_IN, FLOW, STEP, event_frame, respond
 from test_tick_chunks import REPO, TABLES
 from test_tick_chunks import _run as run_quarter
 
+from cswf import project
 from cswf.demo.generate import generate_book
 from cswf.engine.assign import WORKLOAD_SCHEMA, group_tasks
 from cswf.engine.frames import ENROLLMENT_SCHEMA, empty
 from cswf.engine.holdout import sha256_buckets
 from cswf.engine.shards import Buckets, participant_shards, run_sharded_tick
 from cswf.engine.tick import TickResult, run_tick
-from cswf.settings import load_settings
+from cswf.settings import Settings, load_settings
 from cswf.specs.groups import UserGroup
 
 START = datetime(2026, 6, 1)
@@ -174,8 +175,6 @@ def test_the_round_robin_continues_across_shards_as_in_one_process() -> None:
 def test_the_shard_count_is_checked(shards: int) -> None:
     from pydantic import ValidationError
 
-    from cswf.settings import Settings
-
     with pytest.raises(ValidationError, match="shards"):
         Settings(shards=shards)
 
@@ -201,3 +200,31 @@ def test_ten_days_of_the_demo_specs_in_four_shards_equal_one(tmp_path: Path) -> 
     for table in TABLES:
         assert results[1][table], table
         assert results[4][table] == results[1][table], table
+
+
+def test_one_shard_is_run_tick_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`shards: 1` (the default) runs nothing of the split: no hashing, no shard map."""
+    import cswf.engine.shards as shards_module
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("one shard must not split")
+    monkeypatch.setattr(shards_module, "participant_shards", forbidden)
+    rows = [[{"score": 80.0, "stage": "adoption"}] * 3]
+    assert_frame_equal(replay(rows, 1, 0)[0].state, run_tick(
+        empty(ENROLLMENT_SCHEMA), book(rows, 0), None, None,
+        [spec(FLOW), spec(ALERT), spec(CHECK_IN), spec(ROTA)], START, groups=GROUPS).state)
+
+
+@pytest.mark.parametrize(("shards", "reads_account"), [(1, False), (4, True)])
+def test_contact_and_opportunity_facts_carry_their_account_when_sharded(
+        shards: int, reads_account: bool) -> None:
+    """With shards, a run reads `account_id` with the contact and opportunity facts, so they
+    go to their account's shard; the account facts need nothing more."""
+    from cswf.project.ticks import _by_participant, _Feed
+
+    settings = Settings(root=REPO, shards=shards)
+    feeds = {participant: _Feed.of(settings, participant, members) for participant, members
+             in _by_participant(project.load_workflows(settings)).items()}
+    assert set(feeds) == {"account", "contact", "opportunity"}
+    for participant, feed in feeds.items():
+        assert ("account_id" in feed.needed) is (reads_account and participant != "account")
