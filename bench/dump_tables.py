@@ -3,7 +3,8 @@
     python bench/dump_tables.py dump data/cswf.duckdb /tmp/before
     python bench/dump_tables.py compare /tmp/before /tmp/after
 
-Used to show that a change leaves behaviour alone: the same rows, in any order.
+Used to show that a change leaves behaviour alone: the same rows, each as many times, in
+any order.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def compare(before: Path, after: Path) -> int:
         a, b = a.select(common), b.select(common).cast(dict(a.select(common).schema))
         only_a = a.join(b, on=common, how="anti", nulls_equal=True)
         only_b = b.join(a, on=common, how="anti", nulls_equal=True)
-        same = a.height == b.height and only_a.is_empty() and only_b.is_empty()
+        # the same rows as many times each (a row twice before, once after, is a difference)
+        same = (a.height == b.height and only_a.is_empty() and only_b.is_empty()
+                and a.hash_rows().sort().equals(b.hash_rows().sort()))
         note = f" (columns only on one side: {extra})" if extra else ""
         print(f"{path.stem}: {'identical' if same else 'DIFFERENT'} "
               f"({a.height} vs {b.height} rows; {only_a.height} only before, "

@@ -268,6 +268,9 @@ CONFIG_ERRORS = [
      "{cfg}: tick_cron: '* * * * * *' is not a cron expression — write five cron fields (UTC), "
      "e.g. \"0 */3 * * *\""),
     ("tick_crn: '0 * * * *'\n", "{cfg}: tick_crn: unknown setting — did you mean 'tick_cron'?"),
+    ("shards: 0\n", "{cfg}: shards: Input should be greater than or equal to 1 — fix the value"),
+    ("shards: true\n",
+     "{cfg}: shards: expected a whole number of shards, got True — fix the value"),
 ]
 
 

@@ -20,7 +20,7 @@ from engine_harness import ASSET_GROUPS
 from typer.testing import CliRunner
 
 from cswf.cli import app
-from cswf.defs import build_defs
+from cswf.defs import ProjectSettingsError, build_defs, project_settings
 from cswf.defs.assets import ENGINE
 from cswf.defs.automation import LANDING_SENSOR, TICK_JOB, TICK_SCHEDULE
 from cswf.defs.checks import account_rows, duplicate_ids, rejected_files
@@ -131,6 +131,20 @@ def test_definitions_load(settings: Settings) -> None:
     sensor = defs.resolve_sensor_def(LANDING_SENSOR)
     assert sensor.minimum_interval_seconds == 60
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+
+
+def test_a_bad_setting_fails_the_definitions_with_the_clis_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dg dev` loads the definitions through project_settings: a bad value is named as `cswf
+    validate` names it (file, key, what to do), not as a pydantic error."""
+    (tmp_path / "cswf.yaml").write_text("shards: 0\n")
+    monkeypatch.delenv("CSWF_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ProjectSettingsError) as raised:
+        project_settings(tmp_path / "src" / "project")
+    assert str(raised.value) == ("cswf.yaml: shards: Input should be greater than or equal to 1 "
+                                 "— fix the value")
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
 
 
 def test_project_resource_reproduces_settings(settings: Settings) -> None:

@@ -41,7 +41,7 @@ def cli(root: Path, *args: str) -> tuple[int, str, str]:
 
 
 def test_a_rerun_that_would_rewrite_delivered_actions_needs_the_flag_and_forgets_nothing(
-        delivered: Path) -> None:
+        delivered: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = delivered
     (tasks,) = query(root, "SELECT count(*) FROM actions_outbox")[0]
     assert tasks > 0 and query(root, "SELECT DISTINCT status FROM deliveries") == [
@@ -71,8 +71,12 @@ def test_a_rerun_that_would_rewrite_delivered_actions_needs_the_flag_and_forgets
         (True,)]
     assert query(root, "SELECT DISTINCT subject LIKE 'Hello %' FROM actions_outbox") == [(True,)]
 
-    # The same re-run again is a no-op: same action ids, same content.
+    # The same re-run again is a no-op: same action ids, same content; in shards too.
     code, out, err = cli(root, "tick", "--as-of", "2026-05-31T00:00")
     assert code == 0, err
     assert "1 ticks in" in out and "0 written, 1 unchanged, 0 rewritten" in out
+    monkeypatch.setenv("CSWF_SHARDS", "3")
+    code, out, err = cli(root, "tick", "--as-of", "2026-05-31T00:00")
+    assert code == 0, err
+    assert " (3 shards each): 0 written, 1 unchanged, 0 rewritten" in out
     assert query(root, "SELECT count(*) FROM superseded_actions") == [(tasks,)]

@@ -247,7 +247,9 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool,
                        "Dagster", err=True)
         raise typer.Exit(1)
     console.print(
-        f"{tally.ticks} ticks in {elapsed:.1f}s: {tally.statuses['written']} written, "
+        f"{tally.ticks} ticks in {elapsed:.1f}s"
+        f"{f' ({settings.shards} shards each)' if settings.shards > 1 else ''}: "
+        f"{tally.statuses['written']} written, "
         f"{tally.statuses['unchanged']} unchanged, {tally.statuses['rewritten']} rewritten; "
         f"{tally.actions} actions, {tally.transitions} transitions", soft_wrap=True
     )

@@ -157,6 +157,13 @@ class Settings(BaseModel):
         "accounts, then one global step (docs/scaling.md); the result is the same for any "
         "count. 1: one part, as always.")
 
+    @field_validator("shards", mode="before")
+    @classmethod
+    def _a_count(cls, value: object) -> object:
+        if isinstance(value, bool):  # YAML's yes/true would pass as 1
+            raise ValueError(f"expected a whole number of shards, got {value!r}")
+        return value
+
     @field_validator("fields")
     @classmethod
     def _field_names(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:

@@ -32,7 +32,7 @@ from cswf.defs.resources import (
     warehouse_resource,
 )
 from cswf.project import OnTick
-from cswf.settings import Settings, find_root, load_settings
+from cswf.settings import Settings, find_root
 from cswf.store.private import private_umask
 
 
@@ -78,8 +78,19 @@ def build_defs(
     )
 
 
+class ProjectSettingsError(ValueError):
+    """cswf.yaml or a CSWF_* variable is wrong: its message is the CLI's one line (file, key,
+    what to do), which Dagster shows where the definitions fail to load."""
+
+
 def project_settings(start: Path) -> Settings:
     """The settings of the project whose cswf.yaml is found from `start` upwards; CSWF_ROOT
-    names another project folder, and CSWF_* variables override single settings."""
-    root = Path(os.environ["CSWF_ROOT"]) if os.environ.get("CSWF_ROOT") else find_root(start)
-    return load_settings(root)
+    names another project folder, and CSWF_* variables override single settings. Checked as
+    the CLI checks them, so `dg dev` names a bad setting as `cswf validate` would."""
+    from cswf.clitools.config import project_settings as checked
+    from cswf.clitools.errors import CliError
+
+    try:
+        return checked(None if os.environ.get("CSWF_ROOT") else find_root(start))
+    except CliError as exc:
+        raise ProjectSettingsError(exc.line()) from None

@@ -57,7 +57,7 @@ class Buckets:
         self._known = pl.DataFrame(schema={"key": pl.String, "bucket": pl.Int32})
 
     def of(self, keys: pl.Series) -> pl.Series:
-        """The bucket of every key, in order (null keys: bucket 0)."""
+        """The bucket of every key, in order (a null key: the bucket of the empty string)."""
         frame = pl.DataFrame({"key": keys.cast(pl.String).fill_null("")})
         new = frame.unique().join(self._known, on="key", how="anti")["key"]
         if not new.is_empty():
