@@ -206,9 +206,10 @@ def _run_tick(
                           None if removals is None or removals.is_empty()
                           else conform(removals, REMOVAL_SCHEMA))
     positions = facts.select(PARTICIPANT).with_row_index(ROW)
-    state = conform(state, ENROLLMENT_SCHEMA).join(positions, on=PARTICIPANT, how="left")
+    # (in one expression: the joined copy of the whole state is not kept beside its parts)
     by_workflow = {
-        key[0]: frame for key, frame in state.partition_by("workflow", as_dict=True).items()
+        key[0]: frame for key, frame in conform(state, ENROLLMENT_SCHEMA).join(
+            positions, on=PARTICIPANT, how="left").partition_by("workflow", as_dict=True).items()
     }
     # Each workflow's output, sorted on its own (names order the rows: see _in_order).
     done: dict[str, _Sorted] = {}
