@@ -226,7 +226,7 @@ CONFIG_ERRORS = [
     ("colour: blue\n",
      "{cfg}: colour: unknown setting — known: allowed_values, bi_dir, categories, database, "
      "default_category, delivery, fields, groups_file, guards, landing_dir, segments_dir, "
-     "snapshots, specs_dir, sql_dir, templates, tick_cron, tick_start"),
+     "shards, snapshots, specs_dir, sql_dir, templates, tick_cron, tick_start"),
     ("fields: {accounts: {arr: float}}\n",
      "{cfg}: fields.accounts.arr: 'arr' is already a contract column of accounts "
      "(docs/data-contract.md); remove it from fields — fix the value"),

@@ -28,6 +28,7 @@ ENV_OVERRIDES = {
     "CSWF_SQL_DIR": "sql_dir",
     "CSWF_TICK_CRON": "tick_cron",
     "CSWF_TICK_START": "tick_start",
+    "CSWF_SHARDS": "shards",
 }
 
 
@@ -150,6 +151,11 @@ class Settings(BaseModel):
     segments_dir: Path = Field(
         default=Path("segments"),
         description="Named conditions (segments/*.yaml) workflows use as {segment: name}.")
+    shards: int = Field(
+        default=1, ge=1, le=10_000,
+        description="Participant shards a tick runs in, each on the participants of its "
+        "accounts, then one global step (docs/scaling.md); the result is the same for any "
+        "count. 1: one part, as always.")
 
     @field_validator("fields")
     @classmethod

@@ -47,11 +47,11 @@ def settle_approvals(con: duckdb.DuckDBPyConnection, now: datetime,
     """Move the waiting emails that got an answer, or whose window closed, on (one
     transaction); count each in the report as approved, rejected or not_actioned."""
     with transaction(con):
-        decided = con.sql(_DECISIONS, params={"now": now}).pl()
-        report.awaiting_approval = con.execute(
-            f"SELECT count(*) FROM deliveries WHERE status = '{AWAITING}'").fetchall()[0][0] \
-            - decided.height
-        if decided.is_empty():
+        waiting = con.execute(
+            f"SELECT count(*) FROM deliveries WHERE status = '{AWAITING}'").fetchall()[0][0]
+        decided = con.sql(_DECISIONS, params={"now": now}).pl() if waiting else None
+        report.awaiting_approval = waiting - (decided.height if decided is not None else 0)
+        if decided is None or decided.is_empty():
             return
         con.execute(
             "UPDATE deliveries AS d SET updated_at = $now, "

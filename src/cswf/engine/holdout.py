@@ -17,6 +17,7 @@ no milestone (nothing is emitted for it), and completes when its holdout window 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import datetime
 
 import numpy as np
@@ -33,8 +34,13 @@ STEP_NAME = "(control group)"  # where a control enrollment is: at no step of th
 
 def buckets(workflow: str, participant_ids: pl.Series) -> np.ndarray:
     """Each participant's bucket in 0..9999 for `workflow` (see the module docstring)."""
-    digests = b"".join(hashlib.sha256(f"{workflow}/{pid}".encode()).digest()[:8]
-                       for pid in participant_ids.to_list())
+    return sha256_buckets(f"{workflow}/{pid}" for pid in participant_ids.to_list())
+
+
+def sha256_buckets(keys: Iterable[str]) -> np.ndarray:
+    """Each key's bucket in 0..9999: the first 8 bytes of SHA-256 of its UTF-8, big-endian,
+    modulo 10,000 (the one stable hash cswf uses: holdouts here, shards in engine/shards.py)."""
+    digests = b"".join(hashlib.sha256(key.encode()).digest()[:8] for key in keys)
     return np.frombuffer(digests, dtype=">u8") % BUCKETS
 
 

@@ -20,7 +20,8 @@ from cswf.engine.assign import group_tasks
 from cswf.engine.bounds import RenderBudget
 from cswf.engine.flow import TIME_ZONE
 from cswf.engine.guard import TRIPPED_SCHEMA, could_trip, tripped
-from cswf.engine.tick import TickResult, combine, run_tick
+from cswf.engine.shards import ACCOUNT, Buckets, run_sharded_tick
+from cswf.engine.tick import TickResult, combine
 from cswf.facts.models import FACT_MODELS, build_facts, fact_schema
 from cswf.facts.overlay import (
     SNAPSHOT_DATE,
@@ -192,6 +193,7 @@ def run_ticks(
     # Field updates the workflows made are facts until a newer snapshot supersedes them.
     updates = load_field_updates(con, ticks[0])
     reported: set[str] = set()
+    buckets = Buckets()  # the shards' account hashes, once per account for the run
     outcomes: list[WriteOutcome] = []
     actions = transitions = 0
     chunks = {chunk[0]: chunk for chunk in tick_chunks(ticks)}
@@ -207,11 +209,12 @@ def run_ticks(
         for feed in feeds:
             seen, problems = apply_field_updates(feed.at(as_of), updates, as_of)
             _report_overlay_problems(problems, reported)
-            result = run_tick(
+            result = run_sharded_tick(
                 state.filter(pl.col("workflow").is_in(feed.names)), seen, feed.prev,
                 events, feed.workflows, as_of, default_category=settings.default_category,
                 deploys=deploys.filter(window), groups=groups, workload=workload,
                 render_budget=budget, removals=removals.filter(window),
+                shards=settings.shards, buckets=buckets,
             )
             if groups:
                 workload = pl.concat([workload, group_tasks(result.actions)])
@@ -324,6 +327,9 @@ class _Feed:
         if any(isinstance(n.step, DelayStep) for w in workflows for n in w.flow) and \
                 TIME_ZONE in fact_schema(settings.facts_sql_path, model):
             needed.add(TIME_ZONE)  # day delays run on local time
+        if settings.shards > 1 and participant != "account" and \
+                ACCOUNT in fact_schema(settings.facts_sql_path, model):
+            needed.add(ACCOUNT)  # a contact's or opportunity's shard is its account's
         previous = set().union(*(w.previous_fields() for w in workflows))
         return cls(participant, workflows, sorted(needed | {SNAPSHOT_DATE}),
                    sorted(previous | {SNAPSHOT_DATE}), {}, None, None)

@@ -1,0 +1,170 @@
+"""Shard bench: what one shard of a tick costs, for a book split in 1, 2, 4 ... shards.
+
+    .venv/bin/python bench/shards.py --accounts 4000000 --shards 1,2,4
+
+Builds the benchmark's book (bench/bench.py: N accounts x 50 workflows, two daily snapshots),
+then for each shard count runs every shard in a fresh process of its own, one after another:
+the shard reads its accounts' facts from the shared DuckDB file (read-only, filtered by the
+documented bucket SQL of docs/scaling.md), runs the first tick of the book and the next one
+(`run_tick` on its participants only), and reports wall time, CPU time and peak memory. Then
+the global step (engine/shards.py `merge_shards`: the shards' results as one tick) runs on their
+results, which must equal the one-shard result row for row. A shard of one bucket
+(`--fixed 10000`: a ten-thousandth of the book) gives the fixed cost a shard adds.
+
+On a cluster the shards of a tick run at once, so a tick's wall time is about its slowest shard
+plus the global step: the figure printed as "projected". Results go to bench/shards.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from bench import FACTS_SQL, T0, T1, make_book, make_workflows
+from cswf.engine.frames import ENROLLMENT_SCHEMA, empty
+from cswf.engine.shards import merge_shards
+from cswf.engine.tick import TickResult, run_tick
+from cswf.facts.models import build_facts
+from cswf.store.warehouse import save_facts
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = ("state", "actions", "transitions")
+
+
+def shard_filter(shards: int, shard: int) -> str:
+    """The accounts of shard `shard` of `shards`, in DuckDB (docs/scaling.md's bucket SQL)."""
+    return (f"('0x' || sha256(participant_id)[1:16])::UBIGINT % 10000 * {shards} // 10000 "
+            f"= {shard}")
+
+
+def build(folder: str, accounts: int) -> None:
+    """Child process: the book and its facts for both ticks, in `folder`/book.duckdb."""
+    con = duckdb.connect(str(Path(folder) / "book.duckdb"))
+    started = time.perf_counter()
+    make_book(con, accounts)
+    save_facts(con, build_facts(con, [T0, T1], FACTS_SQL))
+    con.close()
+    print(json.dumps({"build_s": time.perf_counter() - started}))
+
+
+def run_shard(folder: str, workflows: int, shards: int, shard: int) -> None:
+    """Child process: one shard's two ticks; its next-tick results to Parquet; figures as JSON."""
+    specs = make_workflows(workflows)
+    fields = set().union(*(w.fact_fields() for w in specs), *(w.previous_fields() for w in specs))
+    columns = ", ".join(f'"{c}"' for c in ["participant_id", "as_of", *sorted(fields)])
+    wall, cpu = time.perf_counter(), time.process_time()
+    con = duckdb.connect(str(Path(folder) / "book.duckdb"), read_only=True)
+    mine = shard_filter(shards, shard)
+    facts = {t: con.sql(f"SELECT {columns} FROM account_facts WHERE as_of = $t AND {mine} "
+                        "ORDER BY participant_id", params={"t": t}).pl() for t in (T0, T1)}
+    con.close()
+    loaded = time.perf_counter()
+    first = run_tick(empty(ENROLLMENT_SCHEMA), facts[T0], None, None, specs, T0)
+    firsted = time.perf_counter()
+    result = run_tick(first.state, facts[T1], facts[T0], None, specs, T1)
+    done = time.perf_counter()
+    out = Path(folder) / f"{shards}-{shard}"
+    out.mkdir()
+    for name in TABLES:
+        getattr(result, name).write_parquet(out / f"{name}.parquet")
+    print(json.dumps({
+        "accounts": facts[T1].height, "load_s": loaded - wall, "first_tick_s": firsted - loaded,
+        "next_tick_s": done - firsted, "wall_s": done - wall, "cpu_s": time.process_time() - cpu,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "actions": result.actions.height + first.actions.height,
+    }))
+
+
+def merged(folder: Path, shards: int, workflows: int) -> tuple[TickResult, float]:
+    """The global step over the shards' next-tick results, and its wall time."""
+    parts = [TickResult(T1, 0, workflows, *(pl.read_parquet(folder / f"{shards}-{k}" /
+                                                            f"{name}.parquet") for name in TABLES))
+             for k in range(shards)]
+    started = time.perf_counter()
+    result = merge_shards(parts, T1, workflows, None, None, pl.DataFrame(), 0)
+    return result, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--accounts", type=int, default=4_000_000)
+    parser.add_argument("--workflows", type=int, default=50)
+    parser.add_argument("--shards", default="1,2,4", help="shard counts, comma-separated")
+    parser.add_argument("--fixed", type=int, default=10_000,
+                        help="shard count whose shard 0 gives the fixed cost of a shard")
+    parser.add_argument("--build", metavar="FOLDER", help=argparse.SUPPRESS)
+    parser.add_argument("--shard", nargs=2, type=int, metavar=("SHARDS", "SHARD"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.build:
+        build(args.build, args.accounts)
+        return
+    if args.shard:
+        run_shard(args.folder, args.workflows, args.shard[0], args.shard[1])
+        return
+
+    counts = [int(n) for n in args.shards.split(",")]
+    results: dict[str, object] = {"accounts": args.accounts, "workflows": args.workflows}
+    with tempfile.TemporaryDirectory(dir=ROOT / "bench") as scratch:
+        folder = Path(scratch)
+        results |= _child("--build", scratch, "--accounts", str(args.accounts))
+        print(f"book: {args.accounts:,} accounts x {args.workflows} workflows, built in "
+              f"{results['build_s']:.0f} s", flush=True)
+        fixed = _child("--shard", str(args.fixed), "0", "--folder", scratch,
+                       "--workflows", str(args.workflows))
+        results["fixed"] = fixed
+        print(f"fixed cost: a shard of 1 bucket in {args.fixed:,} ({fixed['accounts']:,} "
+              f"accounts): load {fixed['load_s']:.2f} s (a scan of the whole book), ticks "
+              f"{fixed['first_tick_s'] + fixed['next_tick_s']:.2f} s; {fixed['wall_s']:.2f} s "
+              f"wall, {fixed['cpu_s']:.2f} s CPU", flush=True)
+        single = None
+        for shards in counts:
+            runs = []
+            for shard in range(shards):
+                runs.append(_child("--shard", str(shards), str(shard), "--folder", scratch,
+                                   "--workflows", str(args.workflows)))
+                run = runs[-1]
+                print(f"{shards} shard(s), shard {shard}: {run['accounts']:>9,} accounts  "
+                      f"load {run['load_s']:6.2f} s  first tick {run['first_tick_s']:6.2f} s  "
+                      f"next tick {run['next_tick_s']:6.2f} s  wall {run['wall_s']:6.2f} s  "
+                      f"CPU {run['cpu_s']:6.2f} s  peak {run['peak_rss_gib']:5.2f} GiB",
+                      flush=True)
+            result, merge_s = merged(folder, shards, args.workflows)
+            if single is None:
+                single = result
+            same = all(getattr(result, t).equals(getattr(single, t)) for t in TABLES)
+            slowest = max(r["wall_s"] for r in runs)
+            results[str(shards)] = {"shards": runs, "merge_s": merge_s, "equal_to_first": same,
+                                    "projected_wall_s": slowest + merge_s}
+            print(f"{shards} shard(s): global step {merge_s:.2f} s; result "
+                  f"{'equal to' if same else 'DIFFERENT from'} {counts[0]} shard(s); projected "
+                  f"tick on {shards} machines: {slowest + merge_s:.2f} s (slowest shard + "
+                  "global step)", flush=True)
+    out = ROOT / "bench" / "shards.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _child(*args: str) -> dict:
+    """Run this script in a fresh process (its peak memory is its own); its last line."""
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                              [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])})
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    main()
