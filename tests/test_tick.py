@@ -318,3 +318,16 @@ def test_actions_gather_only_the_fact_columns_their_workflow_reads() -> None:
                "industry")
     # templates (account_name), the owner (csm), the condition (days_to_renewal), as_of
     assert _read(workflow, columns) == ["as_of", "account_name", "csm", "days_to_renewal"]
+
+
+def test_one_result_combined_with_nothing_kept_is_that_result_not_sorted_again() -> None:
+    from cswf.engine.tick import combine
+
+    workflows = [spec(ORDERED.format(name=n)) for n in ("b", "a")]
+    rows = [account(30, participant_id=p) for p in ("B", "A")]
+    one = run_tick(empty(ENROLLMENT_SCHEMA), facts(START, rows), None, None, workflows, START)
+    assert combine([one], START, empty(ENROLLMENT_SCHEMA)) is one
+    both = combine([one, one.__class__(START, 0, 0, empty(ENROLLMENT_SCHEMA),
+                                       one.actions.clear(), one.transitions.clear())], START)
+    assert both.state.equals(one.state) and both.actions.equals(one.actions)
+    assert both.transitions.equals(one.transitions)

@@ -118,6 +118,8 @@ def combine(results: Sequence[TickResult], as_of: datetime, kept: pl.DataFrame |
             ) -> TickResult:
     """One tick's results of several participant types (each run on its own facts) as one;
     `kept` is state no workflow ran over (specs that are gone)."""
+    if len(results) == 1 and (kept is None or kept.is_empty()):
+        return results[0]  # already in the order below: not sorted again
     states = [r.state for r in results] + ([conform(kept, ENROLLMENT_SCHEMA)]
                                            if kept is not None else [])
     return TickResult(
