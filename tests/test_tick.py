@@ -276,3 +276,58 @@ def test_facts_must_be_one_row_per_participant_as_of_the_tick() -> None:
     with pytest.raises(FactsError, match="not all as of"):
         run_tick(empty(ENROLLMENT_SCHEMA), facts(START, [account(1)]), None, None,
                  [workflow], START + timedelta(hours=3))
+
+
+ORDERED = """
+name: {name}
+owner: {{field: csm}}
+state: enabled
+entry: {{field: days_to_renewal, op: between, value: [0, 90]}}
+steps:
+  - name: checklist
+    actions: [{{type: task, title: "Prep for {{{{ account_name }}}}"}},
+              {{type: task, title: "Call {{{{ account_name }}}}"}}]
+"""
+
+
+def test_a_tick_orders_its_rows_by_workflow_name_and_participant_whatever_the_priority() -> None:
+    # Each workflow's rows are sorted on their own and the workflows put in name order: the
+    # result must equal one sort of everything, with names that share a beginning ('a', 'a1',
+    # 'a_b') and priorities that run them in another order.
+    names = {"a_b": 0, "a": 1, "a1": 2}
+    workflows = [spec(ORDERED.format(name=n).replace("state: enabled",
+                                                       f"state: enabled\npriority: {p}"))
+                 for n, p in names.items()]
+    rows = [account(30, participant_id=p) for p in ("C", "A", "B")]
+    first = run_tick(empty(ENROLLMENT_SCHEMA), facts(START, rows), None, None, workflows, START)
+    assert first.state.select("workflow", "participant_id").rows() == [
+        (w, p) for w in ("a", "a1", "a_b") for p in ("A", "B", "C")]
+    assert first.actions["action_id"].to_list() == sorted(first.actions["action_id"])
+    assert first.actions.height == 18
+    order = {"entered": 1, "advanced": 4, "completed": 7}
+    keys = [(w, p, order[t], s) for w, p, t, s in first.transitions.select(
+        "workflow", "participant_id", "transition", "step").rows()]
+    assert keys == sorted(keys) and len(keys) == 27
+
+
+def test_actions_gather_only_the_fact_columns_their_workflow_reads() -> None:
+    from cswf.engine.emit import _read
+
+    workflow = spec(ORDERED.format(name="a"))
+    columns = ("participant_id", "as_of", "account_name", "csm", "days_to_renewal", "arr",
+               "industry")
+    # templates (account_name), the owner (csm), the condition (days_to_renewal), as_of
+    assert _read(workflow, columns) == ["as_of", "account_name", "csm", "days_to_renewal"]
+
+
+def test_one_result_combined_with_nothing_kept_is_that_result_not_sorted_again() -> None:
+    from cswf.engine.tick import combine
+
+    workflows = [spec(ORDERED.format(name=n)) for n in ("b", "a")]
+    rows = [account(30, participant_id=p) for p in ("B", "A")]
+    one = run_tick(empty(ENROLLMENT_SCHEMA), facts(START, rows), None, None, workflows, START)
+    assert combine([one], START, empty(ENROLLMENT_SCHEMA)) is one
+    both = combine([one, one.__class__(START, 0, 0, empty(ENROLLMENT_SCHEMA),
+                                       one.actions.clear(), one.transitions.clear())], START)
+    assert both.state.equals(one.state) and both.actions.equals(one.actions)
+    assert both.transitions.equals(one.transitions)

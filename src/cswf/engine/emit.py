@@ -6,13 +6,15 @@ each action type fills its own columns (`ActionSpec.outbox`, specs/actions/).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import polars as pl
 
 from cswf.engine.context import TickContext
 from cswf.engine.frames import ACTION_SCHEMA, ROW, conforming, moment
 from cswf.engine.render import render, substitution
 from cswf.specs.action import OUTBOX_COLUMNS, OutboxContext, Text, owner_columns
-from cswf.specs.loader import LoadedWorkflow, action_key
+from cswf.specs.loader import TEMPLATE_CONTEXT, LoadedWorkflow, action_key
 from cswf.specs.references import as_payload
 from cswf.specs.workflow import ActionStep
 
@@ -30,7 +32,8 @@ def build_step_actions(
 ) -> pl.DataFrame:
     """One row per (participant, action); ids are enrollment id + step + action, so stable."""
     spec, as_of, default_category = workflow.spec, context.as_of, context.default_category
-    facts = context.facts.select(pl.all().exclude(PARTICIPANT).gather(ready[ROW]))
+    facts = context.facts.select(pl.col(_read(workflow, tuple(context.facts.columns)))
+                                 .gather(ready[ROW]))
     base = pl.DataFrame([ready[c] for c in ("enrollment_id", PARTICIPANT, "version")]) \
         .hstack(facts.get_columns())
     constants = {"workflow": spec.name, "as_of": as_of, "step": step.name}
@@ -80,3 +83,12 @@ def build_step_actions(
                  "status"]
         frames.append(frame.select(conforming(names, ACTION_SCHEMA)).collect())
     return pl.concat(frames)
+
+
+@lru_cache(maxsize=256)
+def _read(workflow: LoadedWorkflow, columns: tuple[str, ...]) -> list[str]:
+    """The fact columns the workflow's actions may read (its fact fields: templates, owners,
+    recipients, an action type's own `fact_fields`): only those are gathered for the rows
+    that reach an action, not every column of the facts."""
+    wanted = workflow.fact_fields() | set(TEMPLATE_CONTEXT)
+    return [c for c in columns if c in wanted and c != PARTICIPANT]

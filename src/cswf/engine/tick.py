@@ -118,6 +118,8 @@ def combine(results: Sequence[TickResult], as_of: datetime, kept: pl.DataFrame |
             ) -> TickResult:
     """One tick's results of several participant types (each run on its own facts) as one;
     `kept` is state no workflow ran over (specs that are gone)."""
+    if len(results) == 1 and (kept is None or kept.is_empty()):
+        return results[0]  # already in the order below: not sorted again
     states = [r.state for r in results] + ([conform(kept, ENROLLMENT_SCHEMA)]
                                            if kept is not None else [])
     return TickResult(
@@ -206,11 +208,13 @@ def _run_tick(
                           None if removals is None or removals.is_empty()
                           else conform(removals, REMOVAL_SCHEMA))
     positions = facts.select(PARTICIPANT).with_row_index(ROW)
-    state = conform(state, ENROLLMENT_SCHEMA).join(positions, on=PARTICIPANT, how="left")
+    # (in one expression: the joined copy of the whole state is not kept beside its parts)
     by_workflow = {
-        key[0]: frame for key, frame in state.partition_by("workflow", as_dict=True).items()
+        key[0]: frame for key, frame in conform(state, ENROLLMENT_SCHEMA).join(
+            positions, on=PARTICIPANT, how="left").partition_by("workflow", as_dict=True).items()
     }
-    states, actions, transitions = [], [], []
+    # Each workflow's output, sorted on its own (names order the rows: see _in_order).
+    done: dict[str, _Sorted] = {}
     # Participants inside a workflow that restricts entering others. Workflows admit in
     # priority order (then name), so when two admit someone at one tick, the first one's
     # eligibility rule decides whether the second may.
@@ -230,21 +234,20 @@ def _run_tick(
             out = _advance_workflow(rows, context, workflow, barred)
         if workflow.name in restricting:
             inside.append(out.entered.select(ROW, pl.lit(workflow.name).alias("workflow")))
-        states.append(out.state)
-        actions.extend(out.actions)
-        transitions.extend(out.transitions)
-    states.extend(by_workflow.values())  # workflows whose spec is gone stay as they were
+        with phase("frames"):
+            done[workflow.name] = _sorted(out, as_of)
     with phase("frames"):
-        all_actions = pl.concat(actions).sort("action_id") if actions else empty(ACTION_SCHEMA)
+        for name, rest in by_workflow.items():  # workflows whose spec is gone stay as they were
+            done[name] = _sorted(_Out(rest, [], [], rest.clear()), as_of)
+        ordered = [done[name] for name in sorted(done)]
+        all_actions = _in_order([o.actions for o in ordered], ACTION_SCHEMA)
     if groups:
         with phase("assign"):
             all_actions = assign_tasks(all_actions, groups, empty(WORKLOAD_SCHEMA)
                                        if workload is None else workload, events, as_of)
     with phase("frames"):
-        all_state = pl.concat([conform(s, WORKING_SCHEMA) for s in states]
-                              or [empty(WORKING_SCHEMA)]).lazy().drop(ROW).sort(
-            "workflow", PARTICIPANT).collect()
-        all_transitions = _finish_transitions(transitions, as_of)
+        all_state = _in_order([o.state for o in ordered], ENROLLMENT_SCHEMA)
+        all_transitions = _in_order([o.transitions for o in ordered], TRANSITION_SCHEMA)
     return TickResult(
         as_of=as_of,
         participants=facts.height,
@@ -265,19 +268,47 @@ def _check_facts(facts: pl.DataFrame, as_of: datetime) -> None:
         raise FactsError(f"facts are not all as of {as_of}")
 
 
-def _finish_transitions(frames: list[pl.DataFrame], as_of: datetime) -> pl.DataFrame:
-    if not frames:
-        return empty(TRANSITION_SCHEMA)
-    order = {"version_changed": -1, "deploy_refused": 0, "remove_refused": 0, "entered": 1,
-             "objective_met": 2,
-             "exited": 3, "advanced": 4,
-             "milestone_started": 5, "milestone_done": 6, "completed": 7}
-    combined = pl.concat(frames, how="diagonal_relaxed")  # (some carry no evidence)
-    return combined.lazy().with_columns(tick=moment(as_of)).select(
-        conforming([*combined.columns, "tick"], TRANSITION_SCHEMA)
-    ).sort(
-        "workflow", PARTICIPANT, pl.col("transition").replace_strict(order), "step"
-    ).collect()
+# The order of transitions of one participant at a tick: what happened first comes first.
+_TRANSITION_ORDER = {"version_changed": -1, "deploy_refused": 0, "remove_refused": 0,
+                     "entered": 1, "objective_met": 2, "exited": 3, "advanced": 4,
+                     "milestone_started": 5, "milestone_done": 6, "completed": 7}
+
+
+@dataclass(frozen=True)
+class _Sorted:
+    """One workflow's state, actions and transitions, each conformed and sorted."""
+
+    state: pl.DataFrame | None
+    actions: pl.DataFrame | None
+    transitions: pl.DataFrame | None
+
+
+def _sorted(out: _Out, as_of: datetime) -> _Sorted:
+    """A workflow's output sorted as the tick's result is (state by participant, actions by
+    id, transitions by participant then order): sorting each workflow's rows as soon as they
+    are made, then putting workflows in name order (`_in_order`), orders the whole tick
+    without ever sorting (or holding twice) all of its rows."""
+    state = None if out.state.is_empty() else conform(out.state, WORKING_SCHEMA).lazy().drop(
+        ROW).sort(PARTICIPANT).collect()
+    actions = pl.concat(out.actions).sort("action_id") if out.actions else None
+    transitions = None
+    if out.transitions:
+        combined = pl.concat(out.transitions, how="diagonal_relaxed")  # (some carry no evidence)
+        transitions = combined.lazy().with_columns(tick=moment(as_of)).select(
+            conforming([*combined.columns, "tick"], TRANSITION_SCHEMA)
+        ).sort(
+            PARTICIPANT, pl.col("transition").replace_strict(_TRANSITION_ORDER), "step"
+        ).collect()
+    return _Sorted(state, actions, transitions)
+
+
+def _in_order(frames: list[pl.DataFrame | None], schema: dict[str, pl.DataType]
+              ) -> pl.DataFrame:
+    """Workflows' sorted frames, in workflow name order, as one frame sorted by workflow
+    first. Actions too: an action id starts with its workflow's name and a '/', which sorts
+    before every character a name may hold (specs/common.py), so name order is id order."""
+    present = [f for f in frames if f is not None and not f.is_empty()]
+    return pl.concat(present) if present else empty(schema)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from cswf.engine.assign import WORKLOAD_SCHEMA
 from cswf.engine.frames import ENROLLMENT_SCHEMA
@@ -38,6 +39,7 @@ from cswf.store.transaction import transaction
 
 KEY = ("workflow", "participant_id")
 CHANGED = "cswf_changed_enrollments"  # the tick's changed rows, registered while written
+NEW_ACTIONS, NEW_TRANSITIONS = "cswf_new_actions", "cswf_new_transitions"  # (likewise)
 
 __all__ = ["DeliveredHistory", "Rewrite"]  # re-exported: what a refused re-run raises
 
@@ -281,13 +283,13 @@ def _write_tick(
                 _write_history(con, changed, as_of)
         if not new_actions.is_empty():
             with phase("write actions_outbox"):
-                con.execute("INSERT INTO actions_outbox SELECT * FROM new_actions").fetchall()
+                _insert(con, "actions_outbox", NEW_ACTIONS, new_actions)
                 if rewrite is not None or _any_superseded(con):
                     reclaim(con, new_actions)
         count: dict[str, int] = {}
         if not new_transitions.is_empty():
             with phase("write transitions"):
-                con.execute("INSERT INTO transitions SELECT * FROM new_transitions").fetchall()
+                _insert(con, "transitions", NEW_TRANSITIONS, new_transitions)
             counts = new_transitions.group_by("transition").len()
             count = dict(zip(counts["transition"], counts["len"], strict=True))
         con.execute(
@@ -308,11 +310,27 @@ def _write_tick(
     return WriteOutcome(as_of, "rewritten", rewrite.ticks, rewrite if rewrite.actions else None)
 
 
+def arrow(frame: pl.DataFrame) -> pa.Table:
+    """`frame` as Arrow for DuckDB to read, without copying its strings: Polars' own string
+    views, which DuckDB reads as they are (the default conversion, to large strings, copies
+    every string: for a busy tick's rows, seconds and a gibibyte)."""
+    return frame.to_arrow(compat_level=pl.CompatLevel.newest())
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, name: str, frame: pl.DataFrame
+            ) -> None:
+    con.register(name, arrow(frame))
+    try:
+        con.execute(f"INSERT INTO {table} SELECT * FROM {name}").fetchall()
+    finally:
+        con.unregister(name)
+
+
 def _write_history(con: duckdb.DuckDBPyConnection, changed: pl.DataFrame, as_of: datetime
                    ) -> None:
     """Close the changed enrollments' current versions and add the new ones; the rows go to
     DuckDB as Arrow once (a Polars frame would be converted for each statement)."""
-    con.register(CHANGED, changed.to_arrow())
+    con.register(CHANGED, arrow(changed))
     try:
         con.execute(
             f"UPDATE {HISTORY} AS h SET valid_to = $t FROM {CHANGED} AS c "
