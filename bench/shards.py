@@ -148,12 +148,15 @@ def main() -> None:
             slowest = max(r["wall_s"] for r in runs)
             results[str(shards)] = {"shards": runs, "merge_s": merge_s, "equal_to_first": same,
                                     "projected_wall_s": slowest + merge_s}
-            print(f"{shards} shard(s): global step {merge_s:.2f} s; result "
-                  f"{'equal to' if same else 'DIFFERENT from'} {counts[0]} shard(s); projected "
+            check = ("kept as the reference" if shards == counts[0] else
+                     f"{'equal to' if same else 'DIFFERENT from'} that of {counts[0]} shard(s)")
+            print(f"{shards} shard(s): global step {merge_s:.2f} s; result {check}; projected "
                   f"tick on {shards} machines: {slowest + merge_s:.2f} s (slowest shard + "
                   "global step)", flush=True)
     out = ROOT / "bench" / "shards.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
+    if not all(results[str(n)]["equal_to_first"] for n in counts):
+        sys.exit("the shards' merged result differs from one shard's: see above")
 
 
 def _child(*args: str) -> dict:
