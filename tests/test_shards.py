@@ -202,6 +202,44 @@ def test_ten_days_of_the_demo_specs_in_four_shards_equal_one(tmp_path: Path) -> 
         assert results[4][table] == results[1][table], table
 
 
+_EIGHT = ", ".join(f'{{name: m{i}, title: "M{i}", due_days: 3, trigger_days: 0}}'
+                   for i in range(8))
+MILESTONES = """
+name: nurture
+owner: {user: csm}
+state: enabled
+entry: {field: score, op: ge, value: 60}
+milestones: [EIGHT]
+steps:
+  - name: call
+    actions: [{type: task, title: "Call {{ participant_id }}"}]
+""".replace("EIGHT", _EIGHT)
+
+
+def test_milestones_started_together_keep_their_order_in_any_shard_count() -> None:
+    """Eight milestones start at the entering tick: the transitions tie on (participant,
+    transition, step) and keep the order they were made in, in one shard or five."""
+    people = [f"p{i:04d}" for i in range(3000)]
+    facts = pl.DataFrame({"participant_id": people, "as_of": [START] * len(people),
+                          "score": [70.0] * len(people)})
+    one, five = (run_sharded_tick(empty(ENROLLMENT_SCHEMA), facts, None, None,
+                                  [spec(MILESTONES)], START, shards=k) for k in (1, 5))
+    started = one.transitions.filter((pl.col("participant_id") == "p0000")
+                                     & (pl.col("transition") == "milestone_started"))
+    assert started["reason"].str.extract(r"'(m\d)'").to_list() == [f"m{i}" for i in range(8)]
+    assert_frame_equal(five.transitions, one.transitions)
+
+
+def test_a_null_participant_id_is_in_a_shard_as_in_one_tick() -> None:
+    facts = pl.DataFrame({"participant_id": ["a", None, "c", "d"], "as_of": [START] * 4,
+                          "score": [70.0] * 4})
+    one, three = (run_sharded_tick(empty(ENROLLMENT_SCHEMA), facts, None, None,
+                                   [spec(MILESTONES)], START, shards=k) for k in (1, 3))
+    assert one.state["participant_id"].to_list() == [None, "a", "c", "d"]
+    assert_frame_equal(three.state, one.state)
+    assert_frame_equal(three.actions, one.actions)
+
+
 def test_one_shard_is_run_tick_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     """`shards: 1` (the default) runs nothing of the split: no hashing, no shard map."""
     import cswf.engine.shards as shards_module

@@ -7,7 +7,12 @@ import polars as pl
 import pytest
 
 from cswf.engine.frames import ACTION_SCHEMA, ENROLLMENT_SCHEMA, TRANSITION_SCHEMA
-from cswf.store.tables import HISTORY, ensure_engine_tables
+from cswf.store.tables import (
+    HISTORY,
+    delivery_tables_ready,
+    ensure_delivery_tables,
+    ensure_engine_tables,
+)
 from cswf.store.transaction import transaction
 
 
@@ -66,3 +71,21 @@ def test_rows_go_to_duckdb_as_string_views_and_come_back_the_same() -> None:
     assert rows.schema.field("id").type == pa.string_view()
     con = duckdb.connect(":memory:")
     assert con.sql("SELECT * FROM rows").pl().equals(frame)
+
+
+def test_delivery_tables_rolled_back_are_made_again() -> None:
+    """Tables made inside a transaction that rolls back are gone; the next check makes them
+    again (only a delivery run, outside any transaction, remembers a connection's tables)."""
+    con = duckdb.connect()
+    with pytest.raises(RuntimeError), transaction(con):
+        ensure_engine_tables(con)
+        ensure_delivery_tables(con)
+        raise RuntimeError("rolled back")
+    count = "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'deliveries'"
+    assert con.execute(count).fetchall() == [(0,)]
+    ensure_engine_tables(con)
+    assert con.execute(count).fetchall() == [(1,)]
+    delivery_tables_ready(con)
+    delivery_tables_ready(con)  # the second asks nothing
+    assert con.execute(count).fetchall() == [(1,)]
+

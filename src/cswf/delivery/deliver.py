@@ -43,7 +43,7 @@ from cswf.delivery.outcomes import Sent, fail_now, record_outcomes
 from cswf.delivery.report import DeliveryReport
 from cswf.delivery.rules import TimeZones
 from cswf.ingest.action_events import record_events
-from cswf.store.tables import ensure_delivery_tables
+from cswf.store.tables import delivery_tables_ready
 from cswf.store.transaction import transaction
 
 __all__ = ["DeliveryReport", "Fault", "default_senders", "deliver", "resolve_unknown"]
@@ -291,7 +291,7 @@ def deliver(con: duckdb.DuckDBPyConnection, senders: Mapping[str, Sender],
     config.default_time_zone)."""
     now = utc_naive(now)
     _check_senders(senders)
-    ensure_delivery_tables(con)
+    delivery_tables_ready(con)
     report = DeliveryReport(now=now, dry_run=config.dry_run)
     preview = None
     if config.dry_run:

@@ -17,6 +17,11 @@ What is global: assigning group tasks (round robin and least loaded continue fro
 tasks, in action-id order), so `run_sharded_tick` assigns once after the shards; the render budget
 is one object every shard charges, as the workflows of one process do; spec versions,
 lifecycle checks and the tick guard run once per tick in project/ticks.py, outside this module.
+
+One difference is allowed: a template's render is shared by the participants of one call with
+the same inputs, and each shard is a call of its own, so shards render (and charge the budget
+for) what one process renders once. A tick that spends its render budget (30 s by default) may
+then fail other, and more, renders than one process; a tick within it is identical.
 """
 
 from __future__ import annotations
@@ -102,7 +107,8 @@ def run_sharded_tick(
     buckets: Buckets | None = None,
 ) -> TickResult:
     """`run_tick` over `shards` parts and the global step after them (one shard: `run_tick`
-    itself, nothing else runs); the same result as `run_tick` for any shard count."""
+    itself, nothing else runs); the same result as `run_tick` for any shard count, unless
+    the tick spends its render budget (see the module docstring)."""
     if shards == 1:
         return run_tick(state, facts, prev_facts, events, workflows, as_of,
                         default_category=default_category, deploys=deploys, groups=groups,
@@ -114,7 +120,8 @@ def run_sharded_tick(
     owner = participant_shards(facts, prev_facts, [state[PARTICIPANT], deploys[PARTICIPANT],
                                                    removals[PARTICIPANT]], shards, buckets)
     # An event belongs to the shard of the enrollment whose action it answers.
-    enrollment_shard = state.join(owner, on=PARTICIPANT).select("enrollment_id", SHARD)
+    enrollment_shard = state.join(owner, on=PARTICIPANT, nulls_equal=True).select(
+        "enrollment_id", SHARD)
     events = events.with_columns(pl.col("action_id").str.replace(r"/[^/]*$", "")
                                  .alias("enrollment_id")).join(
         enrollment_shard, on="enrollment_id", how="left", maintain_order="left")
@@ -124,7 +131,9 @@ def run_sharded_tick(
         if frame is None:
             return {}
         if SHARD not in frame.columns:
-            frame = frame.join(owner, on=PARTICIPANT, how="left", maintain_order="left")
+            # a null participant id is a participant too, as run_tick treats it
+            frame = frame.join(owner, on=PARTICIPANT, how="left", maintain_order="left",
+                               nulls_equal=True)
         return {key[0]: rows.drop(SHARD)
                 for key, rows in frame.partition_by(SHARD, as_dict=True).items()}
 

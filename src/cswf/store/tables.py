@@ -157,22 +157,28 @@ def ensure_engine_tables(con: duckdb.DuckDBPyConnection) -> None:
     ensure_delivery_tables(con)
 
 
-# Connections that found delivery's tables current: nothing in cswf drops them, so a
-# connection asks once (the catalog query costs milliseconds, and the demo delivers 700 times).
+# Connections whose delivery runs found delivery's tables current (see delivery_tables_ready).
 _CURRENT_ON: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
 
 
 def ensure_delivery_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Delivery's tables (the engine's `actions_outbox` must exist to deliver from), and the
-    holds it reads. Every delivery run calls this: one query finds them current, and only a
-    new or older warehouse runs the statements."""
-    if con in _CURRENT_ON:
-        return
-    if _delivery_tables_current(con):  # found, not just made: a rollback cannot undo that
-        _CURRENT_ON.add(con)
+    holds it reads: one query finds them current, and only a new or older warehouse runs the
+    statements."""
+    if _delivery_tables_current(con):
         return
     _rekey_crm_tables(con)
     create(con, (*HOLDS, *DELIVERY))
+
+
+def delivery_tables_ready(con: duckdb.DuckDBPyConnection) -> None:
+    """`ensure_delivery_tables` once per connection, for a delivery run: nothing in cswf drops
+    the tables, and the catalog query costs milliseconds (the demo delivers 700 times). Only
+    for callers outside any transaction (a delivery run opens its own), so tables a rollback
+    undoes are never remembered."""
+    if con not in _CURRENT_ON:
+        ensure_delivery_tables(con)
+        _CURRENT_ON.add(con)
 
 
 # The tables ensure_delivery_tables makes, and a column of each added after the first release.
