@@ -364,9 +364,10 @@ def setup(folder: str, accounts: int, workflows: int, sample: int) -> None:
     print(json.dumps(figures))
 
 
-def child(*args: str) -> dict:
-    """Run this script in a fresh process (so its peak memory is its own); its last line."""
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+def child(*args: str, script: str = __file__) -> dict:
+    """Run `script` (default: this one) in a fresh process (so its peak memory is its own);
+    its last line, as JSON."""
+    done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(
                               [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])})
     if done.returncode != 0:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +28,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from bench import FACTS_SQL, T0, T1, make_book, make_workflows
+from bench import FACTS_SQL, T0, T1, child, make_book, make_workflows
 from cswf.engine.frames import ENROLLMENT_SCHEMA, empty
 from cswf.engine.shards import merge_shards
 from cswf.engine.tick import TickResult, run_tick
@@ -160,13 +158,7 @@ def main() -> None:
 
 
 def _child(*args: str) -> dict:
-    """Run this script in a fresh process (its peak memory is its own); its last line."""
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                              [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])})
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return child(*args, script=__file__)
 
 
 if __name__ == "__main__":

@@ -27,19 +27,21 @@ then fail other, and more, renders than one process; a tick within it is identic
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 import polars as pl
 
 from cswf.engine.assign import WORKLOAD_SCHEMA, assign_tasks
 from cswf.engine.bounds import RenderBudget
-from cswf.engine.frames import ACTION_SCHEMA, ENROLLMENT_SCHEMA, TRANSITION_SCHEMA, conform, empty
+from cswf.engine.frames import ENROLLMENT_SCHEMA, conform, empty
 from cswf.engine.holdout import BUCKETS, sha256_buckets
 from cswf.engine.tick import (
     DEPLOY_SCHEMA,
     EVENT_SCHEMA,
     REMOVAL_SCHEMA,
     TickResult,
+    combine,
     run_tick,
 )
 from cswf.specs.groups import UserGroup
@@ -162,26 +164,10 @@ def merge_shards(results: Sequence[TickResult], as_of: datetime, workflows: int,
                  groups: Mapping[str, UserGroup] | None, workload: pl.DataFrame | None,
                  events: pl.DataFrame, participants: int) -> TickResult:
     """The global step: the shards' results as one tick's (ordered as one process orders
-    them), then the group tasks assigned over all of them."""
-    actions = pl.concat([r.actions for r in results]).sort("action_id") if results \
-        else empty(ACTION_SCHEMA)
+    them: `combine`), then the group tasks assigned over all of them."""
+    merged = combine(results, as_of)
+    actions = merged.actions
     if groups:
         actions = assign_tasks(actions, groups, empty(WORKLOAD_SCHEMA) if workload is None
                                else workload, events, as_of)
-    phases: dict[str, float] = {}
-    for r in results:
-        for name, seconds in r.phases.items():
-            phases[name] = phases.get(name, 0.0) + seconds
-    return TickResult(
-        as_of=as_of,
-        participants=participants,
-        workflows=workflows,
-        state=pl.concat([r.state for r in results]).sort("workflow", PARTICIPANT)
-        if results else empty(ENROLLMENT_SCHEMA),
-        actions=actions,
-        # A participant's transitions all come from one shard, already in order.
-        transitions=pl.concat([r.transitions for r in results]).sort(
-            "workflow", PARTICIPANT, maintain_order=True) if results
-        else empty(TRANSITION_SCHEMA),
-        phases=phases,
-    )
+    return replace(merged, participants=participants, workflows=workflows, actions=actions)
