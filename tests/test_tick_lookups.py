@@ -31,6 +31,8 @@ def test_seen_enrollments_are_split_by_workflow_and_action() -> None:
     assert seen.seen_enrollments("opened", "renewal", "s0.a1").to_list() == ["renewal/A/1"]
     assert seen.seen_enrollments("opened", "renewal", "s2.a0").is_empty()
     assert seen.seen_enrollments("clicked", "onboarding", "s0.a1").is_empty()
+    # a key is one segment: "y/1/s0.a1" is no action key, although an id ends with it
+    assert seen.seen_enrollments("opened", "onboarding", "y/1/s0.a1").is_empty()
 
 
 def test_an_action_result_is_looked_up_only_for_the_rows_concerned() -> None:

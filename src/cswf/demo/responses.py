@@ -126,7 +126,8 @@ class SimulatedAudience:
         self._add(answered.filter(task & (at > as_of)).select(
             "action_id", "event_type", at.alias("occurred_at")))
         emails = answered.filter(~task).select("action_id", "event_type", "offset")
-        self._answers = emails if self._answers is None else pl.concat([self._answers, emails])
+        self._answers = emails if self._answers is None else pl.concat([self._answers, emails],
+                                                                         rechunk=True)
 
     def _sent(self, con: duckdb.DuckDBPyConnection, sent_from: datetime,
               sent_before: datetime, after: datetime) -> None:
@@ -144,7 +145,7 @@ class SimulatedAudience:
 
     def _add(self, drawn: pl.DataFrame) -> None:
         if not drawn.is_empty():
-            self._pending = pl.concat([self._pending, drawn.select(list(_EVENT))])
+            self._pending = pl.concat([self._pending, drawn.select(list(_EVENT))], rechunk=True)
 
     def _release(self, now: datetime) -> pl.DataFrame:
         """The events that have happened by `now` (for the engine; recorded later)."""

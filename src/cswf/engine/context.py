@@ -13,6 +13,8 @@ from cswf.engine.frames import ROW, moment
 from cswf.engine.phases import phase
 from cswf.specs.conditions import Condition, fields_used
 
+_SPLIT = "\0split"  # marks the events as split by type (no event type holds a NUL)
+
 
 @dataclass(frozen=True)
 class TickContext:
@@ -27,39 +29,31 @@ class TickContext:
     # Manual exits of this tick: workflow, participant_id, requested_by, reason, requested_at.
     removals: pl.DataFrame | None = None
     _seen: dict[str, pl.Series] = field(default_factory=dict, repr=False, compare=False)
-    _seen_by: dict[str, dict[tuple[str, str], pl.Series]] = field(
-        default_factory=dict, repr=False, compare=False)
 
     def seen(self, event_type: str) -> pl.Series:
-        """The ids of the actions with an `event_type` event by `as_of`; every workflow of a
-        tick asks the same questions, so each is answered once."""
+        """The ids of the actions with an `event_type` event by `as_of`. Every workflow of a
+        tick asks such questions, so the events are split by type once, on the first."""
+        if not self._seen:
+            by_type = self.events.filter(pl.col("occurred_at") <= moment(self.as_of)).select(
+                "event_type", "action_id").partition_by("event_type", as_dict=True)
+            self._seen.update({kind: frame["action_id"] for (kind,), frame in by_type.items()})
+            self._seen[_SPLIT] = pl.Series("action_id", [], dtype=pl.String)  # not again
         found = self._seen.get(event_type)
-        if found is None:
-            found = self._seen[event_type] = self.events.filter(
-                (pl.col("event_type") == event_type) & (pl.col("occurred_at") <= moment(self.as_of))
-            )["action_id"]
-        return found
+        return found if found is not None else self._seen[_SPLIT]
 
     def seen_enrollments(self, event_type: str, workflow: str, key: str) -> pl.Series:
         """The enrollments of `workflow` whose action `key` has an `event_type` event by
-        `as_of` (action ids are `<enrollment id>/<key>`, enrollment ids `<workflow>/...`).
+        `as_of` (action ids are `<enrollment id>/<key>`, enrollment ids `<workflow>/...`, and
+        neither a workflow name nor an action key holds a `/`).
 
-        Split once per event type, so each workflow looks its own few ids up rather than
-        hashing every workflow's."""
-        split = self._seen_by.get(event_type)
-        if split is None:
-            ids = pl.DataFrame({"action_id": self.seen(event_type)})
-            parts = ids.select(
-                pl.col("action_id").str.extract(r"^([^/]*)/", 1).alias("workflow"),
-                pl.col("action_id").str.extract(r"/([^/]*)$", 1).alias("key"),
-                pl.col("action_id").str.extract(r"^(.*)/[^/]*$", 1).alias("enrollment_id"),
-            ).drop_nulls()
-            split = self._seen_by[event_type] = {
-                (w, k): frame["enrollment_id"]
-                for (w, k), frame in parts.partition_by("workflow", "key", as_dict=True).items()
-            }
-        found = split.get((workflow, key))
-        return pl.Series("enrollment_id", [], dtype=pl.String) if found is None else found
+        Two plain prefix and suffix tests over the seen ids, no pattern: a tick asks this of
+        a few workflows and keys, while the seen ids grow with the whole history of events."""
+        ids = self.seen(event_type)
+        suffix = f"/{key}"
+        if "/" in key or ids.is_empty():
+            return pl.Series("enrollment_id", [], dtype=pl.String)
+        mine = ids.filter(ids.str.starts_with(f"{workflow}/") & ids.str.ends_with(suffix))
+        return mine.str.head(-len(suffix)).alias("enrollment_id")
 
     def facts_of(self, frame: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
         """The facts of `frame`'s participants, row for row (gathered by position)."""

@@ -87,14 +87,15 @@ def advance_milestones(active: pl.DataFrame, context: TickContext, workflow: Loa
             .cast(pl.Int32).alias("milestones_started"),
             pl.when(starts).then(pl.lit(as_of)).otherwise("updated_at").alias("updated_at"),
         )
-    completed = context.events.filter(
-        (pl.col("event_type") == "completed") & (pl.col("occurred_at") <= as_of)
-    )["action_id"].implode()
     for k, milestone in enumerate(order):
+        completed = context.seen_enrollments("completed", workflow.name,
+                                             milestone_key(milestone))
+        if completed.is_empty():
+            continue
         newly = (
             (pl.col("milestones_started") > k)
             & ~pl.col("milestones_done").list.contains(milestone.name)
-            & (pl.col("enrollment_id") + f"/{milestone_key(milestone)}").is_in(completed)
+            & pl.col("enrollment_id").is_in(completed.implode())
         )
         rows = active.filter(newly)
         if rows.is_empty():

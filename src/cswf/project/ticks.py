@@ -217,13 +217,13 @@ def run_ticks(
                 shards=settings.shards, buckets=buckets,
             )
             if groups:
-                workload = pl.concat([workload, group_tasks(result.actions)])
+                workload = pl.concat([workload, group_tasks(result.actions)], rechunk=True)
             feed.prev = seen
             results.append(result)
         result = combine(results, as_of, kept)
         made = field_updates_of(result.actions)
         if not made.is_empty():
-            updates = pl.concat([updates, made])
+            updates = pl.concat([updates, made], rechunk=True)
         deploys = deploys.filter(~window)
         removals = removals.filter(~window)
         found = _guarded(con, settings, state, result, limits, started)
@@ -246,8 +246,9 @@ def run_ticks(
         if respond is not None:
             until = ticks[i + 1] if i + 1 < len(ticks) else calendar.next(as_of)
             answered = respond(con, result, until)
-            events = answered if events is None else pl.concat([events, answered],
-                                                                how="vertical_relaxed")
+            # one chunk: every tick filters the events, and a chunk per tick slows that down
+            events = answered if events is None else pl.concat(
+                [events, answered], how="vertical_relaxed", rechunk=True)
     for feed in feeds:
         feed.release()
     statuses = [o.status for o in outcomes]
