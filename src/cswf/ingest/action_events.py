@@ -84,7 +84,8 @@ def record_events(con: duckdb.DuckDBPyConnection, events: pl.DataFrame,
         "ON CONFLICT DO NOTHING",
         {"at": utc_naive(recorded_at)},
     ).fetchall()[0][0]
-    con.execute(_SUPPRESS_FROM_EVENTS, {"kinds": list(SUPPRESSING_EVENTS)}).fetchall()
+    if new_events["event_type"].is_in(list(SUPPRESSING_EVENTS)).any():  # else it adds nothing
+        con.execute(_SUPPRESS_FROM_EVENTS, {"kinds": list(SUPPRESSING_EVENTS)}).fetchall()
     return int(inserted)
 
 
