@@ -24,6 +24,7 @@ from cswf.defs.automation import (
 from cswf.defs.checks import LANDING_CHECKS, TICK_CHECKS, build_report_checks
 from cswf.defs.datatests import data_test_checks, per_run_tests
 from cswf.defs.delivery import DELIVERY_ASSETS, build_delivery_job, build_delivery_schedule
+from cswf.defs.fanout import build_tick_shards_job
 from cswf.defs.partitions import latest_snapshot_day, tick_partitions
 from cswf.defs.resources import (
     Audience,
@@ -45,7 +46,8 @@ def build_defs(
     every tick a run stores (the CLI's progress bar). Runs use the in-process executor: DuckDB
     allows one writer process, and the steps of a tick run are sequential anyway (each needs the
     previous one's tables), so separate step processes would only add start-up time and lock
-    contention.
+    contention. With `shards` > 1, `tick_shards_job` runs a tick's shard steps on the executor
+    cswf.yaml names (defs/fanout.py).
     """
     private_umask()  # loading the definitions starts the pipeline's process (store/private.py)
     through = latest_snapshot_day(settings.landing_path)
@@ -62,7 +64,7 @@ def build_defs(
         asset_checks=[*LANDING_CHECKS, *TICK_CHECKS, *build_report_checks(settings),
                       *data_tests],
         jobs=[tick_job, build_tick_range_job(per_run), build_data_tests_job(per_run),
-              delivery_job],
+              delivery_job, *([build_tick_shards_job(settings)] if settings.shards > 1 else [])],
         schedules=[
             build_tick_schedule(tick_job, settings.calendar, partitions),
             build_delivery_schedule(delivery_job),
