@@ -3,20 +3,28 @@ merges and commits; the tables equal one process's, and a missing slice commits 
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from datetime import date, datetime
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from test_tick_chunks import REPO
 
 from cswf import project
+from cswf.defs.fanout import SHARDS_JOB
+from cswf.defs.launch import run_tick_range
 from cswf.demo.delivering import QuarterDelivery
 from cswf.demo.generate import generate_book
 from cswf.demo.responses import SimulatedAudience
-from cswf.project.fanout import commit_tick, prepare_tick, shard_tick
+from cswf.project.fanout import PAUSE_BEFORE_PUBLISH, commit_tick, prepare_tick, shard_tick
 from cswf.settings import Settings, load_settings
-from cswf.store.slices import MissingSlice, tick_folder
+from cswf.store.slices import MANIFEST, TMP_PREFIX, MissingSlice, published, tick_folder
 from cswf.store.warehouse import connect
 
 # What must be equal, ordered so the comparison is row for row.
@@ -109,3 +117,98 @@ def test_a_missing_slice_fails_the_global_step_with_one_line(tmp_path: Path,
     with connect(settings.database_path, read_only=True) as con:
         assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
         assert con.sql("SELECT count(*) FROM actions_outbox").fetchall() == [(0,)]
+
+
+SHARD_CHILD = """
+import sys
+from datetime import datetime
+from pathlib import Path
+from cswf import project
+from cswf.project.fanout import shard_tick
+from cswf.settings import load_settings
+settings = load_settings(Path(sys.argv[1]))
+shard_tick(settings, project.load_workflows(settings), datetime.fromisoformat(sys.argv[2]),
+           int(sys.argv[3]), settings.shards)
+"""
+
+
+def test_a_shard_killed_before_publishing_leaves_nothing_and_a_rerun_completes_the_tick(
+        tmp_path: Path, landing: Path) -> None:
+    """SIGKILL a shard's process after its files are written and before the rename: no slice
+    is visible, the global step commits nothing; running the shard again completes the tick,
+    and running the tick again changes nothing (no action twice)."""
+    settings = make_project(tmp_path / "p", landing, 2)
+    workflows = project.load_workflows(settings)
+    with connect(settings.database_path) as con:
+        project.ingest(con, settings, FIRST)
+        project.store_facts(con, settings, [FIRST])
+        prepare_tick(con, settings, workflows, FIRST)
+    shard_tick(settings, workflows, FIRST, 0, 2)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+           PAUSE_BEFORE_PUBLISH: "1:120"}
+    child = subprocess.Popen([sys.executable, "-c", SHARD_CHILD, str(settings.root),
+                              FIRST.isoformat(), "1"], env=env)
+    folder = tick_folder(settings.staging_path, FIRST)
+    deadline = time.monotonic() + 60
+    while not any((p / MANIFEST).exists() for p in folder.glob(f"{TMP_PREFIX}*")):
+        assert child.poll() is None and time.monotonic() < deadline, "the shard never wrote"
+        time.sleep(0.1)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert published(settings.staging_path, FIRST, 2) == [0]
+    with connect(settings.database_path) as con, pytest.raises(MissingSlice, match="shard 1"):
+        commit_tick(con, settings, workflows, FIRST, 2)
+    with connect(settings.database_path, read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
+    shard_tick(settings, workflows, FIRST, 1, 2)  # the re-run: replaces the leftovers
+    with connect(settings.database_path) as con:
+        assert commit_tick(con, settings, workflows, FIRST, 2)[0].status == "written"
+    for k in (0, 1):  # the whole tick again: slices rewritten, the commit a no-op
+        shard_tick(settings, workflows, FIRST, k, 2)
+        shard_tick(settings, workflows, FIRST, k, 2)
+    with connect(settings.database_path) as con:
+        assert commit_tick(con, settings, workflows, FIRST, 2)[0].status == "unchanged"
+        total, distinct = con.sql("SELECT count(*), count(DISTINCT action_id) "
+                                  "FROM actions_outbox").fetchall()[0]
+        assert total == distinct > 0
+        assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(1,)]
+    one = make_project(tmp_path / "one", landing, 1)
+    with connect(one.database_path) as con:
+        project.ingest(con, one, FIRST)
+        project.store_facts(con, one, [FIRST])
+        project.run_ticks(con, one, project.load_workflows(one), [FIRST])
+    assert tables(settings) == tables(one)
+
+
+def test_ticks_on_the_multiprocess_executor_equal_one_shard(
+        tmp_path: Path, landing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cswf run`'s path (run_tick_range): 4 shards, each a process of its own (two at once),
+    over two daily ticks, give the tables of one shard; the caller still hears every tick."""
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    daily = {"tick_cron": "'0 0 * * *'"}
+    one = make_project(tmp_path / "one", landing, 1, **daily)
+    four = make_project(tmp_path / "four", landing, 4, executor="multiprocess",
+                        max_concurrent_shards="2", **daily)
+    heard = []
+    for settings in (one, four):
+        run = run_tick_range(settings, FIRST, datetime(2026, 6, 1), quiet=True,
+                             ingest_now=datetime(2026, 6, 1),
+                             on_tick=lambda outcome, result: heard.append(
+                                 (outcome.as_of, outcome.status, result.actions.height)))
+        assert run.success
+    assert heard[2:] == heard[:2] and heard[0][1] == "written"
+    with dg.DagsterInstance.get() as instance:  # the runs were recorded in DAGSTER_HOME
+        runs = instance.get_run_records(dg.RunsFilter(job_name=SHARDS_JOB))
+        assert sorted(r.dagster_run.tags["dagster/partition"] for r in runs) == [
+            "2026-05-31-00:00", "2026-06-01-00:00"]
+        started = [e for e in instance.all_logs(runs[0].dagster_run.run_id)
+                   if e.is_dagster_event and e.dagster_event.event_type_value == "STEP_START"]
+    pids = {e.step_key: e.dagster_event.pid for e in started}
+    assert {f"workflow_engine.engine_shard_{k}" for k in range(4)} <= set(pids)
+    assert len(set(pids.values())) == len(pids), "each step runs in a process of its own"
+    expected, got = tables(one), tables(four)
+    assert expected["actions_outbox"]
+    for table in ("enrollment_history", "transitions", "actions_outbox", "tick_log"):
+        assert got[table] == expected[table], table
