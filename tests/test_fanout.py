@@ -17,6 +17,7 @@ import pytest
 from test_tick_chunks import REPO
 
 from cswf import project
+from cswf.defs import ProjectSettingsError, build_defs, project_settings
 from cswf.defs.fanout import SHARDS_JOB
 from cswf.defs.launch import run_tick_range
 from cswf.demo.delivering import QuarterDelivery
@@ -212,3 +213,36 @@ def test_ticks_on_the_multiprocess_executor_equal_one_shard(
     assert expected["actions_outbox"]
     for table in ("enrollment_history", "transitions", "actions_outbox", "tick_log"):
         assert got[table] == expected[table], table
+
+
+@pytest.mark.parametrize(("line", "said"), [
+    ("executor: threads\n", "cswf.yaml: executor: Input should be 'in_process' or "
+                            "'multiprocess' — fix the value"),
+    ("max_concurrent_shards: 0\n", "cswf.yaml: max_concurrent_shards: Input should be greater "
+                                   "than or equal to 1 — fix the value"),
+])
+def test_a_bad_executor_setting_fails_the_definitions_with_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, said: str) -> None:
+    (tmp_path / "cswf.yaml").write_text(line)
+    monkeypatch.delenv("CSWF_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ProjectSettingsError) as raised:
+        project_settings(tmp_path / "src" / "project")
+    assert str(raised.value) == said
+
+
+def test_the_engine_is_shard_steps_only_with_shards(tmp_path: Path, landing: Path) -> None:
+    """`shards: 1` keeps the one-op engine and no tick_shards_job; `shards: 3` makes the
+    engine a graph of prepare, three shard steps and the global step, on the chosen executor."""
+    one = build_defs(make_project(tmp_path / "one", landing, 1))
+    assert isinstance(one.resolve_assets_def("enrollments").node_def, dg.OpDefinition)
+    assert SHARDS_JOB not in {job.name for job in one.resolve_all_job_defs()}
+    three = build_defs(make_project(tmp_path / "three", landing, 3, executor="multiprocess",
+                                    max_concurrent_shards="2"))
+    engine = three.resolve_assets_def("enrollments")
+    assert isinstance(engine.node_def, dg.GraphDefinition)
+    assert sorted(node.name for node in engine.node_def.nodes) == [
+        "commit_tick", "engine_shard_0", "engine_shard_1", "engine_shard_2", "prepare_tick"]
+    job = three.resolve_job_def(SHARDS_JOB)
+    assert job.executor_def.name == "multiprocess"
+    assert three.resolve_job_def("tick_job").executor_def.name == "in_process"
