@@ -246,3 +246,29 @@ def test_the_engine_is_shard_steps_only_with_shards(tmp_path: Path, landing: Pat
     job = three.resolve_job_def(SHARDS_JOB)
     assert job.executor_def.name == "multiprocess"
     assert three.resolve_job_def("tick_job").executor_def.name == "in_process"
+
+
+def test_a_project_may_put_the_shard_steps_on_its_own_executor(tmp_path: Path,
+                                                               landing: Path) -> None:
+    """What docs/scaling.md's k8s example does: `build_defs(..., shard_executor=...)`."""
+    mine = dg.multiprocess_executor.configured({"max_concurrent": 7}, name="cluster")
+    defs = build_defs(make_project(tmp_path / "p", landing, 2), shard_executor=mine)
+    assert defs.resolve_job_def(SHARDS_JOB).executor_def.name == "cluster"
+
+
+def test_the_shard_sql_finds_the_shards_of_the_engine() -> None:
+    """A shard step reads its accounts with store/slices.py's SQL: the same shards as
+    engine/shards.py gives them, for any count."""
+    import duckdb
+    import polars as pl
+
+    from cswf.engine.shards import participant_shards
+    from cswf.store.slices import shard_sql
+
+    ids = pl.DataFrame({"participant_id": [f"ACC-{i}" for i in range(500)]})
+    for shards in (2, 3, 7):
+        expected = participant_shards(ids, None, [], shards)
+        for k in range(shards):
+            got = duckdb.sql(f"SELECT participant_id FROM ids WHERE {shard_sql(shards, k)} "
+                             "ORDER BY participant_id").pl()["participant_id"].to_list()
+            assert got == sorted(expected.filter(pl.col("__shard") == k)["participant_id"])

@@ -158,13 +158,14 @@ def build_sharded_engine(partitions: dg.TimeWindowPartitionsDefinition, shards: 
 SHARDS_JOB = "tick_shards_job"
 
 
-def build_tick_shards_job(settings: Settings) -> AssetJob:
+def build_tick_shards_job(settings: Settings,
+                          executor: dg.ExecutorDefinition | None = None) -> AssetJob:
     """The engine's steps (prepare, shards, commit) and the engine's checks for one tick, on
-    the executor cswf.yaml names; `cswf tick`/`cswf run` run it once per tick, and so can the
-    UI (a partition of `tick_shards_job`)."""
+    the executor cswf.yaml names (or `executor`, given in code); `cswf tick`/`cswf run` run it
+    once per tick, and so can the UI (a partition of `tick_shards_job`)."""
     return dg.define_asset_job(
         SHARDS_JOB, selection=dg.AssetSelection.assets(*ENGINE),
-        executor_def=executor_for(settings),
+        executor_def=executor or executor_for(settings),
         description=f"The workflow engine for one tick in {settings.shards} shard steps and a "
                     "global step, on the executor cswf.yaml names (docs/scaling.md).")
 
