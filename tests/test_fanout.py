@@ -272,3 +272,27 @@ def test_the_shard_sql_finds_the_shards_of_the_engine() -> None:
             got = duckdb.sql(f"SELECT participant_id FROM ids WHERE {shard_sql(shards, k)} "
                              "ORDER BY participant_id").pl()["participant_id"].to_list()
             assert got == sorted(expected.filter(pl.col("__shard") == k)["participant_id"])
+
+
+def test_a_simulated_audience_is_refused_on_the_multiprocess_executor(
+        tmp_path: Path, landing: Path) -> None:
+    """The demo's customers answer in the run's own process: a step's process cannot call
+    them, so the multiprocess executor says so in one line rather than run without them."""
+    from cswf.defs.fanout import run_sharded_ticks
+    from cswf.defs.resources import Audience
+
+    class Customers(Audience):
+        pass
+
+    settings = make_project(tmp_path / "p", landing, 2, executor="multiprocess")
+    defs = build_defs(settings, audience=Customers())
+
+    def never() -> None:
+        raise AssertionError("nothing may run")
+    with pytest.raises(ValueError) as raised:
+        run_sharded_ticks(settings, [FIRST], defs, dg.DagsterInstance.ephemeral(),
+                          before=never, after=never, run_config={}, raise_on_error=False,
+                          on_tick=None)
+    assert str(raised.value) == (
+        "executor: multiprocess cannot run a simulated audience (cswf demo's customers answer "
+        "in the run's own process): set executor: in_process for the demo")

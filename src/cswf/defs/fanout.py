@@ -202,6 +202,11 @@ def run_sharded_ticks(
     """`before` (ingest and facts for every tick, one run in this process), then each tick's
     engine as a `tick_shards_job` run of its own, in order, then `after` (the reports);
     stops at the first run that fails and returns it (else the last)."""
+    if settings.executor == "multiprocess" and type(defs.resources.get("audience")) is not \
+            Audience:
+        raise ValueError("executor: multiprocess cannot run a simulated audience (cswf demo's "
+                         "customers answer in the run's own process): set executor: in_process "
+                         "for the demo")
     result = before()
     if not result.success:
         return result
