@@ -30,7 +30,13 @@ from dagster_duckdb import DuckDBResource
 from cswf import project
 from cswf.calendar import as_of_of, key_of
 from cswf.defs.delivery import AssetJob
-from cswf.defs.resources import Audience, CswfProject, TickObserver, open_warehouse
+from cswf.defs.resources import (
+    LOCK_WAIT_SECONDS,
+    Audience,
+    CswfProject,
+    TickObserver,
+    open_warehouse,
+)
 from cswf.engine.tick import TickResult
 from cswf.project.fanout import commit_tick, prepare_tick, shard_tick
 from cswf.settings import Settings, load_settings
@@ -86,7 +92,8 @@ def _engine_ops(shards: int) -> tuple[dg.OpDefinition, list[dg.OpDefinition], dg
         def shard(context: dg.OpExecutionContext, cswf: CswfProject) -> None:
             settings = cswf.settings()
             as_of = _one_tick(context)
-            folder = shard_tick(settings, project.load_workflows(settings), as_of, k, shards)
+            folder = shard_tick(settings, project.load_workflows(settings), as_of, k, shards,
+                                wait=LOCK_WAIT_SECONDS)
             context.log.info(f"tick {key_of(as_of)} shard {k} of {shards}: slice {folder}")
         return shard
 
