@@ -296,3 +296,24 @@ def test_a_simulated_audience_is_refused_on_the_multiprocess_executor(
     assert str(raised.value) == (
         "executor: multiprocess cannot run a simulated audience (cswf demo's customers answer "
         "in the run's own process): set executor: in_process for the demo")
+
+
+def test_a_simulated_audience_answers_across_the_ticks_of_sharded_runs(
+        tmp_path: Path, landing: Path) -> None:
+    """`cswf demo` with shards in process: a run per tick, but one responder for the range, so
+    answers drawn at one tick and due at a later one are recorded as in one run."""
+    from cswf.defs.resources import project_resource
+    from cswf.demo.audience import SimulatedCustomers
+
+    daily = {"tick_cron": "'0 0 * * *'"}
+    last = datetime(2026, 6, 2)
+    found = []
+    for shards in (1, 4):
+        settings = make_project(tmp_path / f"s{shards}", landing, shards, **daily)
+        audience = SimulatedCustomers(project=project_resource(settings),
+                                      last_tick=last.isoformat())
+        assert run_tick_range(settings, FIRST, last, audience=audience, quiet=True,
+                              ingest_now=last).success
+        found.append(tables(settings))
+    assert found[0]["action_events"], "the customers should answer"
+    assert found[1] == found[0]

@@ -108,7 +108,7 @@ def _run_ticks_job(
     if ops:
         config["ops"] = ops
     if settings.shards > 1:  # one run per tick, on cswf.yaml's executor (defs/fanout.py)
-        return _run_sharded(settings, ticks, defs, instance, config, rewrite_delivered,
+        return _run_sharded(settings, ticks, audience, instance, config, rewrite_delivered,
                             raise_on_error=raise_on_error, on_tick=on_tick, quiet=quiet)
     with _default_environment(PLANNED_EVENTS_AS_RANGES, "true"):
         result = job.execute_in_process(
@@ -123,12 +123,26 @@ def _run_ticks_job(
 
 
 def _run_sharded(
-    settings: Settings, ticks: list[datetime], defs: dg.Definitions,
+    settings: Settings, ticks: list[datetime], audience: Audience | None,
     instance: dg.DagsterInstance, config: dict[str, Any], rewrite_delivered: bool, *,
     raise_on_error: bool, on_tick: OnTick, quiet: bool,
 ) -> dg.ExecuteInProcessResult:
     """`shards` > 1 (defs/fanout.py): ingest and facts for the range in one run, each tick's
-    engine a run of its own, then the reports; the landing and report data tests once."""
+    engine a run of its own, then the reports; the landing and report data tests once. The
+    audience answers every tick of the range with one responder, as in one run."""
+    from cswf.defs.fanout import one_responder
+
+    with one_responder(audience) as given:
+        return _run_sharded_runs(settings, ticks, build_defs(settings, given, on_tick), instance,
+                                 config, rewrite_delivered, raise_on_error=raise_on_error,
+                                 on_tick=on_tick, quiet=quiet)
+
+
+def _run_sharded_runs(
+    settings: Settings, ticks: list[datetime], defs: dg.Definitions,
+    instance: dg.DagsterInstance, config: dict[str, Any], rewrite_delivered: bool, *,
+    raise_on_error: bool, on_tick: OnTick, quiet: bool,
+) -> dg.ExecuteInProcessResult:
     from cswf.defs.fanout import COMMIT, run_sharded_ticks
 
     job = defs.resolve_job_def(TICK_JOB if len(ticks) == 1 else TICK_RANGE_JOB)

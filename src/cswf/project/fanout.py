@@ -84,12 +84,15 @@ def prepare_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
 
 
 def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: datetime,
-               shard: int, shards: int, wait: float = 0.0) -> Path:
+               shard: int, shards: int, wait: float = 0.0,
+               answered: pl.DataFrame | None = None) -> Path:
     """Shard `shard`'s part of the tick at `as_of`, published as its slice (store/slices.py);
-    the working database is opened read-only. Returns the slice's folder."""
+    the working database is opened read-only. Returns the slice's folder. `answered`: events a
+    simulation returned at earlier ticks of the range and has not recorded yet (`run_ticks`
+    passes them on in memory)."""
     con = connect(settings.database_path, read_only=True, wait=wait)
     try:
-        frames, info = _shard_part(con, settings, workflows, as_of, shard, shards)
+        frames, info = _shard_part(con, settings, workflows, as_of, shard, shards, answered)
     finally:
         con.close()
     return publish_slice(settings.staging_path, as_of, shard, shards, frames, info,
@@ -98,13 +101,14 @@ def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: d
 
 def _shard_part(con: duckdb.DuckDBPyConnection, settings: Settings,
                 workflows: Sequence[LoadedWorkflow], as_of: datetime, shard: int,
-                shards: int) -> tuple[dict[str, pl.DataFrame], dict[str, object]]:
+                shards: int, answered: pl.DataFrame | None
+                ) -> tuple[dict[str, pl.DataFrame], dict[str, object]]:
     """The shard's frames (`<feed>-state`, ... per participant type with anyone in it) and
     its facts' row count per participant type."""
     before = settings.calendar.previous(as_of)
     mine = shard_sql(shards, shard)
     state = load_state(con, as_of)
-    events = load_events(con, as_of)
+    events = _with(load_events(con, as_of), answered)
     deploys = load_deploys(con, before, as_of).filter(pl.col("requested_at") <= as_of)
     removals = load_removals(con, before, as_of).filter(pl.col("requested_at") <= as_of)
     updates = load_field_updates(con, as_of)
@@ -139,15 +143,17 @@ def _shard_part(con: duckdb.DuckDBPyConnection, settings: Settings,
 def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
                 workflows: Sequence[LoadedWorkflow], as_of: datetime, shards: int, *,
                 on_tick: OnTick | None = None, respond: Respond | None = None,
-                rewrite_delivered: bool = False) -> tuple[WriteOutcome, TickResult]:
+                rewrite_delivered: bool = False, answered: pl.DataFrame | None = None
+                ) -> tuple[WriteOutcome, TickResult]:
     """The global step: every shard's slice of the tick (MissingSlice if one is absent, and
     nothing is written), group tasks assigned over all of them, the tick written in one
-    transaction as `run_ticks` writes it; then the tick's slices are removed."""
+    transaction as `run_ticks` writes it; then the tick's slices are removed. `answered`: as
+    for `shard_tick`."""
     slices = read_slices(settings.staging_path, as_of, shards)
     feeds = _by_participant(workflows)
     groups = load_groups(settings.groups_path)
     state = load_state(con, as_of)
-    found_events = load_events(con, as_of)
+    found_events = _with(load_events(con, as_of), answered)
     events = empty(EVENT_SCHEMA) if found_events is None else conform(found_events,
                                                                       EVENT_SCHEMA)
     workload = load_workload(con, as_of) if groups else None
@@ -175,6 +181,14 @@ def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     if respond is not None:
         respond(con, result, settings.calendar.next(as_of))
     return outcome, result
+
+
+def _with(events: pl.DataFrame | None, answered: pl.DataFrame | None) -> pl.DataFrame | None:
+    """The stored events and a simulation's unrecorded answers, as `run_ticks` joins them."""
+    if answered is None:
+        return events
+    return answered if events is None else pl.concat([events, answered],
+                                                     how="vertical_relaxed")
 
 
 def _test_pause(shard: int) -> None:
