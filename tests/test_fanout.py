@@ -243,6 +243,8 @@ def test_the_engine_is_shard_steps_only_with_shards(tmp_path: Path, landing: Pat
     assert isinstance(engine.node_def, dg.GraphDefinition)
     assert sorted(node.name for node in engine.node_def.nodes) == [
         "commit_tick", "engine_shard_0", "engine_shard_1", "engine_shard_2", "prepare_tick"]
+    shard = next(node for node in engine.node_def.nodes if node.name == "engine_shard_0")
+    assert shard.definition.pool == "cswf_shards"
     job = three.resolve_job_def(SHARDS_JOB)
     assert job.executor_def.name == "multiprocess"
     assert three.resolve_job_def("tick_job").executor_def.name == "in_process"

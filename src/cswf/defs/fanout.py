@@ -47,6 +47,7 @@ from cswf.store.warehouse import WriteOutcome, connect, load_state
 
 ENGINE = ("enrollments", "transitions", "actions_outbox")
 PREPARE, COMMIT = "prepare_tick", "commit_tick"
+SHARD_POOL = "cswf_shards"  # a Dagster concurrency pool: bounds shard steps across runs
 
 
 def shard_op_name(shard: int) -> str:
@@ -89,7 +90,7 @@ def _engine_ops(shards: int) -> tuple[dg.OpDefinition, list[dg.OpDefinition], dg
 
     def shard_op(k: int) -> dg.OpDefinition:
         @dg.op(name=shard_op_name(k), ins={"prepared": dg.In(dg.Nothing)},
-               out=dg.Out(dg.Nothing), tags={"cswf/shard": str(k)},
+               out=dg.Out(dg.Nothing), tags={"cswf/shard": str(k)}, pool=SHARD_POOL,
                description=f"Shard {k} of {shards}: its participants' part of the tick, read "
                            "read-only and published as its slice (project/fanout.py).")
         def shard(context: dg.OpExecutionContext, cswf: CswfProject,
