@@ -18,6 +18,7 @@ the UI, a backfill of the self-dependent `enrollments` launches them one after a
 """
 
 import json
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -247,7 +248,8 @@ def persistent(instance: dg.DagsterInstance) -> Iterator[dg.DagsterInstance]:
     if not instance.is_ephemeral:
         yield instance
         return
-    with dg.DagsterInstance.local_temp() as temporary:
+    with tempfile.TemporaryDirectory(prefix="cswf-dagster-") as folder, \
+            dg.DagsterInstance.local_temp(folder) as temporary:
         yield temporary
 
 
