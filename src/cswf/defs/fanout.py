@@ -8,13 +8,13 @@ shard of a tick is a step of its own on the executor cswf.yaml names.
 `prepare_tick` and `commit_tick` are the only writers of the working database (one at a
 time, as DuckDB allows); the shard steps open it read-only and publish their slices
 (project/fanout.py). A run holds ONE tick: the next tick's shards read the state this tick's
-`commit_tick` wrote, so a range runs as one run per tick, in order (`run_sharded_range`; in
+`commit_tick` wrote, so a range runs as one run per tick, in order (`run_sharded_ticks`; in
 the UI, a backfill of the self-dependent `enrollments` launches them one after another).
 
 `executor: multiprocess` runs every step in a process of its own, at most
 `max_concurrent_shards` at once (Dagster's `max_concurrent`); it needs a persistent instance
 (DAGSTER_HOME, or a temporary one here) and a job Dagster can rebuild in each process
-(`reconstruct_tick_job`, from the project folder and the settings given in code).
+(`reconstruct_shards_job`, from the project folder and the settings given in code).
 """
 
 import json
