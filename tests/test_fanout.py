@@ -92,8 +92,9 @@ def in_slices(settings: Settings, skip: tuple[datetime, int] | None = None) -> N
 
 
 def test_ticks_in_published_slices_equal_one_process(tmp_path: Path, landing: Path) -> None:
-    one = make_project(tmp_path / "one", landing, 1)
-    four = make_project(tmp_path / "four", landing, 4)
+    every_six_hours = {"tick_cron": "'0 */6 * * *'"}  # 8 ticks over the two days
+    one = make_project(tmp_path / "one", landing, 1, **every_six_hours)
+    four = make_project(tmp_path / "four", landing, 4, **every_six_hours)
     in_one_process(one)
     in_slices(four)
     expected, got = tables(one), tables(four)
