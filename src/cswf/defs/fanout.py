@@ -248,8 +248,11 @@ def persistent(instance: dg.DagsterInstance) -> Iterator[dg.DagsterInstance]:
     if not instance.is_ephemeral:
         yield instance
         return
+    # Each step's process reports its start through Dagster's default console logger, at
+    # DEBUG unless the instance says otherwise: the CLI's terminal is not the place.
+    quiet = {"python_logs": {"python_log_level": "INFO"}}
     with tempfile.TemporaryDirectory(prefix="cswf-dagster-") as folder, \
-            dg.DagsterInstance.local_temp(folder) as temporary:
+            dg.DagsterInstance.local_temp(folder, overrides=quiet) as temporary:
         yield temporary
 
 
