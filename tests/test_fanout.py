@@ -268,13 +268,14 @@ def test_the_shard_sql_finds_the_shards_of_the_engine() -> None:
     from cswf.engine.shards import participant_shards
     from cswf.store.slices import shard_sql
 
-    ids = pl.DataFrame({"participant_id": [f"ACC-{i}" for i in range(500)]})
+    ids = pl.DataFrame({"participant_id": [f"ACC-{i}" for i in range(500)] + [None]})
     for shards in (2, 3, 7):
         expected = participant_shards(ids, None, [], shards)
         for k in range(shards):
             got = duckdb.sql(f"SELECT participant_id FROM ids WHERE {shard_sql(shards, k)} "
-                             "ORDER BY participant_id").pl()["participant_id"].to_list()
-            assert got == sorted(expected.filter(pl.col("__shard") == k)["participant_id"])
+                             "ORDER BY participant_id NULLS FIRST").pl()["participant_id"]
+            assert got.to_list() == expected.filter(pl.col("__shard") == k).sort(
+                "participant_id", nulls_last=False)["participant_id"].to_list()
 
 
 def test_a_simulated_audience_is_refused_on_the_multiprocess_executor(

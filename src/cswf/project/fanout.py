@@ -107,7 +107,11 @@ def _shard_part(con: duckdb.DuckDBPyConnection, settings: Settings,
     its facts' row count per participant type."""
     before = settings.calendar.previous(as_of)
     mine = shard_sql(shards, shard)
-    state = load_state(con, as_of)
+    feeds = _by_participant(workflows)
+    # An account's rows are its own id's shard: only this shard's are read. Contacts and
+    # opportunities follow their account, which only their facts name: read whole, then cut.
+    others = [w.name for p, members in feeds.items() if p != "account" for w in members]
+    state = load_state(con, as_of, f"list_contains({_sql_list(others)}, workflow) OR {mine}")
     events = _with(load_events(con, as_of), answered)
     deploys = load_deploys(con, before, as_of).filter(pl.col("requested_at") <= as_of)
     removals = load_removals(con, before, as_of).filter(pl.col("requested_at") <= as_of)
@@ -120,7 +124,7 @@ def _shard_part(con: duckdb.DuckDBPyConnection, settings: Settings,
     frames: dict[str, pl.DataFrame] = {}
     participants: dict[str, int] = {}
     buckets = Buckets()
-    for i, (participant, members) in enumerate(_by_participant(workflows).items()):
+    for i, (participant, members) in enumerate(feeds.items()):
         feed = _Feed.of(settings, participant, members)
         # account facts: only this shard's rows are read; the others' are built and cut
         feed.load(con, settings, [as_of], before, None, mine if participant == "account"
@@ -181,6 +185,11 @@ def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     if respond is not None:
         respond(con, result, settings.calendar.next(as_of))
     return outcome, result
+
+
+def _sql_list(names: Sequence[str]) -> str:
+    """Names as a DuckDB list literal (workflow names are checked identifiers)."""
+    return "[" + ", ".join("'" + name.replace("'", "''") + "'" for name in names) + "]::VARCHAR[]"
 
 
 def _with(events: pl.DataFrame | None, answered: pl.DataFrame | None) -> pl.DataFrame | None:

@@ -33,9 +33,10 @@ class MissingSlice(RuntimeError):
 
 def shard_sql(shards: int, shard: int, column: str = "participant_id") -> str:
     """The rows of shard `shard` of `shards`, in DuckDB: docs/scaling.md's bucket SQL (the
-    first 8 bytes of SHA-256 of the id, modulo 10,000; contiguous ranges of buckets)."""
-    return (f"('0x' || sha256(CAST(\"{column}\" AS VARCHAR))[1:16])::UBIGINT % 10000 "
-            f"* {shards} // 10000 = {shard}")
+    first 8 bytes of SHA-256 of the id, modulo 10,000; contiguous ranges of buckets); a null id
+    is the empty string's, as engine/shards.py has it."""
+    return (f"('0x' || sha256(coalesce(CAST(\"{column}\" AS VARCHAR), ''))[1:16])::UBIGINT "
+            f"% 10000 * {shards} // 10000 = {shard}")
 
 
 def tick_folder(staging: Path, as_of: datetime) -> Path:

@@ -62,13 +62,15 @@ def connect(
     return con
 
 
-def load_state(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame:
-    """The working state just before the tick at `before`. A column added to enrollments after
-    the warehouse was made (`cohort`) reads as null until the next tick adds it: readers that
-    open the warehouse read-only (explain, preview, backtest) cannot add it themselves."""
+def load_state(con: duckdb.DuckDBPyConnection, before: datetime, where: str = "TRUE"
+               ) -> pl.DataFrame:
+    """The working state just before the tick at `before` (`where`, SQL: the rows a shard
+    reads). A column added to enrollments after the warehouse was made (`cohort`) reads as null
+    until the next tick adds it: readers that open the warehouse read-only (explain, preview,
+    backtest) cannot add it themselves."""
     frame = con.sql(
         f"SELECT * EXCLUDE (valid_from, valid_to) FROM {HISTORY} "
-        "WHERE valid_from < $t AND (valid_to IS NULL OR valid_to >= $t)",
+        f"WHERE valid_from < $t AND (valid_to IS NULL OR valid_to >= $t) AND ({where})",
         params={"t": before},
     ).pl()
     added = [pl.lit(None, dtype).alias(name) for name, dtype in ENROLLMENT_SCHEMA.items()
