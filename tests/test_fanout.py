@@ -233,11 +233,16 @@ def test_a_bad_executor_setting_fails_the_definitions_with_one_line(
 
 
 def test_the_engine_is_shard_steps_only_with_shards(tmp_path: Path, landing: Path) -> None:
-    """`shards: 1` keeps the one-op engine and no tick_shards_job; `shards: 3` makes the
-    engine a graph of prepare, three shard steps and the global step, on the chosen executor."""
+    """`shards: 1`, and `shards: 3` in process, keep the one-op engine and no tick_shards_job;
+    `shards: 3` on the multiprocess executor makes the engine a graph of prepare, three shard
+    steps and the global step."""
     one = build_defs(make_project(tmp_path / "one", landing, 1))
     assert isinstance(one.resolve_assets_def("enrollments").node_def, dg.OpDefinition)
     assert SHARDS_JOB not in {job.name for job in one.resolve_all_job_defs()}
+    # in process, shards run inside the engine's one step: no steps of their own to pay for
+    inside = build_defs(make_project(tmp_path / "inside", landing, 3))
+    assert isinstance(inside.resolve_assets_def("enrollments").node_def, dg.OpDefinition)
+    assert SHARDS_JOB not in {job.name for job in inside.resolve_all_job_defs()}
     three = build_defs(make_project(tmp_path / "three", landing, 3, executor="multiprocess",
                                     max_concurrent_shards="2"))
     engine = three.resolve_assets_def("enrollments")
@@ -302,10 +307,10 @@ def test_a_simulated_audience_is_refused_on_the_multiprocess_executor(
         "in the run's own process): set executor: in_process for the demo")
 
 
-def test_a_simulated_audience_answers_across_the_ticks_of_sharded_runs(
+def test_a_simulated_audience_answers_the_same_with_shards_in_process(
         tmp_path: Path, landing: Path) -> None:
-    """`cswf demo` with shards in process: a run per tick, but one responder for the range, so
-    answers drawn at one tick and due at a later one are recorded as in one run."""
+    """`cswf demo` with shards in process: one run for the range, the shards inside each
+    tick's engine step, the customers' answers the same as with one shard."""
     from cswf.defs.resources import project_resource
     from cswf.demo.audience import SimulatedCustomers
 

@@ -24,7 +24,7 @@ from cswf.defs.automation import (
 from cswf.defs.checks import LANDING_CHECKS, TICK_CHECKS, build_report_checks
 from cswf.defs.datatests import data_test_checks, per_run_tests
 from cswf.defs.delivery import DELIVERY_ASSETS, build_delivery_job, build_delivery_schedule
-from cswf.defs.fanout import build_tick_shards_job
+from cswf.defs.fanout import build_tick_shards_job, fans_out
 from cswf.defs.partitions import latest_snapshot_day, tick_partitions
 from cswf.defs.resources import (
     Audience,
@@ -59,10 +59,11 @@ def build_defs(
     data_tests = data_test_checks(settings)
     per_run = per_run_tests(data_tests)
     delivery_job = build_delivery_job()
-    shards_job = [build_tick_shards_job(settings, shard_executor)] if settings.shards > 1 else []
+    fan_out = fans_out(settings, shard_executor)
+    shards_job = [build_tick_shards_job(settings, shard_executor)] if fan_out else []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # backfill_policy is beta in 1.13
-        assets = build_assets(settings, partitions)
+        assets = build_assets(settings, partitions, shard_steps=fan_out)
     return dg.Definitions(
         assets=[*assets, *DELIVERY_ASSETS],
         asset_checks=[*LANDING_CHECKS, *TICK_CHECKS, *build_report_checks(settings),

@@ -395,7 +395,9 @@ def trend_numbers(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, dg.Met
 
 
 def build_assets(
-    settings: Settings, partitions: dg.TimeWindowPartitionsDefinition
+    settings: Settings, partitions: dg.TimeWindowPartitionsDefinition, shard_steps: bool = False
 ) -> list[dg.AssetsDefinition]:
-    return [landing_snapshots, *build_tick_assets(partitions, settings.shards),
+    """`shard_steps`: the engine as a graph of shard steps (defs/fanout.py `fans_out`)."""
+    steps = settings.shards if shard_steps else 1
+    return [landing_snapshots, *build_tick_assets(partitions, steps),
             *build_report_assets(settings)]

@@ -19,7 +19,6 @@ the UI, a backfill of the self-dependent `enrollments` launches them one after a
 
 import json
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from cswf import project
@@ -41,7 +39,6 @@ from cswf.defs.resources import (
     open_warehouse,
 )
 from cswf.engine.tick import TickResult
-from cswf.project import Respond
 from cswf.project.fanout import commit_tick, prepare_tick, shard_tick
 from cswf.settings import Settings, load_settings
 from cswf.store.warehouse import WriteOutcome, connect, load_state
@@ -53,6 +50,15 @@ SHARD_POOL = "cswf_shards"  # a Dagster concurrency pool: bounds shard steps acr
 
 def shard_op_name(shard: int) -> str:
     return f"engine_shard_{shard}"
+
+
+def fans_out(settings: Settings, shard_executor: dg.ExecutorDefinition | None = None) -> bool:
+    """Whether a tick's shards are Dagster steps: with `shards` > 1 on the multiprocess
+    executor, or an executor given in code. With `executor: in_process` the shards run one after
+    another inside the engine's one step (project/ticks.py), the same result at a fraction of
+    the cost: a run per tick and a step per shard buy nothing in one process."""
+    return settings.shards > 1 and (settings.executor == "multiprocess"
+                                    or shard_executor is not None)
 
 
 def executor_for(settings: Settings) -> dg.ExecutorDefinition:
@@ -99,7 +105,7 @@ def _engine_ops(shards: int) -> tuple[dg.OpDefinition, list[dg.OpDefinition], dg
             settings = cswf.settings()
             as_of = _one_tick(context)
             folder = shard_tick(settings, project.load_workflows(settings), as_of, k, shards,
-                                wait=LOCK_WAIT_SECONDS, answered=_answered(audience))
+                                wait=LOCK_WAIT_SECONDS)
             context.log.info(f"tick {key_of(as_of)} shard {k} of {shards}: slice {folder}")
         return shard
 
@@ -116,7 +122,7 @@ def _engine_ops(shards: int) -> tuple[dg.OpDefinition, list[dg.OpDefinition], dg
             outcome, result = commit_tick(
                 con, settings, project.load_workflows(settings), as_of, shards,
                 on_tick=tick_observer, respond=audience.responder(),
-                rewrite_delivered=config.rewrite_delivered, answered=_answered(audience))
+                rewrite_delivered=config.rewrite_delivered)
         context.log.info(f"tick {key_of(as_of)} {outcome.status} from {shards} shards: "
                          f"{result.participants} participants, {result.transitions.height} "
                          f"transitions, {result.actions.height} actions")
@@ -164,55 +170,6 @@ def build_sharded_engine(partitions: dg.TimeWindowPartitionsDefinition, shards: 
         return dict(zip(ENGINE, committed, strict=True))
 
     return workflow_engine
-
-
-# -- one responder for a range of runs -----------------------------------------------------------
-
-_GIVEN: dict[str, Respond] = {}
-_ANSWERED: dict[str, list[pl.DataFrame]] = {}
-
-
-class GivenResponder(Audience):
-    """An audience whose responder was made once for a whole range of ticks run as many runs
-    in this process: a simulation keeps answers it drew for later ticks (the demo's do), which a
-    responder made afresh at every run would drop; and what it answered is handed to the later
-    ticks' steps (`answered`), as `run_ticks` hands it on in memory."""
-
-    def responder(self) -> Respond | None:
-        inner = _GIVEN.get(self.label)
-        if inner is None:
-            return None
-        kept = _ANSWERED.setdefault(self.label, [])
-
-        def respond(con: Any, result: TickResult, until: datetime) -> pl.DataFrame:
-            found = inner(con, result, until)
-            kept.append(found)
-            return found
-        return respond
-
-    def answered(self) -> pl.DataFrame | None:
-        kept = _ANSWERED.get(self.label)
-        return pl.concat(kept, how="vertical_relaxed") if kept else None
-
-
-def _answered(audience: Audience) -> pl.DataFrame | None:
-    return audience.answered() if isinstance(audience, GivenResponder) else None
-
-
-@contextmanager
-def one_responder(audience: Audience | None) -> Iterator[Audience | None]:
-    """`audience` as a GivenResponder whose responder is made now, once (None: none)."""
-    respond = audience.responder() if audience is not None else None
-    if respond is None:
-        yield audience
-        return
-    key = f"range-{uuid.uuid4()}"
-    _GIVEN[key] = respond
-    try:
-        yield GivenResponder(label=key)
-    finally:
-        _GIVEN.pop(key, None)
-        _ANSWERED.pop(key, None)
 
 
 # -- the job and running a range: one run per tick --------------------------------------------
@@ -268,8 +225,8 @@ def run_sharded_ticks(
     """`before` (ingest and facts for every tick, one run in this process), then each tick's
     engine as a `tick_shards_job` run of its own, in order, then `after` (the reports);
     stops at the first run that fails and returns it (else the last)."""
-    if settings.executor == "multiprocess" and type(defs.resources.get("audience")) not in (
-            Audience, GivenResponder):
+    if settings.executor == "multiprocess" and type(defs.resources.get("audience")) \
+            is not Audience:
         raise ValueError("executor: multiprocess cannot run a simulated audience (cswf demo's "
                          "customers answer in the run's own process): set executor: in_process "
                          "for the demo")

@@ -20,6 +20,7 @@ from cswf.defs import build_defs
 from cswf.defs.automation import DATA_TESTS_JOB, TICK_JOB, TICK_RANGE_JOB
 from cswf.defs.delivery import DELIVERY_JOB
 from cswf.defs.eventlog import event_log_kept_open
+from cswf.defs.fanout import fans_out
 from cswf.defs.resources import Audience
 from cswf.project import OnTick, ticks_in
 from cswf.settings import Settings
@@ -107,7 +108,7 @@ def _run_ticks_job(
         ops["workflow_engine"] = {"config": {"rewrite_delivered": True}}
     if ops:
         config["ops"] = ops
-    if settings.shards > 1:  # one run per tick, on cswf.yaml's executor (defs/fanout.py)
+    if fans_out(settings):  # one run per tick, shard steps on their executor (defs/fanout.py)
         return _run_sharded(settings, ticks, audience, instance, config, rewrite_delivered,
                             raise_on_error=raise_on_error, on_tick=on_tick, quiet=quiet)
     with _default_environment(PLANNED_EVENTS_AS_RANGES, "true"):
@@ -127,15 +128,12 @@ def _run_sharded(
     instance: dg.DagsterInstance, config: dict[str, Any], rewrite_delivered: bool, *,
     raise_on_error: bool, on_tick: OnTick, quiet: bool,
 ) -> dg.ExecuteInProcessResult:
-    """`shards` > 1 (defs/fanout.py): ingest and facts for the range in one run, each tick's
-    engine a run of its own, then the reports; the landing and report data tests once. The
-    audience answers every tick of the range with one responder, as in one run."""
-    from cswf.defs.fanout import one_responder
-
-    with one_responder(audience) as given:
-        return _run_sharded_runs(settings, ticks, build_defs(settings, given, on_tick), instance,
-                                 config, rewrite_delivered, raise_on_error=raise_on_error,
-                                 on_tick=on_tick, quiet=quiet)
+    """Shard steps (defs/fanout.py `fans_out`): ingest and facts for the range in one run, each
+    tick's engine a run of its own, then the reports; the landing and report data tests once.
+    A simulated audience is refused there (its customers answer in this process)."""
+    return _run_sharded_runs(settings, ticks, build_defs(settings, audience, on_tick), instance,
+                             config, rewrite_delivered, raise_on_error=raise_on_error,
+                             on_tick=on_tick, quiet=quiet)
 
 
 def _run_sharded_runs(
