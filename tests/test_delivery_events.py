@@ -47,15 +47,19 @@ def test_event_files_load_once_and_bad_rows_are_named(tmp_path: Path) -> None:
     (folder / "broken.csv").write_text("action,kind\nx,y\n")
     report = ingest_action_events(con, folder, NOW)
     assert (report.files, report.rows, report.accepted, report.inserted) == (3, 9, 5, 4)
+    fix = "; the row was not loaded: fix it and land the file again"
     assert report.rejected == [
-        "broken.csv: column action_id: missing (need action_id, event_type, occurred_at)",
-        "broken.csv: column event_type: missing (need action_id, event_type, occurred_at)",
-        "broken.csv: column occurred_at: missing (need action_id, event_type, occurred_at)",
+        "broken.csv: missing required columns 'action_id', 'event_type', 'occurred_at' (need "
+        "action_id, event_type, occurred_at); no row of it was loaded: fix it and land the file "
+        "again",
         "esp/day1.csv row 3: column event_type: 'openned' is not one of sent, delivered, "
         "opened, clicked, replied, bounced, dropped, complained, unsubscribed, completed, "
-        "failed, approved, rejected",
-        "esp/day1.csv row 4: column occurred_at: 'yesterday-ish' is not an ISO 8601 timestamp",
-        "esp/day1.csv row 5: column action_id: 'nope/1/s0.a0' is not in actions_outbox",
+        "failed, approved, rejected" + fix,
+        "esp/day1.csv row 4: column occurred_at: 'yesterday-ish' is not an ISO 8601 timestamp"
+        + fix,
+        "esp/day1.csv row 5: column action_id: 'nope/1/s0.a0' is not in actions_outbox (yet); "
+        "the row waits: leave the file in the landing folder and the first ingest after the "
+        "tick that emits this action loads it (a typo? fix the action_id)",
     ]
     stored = con.execute("SELECT action_id, event_type, occurred_at, source FROM action_events "
                          "ORDER BY occurred_at").fetchall()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import duckdb
@@ -12,6 +13,9 @@ from cswf.ingest.action_events import ingest_action_events
 from cswf.ingest.landing import EVENTS_FOLDER
 from cswf.settings import Settings
 
+log = logging.getLogger(__name__)
+MAX_LOGGED = 1000  # rejected event rows logged one by one; the rest are counted
+
 
 def deliver_outbox(
     con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime
@@ -19,8 +23,12 @@ def deliver_outbox(
     """Results back in first (so a fresh unsubscribe wins), then send what is due, once."""
     config = settings.delivery_config()
     events = settings.landing_path / EVENTS_FOLDER
-    if events.is_dir():
-        ingest_action_events(con, events, now)
+    if events.is_dir():  # nobody prints this ingest's report: its rejections go to the log
+        rejected = ingest_action_events(con, events, now).rejected
+        for message in rejected[:MAX_LOGGED]:
+            log.warning("action events: %s", message)
+        if len(rejected) > MAX_LOGGED:
+            log.warning("action events: %d more rejected rows", len(rejected) - MAX_LOGGED)
     return deliver(con, default_senders(config), config, now,
                    time_zones=participant_time_zones(con, now))
 
