@@ -84,7 +84,6 @@ def last_day_of_run(context: dg.AssetCheckExecutionContext) -> date | None:
     return as_of_of(key).date() if key else None
 
 
-
 @dg.asset_check(
     asset=LANDING,
     blocking=True,
