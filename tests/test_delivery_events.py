@@ -18,6 +18,7 @@ from test_delivery_servers import (
 
 from cswf.delivery import deliver, ingest_action_events
 from cswf.delivery.dry_run import DryRunSender
+from cswf.project.deliver import results_in
 from cswf.reports.insights import action_insights
 
 HEADER = "action_id,event_type,occurred_at,detail\n"
@@ -134,3 +135,15 @@ def test_insights_work_before_any_delivery_ran() -> None:
     report = action_insights(con, NOW)
     assert report.height == 1 and report["emails"].to_list() == [1]
     assert report["emails_sent"].to_list() == [0]
+
+
+def test_delivery_logs_the_event_rows_it_rejects(tmp_path: Path, caplog) -> None:
+    """Delivery ingests the results first and prints no report: a bad row goes to the log."""
+    con = warehouse()
+    (tmp_path / "x.csv").write_text(HEADER + "nope/1/s0.a0,opened,2026-06-02T15:00:00Z,\n")
+    with caplog.at_level("WARNING", logger="cswf.project.deliver"):
+        results_in(con, tmp_path, NOW)
+    assert [r.getMessage() for r in caplog.records] == [
+        "action events: x.csv row 1: column action_id: 'nope/1/s0.a0' is not in actions_outbox "
+        "(yet); the row waits: leave the file in the landing folder and the first ingest after "
+        "the tick that emits this action loads it (a typo? fix the action_id)"]

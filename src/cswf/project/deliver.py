@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 
@@ -23,14 +24,20 @@ def deliver_outbox(
     """Results back in first (so a fresh unsubscribe wins), then send what is due, once."""
     config = settings.delivery_config()
     events = settings.landing_path / EVENTS_FOLDER
-    if events.is_dir():  # nobody prints this ingest's report: its rejections go to the log
-        rejected = ingest_action_events(con, events, now).rejected
-        for message in rejected[:MAX_LOGGED]:
-            log.warning("action events: %s", message)
-        if len(rejected) > MAX_LOGGED:
-            log.warning("action events: %d more rejected rows", len(rejected) - MAX_LOGGED)
+    if events.is_dir():
+        results_in(con, events, now)
     return deliver(con, default_senders(config), config, now,
                    time_zones=participant_time_zones(con, now))
+
+
+def results_in(con: duckdb.DuckDBPyConnection, folder: Path, now: datetime) -> None:
+    """Ingest the action events; nobody prints this ingest's report, so its rejected rows go to
+    the log (`cswf ingest` prints them instead, once)."""
+    rejected = ingest_action_events(con, folder, now).rejected
+    for message in rejected[:MAX_LOGGED]:
+        log.warning("action events: %s", message)
+    if len(rejected) > MAX_LOGGED:
+        log.warning("action events: %d more rejected rows", len(rejected) - MAX_LOGGED)
 
 
 def approve_delivery_spike(con: duckdb.DuckDBPyConnection, now: datetime,
