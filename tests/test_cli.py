@@ -288,3 +288,11 @@ def test_remove_exits_participants_at_the_next_tick_with_the_reason(tmp_path: Pa
     assert {row[3] for row in logged} == {datetime(2026, 5, 31, 3)}
     assert closed == [("exited", why)]
     assert ("ACC-00001",) not in follow_ups and len(follow_ups) == 4
+
+
+def test_run_help_says_when_action_events_of_the_range_are_picked_up() -> None:
+    said = " ".join(CliRunner().invoke(app, ["run", "--help"], terminal_width=100).output.split())
+    assert ("The landing folder is ingested once, when the run starts. An action event "
+            "(action_events/) for an action this run emits cannot load then: it stays in the "
+            "folder, and the next ingest (cswf ingest, cswf tick, the next cswf run) loads it; "
+            "the first tick run after that sees it") in said

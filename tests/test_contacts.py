@@ -163,7 +163,8 @@ def test_duplicate_contact_keys_block_the_tick(
 
     assert snapshot_problems(con) == [
         "raw_contacts: 1 duplicate (snapshot_date, contact_id) keys, e.g. "
-        "2026-05-03 CON-1 x2 in contacts/contacts_2026-05-03.csv"
+        "2026-05-03 CON-1 x2 in contacts/contacts_2026-05-03.csv: land a corrected file "
+        "under the same name (deleting a file leaves its rows in place)"
     ]
 
 

@@ -255,6 +255,24 @@ def test_failed_blocking_check_stops_the_tick(
         assert table not in present or query(settings, f"SELECT count(*) FROM {table}")[0][0] == 0
 
 
+def test_a_duplicate_dated_after_the_tick_does_not_block_it(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    """unique_ids checks the snapshots the run's ticks can see, as `cswf tick` does."""
+    accounts = settings.landing_path / "accounts"
+    last = sorted(accounts.iterdir())[-1]  # 2026-06-09: after FIRST
+    shutil.copy(last, accounts / f"zz_copy_of_{last.name}")
+
+    result = run_partition(build_defs(settings), FIRST, instance, raise_on_error=False)
+    assert result.success
+    (check,) = [e.asset_check_evaluation_data for e in result.all_events
+                if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+                and e.asset_check_evaluation_data.asset_check_key.name == "unique_ids"]
+    assert check.passed
+    assert check.metadata["scope"].value == (
+        "snapshots dated on or before 2026-05-31 (the run's last tick)")
+
+
 def test_rejected_file_fails_required_columns(tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     from cswf.ingest.snapshots import ingest_landing

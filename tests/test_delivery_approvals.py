@@ -99,7 +99,7 @@ def test_no_answer_within_the_window_is_not_actioned_and_never_sent(tmp_path: Pa
     assert ingest_action_events(con, folder, NOW).rejected == [
         "x.csv row 1: column event_type: 'not_actioned' is not one of sent, delivered, opened, "
         "clicked, replied, bounced, dropped, complained, unsubscribed, completed, failed, "
-        "approved, rejected"]
+        "approved, rejected; the row was not loaded: fix it and land the file again"]
     assert dict(run(con, config, TICK + timedelta(days=2) - timedelta(minutes=1)).outcomes) == {}
     assert dict(run(con, config, TICK + timedelta(days=2)).outcomes) == {"not_actioned": 1}
     row = deliveries(con)[aid("cat")]

@@ -18,6 +18,7 @@ from test_delivery_servers import (
 
 from cswf.delivery import deliver, ingest_action_events
 from cswf.delivery.dry_run import DryRunSender
+from cswf.project.deliver import results_in
 from cswf.reports.insights import action_insights
 
 HEADER = "action_id,event_type,occurred_at,detail\n"
@@ -47,15 +48,19 @@ def test_event_files_load_once_and_bad_rows_are_named(tmp_path: Path) -> None:
     (folder / "broken.csv").write_text("action,kind\nx,y\n")
     report = ingest_action_events(con, folder, NOW)
     assert (report.files, report.rows, report.accepted, report.inserted) == (3, 9, 5, 4)
+    fix = "; the row was not loaded: fix it and land the file again"
     assert report.rejected == [
-        "broken.csv: column action_id: missing (need action_id, event_type, occurred_at)",
-        "broken.csv: column event_type: missing (need action_id, event_type, occurred_at)",
-        "broken.csv: column occurred_at: missing (need action_id, event_type, occurred_at)",
+        "broken.csv: missing required columns 'action_id', 'event_type', 'occurred_at' (need "
+        "action_id, event_type, occurred_at); no row of it was loaded: fix it and land the file "
+        "again",
         "esp/day1.csv row 3: column event_type: 'openned' is not one of sent, delivered, "
         "opened, clicked, replied, bounced, dropped, complained, unsubscribed, completed, "
-        "failed, approved, rejected",
-        "esp/day1.csv row 4: column occurred_at: 'yesterday-ish' is not an ISO 8601 timestamp",
-        "esp/day1.csv row 5: column action_id: 'nope/1/s0.a0' is not in actions_outbox",
+        "failed, approved, rejected" + fix,
+        "esp/day1.csv row 4: column occurred_at: 'yesterday-ish' is not an ISO 8601 timestamp"
+        + fix,
+        "esp/day1.csv row 5: column action_id: 'nope/1/s0.a0' is not in actions_outbox (yet); "
+        "the row waits: leave the file in the landing folder and the first ingest after the "
+        "tick that emits this action loads it (a typo? fix the action_id)",
     ]
     stored = con.execute("SELECT action_id, event_type, occurred_at, source FROM action_events "
                          "ORDER BY occurred_at").fetchall()
@@ -130,3 +135,15 @@ def test_insights_work_before_any_delivery_ran() -> None:
     report = action_insights(con, NOW)
     assert report.height == 1 and report["emails"].to_list() == [1]
     assert report["emails_sent"].to_list() == [0]
+
+
+def test_delivery_logs_the_event_rows_it_rejects(tmp_path: Path, caplog) -> None:
+    """Delivery ingests the results first and prints no report: a bad row goes to the log."""
+    con = warehouse()
+    (tmp_path / "x.csv").write_text(HEADER + "nope/1/s0.a0,opened,2026-06-02T15:00:00Z,\n")
+    with caplog.at_level("WARNING", logger="cswf.project.deliver"):
+        results_in(con, tmp_path, NOW)
+    assert [r.getMessage() for r in caplog.records] == [
+        "action events: x.csv row 1: column action_id: 'nope/1/s0.a0' is not in actions_outbox "
+        "(yet); the row waits: leave the file in the landing folder and the first ingest after "
+        "the tick that emits this action loads it (a typo? fix the action_id)"]

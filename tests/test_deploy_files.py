@@ -12,6 +12,7 @@ import pytest
 from cswf.ingest import ingest_landing
 from cswf.ingest.deploy_requests import ingest_deploy_requests
 from cswf.ingest.deploys import load_deploys, request_deploys
+from cswf.ingest.landing import ingest_all
 
 NOW = datetime(2026, 7, 1, 2, 15)
 WORKFLOWS = ["health_alert", "renewal_preparation"]
@@ -199,3 +200,13 @@ def test_hidden_and_other_files_are_ignored(
     report = ingest_deploy_requests(con, landing, NOW)
     assert report.files_loaded == report.files_skipped_unchanged == report.files_rejected == []
     assert ingest_deploy_requests(con, landing / "missing", NOW).files_loaded == []
+
+
+def test_a_rejected_request_file_says_what_to_do(
+    con: duckdb.DuckDBPyConnection, landing: Path
+) -> None:
+    write(landing, BAD, "workflow,participant_id,requested_at\nhealth_alert,ACC-1,soon\n")
+
+    assert ingest_all(con, landing, NOW).lines()[-1] == (
+        f"rejected: {BAD}: row 1: column 'requested_at': could not convert 'soon' to TIMESTAMP; "
+        "no request of the file was stored: fix it and land it again under the same name")

@@ -12,6 +12,7 @@ import pytest
 from cswf.ingest import ACCOUNTS, OBJECTS, ingest_landing, landing_files, snapshot_problems
 from cswf.ingest.checks import flagged_rows
 from cswf.ingest.contract import landing_objects
+from cswf.ingest.landing import ingest_all
 from cswf.settings import Settings
 
 FLAG = "; the row is loaded and flagged (a legal value? add it to allowed_values in cswf.yaml)"
@@ -76,6 +77,8 @@ def landing(tmp_path: Path) -> Path:
 
 
 ACC_FILE = "accounts/accounts_2026-05-03.csv"
+DOUBLED_TODO = ("land a corrected file under the same name (deleting a file leaves its rows in "
+                "place)")
 
 
 def test_ingest_twice_changes_nothing(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
@@ -348,7 +351,7 @@ def test_removed_bad_file_stops_blocking(con: duckdb.DuckDBPyConnection, landing
     write_csv(landing, ACC_FILE, account_rows({}))
     bad = write_text(landing, "usage/usage_2026-05-02.csv", "usage_date,account_id\n")
     ingest_landing(con, landing)
-    assert table(con, "SELECT count(*) FROM ingest_rejections") == [(2,)]
+    assert table(con, "SELECT count(*) FROM ingest_rejections") == [(1,)]  # one line a file
 
     bad.unlink()
     ingest_landing(con, landing)
@@ -409,9 +412,9 @@ def test_snapshot_problems_duplicates_and_empty(
         "2026-05-03 ACC-1 x2 in accounts/accounts_2026-05-03.csv, "
         "accounts/accounts_2026-05-03_copy.csv; "
         "2026-05-03 ACC-2 x2 in accounts/accounts_2026-05-03.csv, "
-        "accounts/accounts_2026-05-03_copy.csv",
+        "accounts/accounts_2026-05-03_copy.csv: " + DOUBLED_TODO,
         "raw_usage: 1 duplicate (usage_date, account_id) keys, e.g. "
-        "2026-05-02 ACC-1 x2 in usage/usage_2026-05-02.csv",
+        "2026-05-02 ACC-1 x2 in usage/usage_2026-05-02.csv: " + DOUBLED_TODO,
     ]
 
 
@@ -562,3 +565,64 @@ def test_tier_tests_follow_the_value_sets_and_warn() -> None:
     role = next(t for t in declared_tests("contact_facts", None, objects)
                 if t.column == "role" and t.kind == "accepted_values")
     assert role.severity == "warn"
+
+
+def test_a_duplicate_key_is_said_at_ingest_with_its_file_and_rows(
+    con: duckdb.DuckDBPyConnection, landing: Path
+) -> None:
+    write_csv(landing, ACC_FILE, account_rows({}, {"account_id": "ACC-2"}, {}))
+    assert ingest_landing(con, landing).duplicate_keys == [
+        "(snapshot_date, account_id) = (2026-05-03, ACC-1) is in "
+        "accounts/accounts_2026-05-03.csv rows 1, 3: ticks on or after 2026-05-03 are blocked "
+        "until you " + DOUBLED_TODO]
+
+    write_csv(landing, "accounts/copy.csv", account_rows({"account_id": "ACC-2"}))
+    assert ingest_landing(con, landing).duplicate_keys == [  # a file loaded before: no rows
+        "(snapshot_date, account_id) = (2026-05-03, ACC-2) is in "
+        "accounts/accounts_2026-05-03.csv and accounts/copy.csv row 1: ticks on or after "
+        "2026-05-03 are blocked until you " + DOUBLED_TODO]
+
+    write_csv(landing, ACC_FILE, account_rows({}))  # corrected, under the same name
+    write_csv(landing, "accounts/copy.csv", account_rows({"account_id": "ACC-2"}))
+    assert ingest_landing(con, landing).duplicate_keys == []
+    assert snapshot_problems(con) == []
+
+
+def test_missing_columns_are_one_line_with_the_separator_hint(
+    con: duckdb.DuckDBPyConnection, landing: Path
+) -> None:
+    write_text(landing, "usage/usage_2026-05-02.csv",
+               "usage_date;account_id;active_users;events\n2026-05-02;ACC-1;1;1\n")
+    write_text(landing, "usage/usage_2026-05-03.csv", "usage_date,active_users\n2026-05-03,1\n")
+
+    assert [reason for _, reason in ingest_landing(con, landing).files_rejected] == [
+        "usage/usage_2026-05-02.csv: missing required columns 'usage_date', 'account_id', "
+        "'active_users', 'events' (the header holds ';': CSV files must be comma-separated; "
+        "save it with ',' between fields)",
+        "usage/usage_2026-05-03.csv: missing required columns 'account_id', 'events'",
+    ]
+
+
+def test_an_action_result_before_any_tick_waits_and_the_snapshots_load(
+    con: duckdb.DuckDBPyConnection, landing: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fresh project: no outbox yet. The snapshots load, the event row says it waits, and
+    each rejection is said once (in the report, not again in the log), with what to do."""
+    write_csv(landing, ACC_FILE, account_rows({}))
+    write_text(landing, "usage/usage_2026-05-02.csv", "usage_date,account_id\n")
+    write_text(landing, "action_events/opens.csv",
+               "action_id,event_type,occurred_at,detail\n"
+               "rescue/ACC-1/1/s1.a0,opened,2026-07-02 10:00,\n")
+    with caplog.at_level("WARNING"):
+        report = ingest_all(con, landing)
+
+    assert report.snapshots.files_loaded == [ACC_FILE]
+    lines = report.lines()
+    assert ("rejected: usage/usage_2026-05-02.csv: missing required columns 'active_users', "
+            "'events'; nothing of the file was loaded (an earlier version's rows stay): fix it "
+            "and land it again under the same name") in lines
+    assert ("rejected event row: opens.csv row 1: column action_id: 'rescue/ACC-1/1/s1.a0' is "
+            "not in actions_outbox (yet); the row waits: leave the file in the landing folder "
+            "and the first ingest after the tick that emits this action loads it (a typo? fix "
+            "the action_id)") in lines
+    assert caplog.records == []

@@ -159,3 +159,24 @@ def test_days_landed_out_of_order_block_until_the_late_day_arrives_then_equal_in
         run_book(root)
     assert dump(root) == expected
     assert received(recorder) == messages
+
+
+def test_problems_dated_after_a_tick_do_not_block_it(con, tmp_path: Path) -> None:
+    """A bad future file (a duplicate key, a day missing before it) blocks the ticks that can
+    see it, not the re-run of an earlier tick."""
+    land(tmp_path, "2026-05-01", 3)
+    land(tmp_path, "2026-05-02", 3)
+    rows = account_rows(*({"snapshot_date": "2026-05-04", "account_id": f"ACC-{i}"}
+                          for i in (0, 1, 2, 0)))
+    write_csv(tmp_path, "accounts/accounts_2026-05-04.csv", rows)
+    ingest_landing(con, tmp_path)
+    settings = Settings(root=tmp_path)
+
+    require_clean_snapshots(con, settings, [datetime(2026, 5, 2, 21)])  # goes through
+    with pytest.raises(BlockedTick) as blocked:
+        require_clean_snapshots(con, settings, [datetime(2026, 5, 4, 0)])
+    assert str(blocked.value).splitlines()[1:] == [
+        "- raw_accounts: 1 duplicate (snapshot_date, account_id) keys, e.g. 2026-05-04 ACC-0 x2 "
+        "in accounts/accounts_2026-05-04.csv: land a corrected file under the same name "
+        "(deleting a file leaves its rows in place)",
+        "- accounts: no snapshot for 2026-05-03 (landed: 2026-05-01 to 2026-05-04)"]

@@ -341,14 +341,24 @@ def tick(as_of: AsOf, root: Root = None, rewrite_delivered: RewriteDelivered = F
     _run(settings, [as_of], progress=False, rewrite_delivered=rewrite_delivered)
 
 
-@app.command()
+RUN_HELP = (
+    "Run every tick from start to end, in order, as one Dagster run with a progress bar.\n\n"
+    "The landing folder is ingested once, when the run starts. An action event "
+    "(action_events/) for an action this run emits cannot load then: it stays in the folder, "
+    "and the next ingest (cswf ingest, cswf tick, the next cswf run) loads it; the first tick "
+    "run after that sees it, so a wait or branch acts on it then. To have a range act on such "
+    "events as they happen, run it in shorter pieces with an ingest between them.")
+
+
+@app.command(help=RUN_HELP)
 def run(
     start: Annotated[datetime, typer.Option(formats=TIME_FORMATS, help="First tick (UTC).")],
     end: Annotated[datetime, typer.Option(formats=TIME_FORMATS, help="Last tick (UTC).")],
     root: Root = None,
     rewrite_delivered: RewriteDelivered = False,
 ) -> None:
-    """Run every tick from start to end, in order, as one Dagster run with a progress bar."""
+    """Run every tick from start to end, in order, as one Dagster run with a progress bar
+    (`RUN_HELP` says when action events are picked up)."""
     settings = _settings(root)
     require_landing(settings)
     ticks = project.ticks_in(settings, start, end)

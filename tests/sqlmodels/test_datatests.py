@@ -145,7 +145,8 @@ def test_a_test_that_cannot_run_says_why(project: Path) -> None:
 def test_landing_tests_come_from_the_contract() -> None:
     tests = {t.name: t for t in declared_tests("raw_contacts")}
     key = tests["unique_combination_of_columns_raw_contacts_snapshot_date__contact_id"]
-    assert key.columns == ("snapshot_date", "contact_id") and key.severity == "error"
+    # a warning: the blocking check unique_ids stops the ticks that can see a duplicate
+    assert key.columns == ("snapshot_date", "contact_id") and key.severity == "warn"
     assert tests["not_null_raw_contacts_contact_id"].severity == "error"
     assert tests["not_null_raw_contacts_email"].severity == "warn"  # required, may be empty
     assert "not_null_raw_contacts_title" not in tests  # optional

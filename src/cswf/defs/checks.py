@@ -11,7 +11,7 @@ run, after their asset, and check exactly the ticks of that run (`context.partit
 run without ticks (the delivery job, or a check launched alone) they check the whole table.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -21,9 +21,11 @@ from cswf.calendar import as_of_of, key_of
 from cswf.defs import quality
 from cswf.defs.resources import CswfProject, open_warehouse
 from cswf.ingest.checks import (
+    REJECTED_TODO,
     Finding,
     account_rows,
     duplicate_ids,
+    duplicate_problems,
     flagged_rows,
     incomplete_snapshots,
     rejected_files,
@@ -38,6 +40,9 @@ FACTS = dg.AssetKey("account_facts")
 OUTBOX = dg.AssetKey("actions_outbox")
 ENROLLMENTS = dg.AssetKey("enrollments")
 SUMMARY = dg.AssetKey("workflow_summary")
+# The run tags that name a run's tick (one) or last tick (a range): Dagster's own names.
+PARTITION_TAG = "dagster/partition"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def _result(
@@ -71,14 +76,29 @@ def ticks_of_run(context: dg.AssetCheckExecutionContext) -> list[datetime] | Non
 # -- landing ---------------------------------------------------------------------------------
 
 
+def last_day_of_run(context: dg.AssetCheckExecutionContext) -> date | None:
+    """The day of the run's last tick, from the run's partition tags (the landing asset is not
+    partitioned itself); None for a run without ticks (then the whole table is checked)."""
+    tags = context.run.tags
+    key = tags.get(RANGE_END_TAG) or tags.get(PARTITION_TAG)
+    return as_of_of(key).date() if key else None
+
+
 @dg.asset_check(
     asset=LANDING,
     blocking=True,
-    description="No duplicate (snapshot_date, account_id) or (usage_date, account_id) keys.",
+    description="No duplicate (snapshot_date, account_id), (usage_date, account_id), ... keys "
+    "dated on or before the run's last tick (a tick never sees later snapshots).",
 )
-def unique_ids(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+def unique_ids(context: dg.AssetCheckExecutionContext,
+               warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    until = last_day_of_run(context)
     with open_warehouse(warehouse) as con:
-        return _result(duplicate_ids(con), "duplicate keys")
+        result = _result(duplicate_ids(con, until), "duplicate keys")
+        problems = duplicate_problems(con, until)
+    return dg.AssetCheckResult(  # what the CLI prints: the keys, their files, what to do
+        passed=result.passed, description="; ".join(problems) or result.description,
+        metadata={**result.metadata, "scope": _scope(until)})
 
 
 @dg.asset_check(
@@ -88,7 +108,13 @@ def unique_ids(warehouse: DuckDBResource) -> dg.AssetCheckResult:
 )
 def required_columns(warehouse: DuckDBResource) -> dg.AssetCheckResult:
     with open_warehouse(warehouse) as con:
-        return _result(rejected_files(con), "rejected landing files")
+        found = rejected_files(con)
+    result = _result(found, "rejected landing files")
+    if result.passed:
+        return result
+    return dg.AssetCheckResult(  # what the CLI prints: the files, why, what to do
+        passed=False, metadata=result.metadata,
+        description=f"{result.description}: {'; '.join(found.examples)}: {REJECTED_TODO}")
 
 
 @dg.asset_check(
@@ -103,6 +129,11 @@ def no_flagged_rows(warehouse: DuckDBResource) -> dg.AssetCheckResult:
     result = _result(found, "flagged landing rows")
     return dg.AssetCheckResult(passed=result.passed, description=result.description,
                                metadata=result.metadata, severity=dg.AssetCheckSeverity.WARN)
+
+
+def _scope(until: date | None) -> str:
+    return f"snapshots dated on or before {until} (the run's last tick)" if until else \
+        "the whole table"
 
 
 def _problems(problems: list[str], passed: str) -> dg.AssetCheckResult:
@@ -123,11 +154,13 @@ def _problems(problems: list[str], passed: str) -> dg.AssetCheckResult:
     "more than snapshots.max_drop of the day before's rows, no day missing between the first and "
     "the last (days in snapshots.accept pass).",
 )
-def snapshots_complete(cswf: CswfProject, warehouse: DuckDBResource) -> dg.AssetCheckResult:
+def snapshots_complete(context: dg.AssetCheckExecutionContext, cswf: CswfProject,
+                       warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    until = last_day_of_run(context)
     with open_warehouse(warehouse) as con:
         rows = account_rows(con)
         empty = [] if rows else ["raw_accounts is empty: no account snapshot has been ingested"]
-        problems = empty + incomplete_snapshots(con, cswf.settings().snapshots)
+        problems = empty + incomplete_snapshots(con, cswf.settings().snapshots, until)
     return _problems(problems, f"{rows} account snapshot rows, every day whole")
 
 

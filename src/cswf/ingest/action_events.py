@@ -8,7 +8,6 @@ contacts, the addresses the event's detail names, or else all of them.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,12 +17,16 @@ import duckdb
 import polars as pl
 
 from cswf.calendar import utc_naive
+from cswf.ingest.validate import missing_columns
 from cswf.specs.action import OWN_EVENTS
 from cswf.specs.actions import result_events
-from cswf.store.tables import EVENT_TYPES, SUPPRESSING_EVENTS, ensure_delivery_tables
+from cswf.store.tables import (
+    EVENT_TYPES,
+    SUPPRESSING_EVENTS,
+    ensure_delivery_tables,
+    ensure_engine_tables,
+)
 from cswf.store.transaction import transaction
-
-log = logging.getLogger(__name__)
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {
     "action_id": pl.String(),
@@ -33,8 +36,12 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
 }
 REQUIRED = ("action_id", "event_type", "occurred_at")
+# What to do about a bad row. An action_id not in the outbox may be an action a later tick
+# emits: the file is read again at every ingest, so the row loads once that tick has run.
+FIX = "; the row was not loaded: fix it and land the file again"
+NOT_YET = (" (yet); the row waits: leave the file in the landing folder and the first ingest "
+           "after the tick that emits this action loads it (a typo? fix the action_id)")
 EVENT_FILES = (".csv", ".parquet")
-MAX_MESSAGES = 1000
 
 # The addresses a suppressing event condemns: those of the action's recipients that its detail
 # names (a bounce of one of several contacts), else all of them. The recipients are the
@@ -158,8 +165,9 @@ def _check_file(con: duckdb.DuckDBPyConnection, path: Path, name: str
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing:
         return (pl.DataFrame(schema=EVENT_SCHEMA),
-                [f"{name}: column {c}: missing (need {', '.join(REQUIRED)})" for c in missing],
-                raw.height)
+                [missing_columns(name, missing, raw.columns)
+                 + f" (need {', '.join(REQUIRED)}); no row of it was loaded: fix it and land "
+                 "the file again"], raw.height)
     occurred = _occurred_at(raw["occurred_at"])
     if occurred is None:
         return (pl.DataFrame(schema=EVENT_SCHEMA),
@@ -184,7 +192,8 @@ def _check_file(con: duckdb.DuckDBPyConnection, path: Path, name: str
         pl.when(pl.col("action_id").fill_null("") == "")
         .then(pl.lit("column action_id: missing"))
         .when(~pl.col("known"))
-        .then(pl.format("column action_id: '{}' is not in actions_outbox", pl.col("action_id"))),
+        .then(pl.format("column action_id: '{}' is not in actions_outbox" + NOT_YET,
+                        pl.col("action_id"))),
         pl.when(~pl.col("event_type").fill_null("").is_in(list(accepted)))
         .then(pl.format("column event_type: '{}' is not one of " + kinds,
                         pl.col("event_type").fill_null(""))),
@@ -196,8 +205,8 @@ def _check_file(con: duckdb.DuckDBPyConnection, path: Path, name: str
         pl.concat_list(problems).list.drop_nulls().list.join("; ").alias("problem")
     )
     bad = checked.filter(pl.col("problem") != "")
-    messages = [f"{name} row {row}: {problem}" for row, problem in bad.select("row", "problem")
-                .iter_rows()]
+    messages = [f"{name} row {row}: {problem}" + ("" if problem.endswith(NOT_YET) else FIX)
+                for row, problem in bad.select("row", "problem").iter_rows()]
     good = checked.filter(pl.col("problem") == "").select(
         "action_id", "event_type", "occurred_at", "detail",
         pl.lit(f"file:{name}").alias("source"),
@@ -209,8 +218,9 @@ def ingest_action_events(con: duckdb.DuckDBPyConnection, folder: Path,
                          now: datetime | None = None) -> EventIngestReport:
     """Load every *.csv / *.parquet under `folder` (columns action_id, event_type, occurred_at,
     detail). Bad rows are reported by file, row (1-based, header excluded) and column; the good
-    rows of the same file still load. Safe to run again on the same files."""
-    ensure_delivery_tables(con)
+    rows of the same file still load. Safe to run again on the same files. The outbox they are
+    checked against is made if missing: before the first tick every event waits for its action."""
+    ensure_engine_tables(con)
     report = EventIngestReport()
     files = sorted(p for p in Path(folder).rglob("*")
                    if p.is_file() and p.suffix.lower() in EVENT_FILES
@@ -224,8 +234,6 @@ def ingest_action_events(con: duckdb.DuckDBPyConnection, folder: Path,
         report.accepted += good.height
         report.rejected += messages
         good_frames.append(good)
-    for message in report.rejected[:MAX_MESSAGES]:
-        log.warning("action events: %s", message)
     if good_frames:
         events = pl.concat(good_frames)
         with transaction(con):

@@ -13,9 +13,11 @@ from datetime import date, datetime
 import duckdb
 
 from cswf.ingest.contract import ACCOUNTS, OBJECTS, LandingObject
+from cswf.ingest.doubles import TODO
 from cswf.settings import Snapshots
 
 MAX_EXAMPLES = 5
+REJECTED_TODO = "fix each file and land it again under the same name, or remove it"
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,10 @@ def existing_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {name for (name,) in rows}
 
 
-def duplicate_keys(con: duckdb.DuckDBPyConnection, obj: LandingObject) -> Finding:
-    """(date, id) keys seen more than once in one raw table, with their files."""
+def duplicate_keys(con: duckdb.DuckDBPyConnection, obj: LandingObject,
+                   until: date | None = None) -> Finding:
+    """(date, id) keys seen more than once in one raw table, with their files; with `until`
+    (a tick's day), only those dated on or before it: a tick never sees later snapshots."""
     if obj.table not in existing_tables(con):
         return Finding(0)
     day, account = obj.key
@@ -41,21 +45,35 @@ def duplicate_keys(con: duckdb.DuckDBPyConnection, obj: LandingObject) -> Findin
         SELECT {day}, {account}, count(*) AS n, list_sort(list(DISTINCT source_file)),
                count(*) OVER () AS total
         FROM {obj.table}
+        WHERE $until IS NULL OR {day} <= $until
         GROUP BY ALL
         HAVING count(*) > 1
         ORDER BY 1, 2
         LIMIT {MAX_EXAMPLES}
-        """
+        """, {"until": until}
     ).fetchall()
     examples = [f"{d} {a} x{n} in {', '.join(files)}" for d, a, n, files, _ in rows]
     return Finding(rows[0][4] if rows else 0, examples)
 
 
-def duplicate_ids(con: duckdb.DuckDBPyConnection) -> Finding:
-    """Duplicate keys across every raw table."""
-    findings = [(obj.table, duplicate_keys(con, obj)) for obj in OBJECTS.values()]
+def duplicate_ids(con: duckdb.DuckDBPyConnection, until: date | None = None) -> Finding:
+    """Duplicate keys across every raw table (dated on or before `until`, if given)."""
+    findings = [(obj.table, duplicate_keys(con, obj, until)) for obj in OBJECTS.values()]
     examples = [f"{table}: {e}" for table, found in findings for e in found.examples]
     return Finding(sum(found.count for _, found in findings), examples[:MAX_EXAMPLES])
+
+
+def duplicate_problems(con: duckdb.DuckDBPyConnection, until: date | None = None) -> list[str]:
+    """One sentence per raw table with duplicate keys (on or before `until`): how many, where,
+    and what to do."""
+    problems = []
+    for obj in OBJECTS.values():
+        found = duplicate_keys(con, obj, until)
+        if found.count:
+            date_col, id_col = obj.key
+            problems.append(f"{obj.table}: {found.count} duplicate ({date_col}, {id_col}) keys, "
+                            f"e.g. {'; '.join(found.examples)}: {TODO}")
+    return problems
 
 
 def rejected_files(con: duckdb.DuckDBPyConnection) -> Finding:
@@ -126,13 +144,14 @@ def _account_days(con: duckdb.DuckDBPyConnection) -> list[tuple[date, int, str]]
 
 
 def incomplete_snapshots(con: duckdb.DuckDBPyConnection,
-                         rules: Snapshots | None = None) -> list[str]:
+                         rules: Snapshots | None = None, until: date | None = None) -> list[str]:
     """Account snapshot days that cannot be trusted whole: a header-only file, a day that lost
     more than `max_drop` of the rows of the day before, a day missing between the first and the
-    last. A day in `accept` is a known change and passes."""
+    last. A day in `accept` is a known change and passes. With `until` (a tick's day), only the
+    days on or before it count: a tick never sees later snapshots."""
     rules = rules or Snapshots()
     accepted = set(rules.accept)
-    days = _account_days(con)
+    days = [found for found in _account_days(con) if until is None or found[0] <= until]
     problems = []
     previous: tuple[date, int] | None = None
     for day, rows, files in days:
@@ -185,21 +204,17 @@ def stale_snapshots(con: duckdb.DuckDBPyConnection, ticks: Sequence[datetime],
     return [f"accounts: at tick {tick:%Y-%m-%d %H:%M}, {what}{more}"]
 
 
-def snapshot_problems(con: duckdb.DuckDBPyConnection,
-                      rules: Snapshots | None = None) -> list[str]:
+def snapshot_problems(con: duckdb.DuckDBPyConnection, rules: Snapshots | None = None,
+                      until: date | None = None) -> list[str]:
     """Every problem that must block a tick, as sentences; empty when the raw data is usable.
-    (Staleness depends on the tick: `stale_snapshots`.)"""
-    problems = []
-    for obj in OBJECTS.values():
-        found = duplicate_keys(con, obj)
-        if found.count:
-            date_col, id_col = obj.key
-            problems.append(f"{obj.table}: {found.count} duplicate ({date_col}, {id_col}) keys, "
-                            f"e.g. {'; '.join(found.examples)}")
+    With `until` (the last tick's day), duplicates and gaps dated after it do not count; a
+    rejected file always does (its rows, unloaded, have no date). (Staleness depends on the
+    tick: `stale_snapshots`.)"""
+    problems = duplicate_problems(con, until)
     rejected = rejected_files(con)
     if rejected.count:
         problems.append(f"ingest_rejections: {rejected.count} rejected landing file(s): "
-                        f"{'; '.join(rejected.examples)}")
+                        f"{'; '.join(rejected.examples)}: {REJECTED_TODO}")
     if not account_rows(con):
         problems.append(f"{ACCOUNTS.table} is empty: no account snapshot has been ingested")
-    return problems + incomplete_snapshots(con, rules)
+    return problems + incomplete_snapshots(con, rules, until)

@@ -21,6 +21,7 @@ from cswf.ingest.deploys import store_requests
 from cswf.ingest.files import Skipped, scan, visible_files
 from cswf.ingest.validate import (
     Rule,
+    missing_columns,
     one_line,
     read_landing,
     sql_list,
@@ -115,7 +116,7 @@ def _requests(
         return [f"{rel}: could not read file: {one_line(err)}"], pl.DataFrame()
     missing = [name for name in REQUIRED if name not in frame.columns]
     if missing:
-        return [f"{rel}: missing required column '{name}'" for name in missing], pl.DataFrame()
+        return [missing_columns(rel, missing, frame.columns)], pl.DataFrame()
     columns = [c for c in (*REQUIRED, *OPTIONAL) if c in frame.columns]
     frame = tagged(_utc(frame), rel, columns)
     at = _timestamp(frame) if "requested_at" in columns else "NULL::TIMESTAMP"

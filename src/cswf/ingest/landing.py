@@ -23,6 +23,10 @@ from cswf.ingest.snapshots import IngestReport, ingest_landing
 
 MAX_FLAGGED_LINES = 20  # flagged rows listed by name; the rest are counted
 EVENTS_FOLDER = "action_events"  # landing sub-folder of action results (opened, completed, ...)
+# A rejected snapshot or deploy-request file loads nothing and blocks ticks until it is fixed.
+REJECTED_TODO = ("; nothing of the file was loaded (an earlier version's rows stay): fix it and "
+                 "land it again under the same name")
+DEPLOY_TODO = "; no request of the file was stored: fix it and land it again under the same name"
 
 
 @dataclass
@@ -57,8 +61,10 @@ class LandingReport:
             out.append(f"deploy requests: {len(deploys.files_loaded)} file(s) loaded, "
                        f"{deploys.requests_stored} new request(s), "
                        f"{len({f for f, _ in deploys.files_rejected})} rejected")
-        out += [f"rejected: {reason}" for _, reason in self.rejected]
+        out += [f"rejected: {reason}{REJECTED_TODO}" for _, reason in snap.files_rejected]
+        out += [f"rejected: {reason}{DEPLOY_TODO}" for _, reason in deploys.files_rejected]
         flagged = snap.rows_flagged
+        out += [f"duplicate key: {line}" for line in snap.duplicate_keys]
         out += [f"flagged row: {line}" for line in flagged[:MAX_FLAGGED_LINES]]
         if len(flagged) > MAX_FLAGGED_LINES:
             out.append(f"flagged rows: {len(flagged) - MAX_FLAGGED_LINES} more (table "

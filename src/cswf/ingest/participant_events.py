@@ -16,7 +16,6 @@ sees what the tick saw when it ran. Every other row counts at its `occurred_at`.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,15 +25,12 @@ import polars as pl
 
 from cswf.ingest.contract import EVENTS
 from cswf.ingest.files import visible_files
-from cswf.ingest.validate import one_line, read_landing
+from cswf.ingest.validate import missing_columns, one_line, read_landing
 from cswf.store.transaction import transaction
-
-log = logging.getLogger(__name__)
 
 FOLDER = EVENTS.name  # landing sub-folder
 OWN = tuple(c.name for c in EVENTS.columns)  # columns with a meaning; the rest are properties
 EVENT_TYPE = r"^[a-z][a-z0-9_]*$"  # usable as written in a spec: `event: nps_response`
-MAX_MESSAGES = 1000
 _NEW = "_cswf_new_events"
 _LATE = timedelta(microseconds=1)  # a late event counts just after the latest tick run
 # The file rows with their ids (an md5 of the row where the file gives none), first one of a
@@ -98,8 +94,6 @@ def ingest_participant_events(
         report.rows += rows
         report.rejected += problems
         frames.append(good)
-    for message in report.rejected[:MAX_MESSAGES]:
-        log.warning("participant events: %s", message)
     new = pl.concat(frames).with_row_index("ord") if frames else None
     if new is None or new.is_empty():
         return report
@@ -143,9 +137,8 @@ def _check_file(path: Path, rel: str) -> tuple[pl.DataFrame, list[str], int]:
         return (
             _EMPTY,
             [
-                f"{rel}: missing required column{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(repr(n) for n in missing)} (an event file needs event_type, "
-                "participant_id and occurred_at)"
+                missing_columns(rel, missing, raw.columns)
+                + " (an event file needs event_type, participant_id and occurred_at)"
             ],
             raw.height,
         )

@@ -22,11 +22,13 @@ import polars as pl
 
 from cswf.ingest.bookkeeping import Flag, record_flags, record_loaded, record_rejections
 from cswf.ingest.contract import EVENTS, OBJECTS, LandingObject
+from cswf.ingest.doubles import doubled_keys
 from cswf.ingest.files import Skipped, scan, visible_files
 from cswf.ingest.validate import (
     FILE,
     column_rules,
     flagged_rows,
+    missing_columns,
     one_line,
     read_landing,
     tagged,
@@ -52,6 +54,9 @@ class IngestReport:
     # Rows loaded but flagged (an unknown tier, an extra field that does not convert), one
     # line each: file, row, column and what to do.
     rows_flagged: list[str] = field(default_factory=list)
+    # Keys loaded more than once (this run's files with each other or with earlier files), one
+    # line each: key, files and rows, what it blocks and what to do. They block ticks.
+    duplicate_keys: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -109,6 +114,7 @@ def ingest_landing(
     ensure_tables(con, objects)
     report = IngestReport()
     flags: list[Flag] = []
+    doubles = report.duplicate_keys
     files = landing_files(landing_dir)
     outcomes: dict[str, Outcome] = {}
     batch: list[_Landed] = []
@@ -117,7 +123,7 @@ def ingest_landing(
     for found in scan(con, landing_dir, files, objects):
         obj = objects[found.rel.split("/")[0]]
         if batch and (obj is not batch_obj or batch_rows >= BATCH_ROWS):
-            outcomes.update(_load_batch(con, batch_obj, batch, flags))
+            outcomes.update(_load_batch(con, batch_obj, batch, flags, doubles))
             batch, batch_rows = [], 0
         batch_obj = obj
         if isinstance(found, Skipped):
@@ -130,7 +136,7 @@ def ingest_landing(
                            found.path.suffix.lower()))
         batch_rows += batch[-1].height
     if batch:
-        outcomes.update(_load_batch(con, batch_obj, batch, flags))
+        outcomes.update(_load_batch(con, batch_obj, batch, flags, doubles))
     for path in files:  # report in file order, whatever the batches
         rel = path.relative_to(landing_dir).as_posix()
         if rel not in outcomes:
@@ -154,10 +160,11 @@ def _read(rel: str, sha: str, fresh: bool, data: bytes, suffix: str) -> _Landed:
 
 
 def _load_batch(
-    con: duckdb.DuckDBPyConnection, obj: LandingObject, batch: list[_Landed], flags: list[Flag]
+    con: duckdb.DuckDBPyConnection, obj: LandingObject, batch: list[_Landed], flags: list[Flag],
+    doubles: list[str],
 ) -> dict[str, Outcome]:
     """Validate then load the files of one object; record the rejected ones (and add the
-    flagged rows of the loaded ones to `flags`)."""
+    flagged rows of the loaded ones to `flags`, the keys they doubled to `doubles`)."""
     outcomes: dict[str, Outcome] = {}
     readable = []
     for item in batch:
@@ -167,16 +174,15 @@ def _load_batch(
         assert item.frame is not None
         missing = [c.name for c in obj.columns if c.required and c.name not in item.frame.columns]
         if missing:
-            reasons = [f"{item.rel}: missing required column '{name}'" for name in missing]
-            outcomes[item.rel] = (reasons, 0)
+            outcomes[item.rel] = ([missing_columns(item.rel, missing, item.frame.columns)], 0)
         else:
             readable.append(item)
     try:
-        outcomes.update(_check_and_write(con, obj, readable, flags))
+        outcomes.update(_check_and_write(con, obj, readable, flags, doubles))
     except duckdb.Error:
         for item in readable:  # pin the error on its file
             try:
-                outcomes.update(_check_and_write(con, obj, [item], flags))
+                outcomes.update(_check_and_write(con, obj, [item], flags, doubles))
             except duckdb.Error as err:
                 outcomes[item.rel] = ([f"{item.rel}: {one_line(err)}"], 0)
     shas = {item.rel: item.sha for item in batch}
@@ -186,7 +192,8 @@ def _load_batch(
 
 
 def _check_and_write(
-    con: duckdb.DuckDBPyConnection, obj: LandingObject, items: list[_Landed], flags: list[Flag]
+    con: duckdb.DuckDBPyConnection, obj: LandingObject, items: list[_Landed], flags: list[Flag],
+    doubles: list[str],
 ) -> dict[str, Outcome]:
     """Check the files' values, then write the good ones in one transaction.
 
@@ -216,6 +223,8 @@ def _check_and_write(
         good = [item for item in items if item.rel not in problems]
         _write(con, obj, good, relations, sorted(problems), found)
         flags += found
+        doubles += doubled_keys(con, obj, [item.rel for item in good], relations,
+                                sorted(problems))
     finally:
         for _, relation in relations:
             con.unregister(relation)

@@ -160,6 +160,19 @@ def value_problems(
     return problems
 
 
+def missing_columns(rel: str, missing: list[str], header: list[str]) -> str:
+    """One line for a file without some required columns: all of them, and when the header
+    holds a `;` or a tab, that the file is not comma-separated (the usual cause)."""
+    names = ", ".join(f"'{name}'" for name in missing)
+    line = f"{rel}: missing required column{'s' if len(missing) > 1 else ''} {names}"
+    found = [name for sep, name in ((";", "';'"), ("\t", "a tab"))
+             if any(sep in column for column in header)]
+    if found:
+        line += (f" (the header holds {found[0]}: CSV files must be comma-separated; save it with "
+                 "',' between fields)")
+    return line
+
+
 def one_line(err: BaseException) -> str:
     """An error as one line, for a rejection reason."""
     return " ".join(str(err).split())

@@ -68,9 +68,11 @@ class BlockedTick(RuntimeError):
 
 def require_clean_snapshots(con: duckdb.DuckDBPyConnection, settings: Settings | None = None,
                             ticks: Sequence[datetime] = ()) -> None:
-    """BlockedTick when the snapshots are unusable, incomplete or (at one of `ticks`) stale."""
+    """BlockedTick when the snapshots are unusable, incomplete or (at one of `ticks`) stale.
+    Problems dated after the last of `ticks` do not block: those ticks cannot see them."""
     rules = settings.snapshots if settings is not None else None
-    problems = snapshot_problems(con, rules) + stale_snapshots(con, ticks, rules)
+    until = max(ticks).date() if ticks else None
+    problems = snapshot_problems(con, rules, until) + stale_snapshots(con, ticks, rules)
     if problems:
         raise BlockedTick("snapshots failed their checks; no tick ran:\n- " + "\n- ".join(problems))
 

@@ -115,6 +115,10 @@ def _action_events() -> list[str]:
         f"{', '.join(f'`{e}`' for e in SUPPRESSING_EVENTS)} also stop all mail to the "
         "address.",
         "",
+        "A row whose `action_id` is not in the outbox yet waits: leave the file here, and the",
+        "first ingest after the tick that emits the action loads it (`cswf run` ingests once,",
+        "at its start: an event for an action emitted during the run loads at the next ingest).",
+        "",
     ]
 
 
