@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from cswf.specs.common import MAX_DAYS, MAX_NUMBER
+from cswf.specs.common import MAX_DAYS, MAX_NUMBER, did_you_mean
 
 MAX_NESTING = 50  # levels of all / any / not: deeper is no longer a rule a person can read
 
@@ -59,6 +59,36 @@ ORDERED_OPS = {Op.lt, Op.le, Op.gt, Op.ge, Op.between, Op.dropped_below, Op.rose
 NUMERIC_ONLY_OPS = {Op.dropped_below, Op.rose_above} | CHANGE_OPS
 
 Scalar = str | int | float | bool
+
+
+# Names people write for an operator, from SQL, code and other tools: a "did you mean" must
+# offer the operator with the same meaning (`gte` is `ge`, not its neighbour in spelling `gt`).
+OP_ALIASES: dict[str, Op] = {
+    **dict.fromkeys(("=", "==", "equal", "equals", "is", "eq_to"), Op.eq),
+    **dict.fromkeys(("!=", "≠", "<>", "neq", "not_eq", "not_equal", "not_equals", "is_not"), Op.ne),
+    **dict.fromkeys(("<", "less", "less_than", "lower_than", "below"), Op.lt),
+    **dict.fromkeys(("<=", "≤", "lte", "less_or_equal", "less_than_or_equal", "at_most"), Op.le),
+    **dict.fromkeys((">", "greater", "greater_than", "more_than", "above"), Op.gt),
+    **dict.fromkeys((">=", "≥", "gte", "greater_or_equal", "greater_than_or_equal", "at_least"),
+                    Op.ge),
+    **dict.fromkeys(("one_of", "is_in", "any_of"), Op.in_),
+    **dict.fromkeys(("nin", "not_one_of", "is_not_in", "none_of"), Op.not_in),
+    **dict.fromkeys(("null", "is_none", "isnull", "missing"), Op.is_null),
+    **dict.fromkeys(("notnull", "is_not_null", "not_none", "present", "exists"), Op.not_null),
+    **dict.fromkeys(("has", "includes"), Op.contains),
+    **dict.fromkeys(("startswith", "begins_with", "prefix"), Op.starts_with),
+}
+
+
+def op_meant(word: str) -> Op | None:
+    """The operator `word` means: an operator in other case, or one of its other names, or a
+    typo of either (`gtee` means `ge`); None when it is no near spelling of any."""
+    names = {op.value: op for op in Op} | OP_ALIASES
+    word = word.strip().lower()
+    if word in names:
+        return names[word]
+    hint = did_you_mean(word, names)
+    return names[hint.split("'")[1]] if hint else None
 
 
 class Leaf(BaseModel):

@@ -39,11 +39,13 @@ from cswf.specs.conditions import (
     EventLeaf,
     Leaf,
     Not,
+    Op,
     SegmentRef,
     event_leaves,
     fields_used,
     leaves,
     nesting_problem,
+    op_meant,
     previous_tick_fields,
     segment_refs,
 )
@@ -450,6 +452,9 @@ def _message(err: Mapping[str, Any], root: type[BaseModel] = Workflow) -> str:
     if kind in ("enum", "literal_error") and isinstance(err.get("input"), str):
         expected = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
         hint = did_you_mean(err["input"], expected)
+        if set(expected) == {op.value for op in Op}:  # an operator: by meaning, not spelling
+            meant = op_meant(err["input"])
+            hint = f"did you mean '{meant}'?" if meant else None
         return f"{message}; {hint}" if hint else message
     if kind in _BOUNDS:
         return f"{message} (got {err.get('input')!r})"
