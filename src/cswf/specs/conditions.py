@@ -16,7 +16,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from cswf.specs.common import MAX_DAYS, MAX_NUMBER, did_you_mean
+from cswf.specs.common import (
+    MAX_DAYS,
+    MAX_NUMBER,
+    MaybeInt,
+    did_you_mean,
+    drop_the_quotes,
+    quoted_number,
+)
 
 MAX_NESTING = 50  # levels of all / any / not: deeper is no longer a rule a person can read
 
@@ -112,6 +119,8 @@ class Leaf(BaseModel):
     @model_validator(mode="after")
     def _operand_fits_operator(self) -> Leaf:
         op, value = self.op, self.value
+        if op in RELATIVE_DATE_OPS | CHANGE_OPS and quoted_number(value):
+            raise ValueError(f"operator '{op}' needs a number; {drop_the_quotes(str(value))}")
         if op in NULL_OPS or op is Op.changed:
             if value is not None:
                 raise ValueError(f"operator '{op}' takes no value")
@@ -169,7 +178,7 @@ class EventLeaf(BaseModel):
                        description="The event type, as the event files name it.")
     happened: Happened | None = Field(
         default=None, description="since_previous_tick: counted in (previous tick, this tick].")
-    within_days: int | None = Field(
+    within_days: MaybeInt = Field(
         default=None, ge=1, le=EVENT_LOOKBACK_DAYS,
         description=f"Counted in the last N days (1 to {EVENT_LOOKBACK_DAYS}), up to the tick.")
     where: list[Leaf] = Field(
