@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cswf.calendar import TickCalendar, cron_problem
-from cswf.specs.common import Float, Int, quoted_number
+from cswf.specs.common import Float, Int, MaybeInt, quoted_number
 
 if TYPE_CHECKING:
     from cswf.delivery.config import DeliveryConfig
@@ -163,7 +163,7 @@ class Settings(BaseModel):
         description="With shards > 1, where a tick's shard steps run: in_process (one after "
         "another in the run's process) or multiprocess (a process each, at once; "
         "docs/scaling.md).")
-    max_concurrent_shards: int | None = Field(
+    max_concurrent_shards: MaybeInt = Field(
         default=None, ge=1,
         description="With executor: multiprocess, how many steps of a run at once (Dagster's "
         "max_concurrent); unset: the machine's CPU count.")
