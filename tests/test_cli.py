@@ -73,7 +73,7 @@ def test_an_unknown_field_lists_the_fields_that_exist(tmp_path: Path) -> None:
          "bad.yaml: entry.op: Input should be 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'in', "
          "'not_in', 'between', 'is_null', 'not_null', 'contains', 'starts_with', "
          "'within_next_days', 'within_last_days', 'older_than_days', 'became', 'changed', "
-         "'dropped_below', 'rose_above', 'fell_by_pct' or 'rose_by_pct'"),
+         "'dropped_below', 'rose_above', 'fell_by_pct' or 'rose_by_pct'; did you mean 'eq'?"),
         (("value: enterprise", "value: 3"),
          "bad.yaml: entry.value: 'tier' is text; write the value in quotes: '3'"),
         (("op: eq, value: enterprise", "op: lt, value: 3"),
@@ -97,6 +97,23 @@ def test_an_unknown_field_lists_the_fields_that_exist(tmp_path: Path) -> None:
         (("steps:", "priority: high\nsteps:"),
          "bad.yaml: priority: Input should be a valid integer, unable to parse string as an "
          "integer"),
+        # One rule for a number in quotes, wherever a number goes: drop the quotes.
+        (("field: tier, op: eq, value: enterprise", 'field: arr, op: ge, value: "60"'),
+         "bad.yaml: entry.value: 'arr' is a number; write the number without quotes: 60, not "
+         "'60'"),
+        (("field: tier, op: eq, value: enterprise", 'field: arr, op: between, value: [1, "9"]'),
+         "bad.yaml: entry.value: 'arr' is a number; write the number without quotes: 9, not "
+         "'9'"),
+        (("op: eq, value: enterprise", 'op: within_next_days, value: "90"'),
+         "bad.yaml: entry: operator 'within_next_days' needs a number; write the number "
+         "without quotes: 90, not '90'"),
+        (("steps:", 'priority: "5"\nsteps:'),
+         "bad.yaml: priority: write the number without quotes: 5, not '5'"),
+        (("steps:", "priority: true\nsteps:"), "bad.yaml: priority: expected a number, got True"),
+        (("title:", "due_days: ' 7', title:"),
+         "bad.yaml: steps.0.actions.0.due_days: write the number without quotes: 7, not ' 7'"),
+        (("steps:\n", 'steps:\n  - {name: pause, delay: {days: "1"}}\n'),
+         "bad.yaml: steps.0.delay.days: write the number without quotes: 1, not '1'"),
         (("steps:", "colour: blue\nsteps:"),
          "bad.yaml: colour: unknown key (not part of the spec language)"),
         (("state: enabled\n", "state: enabled\nreentry: {mode: sometimes}\n"),

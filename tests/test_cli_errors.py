@@ -21,6 +21,7 @@ from cswf.clitools.errors import explain
 from cswf.clitools.times import parse_time
 from cswf.ingest.contract import ACCOUNTS
 from cswf.project import BlockedTick
+from cswf.settings import load_settings
 
 runner = CliRunner()
 DAY = date(2026, 6, 1)
@@ -210,7 +211,8 @@ def test_a_broken_spec_stops_a_command_with_one_line(tmp_path: Path) -> None:
                                    "other.yaml": "- a list"})
     _, line = one_error(["preview", "hello", "--as-of", "2026-06-01", "--root", str(root)])
     assert line.startswith("error: hello.yaml: entry.op: Input should be 'eq', ")
-    assert line.endswith("'rose_by_pct' (and 1 more) — run `cswf validate` to see every "
+    assert line.endswith("'rose_by_pct'; did you mean 'eq'? (and 1 more) — run `cswf validate` "
+                         "to see every "
                          "problem, fix the spec, try again")
 
 
@@ -218,6 +220,13 @@ CONFIG_ERRORS = [
     ("database: x.duckdb\n  bad: [yaml\n",
      "{cfg}: line 2: not valid YAML: mapping values are not allowed here (column 6) — fix the "
      "file"),
+    # An unclosed bracket or quote is named where it opens, not where PyYAML gave up.
+    ("database: x.duckdb\nshards: 1\ncategories: [a, b\ndefault_category: a\nshards: 2\n",
+     "{cfg}: line 3: not valid YAML: while parsing a flow sequence (column 13): expected ',' or "
+     "']', but got ':' on line 4 (column 17) — fix the file"),
+    ("database: x.duckdb\ntick_cron: \"0 * * * *\ncategories: [a]\n\n",
+     "{cfg}: line 2: not valid YAML: while scanning a quoted scalar (column 12): found "
+     "unexpected end of stream on line 5 (column 1) — fix the file"),
     ("- a\n- b\n",
      "{cfg}: expected settings as `key: value` lines — see the cswf.yaml that `cswf init` "
      "writes"),
@@ -272,6 +281,16 @@ CONFIG_ERRORS = [
     ("shards: 0\n", "{cfg}: shards: Input should be greater than or equal to 1 — fix the value"),
     ("shards: true\n",
      "{cfg}: shards: expected a whole number of shards, got True — fix the value"),
+    # A number in quotes is refused everywhere (as in specs), saying how to write it.
+    ("shards: \"4\"\n",
+     "{cfg}: shards: write the number without quotes: 4, not '4' — fix the value"),
+    ("snapshots: {max_age_days: '2'}\n",
+     "{cfg}: snapshots.max_age_days: write the number without quotes: 2, not '2' — fix the "
+     "value"),
+    ("delivery: {cap_per_day: \"3\"}\n",
+     "{cfg}: delivery.cap_per_day: write the number without quotes: 3, not '3' — fix the value"),
+    ("guards: {exits: {share: yes}}\n",
+     "{cfg}: guards.exits.share: expected a number, got True — fix the value"),
 ]
 
 
@@ -281,6 +300,14 @@ def test_a_bad_config_is_one_line(tmp_path: Path, text: str, expected: str) -> N
     code, line = one_error(["validate", "--root", str(tmp_path)])
     assert code == 1
     assert line == "error: " + expected.format(cfg=tmp_path / "cswf.yaml")
+
+
+def test_a_number_in_an_environment_variable_is_a_number(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An environment variable is always text: CSWF_SHARDS=4 is no number in quotes.
+    (tmp_path / "cswf.yaml").write_text("shards: 1\n")
+    monkeypatch.setenv("CSWF_SHARDS", "4")
+    assert load_settings(tmp_path).shards == 4
 
 
 def test_an_environment_override_is_named(tmp_path: Path,
@@ -358,8 +385,10 @@ def test_a_config_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("groups: [a\n", "line 2: not valid YAML: while parsing a flow sequence expected ',' or "
-                     "']', but got '<stream end>' (column 1)"),
+    ("groups: [a\n", "line 1: not valid YAML: while parsing a flow sequence (column 9): "
+                     "expected ',' or ']', but got '<stream end>' on line 2 (column 1)"),
+    ("groups:\n  team: {members: []}\n",
+     "group 'team': members is empty; list at least one user"),
     ("- a\n", "expected a mapping `groups:` holding one group per key, each with "
               "`members: [...]`"),
     ("groups: {team: {member: [a@example.com]}}\n",

@@ -54,3 +54,31 @@ def test_preview_sees_the_field_updates_workflows_made(tmp_path: Path) -> None:
     assert preview_line(root, "hello", "2026-06-01T03:00") == (
         "hello as of 2026-06-01 03:00: 2 of 2 participants meet the entry conditions; "
         "0 already inside, 2 would enter at this tick if enabled.")
+
+
+def test_a_tick_without_facts_says_so(tmp_path: Path) -> None:
+    # The only snapshot is dated 2026-06-01: nothing describes a tick on 05-31. `0 of 0` alone
+    # read like an answer.
+    root = make_project(tmp_path, {"hello.yaml": DRAFT})
+    code, out, _ = cswf("preview", "hello", "--as-of", "2026-05-31T03:00", "--root", str(root))
+    assert code == 0
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    assert lines == [
+        "hello as of 2026-05-31 03:00: 0 of 0 participants meet the entry conditions; 0 already "
+        "inside, 0 would enter at this tick if enabled.",
+        "no account facts at 2026-05-31 03:00: no snapshot dated on or before 2026-05-31 is "
+        f"ingested — land snapshot files in {root / 'data/landing'} (its README.md says which) "
+        "and run `cswf ingest`, or preview a later tick"]
+
+
+def test_a_segment_without_facts_says_so(tmp_path: Path) -> None:
+    root = make_project(tmp_path, {"hello.yaml": DRAFT})
+    (root / "segments").mkdir()
+    (root / "segments/big.yaml").write_text(
+        "name: big\ncondition: {field: tier, op: eq, value: enterprise}\n")
+    code, out, _ = cswf("preview", "--segment", "big", "--as-of", "2026-05-31T03:00",
+                        "--root", str(root))
+    assert code == 0
+    assert " ".join(out.split()).startswith(
+        "segment big as of 2026-05-31 03:00: 0 of 0 accounts match. no account facts at "
+        "2026-05-31 03:00: no snapshot dated")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from test_cli_errors import make_project, one_error
 from test_crashes import received
 from test_delivery_servers import SmtpRecorder, smtp_server
 from test_ingest import ACCOUNT_ROW, account_rows, write_csv, write_text
@@ -180,3 +181,30 @@ def test_problems_dated_after_a_tick_do_not_block_it(con, tmp_path: Path) -> Non
         "in accounts/accounts_2026-05-04.csv: land a corrected file under the same name "
         "(deleting a file leaves its rows in place)",
         "- accounts: no snapshot for 2026-05-03 (landed: 2026-05-01 to 2026-05-04)"]
+
+
+# -- when max_age_days bites from the CLI ---------------------------------------------------------
+
+
+def test_a_file_holding_an_older_snapshot_is_stale_at_its_ticks(tmp_path: Path) -> None:
+    """A run's ticks end with the newest account file's *name* (accounts_2026-06-05.csv: the
+    tick partitions), freshness is the newest `snapshot_date` *inside* the files. An export that
+    ran on 06-05 but sent the snapshot of 06-02 (its source stopped refreshing) lets ticks of
+    06-05 run against a 3-day-old snapshot: max_age_days stops them, nothing is ticked. (A
+    newer file of the same days would be a duplicate key, a day without file a missing day.)"""
+    root = make_project(tmp_path)  # accounts_2026-06-01.csv, two accounts
+    rows = account_rows(*({"snapshot_date": "2026-06-02", "account_id": f"a{i}"}
+                          for i in (1, 2)))
+    write_csv(root / "data/landing", "accounts/accounts_2026-06-05.csv", rows)
+
+    code, line = one_error(["run", "--start", "2026-06-05T03:00", "--end", "2026-06-05T06:00",
+                            "--root", str(root)])
+    assert code == 1
+    assert line.startswith(
+        "error: check snapshots_fresh on account_facts failed: accounts: at tick 2026-06-05 "
+        "03:00, the newest account snapshot is 2026-06-02, 3 days old (at most 2 may pass) "
+        "(and 1 later tick(s)) — run ")
+    assert line.endswith(" stopped; its event log is in Dagster")
+    with duckdb.connect(str(root / "data/cswf.duckdb"), read_only=True) as con:
+        tables = {name for (name,) in con.execute("SHOW TABLES").fetchall()}
+    assert "tick_log" not in tables  # no tick was evaluated

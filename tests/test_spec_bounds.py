@@ -114,6 +114,38 @@ def test_an_unknown_operator_says_what_was_meant() -> None:
     assert line.endswith("'fell_by_pct' or 'rose_by_pct'; did you mean 'eq'?")
 
 
+@pytest.mark.parametrize(("written", "meant"), [
+    ("gte", "ge"), ("lte", "le"), ("not_equal", "ne"), ("'>='", "ge"), ("'<='", "le"),
+    ("'!='", "ne"), ("neq", "ne"), ("equal", "eq"), ("'=='", "eq"), ("GT", "gt"),
+    ("greater_than_or_equal", "ge"), ("is_not_null", "not_null"), ("gtee", "ge"),
+    ("not_equl", "ne"), ("gtt", "gt"),
+])
+def test_an_operator_written_another_way_suggests_the_one_with_its_meaning(
+        written: str, meant: str) -> None:
+    # Spelling alone offered `gt` for `gte` and `not_null` for `not_equal`: a different rule.
+    [line] = problems(BASE.replace("op: eq", f"op: {written}"))
+    assert line.endswith(f"'fell_by_pct' or 'rose_by_pct'; did you mean '{meant}'?")
+
+
+def test_an_operator_that_is_no_near_name_gets_no_suggestion() -> None:
+    [line] = problems(BASE.replace("op: eq", "op: colour"))
+    assert line.endswith("'fell_by_pct' or 'rose_by_pct'")
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("value: enterprise}", "value: enterprise"),
+     "bounded.yaml: line 5: not valid YAML: while parsing a flow mapping (column 8): expected "
+     "',' or '}', but got ':' on line 6 (column 6)"),
+    (("title: Hello}", 'title: "Hello}'),
+     "bounded.yaml: line 8: not valid YAML: while scanning a quoted scalar (column 35): found "
+     "unexpected end of stream on line 9 (column 1)"),
+])
+def test_broken_yaml_is_named_at_the_line_where_it_breaks(change: tuple[str, str],
+                                                          expected: str) -> None:
+    # PyYAML notices an unclosed brace or quote lines later; the line named is where it opens.
+    assert problems(BASE.replace(*change)) == [expected]
+
+
 def test_files_that_are_no_specs_are_named(tmp_path: Path) -> None:
     (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
     (tmp_path / "folder.yaml").mkdir()

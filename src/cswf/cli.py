@@ -399,7 +399,19 @@ def preview(
                   f"{result.would_enter} would enter at this tick"
                   f"{'' if chosen.spec.state is WorkflowState.enabled else ' if enabled'}.",
                   soft_wrap=True)
-    _print_frame(result.sample, title="sample of matches")
+    if _no_facts_hint(settings, chosen.spec.object, as_of, result.participants):
+        _print_frame(result.sample, title="sample of matches")
+
+
+def _no_facts_hint(settings: Settings, participant: str, as_of: datetime, count: int) -> bool:
+    """`0 of 0` is no answer: say that nothing was ingested for that tick, and what to do
+    (instead of an empty sample). Whether there were facts."""
+    if count == 0:
+        console.print(f"no {participant} facts at {as_of:%Y-%m-%d %H:%M}: no snapshot dated on "
+                      f"or before {as_of:%Y-%m-%d} is ingested — land snapshot files in "
+                      f"{shown(settings.landing_path)} (its README.md says which) and run "
+                      "`cswf ingest`, or preview a later tick", soft_wrap=True)
+    return count > 0
 
 
 def _preview_segment(settings: Settings, checked: SpecSet, name: str, as_of: datetime,
@@ -420,7 +432,8 @@ def _preview_segment(settings: Settings, checked: SpecSet, name: str, as_of: dat
     console.print(f"[bold]segment {name}[/bold] as of {as_of:%Y-%m-%d %H:%M}: "
                   f"{result.matching} of {result.participants} {chosen.object}s match{about}.",
                   soft_wrap=True)
-    _print_frame(result.sample, title="sample of matches")
+    if _no_facts_hint(settings, chosen.object, as_of, result.participants):
+        _print_frame(result.sample, title="sample of matches")
 
 
 @app.command()

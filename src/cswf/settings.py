@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cswf.calendar import TickCalendar, cron_problem
+from cswf.specs.common import Float, Int, MaybeInt, quoted_number
 
 if TYPE_CHECKING:
     from cswf.delivery.config import DeliveryConfig
@@ -39,13 +40,13 @@ class TemplateLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    budget_seconds: float = Field(
+    budget_seconds: Float = Field(
         default=30.0, gt=0, description="Seconds of Jinja2 rendering per tick, all workflows; "
         "once spent, the tick's remaining renders fail (which one crosses it depends on the "
         "machine's speed).")
-    seconds_per_render: float = Field(default=1.0, gt=0,
+    seconds_per_render: Float = Field(default=1.0, gt=0,
                                       description="One render (one participant, one template).")
-    max_chars: int = Field(default=256 * 1024, ge=1,
+    max_chars: Int = Field(default=256 * 1024, ge=1,
                            description="Characters one render may produce, macros and blocks "
                                        "counted as they are produced.")
 
@@ -55,8 +56,8 @@ class ShareLimit(BaseModel):
     and at least `min` of them: a glitch in one field can empty a workflow in one tick."""
 
     model_config = ConfigDict(extra="forbid")
-    share: float = Field(default=0.2, gt=0, le=1)
-    min: int = Field(default=10, ge=1)
+    share: Float = Field(default=0.2, gt=0, le=1)
+    min: Int = Field(default=10, ge=1)
 
 
 class SpikeLimit(BaseModel):
@@ -64,8 +65,8 @@ class SpikeLimit(BaseModel):
     `min`: the minimum keeps a small book's ordinary day from ever tripping it."""
 
     model_config = ConfigDict(extra="forbid")
-    ratio: float = Field(default=5.0, gt=0)
-    min: int = Field(default=25, ge=1)
+    ratio: Float = Field(default=5.0, gt=0)
+    min: Int = Field(default=25, ge=1)
 
 
 class Guards(BaseModel):
@@ -74,7 +75,7 @@ class Guards(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
-    history_ticks: int = Field(
+    history_ticks: Int = Field(
         default=56, ge=1, description="Trailing window of the norms, in ticks (56: a week of "
         "3-hour ticks); ticks where nothing of the kind happened are left out of the median.")
     exits: ShareLimit = Field(default_factory=ShareLimit)
@@ -87,10 +88,10 @@ class Snapshots(BaseModel):
     """When the account snapshots are too incomplete or too old to tick from (docs/safety.md)."""
 
     model_config = ConfigDict(extra="forbid")
-    max_drop: float = Field(
+    max_drop: Float = Field(
         default=0.2, gt=0, le=1,
         description="Largest share of account rows a day may lose against the day before.")
-    max_age_days: int = Field(
+    max_age_days: Int = Field(
         default=2, ge=0, description="Oldest the newest snapshot may be at a tick, in days.")
     accept: list[date] = Field(
         default_factory=list,
@@ -152,7 +153,7 @@ class Settings(BaseModel):
     segments_dir: Path = Field(
         default=Path("segments"),
         description="Named conditions (segments/*.yaml) workflows use as {segment: name}.")
-    shards: int = Field(
+    shards: Int = Field(
         default=1, ge=1, le=10_000,
         description="Participant shards a tick runs in, each on the participants of its "
         "accounts, then one global step (docs/scaling.md); the result is the same for any "
@@ -162,7 +163,7 @@ class Settings(BaseModel):
         description="With shards > 1, where a tick's shard steps run: in_process (one after "
         "another in the run's process) or multiprocess (a process each, at once; "
         "docs/scaling.md).")
-    max_concurrent_shards: int | None = Field(
+    max_concurrent_shards: MaybeInt = Field(
         default=None, ge=1,
         description="With executor: multiprocess, how many steps of a run at once (Dagster's "
         "max_concurrent); unset: the machine's CPU count.")
@@ -301,7 +302,8 @@ def load_settings(root: Path | None = None, **overrides: object) -> Settings:
             raise ValueError(f"{config}: expected a mapping of settings")
         raw.update(loaded)
     for env, key in ENV_OVERRIDES.items():
-        if os.environ.get(env):
-            raw[key] = os.environ[env]
+        if os.environ.get(env):  # a variable is text: a number in it is not one in quotes
+            value = os.environ[env]
+            raw[key] = yaml.safe_load(value) if quoted_number(value) else value
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(root=root, **raw)

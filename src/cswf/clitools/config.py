@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from cswf.clitools.errors import CliError, did_you_mean
 from cswf.delivery.config import DeliveryConfig
 from cswf.settings import CONFIG_FILE, ENV_OVERRIDES, Settings, find_root, load_settings
+from cswf.specs.common import yaml_problem
 
 CREATE = "create a project with `cswf init DIR`"
 HINTS = {
@@ -93,12 +94,9 @@ def _check_yaml(config: Path) -> None:
         raise CliError(shown(config), "nests too deep to read",
                        f"see the {CONFIG_FILE} that `cswf init` writes") from exc
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{shown(config)}: line {mark.line + 1}" if mark is not None else shown(config)
-        what = " ".join(filter(None, (getattr(exc, "context", None),
-                                      getattr(exc, "problem", None)))) or str(exc)
-        column = f" (column {mark.column + 1})" if mark is not None else ""
-        raise CliError(where, f"not valid YAML: {what}{column}", "fix the file") from exc
+        line, what = yaml_problem(exc)
+        where = f"{shown(config)}: line {line}" if line else shown(config)
+        raise CliError(where, what, "fix the file") from exc
     except OSError as exc:
         raise CliError(shown(config), f"cannot be read: {exc.strerror}") from exc
     if raw is not None and not isinstance(raw, dict):

@@ -15,6 +15,8 @@ from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cswf.specs.common import Float, Int, MaybeFloat, MaybeInt
+
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -24,7 +26,7 @@ class _Strict(BaseModel):
 
 class SmtpConfig(_Strict):
     host: str = "localhost"
-    port: int = Field(default=587, ge=1, le=65535)
+    port: Int = Field(default=587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = Field(
         default="starttls",
         description="starttls (port 587) or tls (implicit, port 465), both verified; "
@@ -42,7 +44,7 @@ class SmtpConfig(_Strict):
         default=None, description="Trust this CA bundle instead of the system's (private CAs)."
     )
     helo_name: str | None = Field(default=None, description="EHLO name (default: this host).")
-    timeout_seconds: float = Field(default=30.0, gt=0)
+    timeout_seconds: Float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _plain_only_locally(self) -> SmtpConfig:
@@ -66,10 +68,10 @@ class WebhookConfig(_Strict):
         default_factory=dict,
         description="Extra headers whose values are read from these env variables (tokens).",
     )
-    timeout_seconds: float = Field(default=10.0, gt=0)
-    max_attempts: int = Field(default=3, ge=1, le=10,
+    timeout_seconds: Float = Field(default=10.0, gt=0)
+    max_attempts: Int = Field(default=3, ge=1, le=10,
                               description="HTTP tries within one delivery attempt.")
-    backoff_seconds: float = Field(default=0.5, ge=0,
+    backoff_seconds: Float = Field(default=0.5, ge=0,
                                    description="Wait before the 2nd try; doubles after each.")
 
     @field_validator("url")
@@ -133,9 +135,9 @@ class Unsubscribe(_Strict):
 
 
 class RetryPolicy(_Strict):
-    max_attempts: int = Field(default=5, ge=1, description="Delivery attempts per action.")
-    backoff_seconds: float = Field(default=300.0, ge=0, description="Wait before the 2nd.")
-    backoff_factor: float = Field(default=2.0, ge=1.0)
+    max_attempts: Int = Field(default=5, ge=1, description="Delivery attempts per action.")
+    backoff_seconds: Float = Field(default=300.0, ge=0, description="Wait before the 2nd.")
+    backoff_factor: Float = Field(default=2.0, ge=1.0)
 
     def delay_seconds(self, attempts: int) -> float:
         """Wait after the `attempts`-th failed attempt."""
@@ -147,8 +149,8 @@ class RateLimit(_Strict):
     it sends at most `per_minute` minus what the channel sent in the minute before `now`, and
     at most `per_run`; the rest waits (`deferred`, `rate limit`) for a later run. null: no limit."""
 
-    per_minute: int | None = Field(default=None, ge=1)
-    per_run: int | None = Field(default=None, ge=1)
+    per_minute: MaybeInt = Field(default=None, ge=1)
+    per_run: MaybeInt = Field(default=None, ge=1)
 
 
 # What a cautious team starts with, per channel (delivery/channels/): a mail server's and a
@@ -167,17 +169,17 @@ class Breaker(_Strict):
     until someone approves it (`cswf deliver --approve-spike`). No history: a norm of 0."""
 
     enabled: bool = True
-    factor: float = Field(default=10.0, ge=1.0)
-    floor: int = Field(default=50, ge=0, description="Never trips at or below this many due.")
-    history_runs: int = Field(default=20, ge=1)
-    history_days: int = Field(default=14, ge=1)
+    factor: Float = Field(default=10.0, ge=1.0)
+    floor: Int = Field(default=50, ge=0, description="Never trips at or below this many due.")
+    history_runs: Int = Field(default=20, ge=1)
+    history_days: Int = Field(default=14, ge=1)
 
 
 class DeliveryConfig(_Strict):
     dry_run: bool = Field(default=True, description="Nothing leaves; would-be messages → files.")
     dry_run_dir: Path = Path("data/outbox_preview")
     export_dir: Path = Path("data/exports")
-    cap_per_day: int | None = Field(
+    cap_per_day: MaybeInt = Field(
         default=3, ge=1, description="Emails per recipient per local day, all workflows."
     )
     quiet_hours: QuietHours | None = Field(default_factory=QuietHours)
@@ -186,7 +188,7 @@ class DeliveryConfig(_Strict):
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
     unsubscribe: Unsubscribe = Field(default_factory=Unsubscribe)
-    max_age_hours: float | None = Field(
+    max_age_hours: MaybeFloat = Field(
         default=48, gt=0,
         description="A real run does not send an action (pending, or previewed by a dry run) "
         "whose tick is older than this: it is `expired`. null = no limit.",

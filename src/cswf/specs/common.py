@@ -6,10 +6,12 @@ workflow model is built from the registered action types.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from difflib import get_close_matches
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 # Bounds on what a spec may say: a length beyond these is a typo, and it would overflow the
@@ -18,6 +20,37 @@ MAX_DAYS = 3650  # 10 years: delays, waits, re-entry, milestones, stages, relati
 MAX_MONTHS = 120  # 10 years
 MAX_NUMBER = 1e15  # a number in a condition: far above any fact, well inside Int64 and Float64
 MAX_YAML_DEPTH = 200  # levels of YAML mappings and lists: checked before the model reads them
+
+
+def quoted_number(value: object) -> bool:
+    """Whether `value` is a number written in quotes in YAML ("60", "2.5")."""
+    try:
+        return isinstance(value, str) and math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+def drop_the_quotes(text: str) -> str:
+    """The one message for a number in quotes where a number is expected."""
+    return f"write the number without quotes: {text.strip()}, not {text!r}"
+
+
+def _unquoted(value: object) -> object:
+    if quoted_number(value):
+        raise ValueError(drop_the_quotes(str(value)))
+    if isinstance(value, bool):  # YAML's yes/true would pass as 1
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
+
+
+# The numbers of every YAML file cswf reads (specs, segments, cswf.yaml): written as numbers,
+# without quotes. Pydantic alone took `days: "1"` as 1 (and `days: true` as 1), but a
+# condition's `value: "60"` stays text; one rule for all, the one the JSON schema (and so the
+# editor) already states.
+Int = Annotated[int, BeforeValidator(_unquoted)]
+Float = Annotated[float, BeforeValidator(_unquoted)]
+MaybeInt = Annotated[int | None, BeforeValidator(_unquoted)]  # a bound on it stays in the schema
+MaybeFloat = Annotated[float | None, BeforeValidator(_unquoted)]
 
 
 class Strict(BaseModel):
@@ -37,6 +70,25 @@ class Owner(Strict):
         if len(given) != 1:
             raise ValueError("owner needs exactly one of: field, group, user")
         return self
+
+
+def yaml_problem(exc: Exception) -> tuple[int | None, str]:
+    """A YAML error as (line, `not valid YAML: what (column C)`). An unclosed bracket or quote
+    is only noticed where the parser gives up, lines later: for such a construct (a flow
+    collection, a quoted scalar, a key), the line is the one where it starts, and the message
+    says where the parser stopped. A block's context is the whole block: its problem's line."""
+    mark = getattr(exc, "problem_mark", None)
+    start = getattr(exc, "context_mark", None)
+    context = getattr(exc, "context", None)
+    problem = getattr(exc, "problem", None)
+    what = " ".join(filter(None, (context, problem))) or str(exc).splitlines()[0]
+    if mark is None:
+        return None, f"not valid YAML: {what}"
+    if start is not None and context and problem and start.line < mark.line \
+            and not context.startswith("while parsing a block"):
+        return start.line + 1, (f"not valid YAML: {context} (column {start.column + 1}): "
+                                f"{problem} on line {mark.line + 1} (column {mark.column + 1})")
+    return mark.line + 1, f"not valid YAML: {what} (column {mark.column + 1})"
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

@@ -16,7 +16,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from cswf.specs.common import MAX_DAYS, MAX_NUMBER
+from cswf.specs.common import (
+    MAX_DAYS,
+    MAX_NUMBER,
+    MaybeInt,
+    did_you_mean,
+    drop_the_quotes,
+    quoted_number,
+)
 
 MAX_NESTING = 50  # levels of all / any / not: deeper is no longer a rule a person can read
 
@@ -61,6 +68,36 @@ NUMERIC_ONLY_OPS = {Op.dropped_below, Op.rose_above} | CHANGE_OPS
 Scalar = str | int | float | bool
 
 
+# Names people write for an operator, from SQL, code and other tools: a "did you mean" must
+# offer the operator with the same meaning (`gte` is `ge`, not its neighbour in spelling `gt`).
+OP_ALIASES: dict[str, Op] = {
+    **dict.fromkeys(("=", "==", "equal", "equals", "is", "eq_to"), Op.eq),
+    **dict.fromkeys(("!=", "≠", "<>", "neq", "not_eq", "not_equal", "not_equals", "is_not"), Op.ne),
+    **dict.fromkeys(("<", "less", "less_than", "lower_than", "below"), Op.lt),
+    **dict.fromkeys(("<=", "≤", "lte", "less_or_equal", "less_than_or_equal", "at_most"), Op.le),
+    **dict.fromkeys((">", "greater", "greater_than", "more_than", "above"), Op.gt),
+    **dict.fromkeys((">=", "≥", "gte", "greater_or_equal", "greater_than_or_equal", "at_least"),
+                    Op.ge),
+    **dict.fromkeys(("one_of", "is_in", "any_of"), Op.in_),
+    **dict.fromkeys(("nin", "not_one_of", "is_not_in", "none_of"), Op.not_in),
+    **dict.fromkeys(("null", "is_none", "isnull", "missing"), Op.is_null),
+    **dict.fromkeys(("notnull", "is_not_null", "not_none", "present", "exists"), Op.not_null),
+    **dict.fromkeys(("has", "includes"), Op.contains),
+    **dict.fromkeys(("startswith", "begins_with", "prefix"), Op.starts_with),
+}
+
+
+def op_meant(word: str) -> Op | None:
+    """The operator `word` means: an operator in other case, or one of its other names, or a
+    typo of either (`gtee` means `ge`); None when it is no near spelling of any."""
+    names = {op.value: op for op in Op} | OP_ALIASES
+    word = word.strip().lower()
+    if word in names:
+        return names[word]
+    hint = did_you_mean(word, names)
+    return names[hint.split("'")[1]] if hint else None
+
+
 class Leaf(BaseModel):
     """One test on one fact field."""
 
@@ -82,6 +119,8 @@ class Leaf(BaseModel):
     @model_validator(mode="after")
     def _operand_fits_operator(self) -> Leaf:
         op, value = self.op, self.value
+        if op in RELATIVE_DATE_OPS | CHANGE_OPS and quoted_number(value):
+            raise ValueError(f"operator '{op}' needs a number; {drop_the_quotes(str(value))}")
         if op in NULL_OPS or op is Op.changed:
             if value is not None:
                 raise ValueError(f"operator '{op}' takes no value")
@@ -139,7 +178,7 @@ class EventLeaf(BaseModel):
                        description="The event type, as the event files name it.")
     happened: Happened | None = Field(
         default=None, description="since_previous_tick: counted in (previous tick, this tick].")
-    within_days: int | None = Field(
+    within_days: MaybeInt = Field(
         default=None, ge=1, le=EVENT_LOOKBACK_DAYS,
         description=f"Counted in the last N days (1 to {EVENT_LOOKBACK_DAYS}), up to the tick.")
     where: list[Leaf] = Field(

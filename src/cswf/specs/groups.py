@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cswf.specs.common import did_you_mean
+from cswf.specs.common import yaml_problem as yaml_where
 
 GROUP_NAME = r"^[A-Za-z][A-Za-z0-9_\-]*$"
 
@@ -81,18 +82,16 @@ def load_groups(path: Path) -> dict[str, UserGroup]:
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
     """A YAML error as one line: `line N: not valid YAML: what (column C)`."""
-    mark = getattr(exc, "problem_mark", None)
-    what = " ".join(filter(None, (getattr(exc, "context", None),
-                                  getattr(exc, "problem", None)))) or str(exc).splitlines()[0]
-    if mark is None:
-        return f"not valid YAML: {what}"
-    return f"line {mark.line + 1}: not valid YAML: {what} (column {mark.column + 1})"
+    line, what = yaml_where(exc)
+    return what if line is None else f"line {line}: {what}"
 
 
 def _problem(err: Mapping[str, Any]) -> str:
     """One pydantic error as `path: message`, with a did-you-mean for an unknown key."""
     path = ".".join(str(p) for p in err["loc"])
     message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "too_short" and err["loc"][-1] == "members" and len(err["loc"]) == 3:
+        return f"group '{err['loc'][1]}': members is empty; list at least one user"
     if err["type"] == "extra_forbidden":
         known = list(UserGroup.model_fields) if len(err["loc"]) > 1 else ["groups"]
         hint = did_you_mean(str(err["loc"][-1]), known)

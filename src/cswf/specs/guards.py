@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from cswf.specs.common import Strict
+from cswf.specs.common import MaybeFloat, MaybeInt, Strict
 
 
 class ShareOverride(Strict):
-    share: float | None = Field(default=None, gt=0, le=1,
+    share: MaybeFloat = Field(default=None, gt=0, le=1,
                                 description="Largest share of active participants that may exit "
                                             "at one tick.")
-    min: int | None = Field(default=None, ge=1, description="Fewest exits that can hold a tick.")
+    min: MaybeInt = Field(default=None, ge=1, description="Fewest exits that can hold a tick.")
 
 
 class SpikeOverride(Strict):
-    ratio: float | None = Field(default=None, gt=0,
+    ratio: MaybeFloat = Field(default=None, gt=0,
                                 description="Largest multiple of the trailing median per tick.")
-    min: int | None = Field(default=None, ge=1, description="Fewest that can hold a tick.")
+    min: MaybeInt = Field(default=None, ge=1, description="Fewest that can hold a tick.")
 
 
 class WorkflowGuards(Strict):

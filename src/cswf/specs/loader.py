@@ -23,7 +23,15 @@ from pydantic import BaseModel, ValidationError
 
 from cswf.specs.action import ActionProblem
 from cswf.specs.actions import action_type, action_type_names
-from cswf.specs.common import MAX_YAML_DEPTH, did_you_mean, too_deep, unknown_field
+from cswf.specs.common import (
+    MAX_YAML_DEPTH,
+    did_you_mean,
+    drop_the_quotes,
+    quoted_number,
+    too_deep,
+    unknown_field,
+    yaml_problem,
+)
 from cswf.specs.conditions import (
     EVENTS_FIELD,
     GROUP_TAGS,
@@ -39,11 +47,13 @@ from cswf.specs.conditions import (
     EventLeaf,
     Leaf,
     Not,
+    Op,
     SegmentRef,
     event_leaves,
     fields_used,
     leaves,
     nesting_problem,
+    op_meant,
     previous_tick_fields,
     segment_refs,
 )
@@ -384,12 +394,8 @@ def _parse(
     except RecursionError:
         return None, [SpecError(label, "", f"nests too deep to read: {NESTING_TODO}")]
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else ""
-        what = " ".join(filter(None, (getattr(exc, "context", None),
-                                      getattr(exc, "problem", None)))) or str(exc)
-        column = f" (column {mark.column + 1})" if mark is not None else ""
-        return None, [SpecError(label, where, f"not valid YAML: {what}{column}")]
+        line, what = yaml_problem(exc)
+        return None, [SpecError(label, f"line {line}" if line else "", what)]
     except (ValueError, TypeError, IndexError, OverflowError) as exc:
         # PyYAML's own constructors raise these for explicit tags it cannot build
         # (`!!float ` with no value, `!!int x`, `!!binary é`): the same kind of mistake.
@@ -450,6 +456,9 @@ def _message(err: Mapping[str, Any], root: type[BaseModel] = Workflow) -> str:
     if kind in ("enum", "literal_error") and isinstance(err.get("input"), str):
         expected = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
         hint = did_you_mean(err["input"], expected)
+        if set(expected) == {op.value for op in Op}:  # an operator: by meaning, not spelling
+            meant = op_meant(err["input"])
+            hint = f"did you mean '{meant}'?" if meant else None
         return f"{message}; {hint}" if hint else message
     if kind in _BOUNDS:
         return f"{message} (got {err.get('input')!r})"
@@ -729,6 +738,8 @@ def check_leaf(leaf: Leaf, fact_fields: Mapping[str, pl.DataType]) -> list[tuple
 
 
 def _operand_problem(operand: object, kind: str, field_name: str) -> str | None:
+    if kind == "number" and quoted_number(operand):
+        return f"'{field_name}' is a number; {drop_the_quotes(str(operand))}"
     if kind == "number" and (isinstance(operand, bool) or not isinstance(operand, int | float)):
         return f"'{field_name}' is a number; {operand!r} is not"
     if kind == "text" and not isinstance(operand, str):

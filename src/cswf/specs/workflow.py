@@ -25,7 +25,16 @@ from pydantic_core import CoreSchema
 
 from cswf.specs.action import ActionSpec
 from cswf.specs.actions import action_models, all_results, on_change
-from cswf.specs.common import MAX_DAYS, MAX_MONTHS, NAME_PATTERN, Owner, Strict
+from cswf.specs.common import (
+    MAX_DAYS,
+    MAX_MONTHS,
+    NAME_PATTERN,
+    Float,
+    Int,
+    MaybeInt,
+    Owner,
+    Strict,
+)
 from cswf.specs.conditions import Condition, fields_used, segment_refs
 from cswf.specs.guards import WorkflowGuards
 from cswf.specs.references import MAX_REFERENCES, Reference
@@ -60,9 +69,9 @@ class Reentry(Strict):
             "since the last exit. unlimited: re-enter whenever qualifying."
         ),
     )
-    min_days_since_exit: int = Field(default=0, ge=0, le=MAX_DAYS,
+    min_days_since_exit: Int = Field(default=0, ge=0, le=MAX_DAYS,
                                      description="Retrigger delay in days.")
-    min_months_since_exit: int = Field(
+    min_months_since_exit: Int = Field(
         default=0, ge=0, le=MAX_MONTHS,
         description="Retrigger delay in calendar months (same day of month, or the month's "
                     "last day: Jan 31 + 1 month is Feb 28); added to the days.")
@@ -125,10 +134,10 @@ class Holdout(Strict):
     """A control group: a fixed, hashed share of those who qualify enter it and receive nothing,
     so the objective's lift can be measured (engine/holdout.py, report objective_lift)."""
 
-    percent: float = Field(gt=0, le=MAX_HOLDOUT_PERCENT,
+    percent: Float = Field(gt=0, le=MAX_HOLDOUT_PERCENT,
                            description="Share of qualifying participants held out, in percent "
                                        "(to 0.01).")
-    window_days: int = Field(
+    window_days: Int = Field(
         default=MAX_HOLDOUT_WINDOW_DAYS, ge=1, le=MAX_HOLDOUT_WINDOW_DAYS,
         description="Both groups are judged on the objective within this many days of entry; "
                     "a control enrollment completes when its window ends.")
@@ -164,9 +173,9 @@ class Delay(Strict):
     moves a participant on once its delay has ended, so a delay shorter than the interval
     between ticks ends at the next tick."""
 
-    hours: int | None = Field(default=None, ge=1, le=MAX_DAYS * 24)
-    days: int | None = Field(default=None, ge=0, le=MAX_DAYS)
-    months: int | None = Field(default=None, ge=1, le=MAX_MONTHS)
+    hours: MaybeInt = Field(default=None, ge=1, le=MAX_DAYS * 24)
+    days: MaybeInt = Field(default=None, ge=0, le=MAX_DAYS)
+    months: MaybeInt = Field(default=None, ge=1, le=MAX_MONTHS)
 
     @model_validator(mode="after")
     def _one_unit(self) -> Delay:
@@ -240,7 +249,7 @@ class Wait(_Check):
     condition_key: ClassVar[str] = "until"
     what: ClassVar[str] = "a wait"
     until: Condition | None = None
-    max_days: int = Field(ge=1, le=MAX_DAYS,
+    max_days: Int = Field(ge=1, le=MAX_DAYS,
                           description="After this many days the flow goes on anyway.")
 
 
@@ -292,9 +301,9 @@ class Milestone(Strict):
 
     name: str = Field(pattern=NAME_PATTERN)
     title: str | None = Field(default=None, description="Task title; default: the name.")
-    trigger_days: int = Field(ge=0, le=MAX_DAYS,
+    trigger_days: Int = Field(ge=0, le=MAX_DAYS,
                               description="Days after entry when its task is created.")
-    due_days: int = Field(ge=0, le=MAX_DAYS, description="Days after entry when it is due.")
+    due_days: Int = Field(ge=0, le=MAX_DAYS, description="Days after entry when it is due.")
     owner: Owner | None = Field(default=None, description="Default: the workflow owner.")
     subtasks: list[str] = Field(default_factory=list)
     references: list[Reference] = Field(
@@ -323,7 +332,7 @@ class Stage(Strict):
     while the account is in another stage) and `stage_goal`."""
 
     name: str = Field(description="The stage, as the facts' `stage` field spells it.")
-    days: int = Field(ge=1, le=MAX_DAYS, description="How long the stage should take.")
+    days: Int = Field(ge=1, le=MAX_DAYS, description="How long the stage should take.")
     goal: str = Field(default="", description="What the stage should achieve.")
 
 
@@ -339,7 +348,7 @@ class Workflow(Strict):
     )
     category: str | None = Field(default=None, description="Default: the configured default.")
     owner: Owner = Field(description="Who owns the work this workflow creates.")
-    priority: int = Field(default=100, ge=-MAX_PRIORITY, le=MAX_PRIORITY,
+    priority: Int = Field(default=100, ge=-MAX_PRIORITY, le=MAX_PRIORITY,
                           description="Lower runs first when workflows compete.")
     state: WorkflowState = WorkflowState.draft
     entry: Condition | None = Field(default=None, description="Auto-deploy rule.")

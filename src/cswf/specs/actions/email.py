@@ -19,7 +19,7 @@ from cswf.specs.action import (
     settings_json,
 )
 from cswf.specs.actions import register
-from cswf.specs.common import Owner, Strict, unknown_field
+from cswf.specs.common import MaybeInt, Owner, Strict, unknown_field
 
 HTML_TEMPLATES = (".html", ".html.j2")  # a template file named so escapes fact values as HTML
 APPROVAL_DAYS = 3  # how long an email waits for its owner's approval, unless the spec says
@@ -159,7 +159,7 @@ class EmailAction(ActionSpec):
         description="Hold the email until its owner approves it (an `approved` action event); "
                     "`rejected` means it is never sent.",
     )
-    approval_days: int | None = Field(
+    approval_days: MaybeInt = Field(
         default=None, ge=1, le=90,
         description="Days to wait for approval (default 3); then the result is not_actioned "
                     "and the email is never sent.",

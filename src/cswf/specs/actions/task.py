@@ -11,7 +11,7 @@ from pydantic import Field
 
 from cswf.specs.action import ActionSpec, Outbox, OutboxContext, owner_columns, settings_json
 from cswf.specs.actions import register
-from cswf.specs.common import MAX_DAYS, Owner
+from cswf.specs.common import MAX_DAYS, Int, Owner
 
 
 @register
@@ -22,7 +22,7 @@ class TaskAction(ActionSpec):
     type: Literal["task"]
     title: str = Field(description="Jinja2 template for the task title.")
     description: str = Field(default="", description="Jinja2 template for the task text.")
-    due_days: int = Field(default=3, ge=0, le=MAX_DAYS,
+    due_days: Int = Field(default=3, ge=0, le=MAX_DAYS,
                           description="Due this many days after creation.")
     priority: Literal["low", "normal", "high", "urgent"] = "normal"
     assignee: Owner | None = Field(default=None, description="Default: the workflow owner.")
