@@ -106,7 +106,8 @@ def test_every_time_option_converts_an_offset_to_utc(ran: Path) -> None:
                         "2026-06-01 05:30:00+02:00", *root)
     assert code == 0 and "made 2026-06-01 03:30 by cli" in out
     _, line = one_error(["tick", "--as-of", "2026-06-01T06:00+02:00", *root])
-    assert line == "error: 2026-06-01 04:00:00 is not a tick of the schedule '0 */3 * * *'"
+    assert line == ("error: --as-of: 2026-06-01 04:00:00 is not a tick of the schedule "
+                    "'0 */3 * * *' — give a tick, e.g. 2026-06-01 06:00")
 
 
 def test_a_bad_time_is_one_line(ran: Path) -> None:

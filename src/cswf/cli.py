@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cswf import project
-from cswf.clitools.config import project_settings, require_landing, shown
+from cswf.clitools.config import no_ticks, project_settings, require_landing, shown
 from cswf.clitools.errors import CliError, OneLineErrors, did_you_mean, one_line
 from cswf.engine.failures import EvaluationFailed
 from cswf.engine.tick import TickResult
@@ -135,6 +135,9 @@ def init(
     folder: Annotated[Path, typer.Argument(
         help="Where the new project goes (created if missing).")],
     force: Annotated[bool, typer.Option(help="Overwrite files that exist.")] = False,
+    tick_start: Annotated[datetime | None, typer.Option(
+        formats=TIME_FORMATS, help="The first tick's day (UTC): the day of your first "
+                                   "snapshot, to replay history; default: today.")] = None,
 ) -> None:
     """Start a new project in FOLDER, ready for `cswf run`.
 
@@ -144,7 +147,7 @@ def init(
     if folder.exists() and not folder.is_dir():
         raise _fail("is a file, not a folder", where=str(folder), todo="choose another path")
     try:
-        written = init_project(folder, force=force)
+        written = init_project(folder, force=force, today=tick_start)
     except ProjectExists as exc:
         raise _fail(f"{len(exc.paths)} file(s) would be overwritten: {', '.join(exc.paths)}",
                     where=str(folder), todo="choose an empty folder, or add --force to "
@@ -337,7 +340,7 @@ def tick(as_of: AsOf, root: Root = None, rewrite_delivered: RewriteDelivered = F
     settings = _settings(root)
     require_landing(settings)
     if project.ticks_in(settings, as_of, as_of) != [as_of]:
-        raise _fail(f"{as_of} is not a tick of the schedule '{settings.tick_cron}'")
+        raise no_ticks(settings, "--as-of", as_of, as_of)
     _run(settings, [as_of], progress=False, rewrite_delivered=rewrite_delivered)
 
 
@@ -353,7 +356,7 @@ def run(
     require_landing(settings)
     ticks = project.ticks_in(settings, start, end)
     if not ticks:
-        raise _fail(f"no ticks of '{settings.tick_cron}' between {start} and {end}")
+        raise no_ticks(settings, "--start/--end", start, end)
     _run(settings, ticks, progress=True, rewrite_delivered=rewrite_delivered)
 
 
@@ -434,8 +437,7 @@ def backtest(
                     where="--to", todo="give a --to at or after --from")
     ticks = project.ticks_in(settings, start, end)
     if not ticks:
-        raise _fail(f"no ticks of '{settings.tick_cron}' between {start} and {end}",
-                    where="--from/--to", todo="widen the range")
+        raise no_ticks(settings, "--from/--to", start, end)
     workflows = project.load_workflows(settings)
     database = settings.database_path
     with (connect(database, read_only=True) if database.exists()

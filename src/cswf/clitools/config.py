@@ -4,6 +4,7 @@ one `CliError` naming the file, the key and what to do, before any work starts."
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import get_args
 
@@ -153,3 +154,27 @@ def _source(config: Path, key: str) -> str:
         if name == key and os.environ.get(env):
             return env
     return f"{shown(config)}: {key}"
+
+
+def no_ticks(settings: Settings, option: str, start: datetime, end: datetime) -> CliError:
+    """Why a time option names no tick: before `tick_start` (the usual cause in a new project,
+    whose tick_start is the day of `cswf init`: name it, where it is set and how to move it
+    back), else off the cron schedule."""
+    span = f"{start:%Y-%m-%d %H:%M}" if start == end else \
+        f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
+    first = settings.tick_start
+    if end < first:
+        source = _source(settings.root / CONFIG_FILE, "tick_start")
+        day = f"{start:%Y-%m-%d} 00:00"
+        todo = f"set CSWF_TICK_START={day!r} (or earlier)" if source == "CSWF_TICK_START" \
+            else f'move tick_start back in {shown(settings.root / CONFIG_FILE)}, e.g. ' \
+                 f'tick_start: "{day}"'
+        return CliError(option, f"{span} is before tick_start {first:%Y-%m-%d %H:%M} "
+                        f"({source}), the first tick", todo + ", to replay those days")
+    if start == end:
+        after = settings.calendar.between(start, start + timedelta(days=366))[:1]
+        hint = f"give a tick, e.g. {after[0]:%Y-%m-%d %H:%M}" if after else "give a tick"
+        return CliError(option, f"{start} is not a tick of the schedule "
+                        f"'{settings.tick_cron}'", hint)
+    return CliError(option, f"no ticks of '{settings.tick_cron}' between {start} and {end}",
+                    "widen the range")
