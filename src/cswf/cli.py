@@ -263,7 +263,7 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool,
     copy = BICopy(settings.bi_path)  # the run's reports step published it
     if copy.database.exists():
         when = f"as of {copy.as_of:%Y-%m-%d %H:%M}" if copy.as_of else "before any tick"
-        console.print(f"BI copy {when}: {len(copy.tables()) + len(copy.reports())} tables in "
+        console.print(f"BI copy {when}: {len(copy.tables())} tables in "
                       f"{copy.database}", soft_wrap=True, markup=False)
     with connect(settings.database_path, read_only=True) as con:
         _print_summary(con)
@@ -561,9 +561,13 @@ def deliver(
             console.print(f"approved {approved} held delivery spike(s)" if approved else
                           "no delivery spike was held: nothing to approve", soft_wrap=True)
         report = project.deliver_outbox(con, settings, moment)
+        if report.breaker is None:  # then what came of it, published, as the delivery job does
+            project.store_action_insights(con, moment)
+            published = project.publish_bi_copy(con, settings)
     if report.breaker is not None:
         raise _fail(report.breaker)
     console.print(f"delivery as of {moment:%Y-%m-%d %H:%M}: {report.summary()}", soft_wrap=True)
+    console.print(published.summary(), soft_wrap=True, markup=False)
 
 
 @app.command()

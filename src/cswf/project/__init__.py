@@ -18,7 +18,7 @@ from cswf.project.deploy import deploy, remove
 from cswf.project.explain import Explanation, UnknownParticipant, explain
 from cswf.project.guards import TickHeld, approve, reject, require_no_hold
 from cswf.project.preview import Preview, SegmentPreview, preview, preview_segment
-from cswf.project.reports import Reports, publish_bi_copy, refresh_reports
+from cswf.project.reports import Reports, publish_bi_copy, refresh_reports, store_action_insights
 from cswf.project.specs import check_specs, load_workflows, with_lifecycle, workflow_names
 from cswf.project.ticks import (
     BlockedTick,
@@ -75,6 +75,7 @@ __all__ = [
     "preview_segment",
     "publish_bi_copy",
     "refresh_reports",
+    "store_action_insights",
     "reject",
     "remove",
     "require_clean_snapshots",
