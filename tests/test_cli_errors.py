@@ -16,11 +16,12 @@ from panics import panic_class
 from typer.testing import CliRunner
 
 from cswf import cli
-from cswf.cli import app
+from cswf.cli import app, event_log
 from cswf.clitools.errors import explain
 from cswf.clitools.times import parse_time
 from cswf.ingest.contract import ACCOUNTS
 from cswf.project import BlockedTick
+from cswf.settings import Settings
 
 runner = CliRunner()
 DAY = date(2026, 6, 1)
@@ -452,7 +453,8 @@ def test_a_workflow_that_fails_stops_the_tick_before_anything_is_written(
     _, line = one_error(["tick", "--as-of", "2026-06-01", "--root", str(root)])
     assert line.startswith("error: workflow 'hello': evaluating steps.0 failed: "
                            "`NaiveDateTime + TimeDelta` overflowed (a panic in Polars) — run ")
-    assert line.endswith(" stopped; its event log is in Dagster")
+    assert line.endswith(" stopped; its event log was not kept: run again with "
+                         f"DAGSTER_HOME={root.resolve()} to keep it")  # no Makefile: no make ui
     with duckdb.connect(str(root / "data/cswf.duckdb"), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
         assert con.sql("SELECT count(*) FROM actions_outbox").fetchall() == [(0,)]
@@ -464,3 +466,16 @@ def test_a_groups_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     _, line = one_error(["validate", "--root", str(root)])
     assert line == (f"error: {root / 'user_groups.yaml'}: not UTF-8 text (byte 0xe9); save it as "
                     "UTF-8 — fix the user groups file")
+
+
+def test_the_event_log_is_named_only_where_it_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(root=tmp_path)
+    assert event_log(settings, "r1") == (f"its event log was not kept: run again with "
+                                         f"DAGSTER_HOME={tmp_path.resolve()} to keep it")
+    (tmp_path / "Makefile").write_text("ui:\n")  # this repository: `make ui` sets it
+    assert event_log(settings, "r1").endswith(f"DAGSTER_HOME={tmp_path.resolve()} to keep it, as "
+                                              "`make ui` does")
+    monkeypatch.setenv("DAGSTER_HOME", "/srv/dagster")
+    assert event_log(settings, "r1") == ("its event log is in the Dagster instance at "
+                                         "/srv/dagster (`dg dev` shows run r1)")

@@ -246,8 +246,8 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool,
         raise typer.Exit(1)
     if problems:  # one line each, never wrapped: scripts and CI read them
         for problem in problems:
-            typer.echo(f"error: {problem} — run {run.run_id} stopped; its event log is in "
-                       "Dagster", err=True)
+            typer.echo(f"error: {problem} — run {run.run_id} stopped; "
+                       f"{event_log(settings, run.run_id)}", err=True)
         raise typer.Exit(1)
     console.print(
         f"{tally.ticks} ticks in {elapsed:.1f}s"
@@ -258,8 +258,7 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool,
     )
     home = os.environ.get("DAGSTER_HOME")
     console.print(f"Dagster run {run.run_id} " + (f"recorded in {home}" if home else
-                  "not recorded (set DAGSTER_HOME to keep it, as `make ui` does)"),
-                  soft_wrap=True, markup=False)
+                  f"not recorded ({_keep_it(settings)})"), soft_wrap=True, markup=False)
     copy = BICopy(settings.bi_path)  # the run's reports step published it
     if copy.database.exists():
         when = f"as of {copy.as_of:%Y-%m-%d %H:%M}" if copy.as_of else "before any tick"
@@ -290,6 +289,20 @@ def _stop_at_a_new_hold(settings: Settings, ticks: list[datetime]) -> None:
     found = _hold(settings)
     if found is not None and ticks[0] <= found[0] <= ticks[-1]:
         raise _fail(held_line(*found))
+
+
+def event_log(settings: Settings, run_id: str) -> str:
+    """Where a run's event log is: in the DAGSTER_HOME instance when one is set; else it was
+    not kept, and how to keep it (`make ui` only where this repository's Makefile is)."""
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        return f"its event log is in the Dagster instance at {home} (`dg dev` shows run {run_id})"
+    return f"its event log was not kept: run again with {_keep_it(settings)}"
+
+
+def _keep_it(settings: Settings) -> str:
+    make = ", as `make ui` does" if (settings.root / "Makefile").is_file() else ""
+    return f"DAGSTER_HOME={settings.root.resolve()} to keep it{make}"
 
 
 class RunTally:
@@ -330,7 +343,7 @@ def run_problems(run: dg.ExecuteInProcessResult) -> list[str]:
         prefix, _, message = error.message.partition(": ")
         problems.append(one_line(message if " " not in prefix else error.message))
     if not run.success and not problems:
-        problems.append("the run failed; see its event log in the Dagster UI")
+        problems.append("the run failed")
     return problems
 
 
@@ -758,8 +771,8 @@ def demo(
     except DemoRunFailed as failed:
         _stop_at_a_new_hold(settings, failed.ticks)
         for problem in run_problems(failed.run):
-            typer.echo(f"error: {problem} — run {failed.run.run_id} stopped; its event log "
-                       "is in Dagster", err=True)
+            typer.echo(f"error: {problem} — run {failed.run.run_id} stopped; "
+                       f"{event_log(settings, failed.run.run_id)}", err=True)
         raise typer.Exit(1) from failed
 
 
