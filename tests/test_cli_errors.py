@@ -479,3 +479,14 @@ def test_the_event_log_is_named_only_where_it_is_kept(
     monkeypatch.setenv("DAGSTER_HOME", "/srv/dagster")
     assert event_log(settings, "r1") == ("its event log is in the Dagster instance at "
                                          "/srv/dagster (`dg dev` shows run r1)")
+
+
+def test_reports_before_the_first_tick_is_one_line(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    todo = ("nothing to report yet: no tick has run — run ticks first: `cswf run --start DAY "
+            "--end DAY` or `cswf tick --as-of TIME`")
+    database = root / "data/cswf.duckdb"
+    assert one_error(["reports", "--root", str(root)]) == (1, f"error: {database}: {todo}")
+    assert not database.exists()  # asking wrote nothing
+    assert cswf("ingest", "--root", str(root))[0] == 0  # a database, but no tick yet
+    assert one_error(["reports", "--root", str(root)]) == (1, f"error: {database}: {todo}")

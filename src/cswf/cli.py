@@ -698,11 +698,22 @@ def _refuse_the_past(con: object, moment: datetime, option: str) -> None:
                     where=option, todo=f"give a time after {last:%Y-%m-%d %H:%M}")
 
 
+def _require_a_tick(settings: Settings, con: duckdb.DuckDBPyConnection | None) -> None:
+    """Reports read what ticks stored: before the first tick there is nothing to report."""
+    if con is None or "tick_log" not in existing_tables(con) or last_tick(con) is None:
+        raise _fail("nothing to report yet: no tick has run", where=shown(settings.database_path),
+                    todo="run ticks first: `cswf run --start DAY --end DAY` or "
+                         "`cswf tick --as-of TIME`")
+
+
 @app.command()
 def reports(root: Root = None) -> None:
     """Rebuild the report tables; print their row counts and the workflow summary."""
     settings = _settings(root)
+    if not settings.database_path.exists():  # and connecting would create it
+        _require_a_tick(settings, None)
     with connect(settings.database_path) as con:
+        _require_a_tick(settings, con)
         refreshed = project.refresh_reports(con, settings)
         counts = refreshed.rows
         _print_frame(pl.DataFrame({"report": list(counts), "rows": list(counts.values())},
