@@ -18,6 +18,7 @@ from cswf.cli import app
 from cswf.clitools.config import project_settings
 from cswf.ingest.contract import ACCOUNTS, OBJECTS
 from cswf.scaffold import dagster_files, init_project, project_files
+from cswf.specs.schema import referenced_schema
 
 runner = CliRunner()
 FILES = [
@@ -266,3 +267,17 @@ def test_init_takes_the_first_tick(tmp_path: Path) -> None:
     code, out, _ = init(tmp_path / "p", "--tick-start", "2026-07-01")
     assert code == 0, out
     assert 'tick_start: "2026-07-01 00:00"' in (tmp_path / "p/cswf.yaml").read_text()
+
+
+def test_schema_writes_where_the_specs_look(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    init(folder)
+    (folder / "workflow-spec.schema.json").unlink()
+    result = runner.invoke(app, ["schema", "--root", str(folder)], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"wrote {folder.resolve() / 'workflow-spec.schema.json'}\n"
+    assert (folder / "workflow-spec.schema.json").is_file()
+    assert not (folder / "docs").exists()
+    # This repository's specs look in docs/, where `make schema` writes with --out.
+    repo = Path(__file__).resolve().parents[1]
+    assert referenced_schema(repo / "workflow_specs") == repo / "docs/workflow-spec.schema.json"

@@ -34,12 +34,12 @@ from cswf.facts.models import FACT_MODELS, fact_schema
 from cswf.ingest.checks import existing_tables
 from cswf.project.guards import held_line, open_hold, reasons, tick_text
 from cswf.reports.reader import BICopy, NoCopy
-from cswf.scaffold import ProjectExists, init_project
+from cswf.scaffold import SCHEMA_FILE, ProjectExists, init_project
 from cswf.settings import Settings
 from cswf.specs.common import too_deep
 from cswf.specs.conditions import GROUP_TAGS, Condition, leaves, nesting_problem, segment_refs
 from cswf.specs.loader import NESTING_TODO, LoadedWorkflow, SpecSet, check_leaf
-from cswf.specs.schema import write_json_schema
+from cswf.specs.schema import referenced_schema, write_json_schema
 from cswf.specs.segments import expand, unknown_segment, wrong_object
 from cswf.specs.workflow import WorkflowState
 from cswf.store import warehouse
@@ -181,13 +181,17 @@ def validate(root: Root = None) -> None:
 
 @app.command()
 def schema(
-    out: Annotated[Path, typer.Option(help="Where to write the JSON Schema.")] = Path(
-        "docs/workflow-spec.schema.json"
-    ),
+    out: Annotated[Path | None, typer.Option(
+        help="Where to write the JSON Schema (default: the file the project's specs reference "
+             "in their `$schema` comment, else workflow-spec.schema.json at its root).")] = None,
+    root: Root = None,
 ) -> None:
     """Export the JSON Schema of workflow specs, for editors."""
+    if out is None:
+        settings = _settings(root)
+        out = referenced_schema(settings.specs_path) or settings.root / SCHEMA_FILE
     write_json_schema(out)
-    console.print(f"wrote {out}")
+    console.print(f"wrote {shown(out)}", soft_wrap=True, markup=False)
 
 
 @app.command()
