@@ -286,6 +286,6 @@ def test_schema_writes_where_the_specs_look(tmp_path: Path) -> None:
 def test_the_config_says_where_a_dry_run_writes() -> None:
     """A dry run replaces every sender (docs/delivery.md): tasks go to dry_run_dir too."""
     text = project_files(Path("p"))["cswf.yaml"]
-    assert "tasks and field updates to export_dir" not in text
+    assert "dry_run_dir, tasks and field updates to export_dir" not in text
     assert ("every action\n# is written to dry_run_dir instead (emails as .eml, tasks, field "
             "updates and webhooks as .json)") in text
