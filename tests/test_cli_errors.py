@@ -490,3 +490,29 @@ def test_reports_before_the_first_tick_is_one_line(tmp_path: Path) -> None:
     assert not database.exists()  # asking wrote nothing
     assert cswf("ingest", "--root", str(root))[0] == 0  # a database, but no tick yet
     assert one_error(["reports", "--root", str(root)]) == (1, f"error: {database}: {todo}")
+
+
+def test_an_empty_path_variable_is_one_line(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project(tmp_path)
+    monkeypatch.setenv("CSWF_DATABASE", "")
+    assert one_error(["validate", "--root", str(root)]) == (
+        1, "error: CSWF_DATABASE: is set but empty — give it a value, or unset it (`unset "
+           "CSWF_DATABASE`) to use database from cswf.yaml")
+
+
+def test_an_unknown_cswf_variable_is_one_warning(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project(tmp_path)
+    (root / "cswf.yaml").write_text("tick_start: '2026-05-31 00:00'\ndelivery: {smtp: {host: h, "
+                                    "from_address: a@b.c, user_env: CSWF_MAIL_USER, "
+                                    "password_env: CSWF_MAIL_PASSWORD}}\n")
+    monkeypatch.setenv("CSWF_DATBASE", "x.duckdb")
+    monkeypatch.setenv("CSWF_BOGUS", "1")
+    monkeypatch.setenv("CSWF_MAIL_USER", "me")  # named by the delivery section: known
+    code, out, err = cswf("validate", "--root", str(root))
+    assert code == 0 and out.startswith("ok  hello.yaml")
+    assert err.splitlines() == [
+        "warning: CSWF_BOGUS: not a cswf setting, ignored — the closest known is 'CSWF_ROOT'",
+        "warning: CSWF_DATBASE: not a cswf setting, ignored — did you mean 'CSWF_DATABASE'?",
+    ]

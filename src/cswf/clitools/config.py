@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
+from difflib import get_close_matches
 from pathlib import Path
 from typing import get_args
 
+import typer
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from cswf.clitools.errors import CliError, did_you_mean
+from cswf.clitools.errors import TRACEBACK_ENV, CliError, did_you_mean
 from cswf.delivery.config import DeliveryConfig
 from cswf.settings import CONFIG_FILE, ENV_OVERRIDES, Settings, find_root, load_settings
 
+# CSWF_* variables read elsewhere than the settings (whose own are settings.ENV_OVERRIDES).
+OTHER_ENV = ("CSWF_ROOT", "CSWF_WAIT", TRACEBACK_ENV)
 CREATE = "create a project with `cswf init DIR`"
 HINTS = {
     "tick_start": 'write a UTC time such as "2026-07-01 00:00"',
@@ -49,12 +53,45 @@ def project_settings(root: Path | None) -> Settings:
         raise CliError(shown(config), "not found", f"{hint} (the one with {CONFIG_FILE}), or "
                        f"{CREATE}")
     _check_yaml(config)
+    _no_empty_overrides()
     try:
         settings = load_settings(folder)
         settings.delivery_config()
     except ValidationError as exc:
         raise _bad_setting(config, exc) from exc
+    _warn_unknown_env(settings)
     return settings
+
+
+def _no_empty_overrides() -> None:
+    """A CSWF_* setting set to nothing (`CSWF_DATABASE=`) is a mistake, not "use the file":
+    an empty path would be the project folder itself."""
+    for env in ("CSWF_ROOT", *ENV_OVERRIDES):
+        if env in os.environ and not os.environ[env].strip():
+            key = ENV_OVERRIDES.get(env)
+            instead = f"{key} from {CONFIG_FILE}" if key else "the current folder's project"
+            raise CliError(env, "is set but empty", f"give it a value, or unset it (`unset "
+                           f"{env}`) to use {instead}")
+
+
+def _warn_unknown_env(settings: Settings) -> None:
+    """One warning line for each CSWF_* variable cswf does not read (a typo is otherwise
+    silently ignored), naming the closest one it does read."""
+    known = {*ENV_OVERRIDES, *OTHER_ENV, *_env_names(settings.delivery)}
+    for env in sorted(os.environ):
+        if env.startswith("CSWF_") and env not in known:
+            hint = did_you_mean(env, known) or \
+                f"the closest known is '{get_close_matches(env, sorted(known), 1, 0)[0]}'"
+            typer.echo(f"warning: {env}: not a cswf setting, ignored — {hint}", err=True)
+
+
+def _env_names(config: object, key: str = "") -> list[str]:
+    """The environment variables the delivery section names (`user_env`, `headers_env` ...)."""
+    if isinstance(config, dict):
+        return [n for k, v in config.items() for n in _env_names(v, str(k) or key)]
+    if isinstance(config, list):
+        return [n for v in config for n in _env_names(v, key)]
+    return [config] if key.endswith("_env") and isinstance(config, str) else []
 
 
 def require_landing(settings: Settings) -> Path:
