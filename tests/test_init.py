@@ -53,8 +53,10 @@ def test_init_writes_a_project(tmp_path: Path) -> None:
     assert out.splitlines() == [
         *[f"wrote {folder / rel}" for rel in FILES],
         f"next: drop snapshot files in {folder / 'data/landing'} (its README.md says which), "
-        f"then `cd {folder} && cswf run --start DATE --end DATE`; for the Dagster UI: "
-        "`pip install --no-deps -e .` once, then `DAGSTER_HOME=$PWD dg dev`",
+        f"then `cd {folder} && cswf run --start DATE --end DATE` (ticks start at tick_start, "
+        f"{datetime.now(UTC):%Y-%m-%d} 00:00 in cswf.yaml: move it back to replay older "
+        "snapshots); for the Dagster UI: `pip install --no-deps -e .` once, then "
+        "`DAGSTER_HOME=$PWD dg dev`",
     ]
 
 

@@ -155,9 +155,12 @@ def init(
     for rel in sorted([*written.created, *written.replaced]):
         note = " (replaced)" if rel in written.replaced else ""
         typer.echo(f"wrote {folder / rel}{note}")
+    first = (tick_start or datetime.now(UTC)).strftime("%Y-%m-%d")
     typer.echo(f"next: drop snapshot files in {folder / 'data/landing'} (its README.md says "
-               f"which), then `cd {folder} && cswf run --start DATE --end DATE`; for the "
-               "Dagster UI: `pip install --no-deps -e .` once, then `DAGSTER_HOME=$PWD dg dev`")
+               f"which), then `cd {folder} && cswf run --start DATE --end DATE` (ticks start at "
+               f"tick_start, {first} 00:00 in cswf.yaml: move it back to replay older "
+               "snapshots); for the Dagster UI: `pip install --no-deps -e .` once, then "
+               "`DAGSTER_HOME=$PWD dg dev`")
 
 
 @app.command()
