@@ -453,8 +453,8 @@ def test_a_workflow_that_fails_stops_the_tick_before_anything_is_written(
     _, line = one_error(["tick", "--as-of", "2026-06-01", "--root", str(root)])
     assert line.startswith("error: workflow 'hello': evaluating steps.0 failed: "
                            "`NaiveDateTime + TimeDelta` overflowed (a panic in Polars) — run ")
-    assert line.endswith(" stopped; its event log was not kept: run again with "
-                         f"DAGSTER_HOME={root.resolve()} to keep it")  # no Makefile: no make ui
+    assert line.endswith(f" stopped; its event log was not kept: set DAGSTER_HOME="
+                         f"{root.resolve()} and run again to keep it")  # no Makefile: no make ui
     with duckdb.connect(str(root / "data/cswf.duckdb"), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
         assert con.sql("SELECT count(*) FROM actions_outbox").fetchall() == [(0,)]
@@ -471,11 +471,11 @@ def test_a_groups_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
 def test_the_event_log_is_named_only_where_it_is_kept(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings(root=tmp_path)
-    assert event_log(settings, "r1") == (f"its event log was not kept: run again with "
-                                         f"DAGSTER_HOME={tmp_path.resolve()} to keep it")
+    assert event_log(settings, "r1") == (f"its event log was not kept: set DAGSTER_HOME="
+                                         f"{tmp_path.resolve()} and run again to keep it")
     (tmp_path / "Makefile").write_text("ui:\n")  # this repository: `make ui` sets it
-    assert event_log(settings, "r1").endswith(f"DAGSTER_HOME={tmp_path.resolve()} to keep it, as "
-                                              "`make ui` does")
+    assert event_log(settings, "r1").endswith(f"DAGSTER_HOME={tmp_path.resolve()} and run again "
+                                              "to keep it, as `make ui` does")
     monkeypatch.setenv("DAGSTER_HOME", "/srv/dagster")
     assert event_log(settings, "r1") == ("its event log is in the Dagster instance at "
                                          "/srv/dagster (`dg dev` shows run r1)")

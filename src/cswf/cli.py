@@ -304,12 +304,12 @@ def event_log(settings: Settings, run_id: str) -> str:
     home = os.environ.get("DAGSTER_HOME")
     if home:
         return f"its event log is in the Dagster instance at {home} (`dg dev` shows run {run_id})"
-    return f"its event log was not kept: run again with {_keep_it(settings)}"
+    return f"its event log was not kept: {_keep_it(settings, 'and run again to keep it')}"
 
 
-def _keep_it(settings: Settings) -> str:
+def _keep_it(settings: Settings, then: str = "to keep it") -> str:
     make = ", as `make ui` does" if (settings.root / "Makefile").is_file() else ""
-    return f"DAGSTER_HOME={settings.root.resolve()} to keep it{make}"
+    return f"set DAGSTER_HOME={settings.root.resolve()} {then}{make}"
 
 
 class RunTally:
