@@ -291,3 +291,13 @@ def test_the_config_says_where_a_dry_run_writes() -> None:
     assert "dry_run_dir, tasks and field updates to export_dir" not in text
     assert ("every action\n# is written to dry_run_dir instead (emails as .eml, tasks, field "
             "updates and webhooks as .json)") in text
+
+
+def test_schema_outside_a_project_writes_here(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CSWF_ROOT", raising=False)
+    result = runner.invoke(app, ["schema"], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "wrote workflow-spec.schema.json\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["workflow-spec.schema.json"]

@@ -35,7 +35,7 @@ from cswf.ingest.checks import existing_tables
 from cswf.project.guards import held_line, open_hold, reasons, tick_text
 from cswf.reports.reader import BICopy, NoCopy
 from cswf.scaffold import SCHEMA_FILE, ProjectExists, init_project
-from cswf.settings import Settings
+from cswf.settings import CONFIG_FILE, Settings, find_root
 from cswf.specs.common import too_deep
 from cswf.specs.conditions import GROUP_TAGS, Condition, leaves, nesting_problem, segment_refs
 from cswf.specs.loader import NESTING_TODO, LoadedWorkflow, SpecSet, check_leaf
@@ -190,6 +190,9 @@ def schema(
     root: Root = None,
 ) -> None:
     """Export the JSON Schema of workflow specs, for editors."""
+    if out is None and root is None and not (find_root() / CONFIG_FILE).is_file() \
+            and not os.environ.get("CSWF_ROOT"):
+        out = Path(SCHEMA_FILE)  # no project here: this folder, as `cswf init` lays it out
     if out is None:
         settings = _settings(root)
         out = referenced_schema(settings.specs_path) or settings.root / SCHEMA_FILE
