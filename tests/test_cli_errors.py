@@ -516,3 +516,12 @@ def test_an_unknown_cswf_variable_is_one_warning(tmp_path: Path,
         "warning: CSWF_BOGUS: not a cswf setting, ignored — the closest known is 'CSWF_ROOT'",
         "warning: CSWF_DATBASE: not a cswf setting, ignored — did you mean 'CSWF_DATABASE'?",
     ]
+
+
+def test_an_empty_path_in_the_config_is_one_line(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    (root / "cswf.yaml").write_text("tick_start: '2026-05-31 00:00'\nlanding_dir: ''\n")
+    assert one_error(["validate", "--root", str(root)]) == (
+        1, f"error: {root / 'cswf.yaml'}: landing_dir: an empty path (it would be the project "
+           "folder itself) — give a path relative to the project folder, e.g. data/landing, or "
+           "remove the line for the default")

@@ -168,6 +168,10 @@ def _bad_setting(config: Path, exc: ValidationError) -> CliError:
     if first["type"] in TYPE_HINTS:  # pydantic's message does not repeat the value
         message += f" (got {first['input']!r})"
     hint = HINTS.get(loc[0] if loc else "") or TYPE_HINTS.get(first["type"], "fix the value")
+    if message.startswith("an empty path") and loc:
+        default = Settings.model_fields[loc[0]].default
+        hint = (f"give a path relative to the project folder, e.g. {default or 'sql'}, or "
+                "remove the line for the default")
     return CliError(where, f"{message}{more}", hint)
 
 
