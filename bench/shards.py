@@ -33,6 +33,7 @@ from cswf.engine.frames import ENROLLMENT_SCHEMA, empty
 from cswf.engine.shards import merge_shards
 from cswf.engine.tick import TickResult, run_tick
 from cswf.facts.models import build_facts
+from cswf.store.slices import shard_sql
 from cswf.store.warehouse import save_facts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,8 +42,7 @@ TABLES = ("state", "actions", "transitions")
 
 def shard_filter(shards: int, shard: int) -> str:
     """The accounts of shard `shard` of `shards`, in DuckDB (docs/scaling.md's bucket SQL)."""
-    return (f"('0x' || sha256(participant_id)[1:16])::UBIGINT % 10000 * {shards} // 10000 "
-            f"= {shard}")
+    return shard_sql(shards, shard)
 
 
 def build(folder: str, accounts: int) -> None:

@@ -29,6 +29,7 @@ ENV_OVERRIDES = {
     "CSWF_TICK_CRON": "tick_cron",
     "CSWF_TICK_START": "tick_start",
     "CSWF_SHARDS": "shards",
+    "CSWF_EXECUTOR": "executor",
 }
 
 
@@ -156,6 +157,19 @@ class Settings(BaseModel):
         description="Participant shards a tick runs in, each on the participants of its "
         "accounts, then one global step (docs/scaling.md); the result is the same for any "
         "count. 1: one part, as always.")
+    executor: Literal["in_process", "multiprocess"] = Field(
+        default="in_process",
+        description="With shards > 1, where a tick's shard steps run: in_process (one after "
+        "another in the run's process) or multiprocess (a process each, at once; "
+        "docs/scaling.md).")
+    max_concurrent_shards: int | None = Field(
+        default=None, ge=1,
+        description="With executor: multiprocess, how many steps of a run at once (Dagster's "
+        "max_concurrent); unset: the machine's CPU count.")
+    staging_dir: Path = Field(
+        default=Path("data/staging"),
+        description="With shards > 1, where each shard publishes its slice of a tick for the "
+        "global step (removed once the tick is committed).")
 
     @field_validator("shards", mode="before")
     @classmethod
@@ -213,6 +227,10 @@ class Settings(BaseModel):
     @property
     def database_path(self) -> Path:
         return self.path(self.database)
+
+    @property
+    def staging_path(self) -> Path:
+        return self.path(self.staging_dir)
 
     @property
     def bi_path(self) -> Path:

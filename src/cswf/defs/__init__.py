@@ -24,6 +24,7 @@ from cswf.defs.automation import (
 from cswf.defs.checks import LANDING_CHECKS, TICK_CHECKS, build_report_checks
 from cswf.defs.datatests import data_test_checks, per_run_tests
 from cswf.defs.delivery import DELIVERY_ASSETS, build_delivery_job, build_delivery_schedule
+from cswf.defs.fanout import build_tick_shards_job
 from cswf.defs.partitions import latest_snapshot_day, tick_partitions
 from cswf.defs.resources import (
     Audience,
@@ -37,15 +38,19 @@ from cswf.store.private import private_umask
 
 
 def build_defs(
-    settings: Settings, audience: Audience | None = None, on_tick: OnTick | None = None
+    settings: Settings, audience: Audience | None = None, on_tick: OnTick | None = None,
+    shard_executor: dg.ExecutorDefinition | None = None,
 ) -> dg.Definitions:
     """Every asset, check, job, schedule and sensor of the project described by `settings`.
 
     `audience` answers actions between ticks (a simulation's customers); `on_tick` is told of
-    every tick a run stores (the CLI's progress bar). Runs use the in-process executor: DuckDB
+    every tick a run stores (the CLI's progress bar). `shard_executor` replaces the executor
+    cswf.yaml names for `tick_shards_job` (e.g. dagster-k8s's `k8s_job_executor`:
+    docs/scaling.md). Runs use the in-process executor: DuckDB
     allows one writer process, and the steps of a tick run are sequential anyway (each needs the
     previous one's tables), so separate step processes would only add start-up time and lock
-    contention.
+    contention. With `shards` > 1, `tick_shards_job` runs a tick's shard steps on the executor
+    cswf.yaml names (defs/fanout.py).
     """
     private_umask()  # loading the definitions starts the pipeline's process (store/private.py)
     through = latest_snapshot_day(settings.landing_path)
@@ -54,6 +59,7 @@ def build_defs(
     data_tests = data_test_checks(settings)
     per_run = per_run_tests(data_tests)
     delivery_job = build_delivery_job()
+    shards_job = [build_tick_shards_job(settings, shard_executor)] if settings.shards > 1 else []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # backfill_policy is beta in 1.13
         assets = build_assets(settings, partitions)
@@ -62,7 +68,7 @@ def build_defs(
         asset_checks=[*LANDING_CHECKS, *TICK_CHECKS, *build_report_checks(settings),
                       *data_tests],
         jobs=[tick_job, build_tick_range_job(per_run), build_data_tests_job(per_run),
-              delivery_job],
+              delivery_job, *shards_job],
         schedules=[
             build_tick_schedule(tick_job, settings.calendar, partitions),
             build_delivery_schedule(delivery_job),

@@ -19,6 +19,7 @@ from dagster_duckdb import DuckDBResource
 
 from cswf import project
 from cswf.calendar import as_of_of, key_of
+from cswf.defs.fanout import build_sharded_engine
 from cswf.defs.metadata import counts_table, model_description, preview, table_metadata
 from cswf.defs.resources import Audience, CswfProject, TickObserver, open_warehouse
 from cswf.engine.tick import TickResult
@@ -121,19 +122,23 @@ def landing_snapshots(
 
 
 def build_tick_assets(
-    partitions: dg.TimeWindowPartitionsDefinition,
+    partitions: dg.TimeWindowPartitionsDefinition, shards: int = 1,
 ) -> list[dg.AssetsDefinition]:
-    """account_facts and the engine's multi-asset, partitioned by tick.
+    """account_facts and the engine's multi-asset, partitioned by tick (with `shards` > 1 the
+    engine is a graph of shard steps: defs/fanout.py).
 
     A run over many ticks records one materialization per tick and asset: each gets that tick's
     own numbers; run totals, previews and schemas go on the run's last tick only, to keep a
     720-tick run's event log small.
     """
 
+    # With shards, a backfill runs a tick per run (defs/fanout.py): the facts follow suit.
+    policy = dg.BackfillPolicy.single_run() if shards == 1 else dg.BackfillPolicy.multi_run(1)
+
     @dg.asset(
         name=FACTS,
         partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=policy,
         deps=[LANDING],
         group_name="facts",
         kinds={"duckdb", "sql", "polars"},
@@ -265,6 +270,8 @@ def build_tick_assets(
             )
             yield dg.MaterializeResult(asset_key=asset)
 
+    if shards > 1:
+        return [account_facts, build_sharded_engine(partitions, shards, descriptions)]
     return [account_facts, workflow_engine]
 
 
@@ -390,4 +397,5 @@ def trend_numbers(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, dg.Met
 def build_assets(
     settings: Settings, partitions: dg.TimeWindowPartitionsDefinition
 ) -> list[dg.AssetsDefinition]:
-    return [landing_snapshots, *build_tick_assets(partitions), *build_report_assets(settings)]
+    return [landing_snapshots, *build_tick_assets(partitions, settings.shards),
+            *build_report_assets(settings)]

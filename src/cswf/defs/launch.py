@@ -107,6 +107,9 @@ def _run_ticks_job(
         ops["workflow_engine"] = {"config": {"rewrite_delivered": True}}
     if ops:
         config["ops"] = ops
+    if settings.shards > 1:  # one run per tick, on cswf.yaml's executor (defs/fanout.py)
+        return _run_sharded(settings, ticks, audience, instance, config, rewrite_delivered,
+                            raise_on_error=raise_on_error, on_tick=on_tick, quiet=quiet)
     with _default_environment(PLANNED_EVENTS_AS_RANGES, "true"):
         result = job.execute_in_process(
             run_config=config, instance=instance, tags=tags, raise_on_error=raise_on_error,
@@ -117,6 +120,57 @@ def _run_ticks_job(
                 run_config=_quiet() if quiet else None, instance=instance, raise_on_error=False
             )
         return result
+
+
+def _run_sharded(
+    settings: Settings, ticks: list[datetime], audience: Audience | None,
+    instance: dg.DagsterInstance, config: dict[str, Any], rewrite_delivered: bool, *,
+    raise_on_error: bool, on_tick: OnTick, quiet: bool,
+) -> dg.ExecuteInProcessResult:
+    """`shards` > 1 (defs/fanout.py): ingest and facts for the range in one run, each tick's
+    engine a run of its own, then the reports; the landing and report data tests once. The
+    audience answers every tick of the range with one responder, as in one run."""
+    from cswf.defs.fanout import one_responder
+
+    with one_responder(audience) as given:
+        return _run_sharded_runs(settings, ticks, build_defs(settings, given, on_tick), instance,
+                                 config, rewrite_delivered, raise_on_error=raise_on_error,
+                                 on_tick=on_tick, quiet=quiet)
+
+
+def _run_sharded_runs(
+    settings: Settings, ticks: list[datetime], defs: dg.Definitions,
+    instance: dg.DagsterInstance, config: dict[str, Any], rewrite_delivered: bool, *,
+    raise_on_error: bool, on_tick: OnTick, quiet: bool,
+) -> dg.ExecuteInProcessResult:
+    from cswf.defs.fanout import COMMIT, run_sharded_ticks
+
+    job = defs.resolve_job_def(TICK_JOB if len(ticks) == 1 else TICK_RANGE_JOB)
+    groups = {spec.key: spec.group_name for spec in defs.resolve_all_asset_specs()}
+    tags = {RANGE_START_TAG: key_of(ticks[0]), RANGE_END_TAG: key_of(ticks[-1])}
+    quiet_config = _quiet() if quiet else {}
+    engine_config = {**quiet_config, "ops": {"workflow_engine": {"ops": {COMMIT: {"config": {
+        "rewrite_delivered": rewrite_delivered}}}}}}
+
+    def part(wanted: set[str], run_config: dict[str, Any],
+             run_tags: dict[str, str]) -> dg.ExecuteInProcessResult:
+        return job.execute_in_process(
+            run_config=run_config, instance=instance, tags=run_tags,
+            raise_on_error=raise_on_error,
+            asset_selection=[key for key, group in groups.items() if group in wanted])
+
+    result = run_sharded_ticks(
+        settings, ticks, defs, instance,
+        before=lambda: part({"ingest", "facts"}, {**quiet_config, **(
+            {"ops": config["ops"]} if "landing_snapshots" in config.get("ops", {}) else {})},
+            tags),
+        after=lambda: part({"reports"}, quiet_config, {RANGE_START_TAG: key_of(ticks[-1]),
+                                                       RANGE_END_TAG: key_of(ticks[-1])}),
+        run_config=engine_config, raise_on_error=raise_on_error, on_tick=on_tick)
+    if len(ticks) > 1 and result.success:  # the whole tables' data tests, once
+        defs.resolve_job_def(DATA_TESTS_JOB).execute_in_process(
+            run_config=quiet_config or None, instance=instance, raise_on_error=False)
+    return result  # type: ignore[return-value]  # a multiprocess run's result reads the same
 
 
 def run_delivery(

@@ -27,7 +27,7 @@ then fail other, and more, renders than one process; a tick within it is identic
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import polars as pl
@@ -115,6 +115,36 @@ def run_sharded_tick(
         return run_tick(state, facts, prev_facts, events, workflows, as_of,
                         default_category=default_category, deploys=deploys, groups=groups,
                         workload=workload, render_budget=render_budget, removals=removals)
+    parts = split_tick(state, facts, prev_facts, events, deploys, removals, shards, buckets)
+    budget = RenderBudget() if render_budget is None else render_budget  # one for all shards
+    results = [result for k in range(shards) if (result := run_shard(
+        parts, k, workflows, as_of, default_category=default_category,
+        render_budget=budget)) is not None]
+    return merge_shards(results, as_of, len(workflows), groups, workload, parts.events,
+                        facts.height)
+
+
+@dataclass(frozen=True)
+class ShardParts:
+    """A tick's inputs cut by shard: `by[name][k]` is shard k's rows of input `name` (state,
+    facts, prev, deploys, removals, events; absent: none), `events` all of them, conformed,
+    for the global step's assignment; `empty` the inputs' empty frames, for a shard without
+    rows of one."""
+
+    by: dict[str, dict[int, pl.DataFrame]]
+    events: pl.DataFrame
+    empty: dict[str, pl.DataFrame | None]
+
+    def of(self, k: int) -> dict[str, pl.DataFrame | None]:
+        return {name: frames.get(k) for name, frames in self.by.items()}
+
+
+def split_tick(state: pl.DataFrame, facts: pl.DataFrame, prev_facts: pl.DataFrame | None,
+               events: pl.DataFrame | None, deploys: pl.DataFrame | None,
+               removals: pl.DataFrame | None, shards: int,
+               buckets: Buckets | None = None) -> ShardParts:
+    """Every input of a tick cut by the shard of its participant (events: of their
+    enrollment), in one pass per input, never per participant."""
     state = conform(state, ENROLLMENT_SCHEMA)
     events = empty(EVENT_SCHEMA) if events is None else conform(events, EVENT_SCHEMA)
     deploys = empty(DEPLOY_SCHEMA) if deploys is None else conform(deploys, DEPLOY_SCHEMA)
@@ -124,10 +154,9 @@ def run_sharded_tick(
     # An event belongs to the shard of the enrollment whose action it answers.
     enrollment_shard = state.join(owner, on=PARTICIPANT, nulls_equal=True).select(
         "enrollment_id", SHARD)
-    events = events.with_columns(pl.col("action_id").str.replace(r"/[^/]*$", "")
-                                 .alias("enrollment_id")).join(
+    keyed = events.with_columns(pl.col("action_id").str.replace(r"/[^/]*$", "")
+                                .alias("enrollment_id")).join(
         enrollment_shard, on="enrollment_id", how="left", maintain_order="left")
-    budget = RenderBudget() if render_budget is None else render_budget  # one for all shards
 
     def part(frame: pl.DataFrame | None) -> dict[int, pl.DataFrame]:
         if frame is None:
@@ -142,22 +171,27 @@ def run_sharded_tick(
     by = {name: part(frame) for name, frame in (
         ("state", state), ("facts", facts), ("prev", prev_facts), ("deploys", deploys),
         ("removals", removals))}
-    by["events"] = {k: rows.drop("enrollment_id") for k, rows in part(events).items()}
-    results = []
-    for k in range(shards):
-        mine = {name: frames.get(k) for name, frames in by.items()}
-        if all(mine[n] is None for n in ("state", "facts", "deploys", "removals")):
-            continue  # nobody in this shard
-        results.append(run_tick(
-            mine["state"] if mine["state"] is not None else state.clear(),
-            mine["facts"] if mine["facts"] is not None else facts.clear(),
-            None if prev_facts is None else
-            mine["prev"] if mine["prev"] is not None else prev_facts.clear(),
-            mine["events"], workflows, as_of, default_category=default_category,
-            deploys=mine["deploys"], groups=None, render_budget=budget,
-            removals=mine["removals"]))
-    return merge_shards(results, as_of, len(workflows), groups, workload, events.drop(
-        "enrollment_id", SHARD), facts.height)
+    by["events"] = {k: rows.drop("enrollment_id") for k, rows in part(keyed).items()}
+    return ShardParts(by, events, {"state": state.clear(), "facts": facts.clear(),
+                                   "prev": None if prev_facts is None else prev_facts.clear()})
+
+
+def run_shard(parts: ShardParts, k: int, workflows: Sequence[LoadedWorkflow], as_of: datetime,
+              *, default_category: str = "Nurture",
+              render_budget: RenderBudget | None = None) -> TickResult | None:
+    """Shard k's part of the tick (`run_tick` on its participants, no assignment: that is
+    global); None when nobody is in it."""
+    mine = parts.of(k)
+    if all(mine[n] is None for n in ("state", "facts", "deploys", "removals")):
+        return None  # nobody in this shard
+    return run_tick(
+        mine["state"] if mine["state"] is not None else parts.empty["state"],
+        mine["facts"] if mine["facts"] is not None else parts.empty["facts"],
+        None if parts.empty["prev"] is None else
+        mine["prev"] if mine["prev"] is not None else parts.empty["prev"],
+        mine["events"], workflows, as_of, default_category=default_category,
+        deploys=mine["deploys"], groups=None, render_budget=render_budget,
+        removals=mine["removals"])
 
 
 def merge_shards(results: Sequence[TickResult], as_of: datetime, workflows: int,

@@ -78,7 +78,7 @@ def record_events(con: duckdb.DuckDBPyConnection, events: pl.DataFrame,
                   recorded_at: datetime) -> int:
     """Insert events not seen before and suppress the addresses they condemn; returns how many
     were new. Runs inside the caller's transaction, if any."""
-    new_events = events.select(list(EVENT_SCHEMA)).cast(EVENT_SCHEMA)  # type: ignore[arg-type]  # noqa: F841
+    new_events = events.select(list(EVENT_SCHEMA)).cast(EVENT_SCHEMA)  # type: ignore[arg-type]
     inserted = con.execute(
         "INSERT INTO action_events BY NAME SELECT *, $at AS recorded_at FROM new_events "
         "ON CONFLICT DO NOTHING",

@@ -147,6 +147,11 @@ DELIVERY = (
 
 
 def create(con: duckdb.DuckDBPyConnection, statements: Iterable[str]) -> None:
+    """Run the CREATE ... IF NOT EXISTS statements; on a read-only connection (a shard step's)
+    nothing: the writer made the tables before (project/fanout.py `prepare_tick`)."""
+    if con.execute("SELECT readonly FROM duckdb_databases() "
+                   "WHERE database_name = current_database()").fetchall() == [(True,)]:
+        return
     for statement in statements:
         con.execute(statement).fetchall()
 

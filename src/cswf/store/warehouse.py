@@ -62,13 +62,15 @@ def connect(
     return con
 
 
-def load_state(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame:
-    """The working state just before the tick at `before`. A column added to enrollments after
-    the warehouse was made (`cohort`) reads as null until the next tick adds it: readers that
-    open the warehouse read-only (explain, preview, backtest) cannot add it themselves."""
+def load_state(con: duckdb.DuckDBPyConnection, before: datetime, where: str = "TRUE"
+               ) -> pl.DataFrame:
+    """The working state just before the tick at `before` (`where`, SQL: the rows a shard
+    reads). A column added to enrollments after the warehouse was made (`cohort`) reads as null
+    until the next tick adds it: readers that open the warehouse read-only (explain, preview,
+    backtest) cannot add it themselves."""
     frame = con.sql(
         f"SELECT * EXCLUDE (valid_from, valid_to) FROM {HISTORY} "
-        "WHERE valid_from < $t AND (valid_to IS NULL OR valid_to >= $t)",
+        f"WHERE valid_from < $t AND (valid_to IS NULL OR valid_to >= $t) AND ({where})",
         params={"t": before},
     ).pl()
     added = [pl.lit(None, dtype).alias(name) for name, dtype in ENROLLMENT_SCHEMA.items()
@@ -119,12 +121,14 @@ def _projection(columns: Iterable[str] | None) -> str:
 
 
 def load_facts(
-    con: duckdb.DuckDBPyConnection, as_of: datetime, columns: Iterable[str] | None = None
+    con: duckdb.DuckDBPyConnection, as_of: datetime, columns: Iterable[str] | None = None,
+    where: str = "TRUE",
 ) -> pl.DataFrame | None:
+    """The stored facts of one tick; `where` (SQL) keeps some rows: a shard's (store/slices.py)."""
     if not _has_facts(con):
         return None
-    frame = con.sql(f"SELECT {_projection(columns)} FROM account_facts WHERE as_of = $t",
-                    params={"t": as_of}).pl()
+    frame = con.sql(f"SELECT {_projection(columns)} FROM account_facts "
+                    f"WHERE as_of = $t AND ({where})", params={"t": as_of}).pl()
     return frame if frame.height else None
 
 
@@ -132,14 +136,15 @@ def load_facts_range(
     con: duckdb.DuckDBPyConnection,
     ticks: Sequence[datetime],
     columns: Iterable[str] | None = None,
+    where: str = "TRUE",
 ) -> pl.DataFrame:
-    """The stored facts of these ticks, in one read."""
+    """The stored facts of these ticks, in one read (`where`: as for load_facts)."""
     if not _has_facts(con):
         raise LookupError("no facts stored yet: run the facts stage (account_facts) first")
     wanted = pl.DataFrame({"as_of": list(ticks)}, schema={"as_of": pl.Datetime("us")})  # noqa: F841
     return con.sql(
         f"SELECT {_projection(columns)} FROM account_facts SEMI JOIN wanted USING (as_of) "
-        "ORDER BY as_of, participant_id"
+        f"WHERE {where} ORDER BY as_of, participant_id"
     ).pl()
 
 

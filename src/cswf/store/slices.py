@@ -1,0 +1,127 @@
+"""A tick's shard slices: each shard's part of a tick, as Parquet files in a staging folder,
+published whole or not at all, for the global step to merge and commit.
+
+A slice is written into a temporary folder beside its final place, every file and the folder
+fsynced, then renamed to `<staging>/<tick key>/shard-<k>-of-<n>/` in one `os.rename`: a reader
+sees the whole slice or none of it, even if the shard's process is killed mid-write (a killed
+shard leaves only a `.tmp-` folder, which nothing reads and the next attempt replaces). Slices
+are immutable once published; the DuckDB file keeps one writer, the global step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+
+from cswf.calendar import key_of
+
+MANIFEST = "slice.json"
+TMP_PREFIX = ".tmp-"
+
+
+class MissingSlice(RuntimeError):
+    """The global step found a shard without its published slice: nothing is committed."""
+
+
+def shard_sql(shards: int, shard: int, column: str = "participant_id") -> str:
+    """The rows of shard `shard` of `shards`, in DuckDB: docs/scaling.md's bucket SQL (the
+    first 8 bytes of SHA-256 of the id, modulo 10,000; contiguous ranges of buckets); a null id
+    is the empty string's, as engine/shards.py has it."""
+    return (f"('0x' || sha256(coalesce(CAST(\"{column}\" AS VARCHAR), ''))[1:16])::UBIGINT "
+            f"% 10000 * {shards} // 10000 = {shard}")
+
+
+def tick_folder(staging: Path, as_of: datetime) -> Path:
+    """Where the slices of the tick at `as_of` are published (one folder per tick)."""
+    return staging / key_of(as_of).replace(":", "")
+
+
+def slice_name(shard: int, shards: int) -> str:
+    return f"shard-{shard}-of-{shards}"
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One published slice: its frames by name and what the shard said about them."""
+
+    shard: int
+    frames: dict[str, pl.DataFrame]
+    info: dict[str, object]
+
+
+def publish_slice(staging: Path, as_of: datetime, shard: int, shards: int,
+                  frames: Mapping[str, pl.DataFrame], info: Mapping[str, object],
+                  before_publish: object = None) -> Path:
+    """Write the frames (name → frame) and `info` as shard `shard`'s slice of the tick, then
+    publish it atomically; a slice already published is replaced by the same rename, so
+    re-running a shard is idempotent. `before_publish` (a callable) runs between the files
+    being durable and the rename: the crash tests kill the process there."""
+    folder = tick_folder(staging, as_of)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / slice_name(shard, shards)
+    work = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=folder))
+    for name, frame in frames.items():
+        frame.write_parquet(work / f"{name}.parquet")
+    (work / MANIFEST).write_text(json.dumps({"shard": shard, "shards": shards,
+                                             "frames": sorted(frames), **info}))
+    for path in work.iterdir():
+        _fsync(path)
+    _fsync(work)
+    if callable(before_publish):
+        before_publish()
+    if final.exists():  # a re-run: the new slice replaces the old one whole
+        old = folder / f"{TMP_PREFIX}old-{final.name}-{os.getpid()}"
+        os.rename(final, old)
+        os.rename(work, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(work, final)
+    _fsync(folder)
+    return final
+
+
+def published(staging: Path, as_of: datetime, shards: int) -> list[int]:
+    """The shards whose slice of the tick is published."""
+    folder = tick_folder(staging, as_of)
+    return [k for k in range(shards) if (folder / slice_name(k, shards) / MANIFEST).exists()]
+
+
+def read_slices(staging: Path, as_of: datetime, shards: int) -> list[Slice]:
+    """Every shard's slice of the tick, in shard order; MissingSlice naming the tick and the
+    first shard without one (nothing else is read)."""
+    folder = tick_folder(staging, as_of)
+    found = set(published(staging, as_of, shards))
+    missing = [k for k in range(shards) if k not in found]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise MissingSlice(
+            f"tick {key_of(as_of)}: shard {missing[0]} of {shards}{more} has no slice in "
+            f"{folder}: run that shard's step again (or the whole tick), then the global step")
+    out = []
+    for k in range(shards):
+        place = folder / slice_name(k, shards)
+        info = json.loads((place / MANIFEST).read_text())
+        out.append(Slice(k, {name: pl.read_parquet(place / f"{name}.parquet")
+                             for name in info["frames"]}, info))
+    return out
+
+
+def drop_tick(staging: Path, as_of: datetime) -> None:
+    """Remove the tick's slices once the tick is committed (they are only a hand-over)."""
+    shutil.rmtree(tick_folder(staging, as_of), ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,323 @@
+"""A tick's shards run apart (project/fanout.py): each shard publishes its slice, the global step
+merges and commits; the tables equal one process's, and a missing slice commits nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from test_tick_chunks import REPO
+
+from cswf import project
+from cswf.defs import ProjectSettingsError, build_defs, project_settings
+from cswf.defs.fanout import SHARDS_JOB
+from cswf.defs.launch import run_tick_range
+from cswf.demo.delivering import QuarterDelivery
+from cswf.demo.generate import generate_book
+from cswf.demo.responses import SimulatedAudience
+from cswf.project.fanout import PAUSE_BEFORE_PUBLISH, commit_tick, prepare_tick, shard_tick
+from cswf.settings import Settings, load_settings
+from cswf.store.slices import MANIFEST, TMP_PREFIX, MissingSlice, published, tick_folder
+from cswf.store.warehouse import connect
+
+# What must be equal, ordered so the comparison is row for row.
+TABLES = {"enrollment_history": "workflow, participant_id, valid_from",
+          "transitions": "ALL", "actions_outbox": "action_id", "tick_log": "as_of",
+          "action_events": "ALL"}
+FIRST, LAST = datetime(2026, 5, 31), datetime(2026, 6, 1, 21)  # two days of ticks
+
+
+def make_project(root: Path, landing: Path, shards: int, **extra: str) -> Settings:
+    """The shipped specs and groups over `landing`, in `shards` shards."""
+    shutil.copytree(REPO / "workflow_specs", root / "workflow_specs")
+    shutil.copy(REPO / "user_groups.yaml", root / "user_groups.yaml")
+    more = "".join(f"{key}: {value}\n" for key, value in extra.items())
+    (root / "cswf.yaml").write_text(
+        f"database: {root / 'cswf.duckdb'}\nlanding_dir: {landing}\n"
+        f"tick_start: '2026-05-31 00:00'\nshards: {shards}\n{more}")
+    return load_settings(root)
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("land")
+    generate_book(folder, accounts=60, days=40, start=date(2026, 5, 1))
+    return folder
+
+
+def tables(settings: Settings) -> dict[str, list]:
+    with connect(settings.database_path, read_only=True) as con:
+        return {t: con.sql(f"SELECT * EXCLUDE (recorded_at, detail) FROM {t} ORDER BY {o}")
+                .fetchall() if t == "action_events" else
+                con.sql(f"FROM {t} ORDER BY {o}").fetchall() for t, o in TABLES.items()}
+
+
+def audience(settings: Settings) -> SimulatedAudience:
+    return SimulatedAudience(QuarterDelivery(settings.delivery_config()))
+
+
+def in_one_process(settings: Settings) -> None:
+    ticks = project.ticks_in(settings, FIRST, LAST)
+    with connect(settings.database_path) as con:
+        project.ingest(con, settings, ticks[-1])
+        project.store_facts(con, settings, ticks)
+        project.run_ticks(con, settings, project.load_workflows(settings), ticks,
+                          respond=audience(settings))
+
+
+def in_slices(settings: Settings, skip: tuple[datetime, int] | None = None) -> None:
+    """Every tick as prepare, each shard (its own read-only connection), then commit."""
+    ticks = project.ticks_in(settings, FIRST, LAST)
+    workflows = project.load_workflows(settings)
+    respond = audience(settings)
+    with connect(settings.database_path) as con:
+        project.ingest(con, settings, ticks[-1])
+        project.store_facts(con, settings, ticks)
+    for as_of in ticks:
+        with connect(settings.database_path) as con:
+            prepare_tick(con, settings, workflows, as_of)
+        for k in range(settings.shards):
+            if (as_of, k) != skip:
+                shard_tick(settings, workflows, as_of, k, settings.shards)
+        with connect(settings.database_path) as con:
+            commit_tick(con, settings, workflows, as_of, settings.shards, respond=respond)
+
+
+def test_ticks_in_published_slices_equal_one_process(tmp_path: Path, landing: Path) -> None:
+    every_six_hours = {"tick_cron": "'0 */6 * * *'"}  # 8 ticks over the two days
+    one = make_project(tmp_path / "one", landing, 1, **every_six_hours)
+    four = make_project(tmp_path / "four", landing, 4, **every_six_hours)
+    in_one_process(one)
+    in_slices(four)
+    expected, got = tables(one), tables(four)
+    assert expected["actions_outbox"], "the book should make the workflows act"
+    with connect(four.database_path, read_only=True) as con:
+        assert con.sql("SELECT count(DISTINCT owner_group) FROM actions_outbox "
+                       "WHERE assignee IS NOT NULL").fetchall()[0][0] >= 1
+    for table in TABLES:
+        assert got[table] == expected[table], table
+    assert not any(four.staging_path.iterdir()), "a committed tick's slices are removed"
+
+
+def test_a_missing_slice_fails_the_global_step_with_one_line(tmp_path: Path,
+                                                              landing: Path) -> None:
+    settings = make_project(tmp_path / "p", landing, 3)
+    with pytest.raises(MissingSlice) as raised:
+        in_slices(settings, skip=(FIRST, 1))
+    folder = tick_folder(settings.staging_path, FIRST)
+    assert str(raised.value) == (
+        f"tick 2026-05-31-00:00: shard 1 of 3 has no slice in {folder}: run that shard's "
+        "step again (or the whole tick), then the global step")
+    with connect(settings.database_path, read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
+        assert con.sql("SELECT count(*) FROM actions_outbox").fetchall() == [(0,)]
+
+
+SHARD_CHILD = """
+import sys
+from datetime import datetime
+from pathlib import Path
+from cswf import project
+from cswf.project.fanout import shard_tick
+from cswf.settings import load_settings
+settings = load_settings(Path(sys.argv[1]))
+shard_tick(settings, project.load_workflows(settings), datetime.fromisoformat(sys.argv[2]),
+           int(sys.argv[3]), settings.shards)
+"""
+
+
+def test_a_shard_killed_before_publishing_leaves_nothing_and_a_rerun_completes_the_tick(
+        tmp_path: Path, landing: Path) -> None:
+    """SIGKILL a shard's process after its files are written and before the rename: no slice
+    is visible, the global step commits nothing; running the shard again completes the tick,
+    and running the tick again changes nothing (no action twice)."""
+    settings = make_project(tmp_path / "p", landing, 2)
+    workflows = project.load_workflows(settings)
+    with connect(settings.database_path) as con:
+        project.ingest(con, settings, FIRST)
+        project.store_facts(con, settings, [FIRST])
+        prepare_tick(con, settings, workflows, FIRST)
+    shard_tick(settings, workflows, FIRST, 0, 2)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+           PAUSE_BEFORE_PUBLISH: "1:120"}
+    child = subprocess.Popen([sys.executable, "-c", SHARD_CHILD, str(settings.root),
+                              FIRST.isoformat(), "1"], env=env)
+    folder = tick_folder(settings.staging_path, FIRST)
+    deadline = time.monotonic() + 60
+    while not any((p / MANIFEST).exists() for p in folder.glob(f"{TMP_PREFIX}*")):
+        assert child.poll() is None and time.monotonic() < deadline, "the shard never wrote"
+        time.sleep(0.1)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert published(settings.staging_path, FIRST, 2) == [0]
+    with connect(settings.database_path) as con, pytest.raises(MissingSlice, match="shard 1"):
+        commit_tick(con, settings, workflows, FIRST, 2)
+    with connect(settings.database_path, read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
+    shard_tick(settings, workflows, FIRST, 1, 2)  # the re-run: replaces the leftovers
+    with connect(settings.database_path) as con:
+        assert commit_tick(con, settings, workflows, FIRST, 2)[0].status == "written"
+    for k in (0, 1):  # the whole tick again: slices rewritten, the commit a no-op
+        shard_tick(settings, workflows, FIRST, k, 2)
+        shard_tick(settings, workflows, FIRST, k, 2)
+    with connect(settings.database_path) as con:
+        assert commit_tick(con, settings, workflows, FIRST, 2)[0].status == "unchanged"
+        total, distinct = con.sql("SELECT count(*), count(DISTINCT action_id) "
+                                  "FROM actions_outbox").fetchall()[0]
+        assert total == distinct > 0
+        assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(1,)]
+    one = make_project(tmp_path / "one", landing, 1)
+    with connect(one.database_path) as con:
+        project.ingest(con, one, FIRST)
+        project.store_facts(con, one, [FIRST])
+        project.run_ticks(con, one, project.load_workflows(one), [FIRST])
+    assert tables(settings) == tables(one)
+
+
+def test_ticks_on_the_multiprocess_executor_equal_one_shard(
+        tmp_path: Path, landing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cswf run`'s path (run_tick_range): 4 shards, each a process of its own (two at once),
+    over two daily ticks, give the tables of one shard; the caller still hears every tick."""
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    daily = {"tick_cron": "'0 0 * * *'"}
+    one = make_project(tmp_path / "one", landing, 1, **daily)
+    four = make_project(tmp_path / "four", landing, 4, executor="multiprocess",
+                        max_concurrent_shards="2", **daily)
+    heard = []
+    for settings in (one, four):
+        run = run_tick_range(settings, FIRST, datetime(2026, 6, 1), quiet=True,
+                             ingest_now=datetime(2026, 6, 1),
+                             on_tick=lambda outcome, result: heard.append(
+                                 (outcome.as_of, outcome.status, result.actions.height)))
+        assert run.success
+    assert heard[2:] == heard[:2] and heard[0][1] == "written"
+    with dg.DagsterInstance.get() as instance:  # the runs were recorded in DAGSTER_HOME
+        runs = instance.get_run_records(dg.RunsFilter(job_name=SHARDS_JOB))
+        assert sorted(r.dagster_run.tags["dagster/partition"] for r in runs) == [
+            "2026-05-31-00:00", "2026-06-01-00:00"]
+        started = [e for e in instance.all_logs(runs[0].dagster_run.run_id)
+                   if e.is_dagster_event and e.dagster_event.event_type_value == "STEP_START"]
+    pids = {e.step_key: e.dagster_event.pid for e in started}
+    assert {f"workflow_engine.engine_shard_{k}" for k in range(4)} <= set(pids)
+    assert len(set(pids.values())) == len(pids), "each step runs in a process of its own"
+    expected, got = tables(one), tables(four)
+    assert expected["actions_outbox"]
+    for table in ("enrollment_history", "transitions", "actions_outbox", "tick_log"):
+        assert got[table] == expected[table], table
+
+
+@pytest.mark.parametrize(("line", "said"), [
+    ("executor: threads\n", "cswf.yaml: executor: Input should be 'in_process' or "
+                            "'multiprocess' — fix the value"),
+    ("max_concurrent_shards: 0\n", "cswf.yaml: max_concurrent_shards: Input should be greater "
+                                   "than or equal to 1 — fix the value"),
+])
+def test_a_bad_executor_setting_fails_the_definitions_with_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, said: str) -> None:
+    (tmp_path / "cswf.yaml").write_text(line)
+    monkeypatch.delenv("CSWF_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ProjectSettingsError) as raised:
+        project_settings(tmp_path / "src" / "project")
+    assert str(raised.value) == said
+
+
+def test_the_engine_is_shard_steps_only_with_shards(tmp_path: Path, landing: Path) -> None:
+    """`shards: 1` keeps the one-op engine and no tick_shards_job; `shards: 3` makes the
+    engine a graph of prepare, three shard steps and the global step, on the chosen executor."""
+    one = build_defs(make_project(tmp_path / "one", landing, 1))
+    assert isinstance(one.resolve_assets_def("enrollments").node_def, dg.OpDefinition)
+    assert SHARDS_JOB not in {job.name for job in one.resolve_all_job_defs()}
+    three = build_defs(make_project(tmp_path / "three", landing, 3, executor="multiprocess",
+                                    max_concurrent_shards="2"))
+    engine = three.resolve_assets_def("enrollments")
+    assert isinstance(engine.node_def, dg.GraphDefinition)
+    assert sorted(node.name for node in engine.node_def.nodes) == [
+        "commit_tick", "engine_shard_0", "engine_shard_1", "engine_shard_2", "prepare_tick"]
+    shard = next(node for node in engine.node_def.nodes if node.name == "engine_shard_0")
+    assert shard.definition.pool == "cswf_shards"
+    job = three.resolve_job_def(SHARDS_JOB)
+    assert job.executor_def.name == "multiprocess"
+    assert three.resolve_job_def("tick_job").executor_def.name == "in_process"
+
+
+def test_a_project_may_put_the_shard_steps_on_its_own_executor(tmp_path: Path,
+                                                               landing: Path) -> None:
+    """What docs/scaling.md's k8s example does: `build_defs(..., shard_executor=...)`."""
+    mine = dg.multiprocess_executor.configured({"max_concurrent": 7}, name="cluster")
+    defs = build_defs(make_project(tmp_path / "p", landing, 2), shard_executor=mine)
+    assert defs.resolve_job_def(SHARDS_JOB).executor_def.name == "cluster"
+
+
+def test_the_shard_sql_finds_the_shards_of_the_engine() -> None:
+    """A shard step reads its accounts with store/slices.py's SQL: the same shards as
+    engine/shards.py gives them, for any count."""
+    import duckdb
+    import polars as pl
+
+    from cswf.engine.shards import participant_shards
+    from cswf.store.slices import shard_sql
+
+    ids = pl.DataFrame({"participant_id": [f"ACC-{i}" for i in range(500)] + [None]})
+    for shards in (2, 3, 7):
+        expected = participant_shards(ids, None, [], shards)
+        for k in range(shards):
+            got = duckdb.sql(f"SELECT participant_id FROM ids WHERE {shard_sql(shards, k)} "
+                             "ORDER BY participant_id NULLS FIRST").pl()["participant_id"]
+            assert got.to_list() == expected.filter(pl.col("__shard") == k).sort(
+                "participant_id", nulls_last=False)["participant_id"].to_list()
+
+
+def test_a_simulated_audience_is_refused_on_the_multiprocess_executor(
+        tmp_path: Path, landing: Path) -> None:
+    """The demo's customers answer in the run's own process: a step's process cannot call
+    them, so the multiprocess executor says so in one line rather than run without them."""
+    from cswf.defs.fanout import run_sharded_ticks
+    from cswf.defs.resources import Audience
+
+    class Customers(Audience):
+        pass
+
+    settings = make_project(tmp_path / "p", landing, 2, executor="multiprocess")
+    defs = build_defs(settings, audience=Customers())
+
+    def never() -> None:
+        raise AssertionError("nothing may run")
+    with pytest.raises(ValueError) as raised:
+        run_sharded_ticks(settings, [FIRST], defs, dg.DagsterInstance.ephemeral(),
+                          before=never, after=never, run_config={}, raise_on_error=False,
+                          on_tick=None)
+    assert str(raised.value) == (
+        "executor: multiprocess cannot run a simulated audience (cswf demo's customers answer "
+        "in the run's own process): set executor: in_process for the demo")
+
+
+def test_a_simulated_audience_answers_across_the_ticks_of_sharded_runs(
+        tmp_path: Path, landing: Path) -> None:
+    """`cswf demo` with shards in process: a run per tick, but one responder for the range, so
+    answers drawn at one tick and due at a later one are recorded as in one run."""
+    from cswf.defs.resources import project_resource
+    from cswf.demo.audience import SimulatedCustomers
+
+    daily = {"tick_cron": "'0 0 * * *'"}
+    last = datetime(2026, 6, 2)
+    found = []
+    for shards in (1, 4):
+        settings = make_project(tmp_path / f"s{shards}", landing, shards, **daily)
+        audience = SimulatedCustomers(project=project_resource(settings),
+                                      last_tick=last.isoformat())
+        assert run_tick_range(settings, FIRST, last, audience=audience, quiet=True,
+                              ingest_now=last).success
+        found.append(tables(settings))
+    assert found[0]["action_events"], "the customers should answer"
+    assert found[1] == found[0]
