@@ -511,6 +511,7 @@ def test_an_unknown_cswf_variable_is_one_warning(tmp_path: Path,
     monkeypatch.setenv("CSWF_DATBASE", "x.duckdb")
     monkeypatch.setenv("CSWF_BOGUS", "1")
     monkeypatch.setenv("CSWF_MAIL_USER", "me")  # named by the delivery section: known
+    monkeypatch.setenv("CSWF_TEST_KILL", "x")  # the test suite's own
     code, out, err = cswf("validate", "--root", str(root))
     assert code == 0 and out.startswith("ok  hello.yaml")
     assert err.splitlines() == [

@@ -19,6 +19,7 @@ from cswf.settings import CONFIG_FILE, ENV_OVERRIDES, Settings, find_root, load_
 
 # CSWF_* variables read elsewhere than the settings (whose own are settings.ENV_OVERRIDES).
 OTHER_ENV = ("CSWF_ROOT", "CSWF_WAIT", TRACEBACK_ENV)
+TEST_ENV = "CSWF_TEST_"  # the test suite's own knobs (e.g. where a crash test kills itself)
 CREATE = "create a project with `cswf init DIR`"
 HINTS = {
     "tick_start": 'write a UTC time such as "2026-07-01 00:00"',
@@ -79,7 +80,7 @@ def _warn_unknown_env(settings: Settings) -> None:
     silently ignored), naming the closest one it does read."""
     known = {*ENV_OVERRIDES, *OTHER_ENV, *_env_names(settings.delivery)}
     for env in sorted(os.environ):
-        if env.startswith("CSWF_") and env not in known:
+        if env.startswith("CSWF_") and env not in known and not env.startswith(TEST_ENV):
             hint = did_you_mean(env, known) or \
                 f"the closest known is '{get_close_matches(env, sorted(known), 1, 0)[0]}'"
             typer.echo(f"warning: {env}: not a cswf setting, ignored — {hint}", err=True)
