@@ -115,3 +115,18 @@ def test_no_copy_yet_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: no BI copy at {tmp_path / 'nowhere'}/cswf.duckdb")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_delivery_publishes_action_insights(project: Path) -> None:
+    """`cswf deliver` builds action_insights as the Dagster delivery job does, and publishes."""
+    copy = cswf.open(project)
+    assert "action_insights" in copy.tables()
+    with duckdb.connect(str(project / "cswf.duckdb"), read_only=True) as working:
+        assert working.sql("SELECT count(*) FROM action_insights").fetchall()[0][0] > 0
+
+
+def test_a_tick_prints_how_many_tables_it_published(project: Path, tmp_path: Path) -> None:
+    root = copy_of(project, tmp_path)
+    out = cli("tick", "--as-of", LAST_TICK, "--root", str(root))
+    published = cswf.open(root).tables()
+    assert f"BI copy as of 2026-06-09 21:00: {len(published)} tables in " in out

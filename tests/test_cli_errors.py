@@ -16,12 +16,12 @@ from panics import panic_class
 from typer.testing import CliRunner
 
 from cswf import cli
-from cswf.cli import app
+from cswf.cli import app, event_log
 from cswf.clitools.errors import explain
 from cswf.clitools.times import parse_time
 from cswf.ingest.contract import ACCOUNTS
 from cswf.project import BlockedTick
-from cswf.settings import load_settings
+from cswf.settings import Settings, load_settings
 
 runner = CliRunner()
 DAY = date(2026, 6, 1)
@@ -107,7 +107,8 @@ def test_every_time_option_converts_an_offset_to_utc(ran: Path) -> None:
                         "2026-06-01 05:30:00+02:00", *root)
     assert code == 0 and "made 2026-06-01 03:30 by cli" in out
     _, line = one_error(["tick", "--as-of", "2026-06-01T06:00+02:00", *root])
-    assert line == "error: 2026-06-01 04:00:00 is not a tick of the schedule '0 */3 * * *'"
+    assert line == ("error: --as-of: 2026-06-01 04:00:00 is not a tick of the schedule "
+                    "'0 */3 * * *' — give a tick, e.g. 2026-06-01 06:00")
 
 
 def test_a_bad_time_is_one_line(ran: Path) -> None:
@@ -481,7 +482,8 @@ def test_a_workflow_that_fails_stops_the_tick_before_anything_is_written(
     _, line = one_error(["tick", "--as-of", "2026-06-01", "--root", str(root)])
     assert line.startswith("error: workflow 'hello': evaluating steps.0 failed: "
                            "`NaiveDateTime + TimeDelta` overflowed (a panic in Polars) — run ")
-    assert line.endswith(" stopped; its event log is in Dagster")
+    assert line.endswith(f" stopped; its event log was not kept: set DAGSTER_HOME="
+                         f"{root.resolve()} and run again to keep it")  # no Makefile: no make ui
     with duckdb.connect(str(root / "data/cswf.duckdb"), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
         assert con.sql("SELECT count(*) FROM actions_outbox").fetchall() == [(0,)]
@@ -493,3 +495,63 @@ def test_a_groups_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     _, line = one_error(["validate", "--root", str(root)])
     assert line == (f"error: {root / 'user_groups.yaml'}: not UTF-8 text (byte 0xe9); save it as "
                     "UTF-8 — fix the user groups file")
+
+
+def test_the_event_log_is_named_only_where_it_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(root=tmp_path)
+    assert event_log(settings, "r1") == (f"its event log was not kept: set DAGSTER_HOME="
+                                         f"{tmp_path.resolve()} and run again to keep it")
+    (tmp_path / "Makefile").write_text("ui:\n")  # this repository: `make ui` sets it
+    assert event_log(settings, "r1").endswith(f"DAGSTER_HOME={tmp_path.resolve()} and run again "
+                                              "to keep it, as `make ui` does")
+    monkeypatch.setenv("DAGSTER_HOME", "/srv/dagster")
+    assert event_log(settings, "r1") == ("its event log is in the Dagster instance at "
+                                         "/srv/dagster (`dg dev` shows run r1)")
+
+
+def test_reports_before_the_first_tick_is_one_line(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    todo = ("nothing to report yet: no tick has run — run ticks first: `cswf run --start DAY "
+            "--end DAY` or `cswf tick --as-of TIME`")
+    database = root / "data/cswf.duckdb"
+    assert one_error(["reports", "--root", str(root)]) == (1, f"error: {database}: {todo}")
+    assert not database.exists()  # asking wrote nothing
+    assert cswf("ingest", "--root", str(root))[0] == 0  # a database, but no tick yet
+    assert one_error(["reports", "--root", str(root)]) == (1, f"error: {database}: {todo}")
+
+
+def test_an_empty_path_variable_is_one_line(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project(tmp_path)
+    monkeypatch.setenv("CSWF_DATABASE", "")
+    assert one_error(["validate", "--root", str(root)]) == (
+        1, "error: CSWF_DATABASE: is set but empty — give it a value, or unset it (`unset "
+           "CSWF_DATABASE`) to use database from cswf.yaml")
+
+
+def test_an_unknown_cswf_variable_is_one_warning(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project(tmp_path)
+    (root / "cswf.yaml").write_text("tick_start: '2026-05-31 00:00'\ndelivery: {smtp: {host: h, "
+                                    "from_address: a@b.c, user_env: CSWF_MAIL_USER, "
+                                    "password_env: CSWF_MAIL_PASSWORD}}\n")
+    monkeypatch.setenv("CSWF_DATBASE", "x.duckdb")
+    monkeypatch.setenv("CSWF_BOGUS", "1")
+    monkeypatch.setenv("CSWF_MAIL_USER", "me")  # named by the delivery section: known
+    monkeypatch.setenv("CSWF_TEST_KILL", "x")  # the test suite's own
+    code, out, err = cswf("validate", "--root", str(root))
+    assert code == 0 and out.startswith("ok  hello.yaml")
+    assert err.splitlines() == [
+        "warning: CSWF_BOGUS: not a cswf setting, ignored — the closest known is 'CSWF_ROOT'",
+        "warning: CSWF_DATBASE: not a cswf setting, ignored — did you mean 'CSWF_DATABASE'?",
+    ]
+
+
+def test_an_empty_path_in_the_config_is_one_line(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    (root / "cswf.yaml").write_text("tick_start: '2026-05-31 00:00'\nlanding_dir: ''\n")
+    assert one_error(["validate", "--root", str(root)]) == (
+        1, f"error: {root / 'cswf.yaml'}: landing_dir: an empty path (it would be the project "
+           "folder itself) — give a path relative to the project folder, e.g. data/landing, or "
+           "remove the line for the default")

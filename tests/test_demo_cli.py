@@ -44,7 +44,8 @@ def test_the_terminal_shows_context_a_bar_and_the_summary(demo: tuple[Path, str]
     assert "workflow_summary" in output and "onboarding_welcome" in output
     assert "emails:" in output and "after waiting for quiet hours" in output
     assert "customers:" in output and "tasks:" in output
-    assert f"DuckDB: {root / 'data' / 'cswf.duckdb'}" in output
+    assert f"BI copy: {root / 'data' / 'bi' / 'cswf.duckdb'} (workflow_summary, " in output
+    assert "DuckDB: " not in output  # readers never read the pipeline's own database
     assert any(line.startswith("Dagster UI: `make ui`") for line in lines)
     # It ends with the BI copy and the report page drawn from it (what to open next).
     assert lines[-2].startswith("BI copy as of 2026-06-02 21:00: ")

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from cswf.cli import app
 from cswf.clitools.config import project_settings
 from cswf.ingest.contract import ACCOUNTS, OBJECTS
-from cswf.scaffold import dagster_files, project_files
+from cswf.scaffold import dagster_files, init_project, project_files
+from cswf.specs.schema import referenced_schema
 
 runner = CliRunner()
 FILES = [
@@ -52,8 +53,10 @@ def test_init_writes_a_project(tmp_path: Path) -> None:
     assert out.splitlines() == [
         *[f"wrote {folder / rel}" for rel in FILES],
         f"next: drop snapshot files in {folder / 'data/landing'} (its README.md says which), "
-        f"then `cd {folder} && cswf run --start DATE --end DATE`; for the Dagster UI: "
-        "`pip install --no-deps -e .` once, then `DAGSTER_HOME=$PWD dg dev`",
+        f"then `cd {folder} && cswf run --start DATE --end DATE` (ticks start at tick_start, "
+        f"{datetime.now(UTC):%Y-%m-%d} 00:00 in cswf.yaml: move it back to replay older "
+        "snapshots); for the Dagster UI: `pip install --no-deps -e .` once, then "
+        "`DAGSTER_HOME=$PWD dg dev`",
     ]
 
 
@@ -193,3 +196,108 @@ def test_a_range_into_the_future_says_so(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert f"error: tick {tomorrow} 03:00 is in the future (it is now " in result.output
     assert "end the range at a tick that has come" in result.output
+
+
+def _readme_steps() -> list[list[str]]:
+    """The `cswf ...` commands of the README's "Start your own project", as arguments."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Start your own project", 1)[1].split("\n## ", 1)[0]
+    return [line.split("#", 1)[0].split()[1:] for line in section.splitlines()
+            if line.startswith("    cswf ")]
+
+
+def test_the_readme_steps_run_as_written(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = _readme_steps()
+    assert [s[0] for s in steps] == ["init", "validate", "run"]
+    monkeypatch.chdir(tmp_path)
+    init_step = runner.invoke(app, steps[0], terminal_width=400)
+    assert init_step.exit_code == 0, init_step.output
+    monkeypatch.chdir(tmp_path / steps[0][1])
+    day = datetime(2026, 7, 1).date()
+    landing = Path("data/landing/accounts")
+    landing.mkdir()
+    (landing / f"accounts_{day}.csv").write_text(snapshot_csv(
+        contract_columns(ACCOUNTS), day, [{"account_id": "a1", "stage": "mature",
+                                           "renewal_date": "2026-07-20"}]))
+    for step in steps[1:]:
+        result = runner.invoke(app, step, terminal_width=400)
+        assert result.exit_code == 0, result.output
+    assert "8 ticks" in result.stdout
+
+
+def test_ticks_before_tick_start_name_it(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    init_project(folder, today=datetime(2026, 11, 29))
+    root = ["--root", str(folder)]
+    config = folder / "cswf.yaml"
+    said = [runner.invoke(app, args + root, terminal_width=400).stderr for args in (
+        ["run", "--start", "2026-07-01", "--end", "2026-07-01T21:00"],
+        ["tick", "--as-of", "2026-06-30T21:00"],
+        ["backtest", "renewal_check_in", "--from", "2026-06-01", "--to", "2026-06-02"],
+        ["tick", "--as-of", "2026-11-29T01:00"])]
+    assert said == [
+        "error: --start/--end: 2026-07-01 00:00 to 2026-07-01 21:00 is before tick_start "
+        f"2026-11-29 00:00 ({config}: tick_start), the first tick — move tick_start back in "
+        f'{config}, e.g. tick_start: "2026-07-01 00:00", to replay those days\n',
+        "error: --as-of: 2026-06-30 21:00 is before tick_start 2026-11-29 00:00 "
+        f"({config}: tick_start), the first tick — move tick_start back in {config}, e.g. "
+        'tick_start: "2026-06-30 00:00", to replay those days\n',
+        "error: --from/--to: 2026-06-01 00:00 to 2026-06-02 00:00 is before tick_start "
+        f"2026-11-29 00:00 ({config}: tick_start), the first tick — move tick_start back in "
+        f'{config}, e.g. tick_start: "2026-06-01 00:00", to replay those days\n',
+        "error: --as-of: 2026-11-29 01:00:00 is not a tick of the schedule '0 */3 * * *' — "
+        "give a tick, e.g. 2026-11-29 03:00\n",
+    ]
+
+
+def test_tick_start_from_the_environment_is_named(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "p"
+    init_project(folder)
+    monkeypatch.setenv("CSWF_TICK_START", "2026-11-01")
+    result = runner.invoke(app, ["tick", "--as-of", "2026-06-30T21:00", "--root", str(folder)],
+                           terminal_width=400)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: --as-of: 2026-06-30 21:00 is before tick_start 2026-11-01 00:00 "
+        "(CSWF_TICK_START), the first tick — set CSWF_TICK_START='2026-06-30 00:00' (or "
+        "earlier), to replay those days\n")
+
+
+def test_init_takes_the_first_tick(tmp_path: Path) -> None:
+    code, out, _ = init(tmp_path / "p", "--tick-start", "2026-07-01")
+    assert code == 0, out
+    assert 'tick_start: "2026-07-01 00:00"' in (tmp_path / "p/cswf.yaml").read_text()
+
+
+def test_schema_writes_where_the_specs_look(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    init(folder)
+    (folder / "workflow-spec.schema.json").unlink()
+    result = runner.invoke(app, ["schema", "--root", str(folder)], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"wrote {folder.resolve() / 'workflow-spec.schema.json'}\n"
+    assert (folder / "workflow-spec.schema.json").is_file()
+    assert not (folder / "docs").exists()
+    # This repository's specs look in docs/, where `make schema` writes with --out.
+    repo = Path(__file__).resolve().parents[1]
+    assert referenced_schema(repo / "workflow_specs") == repo / "docs/workflow-spec.schema.json"
+
+
+def test_the_config_says_where_a_dry_run_writes() -> None:
+    """A dry run replaces every sender (docs/delivery.md): tasks go to dry_run_dir too."""
+    text = project_files(Path("p"))["cswf.yaml"]
+    assert "dry_run_dir, tasks and field updates to export_dir" not in text
+    assert ("every action\n# is written to dry_run_dir instead (emails as .eml, tasks, field "
+            "updates and webhooks as .json)") in text
+
+
+def test_schema_outside_a_project_writes_here(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CSWF_ROOT", raising=False)
+    result = runner.invoke(app, ["schema"], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "wrote workflow-spec.schema.json\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["workflow-spec.schema.json"]

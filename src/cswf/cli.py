@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cswf import project
-from cswf.clitools.config import project_settings, require_landing, shown
+from cswf.clitools.config import no_ticks, project_settings, require_landing, shown
 from cswf.clitools.errors import CliError, OneLineErrors, did_you_mean, one_line
 from cswf.engine.failures import EvaluationFailed
 from cswf.engine.tick import TickResult
@@ -34,12 +34,12 @@ from cswf.facts.models import FACT_MODELS, fact_schema
 from cswf.ingest.checks import existing_tables
 from cswf.project.guards import held_line, open_hold, reasons, tick_text
 from cswf.reports.reader import BICopy, NoCopy
-from cswf.scaffold import ProjectExists, init_project
-from cswf.settings import Settings
+from cswf.scaffold import SCHEMA_FILE, ProjectExists, init_project
+from cswf.settings import CONFIG_FILE, Settings, find_root
 from cswf.specs.common import too_deep
 from cswf.specs.conditions import GROUP_TAGS, Condition, leaves, nesting_problem, segment_refs
 from cswf.specs.loader import NESTING_TODO, LoadedWorkflow, SpecSet, check_leaf
-from cswf.specs.schema import write_json_schema
+from cswf.specs.schema import referenced_schema, write_json_schema
 from cswf.specs.segments import expand, unknown_segment, wrong_object
 from cswf.specs.workflow import WorkflowState
 from cswf.store import warehouse
@@ -135,6 +135,9 @@ def init(
     folder: Annotated[Path, typer.Argument(
         help="Where the new project goes (created if missing).")],
     force: Annotated[bool, typer.Option(help="Overwrite files that exist.")] = False,
+    tick_start: Annotated[datetime | None, typer.Option(
+        formats=TIME_FORMATS, help="The first tick's day (UTC): the day of your first "
+                                   "snapshot, to replay history; default: today.")] = None,
 ) -> None:
     """Start a new project in FOLDER, ready for `cswf run`.
 
@@ -144,7 +147,7 @@ def init(
     if folder.exists() and not folder.is_dir():
         raise _fail("is a file, not a folder", where=str(folder), todo="choose another path")
     try:
-        written = init_project(folder, force=force)
+        written = init_project(folder, force=force, today=tick_start)
     except ProjectExists as exc:
         raise _fail(f"{len(exc.paths)} file(s) would be overwritten: {', '.join(exc.paths)}",
                     where=str(folder), todo="choose an empty folder, or add --force to "
@@ -152,9 +155,12 @@ def init(
     for rel in sorted([*written.created, *written.replaced]):
         note = " (replaced)" if rel in written.replaced else ""
         typer.echo(f"wrote {folder / rel}{note}")
+    first = (tick_start or datetime.now(UTC)).strftime("%Y-%m-%d")
     typer.echo(f"next: drop snapshot files in {folder / 'data/landing'} (its README.md says "
-               f"which), then `cd {folder} && cswf run --start DATE --end DATE`; for the "
-               "Dagster UI: `pip install --no-deps -e .` once, then `DAGSTER_HOME=$PWD dg dev`")
+               f"which), then `cd {folder} && cswf run --start DATE --end DATE` (ticks start at "
+               f"tick_start, {first} 00:00 in cswf.yaml: move it back to replay older "
+               "snapshots); for the Dagster UI: `pip install --no-deps -e .` once, then "
+               "`DAGSTER_HOME=$PWD dg dev`")
 
 
 @app.command()
@@ -178,13 +184,20 @@ def validate(root: Root = None) -> None:
 
 @app.command()
 def schema(
-    out: Annotated[Path, typer.Option(help="Where to write the JSON Schema.")] = Path(
-        "docs/workflow-spec.schema.json"
-    ),
+    out: Annotated[Path | None, typer.Option(
+        help="Where to write the JSON Schema (default: the file the project's specs reference "
+             "in their `$schema` comment, else workflow-spec.schema.json at its root).")] = None,
+    root: Root = None,
 ) -> None:
     """Export the JSON Schema of workflow specs, for editors."""
+    if out is None and root is None and not (find_root() / CONFIG_FILE).is_file() \
+            and not os.environ.get("CSWF_ROOT"):
+        out = Path(SCHEMA_FILE)  # no project here: this folder, as `cswf init` lays it out
+    if out is None:
+        settings = _settings(root)
+        out = referenced_schema(settings.specs_path) or settings.root / SCHEMA_FILE
     write_json_schema(out)
-    console.print(f"wrote {out}")
+    console.print(f"wrote {shown(out)}", soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -243,8 +256,8 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool,
         raise typer.Exit(1)
     if problems:  # one line each, never wrapped: scripts and CI read them
         for problem in problems:
-            typer.echo(f"error: {problem} — run {run.run_id} stopped; its event log is in "
-                       "Dagster", err=True)
+            typer.echo(f"error: {problem} — run {run.run_id} stopped; "
+                       f"{event_log(settings, run.run_id)}", err=True)
         raise typer.Exit(1)
     console.print(
         f"{tally.ticks} ticks in {elapsed:.1f}s"
@@ -255,12 +268,11 @@ def _run(settings: Settings, ticks: list[datetime], *, progress: bool,
     )
     home = os.environ.get("DAGSTER_HOME")
     console.print(f"Dagster run {run.run_id} " + (f"recorded in {home}" if home else
-                  "not recorded (set DAGSTER_HOME to keep it, as `make ui` does)"),
-                  soft_wrap=True, markup=False)
+                  f"not recorded ({_keep_it(settings)})"), soft_wrap=True, markup=False)
     copy = BICopy(settings.bi_path)  # the run's reports step published it
     if copy.database.exists():
         when = f"as of {copy.as_of:%Y-%m-%d %H:%M}" if copy.as_of else "before any tick"
-        console.print(f"BI copy {when}: {len(copy.tables()) + len(copy.reports())} tables in "
+        console.print(f"BI copy {when}: {len(copy.tables())} tables in "
                       f"{copy.database}", soft_wrap=True, markup=False)
     with connect(settings.database_path, read_only=True) as con:
         _print_summary(con)
@@ -287,6 +299,20 @@ def _stop_at_a_new_hold(settings: Settings, ticks: list[datetime]) -> None:
     found = _hold(settings)
     if found is not None and ticks[0] <= found[0] <= ticks[-1]:
         raise _fail(held_line(*found))
+
+
+def event_log(settings: Settings, run_id: str) -> str:
+    """Where a run's event log is: in the DAGSTER_HOME instance when one is set; else it was
+    not kept, and how to keep it (`make ui` only where this repository's Makefile is)."""
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        return f"its event log is in the Dagster instance at {home} (`dg dev` shows run {run_id})"
+    return f"its event log was not kept: {_keep_it(settings, 'and run again to keep it')}"
+
+
+def _keep_it(settings: Settings, then: str = "to keep it") -> str:
+    make = ", as `make ui` does" if (settings.root / "Makefile").is_file() else ""
+    return f"set DAGSTER_HOME={settings.root.resolve()} {then}{make}"
 
 
 class RunTally:
@@ -327,7 +353,7 @@ def run_problems(run: dg.ExecuteInProcessResult) -> list[str]:
         prefix, _, message = error.message.partition(": ")
         problems.append(one_line(message if " " not in prefix else error.message))
     if not run.success and not problems:
-        problems.append("the run failed; see its event log in the Dagster UI")
+        problems.append("the run failed")
     return problems
 
 
@@ -337,7 +363,7 @@ def tick(as_of: AsOf, root: Root = None, rewrite_delivered: RewriteDelivered = F
     settings = _settings(root)
     require_landing(settings)
     if project.ticks_in(settings, as_of, as_of) != [as_of]:
-        raise _fail(f"{as_of} is not a tick of the schedule '{settings.tick_cron}'")
+        raise no_ticks(settings, "--as-of", as_of, as_of)
     _run(settings, [as_of], progress=False, rewrite_delivered=rewrite_delivered)
 
 
@@ -363,7 +389,7 @@ def run(
     require_landing(settings)
     ticks = project.ticks_in(settings, start, end)
     if not ticks:
-        raise _fail(f"no ticks of '{settings.tick_cron}' between {start} and {end}")
+        raise no_ticks(settings, "--start/--end", start, end)
     _run(settings, ticks, progress=True, rewrite_delivered=rewrite_delivered)
 
 
@@ -457,8 +483,7 @@ def backtest(
                     where="--to", todo="give a --to at or after --from")
     ticks = project.ticks_in(settings, start, end)
     if not ticks:
-        raise _fail(f"no ticks of '{settings.tick_cron}' between {start} and {end}",
-                    where="--from/--to", todo="widen the range")
+        raise no_ticks(settings, "--from/--to", start, end)
     workflows = project.load_workflows(settings)
     database = settings.database_path
     with (connect(database, read_only=True) if database.exists()
@@ -582,9 +607,13 @@ def deliver(
             console.print(f"approved {approved} held delivery spike(s)" if approved else
                           "no delivery spike was held: nothing to approve", soft_wrap=True)
         report = project.deliver_outbox(con, settings, moment)
+        if report.breaker is None:  # then what came of it, published, as the delivery job does
+            project.store_action_insights(con, moment)
+            published = project.publish_bi_copy(con, settings)
     if report.breaker is not None:
         raise _fail(report.breaker)
     console.print(f"delivery as of {moment:%Y-%m-%d %H:%M}: {report.summary()}", soft_wrap=True)
+    console.print(published.summary(), soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -702,11 +731,22 @@ def _refuse_the_past(con: object, moment: datetime, option: str) -> None:
                     where=option, todo=f"give a time after {last:%Y-%m-%d %H:%M}")
 
 
+def _require_a_tick(settings: Settings, con: duckdb.DuckDBPyConnection | None) -> None:
+    """Reports read what ticks stored: before the first tick there is nothing to report."""
+    if con is None or "tick_log" not in existing_tables(con) or last_tick(con) is None:
+        raise _fail("nothing to report yet: no tick has run", where=shown(settings.database_path),
+                    todo="run ticks first: `cswf run --start DAY --end DAY` or "
+                         "`cswf tick --as-of TIME`")
+
+
 @app.command()
 def reports(root: Root = None) -> None:
     """Rebuild the report tables; print their row counts and the workflow summary."""
     settings = _settings(root)
+    if not settings.database_path.exists():  # and connecting would create it
+        _require_a_tick(settings, None)
     with connect(settings.database_path) as con:
+        _require_a_tick(settings, con)
         refreshed = project.refresh_reports(con, settings)
         counts = refreshed.rows
         _print_frame(pl.DataFrame({"report": list(counts), "rows": list(counts.values())},
@@ -775,8 +815,8 @@ def demo(
     except DemoRunFailed as failed:
         _stop_at_a_new_hold(settings, failed.ticks)
         for problem in run_problems(failed.run):
-            typer.echo(f"error: {problem} — run {failed.run.run_id} stopped; its event log "
-                       "is in Dagster", err=True)
+            typer.echo(f"error: {problem} — run {failed.run.run_id} stopped; "
+                       f"{event_log(settings, failed.run.run_id)}", err=True)
         raise typer.Exit(1) from failed
 
 

@@ -179,6 +179,14 @@ class Settings(BaseModel):
             raise ValueError(f"expected a whole number of shards, got {value!r}")
         return value
 
+    @field_validator("database", "bi_dir", "landing_dir", "specs_dir", "sql_dir", "groups_file",
+                     "segments_dir", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():  # Path("") would be the project folder
+            raise ValueError("an empty path (it would be the project folder itself)")
+        return value
+
     @field_validator("fields")
     @classmethod
     def _field_names(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:

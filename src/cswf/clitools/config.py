@@ -4,17 +4,23 @@ one `CliError` naming the file, the key and what to do, before any work starts."
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta
+from difflib import get_close_matches
 from pathlib import Path
 from typing import get_args
 
+import typer
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from cswf.clitools.errors import CliError, did_you_mean
+from cswf.clitools.errors import TRACEBACK_ENV, CliError, did_you_mean
 from cswf.delivery.config import DeliveryConfig
 from cswf.settings import CONFIG_FILE, ENV_OVERRIDES, Settings, find_root, load_settings
 from cswf.specs.common import yaml_problem
 
+# CSWF_* variables read elsewhere than the settings (whose own are settings.ENV_OVERRIDES).
+OTHER_ENV = ("CSWF_ROOT", "CSWF_WAIT", TRACEBACK_ENV)
+TEST_ENV = "CSWF_TEST_"  # the test suite's own knobs (e.g. where a crash test kills itself)
 CREATE = "create a project with `cswf init DIR`"
 HINTS = {
     "tick_start": 'write a UTC time such as "2026-07-01 00:00"',
@@ -49,12 +55,45 @@ def project_settings(root: Path | None) -> Settings:
         raise CliError(shown(config), "not found", f"{hint} (the one with {CONFIG_FILE}), or "
                        f"{CREATE}")
     _check_yaml(config)
+    _no_empty_overrides()
     try:
         settings = load_settings(folder)
         settings.delivery_config()
     except ValidationError as exc:
         raise _bad_setting(config, exc) from exc
+    _warn_unknown_env(settings)
     return settings
+
+
+def _no_empty_overrides() -> None:
+    """A CSWF_* setting set to nothing (`CSWF_DATABASE=`) is a mistake, not "use the file":
+    an empty path would be the project folder itself."""
+    for env in ("CSWF_ROOT", *ENV_OVERRIDES):
+        if env in os.environ and not os.environ[env].strip():
+            key = ENV_OVERRIDES.get(env)
+            instead = f"{key} from {CONFIG_FILE}" if key else "the current folder's project"
+            raise CliError(env, "is set but empty", f"give it a value, or unset it (`unset "
+                           f"{env}`) to use {instead}")
+
+
+def _warn_unknown_env(settings: Settings) -> None:
+    """One warning line for each CSWF_* variable cswf does not read (a typo is otherwise
+    silently ignored), naming the closest one it does read."""
+    known = {*ENV_OVERRIDES, *OTHER_ENV, *_env_names(settings.delivery)}
+    for env in sorted(os.environ):
+        if env.startswith("CSWF_") and env not in known and not env.startswith(TEST_ENV):
+            hint = did_you_mean(env, known) or \
+                f"the closest known is '{get_close_matches(env, sorted(known), 1, 0)[0]}'"
+            typer.echo(f"warning: {env}: not a cswf setting, ignored — {hint}", err=True)
+
+
+def _env_names(config: object, key: str = "") -> list[str]:
+    """The environment variables the delivery section names (`user_env`, `headers_env` ...)."""
+    if isinstance(config, dict):
+        return [n for k, v in config.items() for n in _env_names(v, str(k) or key)]
+    if isinstance(config, list):
+        return [n for v in config for n in _env_names(v, key)]
+    return [config] if key.endswith("_env") and isinstance(config, str) else []
 
 
 def require_landing(settings: Settings) -> Path:
@@ -128,6 +167,10 @@ def _bad_setting(config: Path, exc: ValidationError) -> CliError:
     if first["type"] in TYPE_HINTS:  # pydantic's message does not repeat the value
         message += f" (got {first['input']!r})"
     hint = HINTS.get(loc[0] if loc else "") or TYPE_HINTS.get(first["type"], "fix the value")
+    if message.startswith("an empty path") and loc:
+        default = Settings.model_fields[loc[0]].default
+        hint = (f"give a path relative to the project folder, e.g. {default or 'sql'}, or "
+                "remove the line for the default")
     return CliError(where, f"{message}{more}", hint)
 
 
@@ -151,3 +194,27 @@ def _source(config: Path, key: str) -> str:
         if name == key and os.environ.get(env):
             return env
     return f"{shown(config)}: {key}"
+
+
+def no_ticks(settings: Settings, option: str, start: datetime, end: datetime) -> CliError:
+    """Why a time option names no tick: before `tick_start` (the usual cause in a new project,
+    whose tick_start is the day of `cswf init`: name it, where it is set and how to move it
+    back), else off the cron schedule."""
+    span = f"{start:%Y-%m-%d %H:%M}" if start == end else \
+        f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
+    first = settings.tick_start
+    if end < first:
+        source = _source(settings.root / CONFIG_FILE, "tick_start")
+        day = f"{start:%Y-%m-%d} 00:00"
+        todo = f"set CSWF_TICK_START={day!r} (or earlier)" if source == "CSWF_TICK_START" \
+            else f'move tick_start back in {shown(settings.root / CONFIG_FILE)}, e.g. ' \
+                 f'tick_start: "{day}"'
+        return CliError(option, f"{span} is before tick_start {first:%Y-%m-%d %H:%M} "
+                        f"({source}), the first tick", todo + ", to replay those days")
+    if start == end:
+        after = settings.calendar.between(start, start + timedelta(days=366))[:1]
+        hint = f"give a tick, e.g. {after[0]:%Y-%m-%d %H:%M}" if after else "give a tick"
+        return CliError(option, f"{start} is not a tick of the schedule "
+                        f"'{settings.tick_cron}'", hint)
+    return CliError(option, f"no ticks of '{settings.tick_cron}' between {start} and {end}",
+                    "widen the range")

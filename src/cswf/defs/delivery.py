@@ -20,7 +20,6 @@ from cswf import project
 from cswf.defs.checks import OUTBOX
 from cswf.defs.metadata import preview, table_metadata
 from cswf.defs.resources import CswfProject, open_warehouse
-from cswf.reports.insights import action_insights as compute_insights
 
 DELIVERY_GROUP = "delivery"
 DELIVERY_JOB = "delivery_job"
@@ -93,15 +92,14 @@ def action_insights(
 ) -> dg.MaterializeResult:
     settings = cswf.settings()
     with open_warehouse(warehouse) as con:
-        insights = compute_insights(con, _now(config))
-        con.execute("CREATE OR REPLACE TABLE action_insights AS SELECT * FROM insights").fetchall()
+        rows = project.store_action_insights(con, _now(config))
         table = table_metadata(con, "action_insights", settings.sql_path)
         shown = preview(con, "SELECT * FROM action_insights")
         # BI readers see what delivery did without waiting for the next tick.
         context.log.info(project.publish_bi_copy(con, settings).summary())
     return dg.MaterializeResult(metadata={
         **table,
-        "dagster/row_count": insights.height,
+        "dagster/row_count": rows,
         "preview": shown,
     })
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from rich.console import Console
 from rich.table import Table
 
+from cswf.reports.publish import DATABASE_FILE
 from cswf.settings import Settings
 from cswf.store.warehouse import connect
 
@@ -73,8 +74,10 @@ def print_outcome(settings: Settings, closing: datetime, delivery_runs: int,
         console.print(f"  would-be emails (.eml) and other actions (.json): "
                       f"{delivery.dry_run_dir}")
     console.print(
-        f"\nDuckDB: {settings.database_path} (workflow_summary, workflow_dashboard, "
-        "enrollments, transitions, actions_outbox, deliveries, action_insights, account_facts)\n"
+        f"\nBI copy: {settings.bi_path / DATABASE_FILE} (workflow_summary, workflow_dashboard, "
+        "enrollments, transitions, actions_outbox, deliveries, action_insights): read reports "
+        "there (`cswf report NAME`, `cswf.open()`), never from the pipeline's own "
+        f"{settings.database_path.name}\n"
         "Dagster UI: `make ui`, then open http://localhost:3000 (Assets shows every tick of "
         "the quarter as a materialized partition; Runs has the run's full event log)."
     )

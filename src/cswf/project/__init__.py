@@ -18,7 +18,7 @@ from cswf.project.deploy import deploy, remove
 from cswf.project.explain import Explanation, UnknownParticipant, explain
 from cswf.project.guards import TickHeld, approve, reject, require_no_hold
 from cswf.project.preview import Preview, SegmentPreview, preview, preview_segment
-from cswf.project.reports import Reports, publish_bi_copy, refresh_reports
+from cswf.project.reports import Reports, publish_bi_copy, refresh_reports, store_action_insights
 from cswf.project.specs import check_specs, load_workflows, with_lifecycle, workflow_names
 from cswf.project.ticks import (
     BlockedTick,
@@ -80,6 +80,7 @@ __all__ = [
     "require_clean_snapshots",
     "require_no_hold",
     "run_ticks",
+    "store_action_insights",
     "store_facts",
     "ticks_in",
     "with_lifecycle",

@@ -7,10 +7,12 @@ publishes right after, so the copy readers use is never older than the reports.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import duckdb
 
 from cswf.reports.build import build_reports, report_files
+from cswf.reports.insights import action_insights
 from cswf.reports.publish import Publication, publish
 from cswf.settings import Settings
 from cswf.store.tables import ensure_engine_tables
@@ -37,3 +39,12 @@ def publish_bi_copy(con: duckdb.DuckDBPyConnection, settings: Settings,
     names = list(reports) if reports is not None else \
         [f.stem for f in report_files(settings.sql_path)]
     return publish(con, settings.bi_path, names)
+
+
+def store_action_insights(con: duckdb.DuckDBPyConnection, now: datetime) -> int:
+    """Rebuild the `action_insights` table as of a delivery's `now` (what the Dagster delivery
+    job and `cswf deliver` both run after delivering); returns its rows. Publishing it is the
+    caller's next step."""
+    insights = action_insights(con, now)
+    con.execute("CREATE OR REPLACE TABLE action_insights AS SELECT * FROM insights").fetchall()
+    return insights.height
