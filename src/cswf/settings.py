@@ -160,9 +160,9 @@ class Settings(BaseModel):
         "count. 1: one part, as always.")
     executor: Literal["in_process", "multiprocess"] = Field(
         default="in_process",
-        description="With shards > 1, where a tick's shard steps run: in_process (one after "
-        "another in the run's process) or multiprocess (a process each, at once; "
-        "docs/scaling.md).")
+        description="With shards > 1, where a tick's shards run: in_process (one after "
+        "another inside the engine's one step) or multiprocess (a Dagster step and a process "
+        "each, at once; docs/scaling.md).")
     max_concurrent_shards: MaybeInt = Field(
         default=None, ge=1,
         description="With executor: multiprocess, how many steps of a run at once (Dagster's "
