@@ -84,15 +84,12 @@ def prepare_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
 
 
 def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: datetime,
-               shard: int, shards: int, wait: float = 0.0,
-               answered: pl.DataFrame | None = None) -> Path:
+               shard: int, shards: int, wait: float = 0.0) -> Path:
     """Shard `shard`'s part of the tick at `as_of`, published as its slice (store/slices.py);
-    the working database is opened read-only. Returns the slice's folder. `answered`: events a
-    simulation returned at earlier ticks of the range and has not recorded yet (`run_ticks`
-    passes them on in memory)."""
+    the working database is opened read-only. Returns the slice's folder."""
     con = connect(settings.database_path, read_only=True, wait=wait)
     try:
-        frames, info = _shard_part(con, settings, workflows, as_of, shard, shards, answered)
+        frames, info = _shard_part(con, settings, workflows, as_of, shard, shards)
     finally:
         con.close()
     return publish_slice(settings.staging_path, as_of, shard, shards, frames, info,
@@ -101,8 +98,7 @@ def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: d
 
 def _shard_part(con: duckdb.DuckDBPyConnection, settings: Settings,
                 workflows: Sequence[LoadedWorkflow], as_of: datetime, shard: int,
-                shards: int, answered: pl.DataFrame | None
-                ) -> tuple[dict[str, pl.DataFrame], dict[str, object]]:
+                shards: int) -> tuple[dict[str, pl.DataFrame], dict[str, object]]:
     """The shard's frames (`<feed>-state`, ... per participant type with anyone in it) and
     its facts' row count per participant type."""
     before = settings.calendar.previous(as_of)
@@ -112,7 +108,7 @@ def _shard_part(con: duckdb.DuckDBPyConnection, settings: Settings,
     # opportunities follow their account, which only their facts name: read whole, then cut.
     others = [w.name for p, members in feeds.items() if p != "account" for w in members]
     state = load_state(con, as_of, f"list_contains({_sql_list(others)}, workflow) OR {mine}")
-    events = _with(load_events(con, as_of), answered)
+    events = load_events(con, as_of)
     deploys = load_deploys(con, before, as_of).filter(pl.col("requested_at") <= as_of)
     removals = load_removals(con, before, as_of).filter(pl.col("requested_at") <= as_of)
     updates = load_field_updates(con, as_of)
@@ -147,17 +143,15 @@ def _shard_part(con: duckdb.DuckDBPyConnection, settings: Settings,
 def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
                 workflows: Sequence[LoadedWorkflow], as_of: datetime, shards: int, *,
                 on_tick: OnTick | None = None, respond: Respond | None = None,
-                rewrite_delivered: bool = False, answered: pl.DataFrame | None = None
-                ) -> tuple[WriteOutcome, TickResult]:
+                rewrite_delivered: bool = False) -> tuple[WriteOutcome, TickResult]:
     """The global step: every shard's slice of the tick (MissingSlice if one is absent, and
     nothing is written), group tasks assigned over all of them, the tick written in one
-    transaction as `run_ticks` writes it; then the tick's slices are removed. `answered`: as
-    for `shard_tick`."""
+    transaction as `run_ticks` writes it; then the tick's slices are removed."""
     slices = read_slices(settings.staging_path, as_of, shards)
     feeds = _by_participant(workflows)
     groups = load_groups(settings.groups_path)
     state = load_state(con, as_of)
-    found_events = _with(load_events(con, as_of), answered)
+    found_events = load_events(con, as_of)
     events = empty(EVENT_SCHEMA) if found_events is None else conform(found_events,
                                                                       EVENT_SCHEMA)
     workload = load_workload(con, as_of) if groups else None
@@ -191,13 +185,6 @@ def _sql_list(names: Sequence[str]) -> str:
     """Names as a DuckDB list literal (workflow names are checked identifiers)."""
     return "[" + ", ".join("'" + name.replace("'", "''") + "'" for name in names) + "]::VARCHAR[]"
 
-
-def _with(events: pl.DataFrame | None, answered: pl.DataFrame | None) -> pl.DataFrame | None:
-    """The stored events and a simulation's unrecorded answers, as `run_ticks` joins them."""
-    if answered is None:
-        return events
-    return answered if events is None else pl.concat([events, answered],
-                                                     how="vertical_relaxed")
 
 
 def _test_pause(shard: int) -> None:

@@ -24,6 +24,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from cswf.store.durable import fsync
+
 # The oldest storage format DuckDB 2.0 writes that every 1.x client reads: DuckDB 1.0 and 1.1
 # wrote it, and later versions read it (a 2.0 file, header version 69, is refused by 1.5.x,
 # which reads 64..68). Newer formats only add compression methods; these tables do not need them.
@@ -134,7 +136,7 @@ def _write_database(con: duckdb.DuckDBPyConnection, path: Path, kinds: dict[str,
     # file it would corrupt it. Readers open the copy read-only (docs/bi.md).
     _remove(Path(f"{path}.wal"))
     os.replace(partial, path)
-    _sync_folder(path.parent)
+    fsync(path.parent)
     return rows
 
 
@@ -165,7 +167,7 @@ def _write_parquet(con: duckdb.DuckDBPyConnection, root: Path, names: list[str],
     link = root / f".{CURRENT}.{os.getpid()}"
     link.symlink_to(folder.name)
     os.replace(link, root / CURRENT)  # atomic: `current` names the old folder or the new one
-    _sync_folder(root)
+    fsync(root)
     for old in _versions(root)[:-KEEP_PARQUET_VERSIONS]:
         shutil.rmtree(old, ignore_errors=True)
     return root / CURRENT
@@ -185,11 +187,3 @@ def _remove(*paths: Path) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
 
-
-def _sync_folder(folder: Path) -> None:
-    """Make a rename in `folder` durable (a crash after publish keeps the new copy)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

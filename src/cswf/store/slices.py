@@ -22,6 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from cswf.calendar import key_of
+from cswf.store.durable import fsync
 
 MANIFEST = "slice.json"
 TMP_PREFIX = ".tmp-"
@@ -73,8 +74,8 @@ def publish_slice(staging: Path, as_of: datetime, shard: int, shards: int,
     (work / MANIFEST).write_text(json.dumps({"shard": shard, "shards": shards,
                                              "frames": sorted(frames), **info}))
     for path in work.iterdir():
-        _fsync(path)
-    _fsync(work)
+        fsync(path)
+    fsync(work)
     if callable(before_publish):
         before_publish()
     if final.exists():  # a re-run: the new slice replaces the old one whole
@@ -84,7 +85,7 @@ def publish_slice(staging: Path, as_of: datetime, shard: int, shards: int,
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(work, final)
-    _fsync(folder)
+    fsync(folder)
     return final
 
 
@@ -118,10 +119,3 @@ def drop_tick(staging: Path, as_of: datetime) -> None:
     """Remove the tick's slices once the tick is committed (they are only a hand-over)."""
     shutil.rmtree(tick_folder(staging, as_of), ignore_errors=True)
 
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
