@@ -43,6 +43,7 @@ from cswf.delivery.outcomes import Sent, fail_now, record_outcomes
 from cswf.delivery.report import DeliveryReport
 from cswf.delivery.rules import TimeZones
 from cswf.ingest.action_events import record_events
+from cswf.store.query import query_frame
 from cswf.store.tables import delivery_tables_ready
 from cswf.store.transaction import transaction
 
@@ -101,7 +102,7 @@ def _sync_outbox(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
                 "DELETE FROM action_events WHERE event_type = 'failed' AND source = 'delivery' "
                 "AND action_id IN (SELECT unnest($ids))", {"ids": unrendered},
             ).fetchall()
-        con.execute(
+        inserted = con.execute(
             "INSERT INTO deliveries (action_id, action_type, status, attempts, last_error, "
             "created_at, updated_at) "
             "SELECT action_id, action_type, "
@@ -112,15 +113,17 @@ def _sync_outbox(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
             "FROM actions_outbox AS o WHERE tick <= $now "
             # an anti-join finds the new ones at a third of ON CONFLICT's cost per old row
             "AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.action_id = o.action_id) "
-            "ON CONFLICT DO NOTHING",
+            "ON CONFLICT DO NOTHING RETURNING status",
             params,
         ).fetchall()
-        failed = con.sql(
-            "SELECT d.action_id, 'failed' AS event_type, d.created_at AS occurred_at, "
+        if ("failed",) not in inserted:  # only a row made here can lack its `failed` event
+            return
+        failed = query_frame(
+            con, "SELECT d.action_id, 'failed' AS event_type, d.created_at AS occurred_at, "
             "d.last_error AS detail, 'delivery' AS source FROM deliveries AS d "
             "WHERE d.status = 'failed' AND d.attempts = 0 AND NOT EXISTS (SELECT 1 FROM "
-            "action_events AS e WHERE e.action_id = d.action_id AND e.event_type = 'failed')"
-        ).pl()
+            "action_events AS e WHERE e.action_id = d.action_id AND e.event_type = 'failed')",
+        )
         if failed.height:
             record_events(con, failed, now)
 
@@ -128,8 +131,8 @@ def _sync_outbox(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
 def _recover(con: duckdb.DuckDBPyConnection, now: datetime, report: DeliveryReport) -> None:
     """Rows a crash left in `sending`: on a channel that is not idempotent (SMTP) → unknown (a
     human checks); others are retried."""
-    stuck = con.sql("SELECT action_id, channel, provider_id FROM deliveries "
-                    "WHERE status = 'sending' ORDER BY action_id").pl()
+    stuck = query_frame(con, "SELECT action_id, channel, provider_id FROM deliveries "
+                       "WHERE status = 'sending' ORDER BY action_id")
     if stuck.is_empty():
         return
     unsafe = _unsafe()
@@ -187,19 +190,20 @@ def _exports_upkeep(con: duckdb.DuckDBPyConnection, config: DeliveryConfig, now:
         report.export_files += sync_parquet(con, config.export_dir)
 
 
-# A held tick, and every tick after it, waits for a person's decision (docs/safety.md).
-_NOT_HELD = ("NOT EXISTS (SELECT 1 FROM tick_holds AS h WHERE h.status = 'held' "
-             "AND o.tick >= h.as_of)")
-
-
 def _due(con: duckdb.DuckDBPyConnection, now: datetime, real: bool) -> pl.DataFrame:
-    return con.sql(
-        "SELECT o.* EXCLUDE (status, error), d.status AS delivery_status, d.attempts "
-        f"FROM deliveries AS d JOIN actions_outbox AS o USING (action_id) "
-        f"WHERE ({_due_condition(real)}) AND {_NOT_HELD} "
+    """The due rows with their outbox columns, oldest tick first. A held tick, and every tick
+    after it, waits for a person's decision (docs/safety.md). The due ids are found first, so
+    the outbox's text columns are read for those rows only."""
+    return query_frame(
+        con, "WITH due AS (SELECT d.action_id, d.status AS delivery_status, d.attempts "
+        f"FROM deliveries AS d WHERE {_due_condition(real)}), "
+        "held AS (SELECT min(as_of) AS since FROM tick_holds WHERE status = 'held') "
+        "SELECT o.* EXCLUDE (status, error), due.delivery_status, due.attempts "
+        "FROM due JOIN actions_outbox AS o USING (action_id) "
+        "WHERE o.tick < coalesce((SELECT since FROM held), 'infinity'::TIMESTAMP) "
         "ORDER BY o.tick, o.action_id",
-        params={"now": now},
-    ).pl()
+        {"now": now},
+    )
 
 
 def _preview_all(con: duckdb.DuckDBPyConnection, sender: Sender, rows: pl.DataFrame,

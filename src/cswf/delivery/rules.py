@@ -20,6 +20,7 @@ import polars as pl
 
 from cswf.delivery.config import DeliveryConfig
 from cswf.delivery.windows import zone_or_none, zone_windows
+from cswf.store.query import query_frame
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,9 @@ DECISION_SCHEMA: dict[str, pl.DataType] = {
 TimeZones = Mapping[str, str] | pl.DataFrame
 
 
-def zones_frame(time_zones: TimeZones | None) -> pl.DataFrame:
-    """participant_id → time_zone, from a mapping or a frame with those two columns."""
+def zones_frame(time_zones: TimeZones | None, participants: pl.Series) -> pl.DataFrame:
+    """participant_id → time_zone of `participants`, from a mapping or a frame with those two
+    columns (a frame may hold the whole book: only these participants' rows are looked at)."""
     if time_zones is None:
         return pl.DataFrame(schema={"participant_id": pl.String, "time_zone": pl.String})
     if isinstance(time_zones, pl.DataFrame):
@@ -47,14 +49,15 @@ def zones_frame(time_zones: TimeZones | None) -> pl.DataFrame:
         frame = pl.DataFrame({"participant_id": list(time_zones),
                               "time_zone": list(time_zones.values())},
                              schema={"participant_id": pl.String, "time_zone": pl.String})
-    return frame.unique("participant_id", keep="last")
+    return frame.filter(pl.col("participant_id").is_in(participants.implode())).unique(
+        "participant_id", keep="last")
 
 
 def _zones(emails: pl.DataFrame, targets: pl.DataFrame, time_zones: TimeZones | None,
            default: str) -> pl.DataFrame:
     """action_id → time_zone: the account's zone, else its first resolved contact's (emails to
     contacts), else `default`. Unknown zone names are skipped with a warning."""
-    zones = zones_frame(time_zones)
+    zones = zones_frame(time_zones, emails["participant_id"])
     names = set(zones["time_zone"].drop_nulls()) | set(targets["contact_zone"].drop_nulls())
     valid = {name for name in names if zone_or_none(name)}
     bad = names - valid
@@ -78,19 +81,20 @@ def _sent_today(con: duckdb.DuckDBPyConnection, candidates: pl.DataFrame,
     in its local day so far (any workflow; to each address of an email to several). A dry run
     counts its previews too, so it shows what a real run would do; a real run does not."""
     gone = "'sent', 'unknown', 'sending'" + (", 'previewed'" if dry_run else "")
-    return con.sql(
-        "SELECT c.action_id, c.address, count(s.gone_at) AS already FROM candidates AS c "
-        "LEFT JOIN (SELECT lower(trim(address)) AS address, gone_at FROM ("
-        "SELECT unnest(coalesce(d.recipients, [o.recipient])) AS address, "
+    sent = query_frame(
+        con, "SELECT lower(trim(unnest(coalesce(d.recipients, [o.recipient])))) AS address, "
         "coalesce(d.sent_at, d.updated_at) AS gone_at FROM deliveries AS d "
         "JOIN actions_outbox AS o USING (action_id) WHERE d.action_type = 'email' "
         f"AND d.status IN ({gone}) "
         # Only the candidates' days: without this every run reads every email ever sent.
-        "AND coalesce(d.sent_at, d.updated_at) >= (SELECT min(day_start) FROM candidates) "
-        "AND coalesce(d.sent_at, d.updated_at) < (SELECT max(day_end) FROM candidates))) AS s "
-        "ON s.address = c.address AND s.gone_at >= c.day_start AND s.gone_at < c.day_end "
-        "GROUP BY c.action_id, c.address"
-    ).pl()
+        "AND coalesce(d.sent_at, d.updated_at) >= $first AND coalesce(d.sent_at, d.updated_at) "
+        "< $last",
+        {"first": candidates["day_start"].min(), "last": candidates["day_end"].max()},
+    )
+    # Counted here rather than joined in SQL: a frame read by DuckDB costs a scan per run.
+    in_day = (pl.col("gone_at") >= pl.col("day_start")) & (pl.col("gone_at") < pl.col("day_end"))
+    return candidates.join(sent, on="address", how="left").group_by("action_id", "address").agg(
+        in_day.sum().cast(pl.Int64).alias("already"))
 
 
 def email_decisions(con: duckdb.DuckDBPyConnection, emails: pl.DataFrame,
@@ -114,7 +118,7 @@ def email_decisions(con: duckdb.DuckDBPyConnection, emails: pl.DataFrame,
     actions = emails.select("action_id", "tick").join(
         zones, on="action_id", how="left", maintain_order="left"
     ).join(windows, on="time_zone", how="left", maintain_order="left")
-    suppressed = con.sql("SELECT address FROM suppressions").pl()["address"]
+    suppressed = query_frame(con, "SELECT address FROM suppressions")["address"]
     per_address = targets.join(actions, on="action_id", how="inner", maintain_order="left")
     per_address = per_address.with_columns(
         pl.col("address").str.strip_chars().str.to_lowercase().alias("folded")

@@ -8,6 +8,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from cswf.store.query import query_frame
+
 SQL = Path(__file__).with_name("sql") / "participant_time_zones.sql"
 CONTACTS = """UNION ALL
 SELECT c.contact_id, coalesce(c.time_zone, a.time_zone)
@@ -23,4 +25,4 @@ def participant_time_zones(con: duckdb.DuckDBPyConnection, now: datetime) -> pl.
     if "raw_accounts" not in tables:
         return None
     query = SQL.read_text().format(contacts=CONTACTS if "raw_contacts" in tables else "")
-    return con.sql(query, params={"day": now.date()}).pl()
+    return query_frame(con, query, {"day": now.date()})

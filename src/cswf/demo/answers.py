@@ -14,6 +14,8 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+from cswf.store.query import query_frame
+
 DELIVERED, BOUNCED = 0.97, 0.02  # of the emails
 OPENED, CLICKED, REPLIED = 0.45, 0.10, 0.04  # of the delivered emails (clicks, replies: opened)
 COMPLETED = 0.70  # of the tasks, before their due time
@@ -38,10 +40,10 @@ def draws(con: duckdb.DuckDBPyConnection, actions: pl.DataFrame | str, where: st
              f"{numbers} FROM {source} WHERE status = 'pending' "
              f"AND action_type IN ('email', 'task') AND ({where})")
     if isinstance(actions, str):
-        return con.sql(query, params=params or {}).pl()
+        return query_frame(con, query, params or {})
     con.register(source, actions)
     try:
-        return con.sql(query, params=params or {}).pl()
+        return query_frame(con, query, params or {})
     finally:
         con.unregister(source)
 

@@ -27,6 +27,7 @@ from cswf.demo.progress import QuarterProgress
 from cswf.engine.tick import TickResult
 from cswf.ingest.action_events import record_events
 from cswf.project import EVENTS_FOLDER
+from cswf.store.query import query_frame
 from cswf.store.tables import SUPPRESSING_EVENTS, ensure_delivery_tables
 
 FILE_NAME = "simulated_responses.csv"
@@ -111,7 +112,7 @@ class SimulatedAudience:
         if self.last_tick is None or as_of >= self.last_tick:
             self._record(con, until)
         if delivered:
-            answered.append(con.sql(_DELIVERY_EVENTS, params={"from": as_of, "until": until}).pl())
+            answered.append(query_frame(con, _DELIVERY_EVENTS, {"from": as_of, "until": until}))
         if self.progress is not None:
             self.progress.tick(as_of, result.actions.height, self.delivery.outcomes,
                                self.delivery.slots)
@@ -134,8 +135,8 @@ class SimulatedAudience:
         """The emails delivery sent in [sent_from, sent_before): their answers after `after`
         get times."""
         assert self._answers is not None
-        sent = con.sql(_SENT_EMAILS, params={"sent_from": sent_from,
-                                             "sent_before": sent_before}).pl()
+        sent = query_frame(con, _SENT_EMAILS,
+                           {"sent_from": sent_from, "sent_before": sent_before})
         if sent.is_empty():
             return
         answers = self._answers.join(sent, on="action_id", how="inner").select(

@@ -288,8 +288,8 @@ def _sorted(out: _Out, as_of: datetime) -> _Sorted:
     id, transitions by participant then order): sorting each workflow's rows as soon as they
     are made, then putting workflows in name order (`_in_order`), orders the whole tick
     without ever sorting (or holding twice) all of its rows."""
-    state = None if out.state.is_empty() else conform(out.state, WORKING_SCHEMA).lazy().drop(
-        ROW).sort(PARTICIPANT).collect()
+    state = None if out.state.is_empty() else conform(out.state, WORKING_SCHEMA).drop(
+        ROW).sort(PARTICIPANT)
     actions = pl.concat(out.actions).sort("action_id") if out.actions else None
     transitions = None
     if out.transitions:
