@@ -24,6 +24,7 @@ from cswf.ingest.checks import (
     REJECTED_TODO,
     Finding,
     account_rows,
+    duplicate_findings,
     duplicate_ids,
     duplicate_problems,
     flagged_rows,
@@ -94,8 +95,9 @@ def unique_ids(context: dg.AssetCheckExecutionContext,
                warehouse: DuckDBResource) -> dg.AssetCheckResult:
     until = last_day_of_run(context)
     with open_warehouse(warehouse) as con:
-        result = _result(duplicate_ids(con, until), "duplicate keys")
-        problems = duplicate_problems(con, until)
+        found = duplicate_findings(con, until)
+        result = _result(duplicate_ids(con, until, found), "duplicate keys")
+        problems = duplicate_problems(con, until, found)
     return dg.AssetCheckResult(  # what the CLI prints: the keys, their files, what to do
         passed=result.passed, description="; ".join(problems) or result.description,
         metadata={**result.metadata, "scope": _scope(until)})

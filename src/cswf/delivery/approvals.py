@@ -46,12 +46,15 @@ def settle_approvals(con: duckdb.DuckDBPyConnection, now: datetime,
                      report: DeliveryReport) -> None:
     """Move the waiting emails that got an answer, or whose window closed, on (one
     transaction); count each in the report as approved, rejected or not_actioned."""
+    waiting = con.execute(
+        f"SELECT count(*) FROM deliveries WHERE status = '{AWAITING}'").fetchall()[0][0]
+    report.awaiting_approval = waiting
+    if not waiting:  # most runs: nothing waits, so no transaction
+        return
     with transaction(con):
-        waiting = con.execute(
-            f"SELECT count(*) FROM deliveries WHERE status = '{AWAITING}'").fetchall()[0][0]
-        decided = con.sql(_DECISIONS, params={"now": now}).pl() if waiting else None
-        report.awaiting_approval = waiting - (decided.height if decided is not None else 0)
-        if decided is None or decided.is_empty():
+        decided = con.sql(_DECISIONS, params={"now": now}).pl()
+        report.awaiting_approval = waiting - decided.height
+        if decided.is_empty():
             return
         con.execute(
             "UPDATE deliveries AS d SET updated_at = $now, "

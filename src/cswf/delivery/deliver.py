@@ -131,10 +131,10 @@ def _sync_outbox(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
 def _recover(con: duckdb.DuckDBPyConnection, now: datetime, report: DeliveryReport) -> None:
     """Rows a crash left in `sending`: on a channel that is not idempotent (SMTP) → unknown (a
     human checks); others are retried."""
+    if not con.execute("SELECT count(*) FROM deliveries WHERE status = 'sending'").fetchall()[0][0]:
+        return
     stuck = query_frame(con, "SELECT action_id, channel, provider_id FROM deliveries "
                        "WHERE status = 'sending' ORDER BY action_id")
-    if stuck.is_empty():
-        return
     unsafe = _unsafe()
     ambiguous = stuck.filter(pl.col("channel").is_in([channel.name for channel in unsafe]))
     report.recovered_unknown = ambiguous["action_id"].to_list()

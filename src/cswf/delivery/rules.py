@@ -81,14 +81,17 @@ def _sent_today(con: duckdb.DuckDBPyConnection, candidates: pl.DataFrame,
     in its local day so far (any workflow; to each address of an email to several). A dry run
     counts its previews too, so it shows what a real run would do; a real run does not."""
     gone = "'sent', 'unknown', 'sending'" + (", 'previewed'" if dry_run else "")
+    # Only the candidates' days: without this every run reads every email ever sent.
+    went = (f"d.action_type = 'email' AND d.status IN ({gone}) AND "
+            "coalesce(d.sent_at, d.updated_at) >= $first AND "
+            "coalesce(d.sent_at, d.updated_at) < $last")
     sent = query_frame(
-        con, "SELECT lower(trim(unnest(coalesce(d.recipients, [o.recipient])))) AS address, "
-        "coalesce(d.sent_at, d.updated_at) AS gone_at FROM deliveries AS d "
-        "JOIN actions_outbox AS o USING (action_id) WHERE d.action_type = 'email' "
-        f"AND d.status IN ({gone}) "
-        # Only the candidates' days: without this every run reads every email ever sent.
-        "AND coalesce(d.sent_at, d.updated_at) >= $first AND coalesce(d.sent_at, d.updated_at) "
-        "< $last",
+        con, "SELECT lower(trim(unnest(d.recipients))) AS address, "
+        f"coalesce(d.sent_at, d.updated_at) AS gone_at FROM deliveries AS d WHERE {went} "
+        "AND d.recipients IS NOT NULL UNION ALL "
+        # no addresses kept with the delivery (its one recipient): the outbox's
+        "SELECT lower(trim(o.recipient)), coalesce(d.sent_at, d.updated_at) FROM deliveries AS d "
+        f"JOIN actions_outbox AS o USING (action_id) WHERE {went} AND d.recipients IS NULL",
         {"first": candidates["day_start"].min(), "last": candidates["day_end"].max()},
     )
     # Counted here rather than joined in SQL: a frame read by DuckDB costs a scan per run.

@@ -294,12 +294,12 @@ def _sorted(out: _Out, as_of: datetime) -> _Sorted:
     transitions = None
     if out.transitions:
         combined = pl.concat(out.transitions, how="diagonal_relaxed")  # (some carry no evidence)
-        transitions = combined.lazy().with_columns(tick=moment(as_of)).select(
+        transitions = combined.with_columns(tick=moment(as_of)).select(
             conforming([*combined.columns, "tick"], TRANSITION_SCHEMA)
         ).sort(
             PARTICIPANT, pl.col("transition").replace_strict(_TRANSITION_ORDER), "step",
             maintain_order=True,  # ties (milestones started together) in the order made
-        ).collect()
+        )
     return _Sorted(state, actions, transitions)
 
 

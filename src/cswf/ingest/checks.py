@@ -56,23 +56,32 @@ def duplicate_keys(con: duckdb.DuckDBPyConnection, obj: LandingObject,
     return Finding(rows[0][4] if rows else 0, examples)
 
 
-def duplicate_ids(con: duckdb.DuckDBPyConnection, until: date | None = None) -> Finding:
+def duplicate_findings(con: duckdb.DuckDBPyConnection, until: date | None = None
+                       ) -> dict[LandingObject, Finding]:
+    """Duplicate keys per raw table (dated on or before `until`, if given): one pass each, for
+    the count and the sentences alike."""
+    return {obj: duplicate_keys(con, obj, until) for obj in OBJECTS.values()}
+
+
+def duplicate_ids(con: duckdb.DuckDBPyConnection, until: date | None = None,
+                  findings: dict[LandingObject, Finding] | None = None) -> Finding:
     """Duplicate keys across every raw table (dated on or before `until`, if given)."""
-    findings = [(obj.table, duplicate_keys(con, obj, until)) for obj in OBJECTS.values()]
-    examples = [f"{table}: {e}" for table, found in findings for e in found.examples]
-    return Finding(sum(found.count for _, found in findings), examples[:MAX_EXAMPLES])
+    found = duplicate_findings(con, until) if findings is None else findings
+    examples = [f"{obj.table}: {e}" for obj, finding in found.items() for e in finding.examples]
+    return Finding(sum(finding.count for finding in found.values()), examples[:MAX_EXAMPLES])
 
 
-def duplicate_problems(con: duckdb.DuckDBPyConnection, until: date | None = None) -> list[str]:
+def duplicate_problems(con: duckdb.DuckDBPyConnection, until: date | None = None,
+                       findings: dict[LandingObject, Finding] | None = None) -> list[str]:
     """One sentence per raw table with duplicate keys (on or before `until`): how many, where,
     and what to do."""
+    found = duplicate_findings(con, until) if findings is None else findings
     problems = []
-    for obj in OBJECTS.values():
-        found = duplicate_keys(con, obj, until)
-        if found.count:
+    for obj, finding in found.items():
+        if finding.count:
             date_col, id_col = obj.key
-            problems.append(f"{obj.table}: {found.count} duplicate ({date_col}, {id_col}) keys, "
-                            f"e.g. {'; '.join(found.examples)}: {TODO}")
+            problems.append(f"{obj.table}: {finding.count} duplicate ({date_col}, {id_col}) "
+                            f"keys, e.g. {'; '.join(finding.examples)}: {TODO}")
     return problems
 
 
