@@ -16,13 +16,14 @@ setup: $(STAMP)
 
 # A virtual environment with every dependency pinned in requirements.lock, installed by uv
 # (a few seconds where pip takes half a minute); pip does it when uv cannot be had. The
-# environment is made without pip (seeding it costs 4 s): the system's pip puts uv in it.
+# environment is made without pip (seeding it costs 4 s): the system's pip puts uv in it, and
+# uv puts pip in it with the rest (the install tests use the environment's own pip).
 UV_VERSION := 0.13.9
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv --without-pip $(VENV)
 	@echo "installing requirements.lock and cswf (editable) into $(VENV)"
 	@if $(PYTHON) -m pip --python $(BIN)/python install -qq uv==$(UV_VERSION) 2>/dev/null && \
-		$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock && \
+		$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock pip && \
 		$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .; then :; \
 	else \
 		echo "uv could not install them: pip does"; \

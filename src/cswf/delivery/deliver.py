@@ -116,7 +116,9 @@ def _sync_outbox(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
             "ON CONFLICT DO NOTHING RETURNING status",
             params,
         ).fetchall()
-        if ("failed",) not in inserted:  # only a row made here can lack its `failed` event
+        # A `failed` row gets its event in the transaction that makes it (here), so only a
+        # row this insert made can lack it.
+        if ("failed",) not in inserted:
             return
         failed = query_frame(
             con, "SELECT d.action_id, 'failed' AS event_type, d.created_at AS occurred_at, "
@@ -192,15 +194,15 @@ def _exports_upkeep(con: duckdb.DuckDBPyConnection, config: DeliveryConfig, now:
 
 def _due(con: duckdb.DuckDBPyConnection, now: datetime, real: bool) -> pl.DataFrame:
     """The due rows with their outbox columns, oldest tick first. A held tick, and every tick
-    after it, waits for a person's decision (docs/safety.md). The due ids are found first, so
-    the outbox's text columns are read for those rows only."""
+    after it, waits for a person's decision (docs/safety.md): one comparison with the earliest
+    held tick, not a look-up in tick_holds per row."""
     return query_frame(
         con, "WITH due AS (SELECT d.action_id, d.status AS delivery_status, d.attempts "
         f"FROM deliveries AS d WHERE {_due_condition(real)}), "
         "held AS (SELECT min(as_of) AS since FROM tick_holds WHERE status = 'held') "
         "SELECT o.* EXCLUDE (status, error), due.delivery_status, due.attempts "
         "FROM due JOIN actions_outbox AS o USING (action_id) "
-        "WHERE o.tick < coalesce((SELECT since FROM held), 'infinity'::TIMESTAMP) "
+        "WHERE (o.tick >= (SELECT since FROM held)) IS NOT TRUE "
         "ORDER BY o.tick, o.action_id",
         {"now": now},
     )

@@ -53,12 +53,21 @@ def zones_frame(time_zones: TimeZones | None, participants: pl.Series) -> pl.Dat
         "participant_id", keep="last")
 
 
+def _zone_names(time_zones: TimeZones | None) -> set[str]:
+    """Every zone name the map holds: an unknown one is reported whoever it belongs to."""
+    if time_zones is None:
+        return set()
+    if isinstance(time_zones, pl.DataFrame):
+        return set(time_zones["time_zone"].cast(pl.String).drop_nulls().unique())
+    return {str(zone) for zone in time_zones.values() if zone is not None}
+
+
 def _zones(emails: pl.DataFrame, targets: pl.DataFrame, time_zones: TimeZones | None,
            default: str) -> pl.DataFrame:
     """action_id → time_zone: the account's zone, else its first resolved contact's (emails to
     contacts), else `default`. Unknown zone names are skipped with a warning."""
     zones = zones_frame(time_zones, emails["participant_id"])
-    names = set(zones["time_zone"].drop_nulls()) | set(targets["contact_zone"].drop_nulls())
+    names = _zone_names(time_zones) | set(targets["contact_zone"].drop_nulls())
     valid = {name for name in names if zone_or_none(name)}
     bad = names - valid
     if bad:
@@ -81,17 +90,15 @@ def _sent_today(con: duckdb.DuckDBPyConnection, candidates: pl.DataFrame,
     in its local day so far (any workflow; to each address of an email to several). A dry run
     counts its previews too, so it shows what a real run would do; a real run does not."""
     gone = "'sent', 'unknown', 'sending'" + (", 'previewed'" if dry_run else "")
-    # Only the candidates' days: without this every run reads every email ever sent.
-    went = (f"d.action_type = 'email' AND d.status IN ({gone}) AND "
-            "coalesce(d.sent_at, d.updated_at) >= $first AND "
-            "coalesce(d.sent_at, d.updated_at) < $last")
     sent = query_frame(
-        con, "SELECT lower(trim(unnest(d.recipients))) AS address, "
-        f"coalesce(d.sent_at, d.updated_at) AS gone_at FROM deliveries AS d WHERE {went} "
-        "AND d.recipients IS NOT NULL UNION ALL "
-        # no addresses kept with the delivery (its one recipient): the outbox's
-        "SELECT lower(trim(o.recipient)), coalesce(d.sent_at, d.updated_at) FROM deliveries AS d "
-        f"JOIN actions_outbox AS o USING (action_id) WHERE {went} AND d.recipients IS NULL",
+        con, "SELECT lower(trim(unnest(coalesce(d.recipients, [o.recipient])))) AS address, "
+        "coalesce(d.sent_at, d.updated_at) AS gone_at FROM deliveries AS d "
+        # the join also leaves out sends whose action a rewound tick withdrew
+        "JOIN actions_outbox AS o USING (action_id) WHERE d.action_type = 'email' "
+        f"AND d.status IN ({gone}) "
+        # Only the candidates' days: without this every run reads every email ever sent.
+        "AND coalesce(d.sent_at, d.updated_at) >= $first AND coalesce(d.sent_at, d.updated_at) "
+        "< $last",
         {"first": candidates["day_start"].min(), "last": candidates["day_end"].max()},
     )
     # Counted here rather than joined in SQL: a frame read by DuckDB costs a scan per run.

@@ -49,7 +49,7 @@ class DemoRunFailed(RuntimeError):
 
 def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console,
              days: int = BOOK_DAYS) -> None:
-    from cswf.defs.launch import run_delivery, run_tick_range
+    from cswf.defs.launch import run_delivery, run_tick_range, settled_heap
     from cswf.defs.resources import project_resource
     from cswf.demo.audience import SimulatedCustomers
 
@@ -88,7 +88,7 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
     )
     progress = QuarterProgress(console, len(ticks))
     audience = SimulatedCustomers(project=project_resource(settings), last_tick=end.isoformat())
-    with progress.showing():
+    with progress.showing(), settled_heap():
         run = run_tick_range(settings, start, end, audience=audience, quiet=True,
                              raise_on_error=False)
         if not run.success:  # a guard held a tick, a check failed: the CLI says which
