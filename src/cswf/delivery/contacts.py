@@ -9,6 +9,7 @@ the snapshot it looked at.
 
 from __future__ import annotations
 
+import weakref
 from datetime import datetime
 
 import duckdb
@@ -45,11 +46,21 @@ def is_contact_pick(recipient: pl.Expr) -> pl.Expr:
     return recipient.str.starts_with(CONTACTS_PREFIX).fill_null(False)
 
 
+_CONTACTS_ON: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+
+
 def _has_contacts(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute(
+    """Whether the contacts snapshot table exists; once it does it stays (nothing drops a raw
+    table), so a connection asks the catalog (a millisecond or two) only until it is there."""
+    if con in _CONTACTS_ON:
+        return True
+    found = bool(con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = $t "
         "AND table_schema = current_schema()", {"t": CONTACTS_TABLE},
     ).fetchall()[0][0])
+    if found:
+        _CONTACTS_ON.add(con)
+    return found
 
 
 def resolve_recipients(con: duckdb.DuckDBPyConnection, emails: pl.DataFrame, now: datetime
