@@ -458,6 +458,23 @@ def test_dry_run_writes_files_and_nothing_reaches_the_servers(tmp_path: Path, bo
     assert not (tmp_path / "exports").exists()
 
 
+def test_a_preview_that_cannot_be_written_records_nothing_as_previewed(tmp_path: Path) -> None:
+    config = make_config(tmp_path).model_copy(update={"dry_run": True})
+    con = warehouse()
+    add_actions(con, [email_row(0, "ann@customer.test"), email_row(1, "bob@customer.test"),
+                      webhook_row(0)])
+    (tmp_path / "preview").mkdir()
+    blocked = tmp_path / "preview" / "onboarding%2Facc-1%2F1%2Fs0.a1.eml"
+    blocked.mkdir()  # a folder where the second email's file goes: that write fails
+    with pytest.raises(IsADirectoryError):
+        deliver(con, default_senders(config), config, NOW)
+    assert "previewed" not in set(statuses(con).values())
+    blocked.rmdir()
+    report = deliver(con, default_senders(config), config, NOW + timedelta(minutes=15))
+    assert report.outcomes == {"previewed": 3}
+    assert blocked.is_file()
+
+
 def test_the_default_config_is_a_dry_run() -> None:
     config = DeliveryConfig.from_mapping({})
     assert config.dry_run and config.dry_run_dir == Path("data/outbox_preview")

@@ -208,7 +208,7 @@ def _due(con: duckdb.DuckDBPyConnection, now: datetime, real: bool) -> pl.DataFr
     )
 
 
-def _preview_all(con: duckdb.DuckDBPyConnection, sender: Sender, rows: pl.DataFrame,
+def _preview_all(con: duckdb.DuckDBPyConnection, sender: DryRunSender, rows: pl.DataFrame,
                  config: DeliveryConfig, now: datetime, report: DeliveryReport) -> None:
     """A dry run has no outside effect, so its claims and records go in batches."""
     if rows.is_empty():
@@ -220,12 +220,11 @@ def _preview_all(con: duckdb.DuckDBPyConnection, sender: Sender, rows: pl.DataFr
         f"FROM batch AS b WHERE d.action_id = b.action_id AND ({_due_condition(False)})",
         {"channel": sender.channel, "now": now},
     ).fetchall()
-    sent: list[Sent] = []
-    for row in rows.iter_rows(named=True):
-        action = OutboundAction.from_row(row)
-        attempts = row["attempts"]
-        sent.append((action, attempts if isinstance(attempts, int) else 0, sender.channel,
-                     sender.send(action, now)))
+    actions = [OutboundAction.from_row(row) for row in rows.iter_rows(named=True)]
+    results = sender.send_all(actions, now)  # every file written before anything is recorded
+    sent: list[Sent] = [
+        (action, attempts if isinstance(attempts, int) else 0, sender.channel, result)
+        for action, attempts, result in zip(actions, rows["attempts"], results, strict=True)]
     report.outcomes.update(record_outcomes(con, sent, config, now))
 
 

@@ -8,6 +8,8 @@ same file, so re-runs are harmless.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -46,14 +48,38 @@ class DryRunSender:
         return f"DryRunSender({self.folder})"
 
     def send(self, action: OutboundAction, now: datetime) -> SendResult:
+        result, file = self._preview(action, now)
+        if file is not None:
+            _write(*file)
+        return result
+
+    def send_all(self, actions: Sequence[OutboundAction], now: datetime) -> list[SendResult]:
+        """`send` for a batch, returning once every file is written: a second thread writes
+        each file while the next message is composed (composing holds the interpreter,
+        writing mostly waits on the file system). The first failed write is raised."""
+        results = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cswf-preview") as writer:
+            written = []
+            for action in actions:
+                result, file = self._preview(action, now)
+                if file is not None:
+                    written.append(writer.submit(_write, *file))
+                results.append(result)
+            for done in written:
+                done.result()
+        return results
+
+    def _preview(self, action: OutboundAction, now: datetime
+                 ) -> tuple[SendResult, tuple[Path, bytes] | None]:
+        """The result of previewing `action`, and the file to write for it (none: unsendable)."""
         channel = channel_for(action.action_type) or _ANY
         try:
             preview = channel.preview(action, self._config, now)
         except Unsendable as exc:
-            return SendResult.failed(str(exc), retryable=False)
+            return SendResult.failed(str(exc), retryable=False), None
         path = preview_path(self.folder, action.action_id, preview.suffix)
-        _write(path, preview.data)
-        return SendResult.sent(preview.provider_id or path.name, detail=f"dry run: {path}")
+        return (SendResult.sent(preview.provider_id or path.name, detail=f"dry run: {path}"),
+                (path, preview.data))
 
     def close(self) -> None:
         """Files are closed as they are written."""
