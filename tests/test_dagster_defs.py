@@ -23,11 +23,11 @@ from cswf.cli import app
 from cswf.defs import ProjectSettingsError, build_defs, project_settings
 from cswf.defs.assets import ENGINE
 from cswf.defs.automation import LANDING_SENSOR, TICK_JOB, TICK_SCHEDULE
-from cswf.defs.checks import account_rows, duplicate_ids, rejected_files
 from cswf.defs.launch import run_tick_range
 from cswf.defs.partitions import latest_snapshot_day
 from cswf.defs.resources import project_resource
 from cswf.demo.generate import generate_book
+from cswf.ingest.checks import account_rows, duplicate_ids, rejected_files
 from cswf.settings import ENV_OVERRIDES, PACKAGE_SQL, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,9 +24,9 @@ from cswf.ingest.checks import (
     REJECTED_TODO,
     Finding,
     account_rows,
+    all_duplicates,
     duplicate_findings,
-    duplicate_ids,
-    duplicate_problems,
+    duplicate_sentences,
     flagged_rows,
     incomplete_snapshots,
     rejected_files,
@@ -96,8 +96,8 @@ def unique_ids(context: dg.AssetCheckExecutionContext,
     until = last_day_of_run(context)
     with open_warehouse(warehouse) as con:
         found = duplicate_findings(con, until)
-        result = _result(duplicate_ids(con, until, found), "duplicate keys")
-        problems = duplicate_problems(con, until, found)
+    result = _result(all_duplicates(found), "duplicate keys")
+    problems = duplicate_sentences(found)
     return dg.AssetCheckResult(  # what the CLI prints: the keys, their files, what to do
         passed=result.passed, description="; ".join(problems) or result.description,
         metadata={**result.metadata, "scope": _scope(until)})

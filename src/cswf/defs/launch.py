@@ -6,7 +6,6 @@ Runs are recorded in the DAGSTER_HOME instance when DAGSTER_HOME is set (the Mak
 for `make demo` and `make ui`); without it they run against a throwaway instance.
 """
 
-import gc
 import os
 import uuid
 from collections.abc import Iterator
@@ -186,20 +185,6 @@ def run_delivery(
     with ExitStack() as stack:
         instance = instance or stack.enter_context(default_instance())
         return job.execute_in_process(instance=instance, run_config=config)
-
-
-@contextmanager
-def settled_heap() -> Iterator[None]:
-    """For a command about to run a long range of ticks: every object made so far (Dagster's and
-    cswf's modules) is out of the garbage collector's reach while it runs. They live as long as
-    the process, and the collector would walk them again at every full collection (3.5 s of a
-    50-day demo's 57 s). Undone on the way out, so they are finalized at exit as usual."""
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 @contextmanager

@@ -56,26 +56,23 @@ def duplicate_keys(con: duckdb.DuckDBPyConnection, obj: LandingObject,
     return Finding(rows[0][4] if rows else 0, examples)
 
 
-def duplicate_findings(con: duckdb.DuckDBPyConnection, until: date | None = None
-                       ) -> dict[LandingObject, Finding]:
-    """Duplicate keys per raw table (dated on or before `until`, if given): one pass each, for
-    the count and the sentences alike."""
+Findings = dict[LandingObject, Finding]
+
+
+def duplicate_findings(con: duckdb.DuckDBPyConnection, until: date | None = None) -> Findings:
+    """Duplicate keys per raw table (dated on or before `until`, if given): one pass each,
+    which `all_duplicates` counts and `duplicate_sentences` words."""
     return {obj: duplicate_keys(con, obj, until) for obj in OBJECTS.values()}
 
 
-def duplicate_ids(con: duckdb.DuckDBPyConnection, until: date | None = None,
-                  findings: dict[LandingObject, Finding] | None = None) -> Finding:
-    """Duplicate keys across every raw table (dated on or before `until`, if given)."""
-    found = duplicate_findings(con, until) if findings is None else findings
+def all_duplicates(found: Findings) -> Finding:
+    """The duplicate keys of every raw table as one finding."""
     examples = [f"{obj.table}: {e}" for obj, finding in found.items() for e in finding.examples]
     return Finding(sum(finding.count for finding in found.values()), examples[:MAX_EXAMPLES])
 
 
-def duplicate_problems(con: duckdb.DuckDBPyConnection, until: date | None = None,
-                       findings: dict[LandingObject, Finding] | None = None) -> list[str]:
-    """One sentence per raw table with duplicate keys (on or before `until`): how many, where,
-    and what to do."""
-    found = duplicate_findings(con, until) if findings is None else findings
+def duplicate_sentences(found: Findings) -> list[str]:
+    """One sentence per raw table with duplicate keys: how many, where, and what to do."""
     problems = []
     for obj, finding in found.items():
         if finding.count:
@@ -83,6 +80,11 @@ def duplicate_problems(con: duckdb.DuckDBPyConnection, until: date | None = None
             problems.append(f"{obj.table}: {finding.count} duplicate ({date_col}, {id_col}) "
                             f"keys, e.g. {'; '.join(finding.examples)}: {TODO}")
     return problems
+
+
+def duplicate_ids(con: duckdb.DuckDBPyConnection, until: date | None = None) -> Finding:
+    """Duplicate keys across every raw table (dated on or before `until`, if given)."""
+    return all_duplicates(duplicate_findings(con, until))
 
 
 def rejected_files(con: duckdb.DuckDBPyConnection) -> Finding:
@@ -219,7 +221,7 @@ def snapshot_problems(con: duckdb.DuckDBPyConnection, rules: Snapshots | None = 
     With `until` (the last tick's day), duplicates and gaps dated after it do not count; a
     rejected file always does (its rows, unloaded, have no date). (Staleness depends on the
     tick: `stale_snapshots`.)"""
-    problems = duplicate_problems(con, until)
+    problems = duplicate_sentences(duplicate_findings(con, until))
     rejected = rejected_files(con)
     if rejected.count:
         problems.append(f"ingest_rejections: {rejected.count} rejected landing file(s): "
