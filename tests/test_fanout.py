@@ -184,8 +184,13 @@ def test_a_shard_killed_before_publishing_leaves_nothing_and_a_rerun_completes_t
 
 def test_ticks_on_the_multiprocess_executor_equal_one_shard(
         tmp_path: Path, landing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`cswf run`'s path (run_tick_range): 4 shards, each a process of its own (two at once),
-    over two daily ticks, give the tables of one shard; the caller still hears every tick."""
+    """`cswf run`'s and `cswf demo`'s path (run_tick_range): 4 shards, each a process of its own
+    (two at once), over two daily ticks, give the tables of one shard, the simulated customers'
+    answers included (they answer in this process between one tick's run and the next); the
+    caller still hears every tick."""
+    from cswf.defs.resources import project_resource
+    from cswf.demo.audience import SimulatedCustomers
+
     (tmp_path / "dagster").mkdir()
     (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
@@ -194,9 +199,12 @@ def test_ticks_on_the_multiprocess_executor_equal_one_shard(
     four = make_project(tmp_path / "four", landing, 4, executor="multiprocess",
                         max_concurrent_shards="2", **daily)
     heard = []
+    last = datetime(2026, 6, 1)
     for settings in (one, four):
-        run = run_tick_range(settings, FIRST, datetime(2026, 6, 1), quiet=True,
-                             ingest_now=datetime(2026, 6, 1),
+        customers = SimulatedCustomers(project=project_resource(settings),
+                                       last_tick=last.isoformat())
+        run = run_tick_range(settings, FIRST, last, quiet=True, ingest_now=last,
+                             audience=customers,
                              on_tick=lambda outcome, result: heard.append(
                                  (outcome.as_of, outcome.status, result.actions.height)))
         assert run.success
@@ -211,8 +219,8 @@ def test_ticks_on_the_multiprocess_executor_equal_one_shard(
     assert {f"workflow_engine.engine_shard_{k}" for k in range(4)} <= set(pids)
     assert len(set(pids.values())) == len(pids), "each step runs in a process of its own"
     expected, got = tables(one), tables(four)
-    assert expected["actions_outbox"]
-    for table in ("enrollment_history", "transitions", "actions_outbox", "tick_log"):
+    assert expected["actions_outbox"] and expected["action_events"]
+    for table in TABLES:
         assert got[table] == expected[table], table
 
 
@@ -281,30 +289,6 @@ def test_the_shard_sql_finds_the_shards_of_the_engine() -> None:
                              "ORDER BY participant_id NULLS FIRST").pl()["participant_id"]
             assert got.to_list() == expected.filter(pl.col("__shard") == k).sort(
                 "participant_id", nulls_last=False)["participant_id"].to_list()
-
-
-def test_a_simulated_audience_is_refused_on_the_multiprocess_executor(
-        tmp_path: Path, landing: Path) -> None:
-    """The demo's customers answer in the run's own process: a step's process cannot call
-    them, so the multiprocess executor says so in one line rather than run without them."""
-    from cswf.defs.fanout import run_sharded_ticks
-    from cswf.defs.resources import Audience
-
-    class Customers(Audience):
-        pass
-
-    settings = make_project(tmp_path / "p", landing, 2, executor="multiprocess")
-    defs = build_defs(settings, audience=Customers())
-
-    def never() -> None:
-        raise AssertionError("nothing may run")
-    with pytest.raises(ValueError) as raised:
-        run_sharded_ticks(settings, [FIRST], defs, dg.DagsterInstance.ephemeral(),
-                          before=never, after=never, run_config={}, raise_on_error=False,
-                          on_tick=None)
-    assert str(raised.value) == (
-        "executor: multiprocess cannot run a simulated audience (cswf demo's customers answer "
-        "in the run's own process): set executor: in_process for the demo")
 
 
 def test_a_simulated_audience_answers_the_same_with_shards_in_process(

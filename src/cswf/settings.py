@@ -31,6 +31,8 @@ ENV_OVERRIDES = {
     "CSWF_TICK_START": "tick_start",
     "CSWF_SHARDS": "shards",
     "CSWF_EXECUTOR": "executor",
+    "CSWF_MAX_CONCURRENT_SHARDS": "max_concurrent_shards",
+    "CSWF_STAGING_DIR": "staging_dir",
 }
 
 

@@ -68,7 +68,7 @@ def executor_for(settings: Settings) -> dg.ExecutorDefinition:
         return dg.in_process_executor
     # forkserver: each step's process forks from one that imported cswf and Dagster already
     config: dict[str, Any] = {"start_method": {"forkserver": {"preload_modules": [
-        "cswf.defs", "cswf.project.fanout"]}}}
+        "cswf.defs", "cswf.project.fanout", "cswf.defs.stepprocess"]}}}
     if settings.max_concurrent_shards is not None:
         config["max_concurrent"] = settings.max_concurrent_shards
     return dg.multiprocess_executor.configured(config)
@@ -224,25 +224,27 @@ def run_sharded_ticks(
 ) -> RunResult:
     """`before` (ingest and facts for every tick, one run in this process), then each tick's
     engine as a `tick_shards_job` run of its own, in order, then `after` (the reports);
-    stops at the first run that fails and returns it (else the last)."""
-    if settings.executor == "multiprocess" and type(defs.resources.get("audience")) \
-            is not Audience:
-        raise ValueError("executor: multiprocess cannot run a simulated audience (cswf demo's "
-                         "customers answer in the run's own process): set executor: in_process "
-                         "for the demo")
+    stops at the first run that fails and returns it (else the last).
+
+    On the multiprocess executor a simulated audience (the demo's customers) answers here,
+    between one tick's run and the next: the steps run in other processes, which cannot call
+    it. It must record what it answers (the next tick's shard steps read the database)."""
     result = before()
     if not result.success:
         return result
     with ExitStack() as stack:
+        respond = None
         if settings.executor == "multiprocess":
             instance = stack.enter_context(persistent(instance))
+            audience = defs.resources.get("audience")
+            respond = audience.responder() if isinstance(audience, Audience) else None
             from cswf.defs.resources import project_resource
 
             resource = project_resource(settings)
             job = dg.build_reconstructable_job(
                 __name__, reconstruct_shards_job.__name__,
                 reconstructable_args=(resource.root, json.dumps(resource.overrides)))
-        for as_of in ticks:
+        for i, as_of in enumerate(ticks):
             key = key_of(as_of)
             if settings.executor != "multiprocess":
                 result = defs.resolve_job_def(SHARDS_JOB).execute_in_process(
@@ -252,8 +254,15 @@ def run_sharded_ticks(
                 result = dg.execute_job(job, instance, run_config=run_config,
                                         tags={"dagster/partition": key},
                                         raise_on_error=raise_on_error)
-                if result.success and on_tick is not None:
-                    on_tick(*_stored_tick(settings, as_of, _status(result)))
+                if result.success and (on_tick is not None or respond is not None):
+                    outcome, stored = _stored_tick(settings, as_of, _status(result))
+                    if on_tick is not None:
+                        on_tick(outcome, stored)
+                    if respond is not None:
+                        until = ticks[i + 1] if i + 1 < len(ticks) else \
+                            settings.calendar.next(as_of)
+                        with connect(settings.database_path) as con:
+                            respond(con, stored, until)
             if not result.success:
                 return result
     return after()

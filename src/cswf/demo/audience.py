@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import Field
 
+from cswf.defs.fanout import fans_out
 from cswf.defs.resources import Audience, CswfProject
 from cswf.demo.delivering import QuarterDelivery
 from cswf.demo.progress import current_progress
@@ -29,6 +30,10 @@ class SimulatedCustomers(Audience):
         progress = current_progress()
         if progress is not None:
             progress.stage("engine: the first week's facts")
-        last = datetime.fromisoformat(self.last_tick) if self.last_tick else None
-        return SimulatedAudience(QuarterDelivery(self.project.settings().delivery_config()),
+        settings = self.project.settings()
+        # In one run the engine keeps the answers in memory until `last_tick`; shard steps in
+        # processes of their own (a run per tick) read them from the database: every tick.
+        last = None if fans_out(settings) or not self.last_tick else \
+            datetime.fromisoformat(self.last_tick)
+        return SimulatedAudience(QuarterDelivery(settings.delivery_config()),
                                  progress, last)

@@ -66,6 +66,7 @@ class DemoRunFailed(RuntimeError):
 
 def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console,
              days: int = BOOK_DAYS) -> None:
+    from cswf.defs.fanout import fans_out
     from cswf.defs.launch import run_delivery, run_tick_range
     from cswf.defs.resources import project_resource
     from cswf.demo.audience import SimulatedCustomers
@@ -95,9 +96,12 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
     ticks = project.ticks_in(settings, start, end)
     closing = settings.calendar.next(end)  # the quarter ends where its last tick's span does
     home = os.environ.get("DAGSTER_HOME")
+    runs = f"a Dagster run per tick ({settings.shards} shard steps each)" \
+        if fans_out(settings) else "one Dagster run"
     console.print(
         f"{len(checked.workflows)} workflows; {len(ticks)} ticks from {start:%Y-%m-%d %H:%M} to "
-        f"{end:%Y-%m-%d %H:%M} (cron '{settings.tick_cron}') as one Dagster run"
+        f"{end:%Y-%m-%d %H:%M} (cron '{settings.tick_cron}') as "
+        f"{runs}"
         f"{f' recorded in {home}' if home else ''}.\n"
         "After each tick delivery runs at the tick and wherever a held email comes due before "
         "the next (every 15 minutes in production), then simulated customers answer what was "
