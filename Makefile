@@ -10,7 +10,7 @@ INSTANCE := $(DAGSTER_HOME)/dagster.yaml
 demo ui: export DAGSTER_HOME := $(DAGSTER_HOME)
 UI_PORT ?= 3000
 
-.PHONY: setup demo ui test browser lint bench schema clean
+.PHONY: setup demo ui test system lint bench schema clean
 
 setup: $(STAMP)
 
@@ -46,15 +46,20 @@ demo: $(STAMP) $(INSTANCE)
 ui: $(STAMP) $(INSTANCE)
 	$(BIN)/dg dev -p $(UI_PORT)
 
-test: $(STAMP) browser
+test: $(STAMP) system
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-# The HTML report's test opens it in Debian's Chromium: installed here when missing (needs root).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
-		echo "chromium could not be installed: the browser test will be skipped (see pytest -rs)"
+# Tests open the HTML report in Debian's Chromium and start a PostgreSQL server of their own
+# (shard slices and Dagster's records in Postgres): Debian's packages, installed here when
+# missing (needs root). Without them those tests are skipped (pytest -rs says which).
+system:
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		missing="$$missing postgresql"; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } || \
+		echo "$$missing could not be installed: the tests that need it are skipped (pytest -rs)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,7 +2,7 @@
 network): open a page, collect what its console and exceptions said and every URL it asked for,
 and evaluate JavaScript in it.
 
-Chromium comes from Debian's `chromium` package; `make test` installs it (Makefile: browser).
+Chromium comes from Debian's `chromium` package; `make test` installs it (Makefile: system).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import pgserver
 from test_delivery_servers import SmtpRecorder, smtp_server
 
 
@@ -23,3 +24,20 @@ def smtp() -> Iterator[tuple[SmtpRecorder, int]]:
     recorder = SmtpRecorder()
     with smtp_server(recorder) as port:
         yield recorder, port
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[pgserver.Server]:
+    """A real PostgreSQL server on 127.0.0.1 for the session (tests/pgserver.py)."""
+    found = pgserver.binaries()
+    if found is None:
+        pytest.skip("no PostgreSQL server on this machine: `make test` installs Debian's "
+                    "postgresql (Makefile: system)")
+    with pgserver.running(found) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres(postgres_server: pgserver.Server) -> str:
+    """The URL of a fresh database on the session's PostgreSQL server."""
+    return postgres_server.database()

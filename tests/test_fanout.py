@@ -9,8 +9,10 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import closing
 from datetime import date, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
 import pytest
@@ -23,9 +25,15 @@ from cswf.defs.launch import run_tick_range
 from cswf.demo.delivering import QuarterDelivery
 from cswf.demo.generate import generate_book
 from cswf.demo.responses import SimulatedAudience
-from cswf.project.fanout import PAUSE_BEFORE_PUBLISH, commit_tick, prepare_tick, shard_tick
+from cswf.project.fanout import (
+    PAUSE_BEFORE_PUBLISH,
+    commit_tick,
+    prepare_tick,
+    shard_tick,
+    slice_store,
+)
 from cswf.settings import Settings, load_settings
-from cswf.store.slices import MANIFEST, TMP_PREFIX, MissingSlice, published, tick_folder
+from cswf.store.slices import MANIFEST, TMP_PREFIX, MissingSlice, tick_folder
 from cswf.store.warehouse import connect
 
 # What must be equal, ordered so the comparison is row for row.
@@ -51,6 +59,15 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("land")
     generate_book(folder, accounts=60, days=40, start=date(2026, 5, 1))
     return folder
+
+
+@pytest.fixture(params=["folder", "postgres"])
+def store(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Where the shards hand over their slices: `staging_dir` (a folder) or `staging_url` (a
+    real PostgreSQL database, tests/pgserver.py): the settings that choose it."""
+    if request.param == "folder":
+        return {}
+    return {"staging_url": f"'{request.getfixturevalue('postgres')}'"}
 
 
 def tables(settings: Settings) -> dict[str, list]:
@@ -91,10 +108,11 @@ def in_slices(settings: Settings, skip: tuple[datetime, int] | None = None) -> N
             commit_tick(con, settings, workflows, as_of, settings.shards, respond=respond)
 
 
-def test_ticks_in_published_slices_equal_one_process(tmp_path: Path, landing: Path) -> None:
+def test_ticks_in_published_slices_equal_one_process(tmp_path: Path, landing: Path,
+                                                     store: dict[str, str]) -> None:
     every_six_hours = {"tick_cron": "'0 */6 * * *'"}  # 8 ticks over the two days
     one = make_project(tmp_path / "one", landing, 1, **every_six_hours)
-    four = make_project(tmp_path / "four", landing, 4, **every_six_hours)
+    four = make_project(tmp_path / "four", landing, 4, **every_six_hours, **store)
     in_one_process(one)
     in_slices(four)
     expected, got = tables(one), tables(four)
@@ -104,17 +122,30 @@ def test_ticks_in_published_slices_equal_one_process(tmp_path: Path, landing: Pa
                        "WHERE assignee IS NOT NULL").fetchall()[0][0] >= 1
     for table in TABLES:
         assert got[table] == expected[table], table
-    assert not any(four.staging_path.iterdir()), "a committed tick's slices are removed"
+    if four.staging_url:
+        assert slice_rows(four.staging_url) == 0, "a committed tick's slices are removed"
+    else:
+        assert not any(four.staging_path.iterdir()), "a committed tick's slices are removed"
 
 
-def test_a_missing_slice_fails_the_global_step_with_one_line(tmp_path: Path,
-                                                              landing: Path) -> None:
-    settings = make_project(tmp_path / "p", landing, 3)
+def slice_rows(url: str) -> int:
+    import psycopg2
+
+    with closing(psycopg2.connect(url)) as con, con.cursor() as cur:
+        cur.execute("SELECT count(*) FROM cswf_slices")
+        return int(cur.fetchone()[0])
+
+
+def test_a_missing_slice_fails_the_global_step_with_one_line(tmp_path: Path, landing: Path,
+                                                              store: dict[str, str]) -> None:
+    settings = make_project(tmp_path / "p", landing, 3, **store)
     with pytest.raises(MissingSlice) as raised:
         in_slices(settings, skip=(FIRST, 1))
-    folder = tick_folder(settings.staging_path, FIRST)
+    where = str(tick_folder(settings.staging_path, FIRST))
+    if settings.staging_url:  # the table and database, never a password
+        where = "cswf_slices in " + settings.staging_url.replace("cswf@", "")
     assert str(raised.value) == (
-        f"tick 2026-05-31-00:00: shard 1 of 3 has no slice in {folder}: run that shard's "
+        f"tick 2026-05-31-00:00: shard 1 of 3 has no slice in {where}: run that shard's "
         "step again (or the whole tick), then the global step")
     with connect(settings.database_path, read_only=True) as con:
         assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
@@ -135,11 +166,12 @@ shard_tick(settings, project.load_workflows(settings), datetime.fromisoformat(sy
 
 
 def test_a_shard_killed_before_publishing_leaves_nothing_and_a_rerun_completes_the_tick(
-        tmp_path: Path, landing: Path) -> None:
-    """SIGKILL a shard's process after its files are written and before the rename: no slice
-    is visible, the global step commits nothing; running the shard again completes the tick,
-    and running the tick again changes nothing (no action twice)."""
-    settings = make_project(tmp_path / "p", landing, 2)
+        tmp_path: Path, landing: Path, store: dict[str, str]) -> None:
+    """SIGKILL a shard's process after its slice is written and before it is published (the
+    rename of its folder; the commit of its Postgres transaction): no slice is visible, the
+    global step commits nothing; running the shard again completes the tick, and running the
+    tick again changes nothing (no action twice)."""
+    settings = make_project(tmp_path / "p", landing, 2, **store)
     workflows = project.load_workflows(settings)
     with connect(settings.database_path) as con:
         project.ingest(con, settings, FIRST)
@@ -150,14 +182,13 @@ def test_a_shard_killed_before_publishing_leaves_nothing_and_a_rerun_completes_t
            PAUSE_BEFORE_PUBLISH: "1:120"}
     child = subprocess.Popen([sys.executable, "-c", SHARD_CHILD, str(settings.root),
                               FIRST.isoformat(), "1"], env=env)
-    folder = tick_folder(settings.staging_path, FIRST)
     deadline = time.monotonic() + 60
-    while not any((p / MANIFEST).exists() for p in folder.glob(f"{TMP_PREFIX}*")):
+    while not written_unpublished(settings):
         assert child.poll() is None and time.monotonic() < deadline, "the shard never wrote"
         time.sleep(0.1)
     child.send_signal(signal.SIGKILL)
     child.wait()
-    assert published(settings.staging_path, FIRST, 2) == [0]
+    assert slice_store(settings).published(FIRST, 2) == [0]
     with connect(settings.database_path) as con, pytest.raises(MissingSlice, match="shard 1"):
         commit_tick(con, settings, workflows, FIRST, 2)
     with connect(settings.database_path, read_only=True) as con:
@@ -182,22 +213,68 @@ def test_a_shard_killed_before_publishing_leaves_nothing_and_a_rerun_completes_t
     assert tables(settings) == tables(one)
 
 
+def fresh_forkserver() -> None:
+    """Step processes fork from a server that keeps the environment it started with: stop the
+    one an earlier test started, so this test's variables reach its steps (a CLI command is a
+    process of its own, whose server starts with its environment)."""
+    from multiprocessing import forkserver
+
+    forkserver._forkserver._stop()
+
+
+def documented_instance() -> str:
+    """The `dagster.yaml` docs/scaling.md gives for Dagster's records in PostgreSQL."""
+    text = (REPO / "docs" / "scaling.md").read_text()
+    start = text.index("# dagster.yaml (DAGSTER_HOME)\n")
+    return text[start:text.index("```", start)]
+
+
+def written_unpublished(settings: Settings) -> bool:
+    """Whether a shard has written its slice and waits before publishing it: its folder's
+    files are in a temporary folder, or its rows in a transaction not yet committed."""
+    if not settings.staging_url:
+        folder = tick_folder(settings.staging_path, FIRST)
+        return any((p / MANIFEST).exists() for p in folder.glob(f"{TMP_PREFIX}*"))
+    import psycopg2
+
+    with closing(psycopg2.connect(settings.staging_url)) as con, con.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state = 'idle in transaction'")
+        return int(cur.fetchone()[0]) > 0
+
+
+@pytest.mark.parametrize("records", ["sqlite", "postgres"])
 def test_ticks_on_the_multiprocess_executor_equal_one_shard(
-        tmp_path: Path, landing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, landing: Path, monkeypatch: pytest.MonkeyPatch, records: str,
+        request: pytest.FixtureRequest) -> None:
     """`cswf run`'s and `cswf demo`'s path (run_tick_range): 4 shards, each a process of its own
     (two at once), over two daily ticks, give the tables of one shard, the simulated customers'
     answers included (they answer in this process between one tick's run and the next); the
-    caller still hears every tick."""
+    caller still hears every tick. With `postgres`, what several machines need: Dagster's
+    records in PostgreSQL (dagster-postgres, as docs/scaling.md configures it) and the slices
+    handed over in PostgreSQL (`staging_url`), on a real server."""
     from cswf.defs.resources import project_resource
     from cswf.demo.audience import SimulatedCustomers
 
     (tmp_path / "dagster").mkdir()
-    (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    instance = "telemetry:\n  enabled: false\n"
+    shared: dict[str, str] = {}
+    if records == "postgres":  # docs/scaling.md's dagster.yaml, as written there
+        server = request.getfixturevalue("postgres_server")
+        instance = documented_instance()
+        records_url = urlsplit(server.database())
+        for name, value in {"HOST": records_url.hostname, "USER": records_url.username,
+                            "PASSWORD": "unused: the test server trusts 127.0.0.1",
+                            "DB": records_url.path[1:], "PORT": str(records_url.port)}.items():
+            monkeypatch.setenv(f"DAGSTER_PG_{name}", str(value))
+        shared["staging_url"] = f"'{server.database()}'"
+        fresh_forkserver()
+    (tmp_path / "dagster" / "dagster.yaml").write_text(instance)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     daily = {"tick_cron": "'0 0 * * *'"}
     one = make_project(tmp_path / "one", landing, 1, **daily)
     four = make_project(tmp_path / "four", landing, 4, executor="multiprocess",
-                        max_concurrent_shards="2", **daily)
+                        max_concurrent_shards="2", **daily, **shared)
     heard = []
     last = datetime(2026, 6, 1)
     for settings in (one, four):
@@ -210,6 +287,8 @@ def test_ticks_on_the_multiprocess_executor_equal_one_shard(
         assert run.success
     assert heard[2:] == heard[:2] and heard[0][1] == "written"
     with dg.DagsterInstance.get() as instance:  # the runs were recorded in DAGSTER_HOME
+        assert type(instance.run_storage).__name__ == (
+            "PostgresRunStorage" if records == "postgres" else "SqliteRunStorage")
         runs = instance.get_run_records(dg.RunsFilter(job_name=SHARDS_JOB))
         assert sorted(r.dagster_run.tags["dagster/partition"] for r in runs) == [
             "2026-05-31-00:00", "2026-06-01-00:00"]

@@ -33,6 +33,7 @@ ENV_OVERRIDES = {
     "CSWF_EXECUTOR": "executor",
     "CSWF_MAX_CONCURRENT_SHARDS": "max_concurrent_shards",
     "CSWF_STAGING_DIR": "staging_dir",
+    "CSWF_STAGING_URL": "staging_url",
 }
 
 
@@ -173,6 +174,20 @@ class Settings(BaseModel):
         default=Path("data/staging"),
         description="With shards > 1, where each shard publishes its slice of a tick for the "
         "global step (removed once the tick is committed).")
+    staging_url: str | None = Field(
+        default=None,
+        description="With shards > 1, a Postgres database (postgresql://user@host:port/db; the "
+        "password in PGPASSWORD or ~/.pgpass, not here) the shards publish their slices to "
+        "instead of staging_dir: for shard steps on machines that share no file system "
+        "(docs/scaling.md).")
+
+    @field_validator("staging_url")
+    @classmethod
+    def _a_postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("expected a PostgreSQL URL such as "
+                             "postgresql://cswf@db.example.internal:5432/cswf")
+        return value
 
     @field_validator("shards", mode="before")
     @classmethod

@@ -22,7 +22,6 @@ import os
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -50,7 +49,8 @@ from cswf.settings import Settings
 from cswf.specs.groups import load_groups
 from cswf.specs.loader import LoadedWorkflow, SpecSet
 from cswf.store.holds import approved, launched, write_holds
-from cswf.store.slices import drop_tick, publish_slice, read_slices, shard_sql
+from cswf.store.pgslices import PostgresSlices
+from cswf.store.slices import FolderSlices, SliceStore, shard_sql
 from cswf.store.tables import ensure_deploy_requests, ensure_engine_tables, ensure_removal_requests
 from cswf.store.warehouse import (
     WriteOutcome,
@@ -77,6 +77,7 @@ def prepare_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     ensure_engine_tables(con)
     ensure_deploy_requests(con)
     ensure_removal_requests(con)
+    slice_store(settings).ensure()
     require_clean_snapshots(con, settings, [as_of])
     require_no_hold(con)
     with_lifecycle(SpecSet(list(workflows), []), con).require_valid()
@@ -84,16 +85,16 @@ def prepare_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
 
 
 def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: datetime,
-               shard: int, shards: int, wait: float = 0.0) -> Path:
+               shard: int, shards: int, wait: float = 0.0) -> object:
     """Shard `shard`'s part of the tick at `as_of`, published as its slice (store/slices.py);
-    the working database is opened read-only. Returns the slice's folder."""
+    the working database is opened read-only. Returns where the slice is."""
     con = connect(settings.database_path, read_only=True, wait=wait)
     try:
         frames, info = _shard_part(con, settings, workflows, as_of, shard, shards)
     finally:
         con.close()
-    return publish_slice(settings.staging_path, as_of, shard, shards, frames, info,
-                         before_publish=lambda: _test_pause(shard))
+    return slice_store(settings).publish(as_of, shard, shards, frames, info,
+                                         before_publish=lambda: _test_pause(shard))
 
 
 def _shard_part(con: duckdb.DuckDBPyConnection, settings: Settings,
@@ -147,7 +148,8 @@ def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     """The global step: every shard's slice of the tick (MissingSlice if one is absent, and
     nothing is written), group tasks assigned over all of them, the tick written in one
     transaction as `run_ticks` writes it; then the tick's slices are removed."""
-    slices = read_slices(settings.staging_path, as_of, shards)
+    store = slice_store(settings)
+    slices = store.read(as_of, shards)
     feeds = _by_participant(workflows)
     groups = load_groups(settings.groups_path)
     state = load_state(con, as_of)
@@ -173,12 +175,20 @@ def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
                          on_rewrite=lambda rewrite: log.warning(rewrite.line()))
     if not found.is_empty() and not (outcome.status == "unchanged" and approved(con, as_of)):
         write_holds(con, as_of, found)
-    drop_tick(settings.staging_path, as_of)
+    store.drop(as_of)
     if on_tick is not None:
         on_tick(outcome, result)
     if respond is not None:
         respond(con, result, settings.calendar.next(as_of))
     return outcome, result
+
+
+def slice_store(settings: Settings) -> SliceStore:
+    """Where the shards hand over their slices: `staging_url`'s Postgres database if set, else
+    the `staging_dir` folder."""
+    if settings.staging_url:
+        return PostgresSlices(settings.staging_url)
+    return FolderSlices(settings.staging_path)
 
 
 def _sql_list(names: Sequence[str]) -> str:

@@ -1,5 +1,6 @@
 """A tick's shard slices: each shard's part of a tick, as Parquet files in a staging folder,
-published whole or not at all, for the global step to merge and commit.
+published whole or not at all, for the global step to merge and commit (or, with
+`staging_url`, rows of a Postgres database: store/pgslices.py; both are a `SliceStore`).
 
 A slice is written into a temporary folder beside its final place, every file and the folder
 fsynced, then renamed to `<staging>/<tick key>/shard-<k>-of-<n>/` in one `os.rename`: a reader
@@ -14,10 +15,11 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import polars as pl
 
@@ -102,10 +104,7 @@ def read_slices(staging: Path, as_of: datetime, shards: int) -> list[Slice]:
     found = set(published(staging, as_of, shards))
     missing = [k for k in range(shards) if k not in found]
     if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise MissingSlice(
-            f"tick {key_of(as_of)}: shard {missing[0]} of {shards}{more} has no slice in "
-            f"{folder}: run that shard's step again (or the whole tick), then the global step")
+        raise MissingSlice(missing_line(as_of, shards, missing, str(folder)))
     out = []
     for k in range(shards):
         place = folder / slice_name(k, shards)
@@ -118,4 +117,51 @@ def read_slices(staging: Path, as_of: datetime, shards: int) -> list[Slice]:
 def drop_tick(staging: Path, as_of: datetime) -> None:
     """Remove the tick's slices once the tick is committed (they are only a hand-over)."""
     shutil.rmtree(tick_folder(staging, as_of), ignore_errors=True)
+
+
+def missing_line(as_of: datetime, shards: int, missing: Sequence[int], where: str) -> str:
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    return (f"tick {key_of(as_of)}: shard {missing[0]} of {shards}{more} has no slice in "
+            f"{where}: run that shard's step again (or the whole tick), then the global step")
+
+
+class SliceStore(Protocol):
+    """Where shards hand their slices to the global step: a folder (`FolderSlices`, the
+    default) or a Postgres database (store/pgslices.py)."""
+
+    def ensure(self) -> None: ...
+
+    def publish(self, as_of: datetime, shard: int, shards: int,
+                frames: Mapping[str, pl.DataFrame], info: Mapping[str, object],
+                before_publish: Callable[[], object] | None = None) -> object: ...
+
+    def published(self, as_of: datetime, shards: int) -> list[int]: ...
+
+    def read(self, as_of: datetime, shards: int) -> list[Slice]: ...
+
+    def drop(self, as_of: datetime) -> None: ...
+
+
+@dataclass(frozen=True)
+class FolderSlices:
+    """Slices as folders of Parquet files under `staging`, published by one rename."""
+
+    staging: Path
+
+    def ensure(self) -> None:
+        self.staging.mkdir(parents=True, exist_ok=True)
+
+    def publish(self, as_of: datetime, shard: int, shards: int,
+                frames: Mapping[str, pl.DataFrame], info: Mapping[str, object],
+                before_publish: Callable[[], object] | None = None) -> Path:
+        return publish_slice(self.staging, as_of, shard, shards, frames, info, before_publish)
+
+    def published(self, as_of: datetime, shards: int) -> list[int]:
+        return published(self.staging, as_of, shards)
+
+    def read(self, as_of: datetime, shards: int) -> list[Slice]:
+        return read_slices(self.staging, as_of, shards)
+
+    def drop(self, as_of: datetime) -> None:
+        drop_tick(self.staging, as_of)
 

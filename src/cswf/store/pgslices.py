@@ -1,0 +1,131 @@
+"""A tick's shard slices in a Postgres database (`staging_url: postgresql://…`): the store that
+shard steps on machines with no shared file system hand their slices over in.
+
+A slice is one transaction: its frames as Parquet (the exact Polars types) and its manifest,
+as rows of `cswf_slices` keyed by (tick, shards, shard, name). A reader sees the whole slice
+or none of it whatever happens to the shard's process mid-write (Postgres rolls an unfinished
+transaction back). Many shards publish at once, each writing only its own rows; publishing
+again replaces a shard's rows in the same transaction. The global step reads the tick's slices
+and deletes them once the tick is committed to the working database.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import polars as pl
+
+from cswf.calendar import key_of
+from cswf.store.slices import MissingSlice, Slice, missing_line
+
+TABLE = "cswf_slices"
+MANIFEST = ""  # the manifest row's name; every frame has a non-empty one
+_CREATE = (f"CREATE TABLE IF NOT EXISTS {TABLE} (tick text NOT NULL, shards integer NOT NULL, "
+           "shard integer NOT NULL, name text NOT NULL, frame bytea, info jsonb, "
+           "published_at timestamptz NOT NULL DEFAULT now(), "
+           "PRIMARY KEY (tick, shards, shard, name))")
+
+
+class SliceStoreError(RuntimeError):
+    """The slice database cannot be reached or used: one line naming it and what to do."""
+
+
+class PostgresSlices:
+    """Shard slices as rows of `cswf_slices` in the database at `url`."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parts = urlsplit(url)  # named without the password, if one was written in the URL
+        self.where = f"{TABLE} in postgresql://{parts.hostname or 'localhost'}" \
+                     f"{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+    def ensure(self) -> None:
+        """The table, made once before a tick's shards (not by shards racing to make it)."""
+        with self._transaction() as cur:
+            cur.execute(_CREATE)
+
+    def publish(self, as_of: datetime, shard: int, shards: int,
+                frames: Mapping[str, pl.DataFrame], info: Mapping[str, object],
+                before_publish: Callable[[], object] | None = None) -> str:
+        """Shard `shard`'s slice of the tick, replacing any earlier one, in one transaction;
+        `before_publish` runs after every row is written and before the commit (the crash
+        tests kill the process there)."""
+        tick = key_of(as_of)
+        manifest = json.dumps({"shard": shard, "shards": shards, "frames": sorted(frames),
+                               **info})
+        rows = [(tick, shards, shard, name, _parquet(frame), None)
+                for name, frame in frames.items()]
+        rows.append((tick, shards, shard, MANIFEST, None, manifest))
+        with self._transaction() as cur:
+            cur.execute(f"DELETE FROM {TABLE} WHERE tick = %s AND shards = %s AND shard = %s",
+                        (tick, shards, shard))
+            cur.executemany(f"INSERT INTO {TABLE} (tick, shards, shard, name, frame, info) "
+                            "VALUES (%s, %s, %s, %s, %s, %s)", rows)
+            if before_publish is not None:
+                before_publish()
+        return f"{self.where}: tick {tick}, shard {shard} of {shards}"
+
+    def published(self, as_of: datetime, shards: int) -> list[int]:
+        with self._transaction() as cur:
+            cur.execute(f"SELECT shard FROM {TABLE} WHERE tick = %s AND shards = %s "
+                        "AND name = %s ORDER BY shard", (key_of(as_of), shards, MANIFEST))
+            return [row[0] for row in cur.fetchall()]
+
+    def read(self, as_of: datetime, shards: int) -> list[Slice]:
+        """Every shard's slice of the tick, in shard order; MissingSlice naming the first
+        shard without one (and nothing else is read)."""
+        with self._transaction() as cur:
+            cur.execute(f"SELECT shard, name, frame, info FROM {TABLE} WHERE tick = %s "
+                        "AND shards = %s ORDER BY shard, name", (key_of(as_of), shards))
+            rows = cur.fetchall()
+        infos = {shard: info for shard, name, _, info in rows if name == MANIFEST}
+        missing = [k for k in range(shards) if k not in infos]
+        if missing:
+            raise MissingSlice(missing_line(as_of, shards, missing, self.where))
+        frames: dict[int, dict[str, pl.DataFrame]] = {k: {} for k in range(shards)}
+        for shard, name, frame, _ in rows:
+            if name != MANIFEST:
+                frames[shard][name] = pl.read_parquet(io.BytesIO(bytes(frame)))
+        return [Slice(k, frames[k], _info(infos[k])) for k in range(shards)]
+
+    def drop(self, as_of: datetime) -> None:
+        """Remove the tick's slices once the tick is committed (they are only a hand-over)."""
+        with self._transaction() as cur:
+            cur.execute(f"DELETE FROM {TABLE} WHERE tick = %s", (key_of(as_of),))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """A cursor in one transaction: committed when the block ends, rolled back if it
+        raises; the connection closed either way."""
+        try:
+            import psycopg2
+        except ImportError:
+            raise SliceStoreError(
+                "staging_url needs the Postgres driver: pip install 'cswf[postgres]'") from None
+        try:
+            con = psycopg2.connect(self.url)
+        except psycopg2.OperationalError as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise SliceStoreError(f"staging_url: cannot connect to {self.where}: {reason} — "
+                                  "start the server or fix staging_url") from None
+        try:
+            with con, con.cursor() as cur:
+                yield cur
+        finally:
+            con.close()
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def _info(raw: object) -> dict[str, object]:
+    return raw if isinstance(raw, dict) else json.loads(str(raw))

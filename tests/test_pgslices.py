@@ -1,0 +1,75 @@
+"""Shard slices handed over in PostgreSQL (store/pgslices.py), on a real server: a slice comes
+back with its exact types, a re-publish replaces it whole, shards publish at once without
+conflict, and an unreachable database is one line that names it without its password."""
+
+from __future__ import annotations
+
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from cswf.store.pgslices import PostgresSlices, SliceStoreError
+from cswf.store.slices import MissingSlice
+
+TICK = datetime(2026, 6, 1, 3)
+
+
+def frames(shard: int) -> dict[str, pl.DataFrame]:
+    return {
+        "0-state": pl.DataFrame({
+            "participant_id": [f"ACC-{shard}", None],
+            "entered_at": [datetime(2026, 5, 31, 21), None],
+            "steps": [[1, 2], []],
+            "score": [0.5, None],
+        }, schema_overrides={"steps": pl.List(pl.Int32)}),
+        "0-actions": pl.DataFrame(schema={"action_id": pl.String, "due_at": pl.Datetime("us")}),
+    }
+
+
+def test_a_slice_comes_back_whole_with_its_types(postgres: str) -> None:
+    store = PostgresSlices(postgres)
+    store.ensure()
+    store.publish(TICK, 0, 2, frames(0), {"participants": {"0": 2}})
+    assert store.published(TICK, 2) == [0]
+    with pytest.raises(MissingSlice, match="shard 1 of 2 has no slice"):
+        store.read(TICK, 2)
+    store.publish(TICK, 1, 2, {"0-state": frames(1)["0-state"].head(1)}, {"participants": {}})
+    store.publish(TICK, 1, 2, frames(1), {"participants": {"0": 2}})  # replaces it whole
+    slices = store.read(TICK, 2)
+    assert [s.shard for s in slices] == [0, 1]
+    for s in slices:
+        assert sorted(s.frames) == ["0-actions", "0-state"]
+        for name, frame in frames(s.shard).items():
+            assert_frame_equal(s.frames[name], frame)
+        assert s.info["participants"] == {"0": 2}
+    assert store.published(TICK, 3) == []  # another shard count is another hand-over
+    store.drop(TICK)
+    assert store.published(TICK, 2) == []
+
+
+def test_shards_publish_at_once(postgres: str) -> None:
+    store = PostgresSlices(postgres)
+    store.ensure()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: store.publish(TICK, k, 8, frames(k), {}), range(8)))
+    assert store.published(TICK, 8) == list(range(8))
+    assert [s.frames["0-state"]["participant_id"][0] for s in store.read(TICK, 8)] == [
+        f"ACC-{k}" for k in range(8)]
+
+
+def test_an_unreachable_database_is_one_line_without_its_password() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = PostgresSlices(f"postgresql://cswf:s3cret@127.0.0.1:{port}/cswf")
+    with pytest.raises(SliceStoreError) as raised:
+        store.ensure()
+    line = str(raised.value)
+    assert line.startswith(f"staging_url: cannot connect to cswf_slices in "
+                           f"postgresql://127.0.0.1:{port}/cswf: ")
+    assert line.endswith(" — start the server or fix staging_url")
+    assert "\n" not in line and "s3cret" not in line
