@@ -52,7 +52,8 @@ test: $(STAMP) system
 
 # Tests open the HTML report in Debian's Chromium and start a PostgreSQL server of their own
 # (shard slices and Dagster's records in Postgres): Debian's packages, installed here when
-# missing (needs root). Without them those tests are skipped (pytest -rs says which).
+# missing (needs root). Without them those tests are skipped (pytest -rs says which). Debian's
+# postgresql package also sets up a server of its own on port 5432: the tests do not use it.
 system:
 	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \

@@ -237,7 +237,7 @@ CONFIG_ERRORS = [
      "{cfg}: colour: unknown setting — known: allowed_values, bi_dir, categories, database, "
      "default_category, delivery, executor, fields, groups_file, guards, landing_dir, "
      "max_concurrent_shards, segments_dir, shards, snapshots, specs_dir, sql_dir, staging_dir, "
-     "templates, tick_cron, tick_start"),
+     "staging_url, templates, tick_cron, tick_start"),
     ("fields: {accounts: {arr: float}}\n",
      "{cfg}: fields.accounts.arr: 'arr' is already a contract column of accounts "
      "(docs/data-contract.md); remove it from fields — fix the value"),

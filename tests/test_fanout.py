@@ -239,7 +239,7 @@ def written_unpublished(settings: Settings) -> bool:
 
     with closing(psycopg2.connect(settings.staging_url)) as con, con.cursor() as cur:
         cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND state = 'idle in transaction'")
+                    "AND state = 'idle in transaction' AND query LIKE 'INSERT INTO cswf_slices%'")
         return int(cur.fetchone()[0]) > 0
 
 
@@ -299,6 +299,8 @@ def test_ticks_on_the_multiprocess_executor_equal_one_shard(
     assert len(set(pids.values())) == len(pids), "each step runs in a process of its own"
     expected, got = tables(one), tables(four)
     assert expected["actions_outbox"] and expected["action_events"]
+    if four.staging_url:  # the slices went through PostgreSQL, and were removed once committed
+        assert slice_rows(four.staging_url) == 0
     for table in TABLES:
         assert got[table] == expected[table], table
 
@@ -308,6 +310,14 @@ def test_ticks_on_the_multiprocess_executor_equal_one_shard(
                             "'multiprocess' — fix the value"),
     ("max_concurrent_shards: 0\n", "cswf.yaml: max_concurrent_shards: Input should be greater "
                                    "than or equal to 1 — fix the value"),
+    ("staging_url: /data/staging\n", "cswf.yaml: staging_url: expected a PostgreSQL URL such as "
+                                     "postgresql://cswf@db.example.internal:5432/cswf — fix the "
+                                     "value"),
+    ("staging_url: postgresql://cswf:s3cret@db:5432/cswf\n",
+     "cswf.yaml: staging_url: the URL holds a password: remove it and set PGPASSWORD or "
+     "~/.pgpass instead — fix the value"),
+    ("staging_url: postgresql://cswf@db:5x/cswf\n",
+     "cswf.yaml: staging_url: the port is not a number from 0 to 65535 — fix the value"),
 ])
 def test_a_bad_executor_setting_fails_the_definitions_with_one_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, said: str) -> None:

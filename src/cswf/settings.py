@@ -7,6 +7,7 @@ import re
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -184,9 +185,19 @@ class Settings(BaseModel):
     @field_validator("staging_url")
     @classmethod
     def _a_postgres_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+        if value is None:
+            return value
+        if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("expected a PostgreSQL URL such as "
                              "postgresql://cswf@db.example.internal:5432/cswf")
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 (urlsplit checks the port when it is read)
+        except ValueError:
+            raise ValueError("the port is not a number from 0 to 65535") from None
+        if parts.password is not None:  # settings end up in run records and logs
+            raise ValueError("the URL holds a password: remove it and set PGPASSWORD or "
+                             "~/.pgpass instead")
         return value
 
     @field_validator("shards", mode="before")

@@ -104,9 +104,9 @@ def _engine_ops(shards: int) -> tuple[dg.OpDefinition, list[dg.OpDefinition], dg
                   audience: Audience) -> None:
             settings = cswf.settings()
             as_of = _one_tick(context)
-            folder = shard_tick(settings, project.load_workflows(settings), as_of, k, shards,
-                                wait=LOCK_WAIT_SECONDS)
-            context.log.info(f"tick {key_of(as_of)} shard {k} of {shards}: slice {folder}")
+            where = shard_tick(settings, project.load_workflows(settings), as_of, k, shards,
+                               wait=LOCK_WAIT_SECONDS)
+            context.log.info(f"tick {key_of(as_of)} shard {k} of {shards}: slice {where}")
         return shard
 
     @dg.op(name=COMMIT, ins={"slices": dg.In(dg.Nothing)},
@@ -261,11 +261,26 @@ def run_sharded_ticks(
                     if respond is not None:
                         until = ticks[i + 1] if i + 1 < len(ticks) else \
                             settings.calendar.next(as_of)
-                        with connect(settings.database_path) as con:
-                            respond(con, stored, until)
+                        _answer(settings, respond, stored, until)
             if not result.success:
                 return result
     return after()
+
+
+class AudienceFailed(RuntimeError):
+    """The simulated audience failed after a tick's run stored the tick (one line)."""
+
+
+def _answer(settings: Settings, respond: Callable[..., object], tick: TickResult,
+            until: datetime) -> None:
+    """The audience's answers to a stored tick, up to `until`, recorded in the database."""
+    try:
+        with connect(settings.database_path) as con:
+            respond(con, tick, until)
+    except Exception as err:  # the tick's run succeeded: say what failed after it
+        raise AudienceFailed(f"tick {key_of(tick.as_of)} is stored, but the simulated "
+                             f"audience failed after it: {type(err).__name__}: "
+                             f"{(str(err).strip().splitlines() or [''])[0]}") from err
 
 
 def _status(result: RunResult) -> str:

@@ -130,7 +130,7 @@ def _run_sharded(
 ) -> dg.ExecuteInProcessResult:
     """Shard steps (defs/fanout.py `fans_out`): ingest and facts for the range in one run, each
     tick's engine a run of its own, then the reports; the landing and report data tests once.
-    A simulated audience is refused there (its customers answer in this process)."""
+    A simulated audience answers in this process between one tick's run and the next."""
     return _run_sharded_runs(settings, ticks, build_defs(settings, audience, on_tick), instance,
                              config, rewrite_delivered, raise_on_error=raise_on_error,
                              on_tick=on_tick, quiet=quiet)

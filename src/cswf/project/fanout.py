@@ -77,15 +77,15 @@ def prepare_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     ensure_engine_tables(con)
     ensure_deploy_requests(con)
     ensure_removal_requests(con)
-    slice_store(settings).ensure()
     require_clean_snapshots(con, settings, [as_of])
     require_no_hold(con)
     with_lifecycle(SpecSet(list(workflows), []), con).require_valid()
+    slice_store(settings).ensure()
     record_versions(con, list(workflows), as_of, settings.default_category)
 
 
 def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: datetime,
-               shard: int, shards: int, wait: float = 0.0) -> object:
+               shard: int, shards: int, wait: float = 0.0) -> str:
     """Shard `shard`'s part of the tick at `as_of`, published as its slice (store/slices.py);
     the working database is opened read-only. Returns where the slice is."""
     con = connect(settings.database_path, read_only=True, wait=wait)
@@ -93,8 +93,8 @@ def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: d
         frames, info = _shard_part(con, settings, workflows, as_of, shard, shards)
     finally:
         con.close()
-    return slice_store(settings).publish(as_of, shard, shards, frames, info,
-                                         before_publish=lambda: _test_pause(shard))
+    return str(slice_store(settings).publish(as_of, shard, shards, frames, info,
+                                             before_publish=lambda: _test_pause(shard)))
 
 
 def _shard_part(con: duckdb.DuckDBPyConnection, settings: Settings,

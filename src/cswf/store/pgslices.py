@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -23,6 +24,8 @@ import polars as pl
 
 from cswf.calendar import key_of
 from cswf.store.slices import MissingSlice, Slice, missing_line
+
+log = logging.getLogger(__name__)
 
 TABLE = "cswf_slices"
 MANIFEST = ""  # the manifest row's name; every frame has a non-empty one
@@ -41,9 +44,12 @@ class PostgresSlices:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        parts = urlsplit(url)  # named without the password, if one was written in the URL
-        self.where = f"{TABLE} in postgresql://{parts.hostname or 'localhost'}" \
-                     f"{f':{parts.port}' if parts.port else ''}{parts.path}"
+        parts = urlsplit(url)  # named without user or password (settings refuse a password)
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:  # settings check the port; a URL given in code may still be wrong
+            port = ":<bad port>"
+        self.where = f"{TABLE} in postgresql://{parts.hostname or 'localhost'}{port}{parts.path}"
 
     def ensure(self) -> None:
         """The table, made once before a tick's shards (not by shards racing to make it)."""
@@ -63,6 +69,10 @@ class PostgresSlices:
                 for name, frame in frames.items()]
         rows.append((tick, shards, shard, MANIFEST, None, manifest))
         with self._transaction() as cur:
+            # Two attempts at one shard (a retry beside a zombie) take turns: the later one
+            # waits, then replaces the earlier's rows rather than colliding with them.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s), %s)",
+                        (f"{TABLE}:{tick}:{shards}", shard))
             cur.execute(f"DELETE FROM {TABLE} WHERE tick = %s AND shards = %s AND shard = %s",
                         (tick, shards, shard))
             cur.executemany(f"INSERT INTO {TABLE} (tick, shards, shard, name, frame, info) "
@@ -72,6 +82,7 @@ class PostgresSlices:
         return f"{self.where}: tick {tick}, shard {shard} of {shards}"
 
     def published(self, as_of: datetime, shards: int) -> list[int]:
+        """The shards whose slice of the tick is committed."""
         with self._transaction() as cur:
             cur.execute(f"SELECT shard FROM {TABLE} WHERE tick = %s AND shards = %s "
                         "AND name = %s ORDER BY shard", (key_of(as_of), shards, MANIFEST))
@@ -95,9 +106,15 @@ class PostgresSlices:
         return [Slice(k, frames[k], _info(infos[k])) for k in range(shards)]
 
     def drop(self, as_of: datetime) -> None:
-        """Remove the tick's slices once the tick is committed (they are only a hand-over)."""
-        with self._transaction() as cur:
-            cur.execute(f"DELETE FROM {TABLE} WHERE tick = %s", (key_of(as_of),))
+        """Remove the tick's slices once the tick is committed (they are only a hand-over).
+        Best effort, as a folder's removal is: the tick is already written, and rows left
+        behind are replaced by the tick's next run or removed after its next commit."""
+        try:
+            with self._transaction() as cur:
+                cur.execute(f"DELETE FROM {TABLE} WHERE tick = %s", (key_of(as_of),))
+        except SliceStoreError as err:
+            log.warning("tick %s committed; its slices stay in %s: %s", key_of(as_of),
+                        self.where, err)
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
@@ -111,21 +128,36 @@ class PostgresSlices:
         try:
             con = psycopg2.connect(self.url)
         except psycopg2.OperationalError as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise SliceStoreError(f"staging_url: cannot connect to {self.where}: {reason} — "
-                                  "start the server or fix staging_url") from None
+            raise SliceStoreError(f"staging_url: cannot connect to {self.where}: {_first(err)} "
+                                  "— start the server or fix staging_url") from None
+        except psycopg2.Error:  # a malformed URL: libpq's text would repeat it, password and all
+            raise SliceStoreError(f"staging_url: {self.where} is not a URL PostgreSQL can "
+                                  "read — fix staging_url") from None
         try:
             with con, con.cursor() as cur:
                 yield cur
+        except psycopg2.Error as err:
+            raise SliceStoreError(f"staging_url: {self.where}: {_first(err)} — check the "
+                                  "database and that this user may write to it") from None
         finally:
             con.close()
 
 
+def _first(err: Exception) -> str:
+    """PostgreSQL's own message, first line only (its DETAIL and LINE parts are for a log)."""
+    diag = getattr(err, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    text = (primary or str(err)).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def _parquet(frame: pl.DataFrame) -> bytes:
+    """A frame as Parquet bytes: its exact Polars types survive the round trip."""
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
     return buffer.getvalue()
 
 
 def _info(raw: object) -> dict[str, object]:
+    """A manifest as psycopg2 returns jsonb (a dict), or as text from another driver."""
     return raw if isinstance(raw, dict) else json.loads(str(raw))

@@ -120,6 +120,7 @@ def drop_tick(staging: Path, as_of: datetime) -> None:
 
 
 def missing_line(as_of: datetime, shards: int, missing: Sequence[int], where: str) -> str:
+    """The global step's one line for shards without a slice, whatever the store."""
     more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
     return (f"tick {key_of(as_of)}: shard {missing[0]} of {shards}{more} has no slice in "
             f"{where}: run that shard's step again (or the whole tick), then the global step")
