@@ -644,4 +644,4 @@ def test_the_dg_project_loads_through_its_entry_point(settings: Settings) -> Non
     assert {a["asset_key"]: a["group_name"] for a in found["assets"]} == ASSET_GROUPS
     assert set(CHECKS) <= {c["name"] for c in found["asset_checks"]}
     assert {j["name"] for j in found["jobs"]} == {TICK_JOB, "tick_range_job", "data_tests_job",
-                                                  "delivery_job"}
+                                                  "delivery_job", "compact_job"}

@@ -82,9 +82,10 @@ def test_the_ui_lists_every_stage_as_assets(webserver: int) -> None:
 def test_the_ui_has_the_jobs_schedules_and_sensor(webserver: int) -> None:
     (repo,) = graphql(webserver, JOBS_QUERY)["repositoriesOrError"]["nodes"]
     assert {s["name"]: s["cronSchedule"] for s in repo["schedules"]} == {
-        "tick_schedule": "0 */3 * * *", "delivery_schedule": "*/15 * * * *"}
+        "tick_schedule": "0 */3 * * *", "delivery_schedule": "*/15 * * * *",
+        "compact_schedule": "0 4 * * 0"}
     assert [s["name"] for s in repo["sensors"]] == ["landing_sensor"]
-    assert {"tick_job", "delivery_job"} <= {j["name"] for j in repo["jobs"]}
+    assert {"tick_job", "delivery_job", "compact_job"} <= {j["name"] for j in repo["jobs"]}
 
 
 def test_the_ui_page_is_served(webserver: int) -> None:

@@ -42,7 +42,7 @@ from cswf.specs.loader import NESTING_TODO, LoadedWorkflow, SpecSet, check_leaf
 from cswf.specs.schema import referenced_schema, write_json_schema
 from cswf.specs.segments import expand, unknown_segment, wrong_object
 from cswf.specs.workflow import WorkflowState
-from cswf.store import warehouse
+from cswf.store import compaction, warehouse
 from cswf.store.history import FLAG
 from cswf.store.private import private_umask
 from cswf.store.warehouse import WriteOutcome, last_tick
@@ -754,6 +754,20 @@ def reports(root: Root = None) -> None:
                      title="reports rebuilt")
         console.print(refreshed.publication.summary(), soft_wrap=True)
         _print_summary(con)
+
+
+@app.command()
+def compact(root: Root = None) -> None:
+    """Merge the row groups ticks leave partial, in every table (docs/tables.md, 'Compaction');
+    Dagster's compact_job does it weekly."""
+    settings = _settings(root)
+    if not settings.database_path.exists():
+        console.print(f"no database at {settings.database_path}: nothing to compact",
+                      soft_wrap=True, markup=False)
+        return
+    with connect(settings.database_path) as con:
+        done = compaction.compact(con, datetime.now(UTC).replace(tzinfo=None))
+    console.print(done.line(), soft_wrap=True, markup=False)
 
 
 @app.command()

@@ -25,6 +25,7 @@ from cswf.defs.checks import LANDING_CHECKS, TICK_CHECKS, build_report_checks
 from cswf.defs.datatests import data_test_checks, per_run_tests
 from cswf.defs.delivery import DELIVERY_ASSETS, build_delivery_job, build_delivery_schedule
 from cswf.defs.fanout import build_tick_shards_job, fans_out
+from cswf.defs.maintenance import compact_job, compact_schedule
 from cswf.defs.partitions import latest_snapshot_day, tick_partitions
 from cswf.defs.resources import (
     Audience,
@@ -69,10 +70,11 @@ def build_defs(
         asset_checks=[*LANDING_CHECKS, *TICK_CHECKS, *build_report_checks(settings),
                       *data_tests],
         jobs=[tick_job, build_tick_range_job(per_run), build_data_tests_job(per_run),
-              delivery_job, *shards_job],
+              delivery_job, compact_job, *shards_job],
         schedules=[
             build_tick_schedule(tick_job, settings.calendar, partitions),
             build_delivery_schedule(delivery_job),
+            compact_schedule,
         ],
         sensors=[build_landing_sensor(tick_job, partitions, through)],
         resources={
