@@ -225,15 +225,16 @@ def store(con: duckdb.DuckDBPyConnection, database: str, result: TickResult) -> 
     """Write the tick, close the connection (its checkpoint puts what DuckDB left in its log
     into the file: part of the write), then compact (store/compaction.py: the row group
     merges the write deferred, which the weekly compaction does; timed apart, not in the
-    total). Seconds and phases."""
+    total nor the peak memory). Seconds, the peak and the phases."""
     started = time.perf_counter()
     outcome = write_tick(con, result)
     committed = time.perf_counter()
     con.close()
     written = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     with connect(database) as again:
         _, compaction_s = timed(compact, again, T1)
-    return {"write_s": written - started, "close_s": written - committed,
+    return {"write_s": written - started, "close_s": written - committed, "peak_rss_gib": peak,
             "compaction_s": compaction_s, "status": outcome.status,
             "phases": {**result.phases, **outcome.phases, "write checkpoint": written - committed}}
 
@@ -261,7 +262,6 @@ def measure_tick(database: str, workflows: int) -> None:
         "changed_enrollments": result.changed_state.height,
         "events": 0 if events is None else events.height,
         "peak_rss_after_load_gib": rss_loaded, "peak_rss_after_tick_gib": rss_ticked,
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }))
 
 
@@ -282,7 +282,6 @@ def measure_first(database: str, workflows: int) -> None:
         "entered": result.transitions.filter(pl.col("transition") == "entered").height,
         "actions": result.actions.height, "transitions": result.transitions.height,
         "changed_enrollments": result.changed_state.height,
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }))
 
 

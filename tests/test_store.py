@@ -89,3 +89,31 @@ def test_delivery_tables_rolled_back_are_made_again() -> None:
     delivery_tables_ready(con)  # the second asks nothing
     assert con.execute(count).fetchall() == [(1,)]
 
+
+
+def test_a_write_that_fails_in_duckdb_raises_its_own_error_and_restores_the_order_setting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tick's rows are inserted in any order (store/warehouse.py); a DuckDB error inside
+    the write rolls back, surfaces as itself (not as 'transaction is aborted') and leaves
+    insertion order kept for whatever the connection does next."""
+    from datetime import datetime
+
+    from cswf.engine.frames import conform, empty
+    from cswf.engine.tick import TickResult
+    from cswf.store import warehouse
+
+    at = datetime(2026, 7, 1)
+    state = conform(pl.DataFrame({"workflow": ["w"], "participant_id": ["p"],
+                                  "updated_at": [at]}), ENROLLMENT_SCHEMA)
+    result = TickResult(at, 1, 1, state, empty(ACTION_SCHEMA), empty(TRANSITION_SCHEMA))
+    con = duckdb.connect()
+    ensure_engine_tables(con)
+
+    def failing(con: duckdb.DuckDBPyConnection, *_: object) -> None:
+        con.execute("SELECT CAST('not a number' AS INTEGER)").fetchall()
+
+    monkeypatch.setattr(warehouse, "_write_history", failing)
+    with pytest.raises(duckdb.ConversionException, match="not a number"):
+        warehouse.write_tick(con, result)
+    assert con.execute("SELECT current_setting('preserve_insertion_order'), "
+                       "(SELECT count(*) FROM tick_log)").fetchall() == [(True, 0)]

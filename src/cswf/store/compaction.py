@@ -5,10 +5,12 @@ groups straight to the file and ends with a partial one; at the next checkpoint 
 that fills the log past 16 MiB, or the connection's close) DuckDB merges partial row groups,
 rewriting and compressing again the rows of the tick just written: most of a 1M-account
 tick's checkpoint (0.7–1 s of 1.5–2 s of writing). cswf's connections therefore defer those
-merges (`defer_merges`), and `compact` runs them for every table at once, off the tick's path:
-`cswf compact`, or the `compact_job` on its weekly schedule. Until then a table holds a few
-more partial row groups (read as fast; compressed a little less) and the rows a re-run or a
-re-ingest deleted keep their space.
+merges (`defer_merges`: a DuckDB setting of the whole database instance, so every connection
+to the file in the process defers them; other processes merge as DuckDB does), and `compact`
+runs them for every table at once, off the tick's path: `cswf compact`, or the `compact_job`
+on its weekly schedule. Until then a table holds more partial row groups (read as fast;
+compressed a little less), and row groups the rows a re-run or a re-ingest deleted only in
+part keep their space.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ MERGES_PER_COMPACTION = 1_000_000
 
 
 def defer_merges(con: duckdb.DuckDBPyConnection) -> None:
-    """Checkpoints on this database write what changed without merging row groups."""
+    """Checkpoints of this database (every connection to it in this process) write what
+    changed without merging row groups."""
     con.execute("SET max_vacuum_tasks = 0").fetchall()
 
 
@@ -49,10 +52,12 @@ class Compaction:
 
 
 def row_groups(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Row groups per table of the main schema (tables without rows: none)."""
+    """Row groups per table of the main schema (tables without rows: none), but the
+    compactions' own log."""
     tables = [name for (name,) in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = 'main' AND NOT temporary ORDER BY table_name").fetchall()]
+        "AND schema_name = 'main' AND NOT temporary AND table_name <> 'compactions' "
+        "ORDER BY table_name").fetchall()]
     counts = {}
     for table in tables:
         (count,) = con.execute(
@@ -63,8 +68,9 @@ def row_groups(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def compact(con: duckdb.DuckDBPyConnection, at: datetime) -> Compaction:
-    """Merge the partial row groups of every table, and reclaim deleted rows, in one
-    checkpoint; then defer merges again. A checkpoint only runs when something changed, so
+    """Merge the partial row groups of every table (and drop the deleted rows of those it
+    merges, their space free for reuse inside the file) in one checkpoint; then defer merges
+    again. A checkpoint only runs when something changed, so
     the compaction records itself first (`compactions`: when, and the row groups before)."""
     started = perf_counter()
     con.execute("CREATE TABLE IF NOT EXISTS compactions (compacted_at TIMESTAMP, "

@@ -283,7 +283,8 @@ def _write_tick(
             on_rewrite(rewrite)
     # Local frames are read by DuckDB by name; these names must not be table names.
     new_actions, new_transitions = result.actions, result.transitions
-    with transaction(con), _in_any_order(con):
+    # (the setting outside the transaction: restored after a rollback, not in an aborted one)
+    with _in_any_order(con), transaction(con):
         if rewrite is not None:
             _rewind_rows(con, as_of)
         # A statement costs about a millisecond even with nothing to write: skip those.
