@@ -310,14 +310,19 @@ def test_a_tick_orders_its_rows_by_workflow_name_and_participant_whatever_the_pr
     assert keys == sorted(keys) and len(keys) == 27
 
 
-def test_actions_gather_only_the_fact_columns_their_workflow_reads() -> None:
+def test_an_action_step_gathers_only_the_fact_columns_its_actions_read() -> None:
     from cswf.engine.emit import _read
 
-    workflow = spec(ORDERED.format(name="a"))
+    workflow = spec(ORDERED.format(name="a") + """
+  - name: write
+    actions: [{type: email, to: contact_email, subject: "For {{ industry }}", body: "Hi"}]
+""")
     columns = ("participant_id", "as_of", "account_name", "csm", "days_to_renewal", "arr",
-               "industry")
-    # templates (account_name), the owner (csm), the condition (days_to_renewal), as_of
-    assert _read(workflow, columns) == ["as_of", "account_name", "csm", "days_to_renewal"]
+               "industry", "contact_email")
+    # templates (account_name), the workflow's owner (csm), as_of; not the condition's field
+    assert _read(workflow, 0, columns) == ["as_of", "account_name", "csm"]
+    # the email's recipient and its subject's field
+    assert _read(workflow, 1, columns) == ["as_of", "csm", "industry", "contact_email"]
 
 
 def test_one_result_combined_with_nothing_kept_is_that_result_not_sorted_again() -> None:

@@ -14,7 +14,12 @@ from cswf.engine.context import TickContext
 from cswf.engine.frames import ACTION_SCHEMA, ROW, conforming, moment
 from cswf.engine.render import render, substitution
 from cswf.specs.action import OUTBOX_COLUMNS, OutboxContext, Text, owner_columns
-from cswf.specs.loader import TEMPLATE_CONTEXT, LoadedWorkflow, action_key
+from cswf.specs.loader import (
+    TEMPLATE_CONTEXT,
+    LoadedWorkflow,
+    action_key,
+    template_variables,
+)
 from cswf.specs.references import as_payload
 from cswf.specs.workflow import ActionStep
 
@@ -32,7 +37,7 @@ def build_step_actions(
 ) -> pl.DataFrame:
     """One row per (participant, action); ids are enrollment id + step + action, so stable."""
     spec, as_of, default_category = workflow.spec, context.as_of, context.default_category
-    facts = context.facts.select(pl.col(_read(workflow, tuple(context.facts.columns)))
+    facts = context.facts.select(pl.col(_read(workflow, step_index, tuple(context.facts.columns)))
                                  .gather(ready[ROW]))
     base = pl.DataFrame([ready[c] for c in ("enrollment_id", PARTICIPANT, "version")]) \
         .hstack(facts.get_columns())
@@ -85,10 +90,21 @@ def build_step_actions(
     return pl.concat(frames)
 
 
-@lru_cache(maxsize=256)
-def _read(workflow: LoadedWorkflow, columns: tuple[str, ...]) -> list[str]:
-    """The fact columns the workflow's actions may read (its fact fields: templates, owners,
-    recipients, an action type's own `fact_fields`): only those are gathered for the rows
-    that reach an action, not every column of the facts."""
-    wanted = workflow.fact_fields() | set(TEMPLATE_CONTEXT)
+@lru_cache(maxsize=1024)
+def _read(workflow: LoadedWorkflow, step_index: int, columns: tuple[str, ...]) -> list[str]:
+    """The fact columns the actions of one step may read (their templates, owners and
+    recipients, an action type's own `fact_fields`, the workflow's owner): only those are
+    gathered for the rows that reach it, not every field the workflow's conditions read."""
+    wanted = set(TEMPLATE_CONTEXT)
+    if workflow.spec.owner.field is not None:
+        wanted.add(workflow.spec.owner.field)
+    for node, position, action in workflow.flow.actions():
+        if node.index != step_index:
+            continue
+        prefix = f"{action_key(step_index, position)}."
+        for key, text in workflow.templates.items():
+            if key.startswith(prefix):
+                wanted |= template_variables(text)
+        wanted |= {owner.field for _, owner in action.owners() if owner.field is not None}
+        wanted |= action.fact_fields()
     return [c for c in columns if c in wanted and c != PARTICIPANT]
