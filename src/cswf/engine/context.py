@@ -14,6 +14,7 @@ from cswf.engine.phases import phase
 from cswf.specs.conditions import Condition, fields_used
 
 _SPLIT = "\0split"  # marks the events as split by type (no event type holds a NUL)
+_NO_ENROLLMENTS = pl.Series("enrollment_id", [], dtype=pl.String)
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class TickContext:
     # Manual exits of this tick: workflow, participant_id, requested_by, reason, requested_at.
     removals: pl.DataFrame | None = None
     _seen: dict[str, pl.Series] = field(default_factory=dict, repr=False, compare=False)
+    _by_action: dict[str, dict[tuple[str, str], pl.Series]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     def seen(self, event_type: str) -> pl.Series:
         """The ids of the actions with an `event_type` event by `as_of`. Every workflow of a
@@ -46,14 +49,21 @@ class TickContext:
         `as_of` (action ids are `<enrollment id>/<key>`, enrollment ids `<workflow>/...`, and
         neither a workflow name nor an action key holds a `/`).
 
-        Two plain prefix and suffix tests over the seen ids, no pattern: a tick asks this of
-        a few workflows and keys, while the seen ids grow with the whole history of events."""
-        ids = self.seen(event_type)
-        suffix = f"/{key}"
-        if "/" in key or ids.is_empty():
-            return pl.Series("enrollment_id", [], dtype=pl.String)
-        mine = ids.filter(ids.str.starts_with(f"{workflow}/") & ids.str.ends_with(suffix))
-        return mine.str.head(-len(suffix)).alias("enrollment_id")
+        Every wait and branch on an action's result asks this, while the seen ids grow with
+        the whole history of events: the ids of a type are split into (workflow, key) once,
+        on the first question, and each later one is a lookup."""
+        if "/" in key:
+            return _NO_ENROLLMENTS
+        by_action = self._by_action.get(event_type)
+        if by_action is None:
+            parts = self.seen(event_type).str.extract_groups(
+                r"^(?<enrollment_id>(?<workflow>[^/]*)/.*)/(?<key>[^/]*)$").struct.unnest()
+            by_action = self._by_action[event_type] = {
+                (name, action): frame["enrollment_id"]
+                for (name, action), frame in parts.drop_nulls().partition_by(
+                    "workflow", "key", as_dict=True).items()
+            }
+        return by_action.get((workflow, key), _NO_ENROLLMENTS)
 
     def facts_of(self, frame: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
         """The facts of `frame`'s participants, row for row (gathered by position)."""
