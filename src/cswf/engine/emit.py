@@ -86,8 +86,8 @@ def build_step_actions(
         names = [*base.columns, "action_id", "tick", "workflow", "step", "step_name",
                  "action_index", "action_type", "category", "on_error", *columns, "error",
                  "status"]
-        frames.append(frame.select(conforming(names, ACTION_SCHEMA)).collect())
-    return pl.concat(frames)
+        frames.append(frame.select(conforming(names, ACTION_SCHEMA)))
+    return pl.concat(frames).collect()  # the step's actions in one query
 
 
 @lru_cache(maxsize=1024)
