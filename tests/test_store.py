@@ -91,11 +91,12 @@ def test_delivery_tables_rolled_back_are_made_again() -> None:
 
 
 
-def test_a_write_that_fails_in_duckdb_raises_its_own_error_and_restores_the_order_setting(
+def test_a_write_that_fails_in_duckdb_raises_its_own_error_and_restores_the_settings(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tick's rows are inserted in any order (store/warehouse.py); a DuckDB error inside
-    the write rolls back, surfaces as itself (not as 'transaction is aborted') and leaves
-    insertion order kept for whatever the connection does next."""
+    """The tick's rows are inserted in any order, one row group buffered (store/warehouse.py);
+    a DuckDB error inside the write rolls back, surfaces as itself (not as 'transaction is
+    aborted') and leaves DuckDB's settings as they were for whatever the connection does
+    next."""
     from datetime import datetime
 
     from cswf.engine.frames import conform, empty
@@ -116,4 +117,5 @@ def test_a_write_that_fails_in_duckdb_raises_its_own_error_and_restores_the_orde
     with pytest.raises(duckdb.ConversionException, match="not a number"):
         warehouse.write_tick(con, result)
     assert con.execute("SELECT current_setting('preserve_insertion_order'), "
-                       "(SELECT count(*) FROM tick_log)").fetchall() == [(True, 0)]
+                       "current_setting('write_buffer_row_group_count'), "
+                       "(SELECT count(*) FROM tick_log)").fetchall() == [(True, 5, 0)]
