@@ -157,6 +157,15 @@ def test_a_type_fills_only_outbox_columns(postcards: None, monkeypatch: pytest.M
 # -- tick, delivery, results --------------------------------------------------------------------
 
 
+def test_a_fact_its_outbox_reads_but_fact_fields_leaves_out_is_gathered_all_the_same(
+        postcards: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fact_fields() should name every fact the outbox reads outside templates
+    (docs/extending.md); a type that forgets one still gets it, not a failed tick."""
+    monkeypatch.setattr(PostcardAction, "fact_fields", lambda self: set())
+    result = run_tick(empty(ENROLLMENT_SCHEMA), facts(DAY1, PEOPLE), None, None, [load()], DAY1)
+    assert result.actions.sort("participant_id")["recipient"].to_list() == ["1 Main St", ""]
+
+
 def test_it_ticks_into_outbox_rows(postcards: None) -> None:
     result = run_tick(empty(ENROLLMENT_SCHEMA), facts(DAY1, PEOPLE), None, None, [load()], DAY1)
     rows = result.actions.sort("participant_id").select(

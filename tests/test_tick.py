@@ -336,3 +336,28 @@ def test_one_result_combined_with_nothing_kept_is_that_result_not_sorted_again()
                                        one.actions.clear(), one.transitions.clear())], START)
     assert both.state.equals(one.state) and both.actions.equals(one.actions)
     assert both.transitions.equals(one.transitions)
+
+
+def test_a_fact_named_like_an_outbox_column_stays_out_of_the_action_rows() -> None:
+    """An action's row holds what the action fills, never a fact of the same name; a fact
+    named like an id of the row (`version`) neither clashes with it nor replaces it."""
+
+    def actions(entry: str, title: str, row: dict) -> tuple[str, list[tuple]]:
+        workflow = spec(f"""
+name: w
+owner: {{user: csm@vendor.test}}
+state: enabled
+entry: {entry}
+steps:
+  - name: s
+    actions: [{{type: task, title: "{title}"}}, {{type: webhook, text: "hi"}}]
+""")
+        result = Run([workflow]).tick(START, [{"participant_id": "A", **row}])
+        return workflow.version, result.actions.select(
+            "action_type", "recipient", "version", "subject").rows()
+
+    version, rows = actions("{field: arr, op: gt, value: 0}", "Call {{ recipient }}",
+                            {"recipient": "someone@x", "arr": 1})
+    assert rows == [("task", None, version, "Call someone@x"), ("webhook", None, version, "hi")]
+    version, rows = actions("{field: version, op: not_null}", "Call", {"version": "v9"})
+    assert [r[2] for r in rows] == [version, version] != ["v9", "v9"]

@@ -35,6 +35,12 @@ def test_seen_enrollments_are_split_by_workflow_and_action() -> None:
     assert seen.seen_enrollments("opened", "onboarding", "y/1/s0.a1").is_empty()
 
 
+def test_seen_enrollments_of_a_participant_id_with_a_line_break() -> None:
+    seen = context("onboarding/ACME\nEU/1/s0.a1")
+    assert seen.seen_enrollments("opened", "onboarding", "s0.a1").to_list() == [
+        "onboarding/ACME\nEU/1"]
+
+
 def test_an_action_result_is_looked_up_only_for_the_rows_concerned() -> None:
     workflow = spec("""
 name: onboarding

@@ -57,7 +57,7 @@ class TickContext:
         by_action = self._by_action.get(event_type)
         if by_action is None:
             parts = self.seen(event_type).str.extract_groups(
-                r"^(?<enrollment_id>(?<workflow>[^/]*)/.*)/(?<key>[^/]*)$").struct.unnest()
+                r"(?s)^(?<enrollment_id>(?<workflow>[^/]*)/.*)/(?<key>[^/]*)$").struct.unnest()
             by_action = self._by_action[event_type] = {
                 (name, action): frame["enrollment_id"]
                 for (name, action), frame in parts.drop_nulls().partition_by(

@@ -26,6 +26,7 @@ from cswf.specs.workflow import ActionStep
 __all__ = ["build_step_actions", "owner_columns"]  # owner_columns: also milestones' tasks
 
 PARTICIPANT = "participant_id"
+IDS = ("enrollment_id", PARTICIPANT, "version")  # every action row's own, never a fact's
 
 
 def build_step_actions(
@@ -39,14 +40,14 @@ def build_step_actions(
     spec, as_of, default_category = workflow.spec, context.as_of, context.default_category
     facts = context.facts.select(pl.col(_read(workflow, step_index, tuple(context.facts.columns)))
                                  .gather(ready[ROW]))
-    base = pl.DataFrame([ready[c] for c in ("enrollment_id", PARTICIPANT, "version")]) \
-        .hstack(facts.get_columns())
+    base = pl.DataFrame([ready[c] for c in IDS]).hstack(facts.get_columns())
     constants = {"workflow": spec.name, "as_of": as_of, "step": step.name}
     frames = []
     for index, action in enumerate(step.actions):
         key = action_key(step_index, index)
 
-        def text(part: str, *, autoescape: bool = False, key: str = key) -> tuple[Text, Text]:
+        def text(part: str, *, autoescape: bool = False, key: str = key,
+                 base: pl.DataFrame = base) -> tuple[Text, Text]:
             """(rendered, error): an expression when the template is a plain substitution
             (computed in the one query below), else Jinja2's output."""
             template = workflow.templates[f"{key}.{part}"]
@@ -61,6 +62,7 @@ def build_step_actions(
         outbox = action.outbox(OutboxContext(text, spec.owner, moment(as_of),
                                              as_payload(spec.references)))
         columns, errors = outbox.columns, outbox.errors
+        base = _with_undeclared(base, [*columns.values(), *errors], context, ready)
         strange = set(columns) - OUTBOX_COLUMNS
         if strange:
             raise ValueError(f"action type {action.type!r} fills {sorted(strange)}; an action "
@@ -83,7 +85,7 @@ def build_step_actions(
             pl.when(pl.col("error").is_null()).then(pl.lit("pending"))
             .otherwise(pl.lit("render_failed")).alias("status"),
         )
-        names = [*base.columns, "action_id", "tick", "workflow", "step", "step_name",
+        names = [*IDS, "action_id", "tick", "workflow", "step", "step_name",
                  "action_index", "action_type", "category", "on_error", *columns, "error",
                  "status"]
         frames.append(frame.select(conforming(names, ACTION_SCHEMA)))
@@ -107,4 +109,16 @@ def _read(workflow: LoadedWorkflow, step_index: int, columns: tuple[str, ...]) -
                 wanted |= template_variables(text)
         wanted |= {owner.field for _, owner in action.owners() if owner.field is not None}
         wanted |= action.fact_fields()
-    return [c for c in columns if c in wanted and c != PARTICIPANT]
+    return [c for c in columns if c in wanted and c not in IDS]
+
+
+def _with_undeclared(base: pl.DataFrame, texts: list[Text], context: TickContext,
+                     ready: pl.DataFrame) -> pl.DataFrame:
+    """`base` with the fact columns an action's expressions read that its type did not name
+    in `fact_fields()` (docs/extending.md asks it to): gathered too, rather than failing."""
+    read = set().union(*(t.meta.root_names() for t in texts if isinstance(t, pl.Expr)))
+    missing = [c for c in context.facts.columns
+               if c in read and c not in base.columns and c not in IDS]
+    if not missing:
+        return base
+    return base.hstack(context.facts.select(pl.col(missing).gather(ready[ROW])).get_columns())
