@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import polars as pl
+import pytest
 from engine_harness import spec
 
+from cswf.engine import context as context_module
 from cswf.engine.context import TickContext
 from cswf.engine.flow import _action_result
 from cswf.engine.frames import ROW
@@ -23,22 +25,34 @@ def context(*action_ids: str) -> TickContext:
                        "Nurture", events, pl.DataFrame())
 
 
-def test_seen_enrollments_are_split_by_workflow_and_action() -> None:
-    seen = context("onboarding/A/1/s0.a1", "onboarding/B/2/s0.a1", "onboarding/A/1/s2.a0",
-                   "renewal/A/1/s0.a1", "onboarding/x/y/1/s0.a1")  # a participant id with "/"
-    assert sorted(seen.seen_enrollments("opened", "onboarding", "s0.a1")) == [
-        "onboarding/A/1", "onboarding/B/2", "onboarding/x/y/1"]
-    assert seen.seen_enrollments("opened", "renewal", "s0.a1").to_list() == ["renewal/A/1"]
-    assert seen.seen_enrollments("opened", "renewal", "s2.a0").is_empty()
-    assert seen.seen_enrollments("clicked", "onboarding", "s0.a1").is_empty()
-    # a key is one segment: "y/1/s0.a1" is no action key, although an id ends with it
-    assert seen.seen_enrollments("opened", "onboarding", "y/1/s0.a1").is_empty()
+IDS = ("onboarding/A/1/s0.a1", "onboarding/B/2/s0.a1", "onboarding/A/1/s2.a0",
+       "renewal/A/1/s0.a1", "onboarding/x/y/1/s0.a1",  # a participant id with "/"
+       "onboarding/ACME\nEU/1/s0.a1", "onboarding1/C/1/s0.a1", "renewal/s0.a1", "stray")
+QUESTIONS = [("opened", "onboarding", "s0.a1"), ("opened", "renewal", "s0.a1"),
+             ("opened", "renewal", "s2.a0"), ("clicked", "onboarding", "s0.a1"),
+             ("opened", "onboarding", "y/1/s0.a1"), ("opened", "onboarding1", "s0.a1"),
+             ("opened", "stray", "stray")]
 
 
-def test_seen_enrollments_of_a_participant_id_with_a_line_break() -> None:
-    seen = context("onboarding/ACME\nEU/1/s0.a1")
-    assert seen.seen_enrollments("opened", "onboarding", "s0.a1").to_list() == [
-        "onboarding/ACME\nEU/1"]
+@pytest.mark.parametrize("scans", [0, 100], ids=["split", "scanned"])
+def test_seen_enrollments_are_split_by_workflow_and_action(
+        scans: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same answers whether a question is answered by a scan of the ids (the first few of
+    a tick) or by the split made for the later ones."""
+    monkeypatch.setattr(context_module, "SCANS_BEFORE_SPLIT", scans)
+    seen = context(*IDS)
+    answers = {q: sorted(seen.seen_enrollments(*q)) for q in QUESTIONS}
+    assert answers == {
+        ("opened", "onboarding", "s0.a1"): ["onboarding/A/1", "onboarding/ACME\nEU/1",
+                                            "onboarding/B/2", "onboarding/x/y/1"],
+        ("opened", "renewal", "s0.a1"): ["renewal", "renewal/A/1"],
+        ("opened", "renewal", "s2.a0"): [],
+        ("opened", "onboarding1", "s0.a1"): ["onboarding1/C/1"],
+        ("clicked", "onboarding", "s0.a1"): [],
+        # a key is one segment: "y/1/s0.a1" is no action key, although an id ends with it
+        ("opened", "onboarding", "y/1/s0.a1"): [],
+        ("opened", "stray", "stray"): [],  # an id without "/" is no action's
+    }
 
 
 def test_an_action_result_is_looked_up_only_for_the_rows_concerned() -> None:

@@ -15,6 +15,7 @@ from cswf.specs.conditions import Condition, fields_used
 
 _SPLIT = "\0split"  # marks the events as split by type (no event type holds a NUL)
 _NO_ENROLLMENTS = pl.Series("enrollment_id", [], dtype=pl.String)
+SCANS_BEFORE_SPLIT = 8  # questions of one event type answered by scanning (seen_enrollments)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class TickContext:
     _seen: dict[str, pl.Series] = field(default_factory=dict, repr=False, compare=False)
     _by_action: dict[str, dict[tuple[str, str], pl.Series]] = field(
         default_factory=dict, repr=False, compare=False)
+    _asked: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def seen(self, event_type: str) -> pl.Series:
         """The ids of the actions with an `event_type` event by `as_of`. Every workflow of a
@@ -49,20 +51,33 @@ class TickContext:
         `as_of` (action ids are `<enrollment id>/<key>`, enrollment ids `<workflow>/...`, and
         neither a workflow name nor an action key holds a `/`).
 
-        Every wait and branch on an action's result asks this, while the seen ids grow with
-        the whole history of events: the ids of a type are split into (workflow, key) once,
-        on the first question, and each later one is a lookup."""
+        Every wait and branch on an action's result asks this, of seen ids that grow with the
+        whole history of events. The first few questions of a type scan them (a prefix and a
+        suffix test: a small book's tick asks a handful); from the next on, the ids are split
+        by (workflow, key) once, a pass costing about eight scans, and each question is a
+        lookup (a tick of fifty workflows asks a hundred)."""
         if "/" in key:
             return _NO_ENROLLMENTS
         by_action = self._by_action.get(event_type)
-        if by_action is None:
-            parts = self.seen(event_type).str.extract_groups(
-                r"(?s)^(?<enrollment_id>(?<workflow>[^/]*)/.*)/(?<key>[^/]*)$").struct.unnest()
-            by_action = self._by_action[event_type] = {
-                (name, action): frame["enrollment_id"]
-                for (name, action), frame in parts.drop_nulls().partition_by(
-                    "workflow", "key", as_dict=True).items()
-            }
+        if by_action is not None:
+            return by_action.get((workflow, key), _NO_ENROLLMENTS)
+        ids = self.seen(event_type)
+        asked = self._asked[event_type] = self._asked.get(event_type, 0) + 1
+        if asked <= SCANS_BEFORE_SPLIT:
+            suffix = f"/{key}"
+            mine = ids.filter(ids.str.starts_with(f"{workflow}/") & ids.str.ends_with(suffix))
+            return mine.str.head(-len(suffix)).alias("enrollment_id")
+        parts = ids.str.split("/")
+        action = parts.list.last()
+        split = pl.DataFrame({
+            "workflow": parts.list.first(), "key": action,
+            "enrollment_id": ids.str.head(-(action.str.len_chars().cast(pl.Int64) + 1)),
+        }).filter(parts.list.len() > 1)
+        by_action = self._by_action[event_type] = {
+            (name, action_key): frame["enrollment_id"]
+            for (name, action_key), frame in split.partition_by(
+                "workflow", "key", as_dict=True).items()
+        }
         return by_action.get((workflow, key), _NO_ENROLLMENTS)
 
     def facts_of(self, frame: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
