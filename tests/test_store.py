@@ -114,6 +114,7 @@ def test_a_write_that_fails_in_duckdb_raises_its_own_error_and_restores_the_sett
         con.execute("SELECT CAST('not a number' AS INTEGER)").fetchall()
 
     monkeypatch.setattr(warehouse, "_write_history", failing)
+    monkeypatch.setattr(warehouse, "BULK_ROWS", 1)  # (one row: written as a bulk write)
     with pytest.raises(duckdb.ConversionException, match="not a number"):
         warehouse.write_tick(con, result)
     assert con.execute("SELECT current_setting('preserve_insertion_order'), "

@@ -11,7 +11,7 @@ never deleted by that: see store/history.py.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +42,8 @@ from cswf.store.transaction import transaction
 KEY = ("workflow", "participant_id")
 CHANGED = "cswf_changed_enrollments"  # the tick's changed rows, registered while written
 NEW_ACTIONS, NEW_TRANSITIONS = "cswf_new_actions", "cswf_new_transitions"  # (likewise)
+# Rows from which a tick's write is a bulk write (_bulk_write): one of DuckDB's row groups.
+BULK_ROWS = 122_880
 
 __all__ = ["DeliveredHistory", "Rewrite"]  # re-exported: what a refused re-run raises
 
@@ -283,8 +285,9 @@ def _write_tick(
             on_rewrite(rewrite)
     # Local frames are read by DuckDB by name; these names must not be table names.
     new_actions, new_transitions = result.actions, result.transitions
-    # (the setting outside the transaction: restored after a rollback, not in an aborted one)
-    with _bulk_write(con), transaction(con):
+    large = changed.height + new_actions.height + new_transitions.height >= BULK_ROWS
+    # (the settings outside the transaction: restored after a rollback, not in an aborted one)
+    with _bulk_write(con) if large else nullcontext(), transaction(con):
         if rewrite is not None:
             _rewind_rows(con, as_of)
         # A statement costs about a millisecond even with nothing to write: skip those.
@@ -322,8 +325,8 @@ def _write_tick(
 
 @contextmanager
 def _bulk_write(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """How DuckDB stores a tick's rows, while it does (these are settings of the whole DuckDB
-    instance, restored after):
+    """How DuckDB stores a tick's rows when they fill a row group or more (settings of the
+    whole DuckDB instance, restored after; a small tick's write, the demo's, is left alone):
     - with all its threads, in whatever order they finish (a table's rows have no order a
       reader may rely on: every report sorts): half the time of an ordered insert for the
       transitions of a busy tick;
