@@ -89,8 +89,21 @@ def test_cswf_compact(database: Path) -> None:
 def test_cswf_compact_without_a_database(tmp_path: Path) -> None:
     (tmp_path / "cswf.yaml").write_text(f"database: {tmp_path / 'none.duckdb'}\n")
     said = CliRunner().invoke(app, ["compact", "--root", str(tmp_path)], terminal_width=200)
-    assert said.exit_code == 0
-    assert said.output.strip() == f"no database at {tmp_path / 'none.duckdb'}: nothing to compact"
+    assert said.exit_code == 1
+    assert said.output.strip().endswith(
+        "none.duckdb: no database to compact — check `database` in cswf.yaml, or run a tick "
+        "first")
+    assert said.output.strip().startswith("error: ")
+    assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_the_compact_job_without_a_database(tmp_path: Path) -> None:
+    result = compact_job.execute_in_process(
+        resources={"warehouse": DuckDBResource(database=str(tmp_path / "none.duckdb"))},
+        raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert "none.duckdb: no database to compact" in failure.step_failure_data.error.message
     assert not (tmp_path / "none.duckdb").exists()
 
 

@@ -4,6 +4,7 @@ schedule is) or whenever launched from the UI."""
 
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -18,6 +19,9 @@ COMPACT_CRON = "0 4 * * 0"  # Sundays at 04:00 UTC
 
 @dg.op(description="Merge the partial row groups of every table in the working database.")
 def compact_warehouse(context: dg.OpExecutionContext, warehouse: DuckDBResource) -> dg.Output:
+    if not Path(warehouse.database).exists():  # (connecting would make an empty one)
+        raise dg.Failure(f"{warehouse.database}: no database to compact — check `database` in "
+                         "cswf.yaml, or run a tick first")
     with open_warehouse(warehouse) as con:
         done = compact(con, datetime.now(UTC).replace(tzinfo=None))
     context.log.info(done.line())

@@ -3,14 +3,14 @@
 DuckDB stores a table in row groups of 122,880 rows. A tick's bulk insert writes its full row
 groups straight to the file and ends with a partial one; at the next checkpoint (the commit
 that fills the log past 16 MiB, or the connection's close) DuckDB merges partial row groups,
-rewriting and compressing again the rows of the tick just written: most of a 1M-account
-tick's checkpoint (0.7–1 s of 1.5–2 s of writing). cswf's connections therefore defer those
-merges (`defer_merges`: a DuckDB setting of the whole database instance, so every connection
-to the file in the process defers them; other processes merge as DuckDB does), and `compact`
-runs them for every table at once, off the tick's path: `cswf compact`, or the `compact_job`
-on its weekly schedule. Until then a table holds more partial row groups (read as fast;
-compressed a little less), and row groups the rows a re-run or a re-ingest deleted only in
-part keep their space.
+rewriting and compressing again the rows of the tick just written: at 1M accounts, 0.8–1.2 s
+of a steady tick's commit, 1.0–2.2 s at a busy or first tick's close. cswf's connections
+therefore defer those merges (`defer_merges`: a DuckDB setting of the whole database instance,
+so every connection to the file in the process defers them; other processes merge as DuckDB
+does), and `compact` runs them for every table at once, off the tick's path: `cswf compact`,
+or the `compact_job` on its weekly schedule. Until then a table holds more partial row groups
+(read as fast; compressed a little less), and row groups the rows a re-run or a re-ingest
+deleted only in part keep their space.
 """
 
 from __future__ import annotations
