@@ -761,9 +761,9 @@ def compact(root: Root = None) -> None:
     """Merge the row groups ticks leave partial, in every table (docs/tables.md, 'Compaction');
     Dagster's compact_job does it weekly."""
     settings = _settings(root)
-    if not settings.database_path.exists():  # (connecting would make an empty one)
-        raise _fail("no database to compact", where=shown(settings.database_path),
-                    todo="check `database` in cswf.yaml, or run a tick first")
+    if not settings.database_path.exists():
+        what, todo = compaction.NO_DATABASE
+        raise _fail(what, where=shown(settings.database_path), todo=todo)
     with connect(settings.database_path) as con:
         done = compaction.compact(con, datetime.now(UTC).replace(tzinfo=None))
     console.print(done.line(), soft_wrap=True, markup=False)

@@ -40,6 +40,7 @@ from cswf.defs.resources import (
 )
 from cswf.engine.tick import TickResult
 from cswf.project.fanout import commit_tick, prepare_tick, shard_tick
+from cswf.project.ticks import answers_until
 from cswf.settings import Settings, load_settings
 from cswf.store.warehouse import WriteOutcome, connect, load_state
 
@@ -259,9 +260,8 @@ def run_sharded_ticks(
                     if on_tick is not None:
                         on_tick(outcome, stored)
                     if respond is not None:
-                        until = ticks[i + 1] if i + 1 < len(ticks) else \
-                            settings.calendar.next(as_of)
-                        _answer(settings, respond, stored, until)
+                        _answer(settings, respond, stored,
+                                answers_until(ticks, i, settings.calendar))
             if not result.success:
                 return result
     return after()

@@ -10,7 +10,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from cswf.defs.resources import open_warehouse
-from cswf.store.compaction import compact
+from cswf.store.compaction import NO_DATABASE, compact
 
 COMPACT_JOB = "compact_job"
 COMPACT_SCHEDULE = "compact_schedule"
@@ -19,15 +19,15 @@ COMPACT_CRON = "0 4 * * 0"  # Sundays at 04:00 UTC
 
 @dg.op(description="Merge the partial row groups of every table in the working database.")
 def compact_warehouse(context: dg.OpExecutionContext, warehouse: DuckDBResource) -> dg.Output:
-    if not Path(warehouse.database).exists():  # (connecting would make an empty one)
-        raise dg.Failure(f"{warehouse.database}: no database to compact — check `database` in "
-                         "cswf.yaml, or run a tick first")
+    if not Path(warehouse.database).exists():
+        what, todo = NO_DATABASE
+        raise dg.Failure(f"{warehouse.database}: {what} — {todo}")
     with open_warehouse(warehouse) as con:
         done = compact(con, datetime.now(UTC).replace(tzinfo=None))
     context.log.info(done.line())
     return dg.Output(None, metadata={
-        "row groups before": sum(done.row_groups_before.values()),
-        "row groups after": sum(done.row_groups_after.values()),
+        "row groups before": done.before,
+        "row groups after": done.after,
         "seconds": round(done.seconds, 2),
     })
 

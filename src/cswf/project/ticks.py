@@ -16,6 +16,7 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
+from cswf.calendar import TickCalendar
 from cswf.engine.assign import group_tasks
 from cswf.engine.bounds import RenderBudget
 from cswf.engine.flow import TIME_ZONE
@@ -246,8 +247,7 @@ def run_ticks(
         if held is not None:
             break
         if respond is not None:
-            until = ticks[i + 1] if i + 1 < len(ticks) else calendar.next(as_of)
-            answered = respond(con, result, until)
+            answered = respond(con, result, answers_until(ticks, i, calendar))
             # one chunk: every tick filters the events, and a chunk per tick slows that down
             events = answered if events is None else pl.concat(
                 [events, answered], how="vertical_relaxed", rechunk=True)
@@ -374,6 +374,12 @@ def _by_participant(workflows: Sequence[LoadedWorkflow]) -> dict[str, list[Loade
     for workflow in workflows:
         out.setdefault(workflow.spec.object, []).append(workflow)
     return out
+
+
+def answers_until(ticks: Sequence[datetime], i: int, calendar: TickCalendar) -> datetime:
+    """Until when an audience answers what tick `i` of a run sent: the run's next tick, or
+    the calendar's after the last."""
+    return ticks[i + 1] if i + 1 < len(ticks) else calendar.next(ticks[i])
 
 
 def ticks_in(settings: Settings, start: datetime, end: datetime) -> list[datetime]:

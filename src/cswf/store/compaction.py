@@ -21,6 +21,10 @@ from time import perf_counter
 
 import duckdb
 
+# What `cswf compact` and the compact_job say of a database that is not there (connecting
+# would make an empty one): what is wrong, what to do.
+NO_DATABASE = ("no database to compact", "check `database` in cswf.yaml, or run a tick first")
+
 # Merges DuckDB may schedule in one checkpoint (its default is 100, each merging up to three
 # row groups): a compaction merges as many as the tables need.
 MERGES_PER_COMPACTION = 1_000_000
@@ -41,14 +45,17 @@ class Compaction:
     seconds: float
 
     @property
-    def merged(self) -> int:
-        return sum(self.row_groups_before.values()) - sum(self.row_groups_after.values())
+    def before(self) -> int:
+        return sum(self.row_groups_before.values())
+
+    @property
+    def after(self) -> int:
+        return sum(self.row_groups_after.values())
 
     def line(self) -> str:
-        before, after = sum(self.row_groups_before.values()), sum(self.row_groups_after.values())
         tables = len(self.row_groups_before)
-        return (f"compacted {tables} table{'s' if tables != 1 else ''}: {before} row groups → "
-                f"{after} ({self.seconds:.1f} s)")
+        return (f"compacted {tables} table{'s' if tables != 1 else ''}: {self.before} row groups "
+                f"→ {self.after} ({self.seconds:.1f} s)")
 
 
 def row_groups(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -70,8 +77,8 @@ def row_groups(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 def compact(con: duckdb.DuckDBPyConnection, at: datetime) -> Compaction:
     """Merge the partial row groups of every table (and drop the deleted rows of those it
     merges, their space free for reuse inside the file) in one checkpoint; then defer merges
-    again. A checkpoint only runs when something changed, so
-    the compaction records itself first (`compactions`: when, and the row groups before)."""
+    again. A checkpoint only runs when something changed, so the compaction records itself
+    first (`compactions`: when, and the row groups before)."""
     started = perf_counter()
     con.execute("CREATE TABLE IF NOT EXISTS compactions (compacted_at TIMESTAMP, "
                 "row_groups_before BIGINT)").fetchall()
