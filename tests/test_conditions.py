@@ -153,3 +153,25 @@ def test_without_a_previous_tick_transitions_do_not_fire() -> None:
 def test_operand_must_fit_the_operator(raw: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         TypeAdapter(Condition).validate_python(raw)
+
+
+def test_previous_facts_line_up_by_participant_whatever_their_order() -> None:
+    # Consecutive ticks in the same rows take a shortcut (no join); previous facts in another
+    # order, or for other participants, must give what a join by participant gives.
+    tree = TypeAdapter(Condition).validate_python(
+        {"field": "health_score", "op": "dropped_below", "value": 60})
+    fields = previous_tick_fields(tree)
+
+    def hits(previous: pl.DataFrame) -> list[str]:
+        frame = with_previous(FACTS, previous, fields)
+        return frame.filter(compile_condition(tree, dict(FACTS.schema))).collect()[
+            "participant_id"].to_list()
+
+    assert hits(PREVIOUS) == ["a"]
+    assert hits(PREVIOUS.reverse()) == ["a"]
+    # the same ids in another order, with values that would cross if taken by row
+    swapped = PREVIOUS.with_columns(participant_id=pl.Series(["b", "a", "c", "d"]))
+    assert hits(swapped) == []
+    moved_on = pl.concat([PREVIOUS.filter(pl.col("participant_id") != "a"),
+                          PREVIOUS.head(1).with_columns(participant_id=pl.lit("e"))])
+    assert hits(moved_on) == []  # a has no previous value now; e is not a participant

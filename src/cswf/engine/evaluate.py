@@ -52,8 +52,18 @@ def with_previous(facts: pl.DataFrame, prev_facts: pl.DataFrame | None,
         return frame.with_columns(
             pl.lit(None, dtype=facts.schema[f]).alias(prev(f)) for f in wanted
         )
-    before = prev_facts.lazy().select(PARTICIPANT, *(pl.col(f).alias(prev(f)) for f in wanted))
+    earlier = [pl.col(f).alias(prev(f)) for f in wanted]
+    if _aligned(facts, prev_facts):  # no join: a sixth of a tick's evaluation at 1M
+        return pl.concat([facts, prev_facts.select(earlier)], how="horizontal").lazy()
+    before = prev_facts.lazy().select(PARTICIPANT, *earlier)
     return frame.join(before, on=PARTICIPANT, how="left", maintain_order="left")
+
+
+def _aligned(facts: pl.DataFrame, other: pl.DataFrame) -> bool:
+    """Whether `other` holds the same participants in the same rows as `facts` (as two
+    ticks of a book that did not change hands do), so a column of one lines up with the
+    other's without a join."""
+    return facts.height == other.height and facts[PARTICIPANT].equals(other[PARTICIPANT])
 
 
 def evaluate(
@@ -88,8 +98,9 @@ def _entry_before(facts: pl.DataFrame, prev_facts: pl.DataFrame | None,
     before = with_previous(prev_facts, None, set().union(
         *(previous_tick_fields(w.spec.entry) for w in workflows if w.spec.entry)
     )).select(PARTICIPANT, *exprs)
-    aligned = facts.lazy().select(PARTICIPANT).join(before, on=PARTICIPANT, how="left",
-                                                    maintain_order="left").collect()
+    aligned = (before.drop(PARTICIPANT).collect() if _aligned(facts, prev_facts) else
+               facts.lazy().select(PARTICIPANT).join(before, on=PARTICIPANT, how="left",
+                                                     maintain_order="left").collect())
     return [aligned[name].fill_null(False) for name in names]
 
 
