@@ -154,6 +154,25 @@ def test_a_type_fills_only_outbox_columns(postcards: None, monkeypatch: pytest.M
         run_tick(empty(ENROLLMENT_SCHEMA), facts(DAY1, PEOPLE), None, None, [load()], DAY1)
 
 
+def test_a_failing_action_type_is_the_tick_s_error_though_its_rows_are_built_beside(
+        postcards: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A step's action rows are built on the tick's second thread while the flow goes on
+    # (engine/beside.py); a later failure on the tick's own thread must not hide the earlier
+    # one: the tick fails as on one thread, naming the workflow and the step.
+    def outbox(self: PostcardAction, context: OutboxContext) -> Outbox:
+        raise LookupError("no stamps left")
+
+    def schedule(frame: pl.DataFrame) -> None:
+        raise OverflowError("met after the step's actions, on the tick's thread")
+
+    monkeypatch.setattr(PostcardAction, "outbox", outbox)
+    monkeypatch.setattr("cswf.engine.flow.check_schedule", schedule)
+    with pytest.raises(ValueError) as caught:
+        run_tick(empty(ENROLLMENT_SCHEMA), facts(DAY1, PEOPLE), None, None, [load()], DAY1)
+    assert str(caught.value) == ("workflow 'postcards': evaluating steps.0 (step 'send_card') "
+                                 "failed: no stamps left")
+
+
 # -- tick, delivery, results --------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import polars as pl
 
+from cswf.engine.beside import Beside
 from cswf.engine.bounds import RenderBudget
 from cswf.engine.frames import ROW, moment
 from cswf.engine.phases import phase
@@ -30,6 +31,8 @@ class TickContext:
     render_budget: RenderBudget = field(default_factory=RenderBudget, compare=False)
     # Manual exits of this tick: workflow, participant_id, requested_by, reason, requested_at.
     removals: pl.DataFrame | None = None
+    # The tick's second thread (engine/beside.py); without one, everything runs here.
+    beside: Beside | None = field(default=None, compare=False)
     _seen: dict[str, pl.Series] = field(default_factory=dict, repr=False, compare=False)
     _by_action: dict[str, dict[tuple[str, str], pl.Series]] = field(
         default_factory=dict, repr=False, compare=False)

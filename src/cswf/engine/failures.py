@@ -19,6 +19,8 @@ from cswf.engine.stage import stage_fields
 from cswf.specs.conditions import previous_tick_fields
 from cswf.specs.loader import LoadedWorkflow, conditions
 
+STEPS = "its steps"  # the part named when a workflow's flow fails outside any one step
+
 
 class EvaluationFailed(ValueError):
     """`workflow 'x': evaluating <part of the spec> failed: <reason>`."""

@@ -19,10 +19,11 @@ from zoneinfo import available_timezones
 import numpy as np
 import polars as pl
 
+from cswf.engine.beside import Rows
 from cswf.engine.context import TickContext
 from cswf.engine.emit import build_step_actions
 from cswf.engine.evaluate import verdict_column
-from cswf.engine.failures import evaluating
+from cswf.engine.failures import STEPS, evaluating
 from cswf.engine.frames import ROW, moment, pick
 from cswf.engine.phases import phase
 from cswf.specs.action import asked_event
@@ -44,7 +45,7 @@ KNOWN_ZONES = frozenset(available_timezones())
 @dataclass
 class FlowOutput:
     active: pl.DataFrame
-    actions: list[pl.DataFrame]
+    actions: list[Rows]
     transitions: list[pl.DataFrame]
     occupied: set[int] = field(default_factory=set)  # nodes someone is at: the rest are skipped
 
@@ -130,7 +131,7 @@ def advance_flow(
         here = out.active["step"] == node.index
         if not here.any():
             continue
-        with evaluating(f"{node.loc} (step '{node.name}')"):
+        with evaluating(step_part(node)):
             _run_node(out, here, node, context, workflow)
     return out
 
@@ -143,9 +144,7 @@ def _run_node(out: FlowOutput, here: pl.Series, node: FlowNode, context: TickCon
     if isinstance(node.step, ActionStep):
         if not due.any():
             return
-        with phase("emit"):
-            out.actions.append(build_step_actions(out.active.filter(due), context, workflow,
-                                                  node.index, node.step))
+        out.actions.append(_emit(out.active.filter(due), context, workflow, node))
         _move(out, due, flow, node, node.next, pl.col("wait_until"), context,
               f"ran {len(node.step.actions)} action(s) of step '{node.name}'")
     elif isinstance(node.step, DelayStep):
@@ -164,6 +163,30 @@ def _run_node(out: FlowOutput, here: pl.Series, node: FlowNode, context: TickCon
               context, f"wait '{node.name}' ended: {wait.max_days} days passed without {what}")
     elif isinstance(node.step, BranchStep):
         _branch(out, due, flow, node, context, workflow)
+
+
+def step_part(node: FlowNode) -> str:
+    """A step as an error names it (engine/failures.py)."""
+    return f"{node.loc} (step '{node.name}')"
+
+
+def _emit(ready: pl.DataFrame, context: TickContext, workflow: LoadedWorkflow,
+          node: FlowNode) -> Rows:
+    """The action rows of the participants `ready` at an action step: built beside the tick's
+    thread when it has a second one (engine/beside.py), which then goes on with the flow."""
+    if context.beside is None:
+        with phase("emit"):
+            return _actions(ready, context, workflow, node)
+    return context.beside.submit("emit (beside)", _actions, ready, context, workflow, node)
+
+
+def _actions(ready: pl.DataFrame, context: TickContext, workflow: LoadedWorkflow,
+             node: FlowNode) -> pl.DataFrame:
+    """`build_step_actions`, failing as it would on the tick's thread: naming the workflow
+    and the step."""
+    assert isinstance(node.step, ActionStep)
+    with evaluating(STEPS, workflow=workflow.name), evaluating(step_part(node)):
+        return build_step_actions(ready, context, workflow, node.index, node.step)
 
 
 def _branch(out: FlowOutput, ready: pl.Series, flow: Flow, node: FlowNode,

@@ -2,7 +2,8 @@
 
 Timing only, never read by the engine's results (which stay a function of their inputs):
 `run_tick` collects the phases of its tick, the store adds each table's write, and the bench
-prints them. Phases nest; a phase's time excludes the phases inside it, so they add up.
+prints them. Phases nest; a phase's time excludes the phases inside it, so they add up, except
+those of a tick's second thread (named "... (beside)": engine/beside.py), which overlap them.
 """
 
 from __future__ import annotations
@@ -45,3 +46,13 @@ def phase(name: str) -> Iterator[None]:
         phases[name] = phases.get(name, 0.0) + spent - nested
         if stack:
             stack[-1] += spent
+
+
+def timed_elsewhere(phases: Phases) -> None:
+    """Add phases timed on another thread (which has no collector of its own) to the
+    collector running here."""
+    state = _current.get()
+    if state is None:
+        return
+    for name, seconds in phases.items():
+        state[0][name] = state[0].get(name, 0.0) + seconds

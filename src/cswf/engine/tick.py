@@ -29,6 +29,7 @@ Order within a workflow at a tick:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -37,10 +38,11 @@ import numpy as np
 import polars as pl
 
 from cswf.engine.assign import WORKLOAD_SCHEMA, assign_tasks
+from cswf.engine.beside import Beside, Rows, done
 from cswf.engine.bounds import RenderBudget
 from cswf.engine.context import TickContext
 from cswf.engine.evaluate import ENTRY_BEFORE, PARTICIPANT, evaluate, verdict_column
-from cswf.engine.failures import blame, evaluating, is_panic
+from cswf.engine.failures import STEPS, blame, evaluating, is_panic
 from cswf.engine.flow import (
     advance_flow,
     arrival,
@@ -62,7 +64,7 @@ from cswf.engine.frames import (
 )
 from cswf.engine.holdout import CONTROL, assign_cohorts, held_out, window_ended
 from cswf.engine.milestones import advance_milestones, all_done, workflow_tasks
-from cswf.engine.phases import Phases, collecting, phase
+from cswf.engine.phases import Phases, collecting, phase, timed_elsewhere
 from cswf.engine.stage import stage_fields
 from cswf.specs.flow import FlowNode, action_key
 from cswf.specs.groups import UserGroup
@@ -203,43 +205,14 @@ def _run_tick(
         if not (isinstance(exc, Exception) or is_panic(exc)):
             raise
         raise blame(facts, prev_facts, workflows, exc) from exc
-    context = TickContext(facts, verdicts, as_of, default_category, events, deploys,
-                          RenderBudget() if render_budget is None else render_budget,
-                          None if removals is None or removals.is_empty()
-                          else conform(removals, REMOVAL_SCHEMA))
-    positions = facts.select(PARTICIPANT).with_row_index(ROW)
-    # (in one expression: the joined copy of the whole state is not kept beside its parts)
-    by_workflow = {
-        key[0]: frame for key, frame in conform(state, ENROLLMENT_SCHEMA).join(
-            positions, on=PARTICIPANT, how="left").partition_by("workflow", as_dict=True).items()
-    }
-    # Each workflow's output, sorted on its own (names order the rows: see _in_order).
-    done: dict[str, _Sorted] = {}
-    # Participants inside a workflow that restricts entering others. Workflows admit in
-    # priority order (then name), so when two admit someone at one tick, the first one's
-    # eligibility rule decides whether the second may.
-    restricting = {w.name: w.spec.eligibility for w in workflows
-                   if w.spec.eligibility.others != "all"}
-    inside = [
-        frame.filter(pl.col("status") == ACTIVE).select(ROW, pl.lit(name).alias("workflow"))
-        for name, frame in by_workflow.items() if name in restricting
-    ]
-    for workflow in sorted(workflows, key=lambda w: (w.spec.priority, w.name)):
-        rows = by_workflow.pop(workflow.name, empty(WORKING_SCHEMA))
-        forbidding = [n for n, rule in restricting.items()
-                      if n != workflow.name and rule.forbids(workflow.name)]
-        barred = pl.concat(inside).filter(pl.col("workflow").is_in(forbidding)).select(ROW) \
-            if inside and forbidding else None
-        with evaluating("its steps", workflow=workflow.name):  # names the step that failed
-            out = _advance_workflow(rows, context, workflow, barred)
-        if workflow.name in restricting:
-            inside.append(out.entered.select(ROW, pl.lit(workflow.name).alias("workflow")))
-        with phase("frames"):
-            done[workflow.name] = _sorted(out, as_of)
+    with Beside() as beside:
+        context = TickContext(facts, verdicts, as_of, default_category, events, deploys,
+                              RenderBudget() if render_budget is None else render_budget,
+                              None if removals is None or removals.is_empty()
+                              else conform(removals, REMOVAL_SCHEMA), beside)
+        ordered = _advance_all(state, facts, workflows, context, beside)
+    timed_elsewhere(beside.phases)
     with phase("frames"):
-        for name, rest in by_workflow.items():  # workflows whose spec is gone stay as they were
-            done[name] = _sorted(_Out(rest, [], [], rest.clear()), as_of)
-        ordered = [done[name] for name in sorted(done)]
         all_actions = _in_order([o.actions for o in ordered], ACTION_SCHEMA)
     if groups:
         with phase("assign"):
@@ -256,6 +229,46 @@ def _run_tick(
         actions=all_actions,
         transitions=all_transitions,
     )
+
+
+def _advance_all(state: pl.DataFrame, facts: pl.DataFrame, workflows: Sequence[LoadedWorkflow],
+                 context: TickContext, beside: Beside) -> list[_Sorted]:
+    """Every workflow advanced in priority order, its output sorted beside (engine/beside.py);
+    the outputs in workflow name order."""
+    as_of = context.as_of
+    positions = facts.select(PARTICIPANT).with_row_index(ROW)
+    # (in one expression: the joined copy of the whole state is not kept beside its parts)
+    by_workflow = {
+        key[0]: frame for key, frame in conform(state, ENROLLMENT_SCHEMA).join(
+            positions, on=PARTICIPANT, how="left").partition_by("workflow", as_dict=True).items()
+    }
+    # Each workflow's output, sorted on its own (names order the rows: see _in_order).
+    outputs: dict[str, Future[_Sorted]] = {}
+    # Participants inside a workflow that restricts entering others. Workflows admit in
+    # priority order (then name), so when two admit someone at one tick, the first one's
+    # eligibility rule decides whether the second may.
+    restricting = {w.name: w.spec.eligibility for w in workflows
+                   if w.spec.eligibility.others != "all"}
+    inside = [
+        frame.filter(pl.col("status") == ACTIVE).select(ROW, pl.lit(name).alias("workflow"))
+        for name, frame in by_workflow.items() if name in restricting
+    ]
+    for workflow in sorted(workflows, key=lambda w: (w.spec.priority, w.name)):
+        rows = by_workflow.pop(workflow.name, empty(WORKING_SCHEMA))
+        forbidding = [n for n, rule in restricting.items()
+                      if n != workflow.name and rule.forbids(workflow.name)]
+        barred = pl.concat(inside).filter(pl.col("workflow").is_in(forbidding)).select(ROW) \
+            if inside and forbidding else None
+        with evaluating(STEPS, workflow=workflow.name):  # names the step that failed
+            out = _advance_workflow(rows, context, workflow, barred)
+        if workflow.name in restricting:
+            inside.append(out.entered.select(ROW, pl.lit(workflow.name).alias("workflow")))
+        outputs[workflow.name] = beside.submit("sort (beside)", _sorted, out, as_of)
+    for name, rest in by_workflow.items():  # workflows whose spec is gone stay as they were
+        outputs[name] = beside.submit("sort (beside)", _sorted, _Out(rest, [], [], rest.clear()),
+                                      as_of)
+    with phase("wait for beside"):  # (what the second thread has not done yet)
+        return [outputs[name].result() for name in sorted(outputs)]
 
 
 def _check_facts(facts: pl.DataFrame, as_of: datetime) -> None:
@@ -296,7 +309,8 @@ def _sorted(out: _Out, as_of: datetime) -> _Sorted:
     without ever sorting (or holding twice) all of its rows."""
     state = None if out.state.is_empty() else conform(out.state, WORKING_SCHEMA).drop(
         ROW).sort(PARTICIPANT)
-    actions = pl.concat(out.actions).sort("action_id") if out.actions else None
+    actions = pl.concat([done(rows) for rows in out.actions]).sort("action_id") \
+        if out.actions else None
     transitions = None
     if out.transitions:
         combined = pl.concat(out.transitions, how="diagonal_relaxed")  # (some carry no evidence)
@@ -321,7 +335,7 @@ def _in_order(frames: list[pl.DataFrame | None], schema: dict[str, pl.DataType]
 @dataclass
 class _Out:
     state: pl.DataFrame
-    actions: list[pl.DataFrame]
+    actions: list[Rows]
     transitions: list[pl.DataFrame]
     entered: pl.DataFrame
 
@@ -380,7 +394,7 @@ def _advance_workflow(
             active, gone, log = _remove(asked, active, workflow, as_of)
             closed_now.append(gone)
             transitions.extend(log)
-    actions: list[pl.DataFrame] = []
+    actions: list[Rows] = []
     with phase("milestones"):
         started = workflow_tasks(entered.filter(~held_out(entered)) if spec.holdout
                                  else entered, context, workflow)
