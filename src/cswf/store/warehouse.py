@@ -303,8 +303,11 @@ def _write_tick(
         if not new_transitions.is_empty():
             with phase("write transitions"):
                 _insert(con, "transitions", NEW_TRANSITIONS, new_transitions)
-            counts = new_transitions.group_by("transition").len()
-            count = dict(zip(counts["transition"], counts["len"], strict=True))
+            # (three comparisons: grouping a busy tick's 1.9M transitions by their name took
+            # 0.27 GiB, the busy tick's peak)
+            count = new_transitions.select(
+                (pl.col("transition") == kind).sum().alias(kind) for kind in LOGGED_COUNTS
+            ).row(0, named=True)
         con.execute(
             "INSERT INTO tick_log VALUES ($t, $p, $w, $e, $x, $c, $a, $n)",
             {
@@ -321,6 +324,9 @@ def _write_tick(
     if rewrite is None:
         return WriteOutcome(as_of, "written")
     return WriteOutcome(as_of, "rewritten", rewrite.ticks, rewrite if rewrite.actions else None)
+
+
+LOGGED_COUNTS = ("entered", "exited", "completed")  # the transitions tick_log counts
 
 
 @contextmanager
