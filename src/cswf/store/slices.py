@@ -11,6 +11,7 @@ are immutable once published; the DuckDB file keeps one writer, the global step.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -34,6 +35,11 @@ class MissingSlice(RuntimeError):
     """The global step found a shard without its published slice: nothing is committed."""
 
 
+class SliceStoreError(RuntimeError):
+    """A slice store cannot be reached or used: one line naming it (never a secret) and what
+    to do."""
+
+
 def shard_sql(shards: int, shard: int, column: str = "participant_id") -> str:
     """The rows of shard `shard` of `shards`, in DuckDB: docs/scaling.md's bucket SQL (the
     first 8 bytes of SHA-256 of the id, modulo 10,000; contiguous ranges of buckets); a null id
@@ -42,9 +48,14 @@ def shard_sql(shards: int, shard: int, column: str = "participant_id") -> str:
             f"% 10000 * {shards} // 10000 = {shard}")
 
 
+def tick_name(as_of: datetime) -> str:
+    """The tick's key as a folder or object name: `2026-05-31-0000` (no `:`)."""
+    return key_of(as_of).replace(":", "")
+
+
 def tick_folder(staging: Path, as_of: datetime) -> Path:
     """Where the slices of the tick at `as_of` are published (one folder per tick)."""
-    return staging / key_of(as_of).replace(":", "")
+    return staging / tick_name(as_of)
 
 
 def slice_name(shard: int, shards: int) -> str:
@@ -117,6 +128,19 @@ def read_slices(staging: Path, as_of: datetime, shards: int) -> list[Slice]:
 def drop_tick(staging: Path, as_of: datetime) -> None:
     """Remove the tick's slices once the tick is committed (they are only a hand-over)."""
     shutil.rmtree(tick_folder(staging, as_of), ignore_errors=True)
+
+
+def parquet_bytes(frame: pl.DataFrame) -> bytes:
+    """A frame as Parquet bytes: its exact Polars types survive the round trip (a store that
+    keeps bytes, not files, keeps these)."""
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def frame_of(data: bytes) -> pl.DataFrame:
+    """The frame `parquet_bytes` made."""
+    return pl.read_parquet(io.BytesIO(data))
 
 
 def missing_line(as_of: datetime, shards: int, missing: Sequence[int], where: str) -> str:
