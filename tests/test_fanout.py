@@ -310,14 +310,29 @@ def test_ticks_on_the_multiprocess_executor_equal_one_shard(
                             "'multiprocess' — fix the value"),
     ("max_concurrent_shards: 0\n", "cswf.yaml: max_concurrent_shards: Input should be greater "
                                    "than or equal to 1 — fix the value"),
-    ("staging_url: /data/staging\n", "cswf.yaml: staging_url: expected a PostgreSQL URL such as "
-                                     "postgresql://cswf@db.example.internal:5432/cswf — fix the "
-                                     "value"),
+    ("staging_url: /data/staging\n", "cswf.yaml: staging_url: expected a PostgreSQL or S3 URL "
+                                     "such as postgresql://cswf@db.example.internal:5432/cswf or "
+                                     "s3://cswf-slices/prod — fix the value"),
     ("staging_url: postgresql://cswf:s3cret@db:5432/cswf\n",
      "cswf.yaml: staging_url: the URL holds a password: remove it and set PGPASSWORD or "
      "~/.pgpass instead — fix the value"),
     ("staging_url: postgresql://cswf@db:5x/cswf\n",
      "cswf.yaml: staging_url: the port is not a number from 0 to 65535 — fix the value"),
+    ("staging_url: s3://AKIAEXAMPLE:s3cret@cswf-slices/prod\n",
+     "cswf.yaml: staging_url: the URL holds credentials: remove them and set AWS_ACCESS_KEY_ID "
+     "and AWS_SECRET_ACCESS_KEY instead — fix the value"),
+    ("staging_url: s3:///prod\n", "cswf.yaml: staging_url: no bucket: expected "
+                                  "s3://<bucket>/<prefix>, such as s3://cswf-slices/prod — fix "
+                                  "the value"),
+    ("staging_url: s3://localhost:9000/cswf-slices\n",
+     "cswf.yaml: staging_url: a port after the bucket: the endpoint goes in AWS_ENDPOINT_URL, "
+     "the URL is s3://<bucket>/<prefix> — fix the value"),
+    ("staging_url: s3://Cswf_Slices/prod\n",
+     "cswf.yaml: staging_url: 'Cswf_Slices' is not a bucket name: 3 to 63 lower-case letters, "
+     "digits, dots and hyphens — fix the value"),
+    ("staging_url: s3://cswf-slices/prod?endpoint=http://minio:9000\n",
+     "cswf.yaml: staging_url: expected s3://<bucket>/<prefix> and nothing after it (endpoint, "
+     "region and credentials come from the AWS_* environment) — fix the value"),
 ])
 def test_a_bad_executor_setting_fails_the_definitions_with_one_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, said: str) -> None:

@@ -1,6 +1,7 @@
 """A tick's shard slices: each shard's part of a tick, as Parquet files in a staging folder,
 published whole or not at all, for the global step to merge and commit (or, with
-`staging_url`, rows of a Postgres database: store/pgslices.py; both are a `SliceStore`).
+`staging_url`, rows of a Postgres database, store/pgslices.py, or objects in an S3-compatible
+bucket, store/s3slices.py; each is a `SliceStore`).
 
 A slice is written into a temporary folder beside its final place, every file and the folder
 fsynced, then renamed to `<staging>/<tick key>/shard-<k>-of-<n>/` in one `os.rename`: a reader
@@ -152,7 +153,8 @@ def missing_line(as_of: datetime, shards: int, missing: Sequence[int], where: st
 
 class SliceStore(Protocol):
     """Where shards hand their slices to the global step: a folder (`FolderSlices`, the
-    default) or a Postgres database (store/pgslices.py)."""
+    default), a Postgres database (store/pgslices.py) or an S3-compatible bucket
+    (store/s3slices.py)."""
 
     def ensure(self) -> None: ...
 
