@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 import pytest
+import s3server
 from test_tick_chunks import REPO
 
 from cswf import project
@@ -61,13 +62,14 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(params=["folder", "postgres"])
+@pytest.fixture(params=["folder", "postgres", "s3"])
 def store(request: pytest.FixtureRequest) -> dict[str, str]:
     """Where the shards hand over their slices: `staging_dir` (a folder) or `staging_url` (a
-    real PostgreSQL database, tests/pgserver.py): the settings that choose it."""
+    real PostgreSQL database, tests/pgserver.py, or a bucket of a real S3-compatible server,
+    tests/s3server.py, with the AWS_* environment set for it): the settings that choose it."""
     if request.param == "folder":
         return {}
-    return {"staging_url": f"'{request.getfixturevalue('postgres')}'"}
+    return {"staging_url": f"'{request.getfixturevalue(request.param)}'"}
 
 
 def tables(settings: Settings) -> dict[str, list]:
@@ -122,10 +124,16 @@ def test_ticks_in_published_slices_equal_one_process(tmp_path: Path, landing: Pa
                        "WHERE assignee IS NOT NULL").fetchall()[0][0] >= 1
     for table in TABLES:
         assert got[table] == expected[table], table
-    if four.staging_url:
+    if is_s3(four):
+        assert s3server.keys(four.staging_url) == [], "a committed tick's slices are removed"
+    elif four.staging_url:
         assert slice_rows(four.staging_url) == 0, "a committed tick's slices are removed"
     else:
         assert not any(four.staging_path.iterdir()), "a committed tick's slices are removed"
+
+
+def is_s3(settings: Settings) -> bool:
+    return (settings.staging_url or "").startswith("s3://")
 
 
 def slice_rows(url: str) -> int:
@@ -142,7 +150,9 @@ def test_a_missing_slice_fails_the_global_step_with_one_line(tmp_path: Path, lan
     with pytest.raises(MissingSlice) as raised:
         in_slices(settings, skip=(FIRST, 1))
     where = str(tick_folder(settings.staging_path, FIRST))
-    if settings.staging_url:  # the table and database, never a password
+    if is_s3(settings):  # the bucket, the prefix and the tick
+        where = f"{settings.staging_url}/2026-05-31-0000"
+    elif settings.staging_url:  # the table and database, never a password
         where = "cswf_slices in " + settings.staging_url.replace("cswf@", "")
     assert str(raised.value) == (
         f"tick 2026-05-31-00:00: shard 1 of 3 has no slice in {where}: run that shard's "
@@ -168,7 +178,8 @@ shard_tick(settings, project.load_workflows(settings), datetime.fromisoformat(sy
 def test_a_shard_killed_before_publishing_leaves_nothing_and_a_rerun_completes_the_tick(
         tmp_path: Path, landing: Path, store: dict[str, str]) -> None:
     """SIGKILL a shard's process after its slice is written and before it is published (the
-    rename of its folder; the commit of its Postgres transaction): no slice is visible, the
+    rename of its folder; the commit of its Postgres transaction; the PUT of its manifest
+    object, its frame objects stored): no slice is visible, the
     global step commits nothing; running the shard again completes the tick, and running the
     tick again changes nothing (no action twice)."""
     settings = make_project(tmp_path / "p", landing, 2, **store)
@@ -231,7 +242,12 @@ def documented_instance() -> str:
 
 def written_unpublished(settings: Settings) -> bool:
     """Whether a shard has written its slice and waits before publishing it: its folder's
-    files are in a temporary folder, or its rows in a transaction not yet committed."""
+    files are in a temporary folder, its rows in a transaction not yet committed, or its
+    frame objects stored without a manifest."""
+    if is_s3(settings):
+        found = s3server.keys(f"{settings.staging_url}/2026-05-31-0000/shard-1-of-2/")
+        return any(k.endswith(".parquet") for k in found) and not any(
+            k.endswith("/manifest.json") for k in found)
     if not settings.staging_url:
         folder = tick_folder(settings.staging_path, FIRST)
         return any((p / MANIFEST).exists() for p in folder.glob(f"{TMP_PREFIX}*"))
