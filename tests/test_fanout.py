@@ -233,6 +233,13 @@ def fresh_forkserver() -> None:
     forkserver._forkserver._stop()
 
 
+def frames_without_manifest(settings: Settings) -> bool:
+    """Whether shard 1 of 2 has frame objects of the first tick and no manifest."""
+    found = s3server.keys(f"{settings.staging_url}/2026-05-31-0000/shard-1-of-2/")
+    return any(k.endswith(".parquet") for k in found) and not any(
+        k.endswith("/manifest.json") for k in found)
+
+
 def documented_instance() -> str:
     """The `dagster.yaml` docs/scaling.md gives for Dagster's records in PostgreSQL."""
     text = (REPO / "docs" / "scaling.md").read_text()
@@ -245,9 +252,10 @@ def written_unpublished(settings: Settings) -> bool:
     files are in a temporary folder, its rows in a transaction not yet committed, or its
     frame objects stored without a manifest."""
     if is_s3(settings):
-        found = s3server.keys(f"{settings.staging_url}/2026-05-31-0000/shard-1-of-2/")
-        return any(k.endswith(".parquet") for k in found) and not any(
-            k.endswith("/manifest.json") for k in found)
+        if not frames_without_manifest(settings):
+            return False
+        time.sleep(1.0)  # still so a second later: in its pause, not between two PUTs
+        return frames_without_manifest(settings)
     if not settings.staging_url:
         folder = tick_folder(settings.staging_path, FIRST)
         return any((p / MANIFEST).exists() for p in folder.glob(f"{TMP_PREFIX}*"))
