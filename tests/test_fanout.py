@@ -124,6 +124,8 @@ def test_ticks_in_published_slices_equal_one_process(tmp_path: Path, landing: Pa
                        "WHERE assignee IS NOT NULL").fetchall()[0][0] >= 1
     for table in TABLES:
         assert got[table] == expected[table], table
+    if four.staging_url:
+        assert not four.staging_path.exists(), "the slices went through staging_url"
     if is_s3(four):
         assert s3server.keys(four.staging_url) == [], "a committed tick's slices are removed"
     elif four.staging_url:
@@ -267,7 +269,7 @@ def written_unpublished(settings: Settings) -> bool:
         return int(cur.fetchone()[0]) > 0
 
 
-@pytest.mark.parametrize("records", ["sqlite", "postgres"])
+@pytest.mark.parametrize("records", ["sqlite", "postgres", "sqlite+s3"])
 def test_ticks_on_the_multiprocess_executor_equal_one_shard(
         tmp_path: Path, landing: Path, monkeypatch: pytest.MonkeyPatch, records: str,
         request: pytest.FixtureRequest) -> None:
@@ -276,7 +278,9 @@ def test_ticks_on_the_multiprocess_executor_equal_one_shard(
     answers included (they answer in this process between one tick's run and the next); the
     caller still hears every tick. With `postgres`, what several machines need: Dagster's
     records in PostgreSQL (dagster-postgres, as docs/scaling.md configures it) and the slices
-    handed over in PostgreSQL (`staging_url`), on a real server."""
+    handed over in PostgreSQL (`staging_url`), on a real server. With `sqlite+s3`, the slices
+    handed over in a bucket (moto's server), each step's process finding the AWS_* settings in
+    its environment."""
     from cswf.defs.resources import project_resource
     from cswf.demo.audience import SimulatedCustomers
 
@@ -292,6 +296,9 @@ def test_ticks_on_the_multiprocess_executor_equal_one_shard(
                             "DB": records_url.path[1:], "PORT": str(records_url.port)}.items():
             monkeypatch.setenv(f"DAGSTER_PG_{name}", str(value))
         shared["staging_url"] = f"'{server.database()}'"
+        fresh_forkserver()
+    if records == "sqlite+s3":
+        shared["staging_url"] = f"'{request.getfixturevalue('s3')}'"
         fresh_forkserver()
     (tmp_path / "dagster" / "dagster.yaml").write_text(instance)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
@@ -323,7 +330,11 @@ def test_ticks_on_the_multiprocess_executor_equal_one_shard(
     assert len(set(pids.values())) == len(pids), "each step runs in a process of its own"
     expected, got = tables(one), tables(four)
     assert expected["actions_outbox"] and expected["action_events"]
-    if four.staging_url:  # the slices went through PostgreSQL, and were removed once committed
+    if four.staging_url:
+        assert not four.staging_path.exists(), "the slices went through staging_url"
+    if is_s3(four):  # the slices went through the bucket, and were removed once committed
+        assert s3server.keys(four.staging_url) == []
+    elif four.staging_url:  # the slices went through PostgreSQL, and were removed once committed
         assert slice_rows(four.staging_url) == 0
     for table in TABLES:
         assert got[table] == expected[table], table
