@@ -7,6 +7,7 @@ one line that names the bucket and never a credential."""
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -173,3 +174,12 @@ def test_a_url_obstore_cannot_read_is_one_line(s3: str) -> None:
     line = str(raised.value)
     assert line.startswith("staging_url: s3:///slices: ") and "\n" not in line
     assert line.endswith(" — check the bucket, staging_url and the AWS_* settings")
+
+
+def test_without_obstore_the_line_says_what_to_install(s3: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "obstore", None)  # `import obstore` fails
+    with pytest.raises(SliceStoreError) as raised:
+        S3Slices(s3).ensure()
+    assert str(raised.value) == ("staging_url: an s3:// URL needs obstore: pip install "
+                                 "'cswf[s3]'")

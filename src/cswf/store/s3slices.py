@@ -91,7 +91,7 @@ class S3Slices:
 
     def published(self, as_of: datetime, shards: int) -> list[int]:
         """The shards whose manifest for the tick is stored."""
-        found = set()
+        found: set[int] = set()
         for path in self._paths(tick_name(as_of)):
             named = _MANIFEST_KEY.fullmatch(path)
             if named and int(named[2]) == shards and int(named[1]) < shards:
@@ -122,8 +122,7 @@ class S3Slices:
     def drop(self, as_of: datetime) -> None:
         """Remove every object of the tick once it is committed (they are only a hand-over),
         the attempts that lost included. Best effort, as a folder's removal is: the tick is
-        already written, and objects left behind are replaced by the tick's next run or
-        removed after its next commit."""
+        already written, and objects left behind are removed after its next commit."""
         tick = tick_name(as_of)
         try:
             paths = [f"{tick}/{path}" for path in self._paths(tick)]
