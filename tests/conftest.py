@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pgserver
+import s3server
 from test_delivery_servers import SmtpRecorder, smtp_server
 
 
@@ -41,3 +42,23 @@ def postgres_server() -> Iterator[pgserver.Server]:
 def postgres(postgres_server: pgserver.Server) -> str:
     """The URL of a fresh database on the session's PostgreSQL server."""
     return postgres_server.database()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[s3server.Server]:
+    """A real S3-compatible server (moto's) on 127.0.0.1 for the session (tests/s3server.py)."""
+    pytest.importorskip("moto.server", reason="no moto on this machine: `make test` installs "
+                        "it from requirements.lock")
+    with s3server.running() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server: s3server.Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`s3://<a fresh bucket>/slices` on the session's S3 server, with the AWS_* environment
+    pointing at that server (and at nothing else)."""
+    for name in s3server.OTHER_AWS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3server.environment(s3_server.endpoint).items():
+        monkeypatch.setenv(name, value)
+    return f"s3://{s3_server.bucket()}/slices"

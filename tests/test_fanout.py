@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 import pytest
+import s3server
 from test_tick_chunks import REPO
 
 from cswf import project
@@ -61,13 +62,14 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(params=["folder", "postgres"])
+@pytest.fixture(params=["folder", "postgres", "s3"])
 def store(request: pytest.FixtureRequest) -> dict[str, str]:
     """Where the shards hand over their slices: `staging_dir` (a folder) or `staging_url` (a
-    real PostgreSQL database, tests/pgserver.py): the settings that choose it."""
+    real PostgreSQL database, tests/pgserver.py, or a bucket of a real S3-compatible server,
+    tests/s3server.py, with the AWS_* environment set for it): the settings that choose it."""
     if request.param == "folder":
         return {}
-    return {"staging_url": f"'{request.getfixturevalue('postgres')}'"}
+    return {"staging_url": f"'{request.getfixturevalue(request.param)}'"}
 
 
 def tables(settings: Settings) -> dict[str, list]:
@@ -123,9 +125,17 @@ def test_ticks_in_published_slices_equal_one_process(tmp_path: Path, landing: Pa
     for table in TABLES:
         assert got[table] == expected[table], table
     if four.staging_url:
+        assert not four.staging_path.exists(), "the slices went through staging_url"
+    if is_s3(four):
+        assert s3server.keys(four.staging_url) == [], "a committed tick's slices are removed"
+    elif four.staging_url:
         assert slice_rows(four.staging_url) == 0, "a committed tick's slices are removed"
     else:
         assert not any(four.staging_path.iterdir()), "a committed tick's slices are removed"
+
+
+def is_s3(settings: Settings) -> bool:
+    return (settings.staging_url or "").startswith("s3://")
 
 
 def slice_rows(url: str) -> int:
@@ -142,7 +152,9 @@ def test_a_missing_slice_fails_the_global_step_with_one_line(tmp_path: Path, lan
     with pytest.raises(MissingSlice) as raised:
         in_slices(settings, skip=(FIRST, 1))
     where = str(tick_folder(settings.staging_path, FIRST))
-    if settings.staging_url:  # the table and database, never a password
+    if is_s3(settings):  # the bucket, the prefix and the tick
+        where = f"{settings.staging_url}/2026-05-31-0000"
+    elif settings.staging_url:  # the table and database, never a password
         where = "cswf_slices in " + settings.staging_url.replace("cswf@", "")
     assert str(raised.value) == (
         f"tick 2026-05-31-00:00: shard 1 of 3 has no slice in {where}: run that shard's "
@@ -168,7 +180,8 @@ shard_tick(settings, project.load_workflows(settings), datetime.fromisoformat(sy
 def test_a_shard_killed_before_publishing_leaves_nothing_and_a_rerun_completes_the_tick(
         tmp_path: Path, landing: Path, store: dict[str, str]) -> None:
     """SIGKILL a shard's process after its slice is written and before it is published (the
-    rename of its folder; the commit of its Postgres transaction): no slice is visible, the
+    rename of its folder; the commit of its Postgres transaction; the PUT of its manifest
+    object, its frame objects stored): no slice is visible, the
     global step commits nothing; running the shard again completes the tick, and running the
     tick again changes nothing (no action twice)."""
     settings = make_project(tmp_path / "p", landing, 2, **store)
@@ -222,6 +235,13 @@ def fresh_forkserver() -> None:
     forkserver._forkserver._stop()
 
 
+def frames_without_manifest(settings: Settings) -> bool:
+    """Whether shard 1 of 2 has frame objects of the first tick and no manifest."""
+    found = s3server.keys(f"{settings.staging_url}/2026-05-31-0000/shard-1-of-2/")
+    return any(k.endswith(".parquet") for k in found) and not any(
+        k.endswith("/manifest.json") for k in found)
+
+
 def documented_instance() -> str:
     """The `dagster.yaml` docs/scaling.md gives for Dagster's records in PostgreSQL."""
     text = (REPO / "docs" / "scaling.md").read_text()
@@ -231,7 +251,13 @@ def documented_instance() -> str:
 
 def written_unpublished(settings: Settings) -> bool:
     """Whether a shard has written its slice and waits before publishing it: its folder's
-    files are in a temporary folder, or its rows in a transaction not yet committed."""
+    files are in a temporary folder, its rows in a transaction not yet committed, or its
+    frame objects stored without a manifest."""
+    if is_s3(settings):
+        if not frames_without_manifest(settings):
+            return False
+        time.sleep(1.0)  # still so a second later: in its pause, not between two PUTs
+        return frames_without_manifest(settings)
     if not settings.staging_url:
         folder = tick_folder(settings.staging_path, FIRST)
         return any((p / MANIFEST).exists() for p in folder.glob(f"{TMP_PREFIX}*"))
@@ -243,7 +269,7 @@ def written_unpublished(settings: Settings) -> bool:
         return int(cur.fetchone()[0]) > 0
 
 
-@pytest.mark.parametrize("records", ["sqlite", "postgres"])
+@pytest.mark.parametrize("records", ["sqlite", "postgres", "sqlite+s3"])
 def test_ticks_on_the_multiprocess_executor_equal_one_shard(
         tmp_path: Path, landing: Path, monkeypatch: pytest.MonkeyPatch, records: str,
         request: pytest.FixtureRequest) -> None:
@@ -252,7 +278,9 @@ def test_ticks_on_the_multiprocess_executor_equal_one_shard(
     answers included (they answer in this process between one tick's run and the next); the
     caller still hears every tick. With `postgres`, what several machines need: Dagster's
     records in PostgreSQL (dagster-postgres, as docs/scaling.md configures it) and the slices
-    handed over in PostgreSQL (`staging_url`), on a real server."""
+    handed over in PostgreSQL (`staging_url`), on a real server. With `sqlite+s3`, the slices
+    handed over in a bucket (moto's server), each step's process finding the AWS_* settings in
+    its environment."""
     from cswf.defs.resources import project_resource
     from cswf.demo.audience import SimulatedCustomers
 
@@ -268,6 +296,9 @@ def test_ticks_on_the_multiprocess_executor_equal_one_shard(
                             "DB": records_url.path[1:], "PORT": str(records_url.port)}.items():
             monkeypatch.setenv(f"DAGSTER_PG_{name}", str(value))
         shared["staging_url"] = f"'{server.database()}'"
+        fresh_forkserver()
+    if records == "sqlite+s3":
+        shared["staging_url"] = f"'{request.getfixturevalue('s3')}'"
         fresh_forkserver()
     (tmp_path / "dagster" / "dagster.yaml").write_text(instance)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
@@ -299,7 +330,11 @@ def test_ticks_on_the_multiprocess_executor_equal_one_shard(
     assert len(set(pids.values())) == len(pids), "each step runs in a process of its own"
     expected, got = tables(one), tables(four)
     assert expected["actions_outbox"] and expected["action_events"]
-    if four.staging_url:  # the slices went through PostgreSQL, and were removed once committed
+    if four.staging_url:
+        assert not four.staging_path.exists(), "the slices went through staging_url"
+    if is_s3(four):  # the slices went through the bucket, and were removed once committed
+        assert s3server.keys(four.staging_url) == []
+    elif four.staging_url:  # the slices went through PostgreSQL, and were removed once committed
         assert slice_rows(four.staging_url) == 0
     for table in TABLES:
         assert got[table] == expected[table], table
@@ -310,14 +345,29 @@ def test_ticks_on_the_multiprocess_executor_equal_one_shard(
                             "'multiprocess' — fix the value"),
     ("max_concurrent_shards: 0\n", "cswf.yaml: max_concurrent_shards: Input should be greater "
                                    "than or equal to 1 — fix the value"),
-    ("staging_url: /data/staging\n", "cswf.yaml: staging_url: expected a PostgreSQL URL such as "
-                                     "postgresql://cswf@db.example.internal:5432/cswf — fix the "
-                                     "value"),
+    ("staging_url: /data/staging\n", "cswf.yaml: staging_url: expected a PostgreSQL or S3 URL "
+                                     "such as postgresql://cswf@db.example.internal:5432/cswf or "
+                                     "s3://cswf-slices/prod — fix the value"),
     ("staging_url: postgresql://cswf:s3cret@db:5432/cswf\n",
      "cswf.yaml: staging_url: the URL holds a password: remove it and set PGPASSWORD or "
      "~/.pgpass instead — fix the value"),
     ("staging_url: postgresql://cswf@db:5x/cswf\n",
      "cswf.yaml: staging_url: the port is not a number from 0 to 65535 — fix the value"),
+    ("staging_url: s3://AKIAEXAMPLE:s3cret@cswf-slices/prod\n",
+     "cswf.yaml: staging_url: the URL holds credentials: remove them and set AWS_ACCESS_KEY_ID "
+     "and AWS_SECRET_ACCESS_KEY instead — fix the value"),
+    ("staging_url: s3:///prod\n", "cswf.yaml: staging_url: no bucket: expected "
+                                  "s3://<bucket>/<prefix>, such as s3://cswf-slices/prod — fix "
+                                  "the value"),
+    ("staging_url: s3://localhost:9000/cswf-slices\n",
+     "cswf.yaml: staging_url: a port after the bucket: the endpoint goes in AWS_ENDPOINT_URL, "
+     "the URL is s3://<bucket>/<prefix> — fix the value"),
+    ("staging_url: s3://Cswf_Slices/prod\n",
+     "cswf.yaml: staging_url: 'Cswf_Slices' is not a bucket name: 3 to 63 lower-case letters, "
+     "digits, dots and hyphens — fix the value"),
+    ("staging_url: s3://cswf-slices/prod?endpoint=http://minio:9000\n",
+     "cswf.yaml: staging_url: expected s3://<bucket>/<prefix> and nothing after it (endpoint, "
+     "region and credentials come from the AWS_* environment) — fix the value"),
 ])
 def test_a_bad_executor_setting_fails_the_definitions_with_one_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, said: str) -> None:

@@ -106,6 +106,30 @@ class Snapshots(BaseModel):
 Extensible = Literal["accounts", "contacts", "opportunities"]
 FieldType = Literal["string", "integer", "float", "date", "boolean"]
 _FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+# S3's rule for a bucket's name (MinIO's too): 3-63 lower-case letters, digits, dots, hyphens.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _an_s3_url(value: str) -> str:
+    """`s3://bucket/prefix`, nothing else: the endpoint, region and credentials come from the
+    AWS_* environment (settings end up in run records and logs)."""
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
+        raise ValueError("the URL holds credentials: remove them and set AWS_ACCESS_KEY_ID and "
+                         "AWS_SECRET_ACCESS_KEY instead")
+    if not parts.netloc:
+        raise ValueError("no bucket: expected s3://<bucket>/<prefix>, such as "
+                         "s3://cswf-slices/prod")
+    if ":" in parts.netloc:
+        raise ValueError("a port after the bucket: the endpoint goes in AWS_ENDPOINT_URL, "
+                         "the URL is s3://<bucket>/<prefix>")
+    if parts.query or parts.fragment:
+        raise ValueError("expected s3://<bucket>/<prefix> and nothing after it (endpoint, "
+                         "region and credentials come from the AWS_* environment)")
+    if not _BUCKET.fullmatch(parts.netloc):
+        raise ValueError(f"{parts.netloc!r} is not a bucket name: 3 to 63 lower-case letters, "
+                         "digits, dots and hyphens")
+    return value
 
 
 class Settings(BaseModel):
@@ -178,18 +202,22 @@ class Settings(BaseModel):
     staging_url: str | None = Field(
         default=None,
         description="With shards > 1, a Postgres database (postgresql://user@host:port/db; the "
-        "password in PGPASSWORD or ~/.pgpass, not here) the shards publish their slices to "
-        "instead of staging_dir: for shard steps on machines that share no file system "
-        "(docs/scaling.md).")
+        "password in PGPASSWORD or ~/.pgpass, not here) or an S3-compatible bucket "
+        "(s3://bucket/prefix; endpoint and credentials in the AWS_* environment) the shards "
+        "publish their slices to instead of staging_dir: for shard steps on machines that "
+        "share no file system (docs/scaling.md).")
 
     @field_validator("staging_url")
     @classmethod
-    def _a_postgres_url(cls, value: str | None) -> str | None:
+    def _a_slice_store_url(cls, value: str | None) -> str | None:
         if value is None:
             return value
+        if value.startswith("s3://"):
+            return _an_s3_url(value)
         if not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("expected a PostgreSQL URL such as "
-                             "postgresql://cswf@db.example.internal:5432/cswf")
+            raise ValueError("expected a PostgreSQL or S3 URL such as "
+                             "postgresql://cswf@db.example.internal:5432/cswf or "
+                             "s3://cswf-slices/prod")
         parts = urlsplit(value)
         try:
             parts.port  # noqa: B018 (urlsplit checks the port when it is read)

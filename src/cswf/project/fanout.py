@@ -50,6 +50,7 @@ from cswf.specs.groups import load_groups
 from cswf.specs.loader import LoadedWorkflow, SpecSet
 from cswf.store.holds import approved, launched, write_holds
 from cswf.store.pgslices import PostgresSlices
+from cswf.store.s3slices import S3Slices
 from cswf.store.slices import FolderSlices, SliceStore, shard_sql
 from cswf.store.tables import ensure_deploy_requests, ensure_engine_tables, ensure_removal_requests
 from cswf.store.warehouse import (
@@ -184,8 +185,10 @@ def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
 
 
 def slice_store(settings: Settings) -> SliceStore:
-    """Where the shards hand over their slices: `staging_url`'s Postgres database if set, else
-    the `staging_dir` folder."""
+    """Where the shards hand over their slices: `staging_url`'s S3 bucket or Postgres database
+    if set, else the `staging_dir` folder."""
+    if settings.staging_url and settings.staging_url.startswith("s3://"):
+        return S3Slices(settings.staging_url)
     if settings.staging_url:
         return PostgresSlices(settings.staging_url)
     return FolderSlices(settings.staging_path)

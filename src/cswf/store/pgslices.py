@@ -11,7 +11,6 @@ and deletes them once the tick is committed to the working database.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -23,7 +22,14 @@ from urllib.parse import urlsplit
 import polars as pl
 
 from cswf.calendar import key_of
-from cswf.store.slices import MissingSlice, Slice, missing_line
+from cswf.store.slices import (
+    MissingSlice,
+    Slice,
+    SliceStoreError,
+    frame_of,
+    missing_line,
+    parquet_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +39,6 @@ _CREATE = (f"CREATE TABLE IF NOT EXISTS {TABLE} (tick text NOT NULL, shards inte
            "shard integer NOT NULL, name text NOT NULL, frame bytea, info jsonb, "
            "published_at timestamptz NOT NULL DEFAULT now(), "
            "PRIMARY KEY (tick, shards, shard, name))")
-
-
-class SliceStoreError(RuntimeError):
-    """The slice database cannot be reached or used: one line naming it and what to do."""
 
 
 class PostgresSlices:
@@ -65,7 +67,7 @@ class PostgresSlices:
         tick = key_of(as_of)
         manifest = json.dumps({"shard": shard, "shards": shards, "frames": sorted(frames),
                                **info})
-        rows = [(tick, shards, shard, name, _parquet(frame), None)
+        rows = [(tick, shards, shard, name, parquet_bytes(frame), None)
                 for name, frame in frames.items()]
         rows.append((tick, shards, shard, MANIFEST, None, manifest))
         with self._transaction() as cur:
@@ -102,7 +104,7 @@ class PostgresSlices:
         frames: dict[int, dict[str, pl.DataFrame]] = {k: {} for k in range(shards)}
         for shard, name, frame, _ in rows:
             if name != MANIFEST:
-                frames[shard][name] = pl.read_parquet(io.BytesIO(bytes(frame)))
+                frames[shard][name] = frame_of(bytes(frame))
         return [Slice(k, frames[k], _info(infos[k])) for k in range(shards)]
 
     def drop(self, as_of: datetime) -> None:
@@ -149,13 +151,6 @@ def _first(err: Exception) -> str:
     primary = getattr(diag, "message_primary", None)
     text = (primary or str(err)).strip()
     return text.splitlines()[0] if text else type(err).__name__
-
-
-def _parquet(frame: pl.DataFrame) -> bytes:
-    """A frame as Parquet bytes: its exact Polars types survive the round trip."""
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer)
-    return buffer.getvalue()
 
 
 def _info(raw: object) -> dict[str, object]:

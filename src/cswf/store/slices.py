@@ -1,6 +1,7 @@
 """A tick's shard slices: each shard's part of a tick, as Parquet files in a staging folder,
 published whole or not at all, for the global step to merge and commit (or, with
-`staging_url`, rows of a Postgres database: store/pgslices.py; both are a `SliceStore`).
+`staging_url`, rows of a Postgres database, store/pgslices.py, or objects in an S3-compatible
+bucket, store/s3slices.py; each is a `SliceStore`).
 
 A slice is written into a temporary folder beside its final place, every file and the folder
 fsynced, then renamed to `<staging>/<tick key>/shard-<k>-of-<n>/` in one `os.rename`: a reader
@@ -11,6 +12,7 @@ are immutable once published; the DuckDB file keeps one writer, the global step.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -34,6 +36,11 @@ class MissingSlice(RuntimeError):
     """The global step found a shard without its published slice: nothing is committed."""
 
 
+class SliceStoreError(RuntimeError):
+    """A slice store cannot be reached or used: one line naming it (never a secret) and what
+    to do."""
+
+
 def shard_sql(shards: int, shard: int, column: str = "participant_id") -> str:
     """The rows of shard `shard` of `shards`, in DuckDB: docs/scaling.md's bucket SQL (the
     first 8 bytes of SHA-256 of the id, modulo 10,000; contiguous ranges of buckets); a null id
@@ -42,9 +49,14 @@ def shard_sql(shards: int, shard: int, column: str = "participant_id") -> str:
             f"% 10000 * {shards} // 10000 = {shard}")
 
 
+def tick_name(as_of: datetime) -> str:
+    """The tick's key as a folder or object name: `2026-05-31-0000` (no `:`)."""
+    return key_of(as_of).replace(":", "")
+
+
 def tick_folder(staging: Path, as_of: datetime) -> Path:
     """Where the slices of the tick at `as_of` are published (one folder per tick)."""
-    return staging / key_of(as_of).replace(":", "")
+    return staging / tick_name(as_of)
 
 
 def slice_name(shard: int, shards: int) -> str:
@@ -119,6 +131,19 @@ def drop_tick(staging: Path, as_of: datetime) -> None:
     shutil.rmtree(tick_folder(staging, as_of), ignore_errors=True)
 
 
+def parquet_bytes(frame: pl.DataFrame) -> bytes:
+    """A frame as Parquet bytes: its exact Polars types survive the round trip (a store that
+    keeps bytes, not files, keeps these)."""
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def frame_of(data: bytes) -> pl.DataFrame:
+    """The frame `parquet_bytes` made."""
+    return pl.read_parquet(io.BytesIO(data))
+
+
 def missing_line(as_of: datetime, shards: int, missing: Sequence[int], where: str) -> str:
     """The global step's one line for shards without a slice, whatever the store."""
     more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -128,7 +153,8 @@ def missing_line(as_of: datetime, shards: int, missing: Sequence[int], where: st
 
 class SliceStore(Protocol):
     """Where shards hand their slices to the global step: a folder (`FolderSlices`, the
-    default) or a Postgres database (store/pgslices.py)."""
+    default), a Postgres database (store/pgslices.py) or an S3-compatible bucket
+    (store/s3slices.py)."""
 
     def ensure(self) -> None: ...
 
