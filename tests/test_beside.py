@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import time
+import weakref
 from concurrent.futures import Future
 
 import polars as pl
@@ -49,3 +52,41 @@ def test_the_tick_thread_s_own_error_when_no_task_failed() -> None:
 def test_a_result_not_made_yet_is_refused_rather_than_waited_for() -> None:
     with pytest.raises(RuntimeError, match="a task read the result of a task given after it"):
         done(Future())
+
+
+def test_the_first_failure_keeps_its_cause() -> None:
+    def fail() -> None:
+        try:
+            raise LookupError("the plugin's own error")
+        except LookupError as cause:
+            raise ValueError("evaluating steps.0 failed") from cause
+
+    with pytest.raises(ValueError) as caught, Beside() as beside:
+        beside.submit("x", fail)
+        raise RuntimeError("the tick thread's")
+    assert isinstance(caught.value.__cause__, LookupError)  # shown with CSWF_TRACEBACK=1
+
+
+def test_an_interrupt_stays_an_interrupt_and_does_not_wait_for_the_tasks_queued() -> None:
+    def fail() -> None:
+        raise ValueError("a task's")
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), Beside() as beside:
+        beside.submit("x", fail)
+        for _ in range(20):
+            beside.submit("x", time.sleep, 0.1)
+        raise KeyboardInterrupt
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_task_s_result_is_not_kept_once_its_reader_lets_it_go() -> None:
+    class Rows:
+        """Stands for a step's action rows."""
+
+    with Beside() as beside:
+        future = beside.submit("x", Rows)
+        rows = weakref.ref(future.result())
+        del future
+        gc.collect()
+        assert rows() is None  # not held until the tick's end

@@ -120,3 +120,24 @@ def test_a_write_that_fails_in_duckdb_raises_its_own_error_and_restores_the_sett
     assert con.execute("SELECT current_setting('preserve_insertion_order'), "
                        "current_setting('write_buffer_row_group_count'), "
                        "(SELECT count(*) FROM tick_log)").fetchall() == [(True, 5, 0)]
+
+
+def test_the_tick_log_counts_entries_exits_and_completions() -> None:
+    from datetime import datetime
+
+    from cswf.engine.frames import conform, empty
+    from cswf.engine.tick import TickResult
+    from cswf.store.warehouse import write_tick
+
+    at = datetime(2026, 7, 1)
+    kinds = ["entered", "entered", "advanced", "exited", "completed", "completed", "completed",
+             "objective_met"]
+    transitions = conform(pl.DataFrame({
+        "workflow": ["w"] * len(kinds), "participant_id": [f"p{k}" for k in range(len(kinds))],
+        "transition": kinds, "tick": [at] * len(kinds)}), TRANSITION_SCHEMA)
+    con = duckdb.connect()
+    ensure_engine_tables(con)
+    write_tick(con, TickResult(at, 8, 1, empty(ENROLLMENT_SCHEMA), empty(ACTION_SCHEMA),
+                               transitions))
+    assert con.sql("SELECT participants, entered, exited, completed FROM tick_log").fetchall() \
+        == [(8, 2, 1, 3)]

@@ -8,10 +8,12 @@ were given, so:
   done (`done`);
 - the render budget (engine/bounds.py) is spent in the same order as on one thread;
 - a failure is the one a single thread would meet first: the earliest task that failed, or
-  else the tick thread's own error.
+  else the tick thread's own error (with its cause, as `evaluating` set it); an interrupt
+  (KeyboardInterrupt, SystemExit) is not a failure of the tick: it goes on at once, and the
+  tasks not started are dropped.
 
-Every task is a pure function of what it is given: the tick's result does not depend on which
-thread ran what.
+A task reads only what it is given (and spends the render budget, in the order given): the
+tick's result does not depend on which thread ran what.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import ParamSpec, TypeVar
 
 import polars as pl
 
+from cswf.engine.failures import is_panic
 from cswf.engine.phases import Phases
 
 P = ParamSpec("P")
@@ -38,7 +41,10 @@ class Beside:
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cswf-beside")
-        self._tasks: list[Future[object]] = []
+        self._given = 0
+        # (order given, error) of the tasks that failed; not the tasks themselves, whose
+        # results (a step's action rows) would otherwise stay alive until the tick's end
+        self._failures: list[tuple[int, BaseException]] = []
         # Seconds per phase of the work done here; it overlaps the tick thread's phases.
         self.phases: Phases = {}
 
@@ -46,8 +52,13 @@ class Beside:
                ) -> Future[T]:
         """Run `fn` after every task submitted before it, timed as `phase`."""
         future = self._pool.submit(self._timed, phase, fn, *args, **kwargs)
-        self._tasks.append(future)  # type: ignore[arg-type]
+        order, self._given = self._given, self._given + 1
+        future.add_done_callback(lambda task: self._note(order, task))
         return future
+
+    def _note(self, order: int, task: Future[T]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._failures.append((order, task.exception()))  # type: ignore[arg-type]
 
     def _timed(self, phase: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         started = perf_counter()
@@ -61,14 +72,15 @@ class Beside:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        # Every task given ran before the error on one thread: all run to the end here too.
-        self._pool.shutdown(wait=True)
-        if error is None:
+        interrupted = error is not None and not (isinstance(error, Exception)
+                                                 or is_panic(error))
+        # Every task given ran before the error on one thread: all run to the end here too,
+        # unless the tick is interrupted.
+        self._pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
+        if error is None or interrupted or not self._failures:
             return
-        for task in self._tasks:  # in the order given: the first failure one thread meets
-            failure = task.exception()
-            if failure is not None:
-                raise failure from None
+        _, first = min(self._failures, key=lambda failed: failed[0])
+        raise first from first.__cause__
 
 
 def done(rows: Rows) -> pl.DataFrame:

@@ -63,7 +63,10 @@ def _aligned(facts: pl.DataFrame, other: pl.DataFrame) -> bool:
     """Whether `other` holds the same participants in the same rows as `facts` (as two
     ticks of a book that did not change hands do), so a column of one lines up with the
     other's without a join."""
-    return facts.height == other.height and facts[PARTICIPANT].equals(other[PARTICIPANT])
+    ids = facts[PARTICIPANT]
+    # (a null id matches nothing in a join by participant: never lined up by its row)
+    return (facts.height == other.height and ids.null_count() == 0
+            and ids.equals(other[PARTICIPANT], check_dtypes=True))
 
 
 def evaluate(
