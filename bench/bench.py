@@ -394,9 +394,12 @@ def child(*args: str, script: str = __file__) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-PHASES = ("evaluate", "admit", "flow", "emit", "evidence", "milestones", "assign", "frames",
-          "close", "other", "write enrollment_history", "write actions_outbox",
-          "write transitions", "write other", "write checkpoint")
+# The tick's own thread, then its second thread (engine/beside.py: overlapping the first),
+# then the write.
+PHASES = ("evaluate", "admit", "flow", "evidence", "milestones", "assign", "frames", "close",
+          "other", "wait for beside", "emit (beside)", "sort (beside)",
+          "write enrollment_history", "write actions_outbox", "write transitions",
+          "write other", "write checkpoint")
 CASES = ("steady", "busy", "first")
 
 
@@ -440,7 +443,8 @@ def print_table(results: dict, baseline: float, accounts: int) -> None:
         print(f"{label:<26}{cells}")
 
     print(f"\nbaseline: vectorized evaluation of the same conditions, {baseline:.2f} s "
-          f"(ratio = figure / baseline); medians of {len(results[cases[0]]['runs'])} run(s)")
+          f"(ratio = figure / baseline); medians of {len(results[cases[0]]['runs'])} run(s); "
+          "(beside): on the tick's second thread, at the same time as the phases above it")
     print(f"{'':<26}" + "".join(f"{c:>20}" for c in cases))
     for name in PHASES:
         row(f"  {name}", [results[c]["phases"].get(name, 0.0) for c in cases])
