@@ -364,7 +364,25 @@ def test_ticks_on_the_multiprocess_executor_equal_one_shard(
      "the URL is s3://<bucket>/<prefix> — fix the value"),
     ("staging_url: s3://Cswf_Slices/prod\n",
      "cswf.yaml: staging_url: 'Cswf_Slices' is not a bucket name: 3 to 63 lower-case letters, "
-     "digits, dots and hyphens — fix the value"),
+     "digits, dots and hyphens, not shaped like an IP address — fix the value"),
+    ("staging_url: s3://192.168.1.1/prod\n",
+     "cswf.yaml: staging_url: '192.168.1.1' is not a bucket name: 3 to 63 lower-case letters, "
+     "digits, dots and hyphens, not shaped like an IP address — fix the value"),
+    ("staging_url: s3://cswf..slices/prod\n",
+     "cswf.yaml: staging_url: 'cswf..slices' is not a bucket name: 3 to 63 lower-case letters, "
+     "digits, dots and hyphens, not shaped like an IP address — fix the value"),
+    ("staging_url: s3://cswf-slices/prod/../other\n",
+     "cswf.yaml: staging_url: the prefix 'prod/../other': parts of letters, digits, '_', '.' "
+     "and '-' between single '/', not '.' or '..' — fix the value"),
+    ("staging_url: s3://cswf-slices/a%2Fb\n",
+     "cswf.yaml: staging_url: the prefix 'a%2Fb': parts of letters, digits, '_', '.' and '-' "
+     "between single '/', not '.' or '..' — fix the value"),
+    ("staging_url: s3://cswf-slices/a//b\n",
+     "cswf.yaml: staging_url: the prefix 'a//b': parts of letters, digits, '_', '.' and '-' "
+     "between single '/', not '.' or '..' — fix the value"),
+    ("staging_url: 's3://cswf-slices/prod#'\n",
+     "cswf.yaml: staging_url: expected s3://<bucket>/<prefix> and nothing after it (endpoint, "
+     "region and credentials come from the AWS_* environment) — fix the value"),
     ("staging_url: s3://cswf-slices/prod?endpoint=http://minio:9000\n",
      "cswf.yaml: staging_url: expected s3://<bucket>/<prefix> and nothing after it (endpoint, "
      "region and credentials come from the AWS_* environment) — fix the value"),

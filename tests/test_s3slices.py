@@ -6,7 +6,9 @@ one line that names the bucket and never a credential."""
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
@@ -125,7 +127,7 @@ def test_a_shard_that_dies_before_its_manifest_publishes_nothing(s3: str) -> Non
     assert only.frames["0-state"]["participant_id"][0] == "ACC-1"
 
 
-def test_a_missing_bucket_is_one_line(s3: str) -> None:
+def test_a_missing_bucket_is_one_line(s3: str, caplog: pytest.LogCaptureFixture) -> None:
     store = S3Slices("s3://cswf-no-such-bucket/slices")
     for call in (store.ensure, lambda: store.publish(TICK, 0, 1, frames(0), {}),
                  lambda: store.read(TICK, 1)):
@@ -135,7 +137,55 @@ def test_a_missing_bucket_is_one_line(s3: str) -> None:
             "staging_url: s3://cswf-no-such-bucket/slices: the bucket does not exist at "
             f"{_endpoint()} — create it, or fix staging_url or "
             "AWS_ENDPOINT_URL")
-    store.drop(TICK)  # best effort after a commit: a warning, not an error
+    with caplog.at_level(logging.WARNING, logger="cswf.store.s3slices"):
+        store.drop(TICK)  # best effort after a commit: a warning, not an error
+    assert "its slices stay in s3://cswf-no-such-bucket/slices/2026-06-01-0300" in caplog.text
+
+
+def test_objects_cswf_did_not_write_are_one_line(s3: str) -> None:
+    """Another program writing under the prefix: a manifest that is not one, a frame that is
+    not Parquet."""
+    store = S3Slices(s3)
+    store.publish(TICK, 0, 1, frames(0), {})
+    place = f"{FOLDER}/shard-0-of-1"
+    attempt = s3server.keys(f"{s3}/{place}/")[0].split("/")[-2]
+
+    def put(path: str, data: bytes) -> None:  # (with the store's own client)
+        store._obstore.put(store._store, path, data)
+
+    put(f"{place}/{attempt}/0-state.parquet", b"not parquet")
+    with pytest.raises(SliceStoreError) as raised:
+        store.read(TICK, 1)
+    assert str(raised.value) == (
+        f"staging_url: {s3}/{place}/{attempt}/0-state.parquet: not a slice object cswf wrote "
+        "(another program writing under this prefix?) — give cswf a prefix of its own, then "
+        "run the tick's shards again")
+    for manifest in (b"{not json", b'{"info": {"frames": []}}', b'{"attempt": 1, "info": {}}'):
+        put(f"{place}/manifest.json", manifest)
+        with pytest.raises(SliceStoreError) as raised:
+            store.read(TICK, 1)
+        assert str(raised.value).startswith(
+            f"staging_url: {s3}/{place}/manifest.json: not a slice object cswf wrote ")
+
+
+def test_an_endpoint_that_never_answers_is_one_line(
+        s3: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It accepts connections and never answers (a firewall dropping packets): cut by the
+    read timeout (15 s, and two retries, in earnest: 1 s and none here)."""
+    from cswf.store import s3slices
+
+    monkeypatch.setattr(s3slices, "CLIENT", {**s3slices.CLIENT, "read_timeout": "1s"})
+    monkeypatch.setattr(s3slices, "RETRIES", {"max_retries": 0})
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        with pytest.raises(SliceStoreError) as raised:
+            S3Slices(s3).ensure()
+    assert str(raised.value) == (
+        f"staging_url: cannot reach {s3} at {endpoint}: no answer in time — check that the "
+        "endpoint answers (a firewall that drops packets?) and AWS_ENDPOINT_URL")
 
 
 def _endpoint() -> str:

@@ -108,6 +108,8 @@ FieldType = Literal["string", "integer", "float", "date", "boolean"]
 _FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 # S3's rule for a bucket's name (MinIO's too): 3-63 lower-case letters, digits, dots, hyphens.
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP = re.compile(r"\d+\.\d+\.\d+\.\d+")
+_SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")  # a part of the prefix, between two '/'
 
 
 def _an_s3_url(value: str) -> str:
@@ -123,12 +125,21 @@ def _an_s3_url(value: str) -> str:
     if ":" in parts.netloc:
         raise ValueError("a port after the bucket: the endpoint goes in AWS_ENDPOINT_URL, "
                          "the URL is s3://<bucket>/<prefix>")
-    if parts.query or parts.fragment:
+    if "?" in value or "#" in value:
         raise ValueError("expected s3://<bucket>/<prefix> and nothing after it (endpoint, "
                          "region and credentials come from the AWS_* environment)")
-    if not _BUCKET.fullmatch(parts.netloc):
-        raise ValueError(f"{parts.netloc!r} is not a bucket name: 3 to 63 lower-case letters, "
-                         "digits, dots and hyphens")
+    bucket = parts.netloc
+    if not _BUCKET.fullmatch(bucket) or any(pair in bucket for pair in ("..", ".-", "-.")) \
+            or _IP.fullmatch(bucket):
+        raise ValueError(f"{bucket!r} is not a bucket name: 3 to 63 lower-case letters, "
+                         "digits, dots and hyphens, not shaped like an IP address")
+    prefix = parts.path[1:-1] if parts.path.endswith("/") else parts.path[1:]
+    if prefix and not all(_SEGMENT.fullmatch(part) and part not in (".", "..")
+                          for part in prefix.split("/")):
+        # (the object store would rewrite such a prefix: a `%2F` or `..` writes elsewhere
+        # than the lines would name, and an empty segment fails every request)
+        raise ValueError(f"the prefix {prefix!r}: parts of letters, digits, '_', '.' and '-' "
+                         "between single '/', not '.' or '..'")
     return value
 
 

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 READERS = 8  # objects the global step fetches at once: each GET is a round trip
+CLIENT = {"connect_timeout": "5s", "read_timeout": "15s", "timeout": "10m"}  # (a whole
+# request: a large frame on a slow link may take minutes; a stalled one is cut by read_timeout)
+RETRIES = {"max_retries": 2, "retry_timeout": timedelta(minutes=1)}
 _MANIFEST_KEY = re.compile(r"shard-(\d+)-of-(\d+)/" + re.escape(MANIFEST))
 _T = TypeVar("_T")
 # S3's codes (and obstore's exceptions) for credentials or a policy that do not let us in
@@ -109,11 +113,11 @@ class S3Slices:
             raise MissingSlice(missing_line(as_of, shards, missing, f"{self.where}/{tick}"))
         places = [f"{tick}/{slice_name(k, shards)}" for k in range(shards)]
         with ThreadPoolExecutor(READERS) as pool:
-            manifests = [json.loads(data) for data in
-                         pool.map(lambda place: self._get(f"{place}/{MANIFEST}"), places)]
+            manifests = [self._manifest(place, data) for place, data in zip(places, pool.map(
+                lambda place: self._get(f"{place}/{MANIFEST}"), places), strict=True)]
             keys = [(k, name, f"{places[k]}/{m['attempt']}/{name}.parquet")
                     for k, m in enumerate(manifests) for name in m["info"]["frames"]]
-            frames = pool.map(lambda key: frame_of(self._get(key[2])), keys)
+            frames = pool.map(lambda key: self._frame(key[2], self._get(key[2])), keys)
             by_shard: dict[int, dict[str, pl.DataFrame]] = {k: {} for k in range(shards)}
             for (k, name, _), frame in zip(keys, frames, strict=True):
                 by_shard[k][name] = frame
@@ -122,7 +126,8 @@ class S3Slices:
     def drop(self, as_of: datetime) -> None:
         """Remove every object of the tick once it is committed (they are only a hand-over),
         the attempts that lost included. Best effort, as a folder's removal is: the tick is
-        already written, and objects left behind are removed after its next commit."""
+        already written, and objects left behind stay until removed by hand or by a lifecycle
+        rule on the prefix."""
         tick = tick_name(as_of)
         try:
             paths = [f"{tick}/{path}" for path in self._paths(tick)]
@@ -138,6 +143,24 @@ class S3Slices:
                                                             chunk_size=1000)))
         return [meta["path"][len(folder) + 1:] for chunk in chunks for meta in chunk]
 
+    def _manifest(self, place: str, data: bytes) -> dict[str, Any]:
+        """A slice's manifest, or one line if something other than a shard wrote it."""
+        try:
+            manifest = json.loads(data)
+            if isinstance(manifest["attempt"], str) and isinstance(
+                    manifest["info"]["frames"], list):
+                return manifest  # type: ignore[no-any-return]
+        except (ValueError, KeyError, TypeError):
+            pass
+        raise SliceStoreError(_foreign(self.where, f"{place}/{MANIFEST}"))
+
+    def _frame(self, path: str, data: bytes) -> pl.DataFrame:
+        """A slice's frame, or one line if its object is not the Parquet a shard wrote."""
+        try:
+            return frame_of(data)
+        except (pl.exceptions.PolarsError, OSError, ValueError):
+            raise SliceStoreError(_foreign(self.where, path)) from None
+
     def _get(self, path: str) -> bytes:
         return self._call(lambda: bytes(self._obstore.get(self._store, path).bytes()))
 
@@ -152,9 +175,17 @@ class S3Slices:
 
     @cached_property
     def _store(self) -> Any:
-        """The bucket, configured from the URL and the AWS_* environment (obstore's S3Store:
-        its default retries, ten with backoff, ride out a flaky network)."""
-        return self._call(lambda: self._obstore.store.S3Store.from_url(self.url))
+        """The bucket, configured from the URL and the AWS_* environment. A request gives up
+        on a connection after 5 s and on a stalled one after 15 s without a byte; two retries
+        with backoff ride out a flaky network, so an endpoint that accepts connections and
+        never answers fails a request in about 45 s (obstore's defaults, no read timeout and
+        ten retries within three minutes, held a tick three minutes per request)."""
+        # (options given here replace those obstore reads from the environment: the one of
+        # them the docs name, AWS_ALLOW_HTTP, is carried over)
+        allow_http = os.environ.get("AWS_ALLOW_HTTP", "").strip().lower() == "true"
+        return self._call(lambda: self._obstore.store.S3Store.from_url(
+            self.url, client_options={**CLIENT, "allow_http": allow_http},
+            retry_config=RETRIES))
 
     def _call(self, action: Callable[[], _T]) -> _T:
         """`action`, with any error of the store as one SliceStoreError line."""
@@ -195,6 +226,9 @@ def _line(where: str, err: Exception) -> str:
     if "builder error" in text and at.startswith(" at http://"):
         return (f"staging_url: {where}: the endpoint{at} is plain http — set AWS_ALLOW_HTTP=true "
                 "(a server on this machine) or give AWS_ENDPOINT_URL as https://")
+    if "kind: Timeout" in text or "TimedOut" in text:
+        return (f"staging_url: cannot reach {where}{at}: no answer in time — check that the "
+                "endpoint answers (a firewall that drops packets?) and AWS_ENDPOINT_URL")
     if "error sending request" in text or "kind: Connect" in text:
         reason = re.findall(r'(?:message|error): "([^"]+)"', text)
         because = f": {reason[-1]}" if reason else ""
@@ -204,6 +238,13 @@ def _line(where: str, err: Exception) -> str:
     what = re.sub(r": <\?xml.*", "", first[0] if first else said)
     return (f"staging_url: {where}: {_no_userinfo(what)} ({said}) — check the bucket, "
             "staging_url and the AWS_* settings")
+
+
+def _foreign(where: str, path: str) -> str:
+    """The line for an object under the prefix that is not what a shard writes."""
+    return (f"staging_url: {where}/{path}: not a slice object cswf wrote (another program "
+            "writing under this prefix?) — give cswf a prefix of its own, then run the tick's "
+            "shards again")
 
 
 def _no_userinfo(text: str) -> str:
