@@ -8,28 +8,13 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from datetime import datetime
 
-import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from slice_frames import TICK, frames
 
 from cswf.store.pgslices import PostgresSlices, SliceStoreError
 from cswf.store.slices import MissingSlice
-
-TICK = datetime(2026, 6, 1, 3)
-
-
-def frames(shard: int) -> dict[str, pl.DataFrame]:
-    return {
-        "0-state": pl.DataFrame({
-            "participant_id": [f"ACC-{shard}", None],
-            "entered_at": [datetime(2026, 5, 31, 21), None],
-            "steps": [[1, 2], []],
-            "score": [0.5, None],
-        }, schema_overrides={"steps": pl.List(pl.Int32)}),
-        "0-actions": pl.DataFrame(schema={"action_id": pl.String, "due_at": pl.Datetime("us")}),
-    }
 
 
 def test_a_slice_comes_back_whole_with_its_types(postgres: str) -> None:
