@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from cswf.defs.launch import run_tick_range
 from cswf.demo.delivering import QuarterDelivery
 from cswf.demo.generate import generate_book
 from cswf.demo.responses import SimulatedAudience
+from cswf.engine.holdout import sha256_buckets
 from cswf.project.fanout import (
     PAUSE_BEFORE_PUBLISH,
     commit_tick,
@@ -34,7 +36,15 @@ from cswf.project.fanout import (
     slice_store,
 )
 from cswf.settings import Settings, load_settings
-from cswf.store.slices import MANIFEST, TMP_PREFIX, MissingSlice, tick_folder
+from cswf.store.slices import (
+    INPUT,
+    MANIFEST,
+    TMP_PREFIX,
+    MissingSlice,
+    SliceStoreError,
+    shard_sql,
+    tick_folder,
+)
 from cswf.store.warehouse import connect
 
 # What must be equal, ordered so the comparison is row for row.
@@ -93,7 +103,8 @@ def in_one_process(settings: Settings) -> None:
 
 
 def in_slices(settings: Settings, skip: tuple[datetime, int] | None = None) -> None:
-    """Every tick as prepare, each shard (its own read-only connection), then commit."""
+    """Every tick as prepare, each shard (with the working database moved away: a shard reads
+    only its input slice), then commit."""
     ticks = project.ticks_in(settings, FIRST, LAST)
     workflows = project.load_workflows(settings)
     respond = audience(settings)
@@ -103,11 +114,27 @@ def in_slices(settings: Settings, skip: tuple[datetime, int] | None = None) -> N
     for as_of in ticks:
         with connect(settings.database_path) as con:
             prepare_tick(con, settings, workflows, as_of)
-        for k in range(settings.shards):
-            if (as_of, k) != skip:
-                shard_tick(settings, workflows, as_of, k, settings.shards)
+        with database_away(settings):
+            for k in range(settings.shards):
+                if (as_of, k) != skip:
+                    shard_tick(settings, workflows, as_of, k, settings.shards)
         with connect(settings.database_path) as con:
             commit_tick(con, settings, workflows, as_of, settings.shards, respond=respond)
+
+
+@contextmanager
+def database_away(settings: Settings) -> Iterator[None]:
+    """The working database (and any log of it) moved elsewhere while the block runs."""
+    moved = [(path, path.with_name(path.name + ".away")) for path in (
+        settings.database_path, settings.database_path.with_name(
+            settings.database_path.name + ".wal")) if path.exists()]
+    for path, away in moved:
+        path.rename(away)
+    try:
+        yield
+    finally:
+        for path, away in moved:
+            away.rename(path)
 
 
 def test_ticks_in_published_slices_equal_one_process(tmp_path: Path, landing: Path,
@@ -164,6 +191,53 @@ def test_a_missing_slice_fails_the_global_step_with_one_line(tmp_path: Path, lan
         assert con.sql("SELECT count(*) FROM actions_outbox").fetchall() == [(0,)]
 
 
+def test_each_shard_s_inputs_are_its_own_participants_and_nothing_else(
+        tmp_path: Path, landing: Path) -> None:
+    """The prepare step cuts the tick's inputs once: every account's facts in exactly one
+    shard's input slice, the shard of the documented bucket SQL; contacts with their account."""
+    settings = make_project(tmp_path / "p", landing, 3)
+    workflows = project.load_workflows(settings)
+    with connect(settings.database_path) as con:
+        project.ingest(con, settings, FIRST)
+        project.store_facts(con, settings, [FIRST])
+        prepare_tick(con, settings, workflows, FIRST)
+        expected = dict(con.sql(
+            f"SELECT participant_id, {shard_sql(3, 0).split(' = ')[0]} FROM account_facts "
+            "WHERE as_of = $t", params={"t": FIRST}).fetchall())
+    given = slice_store(settings).read(FIRST, 3, kind=INPUT)
+    feeds = [list(members) for members in given[0].info["feeds"]]
+    account = next(i for i, names in enumerate(feeds)
+                   if workflows[[w.name for w in workflows].index(names[0])].spec.object
+                   == "account")
+    got = {pid: s.shard for s in given for pid in s.frames[f"{account}-facts"]["participant_id"]}
+    assert got == expected and len(set(got.values())) == 3
+    contact = next(i for i, names in enumerate(feeds) if i != account)
+    for s in given:
+        accounts = sorted(set(s.frames[f"{contact}-facts"]["account_id"]))
+        assert accounts and {b * 3 // 10_000 for b in sha256_buckets(accounts)} == {s.shard}
+
+
+def test_a_shard_without_its_inputs_or_with_other_workflows_is_one_line(
+        tmp_path: Path, landing: Path) -> None:
+    settings = make_project(tmp_path / "p", landing, 2)
+    workflows = project.load_workflows(settings)
+    with pytest.raises(MissingSlice) as raised:
+        shard_tick(settings, workflows, FIRST, 1, 2)
+    assert str(raised.value) == (
+        f"tick 2026-05-31-00:00: shard 1 of 2 has no inputs in "
+        f"{tick_folder(settings.staging_path, FIRST)}: run the tick's prepare step again (or "
+        "the whole tick), then its shards")
+    with connect(settings.database_path) as con:
+        project.ingest(con, settings, FIRST)
+        project.store_facts(con, settings, [FIRST])
+        prepare_tick(con, settings, workflows, FIRST)
+    with pytest.raises(SliceStoreError) as raised:
+        shard_tick(settings, workflows[1:], FIRST, 1, 2)
+    assert str(raised.value) == (
+        "tick 2026-05-31-00:00: shard 1 of 2: the workflows changed since the tick's prepare "
+        "step read its inputs — run the whole tick again")
+
+
 SHARD_CHILD = """
 import sys
 from datetime import datetime
@@ -209,7 +283,9 @@ def test_a_shard_killed_before_publishing_leaves_nothing_and_a_rerun_completes_t
     shard_tick(settings, workflows, FIRST, 1, 2)  # the re-run: replaces the leftovers
     with connect(settings.database_path) as con:
         assert commit_tick(con, settings, workflows, FIRST, 2)[0].status == "written"
-    for k in (0, 1):  # the whole tick again: slices rewritten, the commit a no-op
+    with connect(settings.database_path) as con:  # the whole tick again: inputs and slices
+        prepare_tick(con, settings, workflows, FIRST)  # rewritten, the commit a no-op
+    for k in (0, 1):
         shard_tick(settings, workflows, FIRST, k, 2)
         shard_tick(settings, workflows, FIRST, k, 2)
     with connect(settings.database_path) as con:

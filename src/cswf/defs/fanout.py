@@ -32,7 +32,6 @@ from cswf import project
 from cswf.calendar import as_of_of, key_of
 from cswf.defs.delivery import AssetJob
 from cswf.defs.resources import (
-    LOCK_WAIT_SECONDS,
     Audience,
     CswfProject,
     TickObserver,
@@ -89,7 +88,8 @@ def _engine_ops(shards: int) -> tuple[dg.OpDefinition, list[dg.OpDefinition], dg
     @dg.op(name=PREPARE, ins={"facts": dg.In(dg.Nothing), "previous": dg.In(dg.Nothing)},
            out=dg.Out(dg.Nothing),
            description="Before the shards: the snapshot, hold and lifecycle checks, the spec "
-                       "versions, the tables the shards read (the working database's writer).")
+                       "versions, each shard's inputs published as its input slice (the "
+                       "working database's writer).")
     def prepare(context: dg.OpExecutionContext, cswf: CswfProject,
                 warehouse: DuckDBResource) -> None:
         settings = cswf.settings()
@@ -99,14 +99,14 @@ def _engine_ops(shards: int) -> tuple[dg.OpDefinition, list[dg.OpDefinition], dg
     def shard_op(k: int) -> dg.OpDefinition:
         @dg.op(name=shard_op_name(k), ins={"prepared": dg.In(dg.Nothing)},
                out=dg.Out(dg.Nothing), tags={"cswf/shard": str(k)}, pool=SHARD_POOL,
-               description=f"Shard {k} of {shards}: its participants' part of the tick, read "
-                           "read-only and published as its slice (project/fanout.py).")
+               description=f"Shard {k} of {shards}: its participants' part of the tick, from "
+                           "the input slice the prepare step published (the working database "
+                           "is not opened), published as its slice (project/fanout.py).")
         def shard(context: dg.OpExecutionContext, cswf: CswfProject,
                   audience: Audience) -> None:
             settings = cswf.settings()
             as_of = _one_tick(context)
-            where = shard_tick(settings, project.load_workflows(settings), as_of, k, shards,
-                               wait=LOCK_WAIT_SECONDS)
+            where = shard_tick(settings, project.load_workflows(settings), as_of, k, shards)
             context.log.info(f"tick {key_of(as_of)} shard {k} of {shards}: slice {where}")
         return shard
 

@@ -3,10 +3,11 @@ global step, each its own call, so each can be its own process (defs/fanout.py m
 Dagster steps).
 
 - `prepare_tick` (the writer, once): checks the snapshots, holds and lifecycle and records the
-  spec versions, as `run_ticks` does before a tick; makes the tables the shards read.
-- `shard_tick` (read-only, once per shard): reads only its participants' account facts (the
-  bucket SQL of store/slices.py), the previous state, events and requests, cuts them to its
-  shard (engine/shards.py `split_tick`), runs the engine on them and publishes its slice.
+  spec versions, as `run_ticks` does before a tick; reads the tick's inputs (facts, previous
+  facts, state, events, requests) once, cuts them by shard (engine/shards.py `split_tick`, the
+  cut one process makes) and publishes each shard's part as its input slice.
+- `shard_tick` (once per shard): reads only its input slice (never the working database, so
+  a shard step needs no volume holding it), runs the engine on it and publishes its slice.
 - `commit_tick` (the writer, once): reads every slice (MissingSlice names a missing one),
   assigns group tasks over all of them (`merge_shards`) and writes the tick in one transaction
   exactly as `run_ticks` does; then removes the tick's slices.
@@ -26,11 +27,12 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
+from cswf.calendar import key_of
 from cswf.engine.assign import group_tasks
 from cswf.engine.bounds import RenderBudget
 from cswf.engine.frames import conform, empty
-from cswf.engine.shards import Buckets, merge_shards, run_shard, split_tick
-from cswf.engine.tick import EVENT_SCHEMA, TickResult, combine
+from cswf.engine.shards import Buckets, ShardParts, merge_shards, run_shard, split_tick
+from cswf.engine.tick import DEPLOY_SCHEMA, EVENT_SCHEMA, REMOVAL_SCHEMA, TickResult, combine
 from cswf.facts.overlay import apply_field_updates, load_field_updates
 from cswf.ingest.deploys import load_deploys
 from cswf.ingest.removals import load_removals
@@ -51,11 +53,10 @@ from cswf.specs.loader import LoadedWorkflow, SpecSet
 from cswf.store.holds import approved, launched, write_holds
 from cswf.store.pgslices import PostgresSlices
 from cswf.store.s3slices import S3Slices
-from cswf.store.slices import FolderSlices, SliceStore, shard_sql
+from cswf.store.slices import INPUT, FolderSlices, Slice, SliceStore, SliceStoreError
 from cswf.store.tables import ensure_deploy_requests, ensure_engine_tables, ensure_removal_requests
 from cswf.store.warehouse import (
     WriteOutcome,
-    connect,
     load_events,
     load_state,
     load_workload,
@@ -69,77 +70,110 @@ log = logging.getLogger(__name__)
 # they are published (tests/test_fanout.py kills it there).
 PAUSE_BEFORE_PUBLISH = "CSWF_TEST_PAUSE_BEFORE_PUBLISH"
 FRAMES = ("state", "actions", "transitions")
+INPUTS = ("state", "facts", "prev", "events", "deploys", "removals")  # a shard's, per feed
 
 
 def prepare_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
                  workflows: Sequence[LoadedWorkflow], as_of: datetime) -> None:
     """What runs once before a tick's shards: the checks `run_ticks` makes before a tick
-    (snapshots, holds, lifecycle), the spec versions, and the tables the shards read."""
+    (snapshots, holds, lifecycle), the spec versions, the tables, and each shard's inputs
+    published as its input slice."""
     ensure_engine_tables(con)
     ensure_deploy_requests(con)
     ensure_removal_requests(con)
     require_clean_snapshots(con, settings, [as_of])
     require_no_hold(con)
     with_lifecycle(SpecSet(list(workflows), []), con).require_valid()
-    slice_store(settings).ensure()
+    store = slice_store(settings)
+    store.ensure()
     record_versions(con, list(workflows), as_of, settings.default_category)
+    shards = settings.shards
+    for k, (frames, info) in enumerate(_inputs(con, settings, workflows, as_of, shards)):
+        store.publish(as_of, k, shards, frames, info, kind=INPUT)
 
 
-def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: datetime,
-               shard: int, shards: int, wait: float = 0.0) -> str:
-    """Shard `shard`'s part of the tick at `as_of`, published as its slice (store/slices.py);
-    the working database is opened read-only. Returns where the slice is."""
-    con = connect(settings.database_path, read_only=True, wait=wait)
-    try:
-        frames, info = _shard_part(con, settings, workflows, as_of, shard, shards)
-    finally:
-        con.close()
-    return str(slice_store(settings).publish(as_of, shard, shards, frames, info,
-                                             before_publish=lambda: _test_pause(shard)))
-
-
-def _shard_part(con: duckdb.DuckDBPyConnection, settings: Settings,
-                workflows: Sequence[LoadedWorkflow], as_of: datetime, shard: int,
-                shards: int) -> tuple[dict[str, pl.DataFrame], dict[str, object]]:
-    """The shard's frames (`<feed>-state`, ... per participant type with anyone in it) and
-    its facts' row count per participant type."""
+def _inputs(con: duckdb.DuckDBPyConnection, settings: Settings,
+            workflows: Sequence[LoadedWorkflow], as_of: datetime, shards: int
+            ) -> list[tuple[dict[str, pl.DataFrame], dict[str, object]]]:
+    """Every shard's inputs of the tick (`<feed>-state`, `<feed>-facts`, ... per participant
+    type), read once and cut as one process cuts them (`split_tick`), the field updates
+    already laid over the facts; and what each shard's manifest says (the feeds' workflows,
+    which `shard_tick` checks against its own specs)."""
     before = settings.calendar.previous(as_of)
-    mine = shard_sql(shards, shard)
     feeds = _by_participant(workflows)
-    # An account's rows are its own id's shard: only this shard's are read. Contacts and
-    # opportunities follow their account, which only their facts name: read whole, then cut.
-    others = [w.name for p, members in feeds.items() if p != "account" for w in members]
-    state = load_state(con, as_of, f"list_contains({_sql_list(others)}, workflow) OR {mine}")
+    state = load_state(con, as_of)
     events = load_events(con, as_of)
     deploys = load_deploys(con, before, as_of).filter(pl.col("requested_at") <= as_of)
     removals = load_removals(con, before, as_of).filter(pl.col("requested_at") <= as_of)
     updates = load_field_updates(con, as_of)
     earlier = load_field_updates(con, before) if before is not None else None
-    bounds = settings.templates  # this shard's own budget (docs/scaling.md)
-    budget = RenderBudget(seconds=bounds.budget_seconds,
-                          per_render_seconds=bounds.seconds_per_render,
-                          max_chars=bounds.max_chars)
-    frames: dict[str, pl.DataFrame] = {}
-    participants: dict[str, int] = {}
+    out: list[tuple[dict[str, pl.DataFrame], dict[str, object]]] = [
+        ({}, {"as_of": as_of.isoformat(), "feeds": [[w.name for w in members]
+                                                    for members in feeds.values()]})
+        for _ in range(shards)]
     buckets = Buckets()
     for i, (participant, members) in enumerate(feeds.items()):
         feed = _Feed.of(settings, participant, members)
-        # account facts: only this shard's rows are read; the others' are built and cut
-        feed.load(con, settings, [as_of], before, None, mine if participant == "account"
-                  else "TRUE")
+        feed.load(con, settings, [as_of], before, None)
         if feed.prev is not None and earlier is not None:
             feed.prev = apply_field_updates(feed.prev, earlier, before).facts
         seen, problems = apply_field_updates(feed.at(as_of), updates, as_of)
         _report_overlay_problems(problems, set())
         parts = split_tick(state.filter(pl.col("workflow").is_in(feed.names)), seen, feed.prev,
                            events, deploys, removals, shards, buckets)
-        facts = parts.by["facts"].get(shard)
-        participants[str(i)] = 0 if facts is None else facts.height
-        result = run_shard(parts, shard, feed.workflows, as_of,
+        for k, (frames, _) in enumerate(out):
+            frames |= {f"{i}-{name}": frame for name, frame in _shard_inputs(parts, k).items()}
+    return out
+
+
+def _shard_inputs(parts: ShardParts, k: int) -> dict[str, pl.DataFrame]:
+    """Shard k's rows of each input, empty (with its columns) where it has none; no `prev`
+    when the tick has no previous facts (a run's first tick)."""
+    blank = {**parts.empty, "events": parts.events.clear(), "deploys": empty(DEPLOY_SCHEMA),
+             "removals": empty(REMOVAL_SCHEMA)}
+    return {name: frame if (frame := parts.by[name].get(k)) is not None else blank[name]
+            for name in INPUTS if blank[name] is not None}
+
+
+def _parts_of(given: Slice, i: int, k: int) -> ShardParts:
+    """Feed i's inputs of shard k, as `split_tick` cut them (an empty frame: no rows)."""
+    frames = {name: given.frames.get(f"{i}-{name}") for name in INPUTS}
+    by = {name: {k: frame} if frame is not None and frame.height else {}
+          for name, frame in frames.items()}
+    prev = frames["prev"]
+    return ShardParts(by, frames["events"], {  # type: ignore[arg-type]
+        "state": frames["state"], "facts": frames["facts"],
+        "prev": None if prev is None else prev.clear()})
+
+
+def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: datetime,
+               shard: int, shards: int) -> str:
+    """Shard `shard`'s part of the tick at `as_of`, from its input slice (published by
+    `prepare_tick`), published as its slice (store/slices.py). The working database is not
+    opened. Returns where the slice is."""
+    store = slice_store(settings)
+    [given] = store.read(as_of, shards, kind=INPUT, only=shard)
+    feeds = _by_participant(workflows)
+    if given.info.get("feeds") != [[w.name for w in m] for m in feeds.values()]:
+        raise SliceStoreError(
+            f"tick {key_of(as_of)}: shard {shard} of {shards}: the workflows changed since "
+            "the tick's prepare step read its inputs — run the whole tick again")
+    bounds = settings.templates  # this shard's own budget (docs/scaling.md)
+    budget = RenderBudget(seconds=bounds.budget_seconds,
+                          per_render_seconds=bounds.seconds_per_render,
+                          max_chars=bounds.max_chars)
+    frames: dict[str, pl.DataFrame] = {}
+    participants: dict[str, int] = {}
+    for i, members in enumerate(feeds.values()):
+        parts = _parts_of(given, i, shard)
+        participants[str(i)] = given.frames[f"{i}-facts"].height
+        result = run_shard(parts, shard, members, as_of,
                            default_category=settings.default_category, render_budget=budget)
         if result is not None:
             frames |= {f"{i}-{name}": getattr(result, name) for name in FRAMES}
-    return frames, {"as_of": as_of.isoformat(), "participants": participants}
+    info = {"as_of": as_of.isoformat(), "participants": participants}
+    return str(store.publish(as_of, shard, shards, frames, info,
+                             before_publish=lambda: _test_pause(shard)))
 
 
 def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
@@ -192,12 +226,6 @@ def slice_store(settings: Settings) -> SliceStore:
     if settings.staging_url:
         return PostgresSlices(settings.staging_url)
     return FolderSlices(settings.staging_path)
-
-
-def _sql_list(names: Sequence[str]) -> str:
-    """Names as a DuckDB list literal (workflow names are checked identifiers)."""
-    return "[" + ", ".join("'" + name.replace("'", "''") + "'" for name in names) + "]::VARCHAR[]"
-
 
 
 def _test_pause(shard: int) -> None:

@@ -2,7 +2,8 @@
 shard steps on machines with no shared file system hand their slices over in.
 
 A slice is one transaction: its frames as Parquet (the exact Polars types) and its manifest,
-as rows of `cswf_slices` keyed by (tick, shards, shard, name). A reader sees the whole slice
+as rows of `cswf_slices` keyed by (tick, shards, shard, name); a shard's inputs, published by
+the tick's prepare step, the same way under the tick `<tick> input`. A reader sees the whole slice
 or none of it whatever happens to the shard's process mid-write (Postgres rolls an unfinished
 transaction back). Many shards publish at once, each writing only its own rows; publishing
 again replaces a shard's rows in the same transaction. The global step reads the tick's slices
@@ -23,12 +24,15 @@ import polars as pl
 
 from cswf.calendar import key_of
 from cswf.store.slices import (
+    INPUT,
+    RESULT,
     MissingSlice,
     Slice,
     SliceStoreError,
     frame_of,
     missing_line,
     parquet_bytes,
+    wanted,
 )
 
 log = logging.getLogger(__name__)
@@ -60,11 +64,12 @@ class PostgresSlices:
 
     def publish(self, as_of: datetime, shard: int, shards: int,
                 frames: Mapping[str, pl.DataFrame], info: Mapping[str, object],
-                before_publish: Callable[[], object] | None = None) -> str:
+                before_publish: Callable[[], object] | None = None,
+                kind: str = RESULT) -> str:
         """Shard `shard`'s slice of the tick, replacing any earlier one, in one transaction;
         `before_publish` runs after every row is written and before the commit (the crash
         tests kill the process there)."""
-        tick = key_of(as_of)
+        tick = _tick(as_of, kind)
         manifest = json.dumps({"shard": shard, "shards": shards, "frames": sorted(frames),
                                **info})
         rows = [(tick, shards, shard, name, parquet_bytes(frame), None)
@@ -83,29 +88,32 @@ class PostgresSlices:
                 before_publish()
         return f"{self.where}: tick {tick}, shard {shard} of {shards}"
 
-    def published(self, as_of: datetime, shards: int) -> list[int]:
+    def published(self, as_of: datetime, shards: int, kind: str = RESULT) -> list[int]:
         """The shards whose slice of the tick is committed."""
         with self._transaction() as cur:
             cur.execute(f"SELECT shard FROM {TABLE} WHERE tick = %s AND shards = %s "
-                        "AND name = %s ORDER BY shard", (key_of(as_of), shards, MANIFEST))
+                        "AND name = %s ORDER BY shard", (_tick(as_of, kind), shards, MANIFEST))
             return [row[0] for row in cur.fetchall()]
 
-    def read(self, as_of: datetime, shards: int) -> list[Slice]:
-        """Every shard's slice of the tick, in shard order; MissingSlice naming the first
-        shard without one (and nothing else is read)."""
+    def read(self, as_of: datetime, shards: int, kind: str = RESULT,
+             only: int | None = None) -> list[Slice]:
+        """Every shard's slice of the tick (or `only` that shard's), in shard order;
+        MissingSlice naming the first shard without one (and nothing else is read)."""
+        shard_list = wanted(shards, only)
         with self._transaction() as cur:
             cur.execute(f"SELECT shard, name, frame, info FROM {TABLE} WHERE tick = %s "
-                        "AND shards = %s ORDER BY shard, name", (key_of(as_of), shards))
+                        "AND shards = %s AND shard = ANY(%s) ORDER BY shard, name",
+                        (_tick(as_of, kind), shards, shard_list))
             rows = cur.fetchall()
         infos = {shard: info for shard, name, _, info in rows if name == MANIFEST}
-        missing = [k for k in range(shards) if k not in infos]
+        missing = [k for k in shard_list if k not in infos]
         if missing:
-            raise MissingSlice(missing_line(as_of, shards, missing, self.where))
-        frames: dict[int, dict[str, pl.DataFrame]] = {k: {} for k in range(shards)}
+            raise MissingSlice(missing_line(as_of, shards, missing, self.where, kind))
+        frames: dict[int, dict[str, pl.DataFrame]] = {k: {} for k in shard_list}
         for shard, name, frame, _ in rows:
             if name != MANIFEST:
                 frames[shard][name] = frame_of(bytes(frame))
-        return [Slice(k, frames[k], _info(infos[k])) for k in range(shards)]
+        return [Slice(k, frames[k], _info(infos[k])) for k in shard_list]
 
     def drop(self, as_of: datetime) -> None:
         """Remove the tick's slices once the tick is committed (they are only a hand-over).
@@ -113,7 +121,8 @@ class PostgresSlices:
         behind are replaced by the tick's next run or removed after its next commit."""
         try:
             with self._transaction() as cur:
-                cur.execute(f"DELETE FROM {TABLE} WHERE tick = %s", (key_of(as_of),))
+                cur.execute(f"DELETE FROM {TABLE} WHERE tick IN (%s, %s)",
+                            (_tick(as_of, RESULT), _tick(as_of, INPUT)))
         except SliceStoreError as err:
             log.warning("tick %s committed; its slices stay in %s: %s", key_of(as_of),
                         self.where, err)
@@ -143,6 +152,11 @@ class PostgresSlices:
                                   "database and that this user may write to it") from None
         finally:
             con.close()
+
+
+def _tick(as_of: datetime, kind: str) -> str:
+    """The `tick` a slice's rows are keyed by: the tick's key; a shard's inputs', with ` input`."""
+    return key_of(as_of) if kind == RESULT else f"{key_of(as_of)} {kind}"
 
 
 def _first(err: Exception) -> str:

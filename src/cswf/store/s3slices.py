@@ -10,7 +10,8 @@ frame objects that nothing reads, and a re-run writes a new attempt and replaces
 in one PUT, so the later attempt wins whole. No attempt's objects are deleted while the tick is
 open (a reader holding an earlier manifest still finds its frames); `drop` removes every object
 of the tick once it is committed. This relies on the store's strong read-after-write
-consistency for PUT, GET and LIST (AWS S3's since 2020, MinIO's).
+consistency for PUT, GET and LIST (AWS S3's since 2020, MinIO's). A shard's inputs, published
+by the tick's prepare step, are a slice the same way under `<tick>/input-<k>-of-<n>/`.
 
 The endpoint, region and credentials come from the standard environment (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP=true for an http://
@@ -35,6 +36,7 @@ import polars as pl
 
 from cswf.calendar import key_of
 from cswf.store.slices import (
+    RESULT,
     MissingSlice,
     Slice,
     SliceStoreError,
@@ -43,6 +45,7 @@ from cswf.store.slices import (
     parquet_bytes,
     slice_name,
     tick_name,
+    wanted,
 )
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,7 @@ READERS = 8  # objects the global step fetches at once: each GET is a round trip
 CLIENT = {"connect_timeout": "5s", "read_timeout": "15s", "timeout": "10m"}  # (a whole
 # request: a large frame on a slow link may take minutes; a stalled one is cut by read_timeout)
 RETRIES = {"max_retries": 2, "retry_timeout": timedelta(minutes=1)}
-_MANIFEST_KEY = re.compile(r"shard-(\d+)-of-(\d+)/" + re.escape(MANIFEST))
+_MANIFEST_KEY = re.compile(r"([a-z]+)-(\d+)-of-(\d+)/" + re.escape(MANIFEST))
 _T = TypeVar("_T")
 # S3's codes (and obstore's exceptions) for credentials or a policy that do not let us in
 _REFUSED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
@@ -75,11 +78,12 @@ class S3Slices:
 
     def publish(self, as_of: datetime, shard: int, shards: int,
                 frames: Mapping[str, pl.DataFrame], info: Mapping[str, object],
-                before_publish: Callable[[], object] | None = None) -> str:
+                before_publish: Callable[[], object] | None = None,
+                kind: str = RESULT) -> str:
         """Shard `shard`'s slice of the tick: its frames under a new attempt's keys, then its
         manifest in one PUT, replacing any earlier one; `before_publish` runs after the frames
         are stored and before the manifest (the crash tests kill the process there)."""
-        place = f"{tick_name(as_of)}/{slice_name(shard, shards)}"
+        place = f"{tick_name(as_of)}/{slice_name(shard, shards, kind)}"
         attempt = uuid.uuid4().hex
         for name, frame in frames.items():
             data = parquet_bytes(frame)
@@ -93,35 +97,39 @@ class S3Slices:
                                              manifest.encode()))
         return f"{self.where}/{place}"
 
-    def published(self, as_of: datetime, shards: int) -> list[int]:
+    def published(self, as_of: datetime, shards: int, kind: str = RESULT) -> list[int]:
         """The shards whose manifest for the tick is stored."""
         found: set[int] = set()
         for path in self._paths(tick_name(as_of)):
             named = _MANIFEST_KEY.fullmatch(path)
-            if named and int(named[2]) == shards and int(named[1]) < shards:
-                found.add(int(named[1]))
+            if named and named[1] == kind and int(named[3]) == shards and \
+                    int(named[2]) < shards:
+                found.add(int(named[2]))
         return sorted(found)
 
-    def read(self, as_of: datetime, shards: int) -> list[Slice]:
-        """Every shard's slice of the tick, in shard order; MissingSlice naming the first
-        shard without a manifest (and nothing else is read). Each manifest names the frames
-        of the attempt it published."""
+    def read(self, as_of: datetime, shards: int, kind: str = RESULT,
+             only: int | None = None) -> list[Slice]:
+        """Every shard's slice of the tick (or `only` that shard's), in shard order;
+        MissingSlice naming the first shard without a manifest (and nothing else is read).
+        Each manifest names the frames of the attempt it published."""
         tick = tick_name(as_of)
-        found = set(self.published(as_of, shards))
-        missing = [k for k in range(shards) if k not in found]
+        found = set(self.published(as_of, shards, kind))
+        shard_list = wanted(shards, only)
+        missing = [k for k in shard_list if k not in found]
         if missing:
-            raise MissingSlice(missing_line(as_of, shards, missing, f"{self.where}/{tick}"))
-        places = [f"{tick}/{slice_name(k, shards)}" for k in range(shards)]
+            raise MissingSlice(missing_line(as_of, shards, missing, f"{self.where}/{tick}",
+                                            kind))
+        places = [f"{tick}/{slice_name(k, shards, kind)}" for k in shard_list]
         with ThreadPoolExecutor(READERS) as pool:
             manifests = [self._manifest(place, data) for place, data in zip(places, pool.map(
                 lambda place: self._get(f"{place}/{MANIFEST}"), places), strict=True)]
-            keys = [(k, name, f"{places[k]}/{m['attempt']}/{name}.parquet")
-                    for k, m in enumerate(manifests) for name in m["info"]["frames"]]
+            keys = [(i, name, f"{places[i]}/{m['attempt']}/{name}.parquet")
+                    for i, m in enumerate(manifests) for name in m["info"]["frames"]]
             frames = pool.map(lambda key: self._frame(key[2], self._get(key[2])), keys)
-            by_shard: dict[int, dict[str, pl.DataFrame]] = {k: {} for k in range(shards)}
-            for (k, name, _), frame in zip(keys, frames, strict=True):
-                by_shard[k][name] = frame
-        return [Slice(k, by_shard[k], manifests[k]["info"]) for k in range(shards)]
+            by_place: list[dict[str, pl.DataFrame]] = [{} for _ in shard_list]
+            for (i, name, _), frame in zip(keys, frames, strict=True):
+                by_place[i][name] = frame
+        return [Slice(k, by_place[i], manifests[i]["info"]) for i, k in enumerate(shard_list)]
 
     def drop(self, as_of: datetime) -> None:
         """Remove every object of the tick once it is committed (they are only a hand-over),

@@ -1,10 +1,13 @@
 """A tick's shard slices: each shard's part of a tick, as Parquet files in a staging folder,
-published whole or not at all, for the global step to merge and commit (or, with
+published whole or not at all, for the global step to merge and commit; and each shard's
+inputs, published the same way by the tick's prepare step, so a shard step reads only its own
+participants' rows and never opens the working database (or, with
 `staging_url`, rows of a Postgres database, store/pgslices.py, or objects in an S3-compatible
 bucket, store/s3slices.py; each is a `SliceStore`).
 
 A slice is written into a temporary folder beside its final place, every file and the folder
-fsynced, then renamed to `<staging>/<tick key>/shard-<k>-of-<n>/` in one `os.rename`: a reader
+fsynced, then renamed to `<staging>/<tick key>/shard-<k>-of-<n>/` (inputs:
+`input-<k>-of-<n>/`) in one `os.rename`: a reader
 sees the whole slice or none of it, even if the shard's process is killed mid-write (a killed
 shard leaves only a `.tmp-` folder, which nothing reads and the next attempt replaces). Slices
 are immutable once published; the DuckDB file keeps one writer, the global step.
@@ -30,6 +33,9 @@ from cswf.store.durable import fsync
 
 MANIFEST = "slice.json"
 TMP_PREFIX = ".tmp-"
+# What a slice holds: a shard's part of the tick's result (for the global step), or its
+# inputs (published by the tick's prepare step, so a shard step reads nothing else)
+RESULT, INPUT = "shard", "input"
 
 
 class MissingSlice(RuntimeError):
@@ -59,8 +65,14 @@ def tick_folder(staging: Path, as_of: datetime) -> Path:
     return staging / tick_name(as_of)
 
 
-def slice_name(shard: int, shards: int) -> str:
-    return f"shard-{shard}-of-{shards}"
+def slice_name(shard: int, shards: int, kind: str = RESULT) -> str:
+    """`shard-1-of-4` (a shard's result) or `input-1-of-4` (its inputs)."""
+    return f"{kind}-{shard}-of-{shards}"
+
+
+def wanted(shards: int, only: int | None) -> list[int]:
+    """The shards a read asks for: all of them, or `only` that one."""
+    return list(range(shards)) if only is None else [only]
 
 
 @dataclass(frozen=True)
@@ -74,14 +86,14 @@ class Slice:
 
 def publish_slice(staging: Path, as_of: datetime, shard: int, shards: int,
                   frames: Mapping[str, pl.DataFrame], info: Mapping[str, object],
-                  before_publish: object = None) -> Path:
+                  before_publish: object = None, kind: str = RESULT) -> Path:
     """Write the frames (name → frame) and `info` as shard `shard`'s slice of the tick, then
     publish it atomically; a slice already published is replaced by the same rename, so
     re-running a shard is idempotent. `before_publish` (a callable) runs between the files
     being durable and the rename: the crash tests kill the process there."""
     folder = tick_folder(staging, as_of)
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / slice_name(shard, shards)
+    final = folder / slice_name(shard, shards, kind)
     work = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=folder))
     for name, frame in frames.items():
         frame.write_parquet(work / f"{name}.parquet")
@@ -103,23 +115,25 @@ def publish_slice(staging: Path, as_of: datetime, shard: int, shards: int,
     return final
 
 
-def published(staging: Path, as_of: datetime, shards: int) -> list[int]:
+def published(staging: Path, as_of: datetime, shards: int, kind: str = RESULT) -> list[int]:
     """The shards whose slice of the tick is published."""
     folder = tick_folder(staging, as_of)
-    return [k for k in range(shards) if (folder / slice_name(k, shards) / MANIFEST).exists()]
+    return [k for k in range(shards)
+            if (folder / slice_name(k, shards, kind) / MANIFEST).exists()]
 
 
-def read_slices(staging: Path, as_of: datetime, shards: int) -> list[Slice]:
-    """Every shard's slice of the tick, in shard order; MissingSlice naming the tick and the
-    first shard without one (nothing else is read)."""
+def read_slices(staging: Path, as_of: datetime, shards: int, kind: str = RESULT,
+                only: int | None = None) -> list[Slice]:
+    """Every shard's slice of the tick (or `only` that shard's), in shard order; MissingSlice
+    naming the tick and the first shard without one (nothing else is read)."""
     folder = tick_folder(staging, as_of)
-    found = set(published(staging, as_of, shards))
-    missing = [k for k in range(shards) if k not in found]
+    found = set(published(staging, as_of, shards, kind))
+    missing = [k for k in wanted(shards, only) if k not in found]
     if missing:
-        raise MissingSlice(missing_line(as_of, shards, missing, str(folder)))
+        raise MissingSlice(missing_line(as_of, shards, missing, str(folder), kind))
     out = []
-    for k in range(shards):
-        place = folder / slice_name(k, shards)
+    for k in wanted(shards, only):
+        place = folder / slice_name(k, shards, kind)
         info = json.loads((place / MANIFEST).read_text())
         out.append(Slice(k, {name: pl.read_parquet(place / f"{name}.parquet")
                              for name in info["frames"]}, info))
@@ -144,9 +158,15 @@ def frame_of(data: bytes) -> pl.DataFrame:
     return pl.read_parquet(io.BytesIO(data))
 
 
-def missing_line(as_of: datetime, shards: int, missing: Sequence[int], where: str) -> str:
-    """The global step's one line for shards without a slice, whatever the store."""
+def missing_line(as_of: datetime, shards: int, missing: Sequence[int], where: str,
+                 kind: str = RESULT) -> str:
+    """The one line for shards without a slice (the global step's) or without their inputs
+    (a shard step's), whatever the store."""
     more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    if kind == INPUT:
+        return (f"tick {key_of(as_of)}: shard {missing[0]} of {shards}{more} has no inputs in "
+                f"{where}: run the tick's prepare step again (or the whole tick), then its "
+                "shards")
     return (f"tick {key_of(as_of)}: shard {missing[0]} of {shards}{more} has no slice in "
             f"{where}: run that shard's step again (or the whole tick), then the global step")
 
@@ -160,11 +180,13 @@ class SliceStore(Protocol):
 
     def publish(self, as_of: datetime, shard: int, shards: int,
                 frames: Mapping[str, pl.DataFrame], info: Mapping[str, object],
-                before_publish: Callable[[], object] | None = None) -> object: ...
+                before_publish: Callable[[], object] | None = None,
+                kind: str = RESULT) -> object: ...
 
-    def published(self, as_of: datetime, shards: int) -> list[int]: ...
+    def published(self, as_of: datetime, shards: int, kind: str = RESULT) -> list[int]: ...
 
-    def read(self, as_of: datetime, shards: int) -> list[Slice]: ...
+    def read(self, as_of: datetime, shards: int, kind: str = RESULT,
+             only: int | None = None) -> list[Slice]: ...
 
     def drop(self, as_of: datetime) -> None: ...
 
@@ -180,14 +202,17 @@ class FolderSlices:
 
     def publish(self, as_of: datetime, shard: int, shards: int,
                 frames: Mapping[str, pl.DataFrame], info: Mapping[str, object],
-                before_publish: Callable[[], object] | None = None) -> Path:
-        return publish_slice(self.staging, as_of, shard, shards, frames, info, before_publish)
+                before_publish: Callable[[], object] | None = None,
+                kind: str = RESULT) -> Path:
+        return publish_slice(self.staging, as_of, shard, shards, frames, info, before_publish,
+                             kind)
 
-    def published(self, as_of: datetime, shards: int) -> list[int]:
-        return published(self.staging, as_of, shards)
+    def published(self, as_of: datetime, shards: int, kind: str = RESULT) -> list[int]:
+        return published(self.staging, as_of, shards, kind)
 
-    def read(self, as_of: datetime, shards: int) -> list[Slice]:
-        return read_slices(self.staging, as_of, shards)
+    def read(self, as_of: datetime, shards: int, kind: str = RESULT,
+             only: int | None = None) -> list[Slice]:
+        return read_slices(self.staging, as_of, shards, kind, only)
 
     def drop(self, as_of: datetime) -> None:
         drop_tick(self.staging, as_of)
