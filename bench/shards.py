@@ -3,16 +3,22 @@
     .venv/bin/python bench/shards.py --accounts 4000000 --shards 1,2,4
 
 Builds the benchmark's book (bench/bench.py: N accounts x 50 workflows, two daily snapshots),
-then for each shard count runs every shard in a fresh process of its own, one after another:
-the shard reads its accounts' facts from the shared DuckDB file (read-only, filtered by the
-documented bucket SQL of docs/scaling.md), runs the first tick of the book and the next one
-(`run_tick` on its participants only), and reports wall time, CPU time and peak memory. Then
-the global step (engine/shards.py `merge_shards`: the shards' results as one tick) runs on their
-results, which must equal the one-shard result row for row. A shard of one bucket
-(`--fixed 10000`: a ten-thousandth of the book) gives the fixed cost a shard adds.
+then for each shard count:
 
-On a cluster the shards of a tick run at once, so a tick's wall time is about its slowest shard
-plus the global step: the figure printed as "projected". Results go to bench/shards.json.
+1. the prepare step, in a process of its own: reads both snapshots' facts of every account
+   from the DuckDB file once, cuts them by shard (engine/shards.py `split_tick`, the product's
+   cut) and publishes each shard's part as its input slice in a staging folder
+   (store/slices.py, as project/fanout.py's `prepare_tick` does);
+2. every shard in a fresh process of its own, one after another: it reads only its input
+   slice (never the DuckDB file), runs the first tick of the book and the next one (`run_tick`
+   on its participants), and reports wall time, CPU time and peak memory;
+3. the global step (engine/shards.py `merge_shards`: the shards' results as one tick) on their
+   results, which must equal the one-shard result row for row.
+
+A shard of one bucket (`--fixed 10000`: a ten-thousandth of the book) gives the fixed cost a
+shard adds. On a cluster the shards of a tick run at once, so a tick's wall time is about the
+prepare step, its slowest shard and the global step: the figure printed as "projected".
+Results go to bench/shards.json.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -30,19 +37,14 @@ import polars as pl
 
 from bench import FACTS_SQL, T0, T1, child, make_book, make_workflows
 from cswf.engine.frames import ENROLLMENT_SCHEMA, empty
-from cswf.engine.shards import merge_shards
+from cswf.engine.shards import Buckets, merge_shards, split_tick
 from cswf.engine.tick import TickResult, run_tick
 from cswf.facts.models import build_facts
-from cswf.store.slices import shard_sql
-from cswf.store.warehouse import save_facts
+from cswf.store.slices import INPUT, FolderSlices
+from cswf.store.warehouse import account_buckets, save_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("state", "actions", "transitions")
-
-
-def shard_filter(shards: int, shard: int) -> str:
-    """The accounts of shard `shard` of `shards`, in DuckDB (docs/scaling.md's bucket SQL)."""
-    return shard_sql(shards, shard)
 
 
 def build(folder: str, accounts: int) -> None:
@@ -55,17 +57,41 @@ def build(folder: str, accounts: int) -> None:
     print(json.dumps({"build_s": time.perf_counter() - started}))
 
 
-def run_shard(folder: str, workflows: int, shards: int, shard: int) -> None:
-    """Child process: one shard's two ticks; its next-tick results to Parquet; figures as JSON."""
+def prepare(folder: str, workflows: int, shards: int) -> None:
+    """Child process: the prepare step, every shard's input slice published; figures as JSON."""
     specs = make_workflows(workflows)
     fields = set().union(*(w.fact_fields() for w in specs), *(w.previous_fields() for w in specs))
     columns = ", ".join(f'"{c}"' for c in ["participant_id", "as_of", *sorted(fields)])
     wall, cpu = time.perf_counter(), time.process_time()
     con = duckdb.connect(str(Path(folder) / "book.duckdb"), read_only=True)
-    mine = shard_filter(shards, shard)
-    facts = {t: con.sql(f"SELECT {columns} FROM account_facts WHERE as_of = $t AND {mine} "
+    facts = {t: con.sql(f"SELECT {columns} FROM account_facts WHERE as_of = $t "
                         "ORDER BY participant_id", params={"t": t}).pl() for t in (T0, T1)}
+    buckets = Buckets()
+    buckets.learn(account_buckets(con, [T0, T1]))
     con.close()
+    loaded = time.perf_counter()
+    parts = split_tick(empty(ENROLLMENT_SCHEMA), facts[T1], facts[T0], None, None, None, shards,
+                       buckets)
+    cut = time.perf_counter()
+    store = FolderSlices(_staging(folder, shards))
+    for k in range(shards):
+        store.publish(T1, k, shards, {"t0": parts.by["prev"].get(k, facts[T0].clear()),
+                                      "t1": parts.by["facts"].get(k, facts[T1].clear())},
+                      {}, kind=INPUT)
+    print(json.dumps({
+        "accounts": facts[T1].height, "load_s": loaded - wall, "cut_s": cut - loaded,
+        "publish_s": time.perf_counter() - cut, "wall_s": time.perf_counter() - wall,
+        "cpu_s": time.process_time() - cpu,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+
+
+def run_shard(folder: str, workflows: int, shards: int, shard: int) -> None:
+    """Child process: one shard's two ticks from its input slice; its next-tick results to
+    Parquet; figures as JSON."""
+    specs = make_workflows(workflows)
+    wall, cpu = time.perf_counter(), time.process_time()
+    [given] = FolderSlices(_staging(folder, shards)).read(T1, shards, kind=INPUT, only=shard)
+    facts = {T0: given.frames["t0"], T1: given.frames["t1"]}
     loaded = time.perf_counter()
     first = run_tick(empty(ENROLLMENT_SCHEMA), facts[T0], None, None, specs, T0)
     firsted = time.perf_counter()
@@ -81,6 +107,10 @@ def run_shard(folder: str, workflows: int, shards: int, shard: int) -> None:
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "actions": result.actions.height + first.actions.height,
     }))
+
+
+def _staging(folder: str, shards: int) -> Path:
+    return Path(folder) / f"staging-{shards}"
 
 
 def merged(folder: Path, shards: int, workflows: int) -> tuple[TickResult, float]:
@@ -104,10 +134,14 @@ def main() -> None:
     parser.add_argument("--build", metavar="FOLDER", help=argparse.SUPPRESS)
     parser.add_argument("--shard", nargs=2, type=int, metavar=("SHARDS", "SHARD"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", type=int, metavar="SHARDS", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build:
         build(args.build, args.accounts)
+        return
+    if args.prepare:
+        prepare(args.folder, args.workflows, args.prepare)
         return
     if args.shard:
         run_shard(args.folder, args.workflows, args.shard[0], args.shard[1])
@@ -120,15 +154,19 @@ def main() -> None:
         results |= _child("--build", scratch, "--accounts", str(args.accounts))
         print(f"book: {args.accounts:,} accounts x {args.workflows} workflows, built in "
               f"{results['build_s']:.0f} s", flush=True)
+        fixed_prep = _prepare(scratch, args.fixed, args.workflows)
         fixed = _child("--shard", str(args.fixed), "0", "--folder", scratch,
                        "--workflows", str(args.workflows))
         results["fixed"] = fixed
         print(f"fixed cost: a shard of 1 bucket in {args.fixed:,} ({fixed['accounts']:,} "
-              f"accounts): load {fixed['load_s']:.2f} s (a scan of the whole book), ticks "
+              f"accounts): load {fixed['load_s']:.2f} s (its input slice), ticks "
               f"{fixed['first_tick_s'] + fixed['next_tick_s']:.2f} s; {fixed['wall_s']:.2f} s "
-              f"wall, {fixed['cpu_s']:.2f} s CPU", flush=True)
+              f"wall, {fixed['cpu_s']:.2f} s CPU (its prepare step: "
+              f"{fixed_prep['wall_s']:.2f} s)", flush=True)
+        shutil.rmtree(_staging(scratch, args.fixed))
         single = None
         for shards in counts:
+            prep = _prepare(scratch, shards, args.workflows)
             runs = []
             for shard in range(shards):
                 runs.append(_child("--shard", str(shards), str(shard), "--folder", scratch,
@@ -144,12 +182,13 @@ def main() -> None:
                 single = result
             same = all(getattr(result, t).equals(getattr(single, t)) for t in TABLES)
             slowest = max(r["wall_s"] for r in runs)
-            results[str(shards)] = {"shards": runs, "merge_s": merge_s, "equal_to_first": same,
-                                    "projected_wall_s": slowest + merge_s}
+            projected = prep["wall_s"] + slowest + merge_s
+            results[str(shards)] = {"prepare": prep, "shards": runs, "merge_s": merge_s,
+                                    "equal_to_first": same, "projected_wall_s": projected}
             check = ("kept as the reference" if shards == counts[0] else
                      f"{'equal to' if same else 'DIFFERENT from'} that of {counts[0]} shard(s)")
             print(f"{shards} shard(s): global step {merge_s:.2f} s; result {check}; projected "
-                  f"tick on {shards} machines: {slowest + merge_s:.2f} s (slowest shard + "
+                  f"tick on {shards} machines: {projected:.2f} s (prepare + slowest shard + "
                   "global step)", flush=True)
     out = ROOT / "bench" / "shards.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -159,6 +198,16 @@ def main() -> None:
 
 def _child(*args: str) -> dict:
     return child(*args, script=__file__)
+
+
+def _prepare(scratch: str, shards: int, workflows: int) -> dict:
+    """The prepare step for `shards` shards, in a process of its own; its figures printed."""
+    prep = _child("--prepare", str(shards), "--folder", scratch, "--workflows", str(workflows))
+    print(f"{shards} shard(s), prepare: {prep['accounts']:>9,} accounts  load "
+          f"{prep['load_s']:6.2f} s  cut {prep['cut_s']:6.2f} s  publish {prep['publish_s']:6.2f}"
+          f" s  wall {prep['wall_s']:6.2f} s  CPU {prep['cpu_s']:6.2f} s  peak "
+          f"{prep['peak_rss_gib']:5.2f} GiB", flush=True)
+    return prep
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from cswf.engine.shards import Buckets, participant_shards, run_sharded_tick
 from cswf.engine.tick import TickResult, run_tick
 from cswf.settings import Settings, load_settings
 from cswf.specs.groups import UserGroup
+from cswf.store.warehouse import account_buckets
 
 START = datetime(2026, 6, 1)
 
@@ -65,6 +66,22 @@ def test_buckets_are_the_documented_sha256_prefix_and_pinned() -> None:
                         "array_position(['ACC-1', 'ACC-2', '0001', 'é'], id)").fetchall()
     assert [b for b, in in_sql] == by_hand
     assert Buckets().of(pl.Series(ids)).to_list() == by_hand
+
+
+def test_buckets_learned_from_the_stored_facts_are_the_same_and_not_hashed_again() -> None:
+    ids = [f"ACC-{i}" for i in range(300)] + ["é", ""]
+    day = datetime(2026, 6, 1)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE account_facts AS SELECT id AS participant_id, $t AS as_of "
+                "FROM unnest($ids) AS t(id)", {"ids": ids, "t": day})
+    known = account_buckets(con, [day])
+    assert dict(known.iter_rows()) == dict(zip(ids, sha256_buckets(ids).tolist(), strict=True))
+    assert account_buckets(con, [datetime(2026, 6, 2)]).is_empty()
+    buckets = Buckets()
+    buckets.learn(known.with_columns(bucket=pl.when(pl.col("key") == "ACC-7").then(1)
+                                     .otherwise(pl.col("bucket"))))
+    assert buckets.of(pl.Series(["ACC-7", "ACC-8", "new"])).to_list() == [
+        1, *sha256_buckets(["ACC-8", "new"]).tolist()], "learned keys are not hashed again"
 
 
 def test_shards_are_ranges_of_buckets_and_contacts_follow_their_account() -> None:

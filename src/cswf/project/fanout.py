@@ -57,6 +57,7 @@ from cswf.store.slices import INPUT, FolderSlices, Slice, SliceStore, SliceStore
 from cswf.store.tables import ensure_deploy_requests, ensure_engine_tables, ensure_removal_requests
 from cswf.store.warehouse import (
     WriteOutcome,
+    account_buckets,
     load_events,
     load_state,
     load_workload,
@@ -112,6 +113,7 @@ def _inputs(con: duckdb.DuckDBPyConnection, settings: Settings,
                                                     for members in feeds.values()]})
         for _ in range(shards)]
     buckets = Buckets()
+    buckets.learn(account_buckets(con, [as_of] if before is None else [before, as_of]))
     for i, (participant, members) in enumerate(feeds.items()):
         feed = _Feed.of(settings, participant, members)
         feed.load(con, settings, [as_of], before, None)

@@ -47,12 +47,17 @@ class SliceStoreError(RuntimeError):
     to do."""
 
 
-def shard_sql(shards: int, shard: int, column: str = "participant_id") -> str:
-    """The rows of shard `shard` of `shards`, in DuckDB: docs/scaling.md's bucket SQL (the
-    first 8 bytes of SHA-256 of the id, modulo 10,000; contiguous ranges of buckets); a null id
-    is the empty string's, as engine/shards.py has it."""
+def bucket_sql(column: str = "participant_id") -> str:
+    """The bucket of an id, in DuckDB: docs/scaling.md's bucket SQL (the first 8 bytes of
+    SHA-256 of the id, modulo 10,000); a null id is the empty string's, as engine/shards.py
+    has it."""
     return (f"('0x' || sha256(coalesce(CAST(\"{column}\" AS VARCHAR), ''))[1:16])::UBIGINT "
-            f"% 10000 * {shards} // 10000 = {shard}")
+            "% 10000")
+
+
+def shard_sql(shards: int, shard: int, column: str = "participant_id") -> str:
+    """The rows of shard `shard` of `shards`, in DuckDB: contiguous ranges of buckets."""
+    return f"{bucket_sql(column)} * {shards} // 10000 = {shard}"
 
 
 def tick_name(as_of: datetime) -> str:

@@ -36,6 +36,7 @@ from cswf.store.history import (
 from cswf.store.lock import OnWait, retry_while_locked
 from cswf.store.lock import WarehouseLocked as WarehouseLocked  # raised by connect
 from cswf.store.private import new_folders, private_file, private_umask
+from cswf.store.slices import bucket_sql
 from cswf.store.tables import HISTORY
 from cswf.store.transaction import transaction
 
@@ -152,6 +153,16 @@ def load_facts_range(
         f"SELECT {_projection(columns)} FROM account_facts SEMI JOIN wanted USING (as_of) "
         f"WHERE {where} ORDER BY as_of, participant_id"
     ).pl()
+
+
+def account_buckets(con: duckdb.DuckDBPyConnection, ticks: Sequence[datetime]) -> pl.DataFrame:
+    """(key, bucket) of every account in these ticks' stored facts, hashed by DuckDB on every
+    core (engine/shards.py `Buckets.learn`: three times faster than hashing in Python)."""
+    if not _has_facts(con):
+        return pl.DataFrame(schema={"key": pl.String, "bucket": pl.Int32})
+    wanted = pl.DataFrame({"as_of": list(ticks)}, schema={"as_of": pl.Datetime("us")})  # noqa: F841
+    return con.sql(f"SELECT DISTINCT participant_id AS key, {bucket_sql()}::INTEGER AS bucket "
+                   "FROM account_facts SEMI JOIN wanted USING (as_of)").pl()
 
 
 def running_versions(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str, list[str]]]:
