@@ -25,6 +25,7 @@ from cswf.defs.checks import LANDING_CHECKS, TICK_CHECKS, build_report_checks
 from cswf.defs.datatests import data_test_checks, per_run_tests
 from cswf.defs.delivery import DELIVERY_ASSETS, build_delivery_job, build_delivery_schedule
 from cswf.defs.fanout import build_tick_shards_job, fans_out
+from cswf.defs.fanout import database_steps as database_steps  # docs/scaling.md, Kubernetes
 from cswf.defs.maintenance import compact_job, compact_schedule
 from cswf.defs.partitions import latest_snapshot_day, tick_partitions
 from cswf.defs.resources import (

@@ -30,6 +30,7 @@ from dagster_duckdb import DuckDBResource
 
 from cswf import project
 from cswf.calendar import as_of_of, key_of
+from cswf.defs.checks import TICK_CHECKS
 from cswf.defs.delivery import AssetJob
 from cswf.defs.resources import (
     Audience,
@@ -50,6 +51,15 @@ SHARD_POOL = "cswf_shards"  # a Dagster concurrency pool: bounds shard steps acr
 
 def shard_op_name(shard: int) -> str:
     return f"engine_shard_{shard}"
+
+
+def database_steps() -> list[str]:
+    """The ops of `tick_shards_job` that open the working database: every one but the shards
+    (the prepare and global steps, the engine's checks). On Kubernetes, the steps whose pods
+    mount its volume (docs/scaling.md: `per_step_k8s_config`)."""
+    checks = [check.node_def.name for check in TICK_CHECKS
+              if any(key.asset_key.to_user_string() in ENGINE for key in check.check_keys)]
+    return [PREPARE, COMMIT, *checks]
 
 
 def fans_out(settings: Settings, shard_executor: dg.ExecutorDefinition | None = None) -> bool:
