@@ -191,6 +191,19 @@ def test_a_missing_slice_fails_the_global_step_with_one_line(tmp_path: Path, lan
         assert con.sql("SELECT count(*) FROM actions_outbox").fetchall() == [(0,)]
 
 
+@pytest.mark.parametrize("shards", [2, 7, 64])
+def test_any_shard_count_in_input_slices_equals_one_process(tmp_path: Path, landing: Path,
+                                                            shards: int) -> None:
+    """Two daily ticks in 2, 7 and 64 shards (64 of 60 accounts: shards with no one in them,
+    empty input slices) give one process's tables."""
+    daily = {"tick_cron": "'0 0 * * *'"}
+    one = make_project(tmp_path / "one", landing, 1, **daily)
+    many = make_project(tmp_path / "many", landing, shards, **daily)
+    in_one_process(one)
+    in_slices(many)
+    assert tables(many) == tables(one)
+
+
 def test_each_shard_s_inputs_are_its_own_participants_and_nothing_else(
         tmp_path: Path, landing: Path) -> None:
     """The prepare step cuts the tick's inputs once: every account's facts in exactly one
