@@ -6,9 +6,10 @@ Builds the benchmark's book (bench/bench.py: N accounts x 50 workflows, two dail
 then for each shard count:
 
 1. the prepare step, in a process of its own: reads both snapshots' facts of every account
-   from the DuckDB file once, cuts them by shard (engine/shards.py `split_tick`, the product's
-   cut) and publishes each shard's part as its input slice in a staging folder
-   (store/slices.py, as project/fanout.py's `prepare_tick` does);
+   from the DuckDB file once, each row with its shard (DuckDB's bucket SQL), cuts them by it
+   (engine/shards.py `split_own`, the product's cut of accounts) and publishes each shard's
+   part as its input slice in a staging folder (store/slices.py, as project/fanout.py's
+   `prepare_tick` does);
 2. every shard in a fresh process of its own, one after another: it reads only its input
    slice (never the DuckDB file), runs the first tick of the book and the next one (`run_tick`
    on its participants), and reports wall time, CPU time and peak memory;
@@ -37,11 +38,11 @@ import polars as pl
 
 from bench import FACTS_SQL, T0, T1, child, make_book, make_workflows
 from cswf.engine.frames import ENROLLMENT_SCHEMA, empty
-from cswf.engine.shards import Buckets, merge_shards, split_tick
+from cswf.engine.shards import merge_shards, split_own
 from cswf.engine.tick import TickResult, run_tick
 from cswf.facts.models import build_facts
-from cswf.store.slices import INPUT, FolderSlices
-from cswf.store.warehouse import account_buckets, save_facts
+from cswf.store.slices import INPUT, FolderSlices, shard_column
+from cswf.store.warehouse import save_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("state", "actions", "transitions")
@@ -64,19 +65,18 @@ def prepare(folder: str, workflows: int, shards: int) -> None:
     columns = ", ".join(f'"{c}"' for c in ["participant_id", "as_of", *sorted(fields)])
     wall, cpu = time.perf_counter(), time.process_time()
     con = duckdb.connect(str(Path(folder) / "book.duckdb"), read_only=True)
-    facts = {t: con.sql(f"SELECT {columns} FROM account_facts WHERE as_of = $t "
-                        "ORDER BY participant_id", params={"t": t}).pl() for t in (T0, T1)}
-    buckets = Buckets()
-    buckets.learn(account_buckets(con, [T0, T1]))
+    facts = {t: con.sql(f"SELECT {columns}, {shard_column(shards)} FROM account_facts "
+                        "WHERE as_of = $t ORDER BY participant_id", params={"t": t}).pl()
+             for t in (T0, T1)}
     con.close()
     loaded = time.perf_counter()
-    parts = split_tick(empty(ENROLLMENT_SCHEMA), facts[T1], facts[T0], None, None, None, shards,
-                       buckets)
+    state = empty(ENROLLMENT_SCHEMA).with_columns(pl.lit(0, pl.Int32).alias("__shard"))
+    parts = split_own(state, facts[T1], facts[T0], None, None, None, shards)
     cut = time.perf_counter()
     store = FolderSlices(_staging(folder, shards))
     for k in range(shards):
-        store.publish(T1, k, shards, {"t0": parts.by["prev"].get(k, facts[T0].clear()),
-                                      "t1": parts.by["facts"].get(k, facts[T1].clear())},
+        store.publish(T1, k, shards, {"t0": parts.by["prev"].get(k, parts.empty["prev"]),
+                                      "t1": parts.by["facts"].get(k, parts.empty["facts"])},
                       {}, kind=INPUT)
     print(json.dumps({
         "accounts": facts[T1].height, "load_s": loaded - wall, "cut_s": cut - loaded,

@@ -63,6 +63,10 @@ class Buckets:
     def __init__(self) -> None:
         self._known = pl.DataFrame(schema={"key": pl.String, "bucket": pl.Int32})
 
+    @property
+    def learned(self) -> bool:
+        return not self._known.is_empty()
+
     def learn(self, known: pl.DataFrame) -> None:
         """Buckets computed elsewhere (`key`, `bucket`: DuckDB's `sha256` gives the same, on
         every core), so `of` hashes only the keys they miss."""
@@ -71,14 +75,16 @@ class Buckets:
         self._known = pl.concat([self._known, new])
 
     def of(self, keys: pl.Series) -> pl.Series:
-        """The bucket of every key, in order (a null key: the bucket of the empty string)."""
+        """The bucket of every key, in order (a null key: the bucket of the empty string).
+        Keys seen before cost one join; only new ones are hashed."""
         frame = pl.DataFrame({"key": keys.cast(pl.String).fill_null("")})
-        new = frame.unique().join(self._known, on="key", how="anti")["key"]
-        if not new.is_empty():
-            hashed = pl.DataFrame({"key": new, "bucket": pl.Series(
-                sha256_buckets(new.to_list()), dtype=pl.Int32)})
-            self._known = pl.concat([self._known, hashed])
-        return frame.join(self._known, on="key", how="left", maintain_order="left")["bucket"]
+        found = frame.join(self._known, on="key", how="left", maintain_order="left")
+        if found["bucket"].null_count():
+            new = found.filter(pl.col("bucket").is_null())["key"].unique()
+            self._known = pl.concat([self._known, pl.DataFrame({"key": new, "bucket": pl.Series(
+                sha256_buckets(new.to_list()), dtype=pl.Int32)})])
+            found = frame.join(self._known, on="key", how="left", maintain_order="left")
+        return found["bucket"]
 
 
 def participant_shards(facts: pl.DataFrame, prev_facts: pl.DataFrame | None,
@@ -152,26 +158,63 @@ def split_tick(state: pl.DataFrame, facts: pl.DataFrame, prev_facts: pl.DataFram
                buckets: Buckets | None = None) -> ShardParts:
     """Every input of a tick cut by the shard of its participant (events: of their
     enrollment), in one pass per input, never per participant."""
-    state = conform(state, ENROLLMENT_SCHEMA)
-    events = empty(EVENT_SCHEMA) if events is None else conform(events, EVENT_SCHEMA)
-    deploys = empty(DEPLOY_SCHEMA) if deploys is None else conform(deploys, DEPLOY_SCHEMA)
-    removals = empty(REMOVAL_SCHEMA) if removals is None else conform(removals, REMOVAL_SCHEMA)
+    state, events, deploys, removals = _conformed(state, events, deploys, removals)
     owner = participant_shards(facts, prev_facts, [state[PARTICIPANT], deploys[PARTICIPANT],
                                                    removals[PARTICIPANT]], shards, buckets)
-    # An event belongs to the shard of the enrollment whose action it answers.
-    enrollment_shard = state.join(owner, on=PARTICIPANT, nulls_equal=True).select(
-        "enrollment_id", SHARD)
+
+    def owned(frame: pl.DataFrame | None) -> pl.DataFrame | None:
+        # a null participant id is a participant too, as run_tick treats it
+        return None if frame is None else frame.join(
+            owner, on=PARTICIPANT, how="left", maintain_order="left", nulls_equal=True)
+
+    return _cut(owned(state), owned(facts), owned(prev_facts), events, owned(deploys),
+                owned(removals))
+
+
+def split_own(state: pl.DataFrame, facts: pl.DataFrame, prev_facts: pl.DataFrame | None,
+              events: pl.DataFrame | None, deploys: pl.DataFrame | None,
+              removals: pl.DataFrame | None, shards: int,
+              buckets: Buckets | None = None) -> ShardParts:
+    """`split_tick` for participants that are their own key: facts and previous facts that
+    name no account (accounts' own facts), so every row's shard is its own id's. State, facts
+    and previous facts carry it already, in column `__shard` (DuckDB's bucket SQL computed it
+    as they were read: no join, no hashing here); deploys and removals are hashed here. The
+    same parts as `split_tick` (tests/test_shards.py)."""
+    if any(ACCOUNT in f.columns for f in (facts, prev_facts) if f is not None):
+        raise ValueError("split_own: these facts name an account: use split_tick")
+    shard = state[SHARD]
+    state, events, deploys, removals = _conformed(state.drop(SHARD), events, deploys, removals)
+    known = buckets or Buckets()
+
+    def own(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(shard_of_bucket(pl.lit(known.of(frame[PARTICIPANT])),
+                                                  shards).alias(SHARD))
+
+    return _cut(state.with_columns(shard), facts, prev_facts, events, own(deploys),
+                own(removals))
+
+
+def _conformed(state: pl.DataFrame, events: pl.DataFrame | None,
+               deploys: pl.DataFrame | None, removals: pl.DataFrame | None
+               ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    return (conform(state, ENROLLMENT_SCHEMA),
+            empty(EVENT_SCHEMA) if events is None else conform(events, EVENT_SCHEMA),
+            empty(DEPLOY_SCHEMA) if deploys is None else conform(deploys, DEPLOY_SCHEMA),
+            empty(REMOVAL_SCHEMA) if removals is None else conform(removals, REMOVAL_SCHEMA))
+
+
+def _cut(state: pl.DataFrame, facts: pl.DataFrame, prev_facts: pl.DataFrame | None,
+         events: pl.DataFrame, deploys: pl.DataFrame, removals: pl.DataFrame) -> ShardParts:
+    """The inputs, each with its rows' shard in column `__shard`, cut by it; an event goes to
+    the shard of the enrollment whose action it answers."""
     keyed = events.with_columns(pl.col("action_id").str.replace(r"/[^/]*$", "")
                                 .alias("enrollment_id")).join(
-        enrollment_shard, on="enrollment_id", how="left", maintain_order="left")
+        state.select("enrollment_id", SHARD), on="enrollment_id", how="left",
+        maintain_order="left")
 
     def part(frame: pl.DataFrame | None) -> dict[int, pl.DataFrame]:
         if frame is None:
             return {}
-        if SHARD not in frame.columns:
-            # a null participant id is a participant too, as run_tick treats it
-            frame = frame.join(owner, on=PARTICIPANT, how="left", maintain_order="left",
-                               nulls_equal=True)
         return {key[0]: rows.drop(SHARD)
                 for key, rows in frame.partition_by(SHARD, as_dict=True).items()}
 
@@ -179,8 +222,9 @@ def split_tick(state: pl.DataFrame, facts: pl.DataFrame, prev_facts: pl.DataFram
         ("state", state), ("facts", facts), ("prev", prev_facts), ("deploys", deploys),
         ("removals", removals))}
     by["events"] = {k: rows.drop("enrollment_id") for k, rows in part(keyed).items()}
-    return ShardParts(by, events, {"state": state.clear(), "facts": facts.clear(),
-                                   "prev": None if prev_facts is None else prev_facts.clear()})
+    return ShardParts(by, events, {
+        "state": state.drop(SHARD).clear(), "facts": facts.drop(SHARD).clear(),
+        "prev": None if prev_facts is None else prev_facts.drop(SHARD).clear()})
 
 
 def run_shard(parts: ShardParts, k: int, workflows: Sequence[LoadedWorkflow], as_of: datetime,

@@ -31,7 +31,16 @@ from cswf.calendar import key_of
 from cswf.engine.assign import group_tasks
 from cswf.engine.bounds import RenderBudget
 from cswf.engine.frames import conform, empty
-from cswf.engine.shards import Buckets, ShardParts, merge_shards, run_shard, split_tick
+from cswf.engine.shards import (
+    ACCOUNT,
+    SHARD,
+    Buckets,
+    ShardParts,
+    merge_shards,
+    run_shard,
+    split_own,
+    split_tick,
+)
 from cswf.engine.tick import DEPLOY_SCHEMA, EVENT_SCHEMA, REMOVAL_SCHEMA, TickResult, combine
 from cswf.facts.overlay import apply_field_updates, load_field_updates
 from cswf.ingest.deploys import load_deploys
@@ -53,7 +62,14 @@ from cswf.specs.loader import LoadedWorkflow, SpecSet
 from cswf.store.holds import approved, launched, write_holds
 from cswf.store.pgslices import PostgresSlices
 from cswf.store.s3slices import S3Slices
-from cswf.store.slices import INPUT, FolderSlices, Slice, SliceStore, SliceStoreError
+from cswf.store.slices import (
+    INPUT,
+    FolderSlices,
+    Slice,
+    SliceStore,
+    SliceStoreError,
+    shard_column,
+)
 from cswf.store.tables import ensure_deploy_requests, ensure_engine_tables, ensure_removal_requests
 from cswf.store.warehouse import (
     WriteOutcome,
@@ -102,7 +118,7 @@ def _inputs(con: duckdb.DuckDBPyConnection, settings: Settings,
     which `shard_tick` checks against its own specs)."""
     before = settings.calendar.previous(as_of)
     feeds = _by_participant(workflows)
-    state = load_state(con, as_of)
+    state = load_state(con, as_of, shards=shards)  # each row's shard by its own id
     events = load_events(con, as_of)
     deploys = load_deploys(con, before, as_of).filter(pl.col("requested_at") <= as_of)
     removals = load_removals(con, before, as_of).filter(pl.col("requested_at") <= as_of)
@@ -113,19 +129,39 @@ def _inputs(con: duckdb.DuckDBPyConnection, settings: Settings,
                                                     for members in feeds.values()]})
         for _ in range(shards)]
     buckets = Buckets()
-    buckets.learn(account_buckets(con, [as_of] if before is None else [before, as_of]))
     for i, (participant, members) in enumerate(feeds.items()):
         feed = _Feed.of(settings, participant, members)
-        feed.load(con, settings, [as_of], before, None)
+        # Accounts are their own key unless their facts name an account: then DuckDB gives
+        # each row its shard as it reads it, and the cut is a partition (`split_own`).
+        own = participant == "account" and ACCOUNT not in {*feed.needed, *feed.previous}
+        feed.load(con, settings, [as_of], before, None, shard_column(shards) if own else "")
         if feed.prev is not None and earlier is not None:
-            feed.prev = apply_field_updates(feed.prev, earlier, before).facts
-        seen, problems = apply_field_updates(feed.at(as_of), updates, as_of)
-        _report_overlay_problems(problems, set())
-        parts = split_tick(state.filter(pl.col("workflow").is_in(feed.names)), seen, feed.prev,
-                           events, deploys, removals, shards, buckets)
+            feed.prev = _overlaid(feed.prev, earlier, before, report=False)  # said last tick
+        seen = _overlaid(feed.at(as_of), updates, as_of, report=True)
+        mine = state.filter(pl.col("workflow").is_in(feed.names))
+        if own:
+            parts = split_own(mine, seen, feed.prev, events, deploys, removals, shards, buckets)
+        else:
+            if not buckets.learned:  # the accounts contacts name, hashed by DuckDB
+                buckets.learn(account_buckets(con, [as_of] if before is None else
+                                              [before, as_of]))
+            parts = split_tick(mine.drop(SHARD), seen, feed.prev, events, deploys, removals,
+                               shards, buckets)
         for k, (frames, _) in enumerate(out):
             frames |= {f"{i}-{name}": frame for name, frame in _shard_inputs(parts, k).items()}
     return out
+
+
+def _overlaid(facts: pl.DataFrame, updates: pl.DataFrame, as_of: datetime, *,
+              report: bool) -> pl.DataFrame:
+    """The facts with the field updates visible at `as_of` laid over them (with `report`, the
+    updates that could not be are logged, once for all shards); a shard column read with
+    them stays as it was."""
+    shard = facts.get_column(SHARD) if SHARD in facts.columns else None
+    seen, problems = apply_field_updates(facts.drop(SHARD, strict=False), updates, as_of)
+    if report:
+        _report_overlay_problems(problems, set())
+    return seen if shard is None else seen.with_columns(shard)
 
 
 def _shard_inputs(parts: ShardParts, k: int) -> dict[str, pl.DataFrame]:

@@ -55,6 +55,12 @@ def bucket_sql(column: str = "participant_id") -> str:
             "% 10000")
 
 
+def shard_column(shards: int, column: str = "participant_id") -> str:
+    """The select expression of each row's shard of `shards` by its own id, named as
+    engine/shards.py's `split_own` reads it (`__shard`)."""
+    return f"({bucket_sql(column)} * {shards} // 10000)::INTEGER AS __shard"
+
+
 def shard_sql(shards: int, shard: int, column: str = "participant_id") -> str:
     """The rows of shard `shard` of `shards`, in DuckDB: contiguous ranges of buckets."""
     return f"{bucket_sql(column)} * {shards} // 10000 = {shard}"

@@ -23,6 +23,7 @@ import pyarrow as pa
 from cswf.engine.assign import WORKLOAD_SCHEMA
 from cswf.engine.frames import ENROLLMENT_SCHEMA
 from cswf.engine.phases import Phases, collecting, phase
+from cswf.engine.shards import SHARD
 from cswf.engine.tick import TickResult
 from cswf.specs.loader import LoadedWorkflow
 from cswf.store.compaction import defer_merges
@@ -36,7 +37,7 @@ from cswf.store.history import (
 from cswf.store.lock import OnWait, retry_while_locked
 from cswf.store.lock import WarehouseLocked as WarehouseLocked  # raised by connect
 from cswf.store.private import new_folders, private_file, private_umask
-from cswf.store.slices import bucket_sql
+from cswf.store.slices import bucket_sql, shard_column
 from cswf.store.tables import HISTORY
 from cswf.store.transaction import transaction
 
@@ -69,20 +70,23 @@ def connect(
     return con
 
 
-def load_state(con: duckdb.DuckDBPyConnection, before: datetime, where: str = "TRUE"
-               ) -> pl.DataFrame:
-    """The working state just before the tick at `before` (`where`, SQL: the rows a shard
-    reads). A column added to enrollments after the warehouse was made (`cohort`) reads as null
-    until the next tick adds it: readers that open the warehouse read-only (explain, preview,
-    backtest) cannot add it themselves."""
+def load_state(con: duckdb.DuckDBPyConnection, before: datetime, where: str = "TRUE",
+               shards: int | None = None) -> pl.DataFrame:
+    """The working state just before the tick at `before` (`where`, SQL: the rows to read;
+    `shards`: with each row's shard of that many by its own id, in `__shard`). A column added
+    to enrollments after the warehouse was made (`cohort`) reads as null until the next tick
+    adds it: readers that open the warehouse read-only (explain, preview, backtest) cannot add
+    it themselves."""
+    extra = "" if shards is None else f", {shard_column(shards)}"
     frame = con.sql(
-        f"SELECT * EXCLUDE (valid_from, valid_to) FROM {HISTORY} "
+        f"SELECT * EXCLUDE (valid_from, valid_to){extra} FROM {HISTORY} "
         f"WHERE valid_from < $t AND (valid_to IS NULL OR valid_to >= $t) AND ({where})",
         params={"t": before},
     ).pl()
     added = [pl.lit(None, dtype).alias(name) for name, dtype in ENROLLMENT_SCHEMA.items()
              if name not in frame.columns]
-    return frame.with_columns(added).select(list(ENROLLMENT_SCHEMA)).cast(
+    kept = [*ENROLLMENT_SCHEMA, *([SHARD] if shards is not None else [])]
+    return frame.with_columns(added).select(kept).cast(
         ENROLLMENT_SCHEMA)  # type: ignore[arg-type]
 
 
@@ -119,22 +123,24 @@ def _has_facts(con: duckdb.DuckDBPyConnection) -> bool:
     ).fetchall()[0][0] > 0
 
 
-def _projection(columns: Iterable[str] | None) -> str:
-    """Only the columns a tick reads: participant_id, as_of and the given fields."""
+def _projection(columns: Iterable[str] | None, extra: str = "") -> str:
+    """Only the columns a tick reads: participant_id, as_of and the given fields; then `extra`
+    (a select expression: a shard's column, store/slices.py `shard_column`)."""
     if columns is None:
-        return "*"
+        return "*" + (f", {extra}" if extra else "")
     names = ["participant_id", "as_of", *sorted(set(columns) - {"participant_id", "as_of"})]
-    return ", ".join(f'"{c}"' for c in names)
+    return ", ".join([*(f'"{c}"' for c in names), *([extra] if extra else [])])
 
 
 def load_facts(
     con: duckdb.DuckDBPyConnection, as_of: datetime, columns: Iterable[str] | None = None,
-    where: str = "TRUE",
+    where: str = "TRUE", extra: str = "",
 ) -> pl.DataFrame | None:
-    """The stored facts of one tick; `where` (SQL) keeps some rows: a shard's (store/slices.py)."""
+    """The stored facts of one tick; `where` (SQL) keeps some rows, `extra` adds a column
+    (`_projection`)."""
     if not _has_facts(con):
         return None
-    frame = con.sql(f"SELECT {_projection(columns)} FROM account_facts "
+    frame = con.sql(f"SELECT {_projection(columns, extra)} FROM account_facts "
                     f"WHERE as_of = $t AND ({where})", params={"t": as_of}).pl()
     return frame if frame.height else None
 
@@ -144,13 +150,14 @@ def load_facts_range(
     ticks: Sequence[datetime],
     columns: Iterable[str] | None = None,
     where: str = "TRUE",
+    extra: str = "",
 ) -> pl.DataFrame:
-    """The stored facts of these ticks, in one read (`where`: as for load_facts)."""
+    """The stored facts of these ticks, in one read (`where`, `extra`: as for load_facts)."""
     if not _has_facts(con):
         raise LookupError("no facts stored yet: run the facts stage (account_facts) first")
     wanted = pl.DataFrame({"as_of": list(ticks)}, schema={"as_of": pl.Datetime("us")})  # noqa: F841
     return con.sql(
-        f"SELECT {_projection(columns)} FROM account_facts SEMI JOIN wanted USING (as_of) "
+        f"SELECT {_projection(columns, extra)} FROM account_facts SEMI JOIN wanted USING (as_of) "
         f"WHERE {where} ORDER BY as_of, participant_id"
     ).pl()
 
