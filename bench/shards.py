@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from bench import FACTS_SQL, T0, T1, child, make_book, make_workflows
+from bench import FACTS_SQL, T0, T1, child, make_book, make_workflows, peak_gib
 from cswf.engine.frames import ENROLLMENT_SCHEMA, empty
 from cswf.engine.shards import merge_shards, split_own
 from cswf.engine.tick import TickResult, run_tick
@@ -82,7 +81,7 @@ def prepare(folder: str, workflows: int, shards: int) -> None:
         "accounts": facts[T1].height, "load_s": loaded - wall, "cut_s": cut - loaded,
         "publish_s": time.perf_counter() - cut, "wall_s": time.perf_counter() - wall,
         "cpu_s": time.process_time() - cpu,
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+        "peak_rss_gib": peak_gib()}))
 
 
 def run_shard(folder: str, workflows: int, shards: int, shard: int) -> None:
@@ -104,7 +103,7 @@ def run_shard(folder: str, workflows: int, shards: int, shard: int) -> None:
     print(json.dumps({
         "accounts": facts[T1].height, "load_s": loaded - wall, "first_tick_s": firsted - loaded,
         "next_tick_s": done - firsted, "wall_s": done - wall, "cpu_s": time.process_time() - cpu,
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_rss_gib": peak_gib(),
         "actions": result.actions.height + first.actions.height,
     }))
 
