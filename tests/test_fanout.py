@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -42,7 +43,7 @@ from cswf.store.slices import (
     TMP_PREFIX,
     MissingSlice,
     SliceStoreError,
-    shard_sql,
+    shard_column,
     tick_folder,
 )
 from cswf.store.warehouse import connect
@@ -215,10 +216,10 @@ def test_each_shard_s_inputs_are_its_own_participants_and_nothing_else(
         project.store_facts(con, settings, [FIRST])
         prepare_tick(con, settings, workflows, FIRST)
         expected = dict(con.sql(
-            f"SELECT participant_id, {shard_sql(3, 0).split(' = ')[0]} FROM account_facts "
+            f"SELECT participant_id, {shard_column(3)} FROM account_facts "
             "WHERE as_of = $t", params={"t": FIRST}).fetchall())
     given = slice_store(settings).read(FIRST, 3, kind=INPUT)
-    feeds = [list(members) for members in given[0].info["feeds"]]
+    feeds = [[name for name, _ in members] for members in given[0].info["feeds"]]
     account = next(i for i, names in enumerate(feeds)
                    if workflows[[w.name for w in workflows].index(names[0])].spec.object
                    == "account")
@@ -244,11 +245,38 @@ def test_a_shard_without_its_inputs_or_with_other_workflows_is_one_line(
         project.ingest(con, settings, FIRST)
         project.store_facts(con, settings, [FIRST])
         prepare_tick(con, settings, workflows, FIRST)
-    with pytest.raises(SliceStoreError) as raised:
-        shard_tick(settings, workflows[1:], FIRST, 1, 2)
+    edited = [replace(workflows[0], version="edited"), *workflows[1:]]  # same names
+    for other in (workflows[1:], edited):
+        with pytest.raises(SliceStoreError) as raised:
+            shard_tick(settings, other, FIRST, 1, 2)
+        assert str(raised.value) == (
+            "tick 2026-05-31-00:00: shard 1 of 2: the workflows changed since the tick's "
+            "prepare step read its inputs — run the whole tick again")
+
+
+def test_slices_of_two_prepare_steps_are_not_merged(tmp_path: Path, landing: Path) -> None:
+    """A prepare step run again while only some shards ran again: the global step stops with
+    one line, commits nothing; the other shards run again and the tick commits."""
+    settings = make_project(tmp_path / "p", landing, 2)
+    workflows = project.load_workflows(settings)
+    with connect(settings.database_path) as con:
+        project.ingest(con, settings, FIRST)
+        project.store_facts(con, settings, [FIRST])
+        prepare_tick(con, settings, workflows, FIRST)
+    shard_tick(settings, workflows, FIRST, 0, 2)
+    with connect(settings.database_path) as con:
+        prepare_tick(con, settings, workflows, FIRST)
+    shard_tick(settings, workflows, FIRST, 1, 2)
+    with connect(settings.database_path) as con, pytest.raises(SliceStoreError) as raised:
+        commit_tick(con, settings, workflows, FIRST, 2)
     assert str(raised.value) == (
-        "tick 2026-05-31-00:00: shard 1 of 2: the workflows changed since the tick's prepare "
-        "step read its inputs — run the whole tick again")
+        "tick 2026-05-31-00:00: shards 0 and 1 ran on the inputs of different prepare steps: "
+        "run the whole tick again (its prepare step, its shards, then the global step)")
+    with connect(settings.database_path, read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
+    shard_tick(settings, workflows, FIRST, 0, 2)
+    with connect(settings.database_path) as con:
+        assert commit_tick(con, settings, workflows, FIRST, 2)[0].status == "written"
 
 
 SHARD_CHILD = """
@@ -519,20 +547,21 @@ def test_a_project_may_put_the_shard_steps_on_its_own_executor(tmp_path: Path,
 
 
 def test_the_shard_sql_finds_the_shards_of_the_engine() -> None:
-    """A shard step reads its accounts with store/slices.py's SQL: the same shards as
-    engine/shards.py gives them, for any count."""
+    """The prepare step reads accounts with their shard computed by store/slices.py's SQL:
+    the same shards as engine/shards.py gives them, for any count."""
     import duckdb
     import polars as pl
 
     from cswf.engine.shards import participant_shards
-    from cswf.store.slices import shard_sql
+    from cswf.store.slices import shard_column
 
     ids = pl.DataFrame({"participant_id": [f"ACC-{i}" for i in range(500)] + [None]})
     for shards in (2, 3, 7):
         expected = participant_shards(ids, None, [], shards)
         for k in range(shards):
-            got = duckdb.sql(f"SELECT participant_id FROM ids WHERE {shard_sql(shards, k)} "
-                             "ORDER BY participant_id NULLS FIRST").pl()["participant_id"]
+            got = duckdb.sql(f"SELECT participant_id FROM (SELECT *, {shard_column(shards)} "
+                             f"FROM ids) WHERE __shard = {k} ORDER BY participant_id "
+                             "NULLS FIRST").pl()["participant_id"]
             assert got.to_list() == expected.filter(pl.col("__shard") == k).sort(
                 "participant_id", nulls_last=False)["participant_id"].to_list()
 

@@ -136,7 +136,7 @@ def test_objects_cswf_did_not_write_are_one_line(s3: str) -> None:
     assert str(raised.value) == (
         f"staging_url: {s3}/{place}/{attempt}/0-state.parquet: not a slice object cswf wrote "
         "(another program writing under this prefix?) — give cswf a prefix of its own, then "
-        "run the tick's shards again")
+        "run the whole tick again")
     for manifest in (b"{not json", b'{"info": {"frames": []}}', b'{"attempt": 1, "info": {}}'):
         put(f"{place}/manifest.json", manifest)
         with pytest.raises(SliceStoreError) as raised:

@@ -8,7 +8,7 @@ shard of a tick is a step of its own on the executor cswf.yaml names.
 `prepare_tick` and `commit_tick` are the only writers of the working database (one at a
 time, as DuckDB allows); the shard steps never open it: each reads the input slice the
 prepare step published and publishes its slice (project/fanout.py). A run holds ONE tick:
-the next tick's shards read the state this tick's `commit_tick` wrote, so a range runs as
+the next tick's prepare step reads the state this tick's `commit_tick` wrote, so a range runs as
 one run per tick, in order (`run_sharded_ticks`; in the UI, a backfill of the
 self-dependent `enrollments` launches them one after another).
 

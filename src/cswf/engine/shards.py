@@ -62,10 +62,7 @@ class Buckets:
 
     def __init__(self) -> None:
         self._known = pl.DataFrame(schema={"key": pl.String, "bucket": pl.Int32})
-
-    @property
-    def learned(self) -> bool:
-        return not self._known.is_empty()
+        self.learned = False  # whether `learn` was given buckets computed elsewhere
 
     def learn(self, known: pl.DataFrame) -> None:
         """Buckets computed elsewhere (`key`, `bucket`: DuckDB's `sha256` gives the same, on
@@ -73,6 +70,7 @@ class Buckets:
         new = known.select(pl.col("key").cast(pl.String), pl.col("bucket").cast(pl.Int32)) \
             .unique("key").join(self._known, on="key", how="anti")
         self._known = pl.concat([self._known, new])
+        self.learned = True
 
     def of(self, keys: pl.Series) -> pl.Series:
         """The bucket of every key, in order (a null key: the bucket of the empty string).

@@ -12,7 +12,8 @@ Dagster steps).
   assigns group tasks over all of them (`merge_shards`) and writes the tick in one transaction
   exactly as `run_ticks` does; then removes the tick's slices.
 
-One tick at a time: a tick's shards read the state the previous tick's global step committed.
+One tick at a time: a tick's prepare step reads the state the previous tick's global step
+committed.
 The result is `run_ticks`'s for the same ticks (tests/test_fanout.py).
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -124,9 +126,9 @@ def _inputs(con: duckdb.DuckDBPyConnection, settings: Settings,
     removals = load_removals(con, before, as_of).filter(pl.col("requested_at") <= as_of)
     updates = load_field_updates(con, as_of)
     earlier = load_field_updates(con, before) if before is not None else None
+    prepared = uuid.uuid4().hex  # this prepare step's, handed on by each shard's slice
     out: list[tuple[dict[str, pl.DataFrame], dict[str, object]]] = [
-        ({}, {"as_of": as_of.isoformat(), "feeds": [[w.name for w in members]
-                                                    for members in feeds.values()]})
+        ({}, {"as_of": as_of.isoformat(), "prepared": prepared, "feeds": _versions(feeds)})
         for _ in range(shards)]
     buckets = Buckets()
     for i, (participant, members) in enumerate(feeds.items()):
@@ -164,6 +166,26 @@ def _overlaid(facts: pl.DataFrame, updates: pl.DataFrame, as_of: datetime, *,
     return seen if shard is None else seen.with_columns(shard)
 
 
+def _versions(feeds: dict[str, list[LoadedWorkflow]]) -> list[list[list[str]]]:
+    """Each feed's workflows as [name, version]: what a shard checks its own specs against
+    (an edited spec keeps its name, not its version)."""
+    return [[[w.name, w.version] for w in members] for members in feeds.values()]
+
+
+def _one_prepare(slices: Sequence[Slice], as_of: datetime) -> None:
+    """The shards' slices must come from the inputs of one prepare step: a prepare step run
+    again while only some shards ran again would mix two readings of the state."""
+    seen: dict[object, int] = {}
+    for found in slices:
+        seen.setdefault(found.info.get("prepared"), found.shard)
+    if len(seen) > 1:
+        first, other = sorted(seen.values())[:2]
+        raise SliceStoreError(
+            f"tick {key_of(as_of)}: shards {first} and {other} ran on the inputs of different "
+            "prepare steps: run the whole tick again (its prepare step, its shards, then the "
+            "global step)")
+
+
 def _shard_inputs(parts: ShardParts, k: int) -> dict[str, pl.DataFrame]:
     """Shard k's rows of each input, empty (with its columns) where it has none; no `prev`
     when the tick has no previous facts (a run's first tick)."""
@@ -174,7 +196,8 @@ def _shard_inputs(parts: ShardParts, k: int) -> dict[str, pl.DataFrame]:
 
 
 def _parts_of(given: Slice, i: int, k: int) -> ShardParts:
-    """Feed i's inputs of shard k, as `split_tick` cut them (an empty frame: no rows)."""
+    """Feed i's inputs of shard k, as `split_tick` cut them (an empty frame: no rows); its
+    `events` are this shard's (only the global step's assignment reads all of them)."""
     frames = {name: given.frames.get(f"{i}-{name}") for name in INPUTS}
     by = {name: {k: frame} if frame is not None and frame.height else {}
           for name, frame in frames.items()}
@@ -192,7 +215,7 @@ def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: d
     store = slice_store(settings)
     [given] = store.read(as_of, shards, kind=INPUT, only=shard)
     feeds = _by_participant(workflows)
-    if given.info.get("feeds") != [[w.name for w in m] for m in feeds.values()]:
+    if given.info.get("feeds") != _versions(feeds):
         raise SliceStoreError(
             f"tick {key_of(as_of)}: shard {shard} of {shards}: the workflows changed since "
             "the tick's prepare step read its inputs — run the whole tick again")
@@ -209,7 +232,8 @@ def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: d
                            default_category=settings.default_category, render_budget=budget)
         if result is not None:
             frames |= {f"{i}-{name}": getattr(result, name) for name in FRAMES}
-    info = {"as_of": as_of.isoformat(), "participants": participants}
+    info = {"as_of": as_of.isoformat(), "participants": participants,
+            "prepared": given.info.get("prepared")}
     return str(store.publish(as_of, shard, shards, frames, info,
                              before_publish=lambda: _test_pause(shard)))
 
@@ -223,6 +247,7 @@ def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     transaction as `run_ticks` writes it; then the tick's slices are removed."""
     store = slice_store(settings)
     slices = store.read(as_of, shards)
+    _one_prepare(slices, as_of)
     feeds = _by_participant(workflows)
     groups = load_groups(settings.groups_path)
     state = load_state(con, as_of)

@@ -226,8 +226,8 @@ def _line(where: str, err: Exception) -> str:
                 "staging_url or AWS_ENDPOINT_URL")
     if said == "NoSuchKey":
         return (f"staging_url: {where}: an object of a published slice is gone{at} (deleted "
-                "by hand, or by a lifecycle rule?) — run the tick's shards again, then the "
-                "global step")
+                "by hand, or by a lifecycle rule?) — run the whole tick again (its prepare "
+                "step, its shards, then the global step)")
     if said in _REFUSED:
         return (f"staging_url: {where}: access refused{at} ({said}) — check "
                 "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket's policy")
@@ -251,8 +251,8 @@ def _line(where: str, err: Exception) -> str:
 def _foreign(where: str, path: str) -> str:
     """The line for an object under the prefix that is not what a shard writes."""
     return (f"staging_url: {where}/{path}: not a slice object cswf wrote (another program "
-            "writing under this prefix?) — give cswf a prefix of its own, then run the tick's "
-            "shards again")
+            "writing under this prefix?) — give cswf a prefix of its own, then run the whole "
+            "tick again")
 
 
 def _no_userinfo(text: str) -> str:

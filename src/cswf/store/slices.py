@@ -61,10 +61,6 @@ def shard_column(shards: int, column: str = "participant_id") -> str:
     return f"({bucket_sql(column)} * {shards} // 10000)::INTEGER AS __shard"
 
 
-def shard_sql(shards: int, shard: int, column: str = "participant_id") -> str:
-    """The rows of shard `shard` of `shards`, in DuckDB: contiguous ranges of buckets."""
-    return f"{bucket_sql(column)} * {shards} // 10000 = {shard}"
-
 
 def tick_name(as_of: datetime) -> str:
     """The tick's key as a folder or object name: `2026-05-31-0000` (no `:`)."""

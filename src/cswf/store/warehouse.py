@@ -70,17 +70,17 @@ def connect(
     return con
 
 
-def load_state(con: duckdb.DuckDBPyConnection, before: datetime, where: str = "TRUE",
+def load_state(con: duckdb.DuckDBPyConnection, before: datetime,
                shards: int | None = None) -> pl.DataFrame:
-    """The working state just before the tick at `before` (`where`, SQL: the rows to read;
-    `shards`: with each row's shard of that many by its own id, in `__shard`). A column added
+    """The working state just before the tick at `before` (with `shards`: each row's shard of
+    that many by its own id, in `__shard`, for the prepare step's cut). A column added
     to enrollments after the warehouse was made (`cohort`) reads as null until the next tick
     adds it: readers that open the warehouse read-only (explain, preview, backtest) cannot add
     it themselves."""
     extra = "" if shards is None else f", {shard_column(shards)}"
     frame = con.sql(
         f"SELECT * EXCLUDE (valid_from, valid_to){extra} FROM {HISTORY} "
-        f"WHERE valid_from < $t AND (valid_to IS NULL OR valid_to >= $t) AND ({where})",
+        "WHERE valid_from < $t AND (valid_to IS NULL OR valid_to >= $t)",
         params={"t": before},
     ).pl()
     added = [pl.lit(None, dtype).alias(name) for name, dtype in ENROLLMENT_SCHEMA.items()
@@ -134,14 +134,13 @@ def _projection(columns: Iterable[str] | None, extra: str = "") -> str:
 
 def load_facts(
     con: duckdb.DuckDBPyConnection, as_of: datetime, columns: Iterable[str] | None = None,
-    where: str = "TRUE", extra: str = "",
+    extra: str = "",
 ) -> pl.DataFrame | None:
-    """The stored facts of one tick; `where` (SQL) keeps some rows, `extra` adds a column
-    (`_projection`)."""
+    """The stored facts of one tick; `extra` adds a column (`_projection`)."""
     if not _has_facts(con):
         return None
     frame = con.sql(f"SELECT {_projection(columns, extra)} FROM account_facts "
-                    f"WHERE as_of = $t AND ({where})", params={"t": as_of}).pl()
+                    "WHERE as_of = $t", params={"t": as_of}).pl()
     return frame if frame.height else None
 
 
@@ -149,16 +148,15 @@ def load_facts_range(
     con: duckdb.DuckDBPyConnection,
     ticks: Sequence[datetime],
     columns: Iterable[str] | None = None,
-    where: str = "TRUE",
     extra: str = "",
 ) -> pl.DataFrame:
-    """The stored facts of these ticks, in one read (`where`, `extra`: as for load_facts)."""
+    """The stored facts of these ticks, in one read (`extra`: as for load_facts)."""
     if not _has_facts(con):
         raise LookupError("no facts stored yet: run the facts stage (account_facts) first")
     wanted = pl.DataFrame({"as_of": list(ticks)}, schema={"as_of": pl.Datetime("us")})  # noqa: F841
     return con.sql(
         f"SELECT {_projection(columns, extra)} FROM account_facts SEMI JOIN wanted USING (as_of) "
-        f"WHERE {where} ORDER BY as_of, participant_id"
+        "ORDER BY as_of, participant_id"
     ).pl()
 
 
