@@ -254,6 +254,41 @@ def test_a_shard_without_its_inputs_or_with_other_workflows_is_one_line(
             "prepare step read its inputs — run the whole tick again")
 
 
+def test_a_tick_without_its_account_facts_is_not_prepared(tmp_path: Path,
+                                                          landing: Path) -> None:
+    """`tick_shards_job` launched alone for a tick whose facts are not stored: the prepare step
+    stops with one line rather than run the tick with no account in it."""
+    settings = make_project(tmp_path / "p", landing, 2)
+    workflows = project.load_workflows(settings)
+    with connect(settings.database_path) as con:
+        project.ingest(con, settings, FIRST)
+        project.store_facts(con, settings, [FIRST])
+        later = project.ticks_in(settings, FIRST, LAST)[1]
+        with pytest.raises(SliceStoreError) as raised:
+            prepare_tick(con, settings, workflows, later)
+    assert str(raised.value) == (
+        "tick 2026-05-31-03:00: no account facts are stored for this tick — materialize "
+        "account_facts for it first (cswf run and cswf tick do), then the tick")
+    assert not slice_store(settings).published(later, 2, kind=INPUT)
+
+
+def test_a_shard_step_loads_its_specs_without_the_warehouse(
+        tmp_path: Path, landing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The working database exists, but a shard step's specs come without it: the prepare
+    step checked them against it, and the input slice names their versions."""
+    settings = make_project(tmp_path / "p", landing, 2)
+    with connect(settings.database_path) as con:
+        project.ingest(con, settings, FIRST)
+
+    def no(*_: object, **__: object) -> None:
+        raise AssertionError("a shard step opened the working database")
+
+    monkeypatch.setattr("cswf.project.specs.connect", no)
+    assert project.load_workflows(settings, warehouse=False)
+    with pytest.raises(AssertionError, match="opened the working database"):
+        project.load_workflows(settings)
+
+
 def test_slices_of_two_prepare_steps_are_not_merged(tmp_path: Path, landing: Path) -> None:
     """A prepare step run again while only some shards ran again: the global step stops with
     one line, commits nothing; the other shards run again and the tick commits."""
@@ -287,7 +322,8 @@ from cswf import project
 from cswf.project.fanout import shard_tick
 from cswf.settings import load_settings
 settings = load_settings(Path(sys.argv[1]))
-shard_tick(settings, project.load_workflows(settings), datetime.fromisoformat(sys.argv[2]),
+shard_tick(settings, project.load_workflows(settings, warehouse=False),
+           datetime.fromisoformat(sys.argv[2]),
            int(sys.argv[3]), settings.shards)
 """
 

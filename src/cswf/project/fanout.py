@@ -76,6 +76,7 @@ from cswf.store.tables import ensure_deploy_requests, ensure_engine_tables, ensu
 from cswf.store.warehouse import (
     WriteOutcome,
     account_buckets,
+    facts_stored,
     load_events,
     load_state,
     load_workload,
@@ -103,6 +104,10 @@ def prepare_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     require_clean_snapshots(con, settings, [as_of])
     require_no_hold(con)
     with_lifecycle(SpecSet(list(workflows), []), con).require_valid()
+    if any(w.spec.object == "account" for w in workflows) and not facts_stored(con, as_of):
+        raise SliceStoreError(  # a tick without them would run with no account in it
+            f"tick {key_of(as_of)}: no account facts are stored for this tick — materialize "
+            "account_facts for it first (cswf run and cswf tick do), then the tick")
     store = slice_store(settings)
     store.ensure()
     record_versions(con, list(workflows), as_of, settings.default_category)

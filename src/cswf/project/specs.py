@@ -23,16 +23,18 @@ from cswf.store.lock import WarehouseLocked
 from cswf.store.warehouse import StoredWorkflow, connect, inside_by_workflow, stored_workflows
 
 
-def check_specs(settings: Settings, con: duckdb.DuckDBPyConnection | None = None) -> SpecSet:
+def check_specs(settings: Settings, con: duckdb.DuckDBPyConnection | None = None, *,
+                warehouse: bool = True) -> SpecSet:
     """Every spec against the fact fields of its participant type, the categories, the user
-    groups and, when the warehouse can be read, the lifecycle rule for running workflows."""
+    groups and, when the warehouse can be read (and `warehouse`: a shard step, whose prepare
+    step checked it, does not open it), the lifecycle rule for running workflows."""
     objects = {name: fact_schema(settings.facts_sql_path, model, settings.landing_objects())
                for name, model in FACT_MODELS.items()}
     groups = load_groups(settings.groups_path)
     checked = load_specs(settings.specs_path, categories=settings.categories, objects=objects,
                          groups=list(groups) if settings.groups_path.exists() else None,
                          segments_dir=settings.segments_path)
-    if con is None and settings.database_path.exists():
+    if con is None and warehouse and settings.database_path.exists():
         try:
             with connect(settings.database_path, read_only=True) as reader:
                 return with_lifecycle(checked, reader)
@@ -89,5 +91,5 @@ def workflow_names(settings: Settings) -> list[str]:
                                        segments_dir=settings.segments_path).workflows]
 
 
-def load_workflows(settings: Settings) -> list[LoadedWorkflow]:
-    return check_specs(settings).require_valid()
+def load_workflows(settings: Settings, *, warehouse: bool = True) -> list[LoadedWorkflow]:
+    return check_specs(settings, warehouse=warehouse).require_valid()

@@ -160,6 +160,13 @@ def load_facts_range(
     ).pl()
 
 
+def facts_stored(con: duckdb.DuckDBPyConnection, as_of: datetime) -> bool:
+    """Whether the facts stage stored the accounts' facts of the tick at `as_of`."""
+    return _has_facts(con) and con.execute(
+        "SELECT count(*) > 0 FROM account_facts WHERE as_of = $t", {"t": as_of}
+    ).fetchall()[0][0]
+
+
 def account_buckets(con: duckdb.DuckDBPyConnection, ticks: Sequence[datetime]) -> pl.DataFrame:
     """(key, bucket) of every account in these ticks' stored facts, hashed by DuckDB on every
     core (engine/shards.py `Buckets.learn`: three times faster than hashing in Python)."""
