@@ -123,6 +123,14 @@ def in_slices(settings: Settings, skip: tuple[datetime, int] | None = None) -> N
             commit_tick(con, settings, workflows, as_of, settings.shards, respond=respond)
 
 
+def prepare_first(settings: Settings, workflows: list) -> None:
+    """The first tick's snapshots ingested, its facts stored and its prepare step run."""
+    with connect(settings.database_path) as con:
+        project.ingest(con, settings, FIRST)
+        project.store_facts(con, settings, [FIRST])
+        prepare_tick(con, settings, workflows, FIRST)
+
+
 @contextmanager
 def database_away(settings: Settings) -> Iterator[None]:
     """The working database (and any log of it) moved elsewhere while the block runs."""
@@ -211,10 +219,8 @@ def test_each_shard_s_inputs_are_its_own_participants_and_nothing_else(
     shard's input slice, the shard of the documented bucket SQL; contacts with their account."""
     settings = make_project(tmp_path / "p", landing, 3)
     workflows = project.load_workflows(settings)
-    with connect(settings.database_path) as con:
-        project.ingest(con, settings, FIRST)
-        project.store_facts(con, settings, [FIRST])
-        prepare_tick(con, settings, workflows, FIRST)
+    prepare_first(settings, workflows)
+    with connect(settings.database_path, read_only=True) as con:
         expected = dict(con.sql(
             f"SELECT participant_id, {shard_column(3)} FROM account_facts "
             "WHERE as_of = $t", params={"t": FIRST}).fetchall())
@@ -241,10 +247,7 @@ def test_a_shard_without_its_inputs_or_with_other_workflows_is_one_line(
         f"tick 2026-05-31-00:00: shard 1 of 2 has no inputs in "
         f"{tick_folder(settings.staging_path, FIRST)}: run the tick's prepare step again (or "
         "the whole tick), then its shards")
-    with connect(settings.database_path) as con:
-        project.ingest(con, settings, FIRST)
-        project.store_facts(con, settings, [FIRST])
-        prepare_tick(con, settings, workflows, FIRST)
+    prepare_first(settings, workflows)
     edited = [replace(workflows[0], version="edited"), *workflows[1:]]  # same names
     for other in (workflows[1:], edited):
         with pytest.raises(SliceStoreError) as raised:
@@ -294,10 +297,7 @@ def test_slices_of_two_prepare_steps_are_not_merged(tmp_path: Path, landing: Pat
     one line, commits nothing; the other shards run again and the tick commits."""
     settings = make_project(tmp_path / "p", landing, 2)
     workflows = project.load_workflows(settings)
-    with connect(settings.database_path) as con:
-        project.ingest(con, settings, FIRST)
-        project.store_facts(con, settings, [FIRST])
-        prepare_tick(con, settings, workflows, FIRST)
+    prepare_first(settings, workflows)
     shard_tick(settings, workflows, FIRST, 0, 2)
     with connect(settings.database_path) as con:
         prepare_tick(con, settings, workflows, FIRST)
@@ -337,10 +337,7 @@ def test_a_shard_killed_before_publishing_leaves_nothing_and_a_rerun_completes_t
     tick again changes nothing (no action twice)."""
     settings = make_project(tmp_path / "p", landing, 2, **store)
     workflows = project.load_workflows(settings)
-    with connect(settings.database_path) as con:
-        project.ingest(con, settings, FIRST)
-        project.store_facts(con, settings, [FIRST])
-        prepare_tick(con, settings, workflows, FIRST)
+    prepare_first(settings, workflows)
     shard_tick(settings, workflows, FIRST, 0, 2)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
            PAUSE_BEFORE_PUBLISH: "1:120"}

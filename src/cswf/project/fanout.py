@@ -120,9 +120,10 @@ def _inputs(con: duckdb.DuckDBPyConnection, settings: Settings,
             workflows: Sequence[LoadedWorkflow], as_of: datetime, shards: int
             ) -> list[tuple[dict[str, pl.DataFrame], dict[str, object]]]:
     """Every shard's inputs of the tick (`<feed>-state`, `<feed>-facts`, ... per participant
-    type), read once and cut as one process cuts them (`split_tick`), the field updates
-    already laid over the facts; and what each shard's manifest says (the feeds' workflows,
-    which `shard_tick` checks against its own specs)."""
+    type), read once and cut as one process cuts them (`split_own` for accounts, `split_tick`
+    for those who follow an account), the field updates already laid over the facts; and
+    what each shard's manifest says (the feeds' workflows and versions, which `shard_tick`
+    checks against its own specs, and this prepare step's id, which `commit_tick` checks)."""
     before = settings.calendar.previous(as_of)
     feeds = _by_participant(workflows)
     state = load_state(con, as_of, shards=shards)  # each row's shard by its own id
