@@ -5,14 +5,14 @@
 Builds the benchmark's book (bench/bench.py: N accounts x 50 workflows, two daily snapshots),
 then for each shard count:
 
-1. the prepare step, in a process of its own: reads both snapshots' facts of every account
-   from the DuckDB file once, each row with its shard (DuckDB's bucket SQL), cuts them by it
-   (engine/shards.py `split_own`, the product's cut of accounts) and publishes each shard's
-   part as its input slice in a staging folder (store/slices.py, as project/fanout.py's
-   `prepare_tick` does);
+1. the prepare step, in a process of its own: the product's cut (store/cut.py `cut_feed`, as
+   project/fanout.py's `prepare_tick` calls it) writes both snapshots' facts of every account,
+   the (empty) state, events and requests, by shard, with DuckDB's `COPY … PARTITION_BY`, and
+   publishes each shard's part as its input slice in a staging folder (store/slices.py);
 2. every shard in a fresh process of its own, one after another: it reads only its input
-   slice (never the DuckDB file), runs the first tick of the book and the next one (`run_tick`
-   on its participants), and reports wall time, CPU time and peak memory;
+   slice (never the DuckDB file; project/fanout.py `shard_inputs`), runs the first tick of
+   the book and the next one (`run_tick` on its participants), and reports wall time, CPU
+   time and peak memory;
 3. the global step (engine/shards.py `merge_shards`: the shards' results as one tick) on their
    results, which must equal the one-shard result row for row.
 
@@ -37,11 +37,14 @@ import polars as pl
 
 from bench import FACTS_SQL, T0, T1, child, make_book, make_workflows, peak_gib
 from cswf.engine.frames import ENROLLMENT_SCHEMA, empty
-from cswf.engine.shards import merge_shards, split_own
+from cswf.engine.shards import merge_shards
 from cswf.engine.tick import TickResult, run_tick
 from cswf.facts.models import build_facts
-from cswf.store.slices import INPUT, FolderSlices, shard_column
-from cswf.store.warehouse import save_facts
+from cswf.project.fanout import shard_inputs
+from cswf.store.cut import Cut, cut_feed, timestamp
+from cswf.store.slices import INPUT, FolderSlices
+from cswf.store.tables import ensure_deploy_requests, ensure_engine_tables, ensure_removal_requests
+from cswf.store.warehouse import fact_projection, save_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("state", "actions", "transitions")
@@ -53,6 +56,9 @@ def build(folder: str, accounts: int) -> None:
     started = time.perf_counter()
     make_book(con, accounts)
     save_facts(con, build_facts(con, [T0, T1], FACTS_SQL))
+    ensure_engine_tables(con)  # empty: the prepare step reads them as a first tick would
+    ensure_deploy_requests(con)
+    ensure_removal_requests(con)
     con.close()
     print(json.dumps({"build_s": time.perf_counter() - started}))
 
@@ -61,26 +67,28 @@ def prepare(folder: str, workflows: int, shards: int) -> None:
     """Child process: the prepare step, every shard's input slice published; figures as JSON."""
     specs = make_workflows(workflows)
     fields = set().union(*(w.fact_fields() for w in specs), *(w.previous_fields() for w in specs))
-    columns = ", ".join(f'"{c}"' for c in ["participant_id", "as_of", *sorted(fields)])
+    columns = fact_projection(fields | {"snapshot_date"})  # as a tick reads them
     wall, cpu = time.perf_counter(), time.process_time()
     con = duckdb.connect(str(Path(folder) / "book.duckdb"), read_only=True)
-    facts = {t: con.sql(f"SELECT {columns}, {shard_column(shards)} FROM account_facts "
-                        "WHERE as_of = $t ORDER BY participant_id", params={"t": t}).pl()
-             for t in (T0, T1)}
+    staging = _staging(folder, shards)
+    staging.mkdir()
+    cut = Cut(Path(tempfile.mkdtemp(dir=staging)), shards)
+    cut_feed(con, cut, "0", f"SELECT {columns} FROM account_facts WHERE as_of = {timestamp(T1)}",
+             f"SELECT {columns} FROM account_facts WHERE as_of = {timestamp(T0)}",
+             [w.name for w in specs], T1, T0)
+    info = {"types": cut.types,
+            "time_zone": con.execute("SELECT current_setting('TimeZone')").fetchall()[0][0]}
+    accounts = con.execute(f"SELECT count(*) FROM account_facts WHERE as_of = {timestamp(T1)}"
+                           ).fetchall()[0][0]
     con.close()
-    loaded = time.perf_counter()
-    state = empty(ENROLLMENT_SCHEMA).with_columns(pl.lit(0, pl.Int32).alias("__shard"))
-    parts = split_own(state, facts[T1], facts[T0], None, None, None, shards)
-    cut = time.perf_counter()
-    store = FolderSlices(_staging(folder, shards))
+    done = time.perf_counter()
+    store = FolderSlices(staging)
     for k in range(shards):
-        store.publish(T1, k, shards, {"t0": parts.by["prev"].get(k, parts.empty["prev"]),
-                                      "t1": parts.by["facts"].get(k, parts.empty["facts"])},
-                      {}, kind=INPUT)
+        store.publish(T1, k, shards, cut.of(k), info, kind=INPUT)
+    cut.remove()
     print(json.dumps({
-        "accounts": facts[T1].height, "load_s": loaded - wall, "cut_s": cut - loaded,
-        "publish_s": time.perf_counter() - cut, "wall_s": time.perf_counter() - wall,
-        "cpu_s": time.process_time() - cpu,
+        "accounts": accounts, "cut_s": done - wall, "publish_s": time.perf_counter() - done,
+        "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
         "peak_rss_gib": peak_gib()}))
 
 
@@ -90,7 +98,9 @@ def run_shard(folder: str, workflows: int, shards: int, shard: int) -> None:
     specs = make_workflows(workflows)
     wall, cpu = time.perf_counter(), time.process_time()
     [given] = FolderSlices(_staging(folder, shards)).read(T1, shards, kind=INPUT, only=shard)
-    facts = {T0: given.frames["t0"], T1: given.frames["t1"]}
+    parts, accounts = shard_inputs(given, 0, shard, T1, T0)
+    facts = {T0: parts.by["prev"].get(shard, parts.empty["prev"]),
+             T1: parts.by["facts"].get(shard, parts.empty["facts"])}
     loaded = time.perf_counter()
     first = run_tick(empty(ENROLLMENT_SCHEMA), facts[T0], None, None, specs, T0)
     firsted = time.perf_counter()
@@ -101,7 +111,7 @@ def run_shard(folder: str, workflows: int, shards: int, shard: int) -> None:
     for name in TABLES:
         getattr(result, name).write_parquet(out / f"{name}.parquet")
     print(json.dumps({
-        "accounts": facts[T1].height, "load_s": loaded - wall, "first_tick_s": firsted - loaded,
+        "accounts": accounts, "load_s": loaded - wall, "first_tick_s": firsted - loaded,
         "next_tick_s": done - firsted, "wall_s": done - wall, "cpu_s": time.process_time() - cpu,
         "peak_rss_gib": peak_gib(),
         "actions": result.actions.height + first.actions.height,
@@ -202,8 +212,8 @@ def _child(*args: str) -> dict:
 def _prepare(scratch: str, shards: int, workflows: int) -> dict:
     """The prepare step for `shards` shards, in a process of its own; its figures printed."""
     prep = _child("--prepare", str(shards), "--folder", scratch, "--workflows", str(workflows))
-    print(f"{shards} shard(s), prepare: {prep['accounts']:>9,} accounts  load "
-          f"{prep['load_s']:6.2f} s  cut {prep['cut_s']:6.2f} s  publish {prep['publish_s']:6.2f}"
+    print(f"{shards} shard(s), prepare: {prep['accounts']:>9,} accounts  cut (DuckDB) "
+          f"{prep['cut_s']:6.2f} s  publish {prep['publish_s']:6.2f}"
           f" s  wall {prep['wall_s']:6.2f} s  CPU {prep['cpu_s']:6.2f} s  peak "
           f"{prep['peak_rss_gib']:5.2f} GiB", flush=True)
     return prep

@@ -43,7 +43,7 @@ from cswf.store.slices import (
     TMP_PREFIX,
     MissingSlice,
     SliceStoreError,
-    shard_column,
+    shard_of,
     tick_folder,
 )
 from cswf.store.warehouse import connect
@@ -222,7 +222,7 @@ def test_each_shard_s_inputs_are_its_own_participants_and_nothing_else(
     prepare_first(settings, workflows)
     with connect(settings.database_path, read_only=True) as con:
         expected = dict(con.sql(
-            f"SELECT participant_id, {shard_column(3)} FROM account_facts "
+            f"SELECT participant_id, {shard_of('participant_id', 3)} AS __shard FROM account_facts "
             "WHERE as_of = $t", params={"t": FIRST}).fetchall())
     given = slice_store(settings).read(FIRST, 3, kind=INPUT)
     feeds = [[name for name, _ in members] for members in given[0].info["feeds"]]
@@ -580,19 +580,20 @@ def test_a_project_may_put_the_shard_steps_on_its_own_executor(tmp_path: Path,
 
 
 def test_the_shard_sql_finds_the_shards_of_the_engine() -> None:
-    """The prepare step reads accounts with their shard computed by store/slices.py's SQL:
-    the same shards as engine/shards.py gives them, for any count."""
+    """The prepare step cuts a tick's inputs with store/slices.py's shard SQL: the same
+    shards as engine/shards.py gives them, for any count."""
     import duckdb
     import polars as pl
 
     from cswf.engine.shards import participant_shards
-    from cswf.store.slices import shard_column
+    from cswf.store.slices import shard_of
 
     ids = pl.DataFrame({"participant_id": [f"ACC-{i}" for i in range(500)] + [None]})
     for shards in (2, 3, 7):
         expected = participant_shards(ids, None, [], shards)
         for k in range(shards):
-            got = duckdb.sql(f"SELECT participant_id FROM (SELECT *, {shard_column(shards)} "
+            shard = shard_of("participant_id", shards)
+            got = duckdb.sql(f"SELECT participant_id FROM (SELECT *, {shard} AS __shard "
                              f"FROM ids) WHERE __shard = {k} ORDER BY participant_id "
                              "NULLS FIRST").pl()["participant_id"]
             assert got.to_list() == expected.filter(pl.col("__shard") == k).sort(

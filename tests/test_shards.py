@@ -22,20 +22,12 @@ from test_tick_chunks import _run as run_quarter
 from cswf import project
 from cswf.demo.generate import generate_book
 from cswf.engine.assign import WORKLOAD_SCHEMA, group_tasks
-from cswf.engine.frames import ENROLLMENT_SCHEMA, conform, empty
+from cswf.engine.frames import ENROLLMENT_SCHEMA, empty
 from cswf.engine.holdout import sha256_buckets
-from cswf.engine.shards import (
-    Buckets,
-    participant_shards,
-    run_sharded_tick,
-    split_own,
-    split_tick,
-)
-from cswf.engine.tick import DEPLOY_SCHEMA, TickResult, run_tick
+from cswf.engine.shards import Buckets, participant_shards, run_sharded_tick
+from cswf.engine.tick import TickResult, run_tick
 from cswf.settings import Settings, load_settings
 from cswf.specs.groups import UserGroup
-from cswf.store.slices import shard_column
-from cswf.store.warehouse import account_buckets
 
 START = datetime(2026, 6, 1)
 
@@ -73,65 +65,6 @@ def test_buckets_are_the_documented_sha256_prefix_and_pinned() -> None:
                         "array_position(['ACC-1', 'ACC-2', '0001', 'é'], id)").fetchall()
     assert [b for b, in in_sql] == by_hand
     assert Buckets().of(pl.Series(ids)).to_list() == by_hand
-
-
-def test_buckets_learned_from_the_stored_facts_are_the_same_and_not_hashed_again() -> None:
-    ids = [f"ACC-{i}" for i in range(300)] + ["é", ""]
-    day = datetime(2026, 6, 1)
-    con = duckdb.connect()
-    con.execute("CREATE TABLE account_facts AS SELECT id AS participant_id, $t AS as_of "
-                "FROM unnest($ids) AS t(id)", {"ids": ids, "t": day})
-    known = account_buckets(con, [day])
-    assert dict(known.iter_rows()) == dict(zip(ids, sha256_buckets(ids).tolist(), strict=True))
-    assert account_buckets(con, [datetime(2026, 6, 2)]).is_empty()
-    buckets = Buckets()
-    buckets.learn(known.with_columns(bucket=pl.when(pl.col("key") == "ACC-7").then(1)
-                                     .otherwise(pl.col("bucket"))))
-    assert buckets.of(pl.Series(["ACC-7", "ACC-8", "new"])).to_list() == [
-        1, *sha256_buckets(["ACC-8", "new"]).tolist()], "learned keys are not hashed again"
-
-
-@settings(max_examples=40, deadline=None)
-@given(ids=st.lists(st.one_of(st.none(), st.sampled_from(["ACC-1", "ACC-2", "ACC-3", "é", ""]),
-                              st.text(max_size=4)), min_size=1, max_size=12),
-       shards=st.integers(1, 9), data=st.data())
-def test_a_cut_by_own_id_carried_in_the_rows_equals_split_tick(ids, shards, data) -> None:
-    """Accounts' own facts name no account: `split_own`, given each row's shard as DuckDB
-    computes it, cuts state, facts, previous facts, events and requests as `split_tick`."""
-    def some(n: int) -> list:
-        return data.draw(st.lists(st.sampled_from(ids), min_size=n, max_size=n))
-
-    people = list(dict.fromkeys(ids))
-    facts = pl.DataFrame({"participant_id": people, "x": list(range(len(people)))},
-                         schema={"participant_id": pl.String, "x": pl.Int64})
-    prev = facts.head(data.draw(st.integers(0, len(people)))).with_columns(x=pl.col("x") + 1)
-    who = some(data.draw(st.integers(0, 6)))
-    state = empty(ENROLLMENT_SCHEMA).vstack(pl.DataFrame({
-        "participant_id": who, "workflow": ["w"] * len(who),
-        "enrollment_id": [f"w/{i}" for i in range(len(who))]},
-        schema={"participant_id": pl.String, "workflow": pl.String,
-                "enrollment_id": pl.String}).pipe(conform, ENROLLMENT_SCHEMA))
-    events = pl.DataFrame({"action_id": [f"w/{i}/a" for i in range(len(who) + 2)],
-                           "event_type": "opened", "occurred_at": datetime(2026, 6, 1)})
-    asked = some(data.draw(st.integers(0, 3)))
-    deploys = conform(pl.DataFrame({"participant_id": asked}, schema={
-        "participant_id": pl.String}), DEPLOY_SCHEMA)
-    con = duckdb.connect()
-
-    def carried(frame: pl.DataFrame) -> pl.DataFrame:  # the shard column, as DuckDB reads it
-        return con.sql(f"SELECT *, {shard_column(shards)} FROM frame").pl()
-
-    expected = split_tick(state, facts, prev, events, deploys, None, shards)
-    got = split_own(carried(state), carried(facts), carried(prev), events, deploys, None,
-                    shards)
-    for name in ("state", "facts", "prev", "deploys", "removals", "events"):
-        assert set(got.by[name]) == set(expected.by[name]), name
-        for k, frame in expected.by[name].items():
-            assert_frame_equal(got.by[name][k], frame)
-    for name, frame in expected.empty.items():
-        assert (frame is None) == (got.empty[name] is None)
-        if frame is not None:
-            assert_frame_equal(got.empty[name], frame)
 
 
 def test_shards_are_ranges_of_buckets_and_contacts_follow_their_account() -> None:

@@ -62,15 +62,6 @@ class Buckets:
 
     def __init__(self) -> None:
         self._known = pl.DataFrame(schema={"key": pl.String, "bucket": pl.Int32})
-        self.learned = False  # whether `learn` was given buckets computed elsewhere
-
-    def learn(self, known: pl.DataFrame) -> None:
-        """Buckets computed elsewhere (`key`, `bucket`: DuckDB's `sha256` gives the same, on
-        every core), so `of` hashes only the keys they miss."""
-        new = known.select(pl.col("key").cast(pl.String), pl.col("bucket").cast(pl.Int32)) \
-            .unique("key").join(self._known, on="key", how="anti")
-        self._known = pl.concat([self._known, new])
-        self.learned = True
 
     def of(self, keys: pl.Series) -> pl.Series:
         """The bucket of every key, in order (a null key: the bucket of the empty string).
@@ -167,29 +158,6 @@ def split_tick(state: pl.DataFrame, facts: pl.DataFrame, prev_facts: pl.DataFram
 
     return _cut(owned(state), owned(facts), owned(prev_facts), events, owned(deploys),
                 owned(removals))
-
-
-def split_own(state: pl.DataFrame, facts: pl.DataFrame, prev_facts: pl.DataFrame | None,
-              events: pl.DataFrame | None, deploys: pl.DataFrame | None,
-              removals: pl.DataFrame | None, shards: int,
-              buckets: Buckets | None = None) -> ShardParts:
-    """`split_tick` for participants that are their own key: facts and previous facts that
-    name no account (accounts' own facts), so every row's shard is its own id's. State, facts
-    and previous facts carry it already, in column `__shard` (DuckDB's bucket SQL computed it
-    as they were read: no join, no hashing here); deploys and removals are hashed here. The
-    same parts as `split_tick` (tests/test_shards.py)."""
-    if any(ACCOUNT in f.columns for f in (facts, prev_facts) if f is not None):
-        raise ValueError("split_own: these facts name an account: use split_tick")
-    shard = state[SHARD]
-    state, events, deploys, removals = _conformed(state.drop(SHARD), events, deploys, removals)
-    known = buckets or Buckets()
-
-    def own(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.with_columns(shard_of_bucket(pl.lit(known.of(frame[PARTICIPANT])),
-                                                  shards).alias(SHARD))
-
-    return _cut(state.with_columns(shard), facts, prev_facts, events, own(deploys),
-                own(removals))
 
 
 def _conformed(state: pl.DataFrame, events: pl.DataFrame | None,

@@ -99,6 +99,26 @@ def build_facts(
     return frame.sort("participant_id").sort("as_of", maintain_order=True)
 
 
+def build_facts_table(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    ticks: Sequence[datetime],
+    sql_dir: Path | None,
+    model: str = FINAL_MODEL,
+    columns: Sequence[str] | None = None,
+    calendar: TickCalendar | None = None,
+) -> None:
+    """`build_facts` into the temp table `table`, never into Python: DuckDB holds (and spills)
+    the rows, so a tick's prepare step cuts a book of any size (project/fanout.py)."""
+    models = load_models(sql_dir, model)
+    with _views(con, ticks, models, calendar) as (inputs, final):
+        query = f"SELECT {_projection(con, final, columns)} FROM (\n{final.sql}\n)"
+        try:
+            con.execute(f'CREATE OR REPLACE TEMP TABLE "{table}" AS {query}').fetchall()
+        except duckdb.Error as err:
+            raise _blame(con, inputs, final, err) from err
+
+
 @contextmanager
 def _views(
     con: duckdb.DuckDBPyConnection, ticks: Sequence[datetime], models: list[FactModel],

@@ -151,26 +151,32 @@ def load_field_updates(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.D
     Only the latest per (participant, field) is returned: no tick at or after `before` can see
     an older one. Empty (with the schema) while there is no outbox yet.
     """
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'actions_outbox' "
-        "AND schema_name = current_schema() AND database_name = current_database()"
-    ).fetchall()[0][0]
-    if not exists:
+    if not has_outbox(con):
         return pl.DataFrame(schema=UPDATE_SCHEMA)
-    return con.sql(
-        """
+    return con.sql(field_updates_sql("$before") + " ORDER BY tick, action_id",
+                   params={"before": before}).pl().cast(UPDATE_SCHEMA)
+
+
+def field_updates_sql(before: str) -> str:
+    """The query of `load_field_updates` (unordered), with `before` an SQL expression: the
+    prepare step of a sharded tick cuts its rows by shard in DuckDB (store/cut.py)."""
+    return f"""
         SELECT action_id, participant_id, tick,
                json_extract_string(payload, '$.field') AS field,
                json_extract_string(payload, '$.value') AS value
         FROM actions_outbox
         WHERE action_type = 'field_update' AND status IS DISTINCT FROM 'render_failed'
-          AND tick < $before
+          AND tick < {before}
         QUALIFY row_number() OVER (PARTITION BY participant_id, field
-                                   ORDER BY tick DESC, action_id DESC) = 1
-        ORDER BY tick, action_id
-        """,
-        params={"before": before},
-    ).pl().cast(UPDATE_SCHEMA)
+                                   ORDER BY tick DESC, action_id DESC) = 1"""
+
+
+def has_outbox(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the outbox exists yet (no field update was ever emitted before it does)."""
+    return bool(con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'actions_outbox' "
+        "AND schema_name = current_schema() AND database_name = current_database()"
+    ).fetchall()[0][0])
 
 
 def field_updates_of(actions: pl.DataFrame) -> pl.DataFrame:

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -32,21 +34,11 @@ import polars as pl
 from cswf.calendar import key_of
 from cswf.engine.assign import group_tasks
 from cswf.engine.bounds import RenderBudget
-from cswf.engine.frames import conform, empty
-from cswf.engine.shards import (
-    ACCOUNT,
-    SHARD,
-    Buckets,
-    ShardParts,
-    merge_shards,
-    run_shard,
-    split_own,
-    split_tick,
-)
+from cswf.engine.frames import ENROLLMENT_SCHEMA, conform, empty
+from cswf.engine.shards import ShardParts, merge_shards, run_shard
 from cswf.engine.tick import DEPLOY_SCHEMA, EVENT_SCHEMA, REMOVAL_SCHEMA, TickResult, combine
-from cswf.facts.overlay import apply_field_updates, load_field_updates
-from cswf.ingest.deploys import load_deploys
-from cswf.ingest.removals import load_removals
+from cswf.facts.models import FACT_MODELS, build_facts_table
+from cswf.facts.overlay import UPDATE_SCHEMA, apply_field_updates
 from cswf.project.guards import guard_limits, require_no_hold
 from cswf.project.specs import with_lifecycle
 from cswf.project.ticks import (
@@ -61,21 +53,22 @@ from cswf.project.ticks import (
 from cswf.settings import Settings
 from cswf.specs.groups import load_groups
 from cswf.specs.loader import LoadedWorkflow, SpecSet
+from cswf.store.cut import BUILT, ORDER, Cut, cut_feed, read_frame, schema_of, timestamp
 from cswf.store.holds import approved, launched, write_holds
 from cswf.store.pgslices import PostgresSlices
 from cswf.store.s3slices import S3Slices
 from cswf.store.slices import (
     INPUT,
+    TMP_PREFIX,
     FolderSlices,
     Slice,
     SliceStore,
     SliceStoreError,
-    shard_column,
 )
 from cswf.store.tables import ensure_deploy_requests, ensure_engine_tables, ensure_removal_requests
 from cswf.store.warehouse import (
     WriteOutcome,
-    account_buckets,
+    fact_projection,
     facts_stored,
     load_events,
     load_state,
@@ -90,7 +83,6 @@ log = logging.getLogger(__name__)
 # they are published (tests/test_fanout.py kills it there).
 PAUSE_BEFORE_PUBLISH = "CSWF_TEST_PAUSE_BEFORE_PUBLISH"
 FRAMES = ("state", "actions", "transitions")
-INPUTS = ("state", "facts", "prev", "events", "deploys", "removals")  # a shard's, per feed
 
 
 def prepare_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
@@ -112,64 +104,59 @@ def prepare_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     store.ensure()
     record_versions(con, list(workflows), as_of, settings.default_category)
     shards = settings.shards
-    for k, (frames, info) in enumerate(_inputs(con, settings, workflows, as_of, shards)):
-        store.publish(as_of, k, shards, frames, info, kind=INPUT)
+    near = settings.staging_path if isinstance(store, FolderSlices) else None
+    cut = Cut(Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "cut-", dir=near)), shards)
+    try:
+        info = _cut_inputs(con, settings, workflows, as_of, cut)
+        for k in range(shards):
+            store.publish(as_of, k, shards, cut.of(k), info, kind=INPUT)
+    finally:
+        cut.remove()
 
 
-def _inputs(con: duckdb.DuckDBPyConnection, settings: Settings,
-            workflows: Sequence[LoadedWorkflow], as_of: datetime, shards: int
-            ) -> list[tuple[dict[str, pl.DataFrame], dict[str, object]]]:
-    """Every shard's inputs of the tick (`<feed>-state`, `<feed>-facts`, ... per participant
-    type), read once and cut as one process cuts them (`split_own` for accounts, `split_tick`
-    for those who follow an account), the field updates already laid over the facts; and
-    what each shard's manifest says (the feeds' workflows and versions, which `shard_tick`
-    checks against its own specs, and this prepare step's id, which `commit_tick` checks)."""
+def _cut_inputs(con: duckdb.DuckDBPyConnection, settings: Settings,
+                workflows: Sequence[LoadedWorkflow], as_of: datetime, cut: Cut
+                ) -> dict[str, object]:
+    """Every shard's inputs of the tick (`<feed>-facts`, `<feed>-state`, ... per participant
+    type), cut in DuckDB as one process cuts them (store/cut.py `cut_feed`; each shard lays
+    the field updates over its facts); and what each shard's manifest says: the inputs'
+    types, the feeds' workflows and versions (which `shard_tick` checks against its own
+    specs) and this prepare step's id (which `commit_tick` checks)."""
     before = settings.calendar.previous(as_of)
     feeds = _by_participant(workflows)
-    state = load_state(con, as_of, shards=shards)  # each row's shard by its own id
-    events = load_events(con, as_of)
-    deploys = load_deploys(con, before, as_of).filter(pl.col("requested_at") <= as_of)
-    removals = load_removals(con, before, as_of).filter(pl.col("requested_at") <= as_of)
-    updates = load_field_updates(con, as_of)
-    earlier = load_field_updates(con, before) if before is not None else None
-    prepared = uuid.uuid4().hex  # this prepare step's, handed on by each shard's slice
-    out: list[tuple[dict[str, pl.DataFrame], dict[str, object]]] = [
-        ({}, {"as_of": as_of.isoformat(), "prepared": prepared, "feeds": _versions(feeds)})
-        for _ in range(shards)]
-    buckets = Buckets()
     for i, (participant, members) in enumerate(feeds.items()):
         feed = _Feed.of(settings, participant, members)
-        # Accounts are their own key unless their facts name an account: then DuckDB gives
-        # each row its shard as it reads it, and the cut is a partition (`split_own`).
-        own = participant == "account" and ACCOUNT not in {*feed.needed, *feed.previous}
-        feed.load(con, settings, [as_of], before, None, shard_column(shards) if own else "")
-        if feed.prev is not None and earlier is not None:
-            feed.prev = _overlaid(feed.prev, earlier, before, report=False)  # said last tick
-        seen = _overlaid(feed.at(as_of), updates, as_of, report=True)
-        mine = state.filter(pl.col("workflow").is_in(feed.names))
-        if own:
-            parts = split_own(mine, seen, feed.prev, events, deploys, removals, shards, buckets)
-        else:
-            if not buckets.learned:  # the accounts contacts name, hashed by DuckDB
-                buckets.learn(account_buckets(con, [as_of] if before is None else
-                                              [before, as_of]))
-            parts = split_tick(mine.drop(SHARD), seen, feed.prev, events, deploys, removals,
-                               shards, buckets)
-        for k, (frames, _) in enumerate(out):
-            frames |= {f"{i}-{name}": frame for name, frame in _shard_inputs(parts, k).items()}
-    return out
+        facts, prev = _facts_queries(con, settings, feed, as_of, before)
+        try:
+            cut_feed(con, cut, str(i), facts, prev, feed.names, as_of, before)
+        finally:
+            con.execute(f"DROP TABLE IF EXISTS temp.{BUILT}").fetchall()
+    zone = con.execute("SELECT current_setting('TimeZone')").fetchall()[0][0]
+    return {"as_of": as_of.isoformat(), "prepared": uuid.uuid4().hex,
+            "feeds": _versions(feeds), "types": cut.types, "time_zone": zone}
 
 
-def _overlaid(facts: pl.DataFrame, updates: pl.DataFrame, as_of: datetime, *,
-              report: bool) -> pl.DataFrame:
-    """The facts with the field updates visible at `as_of` laid over them (with `report`, the
-    updates that could not be are logged, once for all shards); a shard column read with
-    them stays as it was."""
-    shard = facts.get_column(SHARD) if SHARD in facts.columns else None
-    seen, problems = apply_field_updates(facts.drop(SHARD, strict=False), updates, as_of)
-    if report:
-        _report_overlay_problems(problems, set())
-    return seen if shard is None else seen.with_columns(shard)
+def _facts_queries(con: duckdb.DuckDBPyConnection, settings: Settings, feed: _Feed,
+                   as_of: datetime, before: datetime | None) -> tuple[str, str | None]:
+    """The queries of a feed's facts at the tick and at the tick before (None: no facts
+    before it, a run's first tick), as `_Feed.load` reads them: accounts' from the stored
+    facts, the others' built by the fact models into a temp table."""
+    at = timestamp(as_of)
+    earlier = None if before is None else timestamp(before)
+    if feed.participant == "account":
+        prev = None if earlier is None else (
+            f"SELECT {fact_projection(feed.previous)} FROM account_facts "
+            f"WHERE as_of = {earlier}")
+        if prev is not None and not con.execute(f"SELECT count(*) FROM ({prev})"
+                                                ).fetchall()[0][0]:
+            prev = None  # as `load_facts` has it: no stored facts before is no previous tick
+        return (f"SELECT {fact_projection(feed.needed)} FROM account_facts "
+                f"WHERE as_of = {at}", prev)
+    build_facts_table(con, BUILT, [as_of] if before is None else [before, as_of],
+                      settings.facts_sql_path, FACT_MODELS[feed.participant], feed.needed,
+                      calendar=settings.calendar)
+    return (f"SELECT * FROM {BUILT} WHERE as_of = {at}",
+            None if earlier is None else f"SELECT * FROM {BUILT} WHERE as_of = {earlier}")
 
 
 def _versions(feeds: dict[str, list[LoadedWorkflow]]) -> list[list[list[str]]]:
@@ -192,25 +179,52 @@ def _one_prepare(slices: Sequence[Slice], as_of: datetime) -> None:
             "global step)")
 
 
-def _shard_inputs(parts: ShardParts, k: int) -> dict[str, pl.DataFrame]:
-    """Shard k's rows of each input, empty (with its columns) where it has none; no `prev`
-    when the tick has no previous facts (a run's first tick)."""
-    blank = {**parts.empty, "events": parts.events.clear(), "deploys": empty(DEPLOY_SCHEMA),
-             "removals": empty(REMOVAL_SCHEMA)}
-    return {name: frame if (frame := parts.by[name].get(k)) is not None else blank[name]
-            for name in INPUTS if blank[name] is not None}
+def shard_inputs(given: Slice, i: int, k: int, as_of: datetime,
+              before: datetime | None) -> tuple[ShardParts, int]:
+    """Feed i's inputs of shard k as `split_tick` cuts them, read back with the types the
+    prepare step's DuckDB gave them, the field updates laid over the facts; and how many
+    participants its facts hold."""
+    types: dict[str, list[list[str]]] = given.info["types"]  # type: ignore[assignment]
+    zone = str(given.info["time_zone"])
 
+    def read(name: str) -> pl.DataFrame | None:
+        key = f"{i}-{name}"
+        return None if key not in types else read_frame(given.frames.get(key),
+                                                        schema_of(types[key], zone))
 
-def _parts_of(given: Slice, i: int, k: int) -> ShardParts:
-    """Feed i's inputs of shard k, as `split_tick` cut them (an empty frame: no rows); its
-    `events` are this shard's (only the global step's assignment reads all of them)."""
-    frames = {name: given.frames.get(f"{i}-{name}") for name in INPUTS}
+    facts, prev = read("facts"), read("prev")
+    assert facts is not None  # every feed has facts, if no rows
+    facts = facts.sort("participant_id", maintain_order=True)
+    updates, earlier = read("updates"), read("earlier")
+    if updates is not None:
+        facts = _overlaid(facts, updates, as_of, report=True)
+    if prev is not None:
+        prev = prev.sort("participant_id", maintain_order=True)
+        if earlier is not None and before is not None:
+            prev = _overlaid(prev, earlier, before, report=False)  # said last tick
+    state = conform(read("state"), ENROLLMENT_SCHEMA)  # type: ignore[arg-type]
+    found = read("events")
+    events = empty(EVENT_SCHEMA) if found is None else conform(found, EVENT_SCHEMA)
+    deploys, removals = (conform(read(name).sort(ORDER).drop(ORDER), schema)  # type: ignore[union-attr]
+                         for name, schema in (("deploys", DEPLOY_SCHEMA),
+                                              ("removals", REMOVAL_SCHEMA)))
+    frames = {"state": state, "facts": facts, "prev": prev, "events": events,
+              "deploys": deploys, "removals": removals}
     by = {name: {k: frame} if frame is not None and frame.height else {}
           for name, frame in frames.items()}
-    prev = frames["prev"]
-    return ShardParts(by, frames["events"], {  # type: ignore[arg-type]
-        "state": frames["state"], "facts": frames["facts"],
-        "prev": None if prev is None else prev.clear()})
+    return ShardParts(by, events, {
+        "state": state.clear(), "facts": facts.clear(),
+        "prev": None if prev is None else prev.clear()}), facts.height
+
+
+def _overlaid(facts: pl.DataFrame, updates: pl.DataFrame, as_of: datetime, *,
+              report: bool) -> pl.DataFrame:
+    """The facts with the field updates visible at `as_of` laid over them (with `report`, the
+    updates that could not be are logged, each by the shard of its participant)."""
+    seen, problems = apply_field_updates(facts, conform(updates, UPDATE_SCHEMA), as_of)
+    if report:
+        _report_overlay_problems(problems, set())
+    return seen
 
 
 def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: datetime,
@@ -231,9 +245,9 @@ def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: d
                           max_chars=bounds.max_chars)
     frames: dict[str, pl.DataFrame] = {}
     participants: dict[str, int] = {}
+    before = settings.calendar.previous(as_of)
     for i, members in enumerate(feeds.values()):
-        parts = _parts_of(given, i, shard)
-        participants[str(i)] = given.frames[f"{i}-facts"].height
+        parts, participants[str(i)] = shard_inputs(given, i, shard, as_of, before)
         result = run_shard(parts, shard, members, as_of,
                            default_category=settings.default_category, render_budget=budget)
         if result is not None:

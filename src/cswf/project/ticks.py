@@ -339,19 +339,18 @@ class _Feed:
 
     def load(self, con: duckdb.DuckDBPyConnection, settings: Settings,
              ticks: Sequence[datetime], before: datetime | None,
-             given: pl.DataFrame | None, extra: str = "") -> None:
+             given: pl.DataFrame | None) -> None:
         """The facts of `ticks`, and with `before` (a run's first chunk) those of the tick
-        before. Account facts come from the stored account_facts (or `given`), with `extra`
-        (a select expression: each row's shard, project/fanout.py); contact and opportunity
-        facts are built for the chunk's ticks in one query."""
+        before. Account facts come from the stored account_facts (or `given`); contact and
+        opportunity facts are built for the chunk's ticks in one query."""
         self.release()
         if self.participant == "account":
             if given is not None:
                 frame = given.filter(pl.col("as_of").is_in(list(ticks)))
             else:
-                frame = load_facts_range(con, ticks, self.needed, extra=extra)
+                frame = load_facts_range(con, ticks, self.needed)
             if before is not None:
-                self.prev = load_facts(con, before, self.previous, extra=extra)
+                self.prev = load_facts(con, before, self.previous)
         else:
             wanted = [before, *ticks] if before is not None else list(ticks)
             built = build_facts(con, wanted, settings.facts_sql_path,

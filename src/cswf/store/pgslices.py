@@ -26,6 +26,7 @@ from cswf.calendar import key_of
 from cswf.store.slices import (
     INPUT,
     RESULT,
+    Frame,
     MissingSlice,
     Slice,
     SliceStoreError,
@@ -63,7 +64,7 @@ class PostgresSlices:
             cur.execute(_CREATE)
 
     def publish(self, as_of: datetime, shard: int, shards: int,
-                frames: Mapping[str, pl.DataFrame], info: Mapping[str, object],
+                frames: Mapping[str, Frame], info: Mapping[str, object],
                 before_publish: Callable[[], object] | None = None,
                 kind: str = RESULT) -> str:
         """Shard `shard`'s slice of the tick, replacing any earlier one, in one transaction;

@@ -37,6 +37,7 @@ import polars as pl
 from cswf.calendar import key_of
 from cswf.store.slices import (
     RESULT,
+    Frame,
     MissingSlice,
     Slice,
     SliceStoreError,
@@ -77,7 +78,7 @@ class S3Slices:
         self._call(lambda: next(iter(self._obstore.list(self._store, "", chunk_size=1)), None))
 
     def publish(self, as_of: datetime, shard: int, shards: int,
-                frames: Mapping[str, pl.DataFrame], info: Mapping[str, object],
+                frames: Mapping[str, Frame], info: Mapping[str, object],
                 before_publish: Callable[[], object] | None = None,
                 kind: str = RESULT) -> str:
         """Shard `shard`'s slice of the tick: its frames under a new attempt's keys, then its

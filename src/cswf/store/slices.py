@@ -31,6 +31,10 @@ import polars as pl
 from cswf.calendar import key_of
 from cswf.store.durable import fsync
 
+# A slice's frame as given to `publish`: a frame, or a Parquet file already written (the
+# prepare step's cut, store/cut.py), moved or read as it is
+Frame = pl.DataFrame | Path
+
 MANIFEST = "slice.json"
 TMP_PREFIX = ".tmp-"
 # What a slice holds: a shard's part of the tick's result (for the global step), or its
@@ -51,14 +55,18 @@ def bucket_sql(column: str = "participant_id") -> str:
     """The bucket of an id, in DuckDB: docs/scaling.md's bucket SQL (the first 8 bytes of
     SHA-256 of the id, modulo 10,000); a null id is the empty string's, as engine/shards.py
     has it."""
-    return (f"('0x' || sha256(coalesce(CAST(\"{column}\" AS VARCHAR), ''))[1:16])::UBIGINT "
-            "% 10000")
+    return bucket_of(f'"{column}"')
 
 
-def shard_column(shards: int, column: str = "participant_id") -> str:
-    """The select expression of each row's shard of `shards` by its own id, named as
-    engine/shards.py's `split_own` reads it (`__shard`)."""
-    return f"({bucket_sql(column)} * {shards} // 10000)::INTEGER AS __shard"
+def bucket_of(key: str) -> str:
+    """`bucket_sql` of an SQL expression."""
+    return f"('0x' || sha256(coalesce(CAST({key} AS VARCHAR), ''))[1:16])::UBIGINT % 10000"
+
+
+def shard_of(key: str, shards: int) -> str:
+    """The shard (of `shards`) of an SQL expression's bucket: engine/shards.py's
+    `shard_of_bucket`."""
+    return f"({bucket_of(key)} * {shards} // 10000)::INTEGER"
 
 
 
@@ -92,7 +100,7 @@ class Slice:
 
 
 def publish_slice(staging: Path, as_of: datetime, shard: int, shards: int,
-                  frames: Mapping[str, pl.DataFrame], info: Mapping[str, object],
+                  frames: Mapping[str, Frame], info: Mapping[str, object],
                   before_publish: object = None, kind: str = RESULT) -> Path:
     """Write the frames (name → frame) and `info` as shard `shard`'s slice of the tick, then
     publish it atomically; a slice already published is replaced by the same rename, so
@@ -103,7 +111,10 @@ def publish_slice(staging: Path, as_of: datetime, shard: int, shards: int,
     final = folder / slice_name(shard, shards, kind)
     work = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=folder))
     for name, frame in frames.items():
-        frame.write_parquet(work / f"{name}.parquet")
+        if isinstance(frame, Path):
+            shutil.move(frame, work / f"{name}.parquet")  # a rename on the same file system
+        else:
+            frame.write_parquet(work / f"{name}.parquet")
     (work / MANIFEST).write_text(json.dumps({"shard": shard, "shards": shards,
                                              "frames": sorted(frames), **info}))
     for path in work.iterdir():
@@ -152,9 +163,11 @@ def drop_tick(staging: Path, as_of: datetime) -> None:
     shutil.rmtree(tick_folder(staging, as_of), ignore_errors=True)
 
 
-def parquet_bytes(frame: pl.DataFrame) -> bytes:
+def parquet_bytes(frame: Frame) -> bytes:
     """A frame as Parquet bytes: its exact Polars types survive the round trip (a store that
-    keeps bytes, not files, keeps these)."""
+    keeps bytes, not files, keeps these); a Parquet file as it is."""
+    if isinstance(frame, Path):
+        return frame.read_bytes()
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
     return buffer.getvalue()
@@ -186,7 +199,7 @@ class SliceStore(Protocol):
     def ensure(self) -> None: ...
 
     def publish(self, as_of: datetime, shard: int, shards: int,
-                frames: Mapping[str, pl.DataFrame], info: Mapping[str, object],
+                frames: Mapping[str, Frame], info: Mapping[str, object],
                 before_publish: Callable[[], object] | None = None,
                 kind: str = RESULT) -> object: ...
 
@@ -208,7 +221,7 @@ class FolderSlices:
         self.staging.mkdir(parents=True, exist_ok=True)
 
     def publish(self, as_of: datetime, shard: int, shards: int,
-                frames: Mapping[str, pl.DataFrame], info: Mapping[str, object],
+                frames: Mapping[str, Frame], info: Mapping[str, object],
                 before_publish: Callable[[], object] | None = None,
                 kind: str = RESULT) -> Path:
         return publish_slice(self.staging, as_of, shard, shards, frames, info, before_publish,

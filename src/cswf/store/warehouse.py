@@ -23,7 +23,6 @@ import pyarrow as pa
 from cswf.engine.assign import WORKLOAD_SCHEMA
 from cswf.engine.frames import ENROLLMENT_SCHEMA
 from cswf.engine.phases import Phases, collecting, phase
-from cswf.engine.shards import SHARD
 from cswf.engine.tick import TickResult
 from cswf.specs.loader import LoadedWorkflow
 from cswf.store.compaction import defer_merges
@@ -37,7 +36,6 @@ from cswf.store.history import (
 from cswf.store.lock import OnWait, retry_while_locked
 from cswf.store.lock import WarehouseLocked as WarehouseLocked  # raised by connect
 from cswf.store.private import new_folders, private_file, private_umask
-from cswf.store.slices import bucket_sql, shard_column
 from cswf.store.tables import HISTORY
 from cswf.store.transaction import transaction
 
@@ -70,23 +68,18 @@ def connect(
     return con
 
 
-def load_state(con: duckdb.DuckDBPyConnection, before: datetime,
-               shards: int | None = None) -> pl.DataFrame:
-    """The working state just before the tick at `before` (with `shards`: each row's shard of
-    that many by its own id, in `__shard`, for the prepare step's cut). A column added
-    to enrollments after the warehouse was made (`cohort`) reads as null until the next tick
-    adds it: readers that open the warehouse read-only (explain, preview, backtest) cannot add
-    it themselves."""
-    extra = "" if shards is None else f", {shard_column(shards)}"
+def load_state(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame:
+    """The working state just before the tick at `before`. A column added to enrollments after
+    the warehouse was made (`cohort`) reads as null until the next tick adds it: readers that
+    open the warehouse read-only (explain, preview, backtest) cannot add it themselves."""
     frame = con.sql(
-        f"SELECT * EXCLUDE (valid_from, valid_to){extra} FROM {HISTORY} "
+        f"SELECT * EXCLUDE (valid_from, valid_to) FROM {HISTORY} "
         "WHERE valid_from < $t AND (valid_to IS NULL OR valid_to >= $t)",
         params={"t": before},
     ).pl()
     added = [pl.lit(None, dtype).alias(name) for name, dtype in ENROLLMENT_SCHEMA.items()
              if name not in frame.columns]
-    kept = [*ENROLLMENT_SCHEMA, *([SHARD] if shards is not None else [])]
-    return frame.with_columns(added).select(kept).cast(
+    return frame.with_columns(added).select(list(ENROLLMENT_SCHEMA)).cast(
         ENROLLMENT_SCHEMA)  # type: ignore[arg-type]
 
 
@@ -123,23 +116,21 @@ def _has_facts(con: duckdb.DuckDBPyConnection) -> bool:
     ).fetchall()[0][0] > 0
 
 
-def _projection(columns: Iterable[str] | None, extra: str = "") -> str:
-    """Only the columns a tick reads: participant_id, as_of and the given fields; then `extra`
-    (a select expression: a shard's column, store/slices.py `shard_column`)."""
+def fact_projection(columns: Iterable[str] | None) -> str:
+    """Only the columns a tick reads: participant_id, as_of and the given fields."""
     if columns is None:
-        return "*" + (f", {extra}" if extra else "")
+        return "*"
     names = ["participant_id", "as_of", *sorted(set(columns) - {"participant_id", "as_of"})]
-    return ", ".join([*(f'"{c}"' for c in names), *([extra] if extra else [])])
+    return ", ".join(f'"{c}"' for c in names)
 
 
 def load_facts(
     con: duckdb.DuckDBPyConnection, as_of: datetime, columns: Iterable[str] | None = None,
-    extra: str = "",
 ) -> pl.DataFrame | None:
-    """The stored facts of one tick; `extra` adds a column (`_projection`)."""
+    """The stored facts of one tick (only `columns`, if given: `fact_projection`)."""
     if not _has_facts(con):
         return None
-    frame = con.sql(f"SELECT {_projection(columns, extra)} FROM account_facts "
+    frame = con.sql(f"SELECT {fact_projection(columns)} FROM account_facts "
                     "WHERE as_of = $t", params={"t": as_of}).pl()
     return frame if frame.height else None
 
@@ -148,14 +139,13 @@ def load_facts_range(
     con: duckdb.DuckDBPyConnection,
     ticks: Sequence[datetime],
     columns: Iterable[str] | None = None,
-    extra: str = "",
 ) -> pl.DataFrame:
-    """The stored facts of these ticks, in one read (`extra`: as for load_facts)."""
+    """The stored facts of these ticks, in one read (`columns`: as for load_facts)."""
     if not _has_facts(con):
         raise LookupError("no facts stored yet: run the facts stage (account_facts) first")
     wanted = pl.DataFrame({"as_of": list(ticks)}, schema={"as_of": pl.Datetime("us")})  # noqa: F841
     return con.sql(
-        f"SELECT {_projection(columns, extra)} FROM account_facts SEMI JOIN wanted USING (as_of) "
+        f"SELECT {fact_projection(columns)} FROM account_facts SEMI JOIN wanted USING (as_of) "
         "ORDER BY as_of, participant_id"
     ).pl()
 
@@ -165,16 +155,6 @@ def facts_stored(con: duckdb.DuckDBPyConnection, as_of: datetime) -> bool:
     return _has_facts(con) and con.execute(
         "SELECT count(*) > 0 FROM account_facts WHERE as_of = $t", {"t": as_of}
     ).fetchall()[0][0]
-
-
-def account_buckets(con: duckdb.DuckDBPyConnection, ticks: Sequence[datetime]) -> pl.DataFrame:
-    """(key, bucket) of every account in these ticks' stored facts, hashed by DuckDB on every
-    core (engine/shards.py `Buckets.learn`: three times faster than hashing in Python)."""
-    if not _has_facts(con):
-        return pl.DataFrame(schema={"key": pl.String, "bucket": pl.Int32})
-    wanted = pl.DataFrame({"as_of": list(ticks)}, schema={"as_of": pl.Datetime("us")})  # noqa: F841
-    return con.sql(f"SELECT DISTINCT participant_id AS key, {bucket_sql()}::INTEGER AS bucket "
-                   "FROM account_facts SEMI JOIN wanted USING (as_of)").pl()
 
 
 def running_versions(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str, list[str]]]:
