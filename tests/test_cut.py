@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal
 from cswf.engine.frames import ENROLLMENT_SCHEMA, conform
 from cswf.engine.shards import participant_shards, split_tick
 from cswf.engine.tick import DEPLOY_SCHEMA, EVENT_SCHEMA, REMOVAL_SCHEMA
-from cswf.store.cut import ORDER, Cut, cut_feed, read_frame, schema_of
+from cswf.store.cut import ORDER, Cut, cut_feed, read_frame, schemas_of
 from cswf.store.tables import ensure_deploy_requests, ensure_engine_tables, ensure_removal_requests
 
 BEFORE, AS_OF = datetime(2026, 6, 1, 0), datetime(2026, 6, 1, 3)
@@ -28,7 +28,7 @@ def read_back(cut: Cut, name: str, k: int) -> pl.DataFrame:
     """Shard k's rows of input `name` as a shard step reads them."""
     found = cut.files[name].get(k)
     return read_frame(None if found is None else pl.read_parquet(found),
-                      schema_of(cut.types[name], "UTC"))
+                      schemas_of(cut.types, "UTC")[name])
 
 
 def rows(frame: pl.DataFrame) -> list[tuple]:
@@ -139,8 +139,9 @@ def test_types_come_back_as_pl_gives_them(tmp_path: Path) -> None:
     cut.copy(con, "x", query)
     for k in range(3):
         found = cut.files["x"][k]
-        got = read_frame(pl.read_parquet(found), schema_of(cut.types["x"], "America/New_York"))
+        got = read_frame(pl.read_parquet(found),
+                         schemas_of(cut.types, "America/New_York")["x"])
         assert_frame_equal(got, want.filter(pl.col("__shard") == k).drop("__shard"),
                            check_row_order=False)
-    empty = read_frame(None, schema_of(cut.types["x"], "America/New_York"))
+    empty = read_frame(None, schemas_of(cut.types, "America/New_York")["x"])
     assert empty.schema == want.drop("__shard").schema and empty.is_empty()

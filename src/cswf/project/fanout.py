@@ -53,7 +53,7 @@ from cswf.project.ticks import (
 from cswf.settings import Settings
 from cswf.specs.groups import load_groups
 from cswf.specs.loader import LoadedWorkflow, SpecSet
-from cswf.store.cut import BUILT, ORDER, Cut, cut_feed, read_frame, schema_of, timestamp
+from cswf.store.cut import BUILT, ORDER, Cut, cut_feed, read_frame, schemas_of, timestamp
 from cswf.store.holds import approved, launched, write_holds
 from cswf.store.pgslices import PostgresSlices
 from cswf.store.s3slices import S3Slices
@@ -180,17 +180,19 @@ def _one_prepare(slices: Sequence[Slice], as_of: datetime) -> None:
 
 
 def shard_inputs(given: Slice, i: int, k: int, as_of: datetime,
-              before: datetime | None) -> tuple[ShardParts, int]:
+                 before: datetime | None) -> tuple[ShardParts, int]:
     """Feed i's inputs of shard k as `split_tick` cuts them, read back with the types the
     prepare step's DuckDB gave them, the field updates laid over the facts; and how many
-    participants its facts hold."""
+    participants its facts hold. Each input read is taken out of `given`, so its rows are
+    held once."""
     types: dict[str, list[list[str]]] = given.info["types"]  # type: ignore[assignment]
-    zone = str(given.info["time_zone"])
+    mine = {key: columns for key, columns in types.items() if key.startswith(f"{i}-")}
+    schemas = schemas_of(mine, str(given.info["time_zone"]))
 
     def read(name: str) -> pl.DataFrame | None:
         key = f"{i}-{name}"
-        return None if key not in types else read_frame(given.frames.get(key),
-                                                        schema_of(types[key], zone))
+        return None if key not in schemas else read_frame(given.frames.pop(key, None),
+                                                          schemas[key])
 
     facts, prev = read("facts"), read("prev")
     assert facts is not None  # every feed has facts, if no rows

@@ -6,7 +6,8 @@ Every query handed to `Cut.copy` names each row's shard in a column `__shard` (t
 bucket SQL, store/slices.py). Parquet keeps fewer types than DuckDB hands Polars, so each
 frame's DuckDB column types travel with the files (`Cut.types`, in the slice's manifest), UUIDs
 and 128-bit integers are written as the text and decimals `.pl()` gives, and `read_frame`
-gives back the frame `.pl()` of the same query would have given (tests/test_cut.py).
+(with `schemas_of`) gives back the frame `.pl()` of the same query would have given
+(tests/test_cut.py).
 """
 
 from __future__ import annotations
@@ -100,16 +101,16 @@ def _sql_path(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def schema_of(types: list[list[str]], time_zone: str) -> dict[str, pl.DataType]:
-    """The Polars types `.pl()` gives columns of these DuckDB types (asked of an in-memory
-    DuckDB, with the time zone the prepare step's connection had)."""
-    if not types:
-        return {}
+def schemas_of(types: dict[str, list[list[str]]], time_zone: str
+               ) -> dict[str, dict[str, pl.DataType]]:
+    """The Polars types `.pl()` gives columns of these DuckDB types, for every input (asked of
+    one in-memory DuckDB, with the time zone the prepare step's connection had)."""
     con = duckdb.connect(":memory:")
     try:
         con.execute(f"SET TimeZone = '{time_zone}'").fetchall()
-        nulls = ", ".join(f"CAST(NULL AS {kind}) AS {quoted(column)}" for column, kind in types)
-        return dict(con.sql(f"SELECT {nulls} LIMIT 0").pl().schema)
+        return {name: dict(con.sql("SELECT " + ", ".join(
+            f"CAST(NULL AS {kind}) AS {quoted(column)}" for column, kind in columns
+        ) + " LIMIT 0").pl().schema) if columns else {} for name, columns in types.items()}
     finally:
         con.close()
 
