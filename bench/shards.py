@@ -63,13 +63,16 @@ def build(folder: str, accounts: int) -> None:
     print(json.dumps({"build_s": time.perf_counter() - started}))
 
 
-def prepare(folder: str, workflows: int, shards: int) -> None:
-    """Child process: the prepare step, every shard's input slice published; figures as JSON."""
+def prepare(folder: str, workflows: int, shards: int, memory: str | None) -> None:
+    """Child process: the prepare step, every shard's input slice published (with `memory`,
+    DuckDB's `memory_limit` for it); figures as JSON."""
     specs = make_workflows(workflows)
     fields = set().union(*(w.fact_fields() for w in specs), *(w.previous_fields() for w in specs))
     columns = fact_projection(fields | {"snapshot_date"})  # as a tick reads them
     wall, cpu = time.perf_counter(), time.process_time()
     con = duckdb.connect(str(Path(folder) / "book.duckdb"), read_only=True)
+    if memory:
+        con.execute(f"SET memory_limit = '{memory}'").fetchall()
     staging = _staging(folder, shards)
     staging.mkdir()
     cut = Cut(Path(tempfile.mkdtemp(dir=staging)), shards)
@@ -140,6 +143,8 @@ def main() -> None:
     parser.add_argument("--shards", default="1,2,4", help="shard counts, comma-separated")
     parser.add_argument("--fixed", type=int, default=10_000,
                         help="shard count whose shard 0 gives the fixed cost of a shard")
+    parser.add_argument("--prepare-memory", metavar="LIMIT",
+                        help="DuckDB's memory_limit for the prepare step (as '1GB')")
     parser.add_argument("--build", metavar="FOLDER", help=argparse.SUPPRESS)
     parser.add_argument("--shard", nargs=2, type=int, metavar=("SHARDS", "SHARD"),
                         help=argparse.SUPPRESS)
@@ -150,7 +155,7 @@ def main() -> None:
         build(args.build, args.accounts)
         return
     if args.prepare:
-        prepare(args.folder, args.workflows, args.prepare)
+        prepare(args.folder, args.workflows, args.prepare, args.prepare_memory)
         return
     if args.shard:
         run_shard(args.folder, args.workflows, args.shard[0], args.shard[1])
@@ -163,7 +168,7 @@ def main() -> None:
         results |= _child("--build", scratch, "--accounts", str(args.accounts))
         print(f"book: {args.accounts:,} accounts x {args.workflows} workflows, built in "
               f"{results['build_s']:.0f} s", flush=True)
-        fixed_prep = _prepare(scratch, args.fixed, args.workflows)
+        fixed_prep = _prepare(scratch, args.fixed, args.workflows, args.prepare_memory)
         fixed = _child("--shard", str(args.fixed), "0", "--folder", scratch,
                        "--workflows", str(args.workflows))
         results["fixed"] = fixed
@@ -173,9 +178,10 @@ def main() -> None:
               f"wall, {fixed['cpu_s']:.2f} s CPU (its prepare step: "
               f"{fixed_prep['wall_s']:.2f} s)", flush=True)
         shutil.rmtree(_staging(scratch, args.fixed))
+        shutil.rmtree(folder / f"{args.fixed}-0")
         single = None
         for shards in counts:
-            prep = _prepare(scratch, shards, args.workflows)
+            prep = _prepare(scratch, shards, args.workflows, args.prepare_memory)
             runs = []
             for shard in range(shards):
                 runs.append(_child("--shard", str(shards), str(shard), "--folder", scratch,
@@ -209,9 +215,10 @@ def _child(*args: str) -> dict:
     return child(*args, script=__file__)
 
 
-def _prepare(scratch: str, shards: int, workflows: int) -> dict:
+def _prepare(scratch: str, shards: int, workflows: int, memory: str | None) -> dict:
     """The prepare step for `shards` shards, in a process of its own; its figures printed."""
-    prep = _child("--prepare", str(shards), "--folder", scratch, "--workflows", str(workflows))
+    prep = _child("--prepare", str(shards), "--folder", scratch, "--workflows", str(workflows),
+                  *(["--prepare-memory", memory] if memory else []))
     print(f"{shards} shard(s), prepare: {prep['accounts']:>9,} accounts  cut (DuckDB) "
           f"{prep['cut_s']:6.2f} s  publish {prep['publish_s']:6.2f}"
           f" s  wall {prep['wall_s']:6.2f} s  CPU {prep['cpu_s']:6.2f} s  peak "
