@@ -224,6 +224,8 @@ def test_each_shard_s_inputs_are_its_own_participants_and_nothing_else(
         expected = dict(con.sql(
             f"SELECT participant_id, {shard_of('participant_id', 3)} AS __shard FROM account_facts "
             "WHERE as_of = $t", params={"t": FIRST}).fetchall())
+    left = sorted(p.name for p in tick_folder(settings.staging_path, FIRST).iterdir())
+    assert left == ["input-0-of-3", "input-1-of-3", "input-2-of-3"], "the cut's files moved"
     given = slice_store(settings).read(FIRST, 3, kind=INPUT)
     feeds = [[name for name, _ in members] for members in given[0].info["feeds"]]
     account = next(i for i, names in enumerate(feeds)

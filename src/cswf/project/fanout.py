@@ -64,6 +64,7 @@ from cswf.store.slices import (
     Slice,
     SliceStore,
     SliceStoreError,
+    tick_folder,
 )
 from cswf.store.tables import ensure_deploy_requests, ensure_engine_tables, ensure_removal_requests
 from cswf.store.warehouse import (
@@ -104,7 +105,11 @@ def prepare_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     store.ensure()
     record_versions(con, list(workflows), as_of, settings.default_category)
     shards = settings.shards
-    near = settings.staging_path if isinstance(store, FolderSlices) else None
+    # in the tick's folder (a rename away from its slices), which its commit removes, killed
+    # prepare steps' leftovers included
+    near = tick_folder(settings.staging_path, as_of) if isinstance(store, FolderSlices) else None
+    if near is not None:
+        near.mkdir(parents=True, exist_ok=True)
     cut = Cut(Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "cut-", dir=near)), shards)
     try:
         info = _cut_inputs(con, settings, workflows, as_of, cut)
