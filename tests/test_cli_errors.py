@@ -236,8 +236,11 @@ CONFIG_ERRORS = [
     ("colour: blue\n",
      "{cfg}: colour: unknown setting — known: allowed_values, bi_dir, categories, database, "
      "default_category, delivery, executor, fields, groups_file, guards, landing_dir, "
-     "max_concurrent_shards, segments_dir, shards, snapshots, specs_dir, sql_dir, staging_dir, "
-     "staging_url, templates, tick_cron, tick_start"),
+     "max_concurrent_shards, memory_limit, segments_dir, shards, snapshots, specs_dir, "
+     "sql_dir, staging_dir, staging_url, templates, tick_cron, tick_start"),
+    ("memory_limit: lots\n",
+     "{cfg}: memory_limit: 'lots' is not a size — write a number and a unit, such as 4GB or "
+     "512MB"),
     ("fields: {accounts: {arr: float}}\n",
      "{cfg}: fields.accounts.arr: 'arr' is already a contract column of accounts "
      "(docs/data-contract.md); remove it from fields — fix the value"),

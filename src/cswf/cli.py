@@ -80,6 +80,7 @@ class _Options:
     """Options of `cswf` itself, before the command: `cswf --wait 60 tick ...`."""
 
     wait: float = 0.0
+    memory_limit: str | None = None  # the project's, once its settings are read
 
 
 @app.callback()
@@ -103,11 +104,14 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
     def waiting(message: str) -> None:
         typer.echo(message, err=True)
 
-    return warehouse.connect(path, read_only=read_only, wait=_Options.wait, on_wait=waiting)
+    return warehouse.connect(path, read_only=read_only, wait=_Options.wait, on_wait=waiting,
+                             memory_limit=_Options.memory_limit)
 
 
 def _settings(root: Path | None) -> Settings:
-    return project_settings(root)
+    settings = project_settings(root)
+    _Options.memory_limit = settings.memory_limit
+    return settings
 
 
 def _fail(message: str, *, where: str | None = None, todo: str | None = None) -> CliError:

@@ -35,7 +35,10 @@ ENV_OVERRIDES = {
     "CSWF_MAX_CONCURRENT_SHARDS": "max_concurrent_shards",
     "CSWF_STAGING_DIR": "staging_dir",
     "CSWF_STAGING_URL": "staging_url",
+    "CSWF_MEMORY_LIMIT": "memory_limit",
 }
+# DuckDB's spellings of a size, as `SET memory_limit` takes them
+_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
 
 
 class TemplateLimits(BaseModel):
@@ -210,6 +213,12 @@ class Settings(BaseModel):
         default=Path("data/staging"),
         description="With shards > 1, where each shard publishes its slice of a tick for the "
         "global step (removed once the tick is committed).")
+    memory_limit: str | None = Field(
+        default=None,
+        description="The most memory DuckDB may use for the working database in each of "
+        "cswf's processes (DuckDB's memory_limit, as '4GB'); past it DuckDB spills to disk. "
+        "Unset: DuckDB's default, 80% of the machine's memory (set it in a container whose "
+        "limit DuckDB may not see; docs/scaling.md).")
     staging_url: str | None = Field(
         default=None,
         description="With shards > 1, a Postgres database (postgresql://user@host:port/db; the "
@@ -217,6 +226,13 @@ class Settings(BaseModel):
         "(s3://bucket/prefix; endpoint and credentials in the AWS_* environment) the shards "
         "publish their slices to instead of staging_dir: for shard steps on machines that "
         "share no file system (docs/scaling.md).")
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _a_size(cls, value: str | None) -> str | None:
+        if value is not None and not _SIZE.fullmatch(value.strip()):
+            raise ValueError(f"{value!r} is not a size")
+        return None if value is None else value.strip()
 
     @field_validator("staging_url")
     @classmethod

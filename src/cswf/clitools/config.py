@@ -25,6 +25,7 @@ CREATE = "create a project with `cswf init DIR`"
 HINTS = {
     "tick_start": 'write a UTC time such as "2026-07-01 00:00"',
     "tick_cron": 'write five cron fields (UTC), e.g. "0 */3 * * *"',
+    "memory_limit": "write a number and a unit, such as 4GB or 512MB",
 }
 # By pydantic error type, for keys without a hint of their own.
 TYPE_HINTS = {

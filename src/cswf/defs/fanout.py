@@ -289,7 +289,7 @@ def _answer(settings: Settings, respond: Callable[..., object], tick: TickResult
             until: datetime) -> None:
     """The audience's answers to a stored tick, up to `until`, recorded in the database."""
     try:
-        with connect(settings.database_path) as con:
+        with connect(settings.database_path, memory_limit=settings.memory_limit) as con:
             respond(con, tick, until)
     except Exception as err:  # the tick's run succeeded: say what failed after it
         raise AudienceFailed(f"tick {key_of(tick.as_of)} is stored, but the simulated "
@@ -310,7 +310,8 @@ def _stored_tick(settings: Settings, as_of: datetime, status: str
                  ) -> tuple[WriteOutcome, TickResult]:
     """What a step's process told its tick observer, read back from the database for the
     caller's observer (a multiprocess run's steps cannot call back into this process)."""
-    with connect(settings.database_path, read_only=True) as con:
+    with connect(settings.database_path, read_only=True,
+                 memory_limit=settings.memory_limit) as con:
         actions = con.sql("FROM actions_outbox WHERE tick = $t", params={"t": as_of}).pl()
         transitions = con.sql("FROM transitions WHERE tick = $t", params={"t": as_of}).pl()
         logged = con.sql("SELECT participants, workflows FROM tick_log WHERE as_of = $t",

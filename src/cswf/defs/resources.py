@@ -70,7 +70,9 @@ def project_resource(settings: Settings) -> CswfProject:
 
 
 def warehouse_resource(settings: Settings) -> DuckDBResource:
-    return DuckDBResource(database=str(settings.database_path.resolve()))
+    config = {"memory_limit": settings.memory_limit} if settings.memory_limit else {}
+    return DuckDBResource(database=str(settings.database_path.resolve()),
+                          connection_config=config)
 
 
 @contextmanager
@@ -82,7 +84,8 @@ def open_warehouse(duck: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
     that it fails with the same one line the CLI prints.
     """
     log = dg.get_dagster_logger()
-    con = connect(duck.database, wait=LOCK_WAIT_SECONDS, on_wait=log.warning)
+    con = connect(duck.database, wait=LOCK_WAIT_SECONDS, on_wait=log.warning,
+                  memory_limit=duck.connection_config.get("memory_limit"))
     try:
         yield con
     finally:

@@ -49,11 +49,13 @@ __all__ = ["DeliveredHistory", "Rewrite"]  # re-exported: what a refused re-run 
 
 
 def connect(
-    path: Path | str, *, read_only: bool = False, wait: float = 0.0, on_wait: OnWait | None = None
+    path: Path | str, *, read_only: bool = False, wait: float = 0.0, on_wait: OnWait | None = None,
+    memory_limit: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open the working database. If another process holds it, wait up to `wait` seconds
     (`on_wait` hears that we wait: a Dagster step passes its logger), then WarehouseLocked, whose
-    message names the holder and what to do."""
+    message names the holder and what to do. `memory_limit` (settings' `memory_limit`) is set
+    for DuckDB in this process."""
     if str(path) == ":memory:":
         return duckdb.connect(":memory:", read_only=read_only)
     private_umask()  # DuckDB creates the file and its .wal itself (store/private.py)
@@ -65,6 +67,8 @@ def connect(
             private_file(made)
     if not read_only:
         defer_merges(con)
+    if memory_limit:
+        con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'").fetchall()
     return con
 
 
