@@ -3,11 +3,13 @@ global step, each its own call, so each can be its own process (defs/fanout.py m
 Dagster steps).
 
 - `prepare_tick` (the writer, once): checks the snapshots, holds and lifecycle and records the
-  spec versions, as `run_ticks` does before a tick; reads the tick's inputs (facts, previous
-  facts, state, events, requests) once, cuts them by shard (engine/shards.py `split_tick`, the
-  cut one process makes) and publishes each shard's part as its input slice.
+  spec versions, as `run_ticks` does before a tick; has DuckDB cut the tick's inputs (facts,
+  previous facts, state, events, requests, field updates) by shard into Parquet files
+  (store/cut.py, the cut engine/shards.py `split_tick` makes in one process), never holding
+  the book in Python, and publishes each shard's files as its input slice.
 - `shard_tick` (once per shard): reads only its input slice (never the working database, so
-  a shard step needs no volume holding it), runs the engine on it and publishes its slice.
+  a shard step needs no volume holding it), lays the field updates over its facts, runs the
+  engine on it and publishes its slice.
 - `commit_tick` (the writer, once): reads every slice (MissingSlice names a missing one),
   assigns group tasks over all of them (`merge_shards`) and writes the tick in one transaction
   exactly as `run_ticks` does; then removes the tick's slices.
