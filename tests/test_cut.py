@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -16,7 +17,7 @@ from polars.testing import assert_frame_equal
 from cswf.engine.frames import ENROLLMENT_SCHEMA, conform
 from cswf.engine.shards import participant_shards, split_tick
 from cswf.engine.tick import DEPLOY_SCHEMA, EVENT_SCHEMA, REMOVAL_SCHEMA
-from cswf.store.cut import ORDER, Cut, cut_feed, read_frame, schemas_of
+from cswf.store.cut import ORDER, Cut, UncarriedType, cut_feed, read_frame, schemas_of
 from cswf.store.tables import ensure_deploy_requests, ensure_engine_tables, ensure_removal_requests
 
 BEFORE, AS_OF = datetime(2026, 6, 1, 0), datetime(2026, 6, 1, 3)
@@ -145,3 +146,49 @@ def test_types_come_back_as_pl_gives_them(tmp_path: Path) -> None:
                            check_row_order=False)
     empty = read_frame(None, schemas_of(cut.types, "America/New_York")["x"])
     assert empty.schema == want.drop("__shard").schema and empty.is_empty()
+
+
+def test_a_participant_s_rows_stay_together_when_its_facts_name_two_accounts(
+        tmp_path: Path) -> None:
+    """Two facts rows for one contact (two accounts) must meet in one shard, whose engine then
+    refuses them as one process does, rather than one row in each shard."""
+    con = duckdb.connect()
+    tables(con)
+    con.execute("CREATE TABLE f AS SELECT * FROM (VALUES ('c1', 'ACC-1'), ('c1', 'ACC-2'), "
+                "('c2', 'ACC-2')) AS t(participant_id, account_id)").fetchall()
+    cut = Cut(tmp_path, 2)  # ACC-1 is bucket 3254 (shard 0 of 2), ACC-2 4837 (shard 0) ...
+    cut_feed(con, cut, "0", "SELECT * FROM f", None, ["w"], AS_OF, None)
+    shards = {k: read_back(cut, "0-facts", k)["participant_id"].to_list()
+              for k in range(2)}
+    assert sorted(shards.values(), key=len)[-1].count("c1") == 2, shards
+    cut = Cut(tmp_path / "seven", 7)  # ... and in 7 shards they part: 3254 → 2, 4837 → 3
+    cut_feed(con, cut, "0", "SELECT * FROM f", None, ["w"], AS_OF, None)
+    where = [k for k in range(7) if "c1" in read_back(cut, "0-facts", k)["participant_id"]]
+    assert len(where) == 1 and read_back(cut, "0-facts", where[0])["participant_id"].to_list(
+        ).count("c1") == 2
+
+
+def test_a_column_a_shard_cannot_carry_is_one_line(tmp_path: Path) -> None:
+    con = duckdb.connect()
+    tables(con)
+    con.execute("CREATE TABLE f AS SELECT 'c1' AS participant_id, "
+                "['6f1c7d2e-0000-4000-8000-000000000001'::UUID] AS devices").fetchall()
+    with pytest.raises(UncarriedType) as caught:
+        cut_feed(con, Cut(tmp_path, 2), "0", "SELECT * FROM f", None, ["w"], AS_OF, None,
+                 "contact")
+    assert str(caught.value) == (
+        "contact facts: column 'devices' is UUID[], which a shard's input cannot carry as it "
+        "is — cast it in its fact model (to VARCHAR, say), or run with shards: 1")
+
+
+def test_a_manifest_s_types_are_checked_never_run(tmp_path: Path) -> None:
+    """Whoever can write to the staging store must not run SQL in a shard step."""
+    planted = tmp_path / "planted.csv"
+    kind = f"INTEGER) AS a; COPY (SELECT 42) TO '{planted}'; SELECT CAST(NULL AS INTEGER"
+    with pytest.raises(ValueError, match="not a slice cswf made"):
+        schemas_of({"0-facts": [["a", kind]]}, "UTC")
+    with pytest.raises(ValueError, match="time zone"):
+        schemas_of({"0-facts": [["a", "INTEGER"]]}, "UTC'; COPY (SELECT 42) TO 'x")
+    assert not planted.exists()
+    assert schemas_of({"0-facts": [["a", "ENUM('x'');', 'y')"]]}, "Etc/UTC") == {
+        "0-facts": {"a": pl.Categorical()}}

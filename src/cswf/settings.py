@@ -212,7 +212,8 @@ class Settings(BaseModel):
     staging_dir: Path = Field(
         default=Path("data/staging"),
         description="With shards > 1, where each shard publishes its slice of a tick for the "
-        "global step (removed once the tick is committed).")
+        "global step (removed once the tick is committed), and where the tick's prepare step "
+        "writes its cut of the inputs before it publishes them (whatever staging_url says).")
     memory_limit: str | None = Field(
         default=None,
         description="The most memory DuckDB may use for the working database in each of "

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -107,11 +108,12 @@ def prepare_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     store.ensure()
     record_versions(con, list(workflows), as_of, settings.default_category)
     shards = settings.shards
-    # in the tick's folder (a rename away from its slices), which its commit removes, killed
-    # prepare steps' leftovers included
-    near = tick_folder(settings.staging_path, as_of) if isinstance(store, FolderSlices) else None
-    if near is not None:
-        near.mkdir(parents=True, exist_ok=True)
+    # DuckDB writes the cut on disk, in the tick's folder under staging_dir (a rename away from
+    # a folder store's slices; that store's commit removes the folder), never in memory
+    near = tick_folder(settings.staging_path, as_of)
+    for left in near.glob(f"{TMP_PREFIX}cut-*"):  # a killed prepare step's
+        shutil.rmtree(left, ignore_errors=True)
+    near.mkdir(parents=True, exist_ok=True)
     cut = Cut(Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "cut-", dir=near)), shards)
     try:
         info = _cut_inputs(con, settings, workflows, as_of, cut)
@@ -119,6 +121,8 @@ def prepare_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
             store.publish(as_of, k, shards, cut.of(k), info, kind=INPUT)
     finally:
         cut.remove()
+        if not isinstance(store, FolderSlices) and not any(near.iterdir()):
+            near.rmdir()  # the slices live elsewhere: leave no empty folder behind
 
 
 def _cut_inputs(con: duckdb.DuckDBPyConnection, settings: Settings,
@@ -135,7 +139,7 @@ def _cut_inputs(con: duckdb.DuckDBPyConnection, settings: Settings,
         feed = _Feed.of(settings, participant, members)
         facts, prev = _facts_queries(con, settings, feed, as_of, before)
         try:
-            cut_feed(con, cut, str(i), facts, prev, feed.names, as_of, before)
+            cut_feed(con, cut, str(i), facts, prev, feed.names, as_of, before, participant)
         finally:
             con.execute(f"DROP TABLE IF EXISTS temp.{BUILT}").fetchall()
     zone = con.execute("SELECT current_setting('TimeZone')").fetchall()[0][0]

@@ -17,19 +17,27 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 import polars as pl
 
-from cswf.facts.overlay import field_updates_sql, has_outbox
+from cswf.engine.shards import ACCOUNT, SHARD
+from cswf.facts.overlay import field_updates_sql
 from cswf.store.slices import shard_of
-from cswf.store.tables import HISTORY
+from cswf.store.tables import HISTORY, has_table
 
-SHARD = "__shard"
 _PARTITION = re.compile(rf"{SHARD}=(\d+)")
 # DuckDB types whose Parquet form Polars reads as another type than `.pl()` gives: written as
 # that type instead (a UUID is text in Polars; a HUGEINT a 38-digit decimal)
 _PORTABLE = {"UUID": "VARCHAR", "HUGEINT": "DECIMAL(38,0)", "UHUGEINT": "DECIMAL(38,0)"}
+# Types Parquet cannot carry as `.pl()` gives them, anywhere else in a column's type (inside a
+# list or a struct) or at all (a time with a zone comes back shifted to UTC)
+_UNCARRIED = re.compile(r"\b(UUID|HUGEINT|UHUGEINT|BIT|VARINT|BIGNUM|TIME WITH TIME ZONE|NULL)\b")
+
+
+class UncarriedType(ValueError):
+    """A fact column of a type a shard's Parquet input cannot carry: one line naming it."""
 
 
 def timestamp(moment: datetime) -> str:
@@ -54,18 +62,28 @@ class Cut:
     files: dict[str, dict[int, Path]] = field(default_factory=dict)
     types: dict[str, list[list[str]]] = field(default_factory=dict)
 
-    def copy(self, con: duckdb.DuckDBPyConnection, name: str, query: str) -> None:
-        """The rows of `query` (which has a `__shard` column) as input `name`, one file per
-        shard with rows; in one pass by DuckDB."""
+    def copy(self, con: duckdb.DuckDBPyConnection, name: str, query: str,
+             label: str = "") -> None:
+        """The rows of `query` (which has a `__shard` column) as input `name` (`label`: what
+        it is, for a column it cannot carry), one file per shard with rows; in one pass by
+        DuckDB."""
         columns = con.sql(f"SELECT * EXCLUDE ({SHARD}) FROM ({query}) LIMIT 0")
         kinds = [str(kind) for kind in columns.types]
         self.types[name] = [[column, kind] for column, kind in zip(columns.columns, kinds,
                                                                    strict=True)]
+        for column, kind in self.types[name]:
+            if kind not in _PORTABLE and not kind.startswith("ENUM(") and \
+                    _UNCARRIED.search(kind):
+                raise UncarriedType(
+                    f"{label or name}: column '{column}' is {kind}, which a shard's input "
+                    "cannot carry as it is — cast it in its fact model (to VARCHAR, say), or "
+                    "run with shards: 1")
         select = ", ".join(
             f"CAST({quoted(column)} AS {_PORTABLE[kind]}) AS {quoted(column)}"
             if kind in _PORTABLE else quoted(column)
             for column, kind in self.types[name])
         target = self.folder / name
+        self.folder.mkdir(parents=True, exist_ok=True)
         con.execute(f"COPY (SELECT {select}{', ' if select else ''}{SHARD} FROM ({query})) "
                     f"TO '{_sql_path(target)}' (FORMAT parquet, PARTITION_BY ({SHARD}))"
                     ).fetchall()
@@ -104,15 +122,36 @@ def _sql_path(path: Path) -> str:
 def schemas_of(types: dict[str, list[list[str]]], time_zone: str
                ) -> dict[str, dict[str, pl.DataType]]:
     """The Polars types `.pl()` gives columns of these DuckDB types, for every input (asked of
-    one in-memory DuckDB, with the time zone the prepare step's connection had)."""
+    one in-memory DuckDB, with the time zone the prepare step's connection had). The types
+    come from a slice's manifest, so each must be one DuckDB renders exactly so and the zone a
+    known one: anything else is refused, never run."""
+    _known_zone(time_zone)
     con = duckdb.connect(":memory:")
     try:
         con.execute(f"SET TimeZone = '{time_zone}'").fetchall()
         return {name: dict(con.sql("SELECT " + ", ".join(
-            f"CAST(NULL AS {kind}) AS {quoted(column)}" for column, kind in columns
+            f"CAST(NULL AS {_known_type(kind)}) AS {quoted(column)}" for column, kind in columns
         ) + " LIMIT 0").pl().schema) if columns else {} for name, columns in types.items()}
     finally:
         con.close()
+
+
+def _known_type(kind: str) -> str:
+    try:
+        if str(duckdb.type(kind)) == kind:
+            return kind
+    except duckdb.Error:
+        pass
+    raise ValueError(f"an input slice names the column type {kind!r}, which is not one DuckDB "
+                     "writes — not a slice cswf made; run the whole tick again")
+
+
+def _known_zone(zone: str) -> None:
+    try:
+        ZoneInfo(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ValueError(f"an input slice names the time zone {zone!r}, which is not one — "
+                         "not a slice cswf made; run the whole tick again") from None
 
 
 def read_frame(found: pl.DataFrame | None, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -128,12 +167,11 @@ BUILT = "cswf_cut_built"  # a feed's built facts (contacts, opportunities), whil
 OWNERS = "cswf_cut_owners"
 STATE = "cswf_cut_state"
 ORDER = "__order"  # requests' order (oldest first), which a partitioned write does not keep
-ACCOUNT = "account_id"
 
 
 def cut_feed(con: duckdb.DuckDBPyConnection, cut: Cut, prefix: str, facts: str,
              prev: str | None, workflows: list[str], as_of: datetime,
-             before: datetime | None) -> None:
+             before: datetime | None, participant: str = "") -> None:
     """One participant type's inputs of the tick at `as_of`, cut by shard as engine/shards.py's
     `split_tick` cuts them, each written as `<prefix>-<input>`: the facts (`facts`, `prev`:
     queries of this tick's and the previous tick's), the state of `workflows`, the events
@@ -141,17 +179,27 @@ def cut_feed(con: duckdb.DuckDBPyConnection, cut: Cut, prefix: str, facts: str,
     visible at it and at the tick before (laid over the facts by each shard).
 
     A participant's shard is its account's where its facts name one (`account_id`: this
-    tick's facts, else the previous tick's), else its own id's; facts rows carry their key,
-    every other input is joined to the participants' keys."""
+    tick's facts, else the previous tick's), else its own id's: every input is joined to the
+    participants' keys (no join where everyone is their own key)."""
+    keyed = _owners(con, facts, prev, cut.shards)
+    try:
+        _cut_feed(con, cut, prefix, facts, prev, workflows, as_of, before, keyed,
+                  participant)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS temp.{OWNERS}").fetchall()
+
+
+def _cut_feed(con: duckdb.DuckDBPyConnection, cut: Cut, prefix: str, facts: str,
+              prev: str | None, workflows: list[str], as_of: datetime,
+              before: datetime | None, keyed: bool, participant: str) -> None:
     at = timestamp(as_of)
     earlier = None if before is None else timestamp(before)
-    keyed = _owners(con, facts, prev, cut.shards)
 
     def copy(name: str, query: str) -> None:
-        cut.copy(con, f"{prefix}-{name}", _with_shard(query, keyed, cut.shards))
+        cut.copy(con, f"{prefix}-{name}", _with_shard(query, keyed, cut.shards),
+                 f"{participant} {name}".strip())
 
-    cut.copy(con, f"{prefix}-facts",
-             f"SELECT *, {shard_of(_key(con, facts), cut.shards)} AS {SHARD} FROM ({facts})")
+    copy("facts", facts)  # a participant's rows together, should it have two (the tick fails)
     if prev is not None:
         copy("prev", prev)
     names = ", ".join("'" + name.replace("'", "''") + "'" for name in workflows) or "NULL"
@@ -162,7 +210,7 @@ def cut_feed(con: duckdb.DuckDBPyConnection, cut: Cut, prefix: str, facts: str,
     try:
         cut.copy(con, f"{prefix}-state", f"SELECT * FROM {STATE}")
         # an event answers the action `<enrollment id>/<key>`: it goes with that enrollment
-        if _exists(con, "action_events"):
+        if has_table(con, "action_events"):
             cut.copy(con, f"{prefix}-events",
                      f"SELECT e.action_id, e.event_type, e.occurred_at, s.{SHARD} "
                      f"FROM action_events AS e JOIN {STATE} AS s ON regexp_replace("
@@ -176,11 +224,10 @@ def cut_feed(con: duckdb.DuckDBPyConnection, cut: Cut, prefix: str, facts: str,
          f"{order} FROM deploy_requests WHERE {window}")
     copy("removals", "SELECT workflow, participant_id, requested_by, reason, requested_at, "
          f"{order} FROM removal_requests WHERE {window}")
-    if has_outbox(con):
+    if has_table(con, "actions_outbox"):
         copy("updates", field_updates_sql(at))
         if earlier is not None and prev is not None:
             copy("earlier", field_updates_sql(earlier))
-    con.execute(f"DROP TABLE IF EXISTS temp.{OWNERS}").fetchall()
 
 
 def _key(con: duckdb.DuckDBPyConnection, facts: str) -> str:
@@ -216,10 +263,3 @@ def _with_shard(query: str, keyed: bool, shards: int) -> str:
         return f"SELECT q.*, {own} AS {SHARD} FROM ({query}) AS q"
     return (f"SELECT q.*, coalesce(o.{SHARD}, {own}) AS {SHARD} FROM ({query}) AS q "
             f"LEFT JOIN {OWNERS} AS o ON q.participant_id IS NOT DISTINCT FROM o.participant_id")
-
-
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $t "
-                            "AND schema_name = current_schema() "
-                            "AND database_name = current_database()", {"t": table}
-                            ).fetchall()[0][0])
