@@ -241,6 +241,12 @@ CONFIG_ERRORS = [
     ("memory_limit: lots\n",
      "{cfg}: memory_limit: 'lots' is not a size — write a number and a unit, such as 4GB or "
      "512MB"),
+    ("memory_limit: 4096\n",
+     "{cfg}: memory_limit: '4096' is not a size — write a number and a unit, such as 4GB or "
+     "512MB"),
+    ("memory_limit: 8MB\n",
+     "{cfg}: memory_limit: '8MB' is too little for DuckDB, which needs 128MB at least — write "
+     "a number and a unit, such as 4GB or 512MB"),
     ("fields: {accounts: {arr: float}}\n",
      "{cfg}: fields.accounts.arr: 'arr' is already a contract column of accounts "
      "(docs/data-contract.md); remove it from fields — fix the value"),
@@ -506,8 +512,9 @@ def test_the_event_log_is_named_only_where_it_is_kept(
     assert event_log(settings, "r1") == (f"its event log was not kept: set DAGSTER_HOME="
                                          f"{tmp_path.resolve()} and run again to keep it")
     (tmp_path / "Makefile").write_text("ui:\n")  # this repository: `make ui` sets it
-    assert event_log(settings, "r1").endswith(f"DAGSTER_HOME={tmp_path.resolve()} and run again "
-                                              "to keep it, as `make ui` does")
+    assert event_log(settings, "r1").endswith(  # the instance `make ui` reads
+        f"DAGSTER_HOME={tmp_path.resolve() / 'data' / 'dagster'} and run again to keep it, as "
+        "`make ui` does")
     monkeypatch.setenv("DAGSTER_HOME", "/srv/dagster")
     assert event_log(settings, "r1") == ("its event log is in the Dagster instance at "
                                          "/srv/dagster (`dg dev` shows run r1)")

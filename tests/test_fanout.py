@@ -183,6 +183,18 @@ def slice_rows(url: str) -> int:
         return int(cur.fetchone()[0])
 
 
+def test_a_staging_dir_that_cannot_be_a_folder_is_one_line(tmp_path: Path,
+                                                             landing: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    settings = make_project(tmp_path / "p", landing, 2, staging_dir=f"'{blocker}'")
+    with pytest.raises(SliceStoreError) as caught:
+        prepare_first(settings, project.load_workflows(settings))
+    assert str(caught.value) == (
+        f"staging_dir: cannot use {blocker}: File exists — give staging_dir (or "
+        "CSWF_STAGING_DIR) a folder cswf may write to")
+
+
 def test_a_missing_slice_fails_the_global_step_with_one_line(tmp_path: Path, landing: Path,
                                                               store: dict[str, str]) -> None:
     settings = make_project(tmp_path / "p", landing, 3, **store)

@@ -48,3 +48,14 @@ def test_unset_leaves_duckdb_s_default(tmp_path: Path) -> None:
     default = limit_of(duckdb.connect())
     with open_warehouse(warehouse_resource(settings)) as con:
         assert limit_of(con) == default
+
+
+def test_out_of_memory_says_which_setting_to_raise() -> None:
+    from cswf.clitools.errors import explain
+
+    error = explain(duckdb.OutOfMemoryException(
+        "Out of Memory Error: failed to allocate data of size 16.0 MiB (120.0 MiB/128.0 MiB "
+        "used)"))
+    assert str(error).endswith("— give DuckDB more: raise memory_limit in cswf.yaml (or "
+                               "CSWF_MEMORY_LIMIT), or unset it for DuckDB's default, 80% of "
+                               "the machine's memory")

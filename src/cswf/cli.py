@@ -27,7 +27,7 @@ from rich.table import Table
 
 from cswf import project
 from cswf.clitools.config import no_ticks, project_settings, require_landing, shown
-from cswf.clitools.errors import CliError, OneLineErrors, did_you_mean, one_line
+from cswf.clitools.errors import OUT_OF_MEMORY, CliError, OneLineErrors, did_you_mean, one_line
 from cswf.engine.failures import EvaluationFailed
 from cswf.engine.tick import TickResult
 from cswf.facts.models import FACT_MODELS, fact_schema
@@ -315,8 +315,12 @@ def event_log(settings: Settings, run_id: str) -> str:
 
 
 def _keep_it(settings: Settings, then: str = "to keep it") -> str:
-    make = ", as `make ui` does" if (settings.root / "Makefile").is_file() else ""
-    return f"set DAGSTER_HOME={settings.root.resolve()} {then}{make}"
+    """Where to keep runs: this repository's `make ui` reads data/dagster; a project of its
+    own, its folder."""
+    if (settings.root / "Makefile").is_file():
+        home = settings.root.resolve() / "data" / "dagster"
+        return f"set DAGSTER_HOME={home} {then}, as `make ui` does"
+    return f"set DAGSTER_HOME={settings.root.resolve()} {then}"
 
 
 class RunTally:
@@ -355,7 +359,9 @@ def run_problems(run: dg.ExecuteInProcessResult) -> list[str]:
         if error is None or error.cls_name == "DagsterAssetCheckFailedError":
             continue  # explained by the check lines above
         prefix, _, message = error.message.partition(": ")
-        problems.append(one_line(message if " " not in prefix else error.message))
+        line = one_line(message if " " not in prefix else error.message)
+        memory = error.cls_name == "OutOfMemoryException"  # a step's DuckDB, past its limit
+        problems.append(f"{line} — {OUT_OF_MEMORY}" if memory else line)
     if not run.success and not problems:
         problems.append("the run failed")
     return problems

@@ -38,7 +38,9 @@ ENV_OVERRIDES = {
     "CSWF_MEMORY_LIMIT": "memory_limit",
 }
 # DuckDB's spellings of a size, as `SET memory_limit` takes them
-_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
 class TemplateLimits(BaseModel):
@@ -228,12 +230,18 @@ class Settings(BaseModel):
         "publish their slices to instead of staging_dir: for shard steps on machines that "
         "share no file system (docs/scaling.md).")
 
-    @field_validator("memory_limit")
+    @field_validator("memory_limit", mode="before")
     @classmethod
-    def _a_size(cls, value: str | None) -> str | None:
-        if value is not None and not _SIZE.fullmatch(value.strip()):
-            raise ValueError(f"{value!r} is not a size")
-        return None if value is None else value.strip()
+    def _a_size(cls, value: object) -> object:
+        if value is None:
+            return value
+        text = str(value).strip()  # a bare number (4096) is a size without its unit
+        found = _SIZE.fullmatch(text)
+        if not found:
+            raise ValueError(f"{text!r} is not a size")
+        if float(found[1]) * _UNITS[found[2].upper()] < 128 * 2**20:
+            raise ValueError(f"{text!r} is too little for DuckDB, which needs 128MB at least")
+        return text
 
     @field_validator("staging_url")
     @classmethod

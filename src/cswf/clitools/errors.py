@@ -53,6 +53,11 @@ class CliError(typer.TyperException):
 __all__ = ["CliError", "OneLineErrors", "did_you_mean", "explain", "one_line", "report"]
 
 
+# What to do when DuckDB runs out of the memory it may use (settings' memory_limit)
+OUT_OF_MEMORY = ("give DuckDB more: raise memory_limit in cswf.yaml (or CSWF_MEMORY_LIMIT), or "
+                 "unset it for DuckDB's default, 80% of the machine's memory")
+
+
 def explain(exc: BaseException) -> CliError:
     """The one line for any exception a command let through."""
     if isinstance(exc, CliError):
@@ -94,6 +99,8 @@ def explain(exc: BaseException) -> CliError:
         return CliError(where, first["msg"])
     if isinstance(exc, typer.Abort):
         return CliError(None, "interrupted")
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return CliError(None, one_line(str(exc)), OUT_OF_MEMORY)
     if isinstance(exc, LookupError | ValueError | OSError | duckdb.Error):
         return CliError(None, one_line(str(exc) or type(exc).__name__))
     return CliError(None, f"unexpected {type(exc).__name__}: {one_line(str(exc))}",

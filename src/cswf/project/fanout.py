@@ -67,6 +67,7 @@ from cswf.store.slices import (
     Slice,
     SliceStore,
     SliceStoreError,
+    staging_folder,
     tick_folder,
 )
 from cswf.store.tables import ensure_deploy_requests, ensure_engine_tables, ensure_removal_requests
@@ -110,10 +111,9 @@ def prepare_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     shards = settings.shards
     # DuckDB writes the cut on disk, in the tick's folder under staging_dir (a rename away from
     # a folder store's slices; that store's commit removes the folder), never in memory
-    near = tick_folder(settings.staging_path, as_of)
+    near = staging_folder(tick_folder(settings.staging_path, as_of))
     for left in near.glob(f"{TMP_PREFIX}cut-*"):  # a killed prepare step's
         shutil.rmtree(left, ignore_errors=True)
-    near.mkdir(parents=True, exist_ok=True)
     cut = Cut(Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "cut-", dir=near)), shards)
     try:
         info = _cut_inputs(con, settings, workflows, as_of, cut)

@@ -51,15 +51,10 @@ class SliceStoreError(RuntimeError):
     to do."""
 
 
-def bucket_sql(column: str = "participant_id") -> str:
-    """The bucket of an id, in DuckDB: docs/scaling.md's bucket SQL (the first 8 bytes of
-    SHA-256 of the id, modulo 10,000); a null id is the empty string's, as engine/shards.py
-    has it."""
-    return bucket_of(f'"{column}"')
-
-
 def bucket_of(key: str) -> str:
-    """`bucket_sql` of an SQL expression."""
+    """The bucket of an id (an SQL expression), in DuckDB: docs/scaling.md's bucket SQL (the
+    first 8 bytes of SHA-256 of the id as text, modulo 10,000); a null id is the empty
+    string's, as engine/shards.py has it."""
     return f"('0x' || sha256(coalesce(CAST({key} AS VARCHAR), ''))[1:16])::UBIGINT % 10000"
 
 
@@ -68,6 +63,17 @@ def shard_of(key: str, shards: int) -> str:
     `shard_of_bucket`."""
     return f"({bucket_of(key)} * {shards} // 10000)::INTEGER"
 
+
+
+def staging_folder(folder: Path) -> Path:
+    """`folder` (under staging_dir), made if need be; one line if it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SliceStoreError(f"staging_dir: cannot use {folder}: {err.strerror or err} — give "
+                              "staging_dir (or CSWF_STAGING_DIR) a folder cswf may write "
+                              "to") from None
+    return folder
 
 
 def tick_name(as_of: datetime) -> str:
@@ -218,7 +224,7 @@ class FolderSlices:
     staging: Path
 
     def ensure(self) -> None:
-        self.staging.mkdir(parents=True, exist_ok=True)
+        staging_folder(self.staging)
 
     def publish(self, as_of: datetime, shard: int, shards: int,
                 frames: Mapping[str, Frame], info: Mapping[str, object],
