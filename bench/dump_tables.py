@@ -62,6 +62,8 @@ def compare(before: Path, after: Path) -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] not in ("dump", "compare"):
+        sys.exit(__doc__)
     verb, *args = sys.argv[1:]
     if verb == "dump":
         dump(Path(args[0]), Path(args[1]))

@@ -45,6 +45,11 @@ def test_inputs_and_results_are_apart_read_one_shard_at_a_time_and_dropped_toget
         f"tick 2026-06-01-03:00: shard 2 of 3 has no slice in {where}: run that shard's "
         "step again (or the whole tick), then the global step")
     with pytest.raises(MissingSlice) as raised:
+        slices.read(TICK, 3)
+    assert str(raised.value) == (
+        f"tick 2026-06-01-03:00: shard 1 of 3 (and 1 more) has no slice in {where}: run those "
+        "shards' steps again (or the whole tick), then the global step")
+    with pytest.raises(MissingSlice) as raised:
         slices.read(TICK, 4, kind=INPUT, only=3)
     assert str(raised.value) == (
         f"tick 2026-06-01-03:00: shard 3 of 4 has no inputs in {where}: run the tick's "

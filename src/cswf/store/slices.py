@@ -189,12 +189,13 @@ def missing_line(as_of: datetime, shards: int, missing: Sequence[int], where: st
     """The one line for shards without a slice (the global step's) or without their inputs
     (a shard step's), whatever the store."""
     more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    steps = "those shards' steps" if more else "that shard's step"
     if kind == INPUT:
         return (f"tick {key_of(as_of)}: shard {missing[0]} of {shards}{more} has no inputs in "
                 f"{where}: run the tick's prepare step again (or the whole tick), then its "
                 "shards")
     return (f"tick {key_of(as_of)}: shard {missing[0]} of {shards}{more} has no slice in "
-            f"{where}: run that shard's step again (or the whole tick), then the global step")
+            f"{where}: run {steps} again (or the whole tick), then the global step")
 
 
 class SliceStore(Protocol):
