@@ -117,8 +117,11 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
         progress.stage("delivery run at the quarter's end", f"as of {closing:%Y-%m-%d %H:%M}")
         delivery = run_delivery(settings, closing, quiet=True)
         progress.stage("quarter done")
+    # on the multiprocess executor each tick was a run of its own; `run` is the last, reports'
+    ran = (f"Dagster runs (ingest and facts, {len(ticks)} tick runs, then the reports' run "
+           f"{run.run_id})" if fans_out(settings) else f"Dagster run {run.run_id}")
     console.print(
-        f"Dagster run {run.run_id} {'succeeded' if run.success else 'FAILED'}, delivery run "
+        f"{ran} {'succeeded' if run.success else 'FAILED'}, delivery run "
         f"{delivery.run_id} {'succeeded' if delivery.success else 'FAILED'}; "
         f"{time.perf_counter() - began:.0f}s in all"
     )
