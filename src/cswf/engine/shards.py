@@ -147,7 +147,10 @@ def split_tick(state: pl.DataFrame, facts: pl.DataFrame, prev_facts: pl.DataFram
                buckets: Buckets | None = None) -> ShardParts:
     """Every input of a tick cut by the shard of its participant (events: of their
     enrollment), in one pass per input, never per participant."""
-    state, events, deploys, removals = _conformed(state, events, deploys, removals)
+    state = conform(state, ENROLLMENT_SCHEMA)
+    events = empty(EVENT_SCHEMA) if events is None else conform(events, EVENT_SCHEMA)
+    deploys = empty(DEPLOY_SCHEMA) if deploys is None else conform(deploys, DEPLOY_SCHEMA)
+    removals = empty(REMOVAL_SCHEMA) if removals is None else conform(removals, REMOVAL_SCHEMA)
     owner = participant_shards(facts, prev_facts, [state[PARTICIPANT], deploys[PARTICIPANT],
                                                    removals[PARTICIPANT]], shards, buckets)
 
@@ -158,15 +161,6 @@ def split_tick(state: pl.DataFrame, facts: pl.DataFrame, prev_facts: pl.DataFram
 
     return _cut(owned(state), owned(facts), owned(prev_facts), events, owned(deploys),
                 owned(removals))
-
-
-def _conformed(state: pl.DataFrame, events: pl.DataFrame | None,
-               deploys: pl.DataFrame | None, removals: pl.DataFrame | None
-               ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    return (conform(state, ENROLLMENT_SCHEMA),
-            empty(EVENT_SCHEMA) if events is None else conform(events, EVENT_SCHEMA),
-            empty(DEPLOY_SCHEMA) if deploys is None else conform(deploys, DEPLOY_SCHEMA),
-            empty(REMOVAL_SCHEMA) if removals is None else conform(removals, REMOVAL_SCHEMA))
 
 
 def _cut(state: pl.DataFrame, facts: pl.DataFrame, prev_facts: pl.DataFrame | None,

@@ -151,7 +151,11 @@ def load_field_updates(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.D
     Only the latest per (participant, field) is returned: no tick at or after `before` can see
     an older one. Empty (with the schema) while there is no outbox yet.
     """
-    if not has_outbox(con):
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'actions_outbox' "
+        "AND schema_name = current_schema() AND database_name = current_database()"
+    ).fetchall()[0][0]
+    if not exists:
         return pl.DataFrame(schema=UPDATE_SCHEMA)
     return con.sql(field_updates_sql("$before") + " ORDER BY tick, action_id",
                    params={"before": before}).pl().cast(UPDATE_SCHEMA)
@@ -169,14 +173,6 @@ def field_updates_sql(before: str) -> str:
           AND tick < {before}
         QUALIFY row_number() OVER (PARTITION BY participant_id, field
                                    ORDER BY tick DESC, action_id DESC) = 1"""
-
-
-def has_outbox(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the outbox exists yet (no field update was ever emitted before it does)."""
-    return bool(con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'actions_outbox' "
-        "AND schema_name = current_schema() AND database_name = current_database()"
-    ).fetchall()[0][0])
 
 
 def field_updates_of(actions: pl.DataFrame) -> pl.DataFrame:

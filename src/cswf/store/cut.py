@@ -24,8 +24,9 @@ import polars as pl
 
 from cswf.engine.shards import ACCOUNT, SHARD
 from cswf.facts.overlay import field_updates_sql
+from cswf.ingest.checks import existing_tables
 from cswf.store.slices import shard_of
-from cswf.store.tables import HISTORY, has_table
+from cswf.store.tables import HISTORY
 
 _PARTITION = re.compile(rf"{SHARD}=(\d+)")
 # DuckDB types whose Parquet form Polars reads as another type than `.pl()` gives: written as
@@ -210,7 +211,7 @@ def _cut_feed(con: duckdb.DuckDBPyConnection, cut: Cut, prefix: str, facts: str,
     try:
         cut.copy(con, f"{prefix}-state", f"SELECT * FROM {STATE}")
         # an event answers the action `<enrollment id>/<key>`: it goes with that enrollment
-        if has_table(con, "action_events"):
+        if "action_events" in existing_tables(con):
             cut.copy(con, f"{prefix}-events",
                      f"SELECT e.action_id, e.event_type, e.occurred_at, s.{SHARD} "
                      f"FROM action_events AS e JOIN {STATE} AS s ON regexp_replace("
@@ -224,7 +225,7 @@ def _cut_feed(con: duckdb.DuckDBPyConnection, cut: Cut, prefix: str, facts: str,
          f"{order} FROM deploy_requests WHERE {window}")
     copy("removals", "SELECT workflow, participant_id, requested_by, reason, requested_at, "
          f"{order} FROM removal_requests WHERE {window}")
-    if has_table(con, "actions_outbox"):
+    if "actions_outbox" in existing_tables(con):
         copy("updates", field_updates_sql(at))
         if earlier is not None and prev is not None:
             copy("earlier", field_updates_sql(earlier))

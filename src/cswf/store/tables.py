@@ -228,11 +228,3 @@ def ensure_deploy_requests(con: duckdb.DuckDBPyConnection) -> None:
 def ensure_removal_requests(con: duckdb.DuckDBPyConnection) -> None:
     create(con, REMOVAL_REQUESTS)
 
-
-def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    """Whether the working database has table `name` yet (the engine's tables appear with
-    the first tick; the prepare step of a sharded tick reads only those that exist)."""
-    return bool(con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = $t "
-        "AND schema_name = current_schema() AND database_name = current_database()",
-        {"t": name}).fetchall()[0][0])
