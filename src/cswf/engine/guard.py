@@ -86,8 +86,18 @@ def could_trip(result: TickResult, limits: pl.DataFrame) -> bool:
     return not reached.is_empty()
 
 
+ACTIVE_SCHEMA: dict[str, pl.DataType] = {"workflow": pl.String(), "active": pl.Int64()}
+
+
+def active_by_workflow(state: pl.DataFrame) -> pl.DataFrame:
+    """The active participants of each workflow in `state` (ACTIVE_SCHEMA): what an exit is a
+    share of."""
+    return state.filter(pl.col("status") == "active").group_by("workflow").agg(
+        pl.len().cast(pl.Int64).alias("active"))
+
+
 def tripped(
-    before: pl.DataFrame,
+    active: pl.DataFrame,
     result: TickResult,
     norms: pl.DataFrame,
     limits: pl.DataFrame,
@@ -95,7 +105,8 @@ def tripped(
 ) -> pl.DataFrame:
     """The guards a tick tripped (TRIPPED_SCHEMA), per workflow.
 
-    `before`: the state before the tick (exits are a share of its active participants);
+    `active`: the active participants of each workflow before the tick (ACTIVE_SCHEMA: exits
+    are a share of them; the global step of a sharded tick counts them in SQL);
     `norms`: workflow, guard, norm (the trailing median per tick; missing: no history);
     `limits`: workflow, guard, factor (share or ratio), minimum, for the guards that apply;
     `launched`: the workflows someone entered before this tick. A launch's backlog is what
@@ -103,8 +114,7 @@ def tripped(
     """
     happened = events(result)
     counts = happened.group_by("workflow", "guard").agg(pl.len().cast(pl.Int64).alias("observed"))
-    active = before.filter(pl.col("status") == "active").group_by("workflow").agg(
-        pl.len().cast(pl.Float64).alias("active"))
+    active = active.select("workflow", pl.col("active").cast(pl.Float64))
     found = (
         counts.join(limits.cast(LIMIT_SCHEMA), on=["workflow", "guard"])  # type: ignore[arg-type]
         .join(norms.cast(NORM_SCHEMA), on=["workflow", "guard"], how="left")  # type: ignore[arg-type]

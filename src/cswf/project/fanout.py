@@ -12,7 +12,9 @@ Dagster steps).
   engine on it and publishes its slice.
 - `commit_tick` (the writer, once): reads every slice (MissingSlice names a missing one),
   assigns group tasks over all of them (`merge_shards`) and writes the tick in one transaction
-  exactly as `run_ticks` does; then removes the tick's slices.
+  exactly as `run_ticks` does; then removes the tick's slices. A slice holds what its shard's
+  tick did (changed enrollments, actions, transitions), not its state, so the global step
+  holds the tick's work, never the book (the guards' counts of the state come from DuckDB).
 
 One tick at a time: a tick's prepare step reads the state the previous tick's global step
 committed.
@@ -73,10 +75,10 @@ from cswf.store.slices import (
 from cswf.store.tables import ensure_deploy_requests, ensure_engine_tables, ensure_removal_requests
 from cswf.store.warehouse import (
     WriteOutcome,
+    active_before,
     fact_projection,
     facts_stored,
-    load_events,
-    load_state,
+    load_completions,
     load_workload,
     record_versions,
     write_tick,
@@ -87,7 +89,10 @@ log = logging.getLogger(__name__)
 # Test hook: "<shard>:<seconds>" makes that shard sleep after its files are durable and before
 # they are published (tests/test_fanout.py kills it there).
 PAUSE_BEFORE_PUBLISH = "CSWF_TEST_PAUSE_BEFORE_PUBLISH"
-FRAMES = ("state", "actions", "transitions")
+# What a shard hands the global step: the enrollments its tick changed (never its whole
+# state: the global step writes only those), its actions and transitions.
+CHANGED = "changed"
+FRAMES = (CHANGED, "actions", "transitions")
 
 
 def prepare_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
@@ -264,7 +269,8 @@ def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: d
         result = run_shard(parts, shard, members, as_of,
                            default_category=settings.default_category, render_budget=budget)
         if result is not None:
-            frames |= {f"{i}-{name}": getattr(result, name) for name in FRAMES}
+            frames |= {f"{i}-{CHANGED}": result.changed_state,
+                       f"{i}-actions": result.actions, f"{i}-transitions": result.transitions}
     info = {"as_of": as_of.isoformat(), "participants": participants,
             "prepared": given.info.get("prepared")}
     return str(store.publish(as_of, shard, shards, frames, info,
@@ -277,31 +283,31 @@ def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
                 rewrite_delivered: bool = False) -> tuple[WriteOutcome, TickResult]:
     """The global step: every shard's slice of the tick (MissingSlice if one is absent, and
     nothing is written), group tasks assigned over all of them, the tick written in one
-    transaction as `run_ticks` writes it; then the tick's slices are removed."""
+    transaction as `run_ticks` writes it; then the tick's slices are removed.
+
+    It holds what the tick did (the changed enrollments, actions and transitions), never the
+    book: the guards' active counts and the group tasks' completions are read by DuckDB. So
+    the result's `state` holds the changed enrollments only."""
     store = slice_store(settings)
     slices = store.read(as_of, shards)
     _one_prepare(slices, as_of)
     feeds = _by_participant(workflows)
     groups = load_groups(settings.groups_path)
-    state = load_state(con, as_of)
-    found_events = load_events(con, as_of)
-    events = empty(EVENT_SCHEMA) if found_events is None else conform(found_events,
-                                                                      EVENT_SCHEMA)
+    completions = load_completions(con, as_of) if groups else empty(EVENT_SCHEMA)
     workload = load_workload(con, as_of) if groups else None
-    kept = state.filter(~pl.col("workflow").is_in([w.name for w in workflows]))
     results = []
     for i, members in enumerate(feeds.values()):
         parts = [TickResult(as_of, 0, 0, *(s.frames[f"{i}-{name}"] for name in FRAMES))
-                 for s in slices if f"{i}-state" in s.frames]
+                 for s in slices if f"{i}-{CHANGED}" in s.frames]
         participants = sum(int(s.info["participants"][str(i)]) for s in slices)  # type: ignore[index]
-        result = merge_shards(parts, as_of, len(members), groups, workload, events,
+        result = merge_shards(parts, as_of, len(members), groups, workload, completions,
                               participants)
         if groups:
             workload = pl.concat([workload, group_tasks(result.actions)])
         results.append(result)
-    result = combine(results, as_of, kept)
-    found = _guarded(con, settings, state, result, guard_limits(settings, workflows),
-                     launched(con, as_of))
+    result = combine(results, as_of)
+    found = _guarded(con, settings, lambda: active_before(con, as_of), result,
+                     guard_limits(settings, workflows), launched(con, as_of))
     outcome = write_tick(con, result, rewrite_delivered=rewrite_delivered,
                          on_rewrite=lambda rewrite: log.warning(rewrite.line()))
     if not found.is_empty() and not (outcome.status == "unchanged" and approved(con, as_of)):

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 import duckdb
 import polars as pl
@@ -20,7 +21,7 @@ from cswf.calendar import TickCalendar
 from cswf.engine.assign import group_tasks
 from cswf.engine.bounds import RenderBudget
 from cswf.engine.flow import TIME_ZONE
-from cswf.engine.guard import TRIPPED_SCHEMA, could_trip, tripped
+from cswf.engine.guard import TRIPPED_SCHEMA, active_by_workflow, could_trip, tripped
 from cswf.engine.shards import ACCOUNT, Buckets, run_sharded_tick
 from cswf.engine.tick import TickResult, combine
 from cswf.facts.models import FACT_MODELS, build_facts, fact_schema
@@ -229,7 +230,8 @@ def run_ticks(
             updates = pl.concat([updates, made], rechunk=True)
         deploys = deploys.filter(~window)
         removals = removals.filter(~window)
-        found = _guarded(con, settings, state, result, limits, started)
+        found = _guarded(con, settings, partial(active_by_workflow, state), result, limits,
+                         started)
         outcome = write_tick(con, result, rewrite_delivered=rewrite_delivered,
                              on_rewrite=lambda rewrite: log.warning(rewrite.line()))
         # Held again unless a person approved this very result (a crash between the tick and
@@ -265,13 +267,15 @@ def run_ticks(
     )
 
 
-def _guarded(con: duckdb.DuckDBPyConnection, settings: Settings, before: pl.DataFrame,
-             result: TickResult, limits: pl.DataFrame, started: set[str]) -> pl.DataFrame:
-    """The guards this tick trips against the norms of the ticks before it."""
+def _guarded(con: duckdb.DuckDBPyConnection, settings: Settings,
+             active: Callable[[], pl.DataFrame], result: TickResult, limits: pl.DataFrame,
+             started: set[str]) -> pl.DataFrame:
+    """The guards this tick trips against the norms of the ticks before it; `active` gives
+    each workflow's active participants before the tick, asked only if a guard could trip."""
     if limits.is_empty() or not could_trip(result, limits):
         return pl.DataFrame(schema=TRIPPED_SCHEMA)
     norms = trailing_norms(con, result.as_of, settings.guards.history_ticks)
-    return tripped(before, result, norms, limits, sorted(started))
+    return tripped(active(), result, norms, limits, sorted(started))
 
 
 def _load_chunk(con: duckdb.DuckDBPyConnection, settings: Settings, feeds: list[_Feed],

@@ -21,9 +21,11 @@ import polars as pl
 import pyarrow as pa
 
 from cswf.engine.assign import WORKLOAD_SCHEMA
-from cswf.engine.frames import ENROLLMENT_SCHEMA
+from cswf.engine.frames import ENROLLMENT_SCHEMA, conform, empty
+from cswf.engine.guard import ACTIVE_SCHEMA
 from cswf.engine.phases import Phases, collecting, phase
-from cswf.engine.tick import TickResult
+from cswf.engine.tick import EVENT_SCHEMA, TickResult
+from cswf.ingest.checks import existing_tables
 from cswf.specs.loader import LoadedWorkflow
 from cswf.store.compaction import defer_merges
 from cswf.store.history import (
@@ -85,6 +87,17 @@ def load_state(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame
              if name not in frame.columns]
     return frame.with_columns(added).select(list(ENROLLMENT_SCHEMA)).cast(
         ENROLLMENT_SCHEMA)  # type: ignore[arg-type]
+
+
+def active_before(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame:
+    """Each workflow's active participants just before the tick at `before` (ACTIVE_SCHEMA),
+    counted by DuckDB: what `load_state` would give the guards, without reading the book."""
+    return con.sql(
+        f"SELECT workflow, count(*) AS active FROM {HISTORY} "
+        "WHERE valid_from < $t AND (valid_to IS NULL OR valid_to >= $t) AND status = 'active' "
+        "GROUP BY workflow",
+        params={"t": before},
+    ).pl().cast(ACTIVE_SCHEMA)  # type: ignore[arg-type]
 
 
 def save_facts(con: duckdb.DuckDBPyConnection, facts: pl.DataFrame) -> None:
@@ -461,6 +474,18 @@ def load_workload(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFr
         "WHERE tick < $t AND action_type = 'task' AND owner_group IS NOT NULL ORDER BY action_id",
         params={"t": before},
     ).pl().cast(WORKLOAD_SCHEMA)  # type: ignore[arg-type]
+
+
+def load_completions(con: duckdb.DuckDBPyConnection, until: datetime) -> pl.DataFrame:
+    """The `completed` events by `until`: of the action results, all that assigning group
+    tasks reads (least loaded counts a task open until one)."""
+    if "action_events" not in existing_tables(con):
+        return empty(EVENT_SCHEMA)
+    return conform(con.sql(
+        "SELECT action_id, event_type, occurred_at FROM action_events "
+        "WHERE event_type = 'completed' AND occurred_at <= $t",
+        params={"t": until},
+    ).pl(), EVENT_SCHEMA)
 
 
 def load_events(con: duckdb.DuckDBPyConnection, until: datetime) -> pl.DataFrame | None:
