@@ -332,6 +332,35 @@ def test_slices_of_two_prepare_steps_are_not_merged(tmp_path: Path, landing: Pat
         assert commit_tick(con, settings, workflows, FIRST, 2)[0].status == "written"
 
 
+def test_a_slice_of_another_version_is_refused_not_read_as_an_idle_shard(
+        tmp_path: Path, landing: Path) -> None:
+    """A slice handing over a whole state (as cswf did before the global step stopped holding
+    the book) would read as a shard that changed nothing: the global step stops with one
+    line, commits nothing, and the tick run again commits."""
+    settings = make_project(tmp_path / "p", landing, 2)
+    workflows = project.load_workflows(settings)
+    prepare_first(settings, workflows)
+    shard_tick(settings, workflows, FIRST, 0, 2)
+    shard_tick(settings, workflows, FIRST, 1, 2)
+    store = slice_store(settings)
+    [old] = store.read(FIRST, 2, only=1)
+    frames = {name.replace("-changed", "-state"): frame for name, frame in old.frames.items()}
+    info = {key: value for key, value in old.info.items() if key not in ("frames", "shard",
+                                                                         "shards")}
+    store.publish(FIRST, 1, 2, frames, info)
+    with connect(settings.database_path) as con, pytest.raises(SliceStoreError) as raised:
+        commit_tick(con, settings, workflows, FIRST, 2)
+    assert str(raised.value) == (
+        "tick 2026-05-31-00:00: shard 1's slice holds '0-state', which this version of cswf "
+        "does not write (it was published by another version, or for other workflows): run "
+        "the whole tick again (its prepare step, its shards, then the global step)")
+    with connect(settings.database_path, read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
+    shard_tick(settings, workflows, FIRST, 1, 2)
+    with connect(settings.database_path) as con:
+        assert commit_tick(con, settings, workflows, FIRST, 2)[0].status == "written"
+
+
 SHARD_CHILD = """
 import sys
 from datetime import datetime

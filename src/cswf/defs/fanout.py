@@ -43,7 +43,7 @@ from cswf.engine.tick import TickResult
 from cswf.project.fanout import commit_tick, prepare_tick, shard_tick
 from cswf.project.ticks import answers_until
 from cswf.settings import Settings, load_settings
-from cswf.store.warehouse import WriteOutcome, connect, load_state
+from cswf.store.warehouse import WriteOutcome, connect, load_changed
 
 ENGINE = ("enrollments", "transitions", "actions_outbox")
 PREPARE, COMMIT = "prepare_tick", "commit_tick"
@@ -309,14 +309,15 @@ def _status(result: RunResult) -> str:
 def _stored_tick(settings: Settings, as_of: datetime, status: str
                  ) -> tuple[WriteOutcome, TickResult]:
     """What a step's process told its tick observer, read back from the database for the
-    caller's observer (a multiprocess run's steps cannot call back into this process)."""
+    caller's observer (a multiprocess run's steps cannot call back into this process): as
+    there, `state` holds the enrollments the tick changed, never the book."""
     with connect(settings.database_path, read_only=True,
                  memory_limit=settings.memory_limit) as con:
         actions = con.sql("FROM actions_outbox WHERE tick = $t", params={"t": as_of}).pl()
         transitions = con.sql("FROM transitions WHERE tick = $t", params={"t": as_of}).pl()
         logged = con.sql("SELECT participants, workflows FROM tick_log WHERE as_of = $t",
                          params={"t": as_of}).fetchall()
-        state = load_state(con, settings.calendar.next(as_of))
+        changed = load_changed(con, as_of)
     participants, workflows = logged[0] if logged else (0, 0)
-    return WriteOutcome(as_of, status), TickResult(as_of, participants, workflows, state,
-                                                   actions, transitions)
+    return WriteOutcome(as_of, status), TickResult(
+        as_of, participants, workflows, changed, actions, transitions)

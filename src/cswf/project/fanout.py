@@ -18,7 +18,7 @@ Dagster steps).
 
 One tick at a time: a tick's prepare step reads the state the previous tick's global step
 committed.
-The result is `run_ticks`'s for the same ticks (tests/test_fanout.py).
+The tables written are `run_ticks`'s for the same ticks (tests/test_fanout.py).
 """
 
 from __future__ import annotations
@@ -181,6 +181,20 @@ def _versions(feeds: dict[str, list[LoadedWorkflow]]) -> list[list[list[str]]]:
     return [[[w.name, w.version] for w in members] for members in feeds.values()]
 
 
+def _our_frames(slices: Sequence[Slice], feeds: int, as_of: datetime) -> None:
+    """Every frame of every slice must be one this code writes: a slice of another version of
+    cswf (one that handed over whole states) would otherwise be read as a shard that did
+    nothing."""
+    known = {f"{i}-{name}" for i in range(feeds) for name in FRAMES}
+    for found in slices:
+        for name in sorted(set(found.frames) - known):
+            raise SliceStoreError(
+                f"tick {key_of(as_of)}: shard {found.shard}'s slice holds '{name}', which this "
+                "version of cswf does not write (it was published by another version, or for "
+                "other workflows): run the whole tick again (its prepare step, its shards, "
+                "then the global step)")
+
+
 def _one_prepare(slices: Sequence[Slice], as_of: datetime) -> None:
     """The shards' slices must come from the inputs of one prepare step: a prepare step run
     again while only some shards ran again would mix two readings of the state."""
@@ -292,6 +306,7 @@ def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     slices = store.read(as_of, shards)
     _one_prepare(slices, as_of)
     feeds = _by_participant(workflows)
+    _our_frames(slices, len(feeds), as_of)
     groups = load_groups(settings.groups_path)
     completions = load_completions(con, as_of) if groups else empty(EVENT_SCHEMA)
     workload = load_workload(con, as_of) if groups else None

@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 CHUNK_DAYS = 7  # facts are built and held for this many days of ticks at a time
 
+# Told of each stored tick. Its result's `state` is the whole state in one process, but only
+# the enrollments the tick changed (`changed_state`) when the tick ran in shards
+# (project/fanout.py): read `changed_state`, actions and transitions, which are the same.
 OnTick = Callable[[WriteOutcome, TickResult], None]
 # A simulated audience (the demo's): after a tick, the action events up to the next tick,
 # recorded; the next tick sees them. Production runs pass none.

@@ -78,11 +78,22 @@ def load_state(con: duckdb.DuckDBPyConnection, before: datetime) -> pl.DataFrame
     """The working state just before the tick at `before`. A column added to enrollments after
     the warehouse was made (`cohort`) reads as null until the next tick adds it: readers that
     open the warehouse read-only (explain, preview, backtest) cannot add it themselves."""
-    frame = con.sql(
+    return _enrollments(con.sql(
         f"SELECT * EXCLUDE (valid_from, valid_to) FROM {HISTORY} "
         "WHERE valid_from < $t AND (valid_to IS NULL OR valid_to >= $t)",
         params={"t": before},
-    ).pl()
+    ).pl())
+
+
+def load_changed(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pl.DataFrame:
+    """The enrollment rows the tick at `as_of` wrote: its `changed_state`, read back."""
+    return _enrollments(con.sql(
+        f"SELECT * EXCLUDE (valid_from, valid_to) FROM {HISTORY} WHERE valid_from = $t",
+        params={"t": as_of},
+    ).pl())
+
+
+def _enrollments(frame: pl.DataFrame) -> pl.DataFrame:
     added = [pl.lit(None, dtype).alias(name) for name, dtype in ENROLLMENT_SCHEMA.items()
              if name not in frame.columns]
     return frame.with_columns(added).select(list(ENROLLMENT_SCHEMA)).cast(
