@@ -14,9 +14,11 @@ import duckdb
 
 from cswf.ingest.contract import ACCOUNTS, OBJECTS, LandingObject
 from cswf.ingest.doubles import TODO
+from cswf.ingest.unique_days import TO_CHECK, days_to_check, remember_unique
 from cswf.settings import Snapshots
 
 MAX_EXAMPLES = 5
+TWICE = "cswf_twice_keys"  # a temp table: the duplicate keys among the days checked
 REJECTED_TODO = "fix each file and land it again under the same name, or remove it"
 
 
@@ -38,32 +40,43 @@ def duplicate_keys(con: duckdb.DuckDBPyConnection, obj: LandingObject,
     """(date, id) keys seen more than once in one raw table, with their files; with `until`
     (a tick's day), only those dated on or before it: a tick never sees later snapshots.
 
-    Two passes: the duplicate keys by a plain count, then the files of only those. (Listing
-    every key's files, as one pass does, took 21 s and 5 GiB for a table of 35M usage rows,
-    before every tick; the count takes 2.4 s.)"""
+    Only the days not already found unique as they are now are read (ingest/unique_days.py):
+    a tick reads the days landed since the last check. Among them, the duplicate keys are
+    counted first, then the files of the few shown are listed. (Listing every key's files
+    in one pass over every day took 21 s and 5 GiB for a table of 35M usage rows, before
+    every tick.)"""
     if obj.table not in existing_tables(con):
         return Finding(0)
     day, account = obj.key
-    rows = con.execute(
-        f"""
-        WITH twice AS (
+    days_to_check(con, obj, until)
+    try:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE {TWICE} AS
             SELECT {day}, {account}, count(*) AS n
-            FROM {obj.table}
-            WHERE $until IS NULL OR {day} <= $until
+            FROM {obj.table} AS raw
+            SEMI JOIN {TO_CHECK} AS d ON raw.{day} IS NOT DISTINCT FROM d.day
             GROUP BY ALL
             HAVING count(*) > 1
-        ), shown AS (
-            SELECT *, count(*) OVER () AS total FROM twice ORDER BY 1, 2 LIMIT {MAX_EXAMPLES}
-        )
-        SELECT shown.{day}, shown.{account}, any_value(n),
-               list_sort(list(DISTINCT raw.source_file)), any_value(total)
-        FROM shown JOIN {obj.table} AS raw
-          ON raw.{day} IS NOT DISTINCT FROM shown.{day}
-         AND raw.{account} IS NOT DISTINCT FROM shown.{account}
-        GROUP BY ALL
-        ORDER BY 1, 2
-        """, {"until": until}
-    ).fetchall()
+            """).fetchall()
+        rows = con.execute(
+            f"""
+            WITH shown AS (
+                SELECT *, count(*) OVER () AS total FROM {TWICE} ORDER BY 1, 2
+                LIMIT {MAX_EXAMPLES}
+            )
+            SELECT shown.{day}, shown.{account}, any_value(n),
+                   list_sort(list(DISTINCT raw.source_file)), any_value(total)
+            FROM shown JOIN {obj.table} AS raw
+              ON raw.{day} IS NOT DISTINCT FROM shown.{day}
+             AND raw.{account} IS NOT DISTINCT FROM shown.{account}
+            GROUP BY ALL
+            ORDER BY 1, 2
+            """).fetchall()
+        remember_unique(con, obj, TWICE)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {TWICE}").fetchall()
+        con.execute(f"DROP TABLE IF EXISTS {TO_CHECK}").fetchall()
     examples = [f"{d} {a} x{n} in {', '.join(files)}" for d, a, n, files, _ in rows]
     return Finding(rows[0][4] if rows else 0, examples)
 
