@@ -174,6 +174,8 @@ def test_run_then_tick_again_changes_nothing(small_book: Path) -> None:
                                 str(small_book)], terminal_width=200)
     assert again.exit_code == 0, again.stdout
     assert "1 ticks" in again.stdout and "1 unchanged" in again.stdout
+    # the summary is headed as the demo's closing table heads it
+    assert "avg days" in again.stdout and "objective rate" in again.stdout
     with duckdb.connect(str(small_book / "cswf.duckdb"), read_only=True) as con:
         assert con.sql("SELECT count(*), sum(actions) FROM tick_log").fetchall() == before
         summary = con.sql("SELECT workflow, deployed FROM workflow_summary ORDER BY ALL")

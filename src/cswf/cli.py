@@ -899,9 +899,10 @@ def reject(tick: Tick, by: By = "cli", reason: Why = None, root: Root = None) ->
 
 
 def _print_summary(con: object) -> None:
+    """workflow_summary as the demo's closing table heads it (demo/summary.py)."""
     frame = con.sql(  # type: ignore[attr-defined]
         "SELECT workflow, category, auto_deploy AS auto, deployed, active, completed, exited, "
-        "avg_days_to_complete AS avg_days, objective_met_rate AS objective_rate "
+        'avg_days_to_complete AS "avg days", objective_met_rate AS "objective rate" '
         "FROM workflow_summary"
     ).pl()
     _print_frame(frame, title="workflow_summary")
