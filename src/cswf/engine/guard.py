@@ -44,7 +44,7 @@ def _deliberate(reason: pl.Expr) -> pl.Expr:
     return pl.any_horizontal([reason.str.starts_with(why) for why in DELIBERATE])
 
 
-def _decided(transitions: pl.DataFrame) -> pl.DataFrame:
+def _decided(transitions: pl.LazyFrame) -> pl.LazyFrame:
     """The enrollments whose moves this tick's facts decided: an entry, a branch, a wait whose
     condition came true (engine/flow.py's reasons). A delay or a wait's time running out is
     the calendar's doing: a cohort launched together reaches its day-3 email together, and
@@ -60,20 +60,21 @@ def _decided(transitions: pl.DataFrame) -> pl.DataFrame:
 
 def events(result: TickResult) -> pl.DataFrame:
     """What the tick did, one row per thing a guard counts: workflow, guard, participant_id,
-    evidence (the deciding fact values, for the sample)."""
-    moves = result.transitions.filter(
-        pl.col("transition").is_in(["exited", "entered"]) & ~_deliberate(pl.col("reason")))
-    entered = result.transitions.filter(pl.col("transition") == "entered").select(
-        "enrollment_id", "evidence")
-    sent = (result.actions.filter(pl.col("action_type").is_in(["email", "webhook"]))
-            .join(_decided(result.transitions), on="enrollment_id", how="semi")
-            .join(entered, on="enrollment_id", how="left"))
-    columns = ["workflow", "guard", "participant_id", "evidence"]
-    return pl.concat([
-        moves.with_columns(pl.when(pl.col("transition") == "exited").then(pl.lit(EXITS))
-                           .otherwise(pl.lit(ENTRIES)).alias("guard")).select(columns),
-        sent.with_columns((pl.col("action_type") + "s").alias("guard")).select(columns),
-    ])
+    and where its evidence is (the deciding fact values, read for the sample only): the
+    transition `source` of enrollment_id (an exit or an entry its own; an email or a webhook
+    its enrollment's entry). Only these columns are read: a first tick's events are most of
+    its transitions."""
+    transitions = result.transitions.lazy()
+    moves = transitions.filter(
+        pl.col("transition").is_in(["exited", "entered"]) & ~_deliberate(pl.col("reason"))
+    ).select("workflow", pl.when(pl.col("transition") == "exited").then(pl.lit(EXITS))
+             .otherwise(pl.lit(ENTRIES)).alias("guard"), "participant_id", "enrollment_id",
+             pl.col("transition").alias("source"))
+    sent = result.actions.lazy().filter(pl.col("action_type").is_in(["email", "webhook"])).join(
+        _decided(transitions), on="enrollment_id", how="semi").select(
+        "workflow", (pl.col("action_type") + "s").alias("guard"), "participant_id",
+        "enrollment_id", pl.lit("entered").alias("source"))
+    return pl.concat([moves, sent]).collect()
 
 
 def could_trip(result: TickResult, limits: pl.DataFrame) -> bool:
@@ -130,23 +131,30 @@ def tripped(
         .sort("workflow", "guard")
     )
     samples = _samples(happened.join(found.select("workflow", "guard"),
-                                     on=["workflow", "guard"]))
+                                     on=["workflow", "guard"]), result.transitions)
     return found.join(samples, on=["workflow", "guard"], how="left").select(
         list(TRIPPED_SCHEMA)).cast(TRIPPED_SCHEMA)  # type: ignore[arg-type]
 
 
-def _samples(happened: pl.DataFrame) -> pl.DataFrame:
-    """A few participants per tripped guard, as JSON (at most SAMPLE rows each are read)."""
+def _samples(happened: pl.DataFrame, transitions: pl.DataFrame) -> pl.DataFrame:
+    """A few participants per tripped guard, with their evidence, as JSON (at most SAMPLE rows
+    each are read)."""
     few = happened.sort("participant_id").group_by("workflow", "guard", maintain_order=True).head(
         SAMPLE)
+    evidence = transitions.lazy().filter(pl.col("transition").is_in(["exited", "entered"])).select(
+        "enrollment_id", pl.col("transition").alias("source"), "evidence").join(
+        few.lazy().select("enrollment_id", "source"), on=["enrollment_id", "source"],
+        how="semi").unique(["enrollment_id", "source"], keep="first", maintain_order=True)
+    few = few.join(evidence.collect(), on=["enrollment_id", "source"], how="left",
+                   maintain_order="left")
     rows: dict[tuple[str, str], list[dict[str, object]]] = {}
-    for workflow, guard, participant, evidence in few.iter_rows():
+    for workflow, guard, participant, facts in few.select(
+            "workflow", "guard", "participant_id", "evidence").iter_rows():
         rows.setdefault((workflow, guard), []).append(
-            {"participant_id": participant, "facts": json.loads(evidence) if evidence else None})
+            {"participant_id": participant, "facts": json.loads(facts) if facts else None})
     return pl.DataFrame(
         [{"workflow": w, "guard": g, "sample": json.dumps(s)} for (w, g), s in rows.items()],
         schema={"workflow": pl.String, "guard": pl.String, "sample": pl.String})
-
 
 def describe(workflow: str, guard: str, observed: int, norm: float | None,
              threshold: float | None, minimum: int) -> str:

@@ -116,24 +116,32 @@ class FactsError(ValueError):
     pass
 
 
-def combine(results: Sequence[TickResult], as_of: datetime, kept: pl.DataFrame | None = None
-            ) -> TickResult:
+def combine(results: Sequence[TickResult], as_of: datetime, kept: pl.DataFrame | None = None,
+            *, ordered: bool = True) -> TickResult:
     """One tick's results of several participant types (each run on its own facts) as one;
-    `kept` is state no workflow ran over (specs that are gone)."""
+    `kept` is state no workflow ran over (specs that are gone). `ordered=False` leaves the
+    rows in their parts' order, for a caller that only stores them (a table's rows have no
+    order): each sort copies its frame, which a sharded tick's global step cannot spare."""
     if len(results) == 1 and (kept is None or kept.is_empty()):
         return results[0]  # already in the order below: not sorted again
     states = [r.state for r in results] + ([conform(kept, ENROLLMENT_SCHEMA)]
                                            if kept is not None else [])
+
+    def joined(frames: list[pl.DataFrame], schema: dict[str, pl.DataType],
+               *order: str) -> pl.DataFrame:
+        if not frames:
+            return empty(schema)
+        together = pl.concat(frames)
+        return together.sort(*order, maintain_order=True) if ordered else together
+
     return TickResult(
         as_of=as_of,
         participants=sum(r.participants for r in results),
         workflows=sum(r.workflows for r in results),
-        state=pl.concat(states).sort("workflow", PARTICIPANT) if states else empty(
-            ENROLLMENT_SCHEMA),
-        actions=pl.concat([r.actions for r in results]).sort("action_id") if results
-        else empty(ACTION_SCHEMA),
-        transitions=pl.concat([r.transitions for r in results]).sort(
-            "workflow", PARTICIPANT, maintain_order=True) if results else empty(TRANSITION_SCHEMA),
+        state=joined(states, ENROLLMENT_SCHEMA, "workflow", PARTICIPANT),
+        actions=joined([r.actions for r in results], ACTION_SCHEMA, "action_id"),
+        transitions=joined([r.transitions for r in results], TRANSITION_SCHEMA, "workflow",
+                           PARTICIPANT),
         phases=_summed(r.phases for r in results),
     )
 

@@ -312,15 +312,18 @@ def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     workload = load_workload(con, as_of) if groups else None
     results = []
     for i, members in enumerate(feeds.values()):
-        parts = [TickResult(as_of, 0, 0, *(s.frames[f"{i}-{name}"] for name in FRAMES))
+        # each frame taken out of its slice, and left in the shards' order: nothing of the
+        # tick is held twice (a sort would copy it)
+        parts = [TickResult(as_of, 0, 0, *(s.frames.pop(f"{i}-{name}") for name in FRAMES))
                  for s in slices if f"{i}-{CHANGED}" in s.frames]
         participants = sum(int(s.info["participants"][str(i)]) for s in slices)  # type: ignore[index]
         result = merge_shards(parts, as_of, len(members), groups, workload, completions,
-                              participants)
+                              participants, ordered=False)
+        del parts
         if groups:
             workload = pl.concat([workload, group_tasks(result.actions)])
         results.append(result)
-    result = combine(results, as_of)
+    result = combine(results, as_of, ordered=False)
     found = _guarded(con, settings, lambda: active_before(con, as_of), result,
                      guard_limits(settings, workflows), launched(con, as_of))
     outcome = write_tick(con, result, rewrite_delivered=rewrite_delivered,
