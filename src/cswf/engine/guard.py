@@ -139,8 +139,8 @@ def tripped(
 def _samples(happened: pl.DataFrame, transitions: pl.DataFrame) -> pl.DataFrame:
     """A few participants per tripped guard, with their evidence, as JSON (at most SAMPLE rows
     each are read)."""
-    few = happened.sort("participant_id").group_by("workflow", "guard", maintain_order=True).head(
-        SAMPLE)
+    few = happened.sort("participant_id", "enrollment_id", maintain_order=True).group_by(
+        "workflow", "guard", maintain_order=True).head(SAMPLE)
     evidence = transitions.lazy().filter(pl.col("transition").is_in(["exited", "entered"])).select(
         "enrollment_id", pl.col("transition").alias("source"), "evidence").join(
         few.lazy().select("enrollment_id", "source"), on=["enrollment_id", "source"],
