@@ -67,3 +67,20 @@ def test_the_numbers_on_the_terminal_are_the_tables(demo: tuple[Path, str]) -> N
         insights = con.sql("SELECT count(*) FROM action_insights").fetchall()[0][0]
     assert sent > 0 and waited > 0 and insights > 0
     assert f"emails: {sent:,} previewed ({waited:,} of them after waiting" in output
+
+
+def test_a_project_made_today_is_told_where_the_demo_s_book_ticks(tmp_path: Path) -> None:
+    """`cswf init` starts the calendar on the day the project is made, after the demo's book:
+    the demo says what to set, in one line, and writes nothing."""
+    root = tmp_path / "p"
+    made = CliRunner().invoke(app, ["init", str(root), "--tick-start", "2026-11-30"])
+    assert made.exit_code == 0, made.output
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    result = CliRunner().invoke(app, ["demo", "--days", "32", "--root", str(root)],
+                                terminal_width=400)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: tick_start is 2026-11-30 00:00, outside the demo's book (2026-05-01 to "
+        "2026-06-01, ticks from its day 31): set tick_start: \"2026-05-31 00:00\" in "
+        f"{root}/cswf.yaml (or CSWF_TICK_START), then run cswf demo again"]
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before

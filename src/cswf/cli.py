@@ -830,11 +830,13 @@ def demo(
 ) -> None:
     """Simulate a quarter: generate a book of business, run all its ticks through Dagster,
     delivering along the way; a progress bar, then the summary."""
-    from cswf.demo.run import DemoRunFailed, run_demo
+    from cswf.demo.run import DemoRunFailed, OutsideTheBook, run_demo
 
     settings = _settings(root)
     try:
         run_demo(settings, accounts=accounts, days=days, fresh=fresh, console=console)
+    except OutsideTheBook as outside:
+        raise _fail(str(outside)) from outside
     except DemoRunFailed as failed:
         _stop_at_a_new_hold(settings, failed.ticks)
         for problem in run_problems(failed.run):

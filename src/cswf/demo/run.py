@@ -35,9 +35,25 @@ BOOK_START = date(2026, 5, 1)
 BOOK_DAYS = 120  # 30 days of history, then the quarter of ticks
 
 
+HISTORY_DAYS = 30  # the book's days before its first tick (the facts' 30-day windows)
+
+
+class OutsideTheBook(ValueError):
+    """tick_start is not a day of the demo's book: one line saying what to set."""
+
+
 def quarter(settings: Settings, days: int = BOOK_DAYS) -> tuple[datetime, datetime]:
-    """The demo's ticks: from the configured first tick to the last tick of the book's days."""
+    """The demo's ticks: from the configured first tick to the last tick of the book's days
+    (OutsideTheBook when the first tick is not a day of the book after its history: a project
+    made by `cswf init` starts ticking on the day it was made)."""
+    first = BOOK_START + timedelta(days=HISTORY_DAYS)
     last_day = BOOK_START + timedelta(days=days - 1)
+    if not first <= settings.tick_start.date() <= last_day:
+        raise OutsideTheBook(
+            f"tick_start is {settings.tick_start:%Y-%m-%d %H:%M}, outside the demo's book "
+            f"({BOOK_START} to {last_day}, ticks from its day {HISTORY_DAYS + 1}): set "
+            f'tick_start: "{first} 00:00" in {settings.root}/cswf.yaml (or CSWF_TICK_START), '
+            "then run cswf demo again")
     return settings.tick_start, datetime.combine(last_day, clock(21, 0))
 
 
@@ -73,6 +89,7 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
 
     private_umask()  # the book, the warehouse, the previews: not world-readable
     began = time.perf_counter()
+    start, end = quarter(settings, days)  # before anything is written
     landing = settings.landing_path
     if fresh:
         shutil.rmtree(landing, ignore_errors=True)
@@ -92,7 +109,6 @@ def run_demo(settings: Settings, *, accounts: int, fresh: bool, console: Console
         console.print(str(error), markup=False)
     checked.require_valid()
 
-    start, end = quarter(settings, days)
     ticks = project.ticks_in(settings, start, end)
     closing = settings.calendar.next(end)  # the quarter ends where its last tick's span does
     home = os.environ.get("DAGSTER_HOME")
