@@ -46,7 +46,12 @@ def test_the_terminal_shows_context_a_bar_and_the_summary(demo: tuple[Path, str]
     assert "customers:" in output and "tasks:" in output
     assert f"BI copy: {root / 'data' / 'bi' / 'cswf.duckdb'} (workflow_summary, " in output
     assert "DuckDB: " not in output  # readers never read the pipeline's own database
-    assert any(line.startswith("Dagster UI: `make ui`") for line in lines)
+    # a project without this repository's Makefile, run without DAGSTER_HOME: nothing kept
+    ui = (f"Dagster UI: this demo's runs were not kept (DAGSTER_HOME is not set): run it again "
+          f"with DAGSTER_HOME={root.resolve()}, then `DAGSTER_HOME={root.resolve()} dg dev` in "
+          f"{root.resolve()} (after `pip install --no-deps -e .` there once) shows them on "
+          "http://localhost:3000.")
+    assert " ".join(ui.split()) in " ".join(output.split())  # (the terminal wraps it)
     # It ends with the BI copy and the report page drawn from it (what to open next).
     assert lines[-2].startswith("BI copy as of 2026-06-02 21:00: ")
     assert lines[-1].startswith(f"wrote {root / 'data' / 'bi' / 'report.html'}: ")
@@ -84,3 +89,19 @@ def test_a_project_made_today_is_told_where_the_demo_s_book_ticks(tmp_path: Path
         "2026-06-01, ticks from its day 31): set tick_start: \"2026-05-31 00:00\" in "
         f"{root}/cswf.yaml (or CSWF_TICK_START), then run cswf demo again"]
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+
+
+def test_the_ui_line_names_the_command_of_this_kind_of_project(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make ui` in this repository; `dg dev` on the demo's instance in a project of its own."""
+    from cswf.demo.summary import _dagster_ui
+    from cswf.settings import load_settings
+
+    (tmp_path / "cswf.yaml").write_text("tick_start: '2026-05-31 00:00'\n")
+    settings = load_settings(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert _dagster_ui(settings).startswith(
+        f"Dagster UI: `DAGSTER_HOME={tmp_path / 'home'} dg dev` in {tmp_path.resolve()} (after "
+        "`pip install --no-deps -e .` there once), then open http://localhost:3000 (Assets ")
+    (tmp_path / "Makefile").write_text("ui:\n")
+    assert _dagster_ui(settings).startswith("Dagster UI: `make ui`, then open ")

@@ -3,6 +3,7 @@ and where to look next."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
 from rich.console import Console
@@ -77,7 +78,23 @@ def print_outcome(settings: Settings, closing: datetime, delivery_runs: int,
         f"\nBI copy: {settings.bi_path / DATABASE_FILE} (workflow_summary, workflow_dashboard, "
         "enrollments, transitions, actions_outbox, deliveries, action_insights): read reports "
         "there (`cswf report NAME`, `cswf.open()`), never from the pipeline's own "
-        f"{settings.database_path.name}\n"
-        "Dagster UI: `make ui`, then open http://localhost:3000 (Assets shows every tick of "
-        "the quarter as a materialized partition; Runs has the run's full event log)."
+        f"{settings.database_path.name}\n{_dagster_ui(settings)}"
     )
+
+
+def _dagster_ui(settings: Settings) -> str:
+    """How to look at the quarter's runs: `make ui` in this repository; in a project of its
+    own (`cswf init`), `dg dev` on the instance the demo recorded in, if it recorded in one."""
+    shown = ("then open http://localhost:3000 (Assets shows every tick of the quarter as a "
+             "materialized partition; Runs has the run's full event log).")
+    if (settings.root / "Makefile").is_file():
+        return f"Dagster UI: `make ui`, {shown}"
+    root = settings.root.resolve()
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return (f"Dagster UI: this demo's runs were not kept (DAGSTER_HOME is not set): run it "
+                f"again with DAGSTER_HOME={root}, then `DAGSTER_HOME={root} dg dev` in {root} "
+                "(after `pip install --no-deps -e .` there once) shows them on "
+                "http://localhost:3000.")
+    return (f"Dagster UI: `DAGSTER_HOME={home} dg dev` in {root} (after `pip install --no-deps "
+            f"-e .` there once), {shown}")
