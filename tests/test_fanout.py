@@ -320,14 +320,20 @@ def test_slices_of_two_prepare_steps_are_not_merged(tmp_path: Path, landing: Pat
     with connect(settings.database_path) as con:
         prepare_tick(con, settings, workflows, FIRST)
     shard_tick(settings, workflows, FIRST, 1, 2)
+    refused_then_committed(settings, workflows, 0, (
+        "tick 2026-05-31-00:00: shards 0 and 1 ran on the inputs of different prepare steps: "
+        "run the whole tick again (its prepare step, its shards, then the global step)"))
+
+
+def refused_then_committed(settings: Settings, workflows: list, shard: int, line: str) -> None:
+    """The global step of the first tick stops with `line` and commits nothing; once `shard`
+    runs again, it commits the tick."""
     with connect(settings.database_path) as con, pytest.raises(SliceStoreError) as raised:
         commit_tick(con, settings, workflows, FIRST, 2)
-    assert str(raised.value) == (
-        "tick 2026-05-31-00:00: shards 0 and 1 ran on the inputs of different prepare steps: "
-        "run the whole tick again (its prepare step, its shards, then the global step)")
+    assert str(raised.value) == line
     with connect(settings.database_path, read_only=True) as con:
         assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
-    shard_tick(settings, workflows, FIRST, 0, 2)
+    shard_tick(settings, workflows, FIRST, shard, 2)
     with connect(settings.database_path) as con:
         assert commit_tick(con, settings, workflows, FIRST, 2)[0].status == "written"
 
@@ -348,17 +354,10 @@ def test_a_slice_of_another_version_is_refused_not_read_as_an_idle_shard(
     info = {key: value for key, value in old.info.items() if key not in ("frames", "shard",
                                                                          "shards")}
     store.publish(FIRST, 1, 2, frames, info)
-    with connect(settings.database_path) as con, pytest.raises(SliceStoreError) as raised:
-        commit_tick(con, settings, workflows, FIRST, 2)
-    assert str(raised.value) == (
+    refused_then_committed(settings, workflows, 1, (
         "tick 2026-05-31-00:00: shard 1's slice holds '0-state', which this version of cswf "
         "does not write (it was published by another version, or for other workflows): run "
-        "the whole tick again (its prepare step, its shards, then the global step)")
-    with connect(settings.database_path, read_only=True) as con:
-        assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
-    shard_tick(settings, workflows, FIRST, 1, 2)
-    with connect(settings.database_path) as con:
-        assert commit_tick(con, settings, workflows, FIRST, 2)[0].status == "written"
+        "the whole tick again (its prepare step, its shards, then the global step)"))
 
 
 SHARD_CHILD = """

@@ -15,7 +15,7 @@ import duckdb
 
 from cswf.ingest.contract import ACCOUNTS, OBJECTS, LandingObject
 from cswf.ingest.doubles import TODO
-from cswf.ingest.unique_days import TO_CHECK, days_to_check, remember_unique
+from cswf.ingest.unique_days import REMEMBERED, TO_CHECK, days_to_check, remember_unique
 from cswf.settings import Snapshots
 
 MAX_EXAMPLES = 5
@@ -48,11 +48,12 @@ def duplicate_keys(con: duckdb.DuckDBPyConnection, obj: LandingObject,
     listed. (Listing every key's files
     in one pass over every day took 21 s and 5 GiB for a table of 35M usage rows, before
     every tick.)"""
-    if obj.table not in existing_tables(con):
+    tables = existing_tables(con)
+    if obj.table not in tables:
         return Finding(0)
     day, account = obj.key
     try:
-        days_to_check(con, obj, until)
+        days_to_check(con, obj, until, REMEMBERED in tables)
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE {TWICE} AS

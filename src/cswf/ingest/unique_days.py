@@ -21,10 +21,11 @@ REMEMBERED = "_cswf_unique_days"
 TO_CHECK = "cswf_days_to_check"  # a temp table: this check's days
 
 
-def days_to_check(con: duckdb.DuckDBPyConnection, obj: LandingObject,
-                  until: date | None) -> None:
+def days_to_check(con: duckdb.DuckDBPyConnection, obj: LandingObject, until: date | None,
+                  remembered: bool) -> None:
     """TO_CHECK: (day, rows, fingerprint) of the raw table's days dated on or before `until`
-    that are not remembered as unique with the fingerprint they have now."""
+    that are not remembered as unique with the fingerprint they have now (`remembered`:
+    whether the REMEMBERED table exists yet)."""
     day, key = obj.key
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {TO_CHECK} AS "
@@ -32,7 +33,7 @@ def days_to_check(con: duckdb.DuckDBPyConnection, obj: LandingObject,
         f"FROM {obj.table} WHERE $until IS NULL OR {day} <= $until GROUP BY 1",
         {"until": until},
     ).fetchall()
-    if _remembered(con):
+    if remembered:
         con.execute(
             f"DELETE FROM {TO_CHECK} AS d USING {REMEMBERED} AS r WHERE r.raw_table = $t "
             "AND r.day = d.day AND r.rows = d.rows AND r.fingerprint = d.fingerprint",
@@ -58,12 +59,6 @@ def remember_unique(con: duckdb.DuckDBPyConnection, obj: LandingObject, twice: s
         f"WHERE {day} IS NOT NULL)",
         {"t": obj.table},
     ).fetchall()
-
-
-def _remembered(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = $n AND NOT temporary",
-        {"n": REMEMBERED}).fetchall()[0][0])
 
 
 def _read_only(con: duckdb.DuckDBPyConnection) -> bool:

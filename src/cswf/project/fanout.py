@@ -187,11 +187,11 @@ def _our_frames(slices: Sequence[Slice], feeds: int, as_of: datetime) -> None:
     nothing."""
     known = {f"{i}-{name}" for i in range(feeds) for name in FRAMES}
     for found in slices:
-        for name in sorted(set(found.frames) - known):
+        if unknown := sorted(set(found.frames) - known):
             raise SliceStoreError(
-                f"tick {key_of(as_of)}: shard {found.shard}'s slice holds '{name}', which this "
-                "version of cswf does not write (it was published by another version, or for "
-                "other workflows): run the whole tick again (its prepare step, its shards, "
+                f"tick {key_of(as_of)}: shard {found.shard}'s slice holds '{unknown[0]}', which "
+                "this version of cswf does not write (it was published by another version, or "
+                "for other workflows): run the whole tick again (its prepare step, its shards, "
                 "then the global step)")
 
 
