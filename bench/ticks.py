@@ -64,12 +64,21 @@ def step(root: str, workflows: int, tick: str, name: str, shard: int) -> None:
             if name == "prepare":
                 prepare_tick(con, settings, specs, as_of)
             else:
-                outcome, result = commit_tick(con, settings, specs, as_of, settings.shards)
-                figures = {"status": outcome.status, "changed": result.changed_state.height,
-                           "actions": result.actions.height,
-                           "transitions": result.transitions.height}
+                outcome, wrote = commit_tick(con, settings, specs, as_of, settings.shards)
+                figures = {"status": outcome.status, "changed": _count(wrote, "changed"),
+                           "actions": _count(wrote, "actions"),
+                           "transitions": _count(wrote, "transitions")}
     print(json.dumps({**figures, "wall_s": time.perf_counter() - wall,
                       "cpu_s": time.process_time() - cpu, "peak_rss_gib": peak_gib()}))
+
+
+def _count(wrote: object, name: str) -> int:
+    """A count of what the global step wrote: a count (this code) or a frame (a baseline
+    revision's global step returned the tick's rows)."""
+    if name == "changed" and hasattr(wrote, "changed_state"):
+        return int(wrote.changed_state.height)
+    found = getattr(wrote, name)
+    return found if isinstance(found, int) else int(found.height)
 
 
 def run_child(source: Path, *args: str) -> dict:

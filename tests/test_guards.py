@@ -7,13 +7,16 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import hypothesis
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from landing_rows import contract_columns, snapshot_csv
 
 from cswf import project
 from cswf.delivery import deliver
-from cswf.engine.guard import active_by_workflow, tripped
+from cswf.engine.guard import NORM_SCHEMA, Tally, active_by_workflow, tally_of, tripped
 from cswf.engine.tick import TickResult
 from cswf.ingest.contract import ACCOUNTS
 from cswf.project.fanout import commit_tick, prepare_tick, shard_tick
@@ -293,11 +296,12 @@ def test_exits_trip_above_the_share_and_the_minimum() -> None:
     no_norms = pl.DataFrame(schema={"workflow": pl.String, "guard": pl.String,
                                     "norm": pl.Float64})
     eleven = _result([("w", f"P{i:02d}", "exited") for i in range(11)], [])
-    assert tripped(_active(50), eleven, no_norms, LIMITS, ["w"]).select(
+    assert tripped(_active(50), tally_of(eleven), no_norms, LIMITS, ["w"]).select(
         "guard", "observed", "norm", "threshold").rows() == [("exits", 11, 50.0, 10.0)]
-    assert tripped(_active(60), eleven, no_norms, LIMITS, ["w"]).is_empty()  # 18%
+    assert tripped(_active(60), tally_of(eleven), no_norms, LIMITS, ["w"]).is_empty()  # 18%
     nine = _result([("w", f"P{i}", "exited") for i in range(9)], [])
-    assert tripped(_active(10), nine, no_norms, LIMITS, ["w"]).is_empty()  # 90%, but only 9
+    # 90%, but only 9
+    assert tripped(_active(10), tally_of(nine), no_norms, LIMITS, ["w"]).is_empty()
 
 
 def test_a_manual_removal_is_deliberate_and_never_trips_the_exits_guard() -> None:
@@ -307,21 +311,52 @@ def test_a_manual_removal_is_deliberate_and_never_trips_the_exits_guard() -> Non
     removed = TickResult(eleven.as_of, 0, 1, eleven.state, eleven.actions,
                          eleven.transitions.with_columns(
                              reason=pl.lit("removed by ann at 2026-06-02 10:00: churned")))
-    assert tripped(_active(50), removed, no_norms, LIMITS, ["w"]).is_empty()
+    assert tripped(_active(50), tally_of(removed), no_norms, LIMITS, ["w"]).is_empty()
 
 
 def test_spikes_trip_against_the_median_else_the_floor_and_never_at_launch() -> None:
     norms = pl.DataFrame({"workflow": ["w"], "guard": ["entries"], "norm": [4.0]})
     thirty = _result([("w", f"P{i:02d}", "entered") for i in range(30)], [])
-    assert tripped(_active(0), thirty, norms, LIMITS, ["w"]).select(
+    assert tripped(_active(0), tally_of(thirty), norms, LIMITS, ["w"]).select(
         "guard", "observed", "norm", "threshold").rows() == [("entries", 30, 4.0, 20.0)]
     calm = pl.DataFrame({"workflow": ["w"], "guard": ["entries"], "norm": [8.0]})
-    assert tripped(_active(0), thirty, calm, LIMITS, ["w"]).is_empty()  # 30 ≤ 5 × 8
+    assert tripped(_active(0), tally_of(thirty), calm, LIMITS, ["w"]).is_empty()  # 30 ≤ 5 × 8
     no_history = norms.clear()
-    assert tripped(_active(0), thirty, no_history, LIMITS, ["w"])["threshold"].to_list() == [None]
-    assert tripped(_active(0), thirty, no_history, LIMITS, []).is_empty()  # its launch
+    assert tripped(_active(0), tally_of(thirty), no_history, LIMITS, ["w"])[
+        "threshold"].to_list() == [None]
+    assert tripped(_active(0), tally_of(thirty), no_history, LIMITS, []).is_empty()  # its launch
     emails = _result([], [f"P{i:02d}" for i in range(24)])
-    assert tripped(_active(0), emails, no_history, LIMITS, ["w"]).is_empty()  # under 25
+    assert tripped(_active(0), tally_of(emails), no_history, LIMITS, ["w"]).is_empty()  # under 25
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["w", "v"]), st.integers(0, 40),
+                          st.sampled_from(["exited", "entered", "stayed"]),
+                          st.sampled_from(["branch 'b'", "exit conditions met", ""])),
+                max_size=120),
+       st.lists(st.integers(0, 40), max_size=60), st.integers(1, 6))
+def test_tallies_of_any_split_combine_to_the_whole_tick_s(
+        moves: list[tuple[str, int, str, str]], emailed: list[int], parts: int) -> None:
+    """The global step guards a sharded tick by combining each shard's tally: the guards it
+    trips, samples included, are those of the whole tick in one process."""
+    whole = _result([(w, f"P{p:02d}", t) for w, p, t, _ in moves],
+                    [f"P{p:02d}" for p in emailed])
+    whole = TickResult(whole.as_of, 0, 2, whole.state, whole.actions,
+                       whole.transitions.with_columns(
+                           reason=pl.Series([r for *_, r in moves], dtype=pl.String),
+                           evidence=pl.format('{{"p": "{}"}}', "participant_id")))
+    shard = pl.col("participant_id").str.slice(1).cast(pl.Int64) % parts
+    pieces = [Tally.of(whole.transitions.filter(shard == k).lazy(),
+                       whole.actions.filter(shard == k).lazy()) for k in range(parts)]
+    combined, alone = Tally.combine(pieces), tally_of(whole)
+    assert combined.counts.sort("workflow", "guard").equals(alone.counts.sort("workflow", "guard"))
+    low = pl.DataFrame({"workflow": ["w", "v"] * 4, "guard": ["exits"] * 2 + ["entries"] * 2
+                        + ["emails"] * 2 + ["webhooks"] * 2, "factor": [0.1] * 8,
+                        "minimum": [1] * 8})
+    no_norms = pl.DataFrame(schema=NORM_SCHEMA)
+    found = tripped(_active(3), combined, no_norms, low, ["w", "v"])
+    assert found.equals(tripped(_active(3), alone, no_norms, low, ["w", "v"]))
+    assert found.height == alone.counts.height  # every count trips: every sample compared
 
 
 # -- through the CLI ------------------------------------------------------------------------

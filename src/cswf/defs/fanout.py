@@ -37,13 +37,14 @@ from cswf.defs.resources import (
     Audience,
     CswfProject,
     TickObserver,
+    ignore_tick,
     open_warehouse,
 )
 from cswf.engine.tick import TickResult
 from cswf.project.fanout import commit_tick, prepare_tick, shard_tick
 from cswf.project.ticks import answers_until
 from cswf.settings import Settings, load_settings
-from cswf.store.warehouse import WriteOutcome, connect, load_changed
+from cswf.store.warehouse import WriteOutcome, connect, load_tick
 
 ENGINE = ("enrollments", "transitions", "actions_outbox")
 PREPARE, COMMIT = "prepare_tick", "commit_tick"
@@ -134,16 +135,15 @@ def _engine_ops(shards: int) -> tuple[dg.OpDefinition, list[dg.OpDefinition], dg
         settings = cswf.settings()
         as_of = _one_tick(context)
         with open_warehouse(warehouse) as con:
-            outcome, result = commit_tick(
+            outcome, wrote = commit_tick(
                 con, settings, project.load_workflows(settings), as_of, shards,
-                on_tick=tick_observer, respond=audience.responder(),
-                rewrite_delivered=config.rewrite_delivered)
+                on_tick=None if tick_observer is ignore_tick else tick_observer,
+                respond=audience.responder(), rewrite_delivered=config.rewrite_delivered)
         context.log.info(f"tick {key_of(as_of)} {outcome.status} from {shards} shards: "
-                         f"{result.participants} participants, {result.transitions.height} "
-                         f"transitions, {result.actions.height} actions")
-        rows = {"enrollments": result.changed_state.height,
-                "transitions": result.transitions.height,
-                "actions_outbox": result.actions.height}
+                         f"{wrote.participants} participants, {wrote.transitions} "
+                         f"transitions, {wrote.actions} actions")
+        rows = {"enrollments": wrote.changed, "transitions": wrote.transitions,
+                "actions_outbox": wrote.actions}
         for name in ENGINE:
             yield dg.Output(None, name, metadata={"tick_status": outcome.status,
                                                   "shards": shards,
@@ -313,11 +313,4 @@ def _stored_tick(settings: Settings, as_of: datetime, status: str
     there, `state` holds the enrollments the tick changed, never the book."""
     with connect(settings.database_path, read_only=True,
                  memory_limit=settings.memory_limit) as con:
-        actions = con.sql("FROM actions_outbox WHERE tick = $t", params={"t": as_of}).pl()
-        transitions = con.sql("FROM transitions WHERE tick = $t", params={"t": as_of}).pl()
-        logged = con.sql("SELECT participants, workflows FROM tick_log WHERE as_of = $t",
-                         params={"t": as_of}).fetchall()
-        changed = load_changed(con, as_of)
-    participants, workflows = logged[0] if logged else (0, 0)
-    return WriteOutcome(as_of, status), TickResult(
-        as_of, participants, workflows, changed, actions, transitions)
+        return WriteOutcome(as_of, status), load_tick(con, as_of)

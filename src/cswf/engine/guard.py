@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -58,31 +59,86 @@ def _decided(transitions: pl.LazyFrame) -> pl.LazyFrame:
     return transitions.filter(by_facts).select("enrollment_id").unique()
 
 
-def events(result: TickResult) -> pl.DataFrame:
+def _events(transitions: pl.LazyFrame, actions: pl.LazyFrame) -> pl.LazyFrame:
     """What the tick did, one row per thing a guard counts: workflow, guard, participant_id,
     and where its evidence is (the deciding fact values, read for the sample only): the
     transition `source` of enrollment_id (an exit or an entry its own; an email or a webhook
     its enrollment's entry). Only these columns are read: a first tick's events are most of
     its transitions."""
-    transitions = result.transitions.lazy()
     moves = transitions.filter(
         pl.col("transition").is_in(["exited", "entered"]) & ~_deliberate(pl.col("reason"))
     ).select("workflow", pl.when(pl.col("transition") == "exited").then(pl.lit(EXITS))
              .otherwise(pl.lit(ENTRIES)).alias("guard"), "participant_id", "enrollment_id",
              pl.col("transition").alias("source"))
-    sent = result.actions.lazy().filter(pl.col("action_type").is_in(["email", "webhook"])).join(
+    sent = actions.filter(pl.col("action_type").is_in(["email", "webhook"])).join(
         _decided(transitions), on="enrollment_id", how="semi").select(
         "workflow", (pl.col("action_type") + "s").alias("guard"), "participant_id",
         "enrollment_id", pl.lit("entered").alias("source"))
-    return pl.concat([moves, sent]).collect()
+    return pl.concat([moves, sent])
 
 
-def could_trip(result: TickResult, limits: pl.DataFrame) -> bool:
+COUNT_SCHEMA: dict[str, pl.DataType] = {
+    "workflow": pl.String(), "guard": pl.String(), "observed": pl.Int64()}
+CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
+    "workflow": pl.String(), "guard": pl.String(), "participant_id": pl.String(),
+    "enrollment_id": pl.String(), "source": pl.String()}
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What the guards need of a tick, without its rows: the count per workflow and guard
+    (COUNT_SCHEMA), the first SAMPLE participants of each (by participant, then enrollment:
+    CANDIDATE_SCHEMA) and the transitions, lazily, to read the evidence of the few sampled.
+    Tallies of parts of a tick (its shards) `combine` into the tally of the whole, so a
+    sharded tick's global step never holds the tick's transitions to guard it."""
+
+    counts: pl.DataFrame
+    candidates: pl.DataFrame
+    transitions: pl.LazyFrame
+
+    @staticmethod
+    def of(transitions: pl.LazyFrame, actions: pl.LazyFrame) -> Tally:
+        happened = _events(transitions, actions)
+        counts, candidates = pl.collect_all([
+            happened.group_by("workflow", "guard").agg(pl.len().cast(pl.Int64).alias("observed")),
+            _first(happened)])
+        return Tally(counts.cast(COUNT_SCHEMA), candidates.cast(CANDIDATE_SCHEMA),  # type: ignore[arg-type]
+                     transitions)
+
+    @staticmethod
+    def combine(parts: Sequence[Tally]) -> Tally:
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return Tally(pl.DataFrame(schema=COUNT_SCHEMA), pl.DataFrame(schema=CANDIDATE_SCHEMA),
+                         pl.LazyFrame(schema={"enrollment_id": pl.String(),
+                                              "transition": pl.String(),
+                                              "evidence": pl.String()}))
+        counts = pl.concat([p.counts for p in parts]).group_by("workflow", "guard").agg(
+            pl.col("observed").sum())
+        candidates = _first(pl.concat([p.candidates for p in parts]).lazy()).collect()
+        transitions = pl.concat([p.transitions.select("enrollment_id", "transition", "evidence")
+                                 for p in parts])
+        return Tally(counts.cast(COUNT_SCHEMA), candidates.cast(CANDIDATE_SCHEMA),  # type: ignore[arg-type]
+                     transitions)
+
+
+def tally_of(result: TickResult) -> Tally:
+    """The guards' tally of a tick held in memory (one process)."""
+    return Tally.of(result.transitions.lazy(), result.actions.lazy())
+
+
+def _first(happened: pl.LazyFrame) -> pl.LazyFrame:
+    """The first SAMPLE events of each workflow and guard, by participant then enrollment
+    (ties between equal rows keep their order: such rows are equal)."""
+    return happened.sort("participant_id", "enrollment_id", maintain_order=True).group_by(
+        "workflow", "guard", maintain_order=True).head(SAMPLE)
+
+
+def could_trip(tally: Tally, limits: pl.DataFrame) -> bool:
     """Whether any count of the tick reaches its guard's minimum: a guard never trips below
     it, so most ticks need no norms at all (reading them is a query per tick)."""
-    counts = events(result).group_by("workflow", "guard").agg(
-        pl.len().cast(pl.Int64).alias("observed"))
-    reached = counts.join(limits.cast(LIMIT_SCHEMA), on=["workflow", "guard"]).filter(  # type: ignore[arg-type]
+    reached = tally.counts.join(limits.cast(LIMIT_SCHEMA), on=["workflow", "guard"]).filter(  # type: ignore[arg-type]
         pl.col("observed") >= pl.col("minimum"))
     return not reached.is_empty()
 
@@ -99,7 +155,7 @@ def active_by_workflow(state: pl.DataFrame) -> pl.DataFrame:
 
 def tripped(
     active: pl.DataFrame,
-    result: TickResult,
+    tally: Tally,
     norms: pl.DataFrame,
     limits: pl.DataFrame,
     launched: Sequence[str],
@@ -113,11 +169,9 @@ def tripped(
     `launched`: the workflows someone entered before this tick. A launch's backlog is what
     `cswf preview` showed before the workflow was enabled, so spikes are not compared at it.
     """
-    happened = events(result)
-    counts = happened.group_by("workflow", "guard").agg(pl.len().cast(pl.Int64).alias("observed"))
     active = active.select("workflow", pl.col("active").cast(pl.Float64))
     found = (
-        counts.join(limits.cast(LIMIT_SCHEMA), on=["workflow", "guard"])  # type: ignore[arg-type]
+        tally.counts.join(limits.cast(LIMIT_SCHEMA), on=["workflow", "guard"])  # type: ignore[arg-type]
         .join(norms.cast(NORM_SCHEMA), on=["workflow", "guard"], how="left")  # type: ignore[arg-type]
         .join(active, on="workflow", how="left")
         .with_columns(pl.when(pl.col("guard") == EXITS).then(pl.col("active").fill_null(0.0))
@@ -130,18 +184,17 @@ def tripped(
         )
         .sort("workflow", "guard")
     )
-    samples = _samples(happened.join(found.select("workflow", "guard"),
-                                     on=["workflow", "guard"]), result.transitions)
+    samples = _samples(tally.candidates.join(found.select("workflow", "guard"),
+                                             on=["workflow", "guard"], maintain_order="left"),
+                       tally.transitions)
     return found.join(samples, on=["workflow", "guard"], how="left").select(
         list(TRIPPED_SCHEMA)).cast(TRIPPED_SCHEMA)  # type: ignore[arg-type]
 
 
-def _samples(happened: pl.DataFrame, transitions: pl.DataFrame) -> pl.DataFrame:
-    """A few participants per tripped guard, with their evidence, as JSON (at most SAMPLE rows
-    each are read)."""
-    few = happened.sort("participant_id", "enrollment_id", maintain_order=True).group_by(
-        "workflow", "guard", maintain_order=True).head(SAMPLE)
-    evidence = transitions.lazy().filter(pl.col("transition").is_in(["exited", "entered"])).select(
+def _samples(few: pl.DataFrame, transitions: pl.LazyFrame) -> pl.DataFrame:
+    """The sampled participants of each tripped guard, with their evidence, as JSON (only
+    the sampled rows' evidence is read)."""
+    evidence = transitions.filter(pl.col("transition").is_in(["exited", "entered"])).select(
         "enrollment_id", pl.col("transition").alias("source"), "evidence").join(
         few.lazy().select("enrollment_id", "source"), on=["enrollment_id", "source"],
         how="semi").unique(["enrollment_id", "source"], keep="first", maintain_order=True)
@@ -155,6 +208,7 @@ def _samples(happened: pl.DataFrame, transitions: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(
         [{"workflow": w, "guard": g, "sample": json.dumps(s)} for (w, g), s in rows.items()],
         schema={"workflow": pl.String, "guard": pl.String, "sample": pl.String})
+
 
 def describe(workflow: str, guard: str, observed: int, norm: float | None,
              threshold: float | None, minimum: int) -> str:

@@ -207,12 +207,11 @@ def run_shard(parts: ShardParts, k: int, workflows: Sequence[LoadedWorkflow], as
 
 def merge_shards(results: Sequence[TickResult], as_of: datetime, workflows: int,
                  groups: Mapping[str, UserGroup] | None, workload: pl.DataFrame | None,
-                 events: pl.DataFrame, participants: int, *, ordered: bool = True
-                 ) -> TickResult:
-    """The global step: the shards' results as one tick's (ordered as one process orders
-    them: `combine`; `ordered=False`: in the shards' order, for a caller that only stores
-    them), then the group tasks assigned over all of them (in action-id order either way)."""
-    merged = combine(results, as_of, ordered=ordered)
+                 events: pl.DataFrame, participants: int) -> TickResult:
+    """The global step in one process: the shards' results as one tick's (ordered as one
+    process orders them: `combine`), then the group tasks assigned over all of them (in
+    action-id order)."""
+    merged = combine(results, as_of)
     actions = merged.actions
     if groups:
         actions = assign_tasks(actions, groups, empty(WORKLOAD_SCHEMA) if workload is None

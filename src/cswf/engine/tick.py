@@ -116,12 +116,10 @@ class FactsError(ValueError):
     pass
 
 
-def combine(results: Sequence[TickResult], as_of: datetime, kept: pl.DataFrame | None = None,
-            *, ordered: bool = True) -> TickResult:
+def combine(results: Sequence[TickResult], as_of: datetime, kept: pl.DataFrame | None = None
+            ) -> TickResult:
     """One tick's results of several participant types (each run on its own facts) as one;
-    `kept` is state no workflow ran over (specs that are gone). `ordered=False` leaves the
-    rows in their parts' order, for a caller that only stores them (a table's rows have no
-    order): each sort copies its frame, which a sharded tick's global step cannot spare."""
+    `kept` is state no workflow ran over (specs that are gone)."""
     if len(results) == 1 and (kept is None or kept.is_empty()):
         return results[0]  # already in the order below: not sorted again
     states = [r.state for r in results] + ([conform(kept, ENROLLMENT_SCHEMA)]
@@ -132,7 +130,7 @@ def combine(results: Sequence[TickResult], as_of: datetime, kept: pl.DataFrame |
         if not frames:
             return empty(schema)
         together = pl.concat(frames)
-        return together.sort(*order, maintain_order=True) if ordered else together
+        return together.sort(*order, maintain_order=True)
 
     return TickResult(
         as_of=as_of,

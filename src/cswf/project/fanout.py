@@ -10,11 +10,12 @@ Dagster steps).
 - `shard_tick` (once per shard): reads only its input slice (never the working database, so
   a shard step needs no volume holding it), lays the field updates over its facts, runs the
   engine on it and publishes its slice.
-- `commit_tick` (the writer, once): reads every slice (MissingSlice names a missing one),
-  assigns group tasks over all of them (`merge_shards`) and writes the tick in one transaction
-  exactly as `run_ticks` does; then removes the tick's slices. A slice holds what its shard's
-  tick did (changed enrollments, actions, transitions), not its state, so the global step
-  holds the tick's work, never the book (the guards' counts of the state come from DuckDB).
+- `commit_tick` (the writer, once): finds every slice (MissingSlice names a missing one),
+  assigns group tasks over all of them and writes the tick in one transaction exactly as
+  `run_ticks` does; then removes the tick's slices. A slice holds what its shard's tick did
+  (changed enrollments, actions, transitions), not its state, and DuckDB streams those rows
+  from the slices' Parquet files into the tables: the global step holds neither the book nor
+  the tick (the guards count a shard at a time; their counts of the state come from DuckDB).
 
 One tick at a time: a tick's prepare step reads the state the previous tick's global step
 committed.
@@ -29,7 +30,9 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -37,11 +40,12 @@ import duckdb
 import polars as pl
 
 from cswf.calendar import key_of
-from cswf.engine.assign import group_tasks
+from cswf.engine.assign import WORKLOAD_SCHEMA, assign_tasks, group_tasks
 from cswf.engine.bounds import RenderBudget
-from cswf.engine.frames import ENROLLMENT_SCHEMA, conform, empty
-from cswf.engine.shards import ShardParts, merge_shards, run_shard
-from cswf.engine.tick import DEPLOY_SCHEMA, EVENT_SCHEMA, REMOVAL_SCHEMA, TickResult, combine
+from cswf.engine.frames import ACTION_SCHEMA, ENROLLMENT_SCHEMA, TRANSITION_SCHEMA, conform, empty
+from cswf.engine.guard import Tally
+from cswf.engine.shards import ShardParts, run_shard
+from cswf.engine.tick import DEPLOY_SCHEMA, EVENT_SCHEMA, REMOVAL_SCHEMA
 from cswf.facts.models import FACT_MODELS, build_facts_table
 from cswf.facts.overlay import UPDATE_SCHEMA, apply_field_updates
 from cswf.project.guards import guard_limits, require_no_hold
@@ -67,21 +71,27 @@ from cswf.store.slices import (
     TMP_PREFIX,
     FolderSlices,
     Slice,
+    SliceFiles,
     SliceStore,
     SliceStoreError,
+    local_files,
     staging_folder,
     tick_folder,
 )
 from cswf.store.tables import ensure_deploy_requests, ensure_engine_tables, ensure_removal_requests
 from cswf.store.warehouse import (
+    LOGGED_COUNTS,
+    TickRows,
     WriteOutcome,
     active_before,
+    arrow,
     fact_projection,
     facts_stored,
     load_completions,
+    load_tick,
     load_workload,
     record_versions,
-    write_tick,
+    write_rows,
 )
 
 log = logging.getLogger(__name__)
@@ -181,13 +191,13 @@ def _versions(feeds: dict[str, list[LoadedWorkflow]]) -> list[list[list[str]]]:
     return [[[w.name, w.version] for w in members] for members in feeds.values()]
 
 
-def _our_frames(slices: Sequence[Slice], feeds: int, as_of: datetime) -> None:
+def _our_frames(slices: Sequence[SliceFiles], feeds: int, as_of: datetime) -> None:
     """Every frame of every slice must be one this code writes: a slice of another version of
     cswf (one that handed over whole states) would otherwise be read as a shard that did
     nothing."""
     known = {f"{i}-{name}" for i in range(feeds) for name in FRAMES}
     for found in slices:
-        if unknown := sorted(set(found.frames) - known):
+        if unknown := sorted(set(found.files) - known):
             raise SliceStoreError(
                 f"tick {key_of(as_of)}: shard {found.shard}'s slice holds '{unknown[0]}', which "
                 "this version of cswf does not write (it was published by another version, or "
@@ -195,7 +205,7 @@ def _our_frames(slices: Sequence[Slice], feeds: int, as_of: datetime) -> None:
                 "then the global step)")
 
 
-def _one_prepare(slices: Sequence[Slice], as_of: datetime) -> None:
+def _one_prepare(slices: Sequence[SliceFiles], as_of: datetime) -> None:
     """The shards' slices must come from the inputs of one prepare step: a prepare step run
     again while only some shards ran again would mix two readings of the state."""
     seen: dict[object, int] = {}
@@ -291,51 +301,143 @@ def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: d
                              before_publish=lambda: _test_pause(shard)))
 
 
+@dataclass(frozen=True)
+class Committed:
+    """What the global step wrote, counted: it streams the tick's rows from the shards'
+    files into the tables and never holds them."""
+
+    participants: int
+    changed: int
+    actions: int
+    transitions: int
+
+
 def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
                 workflows: Sequence[LoadedWorkflow], as_of: datetime, shards: int, *,
                 on_tick: OnTick | None = None, respond: Respond | None = None,
-                rewrite_delivered: bool = False) -> tuple[WriteOutcome, TickResult]:
+                rewrite_delivered: bool = False) -> tuple[WriteOutcome, Committed]:
     """The global step: every shard's slice of the tick (MissingSlice if one is absent, and
     nothing is written), group tasks assigned over all of them, the tick written in one
     transaction as `run_ticks` writes it; then the tick's slices are removed.
 
-    It holds what the tick did (the changed enrollments, actions and transitions), never the
-    book: the guards' active counts and the group tasks' completions are read by DuckDB. So
-    the result's `state` holds the changed enrollments only."""
+    DuckDB reads the tick's rows from the shards' Parquet files straight into the tables
+    (another store's slices are fetched into files first, one at a time). What Python holds
+    is the group tasks, and per shard the guards' counts and first few participants: never
+    the tick, never the book (the guards' active counts and the group tasks' completions
+    are read by DuckDB). An observer (`on_tick`, `respond`) is given the tick read back from
+    the tables, `state` holding the enrollments it changed."""
     store = slice_store(settings)
-    slices = store.read(as_of, shards)
-    _one_prepare(slices, as_of)
     feeds = _by_participant(workflows)
-    _our_frames(slices, len(feeds), as_of)
-    groups = load_groups(settings.groups_path)
-    completions = load_completions(con, as_of) if groups else empty(EVENT_SCHEMA)
-    workload = load_workload(con, as_of) if groups else None
-    results = []
-    for i, members in enumerate(feeds.values()):
-        # each frame taken out of its slice, and left in the shards' order: nothing of the
-        # tick is held twice (a sort would copy it)
-        parts = [TickResult(as_of, 0, 0, *(s.frames.pop(f"{i}-{name}") for name in FRAMES))
-                 for s in slices if f"{i}-{CHANGED}" in s.frames]
-        participants = sum(int(s.info["participants"][str(i)]) for s in slices)  # type: ignore[index]
-        result = merge_shards(parts, as_of, len(members), groups, workload, completions,
-                              participants, ordered=False)
-        del parts
-        if groups:
-            workload = pl.concat([workload, group_tasks(result.actions)])
-        results.append(result)
-    result = combine(results, as_of, ordered=False)
-    found = _guarded(con, settings, lambda: active_before(con, as_of), result,
-                     guard_limits(settings, workflows), launched(con, as_of))
-    outcome = write_tick(con, result, rewrite_delivered=rewrite_delivered,
-                         on_rewrite=lambda rewrite: log.warning(rewrite.line()))
+    near = staging_folder(tick_folder(settings.staging_path, as_of))
+    with local_files(store, as_of, shards, near) as slices:
+        _one_prepare(slices, as_of)
+        _our_frames(slices, len(feeds), as_of)
+        files = {name: [found.files[key] for i in range(len(feeds)) for found in slices
+                        if (key := f"{i}-{name}") in found.files] for name in FRAMES}
+        assigned = _assigned(con, settings, slices, len(feeds), as_of)
+        participants = sum(int(count) for found in slices  # type: ignore[call-overload]
+                           for count in found.info["participants"].values())  # type: ignore[attr-defined]
+        with _tick_rows(con, as_of, files, assigned, participants, len(workflows)) as rows:
+            found = _guarded(con, settings, lambda: active_before(con, as_of), as_of,
+                             lambda: _tally(slices), guard_limits(settings, workflows),
+                             launched(con, as_of))
+            outcome = write_rows(con, rows, rewrite_delivered=rewrite_delivered,
+                                 on_rewrite=lambda rewrite: log.warning(rewrite.line()))
     if not found.is_empty() and not (outcome.status == "unchanged" and approved(con, as_of)):
         write_holds(con, as_of, found)
     store.drop(as_of)
-    if on_tick is not None:
-        on_tick(outcome, result)
-    if respond is not None:
-        respond(con, result, settings.calendar.next(as_of))
-    return outcome, result
+    if on_tick is not None or respond is not None:
+        stored = load_tick(con, as_of)
+        if on_tick is not None:
+            on_tick(outcome, stored)
+        if respond is not None:
+            respond(con, stored, settings.calendar.next(as_of))
+    counts = rows.counts
+    return outcome, Committed(rows.participants, counts["changed"], counts["actions"],
+                              counts["transitions"])
+
+
+def _assigned(con: duckdb.DuckDBPyConnection, settings: Settings,
+              slices: Sequence[SliceFiles], feeds: int, as_of: datetime) -> pl.DataFrame:
+    """The group tasks of every shard, assigned as one process assigns them (feed by feed,
+    each in action-id order, round robin going on from the feeds before): action_id and
+    assignee (WORKLOAD_SCHEMA's). Only these rows are read from the actions' files."""
+    groups = load_groups(settings.groups_path)
+    if not groups:
+        return empty(WORKLOAD_SCHEMA)
+    completions = load_completions(con, as_of)
+    workload = load_workload(con, as_of)
+    picks = []
+    for i in range(feeds):
+        paths = [s.files[f"{i}-actions"] for s in slices if f"{i}-actions" in s.files]
+        if not paths:
+            continue
+        tasks = pl.scan_parquet(paths).filter(
+            (pl.col("action_type") == "task") & pl.col("owner_group").is_not_null()).select(
+            "action_id", "action_type", "owner_group", "assignee").collect()
+        done = group_tasks(assign_tasks(tasks, groups, workload, completions, as_of))
+        workload = pl.concat([workload, done])
+        picks.append(done)
+    return pl.concat(picks) if picks else empty(WORKLOAD_SCHEMA)
+
+
+ASSIGNED = "cswf_assigned_tasks"  # the group tasks' assignees, registered while written
+EMPTY = {CHANGED: ENROLLMENT_SCHEMA, "actions": ACTION_SCHEMA, "transitions": TRANSITION_SCHEMA}
+
+
+@contextmanager
+def _tick_rows(con: duckdb.DuckDBPyConnection, as_of: datetime,
+               files: dict[str, list[Path]], assigned: pl.DataFrame, participants: int,
+               workflows: int) -> Iterator[TickRows]:
+    """The tick's rows as DuckDB reads them from the shards' files (TickRows), the actions
+    with the group tasks' assignees laid over them; counted from the files."""
+    relations: dict[str, str] = {}
+    registered = []
+    for name, paths in files.items():
+        if paths:
+            relations[name] = "read_parquet([" + ", ".join(_quoted(p) for p in paths) + "])"
+        else:
+            registered.append(f"cswf_no_{name}")
+            con.register(registered[-1], arrow(empty(EMPTY[name])))
+            relations[name] = registered[-1]
+    plain = dict(relations)
+    if not assigned.is_empty():
+        registered.append(ASSIGNED)
+        con.register(ASSIGNED, arrow(assigned.select("action_id", "assignee")))
+        relations["actions"] = (
+            "(SELECT a.* REPLACE (coalesce(m.assignee, a.assignee) AS assignee) FROM "
+            f"{plain['actions']} AS a LEFT JOIN {ASSIGNED} AS m USING (action_id))")
+    try:
+        sizes = con.execute("SELECT " + ", ".join(
+            f"(SELECT count(*) FROM {plain[name]})" for name in FRAMES)).fetchall()[0]
+        logged = con.execute("SELECT " + ", ".join(
+            f"count(*) FILTER (WHERE transition = '{kind}')" for kind in LOGGED_COUNTS)
+            + f" FROM {plain['transitions']}").fetchall()[0]
+        counts = {"changed": sizes[0], "actions": sizes[1], "transitions": sizes[2],
+                  **dict(zip(LOGGED_COUNTS, logged, strict=True))}
+        yield TickRows(as_of, participants, workflows, relations[CHANGED], relations["actions"],
+                       relations["transitions"], counts)
+    finally:
+        for name in registered:
+            con.unregister(name)
+
+
+def _quoted(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _tally(slices: Sequence[SliceFiles]) -> Tally:
+    """The guards' tally of the tick, a shard at a time (engine/guard.py `Tally`): only the
+    columns the guards count are scanned, and the few sampled participants' evidence."""
+    parts = []
+    for found in slices:
+        scans = {name: [path for key, path in sorted(found.files.items())
+                        if key.endswith(f"-{name}")] for name in ("actions", "transitions")}
+        transitions, actions = (
+            pl.scan_parquet(scans[name]) if scans[name] else empty(EMPTY[name]).lazy()
+            for name in ("transitions", "actions"))
+        parts.append(Tally.of(transitions, actions))
+    return Tally.combine(parts)
 
 
 def slice_store(settings: Settings) -> SliceStore:

@@ -21,7 +21,14 @@ from cswf.calendar import TickCalendar
 from cswf.engine.assign import group_tasks
 from cswf.engine.bounds import RenderBudget
 from cswf.engine.flow import TIME_ZONE
-from cswf.engine.guard import TRIPPED_SCHEMA, active_by_workflow, could_trip, tripped
+from cswf.engine.guard import (
+    TRIPPED_SCHEMA,
+    Tally,
+    active_by_workflow,
+    could_trip,
+    tally_of,
+    tripped,
+)
 from cswf.engine.shards import ACCOUNT, Buckets, run_sharded_tick
 from cswf.engine.tick import TickResult, combine
 from cswf.facts.models import FACT_MODELS, build_facts, fact_schema
@@ -233,8 +240,8 @@ def run_ticks(
             updates = pl.concat([updates, made], rechunk=True)
         deploys = deploys.filter(~window)
         removals = removals.filter(~window)
-        found = _guarded(con, settings, partial(active_by_workflow, state), result, limits,
-                         started)
+        found = _guarded(con, settings, partial(active_by_workflow, state), result.as_of,
+                         partial(tally_of, result), limits, started)
         outcome = write_tick(con, result, rewrite_delivered=rewrite_delivered,
                              on_rewrite=lambda rewrite: log.warning(rewrite.line()))
         # Held again unless a person approved this very result (a crash between the tick and
@@ -271,14 +278,18 @@ def run_ticks(
 
 
 def _guarded(con: duckdb.DuckDBPyConnection, settings: Settings,
-             active: Callable[[], pl.DataFrame], result: TickResult, limits: pl.DataFrame,
-             started: set[str]) -> pl.DataFrame:
+             active: Callable[[], pl.DataFrame], as_of: datetime,
+             count: Callable[[], Tally], limits: pl.DataFrame, started: set[str]
+             ) -> pl.DataFrame:
     """The guards this tick trips against the norms of the ticks before it; `active` gives
     each workflow's active participants before the tick, asked only if a guard could trip."""
-    if limits.is_empty() or not could_trip(result, limits):
+    if limits.is_empty():
         return pl.DataFrame(schema=TRIPPED_SCHEMA)
-    norms = trailing_norms(con, result.as_of, settings.guards.history_ticks)
-    return tripped(active(), result, norms, limits, sorted(started))
+    tally = count()
+    if not could_trip(tally, limits):
+        return pl.DataFrame(schema=TRIPPED_SCHEMA)
+    norms = trailing_norms(con, as_of, settings.guards.history_ticks)
+    return tripped(active(), tally, norms, limits, sorted(started))
 
 
 def _load_chunk(con: duckdb.DuckDBPyConnection, settings: Settings, feeds: list[_Feed],

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import duckdb
-import polars as pl
 
 # A deliveries row delivery may still drop when its action goes (deliver._sync_outbox): never
 # handed to a sender and not final. Every other row is part of the record.
@@ -88,12 +87,12 @@ def supersede_delivered(con: duckdb.DuckDBPyConnection, from_tick: datetime) -> 
     ).fetchall()
 
 
-def reclaim(con: duckdb.DuckDBPyConnection, actions: pl.DataFrame) -> None:
-    """Actions of a newly written tick that were superseded: the same content → the delivered
-    action is back in the history; other content → it stays superseded, fate `changed`."""
-    emitted = actions.select("action_id", *_CONTENT)  # noqa: F841 (read by DuckDB)
+def reclaim(con: duckdb.DuckDBPyConnection, actions: str) -> None:
+    """Actions of a newly written tick (`actions`: a relation DuckDB reads) that were
+    superseded: the same content → the delivered action is back in the history; other
+    content → it stays superseded, fate `changed`."""
     same = " AND ".join(f"s.{c} IS NOT DISTINCT FROM n.{c}" for c in _CONTENT)
-    con.execute("DELETE FROM superseded_actions AS s USING emitted AS n "
+    con.execute(f"DELETE FROM superseded_actions AS s USING {actions} AS n "
                 f"WHERE s.action_id = n.action_id AND {same}").fetchall()
-    con.execute("UPDATE superseded_actions AS s SET fate = 'changed' FROM emitted AS n "
+    con.execute(f"UPDATE superseded_actions AS s SET fate = 'changed' FROM {actions} AS n "
                 "WHERE s.action_id = n.action_id").fetchall()

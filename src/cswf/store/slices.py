@@ -20,7 +20,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -105,6 +106,17 @@ class Slice:
     info: dict[str, object]
 
 
+@dataclass(frozen=True)
+class SliceFiles:
+    """One published slice as Parquet files on this machine, for DuckDB and Polars to scan
+    (the global step streams them into the tables and never holds them): its files by frame
+    name and what the shard said about them."""
+
+    shard: int
+    files: dict[str, Path]
+    info: dict[str, object]
+
+
 def publish_slice(staging: Path, as_of: datetime, shard: int, shards: int,
                   frames: Mapping[str, Frame], info: Mapping[str, object],
                   before_publish: object = None, kind: str = RESULT) -> Path:
@@ -162,6 +174,49 @@ def read_slices(staging: Path, as_of: datetime, shards: int, kind: str = RESULT,
         out.append(Slice(k, {name: pl.read_parquet(place / f"{name}.parquet")
                              for name in info["frames"]}, info))
     return out
+
+
+def slice_files(staging: Path, as_of: datetime, shards: int) -> list[SliceFiles]:
+    """Every shard's slice of the tick as its files where they are, in shard order;
+    MissingSlice as `read_slices` says it."""
+    folder = tick_folder(staging, as_of)
+    found = set(published(staging, as_of, shards))
+    if missing := [k for k in range(shards) if k not in found]:
+        raise MissingSlice(missing_line(as_of, shards, missing, str(folder)))
+    out = []
+    for k in range(shards):
+        place = folder / slice_name(k, shards)
+        info = json.loads((place / MANIFEST).read_text())
+        out.append(SliceFiles(k, {name: place / f"{name}.parquet" for name in info["frames"]},
+                              info))
+    return out
+
+
+@contextmanager
+def local_files(store: SliceStore, as_of: datetime, shards: int, near: Path
+                ) -> Iterator[list[SliceFiles]]:
+    """Every shard's slice of the tick as files on this machine: a folder store's where they
+    are; another store's fetched a slice at a time into a folder under `near` (removed when
+    the block ends), so no more than one slice is held. MissingSlice before anything is
+    fetched."""
+    if isinstance(store, FolderSlices):
+        yield slice_files(store.staging, as_of, shards)
+        return
+    if len(store.published(as_of, shards)) < shards:
+        store.read(as_of, shards)  # raises MissingSlice, naming the missing, reading nothing
+    work = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}fetched-", dir=near))
+    try:
+        out = []
+        for k in range(shards):
+            [one] = store.read(as_of, shards, only=k)
+            files = {}
+            for name in sorted(one.frames):
+                files[name] = work / f"{k}-{name}.parquet"
+                one.frames.pop(name).write_parquet(files[name])
+            out.append(SliceFiles(k, files, one.info))
+        yield out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def drop_tick(staging: Path, as_of: datetime) -> None:

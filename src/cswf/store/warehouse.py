@@ -93,6 +93,19 @@ def load_changed(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pl.DataFram
     ).pl())
 
 
+def load_tick(con: duckdb.DuckDBPyConnection, as_of: datetime) -> TickResult:
+    """The tick at `as_of` as stored, for an observer of a tick whose rows were never held
+    (a sharded tick's): `state` holds the enrollments it changed, never the book."""
+    t = {"t": as_of}
+    actions = con.sql("FROM actions_outbox WHERE tick = $t", params=t).pl()
+    transitions = con.sql("FROM transitions WHERE tick = $t", params=t).pl()
+    logged = con.execute("SELECT participants, workflows FROM tick_log WHERE as_of = $t",
+                         t).fetchall()
+    participants, workflows = logged[0] if logged else (0, 0)
+    return TickResult(as_of, participants, workflows, load_changed(con, as_of), actions,
+                      transitions)
+
+
 def _enrollments(frame: pl.DataFrame) -> pl.DataFrame:
     added = [pl.lit(None, dtype).alias(name) for name, dtype in ENROLLMENT_SCHEMA.items()
              if name not in frame.columns]
@@ -283,6 +296,22 @@ class WriteOutcome:
 OnRewrite = Callable[[Rewrite], None]
 
 
+@dataclass(frozen=True)
+class TickRows:
+    """A tick's rows where DuckDB reads them, and how many there are: frames this process
+    registered (one process), or the shards' Parquet files (a sharded tick's global step,
+    which streams them into the tables and never holds them). Each relation is SQL a FROM
+    takes: a registered name or a parenthesized query."""
+
+    as_of: datetime
+    participants: int
+    workflows: int
+    changed: str
+    actions: str
+    transitions: str
+    counts: dict[str, int]  # changed, actions, transitions and each of LOGGED_COUNTS
+
+
 def write_tick(
     con: duckdb.DuckDBPyConnection, result: TickResult, *, rewrite_delivered: bool = False,
     on_rewrite: OnRewrite | None = None,
@@ -292,64 +321,85 @@ def write_tick(
     A tick stored before with other results is rewound with every later tick, in the same
     transaction as the new rows. If those ticks hold delivered actions, that needs
     `rewrite_delivered` (else DeliveredHistory); `on_rewrite` hears what will change first."""
+    changed = result.changed_state
+    # (three comparisons: grouping a busy tick's 1.9M transitions by their name took
+    # 0.27 GiB, the busy tick's peak)
+    logged = {} if result.transitions.is_empty() else result.transitions.select(
+        (pl.col("transition") == kind).sum().alias(kind) for kind in LOGGED_COUNTS
+    ).row(0, named=True)
+    counts = {"changed": changed.height, "actions": result.actions.height,
+              "transitions": result.transitions.height,
+              **{kind: int(logged.get(kind, 0)) for kind in LOGGED_COUNTS}}
+    # Local frames are read by DuckDB by name; these names must not be table names.
+    frames = {CHANGED: changed, NEW_ACTIONS: result.actions,
+              NEW_TRANSITIONS: result.transitions}
+    for name, frame in frames.items():
+        con.register(name, arrow(frame))
+    try:
+        return write_rows(con, TickRows(result.as_of, result.participants, result.workflows,
+                                        CHANGED, NEW_ACTIONS, NEW_TRANSITIONS, counts),
+                          rewrite_delivered=rewrite_delivered, on_rewrite=on_rewrite)
+    finally:
+        for name in frames:
+            con.unregister(name)
+
+
+def write_rows(
+    con: duckdb.DuckDBPyConnection, rows: TickRows, *, rewrite_delivered: bool = False,
+    on_rewrite: OnRewrite | None = None,
+) -> WriteOutcome:
+    """`write_tick` of rows DuckDB reads where they are (TickRows)."""
     phases: Phases = {}
     with collecting(phases), phase("write other"):
-        outcome = _write_tick(con, result, rewrite_delivered, on_rewrite)
+        outcome = _write_rows(con, rows, rewrite_delivered, on_rewrite)
     return WriteOutcome(outcome.as_of, outcome.status, outcome.rewound_ticks, outcome.rewrite,
                         phases)
 
 
-def _write_tick(
-    con: duckdb.DuckDBPyConnection, result: TickResult, rewrite_delivered: bool,
+def _write_rows(
+    con: duckdb.DuckDBPyConnection, rows: TickRows, rewrite_delivered: bool,
     on_rewrite: OnRewrite | None,
 ) -> WriteOutcome:
-    as_of = result.as_of
-    changed = result.changed_state
+    as_of, counts = rows.as_of, rows.counts
     rewrite = None
     if _tick_exists(con, as_of):
-        if _same_as_stored(con, result, changed):
+        if _same_as_stored(con, rows):
             return WriteOutcome(as_of, "unchanged")
         rewrite = plan_rewrite(con, as_of)
         if rewrite.actions and not rewrite_delivered:
             raise DeliveredHistory(rewrite)
         if rewrite.actions and on_rewrite is not None:
             on_rewrite(rewrite)
-    # Local frames are read by DuckDB by name; these names must not be table names.
-    new_actions, new_transitions = result.actions, result.transitions
-    large = changed.height + new_actions.height + new_transitions.height >= BULK_ROWS
+    large = counts["changed"] + counts["actions"] + counts["transitions"] >= BULK_ROWS
     # (the settings outside the transaction: restored after a rollback, not in an aborted one)
     with _bulk_write(con) if large else nullcontext(), transaction(con):
         if rewrite is not None:
             _rewind_rows(con, as_of)
         # A statement costs about a millisecond even with nothing to write: skip those.
-        if not changed.is_empty():
+        if counts["changed"]:
             with phase("write enrollment_history"):
-                _write_history(con, changed, as_of)
-        if not new_actions.is_empty():
+                _write_history(con, rows.changed, as_of)
+        if counts["actions"]:
             with phase("write actions_outbox"):
-                _insert(con, "actions_outbox", NEW_ACTIONS, new_actions)
+                con.execute(f"INSERT INTO actions_outbox SELECT * FROM {rows.actions}"
+                            ).fetchall()
                 if rewrite is not None or _any_superseded(con):
-                    reclaim(con, new_actions)
-        count: dict[str, int] = {}
-        if not new_transitions.is_empty():
+                    reclaim(con, rows.actions)
+        if counts["transitions"]:
             with phase("write transitions"):
-                _insert(con, "transitions", NEW_TRANSITIONS, new_transitions)
-            # (three comparisons: grouping a busy tick's 1.9M transitions by their name took
-            # 0.27 GiB, the busy tick's peak)
-            count = new_transitions.select(
-                (pl.col("transition") == kind).sum().alias(kind) for kind in LOGGED_COUNTS
-            ).row(0, named=True)
+                con.execute(f"INSERT INTO transitions SELECT * FROM {rows.transitions}"
+                            ).fetchall()
         con.execute(
             "INSERT INTO tick_log VALUES ($t, $p, $w, $e, $x, $c, $a, $n)",
             {
                 "t": as_of,
-                "p": result.participants,
-                "w": result.workflows,
-                "e": count.get("entered", 0),
-                "x": count.get("exited", 0),
-                "c": count.get("completed", 0),
-                "a": new_actions.height,
-                "n": changed.height,
+                "p": rows.participants,
+                "w": rows.workflows,
+                "e": counts["entered"],
+                "x": counts["exited"],
+                "c": counts["completed"],
+                "a": counts["actions"],
+                "n": counts["changed"],
             },
         ).fetchall()
     if rewrite is None:
@@ -388,34 +438,20 @@ def arrow(frame: pl.DataFrame) -> pa.Table:
     return frame.to_arrow(compat_level=pl.CompatLevel.newest())
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, name: str, frame: pl.DataFrame
-            ) -> None:
-    con.register(name, arrow(frame))
-    try:
-        con.execute(f"INSERT INTO {table} SELECT * FROM {name}").fetchall()
-    finally:
-        con.unregister(name)
-
-
-def _write_history(con: duckdb.DuckDBPyConnection, changed: pl.DataFrame, as_of: datetime
-                   ) -> None:
-    """Close the changed enrollments' current versions and add the new ones; the rows go to
-    DuckDB as Arrow once (a Polars frame would be converted for each statement)."""
-    con.register(CHANGED, arrow(changed))
-    try:
-        con.execute(
-            f"UPDATE {HISTORY} AS h SET valid_to = $t FROM {CHANGED} AS c "
-            "WHERE h.workflow = c.workflow AND h.participant_id = c.participant_id "
-            "AND h.valid_to IS NULL",
-            {"t": as_of},
-        ).fetchall()
-        con.execute(
-            f"INSERT INTO {HISTORY} BY NAME SELECT *, $t AS valid_from, NULL AS valid_to "
-            f"FROM {CHANGED}",
-            {"t": as_of},
-        ).fetchall()
-    finally:
-        con.unregister(CHANGED)
+def _write_history(con: duckdb.DuckDBPyConnection, changed: str, as_of: datetime) -> None:
+    """Close the changed enrollments' current versions and add the new ones (`changed`: a
+    relation of TickRows)."""
+    con.execute(
+        f"UPDATE {HISTORY} AS h SET valid_to = $t FROM {changed} AS c "
+        "WHERE h.workflow = c.workflow AND h.participant_id = c.participant_id "
+        "AND h.valid_to IS NULL",
+        {"t": as_of},
+    ).fetchall()
+    con.execute(
+        f"INSERT INTO {HISTORY} BY NAME SELECT *, $t AS valid_from, NULL AS valid_to "
+        f"FROM {changed}",
+        {"t": as_of},
+    ).fetchall()
 
 
 def _tick_exists(con: duckdb.DuckDBPyConnection, as_of: datetime) -> bool:
@@ -423,27 +459,26 @@ def _tick_exists(con: duckdb.DuckDBPyConnection, as_of: datetime) -> bool:
     return rows[0][0] > 0
 
 
-def _same_as_stored(
-    con: duckdb.DuckDBPyConnection, result: TickResult, changed: pl.DataFrame
-) -> bool:
-    t = {"t": result.as_of}
-    stored_state = con.sql(
-        f"SELECT * EXCLUDE (valid_from, valid_to) FROM {HISTORY} WHERE valid_from = $t",
-        params=t,
-    ).pl()
-    stored_actions = con.sql("SELECT * FROM actions_outbox WHERE tick = $t", params=t).pl()
-    stored_transitions = con.sql("SELECT * FROM transitions WHERE tick = $t", params=t).pl()
-    pairs = [
-        (stored_state, changed, list(KEY)),
-        (stored_actions, result.actions, ["action_id"]),
-        (stored_transitions, result.transitions, None),
-    ]
-    for stored, fresh, key in pairs:
-        order = key or list(fresh.columns)
-        if stored.height != fresh.height:
+def _same_as_stored(con: duckdb.DuckDBPyConnection, rows: TickRows) -> bool:
+    """Whether the stored tick holds exactly these rows (as multisets: a table's rows have no
+    order), compared by DuckDB where the rows are."""
+    stored = {
+        "changed": f"SELECT * EXCLUDE (valid_from, valid_to) FROM {HISTORY} WHERE valid_from = $t",
+        "actions": "SELECT * FROM actions_outbox WHERE tick = $t",
+        "transitions": "SELECT * FROM transitions WHERE tick = $t",
+    }
+    fresh = {"changed": rows.changed, "actions": rows.actions,
+             "transitions": rows.transitions}
+    t = {"t": rows.as_of}
+    for name, query in stored.items():
+        height = con.execute(f"SELECT count(*) FROM ({query})", t).fetchall()[0][0]
+        if height != rows.counts[name]:
             return False
-        stored = stored.cast(dict(fresh.schema)).sort(order, nulls_last=True)  # type: ignore[arg-type]
-        if not stored.equals(fresh.sort(order, nulls_last=True)):
+        columns = ", ".join(f'"{c}"' for c in con.sql(f"SELECT * FROM {fresh[name]} LIMIT 0"
+                                                      ).columns)
+        differ = con.execute(f"SELECT count(*) FROM (SELECT {columns} FROM ({query}) EXCEPT ALL "
+                             f"SELECT {columns} FROM {fresh[name]})", t).fetchall()[0][0]
+        if differ:
             return False
     return True
 
