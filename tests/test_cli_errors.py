@@ -558,10 +558,52 @@ def test_an_unknown_cswf_variable_is_one_warning(tmp_path: Path,
     ]
 
 
-def test_an_empty_path_in_the_config_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("key", "default"), [("landing_dir", "data/landing"),
+                                            ("staging_dir", "data/staging")])
+def test_an_empty_path_in_the_config_is_one_line(tmp_path: Path, key: str, default: str
+                                                 ) -> None:
     root = make_project(tmp_path)
-    (root / "cswf.yaml").write_text("tick_start: '2026-05-31 00:00'\nlanding_dir: ''\n")
+    (root / "cswf.yaml").write_text(f"tick_start: '2026-05-31 00:00'\n{key}: ''\n")
     assert one_error(["validate", "--root", str(root)]) == (
-        1, f"error: {root / 'cswf.yaml'}: landing_dir: an empty path (it would be the project "
-           "folder itself) — give a path relative to the project folder, e.g. data/landing, or "
+        1, f"error: {root / 'cswf.yaml'}: {key}: an empty path (it would be the project "
+           f"folder itself) — give a path relative to the project folder, e.g. {default}, or "
            "remove the line for the default")
+
+
+def test_a_shard_step_killed_mid_run_is_one_line_and_the_tick_then_runs(tmp_path: Path) -> None:
+    """A shard step's process SIGKILLed as the kernel's out-of-memory killer would, in a
+    multiprocess `cswf tick`: one line naming the step and the signal (Dagster's own error
+    for it is empty), nothing written to the terminal by the steps' log tails; the tick then
+    runs whole."""
+    import os
+    import signal
+    import time
+
+    from cswf.project.fanout import PAUSE_BEFORE_PUBLISH
+
+    root = make_project(tmp_path / "p")
+    with (root / "cswf.yaml").open("a") as config:
+        config.write("shards: 2\nexecutor: multiprocess\n")
+    pid = tmp_path / "shard.pid"
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    tick = [sys.executable, "-m", "cswf.cli", "tick", "--as-of", f"{DAY}T00:00",
+            "--root", str(root)]
+    child = subprocess.Popen(tick, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**env, PAUSE_BEFORE_PUBLISH: f"1:300:{pid}"})
+    deadline = time.monotonic() + 240
+    while not (pid.exists() and pid.read_text()):
+        assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+        time.sleep(0.2)
+    os.kill(int(pid.read_text()), signal.SIGKILL)
+    _, err = child.communicate(timeout=240)
+    assert child.returncode == 1
+    assert err.splitlines() == [err.rstrip("\n")], err  # one line, nothing else
+    assert err.startswith(
+        "error: step workflow_engine.engine_shard_1's process was killed by signal 9 (SIGKILL), "
+        "as the system does when memory runs out: run it again (with more memory, or more "
+        "shards, if memory ran out) — run "), err
+    again = subprocess.run(tick, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "1 written" in again.stdout
+    with duckdb.connect(str(root / "data" / "cswf.duckdb"), read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(1,)]

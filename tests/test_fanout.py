@@ -150,7 +150,9 @@ def test_ticks_in_published_slices_equal_one_process(tmp_path: Path, landing: Pa
                                                      store: dict[str, str]) -> None:
     every_six_hours = {"tick_cron": "'0 */6 * * *'"}  # 8 ticks over the two days
     one = make_project(tmp_path / "one", landing, 1, **every_six_hours)
-    four = make_project(tmp_path / "four", landing, 4, **every_six_hours, **store)
+    # a folder named like a hive partition, and a glob's brackets: no column, no pattern
+    awkward = {"staging_dir": f"'{tmp_path / 'env=prod' / 'slices [1]'}'"}
+    four = make_project(tmp_path / "four", landing, 4, **every_six_hours, **store, **awkward)
     in_one_process(one)
     in_slices(four)
     expected, got = tables(one), tables(four)
@@ -160,15 +162,12 @@ def test_ticks_in_published_slices_equal_one_process(tmp_path: Path, landing: Pa
                        "WHERE assignee IS NOT NULL").fetchall()[0][0] >= 1
     for table in TABLES:
         assert got[table] == expected[table], table
-    if four.staging_url:
-        assert not any(p.is_file() for p in four.staging_path.rglob("*")), \
-            "the slices went through staging_url (the prepare step's cut, removed, only here)"
+    assert list(four.staging_path.iterdir()) == [], \
+        "a committed tick's slices are removed, and nothing made to cut or fetch them is left"
     if is_s3(four):
         assert s3server.keys(four.staging_url) == [], "a committed tick's slices are removed"
     elif four.staging_url:
         assert slice_rows(four.staging_url) == 0, "a committed tick's slices are removed"
-    else:
-        assert not any(four.staging_path.iterdir()), "a committed tick's slices are removed"
 
 
 def is_s3(settings: Settings) -> bool:
@@ -191,8 +190,8 @@ def test_a_staging_dir_that_cannot_be_a_folder_is_one_line(tmp_path: Path,
     with pytest.raises(SliceStoreError) as caught:
         prepare_first(settings, project.load_workflows(settings))
     assert str(caught.value) == (
-        f"staging_dir: cannot use {blocker}: File exists — give staging_dir (or "
-        "CSWF_STAGING_DIR) a folder cswf may write to")
+        f"staging_dir: cannot use {blocker}: {blocker} is a file, not a folder — give "
+        "staging_dir (or CSWF_STAGING_DIR) a folder cswf may write to")
 
 
 def test_a_missing_slice_fails_the_global_step_with_one_line(tmp_path: Path, landing: Path,
@@ -234,6 +233,9 @@ def test_each_shard_s_inputs_are_its_own_participants_and_nothing_else(
     workflows = project.load_workflows(settings)
     killed = tick_folder(settings.staging_path, FIRST) / f"{TMP_PREFIX}cut-killed" / "0-facts"
     killed.mkdir(parents=True)  # what a prepare step killed mid-cut leaves: the next one's
+    unpublished = killed.parents[1] / f"{TMP_PREFIX}shard-1-of-3-killed"  # and a killed shard
+    unpublished.mkdir()
+    (unpublished / "0-actions.parquet").write_bytes(b"")
     prepare_first(settings, workflows)
     with connect(settings.database_path, read_only=True) as con:
         expected = dict(con.sql(
@@ -241,7 +243,7 @@ def test_each_shard_s_inputs_are_its_own_participants_and_nothing_else(
             "WHERE as_of = $t", params={"t": FIRST}).fetchall())
     left = sorted(p.name for p in tick_folder(settings.staging_path, FIRST).iterdir())
     assert left == ["input-0-of-3", "input-1-of-3", "input-2-of-3"], "the cut's files moved, " \
-        "a killed prepare step's removed"
+        "a killed prepare step's and a killed shard's removed"
     given = slice_store(settings).read(FIRST, 3, kind=INPUT)
     feeds = [[name for name, _ in members] for members in given[0].info["feeds"]]
     account = next(i for i, names in enumerate(feeds)
@@ -323,6 +325,33 @@ def test_slices_of_two_prepare_steps_are_not_merged(tmp_path: Path, landing: Pat
     refused_then_committed(settings, workflows, 0, (
         "tick 2026-05-31-00:00: shards 0 and 1 ran on the inputs of different prepare steps: "
         "run the whole tick again (its prepare step, its shards, then the global step)"))
+
+
+def test_workflows_edited_after_the_shards_or_a_second_global_step_are_one_line(
+        tmp_path: Path, landing: Path) -> None:
+    """A spec edited after the shards ran is refused by the global step, as by a shard; and
+    the global step run again once its tick is committed says so, rather than send the user
+    to run shards whose inputs are gone."""
+    settings = make_project(tmp_path / "p", landing, 2)
+    workflows = project.load_workflows(settings)
+    prepare_first(settings, workflows)
+    for k in range(2):
+        shard_tick(settings, workflows, FIRST, k, 2)
+    edited = [replace(workflows[0], version="edited"), *workflows[1:]]
+    with connect(settings.database_path) as con, pytest.raises(SliceStoreError) as raised:
+        commit_tick(con, settings, edited, FIRST, 2)
+    assert str(raised.value) == (
+        "tick 2026-05-31-00:00: the workflows changed since the tick's prepare step read its "
+        "inputs — run the whole tick again (its prepare step, its shards, then the global "
+        "step)")
+    with connect(settings.database_path) as con:
+        assert commit_tick(con, settings, workflows, FIRST, 2)[0].status == "written"
+        with pytest.raises(MissingSlice) as again:
+            commit_tick(con, settings, workflows, FIRST, 2)
+    assert str(again.value) == (
+        "tick 2026-05-31-00:00 is already committed, and its slices went when it was: there is "
+        "nothing for the global step to do. To run the tick again, run the whole tick (its "
+        "prepare step, its shards, then the global step), as cswf tick does")
 
 
 def refused_then_committed(settings: Settings, workflows: list, shard: int, line: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections import Counter
@@ -358,6 +359,9 @@ def run_problems(run: dg.ExecuteInProcessResult) -> list[str]:
             error = error.cause
         if error is None or error.cls_name == "DagsterAssetCheckFailedError":
             continue  # explained by the check lines above
+        if error.cls_name == "ChildProcessCrashException":  # its process died without a word
+            problems.append(_killed(run, event.step_key or "?"))
+            continue
         prefix, _, message = error.message.partition(": ")
         line = one_line(message if " " not in prefix else error.message)
         memory = error.cls_name == "OutOfMemoryException"  # a step's DuckDB, past its limit
@@ -365,6 +369,17 @@ def run_problems(run: dg.ExecuteInProcessResult) -> list[str]:
     if not run.success and not problems:
         problems.append("the run failed")
     return problems
+
+
+def _killed(run: dg.ExecuteInProcessResult, step: str) -> str:
+    """A step whose process was killed (the system's out-of-memory killer, or a person):
+    the signal Dagster saw, and what to do."""
+    said = next((event.message or "" for event in run.all_events if event.step_key == step
+                 and "terminated by signal" in (event.message or "")), "")
+    found = re.search(r"terminated by signal (\d+) \((\w+)\)", said)
+    how = f"signal {found[1]} ({found[2]})" if found else "a signal"
+    return (f"step {step}'s process was killed by {how}, as the system does when memory runs "
+            "out: run it again (with more memory, or more shards, if memory ran out)")
 
 
 @app.command()

@@ -272,7 +272,7 @@ class Settings(BaseModel):
         return value
 
     @field_validator("database", "bi_dir", "landing_dir", "specs_dir", "sql_dir", "groups_file",
-                     "segments_dir", mode="before")
+                     "segments_dir", "staging_dir", mode="before")
     @classmethod
     def _not_empty(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():  # Path("") would be the project folder

@@ -222,7 +222,11 @@ def persistent(instance: dg.DagsterInstance) -> Iterator[dg.DagsterInstance]:
         return
     # Each step's process reports its start through Dagster's default console logger, at
     # DEBUG unless the instance says otherwise: the CLI's terminal is not the place.
-    quiet = {"python_logs": {"python_log_level": "INFO"}}
+    # Its steps' compute logs go with it: Dagster tails them while a step runs, and a tail
+    # outliving the folder writes to the terminal (a killed step's, say).
+    quiet = {"python_logs": {"python_log_level": "INFO"},
+             "compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager",
+                              "class": "NoOpComputeLogManager"}}
     with tempfile.TemporaryDirectory(prefix="cswf-dagster-") as folder, \
             dg.DagsterInstance.local_temp(folder, overrides=quiet) as temporary:
         yield temporary

@@ -86,41 +86,51 @@ CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
 
 @dataclass(frozen=True)
 class Tally:
-    """What the guards need of a tick, without its rows: the count per workflow and guard
-    (COUNT_SCHEMA), the first SAMPLE participants of each (by participant, then enrollment:
-    CANDIDATE_SCHEMA) and the transitions, lazily, to read the evidence of the few sampled.
-    Tallies of parts of a tick (its shards) `combine` into the tally of the whole, so a
-    sharded tick's global step never holds the tick's transitions to guard it."""
+    """What the guards need of a tick, without holding its rows: the count per workflow and
+    guard (COUNT_SCHEMA), and each part's transitions and actions as lazy frames, read
+    again only to sample a guard that tripped. Tallies of parts of a tick (its shards)
+    `combine` into the tally of the whole, so a sharded tick's global step never holds the
+    tick's transitions to guard it."""
 
     counts: pl.DataFrame
-    candidates: pl.DataFrame
-    transitions: pl.LazyFrame
+    parts: tuple[tuple[pl.LazyFrame, pl.LazyFrame], ...]  # (transitions, actions) per part
 
     @staticmethod
     def of(transitions: pl.LazyFrame, actions: pl.LazyFrame) -> Tally:
-        happened = _events(transitions, actions)
-        counts, candidates = pl.collect_all([
-            happened.group_by("workflow", "guard").agg(pl.len().cast(pl.Int64).alias("observed")),
-            _first(happened)])
-        return Tally(counts.cast(COUNT_SCHEMA), candidates.cast(CANDIDATE_SCHEMA),  # type: ignore[arg-type]
-                     transitions)
+        counts = _events(transitions, actions).group_by("workflow", "guard").agg(
+            pl.len().cast(pl.Int64).alias("observed")).collect()
+        return Tally(counts.cast(COUNT_SCHEMA), ((transitions, actions),))  # type: ignore[arg-type]
 
     @staticmethod
     def combine(parts: Sequence[Tally]) -> Tally:
         if len(parts) == 1:
             return parts[0]
-        if not parts:
-            return Tally(pl.DataFrame(schema=COUNT_SCHEMA), pl.DataFrame(schema=CANDIDATE_SCHEMA),
-                         pl.LazyFrame(schema={"enrollment_id": pl.String(),
-                                              "transition": pl.String(),
-                                              "evidence": pl.String()}))
-        counts = pl.concat([p.counts for p in parts]).group_by("workflow", "guard").agg(
-            pl.col("observed").sum())
-        candidates = _first(pl.concat([p.candidates for p in parts]).lazy()).collect()
-        transitions = pl.concat([p.transitions.select("enrollment_id", "transition", "evidence")
-                                 for p in parts])
-        return Tally(counts.cast(COUNT_SCHEMA), candidates.cast(CANDIDATE_SCHEMA),  # type: ignore[arg-type]
-                     transitions)
+        counts = pl.concat([pl.DataFrame(schema=COUNT_SCHEMA), *(p.counts for p in parts)]
+                           ).group_by("workflow", "guard").agg(pl.col("observed").sum())
+        return Tally(counts.cast(COUNT_SCHEMA),  # type: ignore[arg-type]
+                     tuple(part for p in parts for part in p.parts))
+
+    def sample(self, guards: pl.DataFrame) -> pl.DataFrame:
+        """The first SAMPLE participants of each of `guards` (workflow, guard), by
+        participant then enrollment, with the evidence of their `source` transition: the
+        first few of each part, then the first few of those (an enrollment's rows are all
+        in one part)."""
+        firsts = []
+        for transitions, actions in self.parts:
+            few = _first(_events(transitions, actions).join(
+                guards.lazy(), on=["workflow", "guard"], how="semi")).collect().cast(
+                CANDIDATE_SCHEMA)  # type: ignore[arg-type]
+            evidence = transitions.filter(pl.col("transition").is_in(["exited", "entered"])
+                                          ).select(
+                "enrollment_id", pl.col("transition").alias("source"), "evidence").join(
+                few.lazy().select("enrollment_id", "source"), on=["enrollment_id", "source"],
+                how="semi").unique(["enrollment_id", "source"], keep="first",
+                                   maintain_order=True)
+            firsts.append(few.join(evidence.collect(), on=["enrollment_id", "source"],
+                                   how="left", maintain_order="left"))
+        if not firsts:
+            return pl.DataFrame(schema={**CANDIDATE_SCHEMA, "evidence": pl.String()})
+        return _first(pl.concat(firsts).lazy()).collect()
 
 
 def tally_of(result: TickResult) -> Tally:
@@ -184,22 +194,13 @@ def tripped(
         )
         .sort("workflow", "guard")
     )
-    samples = _samples(tally.candidates.join(found.select("workflow", "guard"),
-                                             on=["workflow", "guard"], maintain_order="left"),
-                       tally.transitions)
+    samples = _samples(tally.sample(found.select("workflow", "guard")))
     return found.join(samples, on=["workflow", "guard"], how="left").select(
         list(TRIPPED_SCHEMA)).cast(TRIPPED_SCHEMA)  # type: ignore[arg-type]
 
 
-def _samples(few: pl.DataFrame, transitions: pl.LazyFrame) -> pl.DataFrame:
-    """The sampled participants of each tripped guard, with their evidence, as JSON (only
-    the sampled rows' evidence is read)."""
-    evidence = transitions.filter(pl.col("transition").is_in(["exited", "entered"])).select(
-        "enrollment_id", pl.col("transition").alias("source"), "evidence").join(
-        few.lazy().select("enrollment_id", "source"), on=["enrollment_id", "source"],
-        how="semi").unique(["enrollment_id", "source"], keep="first", maintain_order=True)
-    few = few.join(evidence.collect(), on=["enrollment_id", "source"], how="left",
-                   maintain_order="left")
+def _samples(few: pl.DataFrame) -> pl.DataFrame:
+    """The sampled participants of each tripped guard with their evidence, as JSON."""
     rows: dict[tuple[str, str], list[dict[str, object]]] = {}
     for workflow, guard, participant, facts in few.select(
             "workflow", "guard", "participant_id", "evidence").iter_rows():

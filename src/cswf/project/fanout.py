@@ -48,6 +48,7 @@ from cswf.engine.shards import ShardParts, run_shard
 from cswf.engine.tick import DEPLOY_SCHEMA, EVENT_SCHEMA, REMOVAL_SCHEMA
 from cswf.facts.models import FACT_MODELS, build_facts_table
 from cswf.facts.overlay import UPDATE_SCHEMA, apply_field_updates
+from cswf.ingest.checks import existing_tables
 from cswf.project.guards import guard_limits, require_no_hold
 from cswf.project.specs import with_lifecycle
 from cswf.project.ticks import (
@@ -62,7 +63,16 @@ from cswf.project.ticks import (
 from cswf.settings import Settings
 from cswf.specs.groups import load_groups
 from cswf.specs.loader import LoadedWorkflow, SpecSet
-from cswf.store.cut import BUILT, ORDER, Cut, cut_feed, read_frame, schemas_of, timestamp
+from cswf.store.cut import (
+    BUILT,
+    ORDER,
+    Cut,
+    cut_feed,
+    read_frame,
+    schemas_of,
+    sql_path,
+    timestamp,
+)
 from cswf.store.holds import approved, launched, write_holds
 from cswf.store.pgslices import PostgresSlices
 from cswf.store.s3slices import S3Slices
@@ -70,6 +80,7 @@ from cswf.store.slices import (
     INPUT,
     TMP_PREFIX,
     FolderSlices,
+    MissingSlice,
     Slice,
     SliceFiles,
     SliceStore,
@@ -96,8 +107,8 @@ from cswf.store.warehouse import (
 
 log = logging.getLogger(__name__)
 
-# Test hook: "<shard>:<seconds>" makes that shard sleep after its files are durable and before
-# they are published (tests/test_fanout.py kills it there).
+# Test hook: "<shard>:<seconds>[:<pid file>]" makes that shard sleep after its files are durable
+# and before they are published (tests/test_fanout.py kills it there).
 PAUSE_BEFORE_PUBLISH = "CSWF_TEST_PAUSE_BEFORE_PUBLISH"
 # What a shard hands the global step: the enrollments its tick changed (never its whole
 # state: the global step writes only those), its actions and transitions.
@@ -127,8 +138,8 @@ def prepare_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     # DuckDB writes the cut on disk, in the tick's folder under staging_dir (a rename away from
     # a folder store's slices; that store's commit removes the folder), never in memory
     near = staging_folder(tick_folder(settings.staging_path, as_of))
-    for left in near.glob(f"{TMP_PREFIX}cut-*"):  # a killed prepare step's
-        shutil.rmtree(left, ignore_errors=True)
+    for left in near.glob(f"{TMP_PREFIX}*"):  # a killed prepare step's cut, a killed shard's
+        shutil.rmtree(left, ignore_errors=True)  # slice: nothing else runs on the tick now
     cut = Cut(Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "cut-", dir=near)), shards)
     try:
         info = _cut_inputs(con, settings, workflows, as_of, cut)
@@ -296,7 +307,7 @@ def shard_tick(settings: Settings, workflows: Sequence[LoadedWorkflow], as_of: d
             frames |= {f"{i}-{CHANGED}": result.changed_state,
                        f"{i}-actions": result.actions, f"{i}-transitions": result.transitions}
     info = {"as_of": as_of.isoformat(), "participants": participants,
-            "prepared": given.info.get("prepared")}
+            "prepared": given.info.get("prepared"), "feeds": given.info.get("feeds")}
     return str(store.publish(as_of, shard, shards, frames, info,
                              before_publish=lambda: _test_pause(shard)))
 
@@ -328,10 +339,20 @@ def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     the tables, `state` holding the enrollments it changed."""
     store = slice_store(settings)
     feeds = _by_participant(workflows)
-    near = staging_folder(tick_folder(settings.staging_path, as_of))
-    with local_files(store, as_of, shards, near) as slices:
+    if not store.published(as_of, shards) and _committed(con, as_of):
+        raise MissingSlice(
+            f"tick {key_of(as_of)} is already committed, and its slices went when it was: "
+            "there is nothing for the global step to do. To run the tick again, run the whole "
+            "tick (its prepare step, its shards, then the global step), as cswf tick does")
+    with local_files(store, as_of, shards, tick_folder(settings.staging_path, as_of)
+                     ) as slices:
         _one_prepare(slices, as_of)
         _our_frames(slices, len(feeds), as_of)
+        if slices and slices[0].info.get("feeds") != _versions(feeds):
+            raise SliceStoreError(
+                f"tick {key_of(as_of)}: the workflows changed since the tick's prepare step "
+                "read its inputs — run the whole tick again (its prepare step, its shards, "
+                "then the global step)")
         files = {name: [found.files[key] for i in range(len(feeds)) for found in slices
                         if (key := f"{i}-{name}") in found.files] for name in FRAMES}
         assigned = _assigned(con, settings, slices, len(feeds), as_of)
@@ -372,7 +393,7 @@ def _assigned(con: duckdb.DuckDBPyConnection, settings: Settings,
         paths = [s.files[f"{i}-actions"] for s in slices if f"{i}-actions" in s.files]
         if not paths:
             continue
-        tasks = pl.scan_parquet(paths).filter(
+        tasks = pl.scan_parquet(paths, glob=False).filter(
             (pl.col("action_type") == "task") & pl.col("owner_group").is_not_null()).select(
             "action_id", "action_type", "owner_group", "assignee").collect()
         done = group_tasks(assign_tasks(tasks, groups, workload, completions, as_of))
@@ -392,22 +413,23 @@ def _tick_rows(con: duckdb.DuckDBPyConnection, as_of: datetime,
     """The tick's rows as DuckDB reads them from the shards' files (TickRows), the actions
     with the group tasks' assignees laid over them; counted from the files."""
     relations: dict[str, str] = {}
-    registered = []
-    for name, paths in files.items():
-        if paths:
-            relations[name] = "read_parquet([" + ", ".join(_quoted(p) for p in paths) + "])"
-        else:
-            registered.append(f"cswf_no_{name}")
-            con.register(registered[-1], arrow(empty(EMPTY[name])))
-            relations[name] = registered[-1]
-    plain = dict(relations)
-    if not assigned.is_empty():
-        registered.append(ASSIGNED)
-        con.register(ASSIGNED, arrow(assigned.select("action_id", "assignee")))
-        relations["actions"] = (
-            "(SELECT a.* REPLACE (coalesce(m.assignee, a.assignee) AS assignee) FROM "
-            f"{plain['actions']} AS a LEFT JOIN {ASSIGNED} AS m USING (action_id))")
+    registered: list[str] = []
     try:
+        for name, paths in files.items():
+            if paths:  # (a folder named like `key=value` is no column: hive_partitioning off)
+                listed = ", ".join(f"'{sql_path(path)}'" for path in paths)
+                relations[name] = f"read_parquet([{listed}], hive_partitioning = false)"
+            else:
+                registered.append(f"cswf_no_{name}")
+                con.register(registered[-1], arrow(empty(EMPTY[name])))
+                relations[name] = registered[-1]
+        plain = dict(relations)
+        if not assigned.is_empty():
+            registered.append(ASSIGNED)
+            con.register(ASSIGNED, arrow(assigned.select("action_id", "assignee")))
+            relations["actions"] = (
+                "(SELECT a.* REPLACE (coalesce(m.assignee, a.assignee) AS assignee) FROM "
+                f"{plain['actions']} AS a LEFT JOIN {ASSIGNED} AS m USING (action_id))")
         sizes = con.execute("SELECT " + ", ".join(
             f"(SELECT count(*) FROM {plain[name]})" for name in FRAMES)).fetchall()[0]
         logged = con.execute("SELECT " + ", ".join(
@@ -422,10 +444,6 @@ def _tick_rows(con: duckdb.DuckDBPyConnection, as_of: datetime,
             con.unregister(name)
 
 
-def _quoted(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def _tally(slices: Sequence[SliceFiles]) -> Tally:
     """The guards' tally of the tick, a shard at a time (engine/guard.py `Tally`): only the
     columns the guards count are scanned, and the few sampled participants' evidence."""
@@ -434,7 +452,8 @@ def _tally(slices: Sequence[SliceFiles]) -> Tally:
         scans = {name: [path for key, path in sorted(found.files.items())
                         if key.endswith(f"-{name}")] for name in ("actions", "transitions")}
         transitions, actions = (
-            pl.scan_parquet(scans[name]) if scans[name] else empty(EMPTY[name]).lazy()
+            pl.scan_parquet(scans[name], glob=False) if scans[name]
+            else empty(EMPTY[name]).lazy()
             for name in ("transitions", "actions"))
         parts.append(Tally.of(transitions, actions))
     return Tally.combine(parts)
@@ -450,7 +469,16 @@ def slice_store(settings: Settings) -> SliceStore:
     return FolderSlices(settings.staging_path)
 
 
+def _committed(con: duckdb.DuckDBPyConnection, as_of: datetime) -> bool:
+    return "tick_log" in existing_tables(con) and bool(con.execute(
+        "SELECT count(*) FROM tick_log WHERE as_of = $t", {"t": as_of}).fetchall()[0][0])
+
+
 def _test_pause(shard: int) -> None:
-    wanted = os.environ.get(PAUSE_BEFORE_PUBLISH, "")
-    if wanted and wanted.split(":")[0] == str(shard):
-        time.sleep(float(wanted.split(":")[1]))
+    """The crash tests' hook: "<shard>:<seconds>[:<file>]" makes that shard sleep, having
+    written its process id to the file if one is named."""
+    wanted = os.environ.get(PAUSE_BEFORE_PUBLISH, "").split(":")
+    if wanted[0] == str(shard):
+        if len(wanted) > 2:
+            Path(wanted[2]).write_text(str(os.getpid()))
+        time.sleep(float(wanted[1]))

@@ -86,7 +86,7 @@ class Cut:
         target = self.folder / name
         self.folder.mkdir(parents=True, exist_ok=True)
         con.execute(f"COPY (SELECT {select}{', ' if select else ''}{SHARD} FROM ({query})) "
-                    f"TO '{_sql_path(target)}' (FORMAT parquet, PARTITION_BY ({SHARD}))"
+                    f"TO '{sql_path(target)}' (FORMAT parquet, PARTITION_BY ({SHARD}))"
                     ).fetchall()
         self.files[name] = {}
         for part in sorted(target.glob(f"{SHARD}=*")) if target.exists() else []:
@@ -108,15 +108,16 @@ def _one_file(con: duckdb.DuckDBPyConnection, part: Path) -> Path:
     if len(files) == 1:
         return files[0]
     merged = part / "merged.parquet"
-    listed = ", ".join(f"'{_sql_path(f)}'" for f in files)
-    con.execute(f"COPY (SELECT * FROM read_parquet([{listed}])) TO '{_sql_path(merged)}' "
+    listed = ", ".join(f"'{sql_path(f)}'" for f in files)
+    con.execute(f"COPY (SELECT * FROM read_parquet([{listed}], hive_partitioning = false)) "
+                f"TO '{sql_path(merged)}' "
                 "(FORMAT parquet)").fetchall()
     for file in files:
         file.unlink()
     return merged
 
 
-def _sql_path(path: Path) -> str:
+def sql_path(path: Path) -> str:
     return str(path).replace("'", "''")
 
 

@@ -71,9 +71,10 @@ def staging_folder(folder: Path) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise SliceStoreError(f"staging_dir: cannot use {folder}: {err.strerror or err} — give "
-                              "staging_dir (or CSWF_STAGING_DIR) a folder cswf may write "
-                              "to") from None
+        file = next((p for p in (folder, *folder.parents) if p.is_file()), None)
+        why = f"{file} is a file, not a folder" if file else err.strerror or str(err)
+        raise SliceStoreError(f"staging_dir: cannot use {folder}: {why} — give staging_dir (or "
+                              "CSWF_STAGING_DIR) a folder cswf may write to") from None
     return folder
 
 
@@ -171,7 +172,7 @@ def read_slices(staging: Path, as_of: datetime, shards: int, kind: str = RESULT,
     for k in wanted(shards, only):
         place = folder / slice_name(k, shards, kind)
         info = json.loads((place / MANIFEST).read_text())
-        out.append(Slice(k, {name: pl.read_parquet(place / f"{name}.parquet")
+        out.append(Slice(k, {name: pl.read_parquet(place / f"{name}.parquet", glob=False)
                              for name in info["frames"]}, info))
     return out
 
@@ -196,15 +197,16 @@ def slice_files(staging: Path, as_of: datetime, shards: int) -> list[SliceFiles]
 def local_files(store: SliceStore, as_of: datetime, shards: int, near: Path
                 ) -> Iterator[list[SliceFiles]]:
     """Every shard's slice of the tick as files on this machine: a folder store's where they
-    are; another store's fetched a slice at a time into a folder under `near` (removed when
-    the block ends), so no more than one slice is held. MissingSlice before anything is
-    fetched."""
+    are; another store's fetched a slice at a time into a folder made under `near` (the
+    tick's folder under staging_dir; what this made is removed when the block ends), so no
+    more than one slice is held. MissingSlice before anything is fetched or made."""
     if isinstance(store, FolderSlices):
         yield slice_files(store.staging, as_of, shards)
         return
     if len(store.published(as_of, shards)) < shards:
         store.read(as_of, shards)  # raises MissingSlice, naming the missing, reading nothing
-    work = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}fetched-", dir=near))
+    made = not near.exists()
+    work = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}fetched-", dir=staging_folder(near)))
     try:
         out = []
         for k in range(shards):
@@ -217,6 +219,8 @@ def local_files(store: SliceStore, as_of: datetime, shards: int, near: Path
         yield out
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if made and not any(near.iterdir()):
+            near.rmdir()
 
 
 def drop_tick(staging: Path, as_of: datetime) -> None:

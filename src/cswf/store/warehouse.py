@@ -333,9 +333,9 @@ def write_tick(
     # Local frames are read by DuckDB by name; these names must not be table names.
     frames = {CHANGED: changed, NEW_ACTIONS: result.actions,
               NEW_TRANSITIONS: result.transitions}
-    for name, frame in frames.items():
-        con.register(name, arrow(frame))
     try:
+        for name, frame in frames.items():
+            con.register(name, arrow(frame))
         return write_rows(con, TickRows(result.as_of, result.participants, result.workflows,
                                         CHANGED, NEW_ACTIONS, NEW_TRANSITIONS, counts),
                           rewrite_delivered=rewrite_delivered, on_rewrite=on_rewrite)
