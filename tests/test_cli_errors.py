@@ -607,3 +607,22 @@ def test_a_shard_step_killed_mid_run_is_one_line_and_the_tick_then_runs(tmp_path
     assert "1 written" in again.stdout
     with duckdb.connect(str(root / "data" / "cswf.duckdb"), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(1,)]
+
+
+@pytest.mark.parametrize(("said", "line"), [
+    ("Multiprocess executor: child process for step s was terminated by signal 9 (SIGKILL). "
+     "This usually indicates that the process was killed by the operating system due to "
+     "running out of memory.",
+     "step s's process was killed by signal 9 (SIGKILL), as the system does when memory runs "
+     "out: run it again (with more memory, or more shards, if memory ran out)"),
+    ("Multiprocess executor: child process for step s was terminated by signal 11 (SIGSEGV).",
+     "step s's process was killed by signal 11 (SIGSEGV): run it again"),
+    ("Multiprocess executor: child process for step s unexpectedly exited with code 3.",
+     "step s's process exited with code 3 without saying why: run it again"),
+])
+def test_a_step_whose_process_died_is_said_as_dagster_saw_it(said: str, line: str) -> None:
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(all_events=[SimpleNamespace(step_key="other", message="x"),
+                                      SimpleNamespace(step_key="s", message=said)])
+    assert cli._killed(run, "s") == line  # type: ignore[arg-type]

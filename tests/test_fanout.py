@@ -3,6 +3,7 @@ merges and commits; the tables equal one process's, and a missing slice commits 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -344,14 +345,45 @@ def test_workflows_edited_after_the_shards_or_a_second_global_step_are_one_line(
         "tick 2026-05-31-00:00: the workflows changed since the tick's prepare step read its "
         "inputs — run the whole tick again (its prepare step, its shards, then the global "
         "step)")
+    manifest = tick_folder(settings.staging_path, FIRST) / "shard-0-of-2" / "slice.json"
+    older = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({k: v for k, v in older.items() if k != "feeds"}))
+    with connect(settings.database_path) as con, pytest.raises(SliceStoreError) as raised:
+        commit_tick(con, settings, workflows, FIRST, 2)
+    assert str(raised.value) == (
+        "tick 2026-05-31-00:00: shard 0's slice does not say which workflow versions it ran (it "
+        "was published by another version of cswf): run the whole tick again (its prepare "
+        "step, its shards, then the global step)")
+    manifest.write_text(json.dumps(older))
     with connect(settings.database_path) as con:
         assert commit_tick(con, settings, workflows, FIRST, 2)[0].status == "written"
         with pytest.raises(MissingSlice) as again:
             commit_tick(con, settings, workflows, FIRST, 2)
-    assert str(again.value) == (
-        "tick 2026-05-31-00:00 is already committed, and its slices went when it was: there is "
-        "nothing for the global step to do. To run the tick again, run the whole tick (its "
-        "prepare step, its shards, then the global step), as cswf tick does")
+        assert str(again.value) == (
+            "tick 2026-05-31-00:00 is already committed, and its slices went when it was: there "
+            "is nothing for the global step to do. To run the tick again, run the whole tick "
+            "(its prepare step, its shards, then the global step), as cswf tick does")
+        prepare_tick(con, settings, workflows, FIRST)  # the tick run again: its shards missing
+        with pytest.raises(MissingSlice, match=r"shard 0 of 2 \(and 1 more\) has no slice"):
+            commit_tick(con, settings, workflows, FIRST, 2)
+
+
+def test_what_a_killed_global_step_fetched_is_removed_by_the_next(
+        tmp_path: Path, landing: Path, store: dict[str, str]) -> None:
+    """A global step killed while it read the slices leaves what it fetched under
+    staging_dir; the next one (re-executed alone, as Dagster's "from failure" does) removes
+    it, and nothing is left once the tick is committed."""
+    settings = make_project(tmp_path / "p", landing, 2, **store)
+    workflows = project.load_workflows(settings)
+    prepare_first(settings, workflows)
+    for k in range(2):
+        shard_tick(settings, workflows, FIRST, k, 2)
+    stale = tick_folder(settings.staging_path, FIRST) / f"{TMP_PREFIX}fetched-killed"
+    stale.mkdir(parents=True)
+    (stale / "0-0-changed.parquet").write_bytes(b"")
+    with connect(settings.database_path) as con:
+        assert commit_tick(con, settings, workflows, FIRST, 2)[0].status == "written"
+    assert list(settings.staging_path.iterdir()) == []
 
 
 def refused_then_committed(settings: Settings, workflows: list, shard: int, line: str) -> None:

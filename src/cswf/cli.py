@@ -372,14 +372,20 @@ def run_problems(run: dg.ExecuteInProcessResult) -> list[str]:
 
 
 def _killed(run: dg.ExecuteInProcessResult, step: str) -> str:
-    """A step whose process was killed (the system's out-of-memory killer, or a person):
-    the signal Dagster saw, and what to do."""
+    """A step whose process died without a word (the system's out-of-memory killer, a
+    person's kill, a crash): what Dagster saw of it, and what to do."""
     said = next((event.message or "" for event in run.all_events if event.step_key == step
-                 and "terminated by signal" in (event.message or "")), "")
+                 and "child process for step" in (event.message or "")), "")
     found = re.search(r"terminated by signal (\d+) \((\w+)\)", said)
-    how = f"signal {found[1]} ({found[2]})" if found else "a signal"
-    return (f"step {step}'s process was killed by {how}, as the system does when memory runs "
-            "out: run it again (with more memory, or more shards, if memory ran out)")
+    if found and found[2] == "SIGKILL":
+        return (f"step {step}'s process was killed by signal {found[1]} (SIGKILL), as the "
+                "system does when memory runs out: run it again (with more memory, or more "
+                "shards, if memory ran out)")
+    if found:
+        return f"step {step}'s process was killed by signal {found[1]} ({found[2]}): run it again"
+    exited = re.search(r"exited with code (-?\d+)", said)
+    how = f"exited with code {exited[1]}" if exited else "died"
+    return f"step {step}'s process {how} without saying why: run it again"
 
 
 @app.command()

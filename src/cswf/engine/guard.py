@@ -115,6 +115,8 @@ class Tally:
         participant then enrollment, with the evidence of their `source` transition: the
         first few of each part, then the first few of those (an enrollment's rows are all
         in one part)."""
+        if guards.is_empty() or not self.parts:  # (nothing tripped: nothing to read again)
+            return pl.DataFrame(schema={**CANDIDATE_SCHEMA, "evidence": pl.String()})
         firsts = []
         for transitions, actions in self.parts:
             few = _first(_events(transitions, actions).join(
@@ -128,8 +130,6 @@ class Tally:
                                    maintain_order=True)
             firsts.append(few.join(evidence.collect(), on=["enrollment_id", "source"],
                                    how="left", maintain_order="left"))
-        if not firsts:
-            return pl.DataFrame(schema={**CANDIDATE_SCHEMA, "evidence": pl.String()})
         return _first(pl.concat(firsts).lazy()).collect()
 
 

@@ -339,7 +339,8 @@ def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
     the tables, `state` holding the enrollments it changed."""
     store = slice_store(settings)
     feeds = _by_participant(workflows)
-    if not store.published(as_of, shards) and _committed(con, as_of):
+    if not store.published(as_of, shards) and not store.published(as_of, shards, kind=INPUT) \
+            and _committed(con, as_of):
         raise MissingSlice(
             f"tick {key_of(as_of)} is already committed, and its slices went when it was: "
             "there is nothing for the global step to do. To run the tick again, run the whole "
@@ -348,7 +349,12 @@ def commit_tick(con: duckdb.DuckDBPyConnection, settings: Settings,
                      ) as slices:
         _one_prepare(slices, as_of)
         _our_frames(slices, len(feeds), as_of)
-        if slices and slices[0].info.get("feeds") != _versions(feeds):
+        if slices and "feeds" not in slices[0].info:
+            raise SliceStoreError(
+                f"tick {key_of(as_of)}: shard {slices[0].shard}'s slice does not say which "
+                "workflow versions it ran (it was published by another version of cswf): run "
+                "the whole tick again (its prepare step, its shards, then the global step)")
+        if slices and slices[0].info["feeds"] != _versions(feeds):
             raise SliceStoreError(
                 f"tick {key_of(as_of)}: the workflows changed since the tick's prepare step "
                 "read its inputs — run the whole tick again (its prepare step, its shards, "

@@ -198,14 +198,16 @@ def local_files(store: SliceStore, as_of: datetime, shards: int, near: Path
                 ) -> Iterator[list[SliceFiles]]:
     """Every shard's slice of the tick as files on this machine: a folder store's where they
     are; another store's fetched a slice at a time into a folder made under `near` (the
-    tick's folder under staging_dir; what this made is removed when the block ends), so no
-    more than one slice is held. MissingSlice before anything is fetched or made."""
+    tick's folder under staging_dir, removed when the block ends if nothing else is in it,
+    as is what a killed global step fetched there), so no more than one slice is held.
+    MissingSlice before anything is fetched or made."""
     if isinstance(store, FolderSlices):
         yield slice_files(store.staging, as_of, shards)
         return
     if len(store.published(as_of, shards)) < shards:
         store.read(as_of, shards)  # raises MissingSlice, naming the missing, reading nothing
-    made = not near.exists()
+    for left in near.glob(f"{TMP_PREFIX}fetched-*"):  # a killed global step's: this step
+        shutil.rmtree(left, ignore_errors=True)  # holds the database's lock, so none runs
     work = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}fetched-", dir=staging_folder(near)))
     try:
         out = []
@@ -219,7 +221,7 @@ def local_files(store: SliceStore, as_of: datetime, shards: int, near: Path
         yield out
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if made and not any(near.iterdir()):
+        if not any(near.iterdir()):  # (the slices live elsewhere: no empty folder is left)
             near.rmdir()
 
 
