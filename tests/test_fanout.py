@@ -339,21 +339,17 @@ def test_workflows_edited_after_the_shards_or_a_second_global_step_are_one_line(
     for k in range(2):
         shard_tick(settings, workflows, FIRST, k, 2)
     edited = [replace(workflows[0], version="edited"), *workflows[1:]]
-    with connect(settings.database_path) as con, pytest.raises(SliceStoreError) as raised:
-        commit_tick(con, settings, edited, FIRST, 2)
-    assert str(raised.value) == (
+    commit_refused(settings, edited, (
         "tick 2026-05-31-00:00: the workflows changed since the tick's prepare step read its "
         "inputs — run the whole tick again (its prepare step, its shards, then the global "
-        "step)")
+        "step)"))
     manifest = tick_folder(settings.staging_path, FIRST) / "shard-0-of-2" / "slice.json"
     older = json.loads(manifest.read_text())
     manifest.write_text(json.dumps({k: v for k, v in older.items() if k != "feeds"}))
-    with connect(settings.database_path) as con, pytest.raises(SliceStoreError) as raised:
-        commit_tick(con, settings, workflows, FIRST, 2)
-    assert str(raised.value) == (
+    commit_refused(settings, workflows, (
         "tick 2026-05-31-00:00: shard 0's slice does not say which workflow versions it ran (it "
         "was published by another version of cswf): run the whole tick again (its prepare "
-        "step, its shards, then the global step)")
+        "step, its shards, then the global step)"))
     manifest.write_text(json.dumps(older))
     with connect(settings.database_path) as con:
         assert commit_tick(con, settings, workflows, FIRST, 2)[0].status == "written"
@@ -386,14 +382,19 @@ def test_what_a_killed_global_step_fetched_is_removed_by_the_next(
     assert list(settings.staging_path.iterdir()) == []
 
 
-def refused_then_committed(settings: Settings, workflows: list, shard: int, line: str) -> None:
-    """The global step of the first tick stops with `line` and commits nothing; once `shard`
-    runs again, it commits the tick."""
+def commit_refused(settings: Settings, workflows: list, line: str) -> None:
+    """The global step of the first tick stops with `line` and commits nothing."""
     with connect(settings.database_path) as con, pytest.raises(SliceStoreError) as raised:
         commit_tick(con, settings, workflows, FIRST, 2)
     assert str(raised.value) == line
     with connect(settings.database_path, read_only=True) as con:
         assert con.sql("SELECT count(*) FROM tick_log").fetchall() == [(0,)]
+
+
+def refused_then_committed(settings: Settings, workflows: list, shard: int, line: str) -> None:
+    """The global step of the first tick stops with `line` and commits nothing; once `shard`
+    runs again, it commits the tick."""
+    commit_refused(settings, workflows, line)
     shard_tick(settings, workflows, FIRST, shard, 2)
     with connect(settings.database_path) as con:
         assert commit_tick(con, settings, workflows, FIRST, 2)[0].status == "written"
